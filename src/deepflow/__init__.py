@@ -1,0 +1,1 @@
+"""deepflow: predict, simulate and optimize distributed deep-learning training."""

@@ -1,0 +1,1 @@
+"""deepflow.estimate layer (see docs/DESIGN.md)."""

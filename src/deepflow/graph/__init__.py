@@ -1,0 +1,1 @@
+"""deepflow.graph layer (see docs/DESIGN.md)."""

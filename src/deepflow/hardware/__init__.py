@@ -1,0 +1,1 @@
+"""deepflow.hardware layer (see docs/DESIGN.md)."""

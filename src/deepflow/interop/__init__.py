@@ -1,0 +1,1 @@
+"""deepflow.interop layer (see docs/DESIGN.md)."""

@@ -1,0 +1,82 @@
+"""A two-level network hierarchy and the placement of communication groups on it.
+
+The cluster is a set of scale-up domains (an NVLink/NVSwitch node, an NVL72 rack, a TPU
+slice) of ``scale_up_size`` accelerators, joined by a scale-out network. Mesh axes are laid
+out on the rank index innermost-first (``tp`` fastest-varying by default), so a
+communicator of ``n`` ranks whose consecutive members are ``stride`` ranks apart has
+``members_per_domain`` of them inside each scale-up domain and spans ``domains`` domains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.specs.system import SystemSpec
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the hierarchy: per-accelerator bandwidth per direction, latency, and
+    the fraction of that bandwidth collectives achieve (bus-bandwidth efficiency)."""
+
+    name: str
+    bandwidth: float
+    latency: float
+    efficiency: float = 1.0
+
+    @property
+    def effective_bandwidth(self) -> float:
+        return self.bandwidth * self.efficiency
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Scale-up domains of ``scale_up_size`` accelerators joined by a scale-out network."""
+
+    scale_up_size: int
+    scale_up: Level
+    scale_out: Level
+
+    @classmethod
+    def from_system(cls, system: SystemSpec) -> Hierarchy:
+        return cls(
+            scale_up_size=system.scale_up_size,
+            scale_up=Level(
+                "scale-up",
+                system.intra_node.bandwidth,
+                system.intra_node.latency,
+                system.intra_node.efficiency,
+            ),
+            scale_out=Level(
+                "scale-out",
+                system.inter_node.bandwidth,
+                system.inter_node.latency,
+                system.inter_node.efficiency,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class GroupPlacement:
+    """Where a communicator's ranks sit: ``size`` ranks, ``members_per_domain`` of them in
+    each of ``domains`` scale-up domains (arrays broadcast, for batch evaluation)."""
+
+    size: np.ndarray
+    members_per_domain: np.ndarray
+    domains: np.ndarray
+
+
+def place_group(size: object, stride: object, scale_up_size: int) -> GroupPlacement:
+    """Place a communicator of ``size`` ranks spaced ``stride`` ranks apart.
+
+    Members per domain = min(size, max(1, scale_up_size // stride)); the rest of the group
+    spreads over ``size / members_per_domain`` domains. (Exact when degrees are powers of
+    two dividing the domain, the common case; otherwise the count is rounded up.)
+    """
+    n = np.asarray(size, dtype=np.float64)
+    st = np.asarray(stride, dtype=np.float64)
+    m = np.minimum(n, np.maximum(1.0, np.floor(scale_up_size / st)))
+    k = np.ceil(n / m)
+    return GroupPlacement(n, m, k)

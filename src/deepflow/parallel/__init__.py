@@ -1,0 +1,1 @@
+"""deepflow.parallel layer (see docs/DESIGN.md)."""

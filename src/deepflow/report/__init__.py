@@ -1,0 +1,1 @@
+"""deepflow.report layer (see docs/DESIGN.md)."""

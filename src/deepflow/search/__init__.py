@@ -1,0 +1,1 @@
+"""deepflow.search layer (see docs/DESIGN.md)."""

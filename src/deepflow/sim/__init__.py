@@ -1,0 +1,1 @@
+"""deepflow.sim layer (see docs/DESIGN.md)."""

@@ -1,0 +1,93 @@
+"""Accelerator specs: peak throughput per precision, memory, links, power, efficiency data."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field
+
+from deepflow.specs.base import (
+    Bandwidth,
+    Bytes,
+    FlopRate,
+    Fraction,
+    PositiveInt,
+    Seconds,
+    Sources,
+    Spec,
+    Watts,
+)
+
+
+class Precision(str, Enum):
+    """Numeric precision of the training step's matrix math (spec/scenario.md)."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    FP8 = "fp8"
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes per stored activation element: fp32/tf32 keep fp32 tensors, the rest keep
+        16-bit tensors (fp8 training keeps bf16 activations outside GEMM inputs;
+        Micikevicius et al. 2022, arXiv 2209.05433, sec. 4)."""
+        return 4 if self in (Precision.FP32, Precision.TF32) else 2
+
+
+class PeakFlops(Spec):
+    """Dense (non-sparse) peak FLOP/s per precision, from the vendor data sheet.
+
+    ``fp8`` is 0 for an accelerator without FP8 matrix units.
+    """
+
+    fp32: FlopRate
+    tf32: FlopRate
+    fp16: FlopRate
+    bf16: FlopRate
+    fp8: FlopRate = 0.0
+
+    def at(self, precision: Precision) -> float:
+        return float(getattr(self, precision.value))
+
+
+class Efficiency(Spec):
+    """Achievable fractions of peak and fixed overheads for one accelerator, as data.
+
+    * ``matmul``: the largest fraction of dense peak a large, well-shaped GEMM reaches
+      (maximum achievable matmul FLOP/s, measured by a GEMM sweep);
+    * ``memory``: fraction of the data-sheet memory bandwidth a streaming kernel reaches;
+    * ``kernel_overhead``: fixed time per kernel launch on the device stream;
+    * ``tile_m``/``tile_n``: output tile of the GEMM kernels, for tile and wave quantization;
+    * ``source``: where each number comes from.
+    """
+
+    matmul: Fraction = 0.75
+    memory: Fraction = 0.85
+    kernel_overhead: Seconds = 5e-6
+    tile_m: PositiveInt = 128
+    tile_n: PositiveInt = 128
+    source: str = "generic defaults"
+
+
+class AcceleratorSpec(Spec):
+    """One accelerator (GPU or TPU chip). Bandwidths are per direction."""
+
+    name: str = "custom"
+    vendor: str = ""
+    peak_flops: PeakFlops
+    memory_capacity: Bytes
+    memory_bandwidth: Bandwidth
+    scale_up_bandwidth: Bandwidth = 0.0
+    tdp: Watts = 0.0
+    compute_units: PositiveInt = Field(
+        default=108, description="SMs or cores, for wave quantization"
+    )
+    l2_cache: Bytes = 0.0
+    efficiency: Efficiency = Efficiency()
+    sources: Sources
+
+    def peak(self, precision: Precision) -> float:
+        """Dense peak FLOP/s at ``precision``."""
+        return self.peak_flops.at(precision)

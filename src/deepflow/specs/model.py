@@ -1,0 +1,106 @@
+"""Model specs: dense and mixture-of-experts decoder-only transformers."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import Field, model_validator
+
+from deepflow.specs.base import PositiveInt, Sources, Spec
+
+
+class FfnType(str, Enum):
+    GELU = "gelu"
+    SWIGLU = "swiglu"
+
+
+class MoESpec(Spec):
+    """Mixture-of-experts MLP (Shazeer et al. 2017; Fedus et al. 2021).
+
+    Layers ``first_dense_layers..`` with index multiple of ``layer_frequency`` are MoE
+    layers; each routes every token to ``top_k`` of ``num_experts`` experts, plus
+    ``num_shared_experts`` experts that see every token (DeepSeek-V3, arXiv 2412.19437).
+    """
+
+    num_experts: PositiveInt
+    top_k: PositiveInt
+    expert_ffn_hidden_size: PositiveInt | None = None
+    num_shared_experts: int = Field(default=0, ge=0)
+    layer_frequency: PositiveInt = 1
+    first_dense_layers: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> MoESpec:
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k={self.top_k} exceeds num_experts={self.num_experts}")
+        return self
+
+
+class MLASpec(Spec):
+    """Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, sec. 2.1).
+
+    Queries go through a rank-``q_lora_rank`` bottleneck (0 = none), keys and values through
+    a shared rank-``kv_lora_rank`` latent; each head has ``qk_nope_head_dim`` +
+    ``qk_rope_head_dim`` query/key dims and ``v_head_dim`` value dims.
+    """
+
+    q_lora_rank: int = Field(default=0, ge=0)
+    kv_lora_rank: PositiveInt
+    qk_nope_head_dim: PositiveInt
+    qk_rope_head_dim: PositiveInt
+    v_head_dim: PositiveInt
+
+
+class ModelSpec(Spec):
+    """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families)."""
+
+    name: str = "custom"
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    num_attention_heads: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt
+    ffn_hidden_size: PositiveInt
+    ffn_type: FfnType = FfnType.GELU
+    vocab_size: PositiveInt
+    seq_len: PositiveInt
+    tie_embeddings: bool = False
+    learned_position_embeddings: bool = False
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    sources: Sources
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: object) -> object:
+        """num_kv_heads defaults to the head count, head_dim to hidden/heads, ffn to 4h."""
+        if isinstance(data, dict):
+            data = dict(data)
+            heads = data.get("num_attention_heads")
+            hidden = data.get("hidden_size")
+            if heads is not None:
+                data.setdefault("num_kv_heads", heads)
+            if isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
+                data.setdefault("head_dim", max(1, hidden // heads))
+            if isinstance(hidden, int):
+                data.setdefault("ffn_hidden_size", 4 * hidden)
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSpec:
+        if self.num_attention_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads={self.num_kv_heads} must divide "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+        return self
+
+    def is_moe_layer(self, index: int) -> bool:
+        """Whether layer ``index`` (0-based) has a mixture-of-experts MLP."""
+        if self.moe is None or index < self.moe.first_dense_layers:
+            return False
+        return (index - self.moe.first_dense_layers) % self.moe.layer_frequency == 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return sum(self.is_moe_layer(i) for i in range(self.num_layers))

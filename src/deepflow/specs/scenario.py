@@ -1,0 +1,169 @@
+"""The scenario: one training job on one system (spec/scenario.md).
+
+:func:`load_scenario` reads a YAML or JSON file; :func:`scenario_from_dict` builds one from
+a mapping. Both resolve presets, convert units to SI, fill defaults and raise
+:class:`~deepflow.errors.ConfigError` naming the key path on any malformed input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError, model_validator
+
+from deepflow.errors import ConfigError
+from deepflow.specs.accelerator import AcceleratorSpec
+from deepflow.specs.base import Spec
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.presets import resolve_section
+from deepflow.specs.strategy import StrategySpec
+from deepflow.specs.system import SystemSpec
+from deepflow.specs.training import TrainingSpec
+
+SECTIONS = ("model", "system", "strategy", "training")
+
+
+class Scenario(Spec):
+    """A validated scenario. ``strategy.dp`` is always an integer here (``auto`` resolved
+    to ``num_accelerators // (tp * pp * cp)``; whether it divides is a feasibility question,
+    answered by the evaluators)."""
+
+    name: str = "scenario"
+    model: ModelSpec
+    system: SystemSpec
+    strategy: StrategySpec
+    training: TrainingSpec
+
+    @model_validator(mode="after")
+    def _resolve_dp(self) -> Scenario:
+        if self.strategy.dp == "auto":
+            dp = max(1, self.system.num_accelerators // self.strategy.model_parallel_size)
+            object.__setattr__(self, "strategy", self.strategy.replace(dp=dp))
+        return self
+
+    @property
+    def dp(self) -> int:
+        assert isinstance(self.strategy.dp, int)
+        return self.strategy.dp
+
+
+def _resolve_presets(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    if "model" in out:
+        out["model"] = resolve_section("models", out["model"], "model")
+    if "system" in out:
+        system = resolve_section("systems", out["system"], "system")
+        if "accelerator" in system:
+            system["accelerator"] = resolve_section(
+                "accelerators", system["accelerator"], "system.accelerator"
+            )
+        out["system"] = system
+    return out
+
+
+def _known_fields(model: type[Spec], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the spec class reached by following ``loc`` from ``model``."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, Spec)):
+            return []
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, Spec)), None)
+    if isinstance(current, type) and issubclass(current, Spec):
+        return list(current.model_fields)
+    return []
+
+
+def config_error_from(exc: ValidationError, root: type[Spec], prefix: str = "") -> ConfigError:
+    """Translate the first pydantic error into a :class:`ConfigError` with a key path."""
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = ".".join(str(p) for p in loc)
+    if prefix:
+        path = f"{prefix}.{path}" if path else prefix
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        known = _known_fields(root, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"unknown key{hint}", path)
+    if kind == "missing":
+        return ConfigError("missing required key", path)
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    if kind not in ("model_type",) and not isinstance(value, dict):
+        message = f"{message} (got {value!r})"
+    return ConfigError(message, path)
+
+
+def scenario_from_dict(data: object, name: str = "scenario") -> Scenario:
+    """Build a :class:`Scenario` from a mapping with the sections of spec/scenario.md."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a scenario must be a mapping with keys {', '.join(SECTIONS)}")
+    unknown = [k for k in data if k not in (*SECTIONS, "name")]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown key{hint}", str(unknown[0]))
+    resolved = _resolve_presets(data)
+    resolved.setdefault("name", name)
+    resolved.setdefault("strategy", {})
+    try:
+        return Scenario.model_validate(resolved)
+    except ValidationError as exc:
+        raise config_error_from(exc, Scenario) from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load a scenario file (YAML or JSON); errors name the file and the key path."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"not valid YAML/JSON: {exc}", source=str(path)) from None
+    try:
+        return scenario_from_dict(data, name=path.stem)
+    except ConfigError as exc:
+        raise exc.with_source(str(path)) from None
+
+
+def accelerator_from(section: object, path: str = "accelerator") -> AcceleratorSpec:
+    """Build an accelerator spec from a preset name or mapping."""
+    try:
+        return AcceleratorSpec.model_validate(resolve_section("accelerators", section, path))
+    except ValidationError as exc:
+        raise config_error_from(exc, AcceleratorSpec, path) from None
+
+
+def model_from(section: object, path: str = "model") -> ModelSpec:
+    """Build a model spec from a preset name or mapping."""
+    try:
+        return ModelSpec.model_validate(resolve_section("models", section, path))
+    except ValidationError as exc:
+        raise config_error_from(exc, ModelSpec, path) from None
+
+
+def system_from(section: object, path: str = "system") -> SystemSpec:
+    """Build a system spec from a preset name or mapping."""
+    data = resolve_section("systems", section, path)
+    if "accelerator" in data:
+        data["accelerator"] = resolve_section(
+            "accelerators", data["accelerator"], f"{path}.accelerator"
+        )
+    try:
+        return SystemSpec.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(exc, SystemSpec, path) from None

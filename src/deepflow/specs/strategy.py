@@ -1,0 +1,72 @@
+"""Parallelization strategy specs (spec/scenario.md, ``strategy``)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import Field
+
+from deepflow.specs.accelerator import Precision
+from deepflow.specs.base import PositiveInt, Spec
+
+
+class Recompute(str, Enum):
+    """Activation recomputation (Korthikanti et al. 2022, arXiv 2205.05198, sec. 5)."""
+
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+
+class PipelineSchedule(str, Enum):
+    """Pipeline schedules: GPipe (Huang et al. 2019), 1F1B (PipeDream-Flush, Narayanan et al.
+    2021), interleaved 1F1B (Narayanan et al. 2021, sec. 2.2.2), zero-bubble ZB-H1
+    (Qi et al. 2023, arXiv 2401.10241)."""
+
+    GPIPE = "gpipe"
+    ONE_F_ONE_B = "1f1b"
+    INTERLEAVED = "interleaved"
+    ZERO_BUBBLE = "zero-bubble"
+
+
+MESH_AXES = ("tp", "cp", "dp", "pp")
+
+
+class StrategySpec(Spec):
+    """How one training step is parallelized.
+
+    Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators; expert parallelism
+    ``ep`` shards the experts over data-parallel ranks (Megatron-Core convention), so it
+    divides ``dp``. ``axis_order`` places the axes on the network hierarchy, innermost
+    (fastest-varying rank index) first.
+    """
+
+    dp: PositiveInt | Literal["auto"] = "auto"
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    vpp: PositiveInt = 1
+    cp: PositiveInt = 1
+    ep: PositiveInt = 1
+    sequence_parallel: bool = False
+    zero: int = Field(default=0, ge=0, le=3)
+    recompute: Recompute = Recompute.NONE
+    micro_batch_size: PositiveInt = 1
+    precision: Precision = Precision.BF16
+    pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
+    flash_attention: bool = True
+    overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = True
+    axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
+    collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
+
+    @property
+    def schedule(self) -> PipelineSchedule:
+        """The effective schedule: ``vpp > 1`` means interleaved 1F1B."""
+        if self.vpp > 1 and self.pipeline_schedule is PipelineSchedule.ONE_F_ONE_B:
+            return PipelineSchedule.INTERLEAVED
+        return self.pipeline_schedule
+
+    @property
+    def model_parallel_size(self) -> int:
+        return self.tp * self.pp * self.cp

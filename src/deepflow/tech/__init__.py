@@ -1,0 +1,1 @@
+"""deepflow.tech layer (see docs/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""deepflow.validation layer (see docs/DESIGN.md)."""

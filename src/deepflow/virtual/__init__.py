@@ -1,0 +1,1 @@
+"""deepflow.virtual layer (see docs/DESIGN.md)."""

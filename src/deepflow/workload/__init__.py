@@ -1,0 +1,1 @@
+"""deepflow.workload layer (see docs/DESIGN.md)."""
