@@ -1,0 +1,71 @@
+"""Validation results: predicted vs. measured values, per row and per data set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One measurement compared with its prediction.
+
+    ``error`` is the signed relative error (predicted - measured) / measured; ``None`` when
+    the prediction is infeasible (then ``reason`` says why).
+    """
+
+    dataset: str
+    row_id: str
+    description: str
+    measured: float
+    predicted: float | None
+    unit: str = "s"
+    reason: str | None = None
+
+    @property
+    def error(self) -> float | None:
+        if self.predicted is None:
+            return None
+        return (self.predicted - self.measured) / self.measured
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    """All rows of one data set, with the error bound the tests hold it to."""
+
+    name: str
+    description: str
+    rows: tuple[RowResult, ...]
+    mape_bound: float | None = None
+    worst_bound: float | None = None
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.array([abs(r.error) for r in self.rows if r.error is not None])
+
+    @property
+    def mape(self) -> float:
+        """Mean absolute percentage error as a fraction (0.05 = 5 %)."""
+        errs = self.errors
+        return float(errs.mean()) if errs.size else float("nan")
+
+    @property
+    def worst(self) -> float:
+        errs = self.errors
+        return float(errs.max()) if errs.size else float("nan")
+
+    @property
+    def infeasible(self) -> int:
+        return sum(r.predicted is None for r in self.rows)
+
+    @property
+    def within_bounds(self) -> bool:
+        ok = self.infeasible == 0
+        if self.mape_bound is not None:
+            ok = ok and self.mape <= self.mape_bound
+        if self.worst_bound is not None:
+            ok = ok and self.worst <= self.worst_bound
+        return ok
