@@ -1,1 +1,17 @@
-"""deepflow.estimate layer (see docs/DESIGN.md)."""
+"""The fast closed-form evaluator: scenarios (or whole arrays of strategies) -> step time,
+memory and breakdown."""
+
+from deepflow.estimate.evaluate import BREAKDOWN_KEYS, MEMORY_KEYS, BatchResult, evaluate
+from deepflow.estimate.pipeline import bubble_fraction
+from deepflow.estimate.prediction import Prediction, predict, prediction_at
+
+__all__ = [
+    "BREAKDOWN_KEYS",
+    "MEMORY_KEYS",
+    "BatchResult",
+    "Prediction",
+    "bubble_fraction",
+    "evaluate",
+    "predict",
+    "prediction_at",
+]

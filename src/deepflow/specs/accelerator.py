@@ -57,6 +57,7 @@ class Efficiency(Spec):
 
     * ``matmul``: the largest fraction of dense peak a large, well-shaped GEMM reaches
       (maximum achievable matmul FLOP/s, measured by a GEMM sweep);
+    * ``attention``: fraction of dense peak a fused (flash) attention kernel reaches;
     * ``memory``: fraction of the data-sheet memory bandwidth a streaming kernel reaches;
     * ``kernel_overhead``: fixed time per kernel launch on the device stream;
     * ``tile_m``/``tile_n``: output tile of the GEMM kernels, for tile and wave quantization;
@@ -64,6 +65,7 @@ class Efficiency(Spec):
     """
 
     matmul: Fraction = 0.75
+    attention: Fraction = 0.6
     memory: Fraction = 0.85
     kernel_overhead: Seconds = 5e-6
     tile_m: PositiveInt = 128

@@ -1,0 +1,70 @@
+"""Per-strategy quantities every part of the estimate needs, computed once per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
+from deepflow.parallel.batch import PRECISIONS, StrategyBatch
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.system import SystemSpec
+
+
+@dataclass(frozen=True)
+class Env:
+    """A model and system with a strategy batch, plus derived arrays.
+
+    ``tokens`` is the token count of one micro-batch on one rank inside the tensor-parallel
+    region: ``micro_batch_size * seq_len / cp`` (context parallelism splits the sequence;
+    Liu et al. 2023, ring attention).
+    """
+
+    model: ModelSpec
+    system: SystemSpec
+    batch: StrategyBatch
+    global_batch_size: int
+    hierarchy: Hierarchy
+    peak: np.ndarray
+    elem: np.ndarray
+    tokens: np.ndarray
+    micro_batches: np.ndarray
+    sp_div: np.ndarray  # tp where sequence parallelism shards, else 1
+    tp_group: GroupPlacement
+    cp_group: GroupPlacement
+    dp_group: GroupPlacement
+    ep_group: GroupPlacement
+    expert_dp_group: GroupPlacement
+    pp_crosses_domain: np.ndarray
+
+    @classmethod
+    def build(
+        cls, model: ModelSpec, system: SystemSpec, batch: StrategyBatch, global_batch_size: int
+    ) -> Env:
+        acc = system.accelerator
+        peaks = np.array([acc.peak(p) for p in PRECISIONS])
+        elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
+        b = batch
+        hierarchy = Hierarchy.from_system(system)
+        size = hierarchy.scale_up_size
+        return cls(
+            model=model,
+            system=system,
+            batch=b,
+            global_batch_size=global_batch_size,
+            hierarchy=hierarchy,
+            peak=peaks[b.precision],
+            elem=elems[b.precision],
+            tokens=b.micro_batch_size * model.seq_len / b.cp,
+            micro_batches=np.maximum(
+                1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))
+            ),
+            sp_div=np.where(b.sequence_parallel, b.tp, 1).astype(np.float64),
+            tp_group=place_group(b.tp, b.stride_tp, size),
+            cp_group=place_group(b.cp, b.stride_cp, size),
+            dp_group=place_group(b.dp, b.stride_dp, size),
+            ep_group=place_group(b.ep, b.stride_dp, size),
+            expert_dp_group=place_group(np.maximum(1, b.dp // b.ep), b.stride_dp * b.ep, size),
+            pp_crosses_domain=b.stride_pp >= size,
+        )

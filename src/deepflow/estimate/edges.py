@@ -1,0 +1,105 @@
+"""The work only the first and last pipeline stages do: embedding, LM head, loss.
+
+Megatron-LM places the (vocab-parallel) embedding on the first stage and the final norm,
+LM head and cross-entropy on the last (Narayanan et al. 2021, sec. 2.2; vocab-parallel
+embedding and loss: Shoeybi et al. 2019, sec. 3). These make the first and last stages
+heavier than the others (uneven stages).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.estimate.context import Env
+from deepflow.estimate.layer_cost import tp_pair_time
+from deepflow.hardware.roofline import gemm_time, memory_time
+from deepflow.network.collectives import Collective, collective_time
+from deepflow.workload.transformer import parameter_count
+
+
+@dataclass(frozen=True)
+class EdgeCost:
+    """Per micro-batch on one rank of the first (embedding) or last (head) stage."""
+
+    forward_compute: np.ndarray
+    backward_compute: np.ndarray
+    weight_grad: np.ndarray
+    tp_comm_forward: np.ndarray
+    tp_comm_backward: np.ndarray
+    saved_activations: np.ndarray
+    params: np.ndarray
+    forward_flops: np.ndarray
+
+    @property
+    def forward(self) -> np.ndarray:
+        return self.forward_compute + self.tp_comm_forward
+
+    @property
+    def backward(self) -> np.ndarray:
+        return self.backward_compute + self.tp_comm_backward
+
+
+def embedding_cost(env: Env) -> EdgeCost:
+    """Token (+ learned position) embedding lookup and dropout; the vocab-parallel lookup
+    ends in a tensor-parallel reduction of the hidden states."""
+    acc = env.system.accelerator
+    h = env.model.hidden_size
+    values = env.tokens * h / env.sp_div
+    passes = 3.0 if env.model.learned_position_embeddings else 2.0
+    fwd = memory_time(values * passes * env.elem + values, acc, 2)
+    # backward: dropout backward, then a scatter-add of the gradient into the fp32 table
+    bwd = memory_time(values * 3.0 * env.elem + env.tokens * h * 4.0 * 2.0, acc, 2)
+    counts = parameter_count(env.model)
+    params = counts.embedding / env.batch.tp + counts.position_embedding
+    zero = np.zeros_like(fwd)
+    hidden_bytes = env.tokens * h * env.elem
+    # the partial lookups are summed over tp: all-reduce, or reduce-scatter with SP
+    reduce = np.where(
+        env.batch.sequence_parallel,
+        collective_time(Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy),
+        collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy),
+    )
+    return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero)
+
+
+def head_cost(env: Env) -> EdgeCost:
+    """Final norm, column-parallel LM head and vocab-parallel cross-entropy in fp32.
+
+    Cross-entropy forward reads the logits and writes fp32 softmax statistics and
+    probabilities (~10 bytes per logit); backward reads the fp32 probabilities and writes
+    the logit gradient (~6 bytes per logit). Three all-reduces of one fp32 value per token
+    (max, sum, target logit) run across the tensor-parallel group (Shoeybi et al. 2019,
+    sec. 3, "parallel cross-entropy").
+    """
+    acc = env.system.accelerator
+    tp = env.batch.tp.astype(np.float64)
+    h, v = env.model.hidden_size, env.model.vocab_size
+    rows = env.tokens
+    norm_values = rows * h / env.sp_div
+    logits = rows * v / tp
+    norm_fwd = memory_time(norm_values * 2.0 * env.elem, acc)
+    norm_bwd = memory_time(norm_values * 3.0 * env.elem, acc)
+    head_fwd = gemm_time(rows, v / tp, h, acc, env.peak, env.elem)
+    dgrad = gemm_time(rows, h, v / tp, acc, env.peak, env.elem)
+    wgrad = gemm_time(h, v / tp, rows, acc, env.peak, env.elem)
+    ce_fwd = memory_time(logits * 10.0, acc, 3)
+    ce_bwd = memory_time(logits * 6.0, acc, 2)
+    small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
+    hidden_bytes = env.tokens * h * env.elem
+    # the LM head's input is gathered (SP) or its gradient all-reduced (no SP): one half
+    # of a tensor-parallel pair each way
+    tp_half = 0.5 * tp_pair_time(env, hidden_bytes)
+    counts = parameter_count(env.model)
+    head_params = (counts.lm_head if counts.lm_head else counts.embedding) / tp
+    return EdgeCost(
+        forward_compute=norm_fwd + head_fwd + ce_fwd,
+        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd,
+        weight_grad=wgrad,
+        tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
+        tp_comm_backward=tp_half,
+        saved_activations=norm_values * 2.0 * env.elem + logits * 4.0,
+        params=(head_params + counts.final_norm).astype(np.float64),
+        forward_flops=2.0 * rows * h * v / tp,
+    )

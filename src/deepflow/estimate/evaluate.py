@@ -1,0 +1,343 @@
+"""The closed-form evaluator: a model, a system and a batch of strategies -> step times.
+
+Composition of one optimizer step (all arrays over strategies):
+
+    step = m max_i T_i                      (steady pipeline, m micro-batches)
+         + bubble                           (schedule fill and drain, :mod:`pipeline`)
+         + exposed data-parallel sync       (gradient reduction not hidden by backward)
+         + optimizer                        (Adam, memory-bound)
+
+where ``T_i`` is stage ``i``'s time per micro-batch: its layers' forward and backward
+(with recomputation and the exposed tensor-, context- and expert-parallel communication),
+the embedding on the first stage, the LM head and loss on the last, and the pipeline
+point-to-point transfers. The breakdown of the step into these parts sums to the step
+time exactly (the critical stage's parts, times ``m``, plus the rest).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.estimate.context import Env
+from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
+from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
+from deepflow.estimate.pipeline import in_flight, pipeline_time
+from deepflow.hardware.roofline import memory_time
+from deepflow.network.collectives import Collective, collective_time, p2p_time
+from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.feasibility import RULES, Context, structural_violations
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.system import SystemSpec
+from deepflow.workload.transformer import layer_template, model_flops_per_step
+
+BREAKDOWN_KEYS = (
+    "compute",
+    "recompute",
+    "tp_comm",
+    "cp_comm",
+    "ep_comm",
+    "pp_comm",
+    "dp_comm",
+    "pipeline_bubble",
+    "optimizer",
+)
+MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
+STAGE_PARTS = ("compute", "recompute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "dp_comm")
+
+# Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
+# master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
+# In fp32 training there is no master copy: 4 + 4 + 8.
+OPTIMIZER_STATE_BYTES = {2: 12.0, 4: 8.0}
+# Adam step traffic per parameter: read master, m, v, gradient; write master, m, v and the
+# 16-bit copy (Kingma & Ba 2015, Algorithm 1, fused into one pass): 4*7 + 2 (+2 grad).
+OPTIMIZER_TRAFFIC_BYTES = {2: 30.0, 4: 28.0}
+# Gradient bucket of PyTorch DDP (``bucket_cap_mb=25``, Li et al. 2020, PyTorch
+# Distributed, sec. 3.2.3): the last bucket cannot overlap the backward pass.
+GRAD_BUCKET_BYTES = 25e6
+OOM_RULE = len(RULES)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Evaluation of a strategy batch (arrays of length ``len(batch)``)."""
+
+    model: ModelSpec
+    system: SystemSpec
+    global_batch_size: int
+    batch: StrategyBatch
+    step_time: np.ndarray
+    feasible: np.ndarray
+    violation: np.ndarray  # index into RULES, OOM_RULE for out of memory, -1 if feasible
+    breakdown: dict[str, np.ndarray]
+    memory: dict[str, np.ndarray]
+    peak_memory: np.ndarray
+    peak_stage: np.ndarray
+    model_flops: float
+    hardware_flops: np.ndarray
+    micro_batches: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @property
+    def peak_flops(self) -> np.ndarray:
+        from deepflow.parallel.batch import PRECISIONS
+
+        peaks = np.array([self.system.accelerator.peak(p) for p in PRECISIONS])
+        return peaks[self.batch.precision]
+
+    @property
+    def mfu(self) -> np.ndarray:
+        denom = self.step_time * self.system.num_accelerators * self.peak_flops
+        return np.where(denom > 0, self.model_flops / np.maximum(denom, 1e-300), 0.0)
+
+    @property
+    def hfu(self) -> np.ndarray:
+        denom = self.step_time * self.system.num_accelerators * self.peak_flops
+        return np.where(denom > 0, self.hardware_flops / np.maximum(denom, 1e-300), 0.0)
+
+    @property
+    def tokens_per_s(self) -> np.ndarray:
+        tokens = self.global_batch_size * self.model.seq_len
+        return np.where(self.step_time > 0, tokens / np.maximum(self.step_time, 1e-300), 0.0)
+
+
+def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense and MoE layer counts per stage when layers are split evenly over ``pp * vpp``
+    chunks, chunk ``c`` on stage ``c mod pp`` (Narayanan et al. 2021, sec. 2.2.2)."""
+    chunks = pp * vpp
+    per_chunk = max(1, model.num_layers // chunks)
+    dense = np.zeros(pp)
+    moe = np.zeros(pp)
+    for c in range(chunks):
+        stage = c % pp
+        for layer in range(c * per_chunk, min((c + 1) * per_chunk, model.num_layers)):
+            if model.is_moe_layer(layer):
+                moe[stage] += 1
+            else:
+                dense[stage] += 1
+    return dense, moe
+
+
+def _sel(cost: LayerCost | EdgeCost, name: str, idx: np.ndarray) -> np.ndarray:
+    return getattr(cost, name)[idx]
+
+
+def evaluate(
+    model: ModelSpec, system: SystemSpec, global_batch_size: int, batch: StrategyBatch
+) -> BatchResult:
+    """Evaluate every strategy of ``batch`` for ``model`` on ``system`` (vectorized)."""
+    n = len(batch)
+    env = Env.build(model, system, batch, global_batch_size)
+    ctx = Context(model, system, global_batch_size)
+    violation = structural_violations(ctx, batch)
+    dense = layer_cost(env, layer_template(model, moe=False))
+    moe = layer_cost(env, layer_template(model, moe=True)) if model.moe is not None else dense
+    emb, head = embedding_cost(env), head_cost(env)
+    b = batch
+    m = env.micro_batches
+    elem = env.elem
+    w_bytes = elem
+    opt_state = np.where(elem > 2, OPTIMIZER_STATE_BYTES[4], OPTIMIZER_STATE_BYTES[2])
+    opt_traffic = np.where(elem > 2, OPTIMIZER_TRAFFIC_BYTES[4], OPTIMIZER_TRAFFIC_BYTES[2])
+    dp = b.dp.astype(np.float64)
+    edp = np.maximum(1.0, dp / b.ep)
+    hidden_bytes = env.tokens * model.hidden_size * elem
+    p2p = np.where(
+        b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
+    )
+
+    # ZeRO-3 / FSDP: every micro-batch gathers each layer's parameters in forward and in
+    # backward and reduce-scatters its gradients, prefetched under the layer's compute
+    # (Zhao et al. 2023, PyTorch FSDP, sec. 3.3); the part longer than the compute shows.
+    def zero3_exposed(cost: LayerCost) -> np.ndarray:
+        full_bytes = (cost.params * dp + cost.expert_params * edp) * w_bytes
+        ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy)
+        rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy)
+        hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
+        fwd = np.maximum(0.0, ag - hidden * cost.forward_compute)
+        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward_compute)
+        return np.where(b.zero == 3, fwd + bwd, 0.0)
+
+    z3_dense, z3_moe = zero3_exposed(dense), zero3_exposed(moe)
+
+    def layer_parts(cost: LayerCost, z3: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "compute": cost.forward_compute + cost.backward_compute,
+            "recompute": cost.recompute,
+            "tp_comm": cost.tp_comm_forward
+            + cost.tp_comm_backward
+            + np.where(b.recompute == FULL, cost.tp_comm_forward, 0.0),
+            "cp_comm": cost.cp_comm_forward
+            + cost.cp_comm_backward
+            + np.where(b.recompute == FULL, cost.cp_comm_forward, 0.0),
+            "ep_comm": cost.ep_comm_forward
+            + cost.ep_comm_backward
+            + np.where(b.recompute == FULL, cost.ep_comm_forward, 0.0),
+            "dp_comm": z3,
+        }
+
+    d_parts, m_parts = layer_parts(dense, z3_dense), layer_parts(moe, z3_moe)
+    emb_parts = {
+        "compute": emb.forward_compute + emb.backward_compute,
+        "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
+    }
+    head_parts = {
+        "compute": head.forward_compute + head.backward_compute,
+        "tp_comm": head.tp_comm_forward + head.tp_comm_backward,
+    }
+    live_extra = np.where(
+        b.recompute == FULL,
+        np.maximum(
+            dense.full_activations - dense.saved_activations,
+            moe.full_activations - moe.saved_activations,
+        ),
+        0.0,
+    )
+
+    steady = np.zeros(n)
+    bubble = np.zeros(n)
+    crit = {k: np.zeros(n) for k in STAGE_PARTS}
+    stage_params = np.zeros(n)
+    stage_expert_params = np.zeros(n)
+    stage_backward = np.zeros(n)
+    mem = {k: np.zeros(n) for k in MEMORY_KEYS}
+    peak = np.full(n, -1.0)
+    peak_stage = np.zeros(n, dtype=np.int64)
+    zero = b.zero
+
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), strict=True)):
+        groups[key].append(i)
+    for (pp, vpp), members in groups.items():
+        idx = np.array(members)
+        n_dense, n_moe = _stage_layout(model, pp, vpp)
+        stages = np.arange(pp)[:, None]
+        first = (stages == 0).astype(float)
+        last = (stages == pp - 1).astype(float)
+        parts = {}
+        for key in STAGE_PARTS:
+            if key == "pp_comm":
+                parts[key] = 2.0 * vpp * p2p[idx] * np.ones((pp, 1))
+                continue
+            value = n_dense[:, None] * d_parts[key][idx] + n_moe[:, None] * m_parts[key][idx]
+            if key in emb_parts:
+                value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
+            parts[key] = value
+        stage_time = sum(parts.values())
+        wgrad = (
+            n_dense[:, None] * dense.weight_grad[idx]
+            + n_moe[:, None] * moe.weight_grad[idx]
+            + last * head.weight_grad[idx]
+        )
+        s_steady, s_bubble = pipeline_time(
+            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx]
+        )
+        steady[idx], bubble[idx] = s_steady, s_bubble
+        critical = np.argmax(stage_time, axis=0)
+        cols = np.arange(len(idx))
+        for key in STAGE_PARTS:
+            crit[key][idx] = m[idx] * parts[key][critical, cols]
+
+        # memory per stage
+        params = (
+            n_dense[:, None] * dense.params[idx]
+            + n_moe[:, None] * moe.params[idx]
+            + first * emb.params[idx]
+            + last * head.params[idx]
+        )
+        expert = n_moe[:, None] * moe.expert_params[idx]
+        sdp, sedp, sz = dp[idx], edp[idx], zero[idx]
+        weights = (
+            np.where(sz >= 3, params / sdp, params) + np.where(sz >= 3, expert / sedp, expert)
+        ) * w_bytes[idx]
+        grads = (
+            np.where(sz >= 2, params / sdp, params) + np.where(sz >= 2, expert / sedp, expert)
+        ) * w_bytes[idx]
+        opt = (
+            np.where(sz >= 1, params / sdp, params) + np.where(sz >= 1, expert / sedp, expert)
+        ) * opt_state[idx]
+        per_mb = (
+            n_dense[:, None] * dense.saved_activations[idx]
+            + n_moe[:, None] * moe.saved_activations[idx]
+            + first * emb.saved_activations[idx]
+            + last * head.saved_activations[idx]
+        )
+        flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
+        acts = flight * per_mb + live_extra[idx]
+        largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
+        buffers = (
+            2.0 * GRAD_BUCKET_BYTES
+            + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]
+            + np.where(sz >= 3, 2.0 * largest_layer * sdp * w_bytes[idx], 0.0)
+        ) * np.ones((pp, 1))
+        total = weights + grads + opt + acts + buffers
+        worst = np.argmax(total, axis=0)
+        peak[idx] = total[worst, cols]
+        peak_stage[idx] = worst
+        for key, arr in zip(MEMORY_KEYS, (weights, grads, opt, acts, buffers), strict=True):
+            mem[key][idx] = arr[worst, cols]
+        heaviest = np.argmax(params + expert, axis=0)
+        stage_params[idx] = params[heaviest, cols]
+        stage_expert_params[idx] = expert[heaviest, cols]
+        stage_backward[idx] = (
+            n_dense[:, None] * dense.backward[idx] + n_moe[:, None] * moe.backward[idx]
+        )[critical, cols]
+
+    # data-parallel gradient synchronization at the end of the step (ZeRO 0-2); ZeRO 1/2
+    # reduce-scatter gradients and all-gather parameters, the same volume as an all-reduce
+    grad_bytes = stage_params * w_bytes
+    expert_bytes = stage_expert_params * w_bytes
+    sync = collective_time(
+        Collective.ALL_REDUCE, grad_bytes, env.dp_group, env.hierarchy
+    ) + collective_time(Collective.ALL_REDUCE, expert_bytes, env.expert_dp_group, env.hierarchy)
+    sync = np.where(zero >= 3, 0.0, sync)
+    last_bucket = sync * np.minimum(
+        1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes + expert_bytes, 1.0)
+    )
+    overlapped = np.maximum(sync - stage_backward, last_bucket)
+    dp_exposed = np.where(b.overlap_grad_reduce, overlapped, sync)
+    crit["dp_comm"] = crit["dp_comm"] + dp_exposed
+
+    opt_params = np.where(zero >= 1, stage_params / dp, stage_params) + np.where(
+        zero >= 1, stage_expert_params / edp, stage_expert_params
+    )
+    optimizer = memory_time(opt_params * opt_traffic, system.accelerator, 4)
+
+    breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}
+    breakdown = {k: breakdown[k] for k in BREAKDOWN_KEYS}
+    step = steady + bubble + dp_exposed + optimizer
+
+    oom = (peak > system.accelerator.memory_capacity) & (violation < 0)
+    violation = np.where(oom, OOM_RULE, violation)
+    feasible = violation < 0
+    flops = model_flops_per_step(model, global_batch_size)
+    # hardware FLOPs add the recomputed forward work (Chowdhery et al. 2022, PaLM, app. B);
+    # per-rank recompute FLOPs x tp x cp ranks per micro-batch slice = per-token FLOPs
+    num_dense = model.num_layers - model.num_moe_layers
+    recompute_per_token = (
+        (num_dense * dense.recompute_flops + model.num_moe_layers * moe.recompute_flops)
+        * b.tp
+        * b.cp
+        / env.tokens
+    )
+    hardware = flops + recompute_per_token * global_batch_size * model.seq_len
+    return BatchResult(
+        model=model,
+        system=system,
+        global_batch_size=global_batch_size,
+        batch=batch,
+        step_time=np.where(feasible, step, np.inf),
+        feasible=feasible,
+        violation=violation,
+        breakdown=breakdown,
+        memory=mem,
+        peak_memory=peak,
+        peak_stage=peak_stage,
+        model_flops=flops,
+        hardware_flops=hardware,
+        micro_batches=m,
+    )

@@ -1,0 +1,278 @@
+"""Cost of one transformer layer for one micro-batch on one rank, for a batch of strategies.
+
+Composition inside a layer follows Megatron-LM: tensor-parallel collectives are on the
+critical path (two per layer in each direction; Shoeybi et al. 2019, sec. 3, Fig. 4; with
+sequence parallelism each all-reduce becomes a reduce-scatter + all-gather pair,
+Korthikanti et al. 2022, sec. 4.2.2); expert-parallel all-to-alls are on the critical path
+(dispatch and combine; Lepikhin et al. 2020, GShard, sec. 3.2); ring-attention exchanges
+overlap the attention computation (Liu et al. 2023, arXiv 2310.01889, sec. 3).
+
+Saved activations generalize Korthikanti et al. 2022, Table 2 (``34 s b h + 5 a s^2 b``
+bytes per layer for GPT) operator by operator, so that GQA, SwiGLU, MLA, MoE and flash
+attention follow from the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.estimate.context import Env
+from deepflow.hardware.roofline import gemm_time, memory_time
+from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.parallel.batch import ALGORITHMS
+from deepflow.workload.operators import (
+    AttentionCore,
+    Elementwise,
+    Gemm,
+    LayerTemplate,
+    Scope,
+    Shard,
+)
+
+SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Per layer, per micro-batch, per rank (arrays over strategies). Times in seconds.
+
+    ``forward``/``backward`` include exposed communication; ``backward`` includes the
+    weight-gradient GEMMs, whose time is also given alone as ``weight_grad`` (the part a
+    zero-bubble schedule defers). ``recompute`` is the extra forward work in backward.
+    """
+
+    forward_compute: np.ndarray
+    backward_compute: np.ndarray
+    weight_grad: np.ndarray
+    recompute: np.ndarray
+    tp_comm_forward: np.ndarray
+    tp_comm_backward: np.ndarray
+    cp_comm_forward: np.ndarray
+    cp_comm_backward: np.ndarray
+    ep_comm_forward: np.ndarray
+    ep_comm_backward: np.ndarray
+    recompute_comm: np.ndarray
+    saved_activations: np.ndarray  # bytes kept per micro-batch after forward, by recompute mode
+    full_activations: np.ndarray  # bytes a layer holds during its own backward
+    params: np.ndarray  # local parameters (non-expert)
+    expert_params: np.ndarray  # local expert parameters
+    forward_flops: np.ndarray  # matmul FLOPs of the forward pass on this rank
+    recompute_flops: np.ndarray
+
+    @property
+    def forward(self) -> np.ndarray:
+        return (
+            self.forward_compute
+            + self.tp_comm_forward
+            + self.cp_comm_forward
+            + self.ep_comm_forward
+        )
+
+    @property
+    def backward(self) -> np.ndarray:
+        return (
+            self.backward_compute
+            + self.recompute
+            + self.tp_comm_backward
+            + self.cp_comm_backward
+            + self.ep_comm_backward
+            + self.recompute_comm
+        )
+
+
+def _algorithm(env: Env) -> Algorithm:
+    # a batch shares one algorithm in practice; "auto" resolves to ring here
+    code = int(env.batch.algorithm[0]) if len(env.batch) else 0
+    return Algorithm.TREE if ALGORITHMS[code] == "tree" else Algorithm.RING
+
+
+def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
+    """One tensor-parallel reduction of ``size`` bytes: all-reduce, or reduce-scatter plus
+    all-gather under sequence parallelism."""
+    algo = _algorithm(env)
+    ar = collective_time(Collective.ALL_REDUCE, size, env.tp_group, env.hierarchy, algo)
+    rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
+    ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
+    return np.where(env.batch.sequence_parallel, rs + ag, ar)
+
+
+def _tokens(
+    env: Env, layer: LayerTemplate, scope: Scope, factor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched."""
+    if scope is Scope.EXPERT:
+        local_experts = layer.num_experts / env.batch.ep
+        return env.tokens * factor / local_experts, local_experts
+    return env.tokens * factor, np.ones_like(env.tokens)
+
+
+def _shard_div(env: Env, shard: Shard) -> np.ndarray:
+    tp = env.batch.tp.astype(np.float64)
+    if shard in (Shard.COLUMN, Shard.ROW, Shard.TENSOR):
+        return tp
+    if shard is Shard.SEQUENCE:
+        return env.sp_div
+    return np.ones_like(tp)
+
+
+def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
+    acc = env.system.accelerator
+    tp = env.batch.tp.astype(np.float64)
+    rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
+    k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
+    n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
+    fwd = gemm_time(rows, n, k, acc, env.peak, env.elem, groups)
+    dgrad = gemm_time(rows, k, n, acc, env.peak, env.elem, groups)
+    wgrad = gemm_time(k, n, rows, acc, env.peak, env.elem, groups)
+    saved_rows = rows * groups / np.where(op.input_shard is Shard.SEQUENCE, env.sp_div, 1.0)
+    params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
+    if op.scope is Scope.EXPERT:
+        params = params / env.batch.ep
+    return {
+        "fwd": fwd,
+        "bwd": dgrad + wgrad,
+        "wgrad": wgrad,
+        "saved": saved_rows * k * env.elem,
+        "params": params,
+        "flops": 2.0 * rows * groups * k * n,
+    }
+
+
+def _elementwise(env: Env, layer: LayerTemplate, op: Elementwise) -> dict[str, np.ndarray]:
+    acc = env.system.accelerator
+    rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
+    values = rows * groups * op.elements / _shard_div(env, op.shard)
+    fwd = memory_time(values * op.passes * env.elem, acc, op.kernels)
+    bwd = memory_time(values * op.backward_passes * env.elem, acc, op.kernels)
+    width = env.elem if op.saved_bytes == 0 else float(op.saved_bytes)
+    saved = values * (op.saved / op.elements) * width
+    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))
+    zero = np.zeros_like(fwd)
+    return {"fwd": fwd, "bwd": bwd, "wgrad": zero, "saved": saved, "params": params, "flops": zero}
+
+
+def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
+    """Attention core: flash (fused, causal tiles skipped) or unfused (score matrix in
+    memory, Korthikanti et al. 2022, Table 2)."""
+    acc = env.system.accelerator
+    b = env.batch
+    tp = b.tp.astype(np.float64)
+    mbs = b.micro_batch_size.astype(np.float64)
+    s = float(env.model.seq_len)
+    sq = s / b.cp
+    heads = core.heads / tp
+    kv_heads = np.maximum(core.kv_heads / tp, 1.0)
+    full_flops = 2.0 * mbs * heads * sq * s * (core.qk_dim + core.v_dim)
+    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1)
+    tiles = mbs * heads * np.ceil(sq / acc.efficiency.tile_m)
+    waves = np.ceil(tiles / acc.compute_units)
+    rate = env.peak * acc.efficiency.attention * tiles / (waves * acc.compute_units)
+    flash_flops = 0.5 * full_flops
+    flash_fwd = flash_flops / rate + acc.efficiency.kernel_overhead
+    flash_bwd = 2.5 * flash_flops / rate + 2 * acc.efficiency.kernel_overhead
+    # unfused: batched GEMMs for scores and context, softmax and dropout in memory
+    batch = mbs * heads
+    scores = gemm_time(sq, s, core.qk_dim, acc, env.peak, env.elem, batch)
+    context = gemm_time(sq, core.v_dim, s, acc, env.peak, env.elem, batch)
+    score_values = batch * sq * s
+    # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
+    soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
+    soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
+    unfused_fwd = scores + context + soft_fwd
+    unfused_bwd = (
+        gemm_time(sq, core.qk_dim, s, acc, env.peak, env.elem, batch)
+        + gemm_time(s, core.qk_dim, sq, acc, env.peak, env.elem, batch)
+        + gemm_time(sq, s, core.v_dim, acc, env.peak, env.elem, batch)
+        + gemm_time(s, core.v_dim, sq, acc, env.peak, env.elem, batch)
+        + soft_bwd
+    )
+    flash = b.flash_attention
+    fwd = np.where(flash, flash_fwd, unfused_fwd)
+    bwd = np.where(flash, flash_bwd, unfused_bwd)
+    # saved: Q, K, V (+ fp32 log-sum-exp with flash); unfused adds the 5 a s^2 b term
+    qkv = mbs * sq * (heads * core.qk_dim + kv_heads * (core.qk_dim + core.v_dim)) * env.elem
+    lse = mbs * sq * heads * 4.0
+    scores_saved = score_values * (2.0 * env.elem + 1.0)
+    return {
+        "fwd": fwd,
+        "bwd": bwd,
+        "qkv_saved": qkv,
+        "score_saved": np.where(flash, lse, scores_saved),
+        "flops": np.where(flash, flash_flops, full_flops),
+        "kv_bytes": mbs * sq * kv_heads * (core.qk_dim + core.v_dim) * env.elem,
+    }
+
+
+def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
+    """Cost of ``layer`` for one micro-batch on one rank of each strategy in ``env``."""
+    b = env.batch
+    parts = [
+        (_gemm(env, layer, op) if isinstance(op, Gemm) else _elementwise(env, layer, op))
+        for op in layer.ops
+    ]
+    attn = _attention(env, layer.attention)
+    total = {key: sum(p[key] for p in parts) for key in ("fwd", "bwd", "wgrad", "saved", "flops")}
+    expert_params = sum(
+        p["params"]
+        for op, p in zip(layer.ops, parts, strict=True)
+        if isinstance(op, Gemm) and op.scope is Scope.EXPERT
+    )
+    params = sum(p["params"] for p in parts) - expert_params
+
+    fwd_compute = total["fwd"] + attn["fwd"]
+    bwd_compute = total["bwd"] + attn["bwd"]
+    hidden_bytes = env.tokens * env.model.hidden_size * env.elem
+    tp_one = tp_pair_time(env, hidden_bytes)
+    tp_fwd = 2.0 * tp_one
+    tp_bwd = 2.0 * tp_one
+    # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
+    # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
+    cp_steps = b.cp - 1.0
+    kv_step = p2p_time(attn["kv_bytes"], env.cp_group.domains > 1, env.hierarchy)
+    cp_fwd = np.where(b.cp > 1, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
+    cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
+    if layer.moe:
+        routed = env.tokens * layer.top_k * env.model.hidden_size * env.elem / env.sp_div
+        a2a = collective_time(Collective.ALL_TO_ALL, routed, env.ep_group, env.hierarchy)
+        ep_fwd, ep_bwd = 2.0 * a2a, 2.0 * a2a
+    else:
+        ep_fwd = ep_bwd = np.zeros_like(fwd_compute)
+
+    recompute_mode = b.recompute
+    full = recompute_mode == FULL
+    selective = (recompute_mode == SELECTIVE) & ~b.flash_attention
+    recompute = np.where(full, fwd_compute, np.where(selective, attn["fwd"], 0.0))
+    recompute_comm = np.where(full, tp_fwd + cp_fwd + ep_fwd, 0.0)
+
+    all_saved = total["saved"] + attn["qkv_saved"] + attn["score_saved"]
+    layer_input = hidden_bytes / env.sp_div
+    saved = np.where(
+        full, layer_input, np.where(selective, all_saved - attn["score_saved"], all_saved)
+    )
+    attn_flops = attn["flops"]
+    recompute_flops = np.where(
+        full, total["flops"] + attn_flops, np.where(selective, attn_flops, 0.0)
+    )
+    return LayerCost(
+        forward_compute=fwd_compute,
+        backward_compute=bwd_compute,
+        weight_grad=total["wgrad"],
+        recompute=recompute,
+        tp_comm_forward=tp_fwd,
+        tp_comm_backward=tp_bwd,
+        cp_comm_forward=cp_fwd,
+        cp_comm_backward=cp_bwd,
+        ep_comm_forward=ep_fwd,
+        ep_comm_backward=ep_bwd,
+        recompute_comm=recompute_comm,
+        saved_activations=saved,
+        full_activations=all_saved,
+        params=np.broadcast_to(params, fwd_compute.shape).astype(np.float64),
+        expert_params=np.broadcast_to(
+            np.asarray(expert_params, dtype=np.float64), fwd_compute.shape
+        ),
+        forward_flops=total["flops"] + attn_flops,
+        recompute_flops=recompute_flops,
+    )

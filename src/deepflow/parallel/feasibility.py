@@ -1,0 +1,152 @@
+"""Structural feasibility of strategies: divisibility and support rules, vectorized.
+
+Each :class:`Rule` flags the strategies of a batch that cannot run and explains why in one
+sentence. Memory capacity is checked by the evaluator, which knows the footprint.
+The rules follow Megatron-LM's argument checks (``megatron/training/arguments.py``) and
+the papers that define each parallelism.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.parallel.batch import PRECISIONS, SCHEDULES, StrategyBatch
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.strategy import PipelineSchedule, StrategySpec
+from deepflow.specs.system import SystemSpec
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the rules look at besides the strategy."""
+
+    model: ModelSpec
+    system: SystemSpec
+    global_batch_size: int
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``violated(ctx, batch)`` is True where the strategy is infeasible; ``explain(ctx, s)``
+    says why for one strategy."""
+
+    name: str
+    violated: Callable[[Context, StrategyBatch], np.ndarray]
+    explain: Callable[[Context, StrategySpec], str]
+
+
+def _micro_batches(ctx: Context, b: StrategyBatch) -> np.ndarray:
+    return ctx.global_batch_size / (b.dp * b.micro_batch_size)
+
+
+def _peak_zero(ctx: Context, b: StrategyBatch) -> np.ndarray:
+    peaks = np.array([ctx.system.accelerator.peak(p) for p in PRECISIONS])
+    return peaks[b.precision] <= 0
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "mesh",
+        lambda c, b: b.dp * b.tp * b.pp * b.cp != c.system.num_accelerators,
+        lambda c, s: (
+            f"dp*tp*pp*cp = {s.dp}*{s.tp}*{s.pp}*{s.cp} = "
+            f"{s.dp * s.tp * s.pp * s.cp} does not equal "  # type: ignore[operator]
+            f"num_accelerators={c.system.num_accelerators}"
+        ),
+    ),
+    Rule(
+        "tp-heads",
+        lambda c, b: c.model.num_attention_heads % b.tp != 0,
+        lambda c, s: f"tp={s.tp} does not divide num_attention_heads={c.model.num_attention_heads}",
+    ),
+    Rule(
+        "tp-kv-heads",
+        lambda c, b: (c.model.mla is None) & (c.model.num_kv_heads % b.tp != 0),
+        lambda c, s: f"tp={s.tp} does not divide num_kv_heads={c.model.num_kv_heads}",
+    ),
+    Rule(
+        "pp-layers",
+        lambda c, b: c.model.num_layers % (b.pp * b.vpp) != 0,
+        lambda c, s: f"pp*vpp={s.pp}*{s.vpp} does not divide num_layers={c.model.num_layers}",
+    ),
+    Rule(
+        "batch",
+        lambda c, b: np.mod(c.global_batch_size, b.dp * b.micro_batch_size) != 0,
+        lambda c, s: (
+            f"dp*micro_batch_size={s.dp}*{s.micro_batch_size} does not divide "
+            f"global_batch_size={c.global_batch_size}"
+        ),
+    ),
+    Rule(
+        "interleaved-microbatches",
+        lambda c, b: (b.vpp > 1) & (np.mod(_micro_batches(c, b), b.pp) != 0),
+        lambda c, s: (
+            "the interleaved schedule needs the number of micro-batches "
+            f"(global_batch_size/(dp*micro_batch_size)) to be a multiple of pp={s.pp}"
+        ),
+    ),
+    Rule(
+        "zero-bubble-vpp",
+        lambda c, b: (b.vpp > 1) & (b.schedule == SCHEDULES.index(PipelineSchedule.ZERO_BUBBLE)),
+        lambda c, s: "the zero-bubble (ZB-H1) schedule is defined for vpp=1",
+    ),
+    Rule(
+        "cp-sequence",
+        lambda c, b: (b.cp > 1) & (c.model.seq_len % (2 * b.cp) != 0),
+        lambda c, s: (
+            f"seq_len={c.model.seq_len} is not divisible by 2*cp={2 * s.cp} "
+            "(load-balanced ring attention splits the sequence in 2*cp chunks)"
+        ),
+    ),
+    Rule(
+        "sp-sequence",
+        lambda c, b: b.sequence_parallel & (c.model.seq_len % (b.tp * b.cp) != 0),
+        lambda c, s: (
+            f"sequence parallelism needs tp*cp={s.tp * s.cp} to divide seq_len={c.model.seq_len}"
+        ),
+    ),
+    Rule(
+        "ep-dense",
+        lambda c, b: (b.ep > 1) & (c.model.moe is None),
+        lambda c, s: f"ep={s.ep} needs a mixture-of-experts model",
+    ),
+    Rule(
+        "ep-dp",
+        lambda c, b: np.mod(b.dp, b.ep) != 0,
+        lambda c, s: (
+            f"ep={s.ep} does not divide dp={s.dp} (experts are sharded over data-parallel ranks)"
+        ),
+    ),
+    Rule(
+        "ep-experts",
+        lambda c, b: (
+            (c.model.moe is not None)
+            & (np.mod(c.model.moe.num_experts if c.model.moe else 1, b.ep) != 0)
+        ),
+        lambda c, s: (
+            f"ep={s.ep} does not divide num_experts={c.model.moe.num_experts if c.model.moe else 0}"
+        ),
+    ),
+    Rule(
+        "precision",
+        _peak_zero,
+        lambda c, s: f"{c.system.accelerator.name} has no {s.precision.value} matrix units",
+    ),
+)
+
+
+def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
+    """Index of the first violated rule per strategy (``-1`` where all hold)."""
+    first = np.full(len(batch), -1, dtype=np.int64)
+    for index, rule in enumerate(RULES):
+        bad = np.asarray(rule.violated(ctx, batch), dtype=bool) & (first < 0)
+        first[np.broadcast_to(bad, first.shape)] = index
+    return first
+
+
+def explain(ctx: Context, rule_index: int, strategy: StrategySpec) -> str:
+    """One-sentence reason for rule ``rule_index`` failing on ``strategy``."""
+    return RULES[rule_index].explain(ctx, strategy)

@@ -1,0 +1,131 @@
+"""Operator templates: the operators of a model with their shapes per token.
+
+A template describes one operator of one layer, independent of any parallelization: the
+parallel layer shards it, the hardware layer costs it. Shapes are per token (the GEMM's
+``M`` dimension is the token count times ``tokens_factor``), so one template serves every
+micro-batch size, sequence length and context-parallel degree.
+
+Sharding classes say how tensor parallelism (Shoeybi et al. 2019, Megatron-LM, sec. 3)
+splits an operator's work and saved activations:
+
+* ``COLUMN``: a GEMM whose output features are split over tp (QKV, MLP up);
+* ``ROW``: a GEMM whose input features are split over tp (attention output, MLP down);
+* ``TENSOR``: an element-wise op inside the tensor-parallel region (split over tp);
+* ``SEQUENCE``: an element-wise op outside it (norms, dropout, residual): replicated over
+  tp, or split over tp with sequence parallelism (Korthikanti et al. 2022, sec. 4.2.2);
+* ``REPLICATED``: computed in full on every tp rank (MoE router, MLA down-projections).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Shard(str, Enum):
+    COLUMN = "column"
+    ROW = "row"
+    TENSOR = "tensor"
+    SEQUENCE = "sequence"
+    REPLICATED = "replicated"
+
+
+class Scope(str, Enum):
+    """What the op's token count is: the layer's tokens, or the tokens routed to the
+    experts held by one rank (``EXPERT``)."""
+
+    TOKEN = "token"
+    EXPERT = "expert"
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """``Y[M, n] = X[M, k] @ W[k, n]`` with ``M = tokens * tokens_factor``.
+
+    Forward FLOPs ``2 M k n``; backward computes the input gradient and the weight gradient,
+    each ``2 M k n`` (Narayanan et al. 2021, sec. 5.1: backward = 2x forward). The input
+    ``X`` is saved for the weight gradient.
+    """
+
+    name: str
+    k: int
+    n: int
+    shard: Shard
+    params: int
+    scope: Scope = Scope.TOKEN
+    tokens_factor: float = 1.0
+    groups: int = 1  # experts held on one rank: batched GEMMs sharing the token count
+
+    @property
+    def input_shard(self) -> Shard:
+        """Sharding of the saved input: column-parallel GEMMs read the full hidden state."""
+        if self.shard is Shard.ROW:
+            return Shard.TENSOR
+        if self.shard is Shard.REPLICATED:
+            return Shard.SEQUENCE
+        return Shard.SEQUENCE
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """A memory-bound op touching ``elements`` values per token.
+
+    ``passes`` counts tensor reads + writes of ``elements`` values in the forward pass
+    (LayerNorm: read x, write y = 2); the backward pass moves ``backward_passes`` (read the
+    output gradient and the saved input, write the input gradient = 3 for most).
+    ``saved`` is how many values per token are kept for backward, ``saved_bytes`` their
+    width (0 = the activation width, 1 = a dropout mask of bytes).
+    """
+
+    name: str
+    elements: int
+    shard: Shard
+    passes: float = 2.0
+    backward_passes: float = 3.0
+    saved: float = 0.0
+    saved_bytes: int = 0
+    params: int = 0
+    scope: Scope = Scope.TOKEN
+    tokens_factor: float = 1.0
+    kernels: int = 1
+
+
+@dataclass(frozen=True)
+class AttentionCore:
+    """Scaled dot-product attention of ``heads`` query heads over ``kv_heads`` key/value
+    heads (Vaswani et al. 2017; GQA: Ainslie et al. 2023).
+
+    Forward FLOPs per query token per key: ``2 heads (qk_dim + v_dim)`` (scores and the
+    weighted sum of values). With flash attention (Dao 2022) scores never reach memory and
+    causal masking skips half of the tiles; the backward pass costs 2.5x the forward FLOPs
+    (FlashAttention-2, Dao 2023, sec. 3: five matmuls against two). Without it, the score
+    matrix is written, soft-maxed and dropped out in memory (Korthikanti et al. 2022,
+    Table 2: ``5 a s`` bytes per token).
+    """
+
+    heads: int
+    kv_heads: int
+    qk_dim: int
+    v_dim: int
+
+
+@dataclass(frozen=True)
+class LayerTemplate:
+    """The operators of one transformer layer, in execution order."""
+
+    name: str
+    attention_ops: tuple[Gemm | Elementwise, ...]
+    attention: AttentionCore
+    post_attention_ops: tuple[Gemm | Elementwise, ...]
+    mlp_ops: tuple[Gemm | Elementwise, ...]
+    moe: bool = False
+    top_k: int = 1
+    num_experts: int = 1
+
+    @property
+    def ops(self) -> tuple[Gemm | Elementwise, ...]:
+        return self.attention_ops + self.post_attention_ops + self.mlp_ops
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)

@@ -1,0 +1,280 @@
+"""Decoder-only transformer workloads: layer templates, parameter and FLOP counts.
+
+One layer (pre-norm GPT/Llama block; Radford et al. 2019, Touvron et al. 2023):
+
+    x -> norm -> QKV -> attention core -> output proj -> dropout + residual
+      -> norm -> MLP (GeLU: up, gelu, down | SwiGLU: gate+up, silu*mul, down | MoE)
+      -> dropout + residual
+
+MLA (DeepSeek-V2, arXiv 2405.04434, eqs. 9-18) replaces QKV with low-rank down and up
+projections; MoE (DeepSeek-V3, arXiv 2412.19437, sec. 2.1.2) replaces the MLP with a router,
+``top_k`` routed experts and optional shared experts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from deepflow.specs.model import FfnType, ModelSpec
+from deepflow.workload.operators import (
+    AttentionCore,
+    Elementwise,
+    Gemm,
+    LayerTemplate,
+    Scope,
+    Shard,
+)
+
+
+def _norm(name: str, h: int, rms: bool) -> Elementwise:
+    # LayerNorm saves its input for backward (Korthikanti et al. 2022, Table 2: 2sbh each)
+    return Elementwise(
+        name, h, Shard.SEQUENCE, passes=2, backward_passes=3, saved=h, params=h if rms else 2 * h
+    )
+
+
+def _dropout_residual(name: str, h: int) -> Elementwise:
+    # dropout + residual add (fused): read x and residual, write y; mask of 1 byte/value
+    return Elementwise(name, h, Shard.SEQUENCE, passes=3, backward_passes=3, saved=h, saved_bytes=1)
+
+
+def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], AttentionCore, Gemm]:
+    h, a, kv, d = model.hidden_size, model.num_attention_heads, model.num_kv_heads, model.head_dim
+    bias = model.ffn_type is not FfnType.SWIGLU  # GPT-style blocks carry biases; Llama's do not
+    rms = model.ffn_type is FfnType.SWIGLU
+    ops: list[Gemm | Elementwise] = [_norm("attn_norm", h, rms)]
+    if model.mla is not None:
+        m = model.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            ops += [
+                Gemm("q_down", h, m.q_lora_rank, Shard.REPLICATED, h * m.q_lora_rank),
+                Elementwise(
+                    "q_norm",
+                    m.q_lora_rank,
+                    Shard.SEQUENCE,
+                    saved=m.q_lora_rank,
+                    params=m.q_lora_rank,
+                ),
+                Gemm("q_up", m.q_lora_rank, a * qk, Shard.COLUMN, m.q_lora_rank * a * qk),
+            ]
+        else:
+            ops.append(Gemm("q_proj", h, a * qk, Shard.COLUMN, h * a * qk))
+        ops += [
+            Gemm(
+                "kv_down",
+                h,
+                m.kv_lora_rank + m.qk_rope_head_dim,
+                Shard.REPLICATED,
+                h * (m.kv_lora_rank + m.qk_rope_head_dim),
+            ),
+            Elementwise(
+                "kv_norm",
+                m.kv_lora_rank,
+                Shard.SEQUENCE,
+                saved=m.kv_lora_rank,
+                params=m.kv_lora_rank,
+            ),
+            Gemm(
+                "kv_up",
+                m.kv_lora_rank,
+                a * (m.qk_nope_head_dim + m.v_head_dim),
+                Shard.COLUMN,
+                m.kv_lora_rank * a * (m.qk_nope_head_dim + m.v_head_dim),
+            ),
+        ]
+        core = AttentionCore(a, a, qk, m.v_head_dim)
+        out = Gemm("attn_out", a * m.v_head_dim, h, Shard.ROW, a * m.v_head_dim * h)
+    else:
+        qkv = (a + 2 * kv) * d
+        ops.append(Gemm("qkv", h, qkv, Shard.COLUMN, h * qkv + (qkv if bias else 0)))
+        core = AttentionCore(a, kv, d, d)
+        out = Gemm("attn_out", a * d, h, Shard.ROW, a * d * h + (h if bias else 0))
+    return tuple(ops), core, out
+
+
+def _mlp_ops(
+    name: str,
+    h: int,
+    f: int,
+    ffn: FfnType,
+    *,
+    bias: bool,
+    scope: Scope = Scope.TOKEN,
+    tokens_factor: float = 1.0,
+    groups: int = 1,
+) -> tuple[Gemm | Elementwise, ...]:
+    up = 2 * f if ffn is FfnType.SWIGLU else f
+    # activation: GeLU reads f, writes f (saves its input f); SwiGLU reads 2f, writes f
+    # (saves both inputs, 2f)
+    act = Elementwise(
+        f"{name}_act",
+        f,
+        Shard.TENSOR,
+        passes=3 if ffn is FfnType.SWIGLU else 2,
+        backward_passes=5 if ffn is FfnType.SWIGLU else 3,
+        saved=up,
+        scope=scope,
+        tokens_factor=tokens_factor,
+    )
+    return (
+        Gemm(
+            f"{name}_up",
+            h,
+            up,
+            Shard.COLUMN,
+            groups * (h * up + (up if bias else 0)),
+            scope=scope,
+            tokens_factor=tokens_factor,
+            groups=groups,
+        ),
+        act,
+        Gemm(
+            f"{name}_down",
+            f,
+            h,
+            Shard.ROW,
+            groups * (f * h + (h if bias else 0)),
+            scope=scope,
+            tokens_factor=tokens_factor,
+            groups=groups,
+        ),
+    )
+
+
+def layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
+    """The operators of one dense (``moe=False``) or mixture-of-experts layer of ``model``."""
+    return _layer_template(model, moe)
+
+
+@cache
+def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
+    h = model.hidden_size
+    rms = model.ffn_type is FfnType.SWIGLU
+    bias = not rms
+    attn_ops, core, out = _attention_ops(model)
+    post = (out, _dropout_residual("attn_residual", h), _norm("mlp_norm", h, rms))
+    if moe and model.moe is not None:
+        spec = model.moe
+        fe = spec.expert_ffn_hidden_size or model.ffn_hidden_size
+        mlp: tuple[Gemm | Elementwise, ...] = (
+            Gemm("router", h, spec.num_experts, Shard.REPLICATED, h * spec.num_experts),
+            # routed experts: a rank holds num_experts/ep experts and receives
+            # tokens*top_k/ep... per expert; params here are for all experts (ep shards them)
+            *_mlp_ops(
+                "expert",
+                h,
+                fe,
+                model.ffn_type,
+                bias=False,
+                scope=Scope.EXPERT,
+                tokens_factor=float(spec.top_k),
+                groups=spec.num_experts,
+            ),
+        )
+        if spec.num_shared_experts:
+            mlp += _mlp_ops(
+                "shared_expert", h, fe * spec.num_shared_experts, model.ffn_type, bias=False
+            )
+        mlp += (_dropout_residual("mlp_residual", h),)
+        return LayerTemplate(
+            "moe",
+            attn_ops,
+            core,
+            post,
+            mlp,
+            moe=True,
+            top_k=spec.top_k,
+            num_experts=spec.num_experts,
+        )
+    mlp = (
+        *_mlp_ops("mlp", h, model.ffn_hidden_size, model.ffn_type, bias=bias),
+        _dropout_residual("mlp_residual", h),
+    )
+    return LayerTemplate("dense", attn_ops, core, post, mlp)
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Parameters of a model by part (Narayanan et al. 2021, sec. 5.1 for the GPT case:
+    P = 12 l h^2 (1 + 13/(12 h) + (V + s)/(12 l h)) with tied embeddings)."""
+
+    embedding: int
+    position_embedding: int
+    dense_layer: int
+    moe_layer: int
+    num_dense_layers: int
+    num_moe_layers: int
+    final_norm: int
+    lm_head: int
+    expert_params_per_moe_layer: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.embedding
+            + self.position_embedding
+            + self.final_norm
+            + self.lm_head
+            + self.dense_layer * self.num_dense_layers
+            + self.moe_layer * self.num_moe_layers
+        )
+
+    @property
+    def active(self) -> int:
+        """Parameters touched by one token (routed experts count ``top_k`` of them)."""
+        return self.total
+
+
+def parameter_count(model: ModelSpec) -> ParameterCount:
+    """Count the parameters of ``model`` by part."""
+    h, v = model.hidden_size, model.vocab_size
+    dense = layer_template(model, moe=False).params
+    moe = layer_template(model, moe=True).params if model.moe is not None else 0
+    expert = 0
+    if model.moe is not None:
+        expert = sum(
+            op.params
+            for op in layer_template(model, True).ops
+            if isinstance(op, Gemm) and op.scope is Scope.EXPERT
+        )
+    n_moe = model.num_moe_layers
+    return ParameterCount(
+        embedding=v * h,
+        position_embedding=model.seq_len * h if model.learned_position_embeddings else 0,
+        dense_layer=dense,
+        moe_layer=moe,
+        num_dense_layers=model.num_layers - n_moe,
+        num_moe_layers=n_moe,
+        final_norm=h if model.ffn_type is FfnType.SWIGLU else 2 * h,
+        lm_head=0 if model.tie_embeddings else v * h,
+        expert_params_per_moe_layer=expert,
+    )
+
+
+def forward_flops_per_token(model: ModelSpec, causal: bool = False) -> float:
+    """Forward FLOPs per token of the whole model, matrix multiplications only.
+
+    Attention counts the full ``s x s`` score matrix unless ``causal`` (Megatron's
+    convention, Narayanan et al. 2021, eq. 3). Expert GEMMs count ``top_k`` experts.
+    """
+    s = model.seq_len
+    total = 0.0
+    for index in range(model.num_layers):
+        layer = layer_template(model, model.is_moe_layer(index))
+        for op in layer.ops:
+            if isinstance(op, Gemm):
+                total += 2.0 * op.tokens_factor * op.k * op.n
+        core = layer.attention
+        attn = 2.0 * core.heads * (core.qk_dim + core.v_dim) * s
+        total += attn / 2.0 if causal else attn
+    total += 2.0 * model.hidden_size * model.vocab_size  # LM head
+    return total
+
+
+def model_flops_per_step(model: ModelSpec, global_batch_size: int) -> float:
+    """Model FLOPs of one optimizer step without recomputation: 3x the forward FLOPs
+    (forward + backward = 2x forward; Narayanan et al. 2021, eq. 3 without the 4/3
+    recompute factor; Chowdhery et al. 2022, PaLM, app. B for MFU)."""
+    return 3.0 * forward_flops_per_token(model) * model.seq_len * global_batch_size
