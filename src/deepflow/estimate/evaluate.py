@@ -45,15 +45,28 @@ BREAKDOWN_KEYS = (
     "optimizer",
 )
 MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
-STAGE_PARTS = ("compute", "recompute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "dp_comm")
+STAGE_PARTS = (
+    "compute",
+    "recompute",
+    "tp_comm",
+    "cp_comm",
+    "ep_comm",
+    "pp_comm",
+    "dp_comm",
+    "host_overhead",
+)
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
 # In fp32 training there is no master copy: 4 + 4 + 8.
 OPTIMIZER_STATE_BYTES = {2: 12.0, 4: 8.0}
-# Adam step traffic per parameter: read master, m, v, gradient; write master, m, v and the
-# 16-bit copy (Kingma & Ba 2015, Algorithm 1, fused into one pass): 4*7 + 2 (+2 grad).
-OPTIMIZER_TRAFFIC_BYTES = {2: 30.0, 4: 28.0}
+# Optimizer step traffic per parameter, mixed precision with fp32 master weights and loss
+# scaling (Micikevicius et al. 2018, sec. 3; Megatron-LM's mixed-precision optimizer): copy
+# 16-bit gradients to fp32 (2 + 4), unscale and check for inf (4 + 4), gradient norm for
+# clipping (4), clip (4 + 4), fused Adam (read master, m, v, grad 16; write master, m, v 12;
+# Kingma & Ba 2015, Algorithm 1), copy master to 16-bit weights (4 + 2): 60 bytes.
+# fp32 training: grad norm (4), clip (4 + 4), Adam (16 + 12): 40 bytes.
+OPTIMIZER_TRAFFIC_BYTES = {2: 60.0, 4: 40.0}
 # Gradient bucket of PyTorch DDP (``bucket_cap_mb=25``, Li et al. 2020, PyTorch
 # Distributed, sec. 3.2.3): the last bucket cannot overlap the backward pass.
 GRAD_BUCKET_BYTES = 25e6
@@ -178,6 +191,7 @@ def evaluate(
             + cost.ep_comm_backward
             + np.where(b.recompute == FULL, cost.ep_comm_forward, 0.0),
             "dp_comm": z3,
+            "host_overhead": cost.host_excess,
         }
 
     d_parts, m_parts = layer_parts(dense, z3_dense), layer_parts(moe, z3_moe)

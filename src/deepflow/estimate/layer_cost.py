@@ -54,6 +54,9 @@ class LayerCost:
     ep_comm_forward: np.ndarray
     ep_comm_backward: np.ndarray
     recompute_comm: np.ndarray
+    host_excess: (
+        np.ndarray
+    )  # host issue time beyond the device time (forward + backward + recompute)
     saved_activations: np.ndarray  # bytes kept per micro-batch after forward, by recompute mode
     full_activations: np.ndarray  # bytes a layer holds during its own backward
     params: np.ndarray  # local parameters (non-expert)
@@ -137,6 +140,7 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
+        "kernels": np.ones_like(fwd),
     }
 
 
@@ -150,7 +154,15 @@ def _elementwise(env: Env, layer: LayerTemplate, op: Elementwise) -> dict[str, n
     saved = values * (op.saved / op.elements) * width
     params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))
     zero = np.zeros_like(fwd)
-    return {"fwd": fwd, "bwd": bwd, "wgrad": zero, "saved": saved, "params": params, "flops": zero}
+    return {
+        "fwd": fwd,
+        "bwd": bwd,
+        "wgrad": zero,
+        "saved": saved,
+        "params": params,
+        "flops": zero,
+        "kernels": zero + op.kernels,
+    }
 
 
 def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
@@ -202,6 +214,9 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
         "score_saved": np.where(flash, lse, scores_saved),
         "flops": np.where(flash, flash_flops, full_flops),
         "kv_bytes": mbs * sq * kv_heads * (core.qk_dim + core.v_dim) * env.elem,
+        # flash: one fused kernel; unfused: score GEMM, softmax, dropout, context GEMM and
+        # the copy that lays the context out for the output projection
+        "kernels": np.where(flash, 1.0, 5.0),
     }
 
 
@@ -246,6 +261,30 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     recompute = np.where(full, fwd_compute, np.where(selective, attn["fwd"], 0.0))
     recompute_comm = np.where(full, tp_fwd + cp_fwd + ep_fwd, 0.0)
 
+    # host issue time: a backward op issues about two kernels per forward kernel (input and
+    # weight gradients) plus one gradient accumulation per parameter tensor; collectives
+    # issue one kernel each (Paszke et al. 2019, PyTorch, sec. 5.1: eager ops are issued
+    # one at a time from the host)
+    host = env.system.accelerator.efficiency.host_overhead
+    checkpoint = env.system.accelerator.efficiency.checkpoint_host_factor
+    compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"]
+    param_tensors = sum(1 for op in layer.ops if op.params)
+    comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
+    comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0)
+    host_fwd = (compute_kernels + comm_kernels) * host
+    host_bwd = (2.0 * compute_kernels + param_tensors + comm_kernels) * host
+    gpu_fwd = fwd_compute + tp_fwd + cp_fwd + ep_fwd
+    gpu_bwd = bwd_compute + tp_bwd + cp_bwd + ep_bwd
+    host_excess = (
+        np.maximum(0.0, host_fwd - gpu_fwd)
+        + np.maximum(0.0, host_bwd - gpu_bwd)
+        + np.where(
+            recompute_mode == FULL,
+            np.maximum(0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)),
+            0.0,
+        )
+    )
+
     all_saved = total["saved"] + attn["qkv_saved"] + attn["score_saved"]
     layer_input = hidden_bytes / env.sp_div
     saved = np.where(
@@ -267,6 +306,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         ep_comm_forward=ep_fwd,
         ep_comm_backward=ep_bwd,
         recompute_comm=recompute_comm,
+        host_excess=host_excess,
         saved_activations=saved,
         full_activations=all_saved,
         params=np.broadcast_to(params, fwd_compute.shape).astype(np.float64),

@@ -11,7 +11,9 @@ Patterson 2009, "Roofline"). Compute time divides FLOPs by the achievable rate:
   ``ceil(M/tm) ceil(N/tn)`` tiles are computed for ``M N`` useful outputs;
 * wave quantization: tiles run in waves of ``compute_units`` (one tile per SM), so the last
   partial wave idles the rest (NVIDIA, "Matrix Multiplication Background User's Guide",
-  sections "Tile Quantization" and "Wave Quantization").
+  sections "Tile Quantization" and "Wave Quantization");
+* pipeline fill: a tile's main loop over K is preceded by filling a multistage load pipeline,
+  ``K / (K + stages * tile_k)``.
 
 Memory time divides the bytes moved by the achievable bandwidth (``memory_efficiency`` x
 data-sheet bandwidth). Every function is vectorized: arguments broadcast as NumPy arrays.
@@ -25,9 +27,10 @@ from deepflow.specs.accelerator import AcceleratorSpec, Precision
 
 
 def gemm_efficiency(
-    m: object, n: object, accelerator: AcceleratorSpec, batch: object = 1
+    m: object, n: object, accelerator: AcceleratorSpec, batch: object = 1, k: object = None
 ) -> np.ndarray:
-    """Fraction of peak reached by ``batch`` GEMMs with an ``m x n`` output each."""
+    """Fraction of peak reached by ``batch`` GEMMs with an ``m x n`` output each and inner
+    dimension ``k`` (``None``: long enough for the pipeline fill not to matter)."""
     eff = accelerator.efficiency
     m = np.maximum(np.asarray(m, dtype=np.float64), 1.0)
     n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
@@ -37,7 +40,14 @@ def gemm_efficiency(
     tiles = tiles_m * tiles_n * np.asarray(batch, dtype=np.float64)
     waves = np.ceil(tiles / accelerator.compute_units)
     wave_eff = tiles / (waves * accelerator.compute_units)
-    return eff.matmul * tile_eff * wave_eff
+    if k is None:
+        return eff.matmul * tile_eff * wave_eff
+    # each output tile streams K through a software pipeline of ``pipeline_stages`` slices of
+    # ``tile_k``; the fill is not overlapped with math (NVIDIA CUTLASS, "Efficient GEMM in
+    # CUDA", software pipelining), so the tile takes K + stages * tile_k cycles' worth of K
+    kk = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
+    fill_eff = kk / (kk + eff.pipeline_stages * eff.tile_k)
+    return eff.matmul * tile_eff * wave_eff * fill_eff
 
 
 def gemm_time(
@@ -56,7 +66,7 @@ def gemm_time(
     k = np.asarray(k, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
     flops = 2.0 * m * n * k * b
-    rate = np.asarray(peak, dtype=np.float64) * gemm_efficiency(m, n, accelerator, b)
+    rate = np.asarray(peak, dtype=np.float64) * gemm_efficiency(m, n, accelerator, b, k)
     compute = np.where(flops > 0, flops / np.maximum(rate, 1e-30), 0.0)
     bytes_moved = (m * k + k * n + m * n) * b * np.asarray(elem_bytes, dtype=np.float64)
     memory = bytes_moved / (accelerator.memory_bandwidth * accelerator.efficiency.memory)

@@ -106,16 +106,22 @@ class StrategyBatch:
         n = max(np.size(v) for v in arrays.values())
         default = StrategySpec(dp=1)
 
+        tables = {"precision": PRECISIONS, "recompute": RECOMPUTES, "pipeline_schedule": SCHEDULES}
+
         def arr(name: str, dtype=np.int64) -> np.ndarray:
             value = arrays[name] if name in arrays else getattr(default, name)
-            a = np.asarray(value)
-            if a.dtype.kind in "OUS" or isinstance(value, (Precision, Recompute, PipelineSchedule)):
-                table = {
-                    "precision": PRECISIONS,
-                    "recompute": RECOMPUTES,
-                    "pipeline_schedule": SCHEDULES,
-                }[name]
-                a = np.vectorize(lambda x: table.index(type(table[0])(x)))(a)
+            table = tables.get(name)
+            if table is not None:
+                flat = np.ravel(np.asarray(value, dtype=object))
+                codes = [
+                    int(v)
+                    if isinstance(v, (int, np.integer))
+                    else table.index(type(table[0])(getattr(v, "value", v)))
+                    for v in flat
+                ]
+                a = np.asarray(codes).reshape(np.shape(value))
+            else:
+                a = np.asarray(value)
             return np.broadcast_to(a.astype(dtype), (n,)).copy()
 
         degrees = {axis: arr(axis) for axis in MESH_AXES}

@@ -6,6 +6,7 @@ from deepflow.specs.presets import preset_names
 from deepflow.specs.scenario import (
     Scenario,
     accelerator_from,
+    default_scenario,
     load_scenario,
     model_from,
     scenario_from_dict,
@@ -32,6 +33,7 @@ __all__ = [
     "SystemSpec",
     "TrainingSpec",
     "accelerator_from",
+    "default_scenario",
     "load_scenario",
     "model_from",
     "preset_names",

@@ -60,7 +60,18 @@ class Efficiency(Spec):
     * ``attention``: fraction of dense peak a fused (flash) attention kernel reaches;
     * ``memory``: fraction of the data-sheet memory bandwidth a streaming kernel reaches;
     * ``kernel_overhead``: fixed time per kernel launch on the device stream;
+    * ``host_overhead``: host CPU time to issue one kernel from an eager framework
+      (Python, dispatcher, autograd); kernels cannot run faster than the host issues them.
+      Default: 20 us per kernel of deepflow's operator list (an eager Megatron-style GPT
+      layer issues 141 aten ops in 1.03 ms of host time for forward + backward, 51 kernels
+      in deepflow's count; measured by ``bench/host_overhead.py``);
+    * ``checkpoint_host_factor``: host time of recomputing a checkpointed layer, in units of
+      its forward pass's host time (same measurement: checkpointing adds 1.46 ms = 4.8 x
+      the forward's 15 kernels x 20 us);
     * ``tile_m``/``tile_n``: output tile of the GEMM kernels, for tile and wave quantization;
+    * ``tile_k``/``pipeline_stages``: K-slice per main-loop iteration and depth of the
+      software pipeline that loads it; filling the pipeline costs ``stages * tile_k`` of K per
+      output tile (CUTLASS 2.x sm80 defaults: 64 and 3);
     * ``source``: where each number comes from.
     """
 
@@ -68,8 +79,12 @@ class Efficiency(Spec):
     attention: Fraction = 0.6
     memory: Fraction = 0.85
     kernel_overhead: Seconds = 5e-6
+    host_overhead: Seconds = 20e-6
+    checkpoint_host_factor: float = Field(default=4.8, ge=0)
     tile_m: PositiveInt = 128
     tile_n: PositiveInt = 128
+    tile_k: PositiveInt = 64
+    pipeline_stages: PositiveInt = 3
     source: str = "generic defaults"
 
 

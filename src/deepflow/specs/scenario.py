@@ -167,3 +167,11 @@ def system_from(section: object, path: str = "system") -> SystemSpec:
         return SystemSpec.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, SystemSpec, path) from None
+
+
+def default_scenario() -> Scenario:
+    """The built-in default scenario (``specs/data/scenarios/default.yaml``)."""
+    from importlib import resources
+
+    text = resources.files("deepflow.specs").joinpath("data", "scenarios", "default.yaml")
+    return scenario_from_dict(yaml.safe_load(text.read_text("utf-8")), name="default")

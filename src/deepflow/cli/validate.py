@@ -1,0 +1,51 @@
+"""``deepflow validate``: predictions against the published measurements shipped with the
+package, row by row, with mean and worst error per data set."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.report.validation import render_dataset
+from deepflow.validation.runner import all_dataset_names, run_by_name
+
+
+@main.command("validate")
+@click.option(
+    "--dataset", "-d", "names", multiple=True, help="Data set to run (repeatable); default: all."
+)
+@click.option("--summary", is_flag=True, help="Only the per-data-set summary lines.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per data set.")
+@exits_2_on_bad_input
+def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> None:
+    """Compare predictions with published measurements (errors per row, mean and worst)."""
+    known = all_dataset_names()
+    for name in names:
+        if name not in known:
+            raise click.BadParameter(
+                f"unknown data set {name!r}; known: {', '.join(known)}", param_hint="--dataset"
+            )
+    console = Console()
+    for name in names or tuple(known):
+        result = run_by_name(name)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "dataset": result.name,
+                        "rows": len(result.rows),
+                        "mape": result.mape,
+                        "worst": result.worst,
+                        "infeasible": result.infeasible,
+                        "mape_bound": result.mape_bound,
+                        "worst_bound": result.worst_bound,
+                        "within_bounds": result.within_bounds,
+                        "errors": {r.row_id: r.error for r in result.rows},
+                    }
+                )
+            )
+        else:
+            render_dataset(result, console, rows=not summary)

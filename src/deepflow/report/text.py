@@ -1,0 +1,57 @@
+"""Human-readable reports (rich tables); the data comes computed, this only renders."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from deepflow.estimate.prediction import Prediction
+from deepflow.specs.scenario import Scenario
+from deepflow.units import format_bytes, format_si, format_time
+
+
+def render_prediction(prediction: Prediction, scenario: Scenario, console: Console) -> None:
+    """Print a prediction: headline numbers, where the time goes, where the memory goes."""
+    s = scenario.strategy
+    console.print(
+        f"[bold]{scenario.name}[/]: {scenario.model.name} on {scenario.system.num_accelerators} x "
+        f"{scenario.system.accelerator.name} ({scenario.system.name})"
+    )
+    console.print(
+        f"strategy: dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
+        f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
+        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
+        f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
+    )
+    if not prediction.feasible:
+        console.print(f"[red]infeasible[/]: {prediction.reason}")
+        return
+    head = Table(show_header=False, box=None)
+    head.add_row("step time", format_time(prediction.step_time_s))
+    head.add_row("throughput", f"{format_si(prediction.tokens_per_s, 'tokens/s')}")
+    head.add_row("MFU / HFU", f"{prediction.mfu:.1%} / {prediction.hfu:.1%}")
+    head.add_row("model FLOPs/step", format_si(prediction.model_flops_per_step, "FLOP"))
+    head.add_row(
+        "peak memory",
+        f"{format_bytes(prediction.peak_memory_bytes)} "
+        f"(stage {prediction.peak_memory_stage}, capacity "
+        f"{format_bytes(scenario.system.accelerator.memory_capacity)})",
+    )
+    head.add_row("micro-batches", str(prediction.micro_batches))
+    if prediction.time_to_train_s is not None:
+        head.add_row("time to train", format_time(prediction.time_to_train_s))
+    console.print(head)
+    time_table = Table(title="where the step time goes")
+    time_table.add_column("part")
+    time_table.add_column("time", justify="right")
+    time_table.add_column("share", justify="right")
+    for key, value in prediction.breakdown_s.items():
+        if value > 0:
+            time_table.add_row(key, format_time(value), f"{value / prediction.step_time_s:.1%}")
+    mem_table = Table(title="memory of the fullest device")
+    mem_table.add_column("kind")
+    mem_table.add_column("bytes", justify="right")
+    for key, value in prediction.memory_bytes.items():
+        mem_table.add_row(key, format_bytes(value))
+    console.print(time_table)
+    console.print(mem_table)

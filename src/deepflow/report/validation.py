@@ -1,0 +1,39 @@
+"""Render validation results: per row scenario, predicted, measured, error; then the summary."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from deepflow.validation.results import DatasetResult
+
+
+def render_dataset(result: DatasetResult, console: Console, rows: bool = True) -> None:
+    """Print every row of ``result`` (when ``rows``), then its mean and worst error."""
+    if rows:
+        table = Table(title=f"{result.name}: {result.description}")
+        table.add_column("row")
+        table.add_column("scenario")
+        table.add_column("predicted", justify="right")
+        table.add_column("measured", justify="right")
+        table.add_column("error", justify="right")
+        for row in result.rows:
+            predicted = "infeasible" if row.predicted is None else f"{row.predicted:.4g} {row.unit}"
+            error = "-" if row.error is None else f"{row.error:+.1%}"
+            table.add_row(
+                row.row_id, row.description, predicted, f"{row.measured:.4g} {row.unit}", error
+            )
+        console.print(table)
+    console.print(summary_line(result))
+
+
+def summary_line(result: DatasetResult) -> str:
+    bound = ""
+    if result.mape_bound is not None:
+        bound = f" (bound: mean {result.mape_bound:.0%}"
+        bound += f", worst {result.worst_bound:.0%})" if result.worst_bound is not None else ")"
+    status = "" if result.mape_bound is None else (" ok" if result.within_bounds else " OVER BOUND")
+    return (
+        f"{result.name}: {len(result.rows)} rows, mean abs error {result.mape:.1%}, "
+        f"worst {result.worst:.1%}, infeasible {result.infeasible}{bound}{status}"
+    )

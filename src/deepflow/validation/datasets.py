@@ -1,0 +1,449 @@
+"""Published training-step measurements, each turned into a deepflow scenario.
+
+A validation *case* pairs one measured iteration time with the scenario that describes the
+run that produced it, so that a prediction can be compared with the measurement row by row.
+The measurements ship inside the package, under ``validation/data/`` (each folder has a
+README with source, commit, license, column meanings and caveats):
+
+========================  ======  ===============================================================
+loader                    rows    source
+========================  ======  ===============================================================
+megatron_2021_cases       10      Narayanan et al. 2021 (SC21, arXiv 2104.04473), Table 1;
+                                  Megatron-LM on Selene (DGX A100 80 GB), 32-3,072 GPUs
+megatron_2020_cases       12      Megatron-LM README of September 2020 (commit 5281919);
+                                  DGX-2 (V100) and DGX-A100, 1-1,024 GPUs
+vtrain_multi_cases        109     vTrain (Bang et al., MICRO 2024, arXiv 2312.12391), commit
+                                  f8dda84: Megatron-DeepSpeed on A100, 64-512 GPUs
+vtrain_single_cases       1,440   same repository: 2-8 A100 GPUs in one node
+========================  ======  ===============================================================
+
+What the sources print is copied; what they leave out is a modelling choice, made once here
+and written into each case's ``notes`` so that every comparison says what it assumed. The
+choices, by data set:
+
+* **Megatron 2021 (S01).** The paper reports TFLOP/s per GPU, not time. The measured step time
+  is the *implied* time F / (TFLOP/s x 1e12 x GPUs), with Megatron's hardware-FLOP count
+  F = 96 B s l h^2 (1 + s / 6h + V / 16 l h), the count behind the paper's Table 1 (the 96
+  includes the recomputed forward pass). The published TFLOP/s have 3 significant figures,
+  so the implied times carry about +/-0.4 % rounding. ``overlap_grad_reduce`` follows the DDP implementation of the
+  authors' script: PyTorch DDP (``torch``) overlaps the gradient all-reduce with the backward
+  pass in buckets; Megatron's ``local`` DDP all-reduces one contiguous buffer after it.
+* **Megatron 2020 (S04).** Recompute is not stated; ``full`` is chosen because the published
+  TFLOP/s reproduce the published iteration times to 0.1 % only with the 96-factor
+  (recompute-inclusive) count. The micro batch is not stated; the per-replica batch
+  (global batch / DP) is taken as one micro batch (no gradient accumulation). The DDP
+  implementation is not stated; Megatron-LM's default ``--DDP-impl local`` (no overlap) is
+  assumed. The A100 memory size is not stated; 40 GB is assumed (the 80 GB A100 was
+  announced in November 2020, after the README).
+* **vTrain.** The settings come from vTrain's validation configs (``use_checkpoint: true``,
+  ``use_gradient_bucket: false``, ``pipeline_scheduling: 1f1b``). The CSV's micro batch is
+  honoured, also where PP = 1 (vTrain's own loader would replace it with global batch / DP;
+  the CSV records the run as measured). The vocabulary is vTrain's default, 50,257. The A100
+  variant is not stated; the 80 GB DGX A100 preset is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from deepflow.specs import Scenario, scenario_from_dict
+
+__all__ = [
+    "DATASETS",
+    "VTRAIN_VOCAB",
+    "Case",
+    "megatron_2020_cases",
+    "megatron_2021_cases",
+    "megatron_hardware_flops",
+    "read_data_csv",
+    "vtrain_multi_cases",
+    "vtrain_single_cases",
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement and the scenario of the run that produced it.
+
+    ``scenario`` is a plain mapping in the format of spec/scenario.md (build it with
+    :meth:`to_scenario`); ``measured_step_time_s`` is the measured time of one optimizer step
+    in seconds; ``notes`` lists the configuration the source does not state and what was
+    assumed for it.
+    """
+
+    dataset: str
+    row_id: str
+    description: str
+    scenario: dict[str, Any] = field(hash=False)
+    measured_step_time_s: float
+    notes: str = ""
+
+    def to_scenario(self) -> Scenario:
+        """The validated :class:`~deepflow.specs.Scenario` of this case."""
+        return scenario_from_dict(self.scenario, name=f"{self.dataset}/{self.row_id}")
+
+
+def read_data_csv(*parts: str) -> list[dict[str, str]]:
+    """Rows of a CSV shipped under ``deepflow/validation/data/`` as header-keyed mappings.
+
+    The files are kept byte-identical to their sources: the vTrain CSVs start with a UTF-8
+    byte-order mark and all of them end lines with CRLF. Decoding with ``utf-8-sig`` drops
+    the mark (else the first column name would begin with U+FEFF), and reading through
+    ``StringIO(newline="")`` leaves line endings to the ``csv`` module, which understands
+    CRLF and quoted fields (RFC 4180).
+    """
+    node = resources.files("deepflow.validation") / "data"
+    for part in parts:
+        node = node / part
+    text = node.read_bytes().decode("utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def megatron_hardware_flops(
+    global_batch: int, seq_len: int, num_layers: int, hidden: int, vocab: int
+) -> float:
+    """FLOPs of one Megatron-LM iteration with full recomputation (hardware FLOPs).
+
+    F = 96 B s l h^2 (1 + s / 6h + V / 16 l h), the count with which Narayanan et al. 2021
+    ("Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM",
+    arXiv 2104.04473) report Table 1. One layer's forward pass costs
+    24 B s h^2 (1 + s / 6h) (the GEMMs plus the two s x s attention products); forward,
+    backward (2x) and the recomputed forward make 4x that, hence 96 = 4 x 24. The logit
+    layer, 2 B s h V forward, is counted 3x (it is not recomputed): 6 B s h V. Without
+    recomputation (model FLOPs) the layer term drops from 96 to 72.
+    """
+    b, s, n, h, v = global_batch, seq_len, num_layers, hidden, vocab
+    return 96.0 * b * s * n * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * n * h))
+
+
+def _description(
+    name: str, gpus: int, tp: int, pp: int, vpp: int, dp: int, mb: int, gb: int
+) -> str:
+    """A one-line label of a run, e.g. ``GPT-18.4B 256 GPUs tp8 pp1 dp32 mb8 gb1024``."""
+    interleave = f" vpp{vpp}" if vpp > 1 else ""
+    return (
+        f"{name} {gpus} GPU{'s' if gpus > 1 else ''} tp{tp} pp{pp}{interleave} dp{dp} mb{mb} gb{gb}"
+    )
+
+
+def _gpt_model(
+    name: str,
+    layers: int,
+    hidden: int,
+    heads: int,
+    seq_len: int,
+    vocab: int,
+    sources: list[str],
+) -> dict[str, Any]:
+    """A Megatron GPT: GeLU MLP of 4h, learned position embeddings, multi-head attention.
+
+    Megatron-LM's and Megatron-DeepSpeed's ``GPTModel`` compute the logits with the word
+    embedding matrix (``parallel_lm_logits(..., word_embeddings_weight)``), so input and
+    output embeddings are tied.
+    """
+    return {
+        "name": name,
+        "num_layers": layers,
+        "hidden_size": hidden,
+        "num_attention_heads": heads,
+        "ffn_hidden_size": 4 * hidden,
+        "ffn_type": "gelu",
+        "vocab_size": vocab,
+        "seq_len": seq_len,
+        "learned_position_embeddings": True,
+        "tie_embeddings": True,
+        "sources": sources,
+    }
+
+
+# --- Megatron-LM, published (data/published/megatron_2020_2021.csv) -------------------------
+
+_PUBLISHED_CSV = ("published", "megatron_2020_2021.csv")
+_S01_SOURCE = (
+    "Narayanan et al. 2021, Efficient Large-Scale Language Model Training on GPU Clusters "
+    "Using Megatron-LM, arXiv 2104.04473, Table 1; configuration from "
+    "examples/sc21/run_table_1.sh (Megatron-LM de7dc40f88)"
+)
+_S04_SOURCE = (
+    "Megatron-LM README, September 2020 (commit 5281919420ac4eb649e6aee9652ff39bb94d462a), "
+    "images/tables.tex"
+)
+
+
+def _published_rows(source_id: str) -> list[dict[str, str]]:
+    return [r for r in read_data_csv(*_PUBLISHED_CSV) if r["source_id"] == source_id]
+
+
+def megatron_2021_cases() -> list[Case]:
+    """The 10 rows of Narayanan et al. 2021, Table 1 (GPT 1.7 B-1 T on 32-3,072 A100 80 GB).
+
+    The paper gives achieved TFLOP/s per GPU; the measured step time is the implied time
+    F / (TFLOP/s x 1e12 x GPUs), F from :func:`megatron_hardware_flops` (the README of
+    ``data/published/`` tabulates these derived times, 3.53 s ... 102.63 s). Everything in
+    the scenario comes from the authors' reproduction script except ``flash_attention``
+    (2021 Megatron-LM materialised the s x s attention scores; FlashAttention, Dao et al.
+    2022, came later) and ``overlap_grad_reduce``, derived from the DDP implementation.
+    """
+    cases = []
+    for r in _published_rows("S01"):
+        gpus, tp, pp, dp = (int(r[k]) for k in ("num_accelerators", "tp", "pp", "dp"))
+        vpp = int(r["vpp_chunks"] or 1)
+        mb, gb = int(r["micro_batch_size"]), int(r["global_batch_seqs"])
+        layers, hidden = int(r["num_layers"]), int(r["hidden_size"])
+        seq, vocab = int(r["seq_len"]), int(r["vocab_size"])
+        flops = megatron_hardware_flops(gb, seq, layers, hidden, vocab)
+        measured = flops / (float(r["tflops_per_accel"]) * 1e12 * gpus)
+        torch_ddp = "DDP impl: torch" in r["zero_or_fsdp"]
+        scenario = {
+            "model": _gpt_model(
+                r["model_name"],
+                layers,
+                hidden,
+                int(r["num_attention_heads"]),
+                seq,
+                vocab,
+                [_S01_SOURCE],
+            ),
+            "system": {"preset": "dgx-a100-80gb", "num_accelerators": gpus},
+            "strategy": {
+                "tp": tp,
+                "pp": pp,
+                "dp": dp,
+                "vpp": vpp,
+                "micro_batch_size": mb,
+                "recompute": "full",
+                "sequence_parallel": False,
+                "precision": "fp16",
+                "flash_attention": False,
+                "pipeline_schedule": "interleaved" if vpp > 1 else "1f1b",
+                "overlap_grad_reduce": torch_ddp,
+            },
+            "training": {"global_batch_size": gb},
+        }
+        notes = (
+            f"Measured time implied from {r['tflops_per_accel']} TFLOP/s per GPU with "
+            "F = 96 B s l h^2 (1 + s/6h + V/16lh) (about +/-0.4 % from rounding); end-to-end "
+            "throughput incl. data loading, optimizer and logging. "
+            + (
+                "DDP impl torch: gradient all-reduce overlapped with backward."
+                if torch_ddp
+                else "DDP impl local: gradient all-reduce after backward, not overlapped."
+            )
+            + " flash_attention false: not available in 2021 Megatron-LM."
+        )
+        cases.append(
+            Case(
+                dataset="megatron-2021",
+                row_id=r["row_id"],
+                description=_description(r["model_name"], gpus, tp, pp, vpp, dp, mb, gb),
+                scenario=scenario,
+                measured_step_time_s=measured,
+                notes=notes,
+            )
+        )
+    return cases
+
+
+def megatron_2020_cases() -> list[Case]:
+    """The 12 rows of the Megatron-LM README of September 2020 (GPT-2-style 1.2 B-8.7 B).
+
+    Three experiments: tensor-parallel weak scaling on 1-8 GPUs of a DGX-2 (V100, batch 8)
+    and of a DGX-A100 (batch 16), and the same models with 128-way data parallelism on a
+    DGX-A100 cluster (global batch 2,048). The measured step time is the published
+    iteration time. Configuration the README does not state (see the module docstring):
+    recompute (``full``), micro batch (= global batch / DP), DDP implementation (``local``,
+    no overlap), A100 memory (40 GB) and the inter-node network (the preset's).
+    """
+    cases = []
+    for r in _published_rows("S04"):
+        gpus, tp, pp, dp = (int(r[k]) for k in ("num_accelerators", "tp", "pp", "dp"))
+        gb = int(r["global_batch_seqs"])
+        mb = gb // dp
+        dgx2 = "DGX-2" in r["accelerator"]
+        preset = "dgx-2" if dgx2 else "dgx-a100-40gb"
+        name = r["model_name"]
+        scenario = {
+            "model": _gpt_model(
+                name,
+                int(r["num_layers"]),
+                int(r["hidden_size"]),
+                int(r["num_attention_heads"]),
+                int(r["seq_len"]),
+                int(r["vocab_size"]),
+                [_S04_SOURCE],
+            ),
+            "system": {"preset": preset, "num_accelerators": gpus},
+            "strategy": {
+                "tp": tp,
+                "pp": pp,
+                "dp": dp,
+                "vpp": 1,
+                "micro_batch_size": mb,
+                "recompute": "full",
+                "sequence_parallel": False,
+                "precision": "fp16",
+                "flash_attention": False,
+                "pipeline_schedule": "1f1b",
+                "overlap_grad_reduce": False,
+            },
+            "training": {"global_batch_size": gb},
+        }
+        notes = [
+            "recompute not stated: full assumed, because the published TFLOP/s match the "
+            "iteration times within 0.1 % only under the recompute-inclusive 96-factor count.",
+            f"micro batch not stated: the per-replica batch {gb}/{dp} = {mb} taken as one "
+            "micro batch (no gradient accumulation).",
+            "DDP implementation not stated: Megatron-LM's default --DDP-impl local assumed "
+            "(gradient all-reduce after backward, not overlapped).",
+            "flash_attention false: not available in 2020.",
+        ]
+        if not dgx2:
+            notes.append(
+                "A100 memory not stated: 40 GB assumed (Sep 2020; the 80 GB A100 came in Nov 2020)."
+            )
+            if gpus > 8:
+                notes.append("inter-node network not stated: the preset's is used.")
+        cases.append(
+            Case(
+                dataset="megatron-2020",
+                row_id=r["row_id"],
+                description=_description(name, gpus, tp, pp, 1, dp, mb, gb),
+                scenario=scenario,
+                measured_step_time_s=float(r["iter_time_s"]),
+                notes=" ".join(notes),
+            )
+        )
+    return cases
+
+
+# --- vTrain (data/vtrain/data/ground_truth_{multi,single}.csv) ------------------------------
+
+_VTRAIN_SOURCE = (
+    "vTrain ground truth (Bang et al., MICRO 2024, arXiv 2312.12391), "
+    "github.com/VIA-Research/vTrain f8dda8473a48b373b1d25f51f52d685bff5150c5"
+)
+#: vTrain's simulator default vocabulary (src/config.py): the GPT-2 BPE vocabulary.
+VTRAIN_VOCAB = 50257
+_VTRAIN_NOTES = (
+    "Megatron-DeepSpeed; settings from vTrain's validation configs (use_checkpoint true, "
+    "use_gradient_bucket false, pipeline_scheduling 1f1b). Vocabulary not in the CSV: "
+    "vTrain's default 50257 (Megatron pads it for its kernels). A100 variant not stated: "
+    "80 GB assumed. Inter-node bandwidth from vTrain's config: 800 Gb/s per 8-GPU node = "
+    "12.5 GB/s per GPU."
+)
+
+
+def _vtrain_system(gpus: int) -> dict[str, Any]:
+    """The cluster of vTrain's configs: nodes of 8 A100s (``node_size`` 8) on NVSwitch.
+
+    vTrain's configs set ``inter_node_bandwidth: 800``, documented in its ``src/config.py``
+    as the *total* inter-node bandwidth in Gb/s, i.e. per node; shared by the node's 8 GPUs
+    that is 100 Gb/s = 12.5 GB/s per GPU, where the DGX A100 preset has 25 GB/s (one
+    200 Gb/s HCA per GPU). The configs' ``intra_node_bandwidth: 150`` (GB/s) is not taken:
+    vTrain's own measured A100 all-reduce tables reach 229 GB/s bus bandwidth on 8 GPUs,
+    above 150, so it is not the link rate; the preset's NVLink 3 rate stays.
+    """
+    return {
+        "preset": "dgx-a100-80gb",
+        "num_accelerators": gpus,
+        "inter_node": {"bandwidth": "12.5 GB/s"},
+    }
+
+
+def _vtrain_case(dataset: str, row_id: str, name: str, r: dict[str, str], note: str) -> Case:
+    gpus = int(r["# GPUs"])
+    tp, dp, pp = (
+        int(r[k]) for k in ("tensor parallelism", "data parallelism", "pipeline parallelism")
+    )
+    mb, gb = int(r["micro batch"]), int(r["global batch"])
+    scenario = {
+        "model": _gpt_model(
+            name,
+            int(r["# layers"]),
+            int(r["hidden size"]),
+            int(r["attention heads"]),
+            int(r["sequence length"]),
+            VTRAIN_VOCAB,
+            [_VTRAIN_SOURCE],
+        ),
+        "system": _vtrain_system(gpus),
+        "strategy": {
+            "tp": tp,
+            "pp": pp,
+            "dp": dp,
+            "vpp": 1,
+            "micro_batch_size": mb,
+            "recompute": "full",
+            "sequence_parallel": False,
+            "precision": "fp16",
+            "flash_attention": False,
+            "pipeline_schedule": "1f1b",
+            "overlap_grad_reduce": False,
+        },
+        "training": {"global_batch_size": gb},
+    }
+    notes = [_VTRAIN_NOTES, note]
+    if pp == 1 and mb * dp != gb:
+        notes.append(
+            f"PP 1: the CSV's micro batch {mb} is honoured ({gb // (mb * dp)} micro batches); "
+            f"vTrain's loader would use global batch / DP = {gb // dp}."
+        )
+    return Case(
+        dataset=dataset,
+        row_id=row_id,
+        description=_description(name, gpus, tp, pp, 1, dp, mb, gb),
+        scenario=scenario,
+        measured_step_time_s=float(r["iteration time (ms)"]) / 1000.0,
+        notes=" ".join(n for n in notes if n),
+    )
+
+
+def vtrain_multi_cases() -> list[Case]:
+    """The 109 multi-node rows of vTrain (GPT 3.6 B-175 B on 64-512 A100s, sequence 2,048).
+
+    ``row_id`` is the 0-based data row as three digits. The upstream vTrain input of a row is
+    ``config/validation/multi/config_val_<3B|18B|39B|175B>_<TP>_<DP>_<PP>_<micro batch>.json``
+    (one configuration, 175B 4/4/32/2, was measured twice).
+    """
+    tags = {"3.6": "3B", "18.4": "18B", "39.1": "39B", "175": "175B"}
+    cases = []
+    for i, r in enumerate(read_data_csv("vtrain", "data", "ground_truth_multi.csv")):
+        params = r["Parameters (billion)"]
+        config = "config_val_{}_{}_{}_{}_{}.json".format(
+            tags.get(params, params),
+            r["tensor parallelism"],
+            r["data parallelism"],
+            r["pipeline parallelism"],
+            r["micro batch"],
+        )
+        note = f"Upstream vTrain input: config/validation/multi/{config}."
+        cases.append(_vtrain_case("vtrain-multi", f"{i:03d}", f"GPT-{params}B", r, note))
+    return cases
+
+
+def vtrain_single_cases() -> list[Case]:
+    """The 1,440 single-node rows of vTrain (small GPTs on 2-8 A100s, sequence 1,024).
+
+    ``row_id`` is the 0-based data row as four digits: row ``i`` is exactly upstream
+    ``config/validation/single/config_val_single_<i>.json`` (``0818`` ships as an example).
+    """
+    cases = []
+    for i, r in enumerate(read_data_csv("vtrain", "data", "ground_truth_single.csv")):
+        name = f"GPT-h{r['hidden size']}-l{r['# layers']}"
+        note = f"Upstream vTrain input: config/validation/single/config_val_single_{i:04d}.json."
+        cases.append(_vtrain_case("vtrain-single", f"{i:04d}", name, r, note))
+    return cases
+
+
+#: Data-set name -> loader, in the order reports list them.
+DATASETS: dict[str, Callable[[], list[Case]]] = {
+    "megatron-2021": megatron_2021_cases,
+    "megatron-2020": megatron_2020_cases,
+    "vtrain-multi": vtrain_multi_cases,
+    "vtrain-single": vtrain_single_cases,
+}

@@ -1,0 +1,126 @@
+"""Run the shipped validation data sets through the evaluator and compare.
+
+Each data set pairs published measurements with scenarios
+(:mod:`deepflow.validation.datasets`); :func:`run_dataset` predicts every case with the
+closed-form evaluator and returns a :class:`DatasetResult` carrying the error bounds the
+test suite holds it to. Efficiency data is per accelerator (on the accelerator presets),
+the same for every row: nothing here is fitted to a measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deepflow.estimate import predict
+from deepflow.specs.scenario import scenario_from_dict
+from deepflow.validation.datasets import (
+    Case,
+    megatron_2020_cases,
+    megatron_2021_cases,
+    vtrain_multi_cases,
+    vtrain_single_cases,
+)
+from deepflow.validation.results import DatasetResult, RowResult
+
+
+@dataclass(frozen=True)
+class StepTimeDataset:
+    """A step-time data set: its cases, source and error bounds (None = report only)."""
+
+    name: str
+    description: str
+    cases: Callable[[], list[Case]]
+    source: str
+    mape_bound: float | None
+    worst_bound: float | None = None
+
+
+STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
+    StepTimeDataset(
+        "megatron-2021",
+        "Megatron-LM GPT 1.7B-1T on 32-3072 A100 80GB (Selene)",
+        megatron_2021_cases,
+        "Narayanan et al. 2021, SC21, Table 1",
+        0.08,
+        0.15,
+    ),
+    StepTimeDataset(
+        "vtrain-multi",
+        "Megatron-DeepSpeed GPT 3.6B-175B on 64-512 A100",
+        vtrain_multi_cases,
+        "vTrain (Bang et al., MICRO 2024) ground_truth_multi.csv",
+        0.12,
+    ),
+    StepTimeDataset(
+        "vtrain-single",
+        "Megatron-DeepSpeed small GPTs on 2-8 A100 (one node)",
+        vtrain_single_cases,
+        "vTrain (Bang et al., MICRO 2024) ground_truth_single.csv",
+        0.15,
+    ),
+    StepTimeDataset(
+        "megatron-2020",
+        "Megatron-LM GPT-2 1.2B-8.7B on DGX-2 V100 and DGX-A100 (README 2020)",
+        megatron_2020_cases,
+        "Megatron-LM README, September 2020",
+        None,
+    ),
+)
+
+
+def run_case(case: Case) -> RowResult:
+    """Predict one case and pair it with its measurement."""
+    scenario = scenario_from_dict(case.scenario, name=case.row_id)
+    prediction = predict(scenario)
+    return RowResult(
+        dataset=case.dataset,
+        row_id=case.row_id,
+        description=case.description,
+        measured=case.measured_step_time_s,
+        predicted=prediction.step_time_s if prediction.feasible else None,
+        reason=prediction.reason,
+    )
+
+
+def run_dataset(dataset: StepTimeDataset) -> DatasetResult:
+    """Predict every case of ``dataset``."""
+    rows = tuple(run_case(case) for case in dataset.cases())
+    return DatasetResult(
+        name=dataset.name,
+        description=dataset.description,
+        rows=rows,
+        mape_bound=dataset.mape_bound,
+        worst_bound=dataset.worst_bound,
+        source=dataset.source,
+    )
+
+
+def _extra_datasets() -> dict[str, Callable[[], DatasetResult]]:
+    """Data sets measured in other units (collective times), keyed by name."""
+    try:
+        from deepflow.validation.nccl import nccl_allreduce_datasets
+    except ImportError:  # collective validation not available
+        return {}
+    names = ("nccl-a100", "nccl-v100")
+
+    def runner(i: int) -> Callable[[], DatasetResult]:
+        return lambda: nccl_allreduce_datasets()[i]
+
+    return {name: runner(i) for i, name in enumerate(names)}
+
+
+def all_dataset_names() -> list[str]:
+    """Every data set ``deepflow validate`` knows, in report order."""
+    return [d.name for d in STEP_TIME_DATASETS] + list(_extra_datasets())
+
+
+def run_by_name(name: str) -> DatasetResult:
+    """Run the data set called ``name``."""
+    for dataset in STEP_TIME_DATASETS:
+        if dataset.name == name:
+            return run_dataset(dataset)
+    extra = _extra_datasets()
+    if name in extra:
+        return extra[name]()
+    raise KeyError(name)
