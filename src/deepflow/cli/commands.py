@@ -1,1 +1,8 @@
 """Imports every subcommand module so that each registers itself on :data:`main`."""
+
+from deepflow.cli import (
+    collective,  # noqa: F401
+    et,  # noqa: F401
+    predict,  # noqa: F401
+    validate,  # noqa: F401
+)

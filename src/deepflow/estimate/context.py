@@ -54,7 +54,8 @@ class Env:
             batch=b,
             global_batch_size=global_batch_size,
             hierarchy=hierarchy,
-            peak=peaks[b.precision],
+            # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
+            peak=np.maximum(peaks[b.precision], 1.0),
             elem=elems[b.precision],
             tokens=b.micro_batch_size * model.seq_len / b.cp,
             micro_batches=np.maximum(

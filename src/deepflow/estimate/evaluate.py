@@ -41,6 +41,7 @@ BREAKDOWN_KEYS = (
     "ep_comm",
     "pp_comm",
     "dp_comm",
+    "host_overhead",
     "pipeline_bubble",
     "optimizer",
 )
@@ -171,8 +172,8 @@ def evaluate(
         ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy)
         rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy)
         hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
-        fwd = np.maximum(0.0, ag - hidden * cost.forward_compute)
-        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward_compute)
+        fwd = np.maximum(0.0, ag - hidden * cost.forward)
+        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
         return np.where(b.zero == 3, fwd + bwd, 0.0)
 
     z3_dense, z3_moe = zero3_exposed(dense), zero3_exposed(moe)

@@ -54,9 +54,8 @@ class LayerCost:
     ep_comm_forward: np.ndarray
     ep_comm_backward: np.ndarray
     recompute_comm: np.ndarray
-    host_excess: (
-        np.ndarray
-    )  # host issue time beyond the device time (forward + backward + recompute)
+    host_excess_forward: np.ndarray  # host issue time beyond the device time, forward
+    host_excess_backward: np.ndarray  # the same for backward and recomputation
     saved_activations: np.ndarray  # bytes kept per micro-batch after forward, by recompute mode
     full_activations: np.ndarray  # bytes a layer holds during its own backward
     params: np.ndarray  # local parameters (non-expert)
@@ -65,12 +64,17 @@ class LayerCost:
     recompute_flops: np.ndarray
 
     @property
+    def host_excess(self) -> np.ndarray:
+        return self.host_excess_forward + self.host_excess_backward
+
+    @property
     def forward(self) -> np.ndarray:
         return (
             self.forward_compute
             + self.tp_comm_forward
             + self.cp_comm_forward
             + self.ep_comm_forward
+            + self.host_excess_forward
         )
 
     @property
@@ -82,6 +86,7 @@ class LayerCost:
             + self.cp_comm_backward
             + self.ep_comm_backward
             + self.recompute_comm
+            + self.host_excess_backward
         )
 
 
@@ -275,9 +280,9 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     host_bwd = (2.0 * compute_kernels + param_tensors + comm_kernels) * host
     gpu_fwd = fwd_compute + tp_fwd + cp_fwd + ep_fwd
     gpu_bwd = bwd_compute + tp_bwd + cp_bwd + ep_bwd
-    host_excess = (
-        np.maximum(0.0, host_fwd - gpu_fwd)
-        + np.maximum(0.0, host_bwd - gpu_bwd)
+    host_excess_forward = np.maximum(0.0, host_fwd - gpu_fwd)
+    host_excess_backward = (
+        np.maximum(0.0, host_bwd - gpu_bwd)
         + np.where(
             recompute_mode == FULL,
             np.maximum(0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)),
@@ -306,7 +311,8 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         ep_comm_forward=ep_fwd,
         ep_comm_backward=ep_bwd,
         recompute_comm=recompute_comm,
-        host_excess=host_excess,
+        host_excess_forward=host_excess_forward,
+        host_excess_backward=host_excess_backward,
         saved_activations=saved,
         full_activations=all_saved,
         params=np.broadcast_to(params, fwd_compute.shape).astype(np.float64),

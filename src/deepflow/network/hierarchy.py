@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepflow.network.dims import DimKind, NetworkDim
 from deepflow.specs.system import SystemSpec
 
 
@@ -55,6 +56,20 @@ class Hierarchy:
                 system.inter_node.latency,
                 system.inter_node.efficiency,
             ),
+        )
+
+    @property
+    def levels(self) -> tuple[Level, Level]:
+        """The levels, innermost first (dimension 0 is the scale-up domain)."""
+        return (self.scale_up, self.scale_out)
+
+    def dims(self, domains: int) -> tuple[NetworkDim, NetworkDim]:
+        """This hierarchy as ASTRA-sim dimensions for ``domains`` scale-up domains: two
+        switches, per-accelerator bandwidth and latency per message split over the two
+        links of a switch traversal."""
+        return tuple(  # type: ignore[return-value]
+            NetworkDim(DimKind.SWITCH, size, lv.bandwidth, lv.latency / 2.0, lv.efficiency)
+            for size, lv in ((self.scale_up_size, self.scale_up), (domains, self.scale_out))
         )
 
 

@@ -1,0 +1,210 @@
+"""``deepflow et``: inspect, simulate and convert Chakra execution traces.
+
+* ``deepflow et inspect FILE...`` - decode and check ETs; several files are the ranks of one
+  workload, in the order given, and their sends and receives are matched;
+* ``deepflow et simulate PREFIX --network N.yml --system S.json`` - replay
+  ``PREFIX.<rank>.et`` with ASTRA-sim's analytical semantics;
+* ``deepflow et convert ALGO.xml --size 1MiB --out PREFIX`` - MSCCL-IR to per-rank ETs.
+
+Malformed traces and configurations exit 2 with a message naming the file, the node or key,
+and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import click
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.errors import TraceError
+from deepflow.interop.astra import (
+    load_comm_groups,
+    load_network,
+    load_system,
+    simulate_workload,
+)
+from deepflow.interop.chakra import (
+    DependencyPolicy,
+    NodeType,
+    check_trace,
+    check_workload,
+    read_et,
+    read_workload,
+    write_workload,
+)
+from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
+from deepflow.units import Dimension, parse_quantity
+
+_DEPS = click.Choice([p.value for p in DependencyPolicy])
+
+
+@click.group("et")
+def et() -> None:
+    """Chakra execution traces: inspect, simulate, convert."""
+
+
+main.add_command(et)
+
+
+@et.command("inspect")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--deps",
+    type=_DEPS,
+    default=DependencyPolicy.DATA_AND_CTRL.value,
+    show_default=True,
+    help="Dependencies that gate a node.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@exits_2_on_bad_input
+def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
+    """Decode and check ETs; several files are checked as the ranks of one workload."""
+    policy = DependencyPolicy(deps)
+    traces = {rank: read_et(path) for rank, path in enumerate(paths)}
+    if len(traces) > 1:
+        check_workload(traces, policy)
+    else:
+        check_trace(traces[0], policy)
+    rows = []
+    for trace in traces.values():
+        types = Counter(n.type_name for n in trace.nodes)
+        rows.append(
+            {
+                "file": trace.label,
+                "version": trace.metadata.version,
+                "nodes": len(trace.nodes),
+                "types": dict(sorted(types.items())),
+                "data_deps": sum(len(n.data_deps) for n in trace.nodes),
+                "ctrl_deps": sum(len(n.ctrl_deps) for n in trace.nodes),
+                "comm_bytes": sum(
+                    int(n.attr_value("comm_size", 0) or 0)  # type: ignore[arg-type]
+                    for n in trace.nodes
+                    if n.type in (NodeType.COMM_SEND_NODE, NodeType.COMM_COLL_NODE)
+                ),
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        kinds = ", ".join(f"{k} {v}" for k, v in row["types"].items())  # type: ignore[attr-defined]
+        click.echo(
+            f"{row['file']}: version {row['version'] or '-'}, {row['nodes']} nodes ({kinds}), "
+            f"{row['data_deps']} data / {row['ctrl_deps']} ctrl deps, "
+            f"{row['comm_bytes']} B sent or collective"
+        )
+    click.echo(f"ok: {len(rows)} trace(s) pass the checks")
+
+
+@et.command("simulate")
+@click.argument("prefix")
+@click.option(
+    "--network",
+    "network_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="ASTRA-sim analytical network YAML.",
+)
+@click.option(
+    "--system",
+    "system_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="ASTRA-sim system JSON.",
+)
+@click.option(
+    "--comm-groups",
+    "groups_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="ASTRA-sim communicator-group JSON.",
+)
+@click.option(
+    "--custom-dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Base directory of custom collective ET prefixes.",
+)
+@click.option(
+    "--deps",
+    type=_DEPS,
+    default=DependencyPolicy.DATA_AND_CTRL.value,
+    show_default=True,
+    help="Dependencies that gate a node.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@exits_2_on_bad_input
+def simulate(
+    prefix: str,
+    network_path: str,
+    system_path: str,
+    groups_path: str | None,
+    custom_dir: str,
+    deps: str,
+    as_json: bool,
+) -> None:
+    """Replay PREFIX.<rank>.et on an ASTRA-sim analytical network."""
+    network = load_network(network_path)
+    system = load_system(system_path)
+    groups = load_comm_groups(groups_path) if groups_path else None
+    traces = read_workload(prefix)
+    result = simulate_workload(
+        traces, network, system, groups, DependencyPolicy(deps), custom_dir=custom_dir
+    )
+    if as_json:
+        ranks = [
+            {
+                "rank": r.rank,
+                "finish_ns": r.finish_ns,
+                "compute_ns": r.compute_ns,
+                "exposed_comm_ns": r.exposed_comm_ns,
+            }
+            for r in result.ranks
+        ]
+        click.echo(json.dumps({"makespan_ns": result.makespan_ns, "ranks": ranks}, indent=2))
+        return
+    for r in result.ranks:
+        click.echo(
+            f"rank {r.rank} finished, {r.finish_ns} ns, exposed communication "
+            f"{r.exposed_comm_ns} ns"
+        )
+    click.echo(f"makespan {result.makespan_ns} ns")
+
+
+@et.command("convert")
+@click.argument("xml_path", type=click.Path(dir_okay=False))
+@click.option("--size", required=True, help="Collective size (ASTRA-sim comm_size), e.g. 1MiB.")
+@click.option("--out", "prefix", required=True, help="Output prefix: writes PREFIX.<rank>.et.")
+@click.option(
+    "--local-mem-bw",
+    default="50 GB/s",
+    show_default=True,
+    help="Local memory bandwidth for reduction and copy nodes.",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check on symbolic data that the algorithm computes its collective.",
+)
+@exits_2_on_bad_input
+def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bool) -> None:
+    """Convert an MSCCL-IR algorithm into one Chakra ET per rank."""
+    algo = read_msccl(xml_path)
+    size_bytes = parse_quantity(size, Dimension.BYTES, "--size")
+    if not size_bytes.is_integer():
+        raise TraceError(f"--size: {size!r} is not a whole number of bytes")
+    bandwidth = parse_quantity(local_mem_bw, Dimension.BANDWIDTH, "--local-mem-bw")
+    if verify:
+        verify_collective(algo)
+    traces = msccl_to_chakra(algo, int(size_bytes), bandwidth)
+    out_dir = os.path.dirname(prefix)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    paths = write_workload(traces, prefix)
+    nodes = sum(len(t.nodes) for t in traces.values())
+    click.echo(f"wrote {len(paths)} ET files ({nodes} nodes) to {prefix}.<rank>.et")

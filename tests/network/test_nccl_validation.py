@@ -1,0 +1,22 @@
+"""The network model against vTrain's measured NCCL all-reduce tables (A100, V100)."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepflow.validation.nccl import nccl_allreduce_datasets
+
+
+@pytest.fixture(scope="module")
+def datasets():
+    return {d.name: d for d in nccl_allreduce_datasets()}
+
+
+@pytest.mark.parametrize("name", ["nccl-allreduce-a100", "nccl-allreduce-v100"])
+def test_mape_within_bound(datasets, name):
+    d = datasets[name]
+    assert len(d.rows) == 7 * 1024
+    assert d.infeasible == 0
+    assert d.mape_bound == 0.15
+    assert d.mape <= 0.15, f"{name}: MAPE {d.mape:.1%}"
+    assert d.within_bounds
