@@ -243,11 +243,21 @@ def evaluate(
                 value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
             parts[key] = value
         stage_time = sum(parts.values())
-        wgrad = (
-            n_dense[:, None] * dense.weight_grad[idx]
-            + n_moe[:, None] * moe.weight_grad[idx]
-            + last * head.weight_grad[idx]
+        # zero-bubble defers the weight-gradient work W into the bubble. Its share of the
+        # stage is taken by FLOPs (weight-gradient GEMMs over all the stage's FLOPs), which
+        # does not depend on peak rates or bandwidths, so the deferred time scales with the
+        # stage time and the step stays monotone in them
+        w_flops = (
+            n_dense[:, None] * dense.weight_flops[idx]
+            + n_moe[:, None] * moe.weight_flops[idx]
+            + last * head.forward_flops[idx]
         )
+        all_flops = (
+            n_dense[:, None] * (3.0 * dense.forward_flops[idx] + dense.recompute_flops[idx])
+            + n_moe[:, None] * (3.0 * moe.forward_flops[idx] + moe.recompute_flops[idx])
+            + last * 3.0 * head.forward_flops[idx]
+        )
+        wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
         s_steady, s_bubble = pipeline_time(
             stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx]
         )

@@ -61,6 +61,7 @@ class LayerCost:
     params: np.ndarray  # local parameters (non-expert)
     expert_params: np.ndarray  # local expert parameters
     forward_flops: np.ndarray  # matmul FLOPs of the forward pass on this rank
+    weight_flops: np.ndarray  # FLOPs of the weight-gradient GEMMs (= forward GEMM FLOPs)
     recompute_flops: np.ndarray
 
     @property
@@ -281,13 +282,10 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     gpu_fwd = fwd_compute + tp_fwd + cp_fwd + ep_fwd
     gpu_bwd = bwd_compute + tp_bwd + cp_bwd + ep_bwd
     host_excess_forward = np.maximum(0.0, host_fwd - gpu_fwd)
-    host_excess_backward = (
-        np.maximum(0.0, host_bwd - gpu_bwd)
-        + np.where(
-            recompute_mode == FULL,
-            np.maximum(0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)),
-            0.0,
-        )
+    host_excess_backward = np.maximum(0.0, host_bwd - gpu_bwd) + np.where(
+        recompute_mode == FULL,
+        np.maximum(0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)),
+        0.0,
     )
 
     all_saved = total["saved"] + attn["qkv_saved"] + attn["score_saved"]
@@ -320,5 +318,6 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
             np.asarray(expert_params, dtype=np.float64), fwd_compute.shape
         ),
         forward_flops=total["flops"] + attn_flops,
+        weight_flops=total["flops"],
         recompute_flops=recompute_flops,
     )
