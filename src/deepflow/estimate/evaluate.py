@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
+from deepflow.estimate.edges import embedding_cost, head_cost
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
@@ -134,10 +134,6 @@ def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.n
             else:
                 dense[stage] += 1
     return dense, moe
-
-
-def _sel(cost: LayerCost | EdgeCost, name: str, idx: np.ndarray) -> np.ndarray:
-    return getattr(cost, name)[idx]
 
 
 def evaluate(

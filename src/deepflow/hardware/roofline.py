@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepflow.specs.accelerator import AcceleratorSpec, Precision
+from deepflow.specs.accelerator import AcceleratorSpec
 
 
 def gemm_efficiency(
@@ -72,20 +72,6 @@ def gemm_time(
     memory = bytes_moved / (accelerator.memory_bandwidth * accelerator.efficiency.memory)
     overhead = np.where(flops > 0, accelerator.efficiency.kernel_overhead, 0.0)
     return np.maximum(compute, memory) + overhead
-
-
-def gemm_time_at(
-    m: object,
-    n: object,
-    k: object,
-    accelerator: AcceleratorSpec,
-    precision: Precision,
-    batch: object = 1,
-) -> np.ndarray:
-    """:func:`gemm_time` at the accelerator's dense peak for ``precision``."""
-    return gemm_time(
-        m, n, k, accelerator, accelerator.peak(precision), precision.activation_bytes, batch
-    )
 
 
 def memory_time(
