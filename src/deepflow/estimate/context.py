@@ -28,6 +28,7 @@ class Env:
     hierarchy: Hierarchy
     peak: np.ndarray
     elem: np.ndarray
+    grad_bytes: np.ndarray  # bytes per gradient element in the accumulation buffers
     tokens: np.ndarray
     micro_batches: np.ndarray
     sp_div: np.ndarray  # tp where sequence parallelism shards, else 1
@@ -57,6 +58,7 @@ class Env:
             # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
             peak=np.maximum(peaks[b.precision], 1.0),
             elem=elems[b.precision],
+            grad_bytes=np.where(b.fp32_main_grads, 4.0, elems[b.precision]),
             tokens=b.micro_batch_size * model.seq_len / b.cp,
             micro_batches=np.maximum(
                 1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))

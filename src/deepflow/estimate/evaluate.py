@@ -277,7 +277,7 @@ def evaluate(
         ) * w_bytes[idx]
         grads = (
             np.where(sz >= 2, params / sdp, params) + np.where(sz >= 2, expert / sedp, expert)
-        ) * w_bytes[idx]
+        ) * env.grad_bytes[idx]
         opt = (
             np.where(sz >= 1, params / sdp, params) + np.where(sz >= 1, expert / sedp, expert)
         ) * opt_state[idx]
@@ -310,8 +310,8 @@ def evaluate(
 
     # data-parallel gradient synchronization at the end of the step (ZeRO 0-2); ZeRO 1/2
     # reduce-scatter gradients and all-gather parameters, the same volume as an all-reduce
-    grad_bytes = stage_params * w_bytes
-    expert_bytes = stage_expert_params * w_bytes
+    grad_bytes = stage_params * env.grad_bytes
+    expert_bytes = stage_expert_params * env.grad_bytes
     sync = collective_time(
         Collective.ALL_REDUCE, grad_bytes, env.dp_group, env.hierarchy
     ) + collective_time(Collective.ALL_REDUCE, expert_bytes, env.expert_dp_group, env.hierarchy)

@@ -243,7 +243,15 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     params = sum(p["params"] for p in parts) - expert_params
 
     fwd_compute = total["fwd"] + attn["fwd"]
-    bwd_compute = total["bwd"] + attn["bwd"]
+    # every micro-batch adds its weight gradients into the accumulation buffers: read the
+    # buffer and the new gradient, write the buffer (VirtualFlow, Or et al. 2022, sec. 3:
+    # t_acc = |W| bytes / BW_mem; Megatron-LM main_grad accumulation)
+    accumulate = memory_time(
+        (params + expert_params) * (2.0 * env.grad_bytes + env.elem),
+        env.system.accelerator,
+        sum(1 for op in layer.ops if op.params),
+    )
+    bwd_compute = total["bwd"] + attn["bwd"] + accumulate
     hidden_bytes = env.tokens * env.model.hidden_size * env.elem
     tp_one = tp_pair_time(env, hidden_bytes)
     tp_fwd = 2.0 * tp_one

@@ -46,6 +46,7 @@ class StrategyBatch:
     flash_attention: np.ndarray
     overlap_grad_reduce: np.ndarray
     overlap_param_gather: np.ndarray
+    fp32_main_grads: np.ndarray
     algorithm: np.ndarray  # index into ALGORITHMS
     stride_tp: np.ndarray
     stride_cp: np.ndarray
@@ -89,6 +90,7 @@ class StrategyBatch:
             flash_attention=col(lambda s: s.flash_attention, bool),
             overlap_grad_reduce=col(lambda s: s.overlap_grad_reduce, bool),
             overlap_param_gather=col(lambda s: s.overlap_param_gather, bool),
+            fp32_main_grads=col(lambda s: s.fp32_main_grads, bool),
             algorithm=col(lambda s: ALGORITHMS.index(s.collective_algorithm)),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -150,6 +152,7 @@ class StrategyBatch:
             flash_attention=arr("flash_attention", bool),
             overlap_grad_reduce=arr("overlap_grad_reduce", bool),
             overlap_param_gather=arr("overlap_param_gather", bool),
+            fp32_main_grads=arr("fp32_main_grads", bool),
             algorithm=np.full(n, ALGORITHMS.index(str(arrays.get("collective_algorithm", "ring")))),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -176,6 +179,7 @@ class StrategyBatch:
             flash_attention=bool(self.flash_attention[i]),
             overlap_grad_reduce=bool(self.overlap_grad_reduce[i]),
             overlap_param_gather=bool(self.overlap_param_gather[i]),
+            fp32_main_grads=bool(self.fp32_main_grads[i]),
             axis_order=self.axis_orders[i],  # type: ignore[arg-type]
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
         )

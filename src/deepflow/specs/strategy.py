@@ -39,7 +39,9 @@ class StrategySpec(Spec):
     Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators; expert parallelism
     ``ep`` shards the experts over data-parallel ranks (Megatron-Core convention), so it
     divides ``dp``. ``axis_order`` places the axes on the network hierarchy, innermost
-    (fastest-varying rank index) first.
+    (fastest-varying rank index) first. ``fp32_main_grads`` keeps gradients in fp32 buffers
+    into which every micro-batch accumulates (Megatron-LM's ``main_grad``); otherwise they
+    stay in the parameter precision.
     """
 
     dp: PositiveInt | Literal["auto"] = "auto"
@@ -57,6 +59,7 @@ class StrategySpec(Spec):
     flash_attention: bool = True
     overlap_grad_reduce: bool = True
     overlap_param_gather: bool = True
+    fp32_main_grads: bool = True
     axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
 

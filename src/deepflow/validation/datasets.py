@@ -187,7 +187,9 @@ def megatron_2021_cases() -> list[Case]:
     ``data/published/`` tabulates these derived times, 3.53 s ... 102.63 s). Everything in
     the scenario comes from the authors' reproduction script except ``flash_attention``
     (2021 Megatron-LM materialised the s x s attention scores; FlashAttention, Dao et al.
-    2022, came later) and ``overlap_grad_reduce``, derived from the DDP implementation.
+    2022, came later), and ``overlap_grad_reduce`` and ``fp32_main_grads``, derived from the
+    DDP implementation (PyTorch DDP: overlapped, fp16 gradients; Megatron's local DDP:
+    reduced after the backward pass, fp32 ``main_grad`` buffers).
     """
     cases = []
     for r in _published_rows("S01"):
@@ -222,6 +224,8 @@ def megatron_2021_cases() -> list[Case]:
                 "flash_attention": False,
                 "pipeline_schedule": "interleaved" if vpp > 1 else "1f1b",
                 "overlap_grad_reduce": torch_ddp,
+                # local DDP accumulates into fp32 main_grad buffers; torch DDP keeps fp16 .grad
+                "fp32_main_grads": not torch_ddp,
             },
             "training": {"global_batch_size": gb},
         }
