@@ -41,6 +41,7 @@ class StrategyBatch:
     zero: np.ndarray
     recompute: np.ndarray  # index into RECOMPUTES
     micro_batch_size: np.ndarray
+    virtual_nodes: np.ndarray  # 0 where not set
     precision: np.ndarray  # index into PRECISIONS
     schedule: np.ndarray  # index into SCHEDULES (effective: vpp > 1 -> interleaved)
     flash_attention: np.ndarray
@@ -85,6 +86,7 @@ class StrategyBatch:
             zero=col(lambda s: s.zero),
             recompute=col(lambda s: RECOMPUTES.index(s.recompute)),
             micro_batch_size=col(lambda s: s.micro_batch_size),
+            virtual_nodes=col(lambda s: s.virtual_nodes or 0),
             precision=col(lambda s: PRECISIONS.index(s.precision)),
             schedule=col(lambda s: SCHEDULES.index(s.schedule)),
             flash_attention=col(lambda s: s.flash_attention, bool),
@@ -147,6 +149,9 @@ class StrategyBatch:
             zero=arr("zero"),
             recompute=arr("recompute"),
             micro_batch_size=arr("micro_batch_size"),
+            virtual_nodes=np.broadcast_to(
+                np.asarray(arrays.get("virtual_nodes", 0), dtype=np.int64), (n,)
+            ).copy(),
             precision=arr("precision"),
             schedule=schedule,
             flash_attention=arr("flash_attention", bool),
@@ -174,6 +179,7 @@ class StrategyBatch:
             zero=int(self.zero[i]),
             recompute=RECOMPUTES[int(self.recompute[i])],
             micro_batch_size=int(self.micro_batch_size[i]),
+            virtual_nodes=int(self.virtual_nodes[i]) or None,
             precision=PRECISIONS[int(self.precision[i])],
             pipeline_schedule=SCHEDULES[int(self.schedule[i])],
             flash_attention=bool(self.flash_attention[i]),

@@ -73,6 +73,14 @@ RULES: tuple[Rule, ...] = (
         lambda c, s: f"pp*vpp={s.pp}*{s.vpp} does not divide num_layers={c.model.num_layers}",
     ),
     Rule(
+        "virtual-nodes",
+        lambda c, b: (b.virtual_nodes > 0) & (np.mod(b.virtual_nodes, b.dp) != 0),
+        lambda c, s: (
+            f"virtual_nodes={s.virtual_nodes} is not a multiple of dp={s.dp} "
+            "(every data-parallel replica processes the same number of virtual nodes)"
+        ),
+    ),
+    Rule(
         "batch",
         lambda c, b: np.mod(c.global_batch_size, b.dp * b.micro_batch_size) != 0,
         lambda c, s: (

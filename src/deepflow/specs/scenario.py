@@ -40,9 +40,26 @@ class Scenario(Spec):
 
     @model_validator(mode="after")
     def _resolve_dp(self) -> Scenario:
+        explicit_mbs = "micro_batch_size" in self.strategy.model_fields_set
         if self.strategy.dp == "auto":
             dp = max(1, self.system.num_accelerators // self.strategy.model_parallel_size)
             object.__setattr__(self, "strategy", self.strategy.replace(dp=dp))
+        vn = self.strategy.virtual_nodes
+        if vn is not None:
+            gbs = self.training.global_batch_size
+            if gbs % vn:
+                raise ValueError(
+                    f"strategy.virtual_nodes={vn} does not divide training.global_batch_size={gbs}"
+                )
+            if explicit_mbs and self.strategy.micro_batch_size != gbs // vn:
+                raise ValueError(
+                    f"strategy.micro_batch_size={self.strategy.micro_batch_size} contradicts "
+                    f"strategy.virtual_nodes={vn} (a virtual node holds {gbs // vn} sequences); "
+                    "give one of them"
+                )
+            # the virtual node's batch is the micro-batch (VirtualFlow, sec. 3)
+            strategy = self.strategy.replace(micro_batch_size=gbs // vn)
+            object.__setattr__(self, "strategy", strategy)
         return self
 
     @property

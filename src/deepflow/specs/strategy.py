@@ -42,6 +42,12 @@ class StrategySpec(Spec):
     (fastest-varying rank index) first. ``fp32_main_grads`` keeps gradients in fp32 buffers
     into which every micro-batch accumulates (Megatron-LM's ``main_grad``); otherwise they
     stay in the parameter precision.
+
+    ``virtual_nodes`` (VirtualFlow, Or et al. 2022, arXiv 2009.09523) splits the global batch
+    into V virtual nodes of ``global_batch_size / V`` sequences, processed in turn by each
+    data-parallel replica (``V / dp`` each) with gradients accumulated: the job keeps its
+    batch semantics on any number of accelerators. It sets the micro-batch size, so the two
+    are not given together.
     """
 
     dp: PositiveInt | Literal["auto"] = "auto"
@@ -54,6 +60,7 @@ class StrategySpec(Spec):
     zero: int = Field(default=0, ge=0, le=3)
     recompute: Recompute = Recompute.NONE
     micro_batch_size: PositiveInt = 1
+    virtual_nodes: PositiveInt | None = None
     precision: Precision = Precision.BF16
     pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
     flash_attention: bool = True
