@@ -1,0 +1,1 @@
+"""Hardware/software co-design: search over technology-derived accelerators (DeepFlow)."""
