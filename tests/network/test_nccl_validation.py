@@ -20,3 +20,14 @@ def test_mape_within_bound(datasets, name):
     assert d.mape_bound == 0.15
     assert d.mape <= 0.15, f"{name}: MAPE {d.mape:.1%}"
     assert d.within_bounds
+
+
+def test_validate_names_run_their_own_tables():
+    """``deepflow validate --dataset nccl-v100`` runs the V100 tables, whatever the order of
+    ``nccl_allreduce_datasets()``."""
+    from deepflow.validation.runner import all_dataset_names, run_by_name
+
+    assert {"nccl-a100", "nccl-v100"} <= set(all_dataset_names())
+    result = run_by_name("nccl-v100")
+    assert result.name == "nccl-allreduce-v100"
+    assert result.mape <= 0.15

@@ -4,5 +4,6 @@ from deepflow.cli import (
     collective,  # noqa: F401
     et,  # noqa: F401
     predict,  # noqa: F401
+    simulate,  # noqa: F401
     validate,  # noqa: F401
 )

@@ -4,7 +4,9 @@
   workload, in the order given, and their sends and receives are matched;
 * ``deepflow et simulate PREFIX --network N.yml --system S.json`` - replay
   ``PREFIX.<rank>.et`` with ASTRA-sim's analytical semantics;
-* ``deepflow et convert ALGO.xml --size 1MiB --out PREFIX`` - MSCCL-IR to per-rank ETs.
+* ``deepflow et convert ALGO.xml --size 1MiB --out PREFIX`` - MSCCL-IR to per-rank ETs;
+* ``deepflow et export SCENARIO --out DIR`` - ASTRA-sim inputs (network YAML, system JSON,
+  communicator groups, per-rank workload ETs) for one training step of a scenario.
 
 Malformed traces and configurations exit 2 with a message naming the file, the node or key,
 and the problem.
@@ -21,6 +23,7 @@ import click
 from deepflow.cli.app import exits_2_on_bad_input, main
 from deepflow.errors import TraceError
 from deepflow.interop.astra import (
+    export_scenario,
     load_comm_groups,
     load_network,
     load_system,
@@ -36,6 +39,7 @@ from deepflow.interop.chakra import (
     write_workload,
 )
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
+from deepflow.specs import load_scenario
 from deepflow.units import Dimension, parse_quantity
 
 _DEPS = click.Choice([p.value for p in DependencyPolicy])
@@ -208,3 +212,37 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     paths = write_workload(traces, prefix)
     nodes = sum(len(t.nodes) for t in traces.values())
     click.echo(f"wrote {len(paths)} ET files ({nodes} nodes) to {prefix}.<rank>.et")
+
+
+@et.command("export")
+@click.argument("scenario_path", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--max-ranks",
+    type=click.IntRange(min=2),
+    default=64,
+    show_default=True,
+    help="Largest job written in full; bigger jobs keep fewer data-parallel replicas.",
+)
+@click.option(
+    "--merge-layers",
+    is_flag=True,
+    help="One compute node and one tensor-parallel all-reduce per stage and micro-batch.",
+)
+@exits_2_on_bad_input
+def export(scenario_path: str, out_dir: str, max_ranks: int, merge_layers: bool) -> None:
+    """Write ASTRA-sim inputs for one training step of SCENARIO into OUT."""
+    scenario = load_scenario(scenario_path)
+    result = export_scenario(scenario, out_dir, max_ranks=max_ranks, merge_layers=merge_layers)
+    size = sum(os.path.getsize(f) for f in result.files)
+    click.echo(
+        f"wrote {len(result.files)} files ({size} B) to {result.directory}: {result.ranks} "
+        f"ranks (tp {result.tp} x pp {result.pp} x dp {result.dp} of {result.job_dp}), "
+        f"{result.nodes_per_rank} nodes per rank"
+    )
+    click.echo(
+        f"run: deepflow et simulate {result.workload_prefix} --network "
+        f"{os.path.join(result.directory, 'network.yml')} --system "
+        f"{os.path.join(result.directory, 'system.json')} --comm-groups "
+        f"{os.path.join(result.directory, 'comm_groups.json')}"
+    )

@@ -21,6 +21,7 @@ import numpy as np
 from deepflow.network.algorithms import ALGORITHMS
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, Level
 from deepflow.network.ops import Algorithm, Collective
+from deepflow.network.programs import ProgramAlgorithm
 
 __all__ = [
     "Algorithm",
@@ -29,6 +30,7 @@ __all__ = [
     "collective_time",
     "level_time",
     "p2p_time",
+    "program_time",
 ]
 
 
@@ -49,19 +51,51 @@ def level_time(
     return np.where(nn > 1, t, 0.0)
 
 
+def program_time(
+    op: Collective,
+    size: object,
+    group: GroupPlacement,
+    hierarchy: Hierarchy,
+    algorithm: ProgramAlgorithm,
+) -> np.ndarray:
+    """Time of ``op`` run by a step-program ``algorithm`` (vectorized).
+
+    The program's closed form (:class:`~deepflow.network.programs.ProgramAlgorithm`) is
+    evaluated on the scale-up level when the group fits one domain and on the scale-out
+    level when it spans several: a flat program does not say which of its messages stay
+    inside a domain, so the slower level bounds every message (for a placement-aware cost,
+    simulate the program on a link-level topology, :func:`~deepflow.network.programs.
+    simulate_program`). Where the group size differs from the program's rank count, or the
+    program implements another collective, the ring is used.
+    """
+    s = np.asarray(size, dtype=np.float64)
+    n, k = np.asarray(group.size), np.asarray(group.domains)
+    up, out = hierarchy.scale_up, hierarchy.scale_out
+    ring = collective_time(op, s, group, hierarchy, Algorithm.RING)
+    if op is not algorithm.program.op:
+        return ring
+    bw = np.where(k > 1, out.effective_bandwidth, up.effective_bandwidth)
+    lat = np.where(k > 1, out.latency, up.latency)
+    custom = algorithm.closed_form(op, s, n, bw, lat)
+    return np.where(n == algorithm.program.ranks, custom, ring)
+
+
 def collective_time(
     op: Collective,
     size: object,
     group: GroupPlacement,
     hierarchy: Hierarchy,
-    algorithm: Algorithm = Algorithm.RING,
+    algorithm: Algorithm | ProgramAlgorithm = Algorithm.RING,
 ) -> np.ndarray:
     """Time of collective ``op`` on ``size`` bytes over ``group`` (vectorized).
 
     ``size`` is the full buffer of one rank: the vector being all-reduced, the gathered
     result of an all-gather, the input of a reduce-scatter, or the bytes a rank holds
-    before an all-to-all.
+    before an all-to-all. ``algorithm`` is a built-in :class:`Algorithm` or an algorithm
+    given as a step program (an imported MSCCL-IR file; see :func:`program_time`).
     """
+    if isinstance(algorithm, ProgramAlgorithm):
+        return program_time(op, size, group, hierarchy, algorithm)
     s = np.asarray(size, dtype=np.float64)
     m, k = group.members_per_domain, group.domains
     up, out = hierarchy.scale_up, hierarchy.scale_out

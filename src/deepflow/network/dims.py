@@ -53,6 +53,20 @@ class NetworkDim:
         return self.latency * (2.0 if self.kind is DimKind.SWITCH else 1.0)
 
 
+def hops(kind: DimKind, size: int, a: int, b: int) -> int:
+    """Links a message crosses between positions ``a`` and ``b`` of one dimension: the
+    shorter way round a ring, one link in a clique, two (up and down) through a switch
+    (ASTRA-sim analytical backend, ``Ring``/``FullyConnected``/``Switch``; reference doc
+    chakra-astra-msccl.md sec. 2.2). :func:`~deepflow.network.topologies.multi_dim` builds
+    the same routes as link lists."""
+    if a == b:
+        return 0
+    if kind is DimKind.RING:
+        d = abs(a - b) % size
+        return min(d, size - d)
+    return 1 if kind is DimKind.FULLY_CONNECTED else 2
+
+
 def coordinates(rank: int, sizes: Sequence[int]) -> tuple[int, ...]:
     """Mixed-radix coordinates of ``rank``, dimension 0 fastest: 47 in [2,8,4] -> (1,7,2)."""
     out = []

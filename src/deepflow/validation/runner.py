@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from deepflow.estimate import predict
 from deepflow.specs.scenario import scenario_from_dict
@@ -22,6 +23,9 @@ from deepflow.validation.datasets import (
     vtrain_single_cases,
 )
 from deepflow.validation.results import DatasetResult, RowResult
+
+if TYPE_CHECKING:
+    from deepflow.validation.nccl import NodeModel
 
 
 @dataclass(frozen=True)
@@ -97,17 +101,22 @@ def run_dataset(dataset: StepTimeDataset) -> DatasetResult:
 
 
 def _extra_datasets() -> dict[str, Callable[[], DatasetResult]]:
-    """Data sets measured in other units (collective times), keyed by name."""
+    """Data sets measured in other units (collective times), keyed by name.
+
+    Each name is bound to its node model, not to a position in a list, so a data set runs
+    alone (``deepflow validate --dataset nccl-v100`` evaluates only the V100 tables) and the
+    pairing cannot drift if the list of models is reordered.
+    """
     try:
-        from deepflow.validation.nccl import nccl_allreduce_datasets
+        from deepflow.validation.nccl import a100_node, nccl_allreduce_dataset, v100_node
     except ImportError:  # collective validation not available
         return {}
-    names = ("nccl-a100", "nccl-v100")
+    models = {"nccl-a100": a100_node, "nccl-v100": v100_node}
 
-    def runner(i: int) -> Callable[[], DatasetResult]:
-        return lambda: nccl_allreduce_datasets()[i]
+    def runner(make_model: Callable[[], NodeModel]) -> Callable[[], DatasetResult]:
+        return lambda: nccl_allreduce_dataset(make_model())
 
-    return {name: runner(i) for i, name in enumerate(names)}
+    return {name: runner(make) for name, make in models.items()}
 
 
 def all_dataset_names() -> list[str]:

@@ -1,8 +1,9 @@
 """ASTRA-sim interoperability: configuration import (network YAML, system JSON, communicator
 groups, remote memory) in SI units, and a replay of per-rank Chakra ETs with ASTRA-sim's
-analytical, congestion-unaware semantics."""
+analytical, congestion-unaware semantics; export of a deepflow scenario as ASTRA-sim inputs."""
 
 from deepflow.interop.astra.executor import RankResult, SimulationResult, simulate_workload
+from deepflow.interop.astra.export import ExportResult, export_scenario
 from deepflow.interop.astra.groups import (
     CommGroups,
     MemoryType,
@@ -34,6 +35,7 @@ __all__ = [
     "CollectiveImpl",
     "CollectiveOptimization",
     "CommGroups",
+    "ExportResult",
     "MemoryType",
     "NetworkConfig",
     "NetworkDim",
@@ -43,6 +45,7 @@ __all__ = [
     "SimulationResult",
     "SystemConfig",
     "Topology",
+    "export_scenario",
     "load_comm_groups",
     "load_network",
     "load_remote_memory",

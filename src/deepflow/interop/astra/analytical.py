@@ -32,6 +32,18 @@ One endpoint delay per message plus one per phase: this count is the one that re
 ASTRA-sim's regression reference exactly (8-NPU ring, 1 MiB all-reduce, 4 splits ->
 4 x 29,445 = 117,780 ns; reference doc section 2.7, where the count is labelled a fit).
 Only the ``ring`` implementation is modelled; other native algorithms raise.
+
+What comes from the network layer and what stays here: hop counts
+(:func:`deepflow.network.dims.hops`), mixed-radix coordinates, and the ring's step counts
+(the rounds of :func:`deepflow.network.algorithms.ring.ring_reduce_scatter_rounds` and
+``ring_all_gather_rounds``, ``p - 1`` each) are shared. The per-message cost stays here
+because ASTRA-sim's differs from the network layer's in ways its golden numbers depend on:
+every hop is truncated to whole nanoseconds (the network layer works in float seconds),
+``GB`` is ``2**30`` bytes, a reduction costs ``3 floor(m / local_mem_bw)`` ns of local memory
+work that the network layer does not model, and each message and phase pays an endpoint
+delay. Recomputing the 117,780 ns reference from the float closed form
+(:meth:`deepflow.network.Ring.closed_form`) would lose the truncations (3.4 ns per chunk)
+and the reduction and endpoint terms, so only the integer form below reproduces it exactly.
 """
 
 from __future__ import annotations
@@ -39,10 +51,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 
 from deepflow.errors import TraceError
 from deepflow.interop.astra.network import NetworkConfig, NetworkDim
 from deepflow.interop.astra.system import CollectiveImpl, CollectiveOptimization, SystemConfig
+from deepflow.network.algorithms.ring import ring_all_gather_rounds, ring_reduce_scatter_rounds
 
 __all__ = [
     "NativeCollective",
@@ -53,6 +67,7 @@ __all__ = [
     "phase_plan",
     "reduction_ns",
     "ring_phase_ns",
+    "ring_steps",
     "to_ns",
 ]
 
@@ -133,6 +148,13 @@ def phase_plan(
     return [Phase(i, op, p) for i, p in order]
 
 
+@cache
+def ring_steps(p: int) -> tuple[int, int]:
+    """Messages per rank of a ring reduce-scatter and all-gather over ``p`` NPUs: the round
+    counts of the network layer's ring schedules, ``(p - 1, p - 1)``."""
+    return len(ring_reduce_scatter_rounds(p, 1)), len(ring_all_gather_rounds(p, 1))
+
+
 def ring_phase_ns(
     phase: Phase,
     data: float,
@@ -155,11 +177,12 @@ def ring_phase_ns(
         )
     dim = network.dims[phase.dim]
     p = phase.npus
+    rs_steps, ag_steps = ring_steps(p)
     ed = to_ns(system.endpoint_delay_s)
     ring_hops = dim.hops(0, 1)
     if phase.op is NativeCollective.ALL_GATHER:
         hop = link_time_ns(dim, data, ring_hops)
-        return math.floor((p - 1) * hop + p * ed), data * p
+        return math.floor(ag_steps * hop + p * ed), data * p
     m = data / p
     hop = link_time_ns(dim, m, ring_hops)
     if phase.op is NativeCollective.ALL_TO_ALL:
@@ -167,9 +190,10 @@ def ring_phase_ns(
         return math.floor(msgs * hop + (msgs + 1) * ed), data
     red = reduction_ns(m, system)
     if phase.op is NativeCollective.REDUCE_SCATTER:
-        return math.floor((p - 1) * (hop + red) + p * ed), m
+        return math.floor(rs_steps * (hop + red) + p * ed), m
     # all-reduce: reduce-scatter ring then all-gather ring on the same messages
-    return math.floor((p - 1) * (hop + red) + (p - 1) * hop + (2 * (p - 1) + 1) * ed), data
+    msgs = rs_steps + ag_steps
+    return math.floor(rs_steps * (hop + red) + ag_steps * hop + (msgs + 1) * ed), data
 
 
 def chunk_plan(op: NativeCollective, size: int, npus: int, splits: int) -> list[float]:

@@ -15,7 +15,8 @@ discrete-event kernel :mod:`deepflow.sim.engine`, with a 1 ns integer clock:
 * a send is eager and completes when its message arrives (the analytical backend calls the
   send handler on arrival); a receive completes at ``max(arrival, post time)``; messages pair
   on (tag, source, destination, size) in FIFO order;
-* a collective runs ASTRA-sim's native algorithm (:mod:`deepflow.interop.astra.analytical`)
+* a broadcast is replayed for its ``duration_micros``, as ASTRA-sim does;
+* any other collective runs ASTRA-sim's native algorithm (:mod:`deepflow.interop.astra.analytical`)
   or, when the system configuration names one, a custom algorithm given as per-rank ETs
   (``CustomAlgorithm.cc``), whose nodes run as soon as they are ready, without the
   per-NPU limits.
@@ -213,7 +214,10 @@ class _GraphRun:
             self.waiting[node.id] = len(deps)
             for d in deps:
                 self.children[d].append(node.id)
-        self.ready: list[int] = []
+        # ready nodes, one min-heap of ids per unit (``None``: unlimited), so that issuing
+        # costs O(log n) per node rather than a scan of every waiting node
+        self.ready: dict[_Unit | None, list[int]] = {}
+        self.unit_of: dict[int, _Unit | None] = {}
         self.busy: set[_Unit] = set()
         self.running: dict[int, int] = {}
         self.spans: dict[int, tuple[int, int]] = {}
@@ -223,35 +227,44 @@ class _GraphRun:
     def start(self) -> Event:
         for nid, n in self.waiting.items():
             if n == 0:
-                heapq.heappush(self.ready, nid)
+                self._make_ready(nid)
         self._issue()
         if not self.nodes:
             self.finished.succeed()
         return self.finished
 
     def _unit(self, node: Node) -> _Unit | None:
-        if node.type in (NodeType.METADATA_NODE, NodeType.COMM_RECV_NODE):
+        if not self.limited or node.type in (NodeType.METADATA_NODE, NodeType.COMM_RECV_NODE):
             return None
         if attr_bool(node, "is_cpu_op", self.trace.label):
             return _Unit.CPU
         return _Unit.GPU_COMP if node.type is NodeType.COMP_NODE else _Unit.GPU_COMM
 
+    def _make_ready(self, nid: int) -> None:
+        unit = self.unit_of.get(nid)
+        if nid not in self.unit_of:
+            unit = self.unit_of[nid] = self._unit(self.nodes[nid])
+        heapq.heappush(self.ready.setdefault(unit, []), nid)
+
     def _issue(self) -> None:
-        held: list[int] = []
-        while self.ready:
-            nid = heapq.heappop(self.ready)
+        """Issue, in ascending id order, every ready node whose unit is free: all unlimited
+        nodes and the lowest ready id of each free unit (once a unit takes a node it is
+        busy, so a scan in id order over all ready nodes issues exactly these)."""
+        picked: list[tuple[int, _Unit | None]] = []
+        for unit, heap in self.ready.items():
+            if unit is None:
+                picked += [(nid, None) for nid in heap]
+                heap.clear()
+            elif heap and unit not in self.busy:
+                picked.append((heapq.heappop(heap), unit))
+        picked.sort(key=lambda p: p[0])
+        for nid, unit in picked:
             node = self.nodes[nid]
-            unit = self._unit(node) if self.limited else None
-            if unit is not None and unit in self.busy:
-                held.append(nid)
-                continue
             if unit is not None:
                 self.busy.add(unit)
             self.running[nid] = int(self.sim.env.now)
             ev = self.sim.handle(self, node)
             ev.callbacks.append(lambda _e, node=node, unit=unit: self._finish(node, unit))  # type: ignore[union-attr]
-        for nid in held:
-            heapq.heappush(self.ready, nid)
 
     def _finish(self, node: Node, unit: _Unit | None) -> None:
         now = int(self.sim.env.now)
@@ -264,7 +277,7 @@ class _GraphRun:
         for child in self.children[node.id]:
             self.waiting[child] -= 1
             if self.waiting[child] == 0:
-                heapq.heappush(self.ready, child)
+                self._make_ready(child)
         if len(self.spans) == len(self.nodes):
             self.finished.succeed()
         self._issue()
@@ -335,6 +348,10 @@ class _Simulation:
         if run.npu not in members:
             raise TraceError(f"{label}: node {node.id}: rank {run.npu} is not in group {pg!r}")
         op = _COLLECTIVE_OF.get(comm_type)
+        if comm_type is CommType.BROADCAST:
+            # ASTRA-sim replays a broadcast for its recorded duration instead of simulating
+            # it (reference doc section 1.4, "Unsupported")
+            return self.env.timeout(max(1, node.duration_micros * 1000))
         if op is None:
             raise TraceError(
                 f"{label}: node {node.id}: collective {comm_type.name} is not simulated "

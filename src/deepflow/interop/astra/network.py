@@ -22,6 +22,9 @@ from enum import Enum
 
 from deepflow.errors import TraceError
 from deepflow.interop.astra._files import integer, number, parse_yaml_mapping, read_text
+from deepflow.network import dims as net_dims
+from deepflow.network.topologies import multi_dim
+from deepflow.network.topology import LinkGraph
 
 __all__ = ["NETWORK_GB", "NetworkConfig", "NetworkDim", "Topology", "load_network", "parse_network"]
 
@@ -35,6 +38,18 @@ class Topology(str, Enum):
     RING = "Ring"
     FULLY_CONNECTED = "FullyConnected"
     SWITCH = "Switch"
+
+    @property
+    def kind(self) -> net_dims.DimKind:
+        """The network layer's name for this wiring."""
+        return _KIND[self]
+
+
+_KIND = {
+    Topology.RING: net_dims.DimKind.RING,
+    Topology.FULLY_CONNECTED: net_dims.DimKind.FULLY_CONNECTED,
+    Topology.SWITCH: net_dims.DimKind.SWITCH,
+}
 
 
 @dataclass(frozen=True)
@@ -50,15 +65,15 @@ class NetworkDim:
     def hops(self, a: int, b: int) -> int:
         """Links a message crosses between positions ``a`` and ``b`` of this dimension in the
         congestion-unaware model: a ring takes the shorter direction, a fully connected
-        dimension one link, a switch two (NPU -> switch -> NPU) (reference doc section 2.2)."""
-        if a == b:
-            return 0
-        if self.topology is Topology.RING:
-            d = abs(a - b)
-            return min(d, self.npus - d)
-        if self.topology is Topology.FULLY_CONNECTED:
-            return 1
-        return 2
+        dimension one link, a switch two (NPU -> switch -> NPU) (reference doc section 2.2);
+        the network layer's :func:`deepflow.network.dims.hops`."""
+        return net_dims.hops(self.topology.kind, self.npus, a, b)
+
+    def as_network_dim(self) -> net_dims.NetworkDim:
+        """This dimension in the network layer's terms (bytes/s and s, as here)."""
+        return net_dims.NetworkDim(
+            self.topology.kind, self.npus, self.bandwidth_Bps, self.latency_s
+        )
 
 
 @dataclass(frozen=True)
@@ -77,11 +92,17 @@ class NetworkConfig:
         """Position of ``npu`` in each dimension (for [2, 8, 4], 47 -> (1, 7, 2))."""
         if not 0 <= npu < self.npus:
             raise ValueError(f"NPU {npu} is not in 0..{self.npus - 1}")
-        out = []
-        for d in self.dims:
-            npu, pos = divmod(npu, d.npus)
-            out.append(pos)
-        return tuple(out)
+        return net_dims.coordinates(npu, [d.npus for d in self.dims])
+
+    def link_graph(self) -> LinkGraph:
+        """The network as a link-level topology for the network layer's chunk simulators
+        (:func:`deepflow.network.simulate`, :func:`deepflow.network.simulate_program`):
+        every dimension's rings, cliques and switches with dimension-ordered routing
+        (:func:`deepflow.network.topologies.multi_dim`). Unlike ASTRA-sim's
+        congestion-unaware backend, whose message uses only the first dimension in which
+        the NPUs differ, the link graph routes through every such dimension and queues
+        messages on shared links."""
+        return multi_dim([d.as_network_dim() for d in self.dims])
 
 
 _KEYS = ("topology", "npus_count", "bandwidth", "latency")

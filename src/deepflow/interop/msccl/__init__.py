@@ -1,5 +1,5 @@
 """MSCCL-IR collective algorithms: parsing, the per-rank schedule view, symbolic execution,
-and conversion to per-rank Chakra ETs."""
+conversion to per-rank Chakra ETs, and to the network layer's step programs."""
 
 from deepflow.interop.msccl.dataflow import DataflowResult, run_dataflow, verify_collective
 from deepflow.interop.msccl.ir import (
@@ -13,6 +13,7 @@ from deepflow.interop.msccl.ir import (
     parse_msccl,
     read_msccl,
 )
+from deepflow.interop.msccl.program import msccl_algorithm, msccl_to_program
 from deepflow.interop.msccl.schedule import (
     ScheduledStep,
     StepKey,
@@ -35,7 +36,9 @@ __all__ = [
     "Threadblock",
     "chunk_bytes",
     "input_chunks",
+    "msccl_algorithm",
     "msccl_to_chakra",
+    "msccl_to_program",
     "parse_msccl",
     "rank_schedules",
     "read_msccl",

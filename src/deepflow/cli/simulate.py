@@ -1,0 +1,37 @@
+"""``deepflow simulate``: event-driven simulation of one training step per scenario."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.report.text import render_prediction
+from deepflow.sim import simulate, write_trace
+from deepflow.specs import load_scenario
+
+
+@main.command("simulate")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the timeline as Chrome trace JSON (open in Perfetto).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, the keys of predict.")
+@exits_2_on_bad_input
+def simulate_command(scenario: str, trace_path: str | None, as_json: bool) -> None:
+    """Simulate one training step of SCENARIO on per-rank task graphs."""
+    loaded = load_scenario(scenario)
+    sim = simulate(loaded)
+    if trace_path:
+        write_trace(sim.execution, trace_path, sim.rank_labels())
+    if as_json:
+        click.echo(json.dumps(sim.prediction.to_json()))
+    else:
+        render_prediction(sim.prediction, loaded, Console())
+        if trace_path:
+            click.echo(f"timeline: {trace_path}")

@@ -1,0 +1,553 @@
+"""Lowering: a scenario -> per-rank task graphs for the executor.
+
+The lowering reads the *same* per-layer, per-micro-batch costs as the closed-form
+estimator (:func:`deepflow.estimate.layer_cost.layer_cost`, :mod:`deepflow.estimate.edges`,
+the network layer's collective and point-to-point times), so the two evaluators differ
+only in how the pieces are composed: by formula there, by an event-driven schedule here.
+It lives in ``sim`` rather than ``parallel`` because it needs those cost objects, and
+``estimate`` sits above ``parallel`` in the layer order.
+
+What one pipeline stage runs, per pass of its schedule table (:mod:`.schedules`):
+
+* ``F`` of chunk ``c`` (virtual stage ``c p + s``), per layer in order: the forward
+  kernels, then the exposed tensor-parallel collectives (Megatron-LM puts two per layer on
+  the critical path; Shoeybi et al. 2019, sec. 3), the exposed context-parallel ring
+  exchange (Liu et al. 2023), the expert all-to-alls (Lepikhin et al. 2020), the exposed
+  ZeRO-3 parameter gathers (Zhao et al. 2023, sec. 3.3) and the host issue time that the
+  device cannot hide. The first virtual stage begins with the embedding, the last ends
+  with the LM head and loss. Then a blocking send of the activations to the next virtual
+  stage (Megatron-LM's synchronous ``send_forward``).
+* ``B``: the same in reverse layer order: recomputation (and its collectives) first, then
+  the backward kernels; with a ``W`` pass in the table (ZB-H1) ``B`` is the input gradient
+  only and ``W`` the weight-gradient GEMMs (Qi et al. 2023, sec. 2).
+* During the last micro-batch's backward, each layer's gradients fill 25 MB buckets
+  (PyTorch DDP, Li et al. 2020, sec. 3.2.3); a full bucket is all-reduced over the
+  data-parallel group on the rank's ``dp`` communication stream, overlapping the rest of
+  the backward. The optimizer step waits for the last bucket.
+
+Ranks with identical programs are simulated once: one representative rank (data-, tensor-
+and context-parallel index 0) per pipeline stage. Collectives among replicas therefore
+take their closed-form time on the representative, which is exact when all replicas run
+the same program (they do, in lock step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.estimate.context import Env
+from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
+from deepflow.estimate.evaluate import (
+    GRAD_BUCKET_BYTES,
+    OPTIMIZER_TRAFFIC_BYTES,
+)
+from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
+from deepflow.graph.ir import Task, TaskGraph, TaskKind
+from deepflow.hardware.roofline import memory_time
+from deepflow.network.collectives import Collective, collective_time, p2p_time
+from deepflow.parallel.batch import StrategyBatch
+from deepflow.sim.schedules import Op, Table, table_for, validate_table
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.scenario import Scenario
+from deepflow.specs.strategy import PipelineSchedule
+from deepflow.workload.transformer import layer_template
+
+__all__ = ["COMPUTE", "DP", "PP", "Lowered", "chunk_layers", "lower"]
+
+COMPUTE, PP, DP = "compute", "pp", "dp"
+"""Streams of a rank: the compute stream (kernels and the collectives Megatron-LM runs on
+the critical path), the pipeline send channel, the data-parallel gradient channel."""
+
+COMPUTE_KIND = TaskKind.COMPUTE
+COLL = TaskKind.COLLECTIVE
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A lowered scenario: the graph, its schedule table and the facts a report needs."""
+
+    graph: TaskGraph
+    table: Table
+    stages: int
+    chunks: int
+    micro_batches: int
+    stage_ranks: tuple[int, ...]  # representative global rank of each pipeline stage
+
+
+# a piece of a pass: (label, category, duration, kind)
+Piece = tuple[str, str, float, TaskKind]
+
+
+def _f(x: object) -> float:
+    return float(np.asarray(x, dtype=np.float64).ravel()[0])
+
+
+def chunk_layers(model: ModelSpec, pp: int, vpp: int) -> list[range]:
+    """Layers of each virtual stage (``pp * vpp`` of them, in model order).
+
+    Even when ``num_layers`` divides; otherwise every chunk gets ``ceil(L / chunks)`` and
+    the first and last virtual stages give up one layer each, alternately, until the count
+    is right - the layout of Llama 3 405B on 16 stages (126 = 16 x 8 - 2; Llama Team 2024,
+    arXiv 2407.21783, sec. 3.3.2), which offsets the embedding and the LM head.
+    """
+    chunks = pp * vpp
+    per = math.ceil(model.num_layers / chunks)
+    sizes = [per] * chunks
+    deficit = per * chunks - model.num_layers
+    lo, hi = 0, chunks - 1
+    k = 0
+    while deficit > 0:
+        idx = lo if k % 2 == 0 else hi
+        if k % 2 == 0:
+            lo += 1
+        else:
+            hi -= 1
+        if sizes[idx] > 0:
+            sizes[idx] -= 1
+            deficit -= 1
+        k += 1
+    out, start = [], 0
+    for size in sizes:
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+class _Costs:
+    """Per-layer and per-edge pieces of each pass, as plain floats (one strategy)."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        model, system, strategy = scenario.model, scenario.system, scenario.strategy
+        batch = StrategyBatch.from_specs([strategy])
+        env = Env.build(model, system, batch, scenario.training.global_batch_size)
+        self.env = env
+        self.split = strategy.schedule is PipelineSchedule.ZERO_BUBBLE
+        self.full = int(batch.recompute[0]) == FULL
+        dense = layer_cost(env, layer_template(model, moe=False))
+        moe = layer_cost(env, layer_template(model, moe=True)) if model.moe else dense
+        self.elem = _f(env.elem)
+        # gradient bytes per parameter in the accumulation buffers that are all-reduced
+        self.grad_elem = _f(env.grad_bytes)
+        self.layers = {False: self._layer(dense), True: self._layer(moe)}
+        self.grads = {
+            False: (_f(dense.params) * self.grad_elem, _f(dense.expert_params) * self.grad_elem),
+            True: (_f(moe.params) * self.grad_elem, _f(moe.expert_params) * self.grad_elem),
+        }
+        emb, head = embedding_cost(env), head_cost(env)
+        self.emb = self._edge(emb, "emb", split=False)
+        self.head = self._edge(head, "head", split=self.split)
+        self.emb_grad = _f(emb.params) * self.grad_elem
+        self.head_grad = _f(head.params) * self.grad_elem
+        hidden = env.tokens * model.hidden_size * env.elem
+        self.p2p = (
+            _f(p2p_time(hidden / batch.tp, env.pp_crosses_domain, env.hierarchy))
+            if strategy.pp > 1
+            else 0.0
+        )
+        self.p2p_bytes = _f(hidden / batch.tp)
+        self.zero = strategy.zero
+        self.overlap = strategy.overlap_grad_reduce
+        self.m = int(_f(env.micro_batches))
+        traffic = OPTIMIZER_TRAFFIC_BYTES[4] if self.elem > 2 else OPTIMIZER_TRAFFIC_BYTES[2]
+        self.opt_traffic = traffic
+        self.dp = float(strategy.dp)  # type: ignore[arg-type]
+        self.edp = max(1.0, self.dp / strategy.ep)
+        self.accelerator = system.accelerator
+
+    def _zero3(self, cost: LayerCost) -> tuple[float, float]:
+        """Exposed ZeRO-3 parameter gathers and gradient reduce-scatters of one layer and
+        micro-batch, forward and backward: the part longer than the layer's compute they
+        are prefetched under (the estimator's rule; Zhao et al. 2023, sec. 3.3)."""
+        env, b = self.env, self.env.batch
+        if int(b.zero[0]) < 3:
+            return 0.0, 0.0
+        dp = b.dp.astype(np.float64)
+        edp = np.maximum(1.0, dp / b.ep)
+        full = (cost.params * dp + cost.expert_params * edp) * env.elem
+        ag = collective_time(Collective.ALL_GATHER, full, env.dp_group, env.hierarchy)
+        rs = collective_time(Collective.REDUCE_SCATTER, full, env.dp_group, env.hierarchy)
+        hidden = 1.0 if bool(b.overlap_param_gather[0]) else 0.0
+        fwd = np.maximum(0.0, ag - hidden * cost.forward)
+        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
+        return _f(fwd), _f(bwd)
+
+    def _layer(self, c: LayerCost) -> dict[str, list[Piece]]:
+        z3f, z3b = self._zero3(c)
+        wgrad = _f(c.weight_grad) if self.split else 0.0
+        full = self.full
+        fwd = [
+            ("F", "compute", _f(c.forward_compute), COMPUTE_KIND),
+            ("tp", "tp_comm", _f(c.tp_comm_forward), COLL),
+            ("cp", "cp_comm", _f(c.cp_comm_forward), COLL),
+            ("ep", "ep_comm", _f(c.ep_comm_forward), COLL),
+            ("zero3", "dp_comm", z3f, COLL),
+            ("host", "host_overhead", _f(c.host_excess_forward), COMPUTE_KIND),
+        ]
+        bwd = [
+            ("R", "recompute", _f(c.recompute), COMPUTE_KIND),
+            ("R tp", "tp_comm", _f(c.tp_comm_forward) if full else 0.0, COLL),
+            ("R cp", "cp_comm", _f(c.cp_comm_forward) if full else 0.0, COLL),
+            ("R ep", "ep_comm", _f(c.ep_comm_forward) if full else 0.0, COLL),
+            ("B", "compute", _f(c.backward_compute) - wgrad, COMPUTE_KIND),
+            ("tp", "tp_comm", _f(c.tp_comm_backward), COLL),
+            ("cp", "cp_comm", _f(c.cp_comm_backward), COLL),
+            ("ep", "ep_comm", _f(c.ep_comm_backward), COLL),
+            ("zero3", "dp_comm", z3b, COLL),
+            ("host", "host_overhead", _f(c.host_excess_backward), COMPUTE_KIND),
+        ]
+        w = [("W", "compute", wgrad, COMPUTE_KIND)] if self.split else []
+        return {"F": _nonzero(fwd), "B": _nonzero(bwd), "W": _nonzero(w)}
+
+    def _edge(self, c: EdgeCost, label: str, split: bool) -> dict[str, list[Piece]]:
+        wgrad = _f(c.weight_grad) if split else 0.0
+        fwd = [
+            (f"{label} F", "compute", _f(c.forward_compute), COMPUTE_KIND),
+            (f"{label} tp", "tp_comm", _f(c.tp_comm_forward), COLL),
+        ]
+        bwd = [
+            (f"{label} B", "compute", _f(c.backward_compute) - wgrad, COMPUTE_KIND),
+            (f"{label} tp", "tp_comm", _f(c.tp_comm_backward), COLL),
+        ]
+        w = [(f"{label} W", "compute", wgrad, COMPUTE_KIND)] if split else []
+        return {"F": _nonzero(fwd), "B": _nonzero(bwd), "W": _nonzero(w)}
+
+
+def _nonzero(pieces: list[Piece]) -> list[Piece]:
+    return [p for p in pieces if p[2] > 0.0]
+
+
+class _Rows:
+    """Tasks under construction; dependencies on sends may point forward (a stage's
+    backward waits for a later stage), so they are named by key and resolved at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.keyed: dict[tuple[str, int, int], int] = {}
+        self.pending: list[tuple[int, tuple[str, int, int]]] = []
+
+    def add(
+        self,
+        name: str,
+        kind: TaskKind,
+        rank: int,
+        stream: str,
+        duration: float,
+        deps: list[int],
+        category: str,
+        phase: str,
+        layer: int = -1,
+        mb: int = -1,
+        chunk: int = -1,
+        size: float = 0.0,
+    ) -> int:
+        tid = len(self.rows)
+        self.rows.append(
+            [tid, name, kind, rank, stream, duration, deps, size, category, phase, layer, mb, chunk]
+        )
+        return tid
+
+    def build(self, meta: dict[str, object]) -> TaskGraph:
+        for tid, key in self.pending:
+            self.rows[tid][6].append(self.keyed[key])
+        tasks = tuple(
+            Task(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                tuple(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
+                r[12],
+            )
+            for r in self.rows
+        )
+        return TaskGraph(tasks, meta)
+
+
+def _stage_pass_times(
+    costs: _Costs, layers: list[range], model: ModelSpec, p: int
+) -> tuple[list[float], list[float], list[float]]:
+    """Per-stage F, B and W times of one micro-batch (ZB-H1's table generator uses them)."""
+    f, b, w = [0.0] * p, [0.0] * p, [0.0] * p
+    for vs, rng in enumerate(layers):
+        s = vs % p
+        f[s] += costs.p2p if vs < len(layers) - 1 else 0.0
+        b[s] += costs.p2p if vs > 0 else 0.0
+        for layer in rng:
+            pieces = costs.layers[model.is_moe_layer(layer)]
+            f[s] += sum(x[2] for x in pieces["F"])
+            b[s] += sum(x[2] for x in pieces["B"])
+            w[s] += sum(x[2] for x in pieces["W"])
+    last = len(layers) - 1
+    for edge, vs in ((costs.emb, 0), (costs.head, last)):
+        s = vs % p
+        f[s] += sum(x[2] for x in edge["F"])
+        b[s] += sum(x[2] for x in edge["B"])
+        w[s] += sum(x[2] for x in edge["W"])
+    return f, b, w
+
+
+def lower(scenario: Scenario, table: Table | None = None) -> Lowered:
+    """Lower ``scenario`` to one task graph holding one representative rank per pipeline
+    stage; ``table`` overrides the schedule the strategy names."""
+    model, strategy = scenario.model, scenario.strategy
+    costs = _Costs(scenario)
+    p, v, m = strategy.pp, strategy.vpp, costs.m
+    schedule = strategy.schedule
+    layers = chunk_layers(model, p, v)
+    if table is None:
+        times = _stage_pass_times(costs, layers, model, p)
+        table = table_for(schedule, p, m, v, times)
+    validate_table(table, m, v)
+    split = any(op.kind == "W" for op in table[0])
+    if split != costs.split:
+        # a table with W passes on a schedule without them (or the reverse): recost
+        costs.split = split
+        dense = layer_cost(costs.env, layer_template(model, moe=False))
+        moe = layer_cost(costs.env, layer_template(model, moe=True)) if model.moe else dense
+        costs.layers = {False: costs._layer(dense), True: costs._layer(moe)}
+        costs.head = costs._edge(head_cost(costs.env), "head", split=split)
+    stride_pp = int(costs.env.batch.stride_pp[0])
+    ranks = tuple(s * stride_pp for s in range(p))
+    n_virtual = p * v
+    env = costs.env
+    rows = _Rows()
+    bucket_cap = GRAD_BUCKET_BYTES
+
+    for s in range(p):
+        rank = ranks[s]
+        blocking: list[int] = []  # sends the next compute task must wait for
+        # data-parallel gradient state of this stage
+        stage_dense = stage_expert = 0.0
+        for vs in range(s, n_virtual, p):
+            for layer in layers[vs]:
+                d, e = costs.grads[model.is_moe_layer(layer)]
+                stage_dense += d
+                stage_expert += e
+        if vs_has_edge(0, s, p):
+            stage_dense += costs.emb_grad
+        if vs_has_edge(n_virtual - 1, s, p):
+            stage_dense += costs.head_grad
+        sync_dense = _f(
+            collective_time(Collective.ALL_REDUCE, stage_dense, env.dp_group, env.hierarchy)
+        )
+        sync_expert = _f(
+            collective_time(Collective.ALL_REDUCE, stage_expert, env.expert_dp_group, env.hierarchy)
+        )
+        rate_d = sync_dense / stage_dense if stage_dense > 0 else 0.0
+        rate_e = sync_expert / stage_expert if stage_expert > 0 else 0.0
+        sync = costs.zero < 3 and (sync_dense + sync_expert) > 0
+        bucket = [0.0, 0.0]
+        buckets: list[int] = []
+        last_grad_task = -1
+        n_buckets = [0]
+
+        def flush(
+            dep: int,
+            rank: int = rank,
+            bucket: list[float] = bucket,
+            buckets: list[int] = buckets,
+            n_buckets: list[int] = n_buckets,
+            rate_d: float = rate_d,
+            rate_e: float = rate_e,
+        ) -> None:
+            if bucket[0] + bucket[1] <= 0:
+                return
+            dur = bucket[0] * rate_d + bucket[1] * rate_e
+            tid = rows.add(
+                f"dp all-reduce bucket {n_buckets[0]}",
+                COLL,
+                rank,
+                DP,
+                dur,
+                [dep],
+                "dp_comm",
+                "dp",
+                size=bucket[0] + bucket[1],
+            )
+            n_buckets[0] += 1
+            buckets.append(tid)
+            bucket[0] = bucket[1] = 0.0
+
+        def emit(
+            piece: Piece,
+            op: Op,
+            layer: int,
+            grads: tuple[float, float] | None,
+            rank: int = rank,
+            blocking: list[int] = blocking,
+            sync: bool = sync,
+            bucket: list[float] = bucket,
+            flush=flush,
+        ) -> int:
+            nonlocal last_grad_task
+            label, category, dur, kind = piece
+            lname = f"L{layer} " if layer >= 0 else ""
+            what = op.kind if label == op.kind else f"{op.kind} {label}"
+            name = f"{lname}{what} mb{op.micro_batch}" + (f" c{op.chunk}" if v > 1 else "")
+            pieces_n = 1
+            if grads is not None and sync and costs.overlap:
+                pieces_n = max(1, math.ceil((grads[0] + grads[1]) / bucket_cap))
+            tid = -1
+            for k in range(pieces_n):
+                deps = list(blocking)
+                blocking.clear()
+                suffix = f" [{k + 1}/{pieces_n}]" if pieces_n > 1 else ""
+                tid = rows.add(
+                    name + suffix,
+                    kind,
+                    rank,
+                    COMPUTE,
+                    dur / pieces_n,
+                    deps,
+                    category,
+                    op.kind,
+                    layer,
+                    op.micro_batch,
+                    op.chunk,
+                )
+                if grads is not None and sync:
+                    last_grad_task = tid
+                    if costs.overlap:
+                        bucket[0] += grads[0] / pieces_n
+                        bucket[1] += grads[1] / pieces_n
+                        if bucket[0] + bucket[1] >= bucket_cap:
+                            flush(tid)
+                    else:
+                        bucket[0] += grads[0]
+                        bucket[1] += grads[1]
+            return tid
+
+        for op in table[s]:
+            vs = op.chunk * p + s
+            last_mb = op.micro_batch == m - 1
+            grad_kind = "W" if split else "B"
+            first_of_pass = len(rows.rows)
+            if op.kind == "F":
+                if vs == 0:
+                    for piece in costs.emb["F"]:
+                        emit(piece, op, -1, None)
+                for layer in layers[vs]:
+                    for piece in costs.layers[model.is_moe_layer(layer)]["F"]:
+                        emit(piece, op, layer, None)
+                if vs == n_virtual - 1:
+                    for piece in costs.head["F"]:
+                        emit(piece, op, -1, None)
+                if vs > 0:
+                    _depend_on(rows, first_of_pass, ("F", vs - 1, op.micro_batch), blocking, rank)
+                if vs < n_virtual - 1:
+                    send = rows.add(
+                        f"send F mb{op.micro_batch}" + (f" c{op.chunk}" if v > 1 else ""),
+                        TaskKind.SEND,
+                        rank,
+                        PP,
+                        costs.p2p,
+                        [*_take(blocking), len(rows.rows) - 1],
+                        "pp_comm",
+                        "F",
+                        -1,
+                        op.micro_batch,
+                        op.chunk,
+                        costs.p2p_bytes,
+                    )
+                    rows.keyed[("F", vs, op.micro_batch)] = send
+                    blocking.append(send)
+            elif op.kind == "B":
+                gather = last_mb and grad_kind == "B"
+                if vs == n_virtual - 1:
+                    for piece in costs.head["B"]:
+                        g = (costs.head_grad, 0.0) if gather and piece[0] == "head B" else None
+                        emit(piece, op, -1, g)
+                for layer in reversed(layers[vs]):
+                    moe = model.is_moe_layer(layer)
+                    for piece in costs.layers[moe]["B"]:
+                        g = costs.grads[moe] if gather and piece[0] == "B" else None
+                        emit(piece, op, layer, g)
+                if vs == 0:
+                    for piece in costs.emb["B"]:
+                        g = (costs.emb_grad, 0.0) if last_mb and piece[0] == "emb B" else None
+                        emit(piece, op, -1, g)
+                if vs < n_virtual - 1:
+                    _depend_on(rows, first_of_pass, ("B", vs + 1, op.micro_batch), blocking, rank)
+                if vs > 0:
+                    send = rows.add(
+                        f"send B mb{op.micro_batch}" + (f" c{op.chunk}" if v > 1 else ""),
+                        TaskKind.SEND,
+                        rank,
+                        PP,
+                        costs.p2p,
+                        [*_take(blocking), len(rows.rows) - 1],
+                        "pp_comm",
+                        "B",
+                        -1,
+                        op.micro_batch,
+                        op.chunk,
+                        costs.p2p_bytes,
+                    )
+                    rows.keyed[("B", vs, op.micro_batch)] = send
+                    blocking.append(send)
+            else:  # W
+                if vs == n_virtual - 1:
+                    for piece in costs.head["W"]:
+                        emit(piece, op, -1, (costs.head_grad, 0.0) if last_mb else None)
+                for layer in reversed(layers[vs]):
+                    moe = model.is_moe_layer(layer)
+                    for piece in costs.layers[moe]["W"]:
+                        emit(piece, op, layer, costs.grads[moe] if last_mb else None)
+        if sync and last_grad_task >= 0:
+            flush(last_grad_task)
+        opt_params = (stage_dense / costs.dp if costs.zero >= 1 else stage_dense) + (
+            stage_expert / costs.edp if costs.zero >= 1 else stage_expert
+        )
+        opt = _f(
+            memory_time(opt_params / costs.grad_elem * costs.opt_traffic, costs.accelerator, 4)
+        )
+        rows.add(
+            "optimizer step",
+            COMPUTE_KIND,
+            rank,
+            COMPUTE,
+            opt,
+            _take(blocking) + buckets[-1:],
+            "optimizer",
+            "opt",
+        )
+
+    graph = rows.build(
+        {
+            "stages": p,
+            "chunks": v,
+            "micro_batches": m,
+            "schedule": schedule.value,
+            "stage_ranks": list(ranks),
+        }
+    )
+    return Lowered(graph, table, p, v, m, ranks)
+
+
+def vs_has_edge(vs: int, s: int, p: int) -> bool:
+    """Whether virtual stage ``vs`` runs on stage ``s``."""
+    return vs % p == s
+
+
+def _take(blocking: list[int]) -> list[int]:
+    out = list(blocking)
+    blocking.clear()
+    return out
+
+
+def _depend_on(
+    rows: _Rows, first: int, key: tuple[str, int, int], blocking: list[int], rank: int
+) -> None:
+    """Make the first task of a pass wait for the send of ``key`` from the neighbour."""
+    if first < len(rows.rows):
+        rows.pending.append((first, key))
