@@ -136,6 +136,27 @@ def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.n
     return dense, moe
 
 
+def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
+    """Exposed ZeRO-3 / FSDP communication of one layer and micro-batch, forward and
+    backward (zero where ZeRO < 3).
+
+    Every micro-batch gathers each layer's parameters in forward and in backward and
+    reduce-scatters its gradients, prefetched under the layer's own time (Zhao et al. 2023,
+    PyTorch FSDP, sec. 3.3): only the part longer than the layer shows.
+    """
+    b = env.batch
+    dp = b.dp.astype(np.float64)
+    edp = np.maximum(1.0, dp / b.ep)
+    full_bytes = (cost.params * dp + cost.expert_params * edp) * env.elem
+    ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy)
+    rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy)
+    hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
+    fwd = np.maximum(0.0, ag - hidden * cost.forward)
+    bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
+    on = b.zero == 3
+    return np.where(on, fwd, 0.0), np.where(on, bwd, 0.0)
+
+
 def evaluate(
     model: ModelSpec, system: SystemSpec, global_batch_size: int, batch: StrategyBatch
 ) -> BatchResult:
@@ -160,21 +181,9 @@ def evaluate(
         b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
     )
 
-    # ZeRO-3 / FSDP: every micro-batch gathers each layer's parameters in forward and in
-    # backward and reduce-scatters its gradients, prefetched under the layer's compute
-    # (Zhao et al. 2023, PyTorch FSDP, sec. 3.3); the part longer than the compute shows.
-    def zero3_exposed(cost: LayerCost) -> np.ndarray:
-        full_bytes = (cost.params * dp + cost.expert_params * edp) * w_bytes
-        ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy)
-        rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy)
-        hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
-        fwd = np.maximum(0.0, ag - hidden * cost.forward)
-        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
-        return np.where(b.zero == 3, fwd + bwd, 0.0)
+    z3_dense, z3_moe = zero3_exposed(env, dense), zero3_exposed(env, moe)
 
-    z3_dense, z3_moe = zero3_exposed(dense), zero3_exposed(moe)
-
-    def layer_parts(cost: LayerCost, z3: np.ndarray) -> dict[str, np.ndarray]:
+    def layer_parts(cost: LayerCost, z3: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
         return {
             "compute": cost.forward_compute + cost.backward_compute,
             "recompute": cost.recompute,
@@ -187,7 +196,7 @@ def evaluate(
             "ep_comm": cost.ep_comm_forward
             + cost.ep_comm_backward
             + np.where(b.recompute == FULL, cost.ep_comm_forward, 0.0),
-            "dp_comm": z3,
+            "dp_comm": z3[0] + z3[1],
             "host_overhead": cost.host_excess,
         }
 

@@ -43,6 +43,7 @@ from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.evaluate import (
     GRAD_BUCKET_BYTES,
     OPTIMIZER_TRAFFIC_BYTES,
+    zero3_exposed,
 )
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
@@ -158,20 +159,9 @@ class _Costs:
         self.accelerator = system.accelerator
 
     def _zero3(self, cost: LayerCost) -> tuple[float, float]:
-        """Exposed ZeRO-3 parameter gathers and gradient reduce-scatters of one layer and
-        micro-batch, forward and backward: the part longer than the layer's compute they
-        are prefetched under (the estimator's rule; Zhao et al. 2023, sec. 3.3)."""
-        env, b = self.env, self.env.batch
-        if int(b.zero[0]) < 3:
-            return 0.0, 0.0
-        dp = b.dp.astype(np.float64)
-        edp = np.maximum(1.0, dp / b.ep)
-        full = (cost.params * dp + cost.expert_params * edp) * env.elem
-        ag = collective_time(Collective.ALL_GATHER, full, env.dp_group, env.hierarchy)
-        rs = collective_time(Collective.REDUCE_SCATTER, full, env.dp_group, env.hierarchy)
-        hidden = 1.0 if bool(b.overlap_param_gather[0]) else 0.0
-        fwd = np.maximum(0.0, ag - hidden * cost.forward)
-        bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
+        """Exposed ZeRO-3 gathers and reduce-scatters of one layer and micro-batch, forward
+        and backward (the estimator's rule, :func:`deepflow.estimate.evaluate.zero3_exposed`)."""
+        fwd, bwd = zero3_exposed(self.env, cost)
         return _f(fwd), _f(bwd)
 
     def _layer(self, c: LayerCost) -> dict[str, list[Piece]]:
