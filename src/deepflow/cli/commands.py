@@ -4,6 +4,7 @@ from deepflow.cli import (
     collective,  # noqa: F401
     et,  # noqa: F401
     predict,  # noqa: F401
+    search,  # noqa: F401
     simulate,  # noqa: F401
     validate,  # noqa: F401
 )

@@ -1,1 +1,63 @@
-"""deepflow.search layer (see docs/DESIGN.md)."""
+"""Strategy search (docs/search.md): the space of parallelization strategies as data, an
+exhaustive grid sampler through the vectorized closed-form evaluator, objectives (time,
+cost, energy per step), Pareto fronts, and executors (in-process, local processes, Dask).
+
+The per-operator MCMC search of FlexFlow runs on the event-driven simulator and is not
+here yet.
+"""
+
+from deepflow.search.executors import (
+    DaskExecutor,
+    Executor,
+    ProcessExecutor,
+    SerialExecutor,
+    make_executor,
+)
+from deepflow.search.exhaustive import (
+    DEFAULT_CHUNK_SIZE,
+    REASONS,
+    Candidate,
+    ChunkSummary,
+    GridSampler,
+    SearchResult,
+    combine,
+    exhaustive_search,
+    pareto_front,
+    run_chunk,
+)
+from deepflow.search.objective import Objective, check_objective, objective_values
+from deepflow.search.space import (
+    SEARCH_KNOBS,
+    Restriction,
+    SearchSpace,
+    parse_fix,
+    parse_fixes,
+    strategy_dict,
+)
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "REASONS",
+    "SEARCH_KNOBS",
+    "Candidate",
+    "ChunkSummary",
+    "DaskExecutor",
+    "Executor",
+    "GridSampler",
+    "Objective",
+    "ProcessExecutor",
+    "Restriction",
+    "SearchResult",
+    "SearchSpace",
+    "SerialExecutor",
+    "check_objective",
+    "combine",
+    "exhaustive_search",
+    "make_executor",
+    "objective_values",
+    "pareto_front",
+    "parse_fix",
+    "parse_fixes",
+    "run_chunk",
+    "strategy_dict",
+]

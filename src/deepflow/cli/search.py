@@ -1,0 +1,217 @@
+"""``deepflow search``: the best parallelization strategies of a scenario, exhaustively.
+
+The command loads the scenario, builds one search space per accelerator count, runs
+:func:`deepflow.search.exhaustive_search` on the chosen executor with a progress bar, and
+prints the top strategies, the infeasible points by reason and the Pareto front; ``--json``
+prints one JSON object whose ``top[*].strategy`` entries are in the scenario file's
+``strategy`` format (paste one into the scenario to ``deepflow predict`` it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.errors import ConfigError
+from deepflow.search import (
+    DEFAULT_CHUNK_SIZE,
+    Candidate,
+    Objective,
+    SearchResult,
+    SearchSpace,
+    check_objective,
+    exhaustive_search,
+    make_executor,
+    parse_fixes,
+)
+from deepflow.specs import load_scenario
+from deepflow.units import format_bytes, format_si, format_time
+
+
+def _parse_gpus(text: str | None) -> list[int | None]:
+    if text is None:
+        return [None]
+    out = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise ConfigError(
+                f"expected a comma-separated list of integers (got {text!r})", "--gpus"
+            ) from None
+        if value < 1:
+            raise ConfigError(f"accelerator counts must be positive (got {value})", "--gpus")
+        out.append(value)
+    return list(dict.fromkeys(out))
+
+
+def _strategy_text(c: Candidate) -> str:
+    """A compact one-line form: ``dp32 tp4 pp8 vpp12 sp zero2 mbs3 interleaved``."""
+    s = c.strategy
+    parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
+    parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s[k] > 1]
+    if s["sequence_parallel"]:
+        parts.append("sp")
+    if s["zero"]:
+        parts.append(f"zero{s['zero']}")
+    if s["recompute"] != "none":
+        parts.append(f"rc-{s['recompute']}")
+    parts += [f"mbs{s['micro_batch_size']}", s["pipeline_schedule"] if s["pp"] > 1 else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _render(result: SearchResult, title: str, console: Console) -> None:
+    table = Table(title=f"best strategies by {result.objective.value}: {title}")
+    for name in ("#", "GPUs", "strategy", "step time", "MFU", "peak mem", "cost", "energy"):
+        table.add_column(name, justify="left" if name == "strategy" else "right")
+    for rank, c in enumerate(result.top, 1):
+        cost = "no price" if c.cost_per_step is None else f"{c.cost_per_step:,.2f}"
+        energy = "no TDP" if c.energy_per_step_j is None else format_si(c.energy_per_step_j, "J")
+        table.add_row(
+            str(rank),
+            str(c.num_accelerators),
+            _strategy_text(c),
+            format_time(c.step_time_s),
+            f"{c.mfu:.1%}",
+            format_bytes(c.peak_memory_bytes),
+            cost,
+            energy,
+        )
+    console.print(table)
+    if not result.top:
+        console.print("[red]no feasible strategy[/] in the space")
+    rate = f" ({result.evaluations_per_s:,.0f}/s)" if result.chunks_evaluated else ""
+    resumed = f", {result.chunks_resumed} chunks read back" if result.chunks_resumed else ""
+    console.print(
+        f"evaluated {result.evaluated:,} strategies in {result.wall_s:.2f} s{rate}{resumed}; "
+        f"{result.feasible:,} feasible"
+    )
+    if result.infeasible:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in result.infeasible.items())
+        console.print(f"infeasible: {reasons}")
+    if not result.has_price:
+        console.print("cost per step: no price (set system.price_per_accelerator_hour)")
+    front = Table(title="Pareto front: step time, peak memory, accelerators")
+    for name in ("step time", "peak mem", "GPUs", "strategy"):
+        front.add_column(name, justify="left" if name == "strategy" else "right")
+    for c in result.pareto:
+        front.add_row(
+            format_time(c.step_time_s),
+            format_bytes(c.peak_memory_bytes),
+            str(c.num_accelerators),
+            _strategy_text(c),
+        )
+    console.print(front)
+
+
+def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
+    progress = Progress(
+        TextColumn("searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task("search", total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    return progress, update
+
+
+@main.command("search")
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option(
+    "--objective",
+    type=click.Choice([o.value for o in Objective]),
+    default=Objective.TIME.value,
+    show_default=True,
+    help="Minimize step time, cost per step (needs a price) or energy per step (TDP x time).",
+)
+@click.option("--top", type=int, default=10, show_default=True, help="How many strategies.")
+@click.option(
+    "--fix",
+    "fixes",
+    multiple=True,
+    metavar="KNOB=VALUES",
+    help="Pin or restrict a knob: tp=8, tp=1,2,4, pp=2..16, recompute=full (repeatable).",
+)
+@click.option("--gpus", default=None, help="Sweep accelerator counts, e.g. 256,512,1024.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDR",
+    help="Dask scheduler tcp://HOST:PORT, or 'local' for a local Dask cluster of --workers.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSON Lines results file; a rerun resumes from it.",
+)
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=DEFAULT_CHUNK_SIZE,
+    show_default=True,
+    help="Strategies per evaluation chunk.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@exits_2_on_bad_input
+def search_command(
+    scenario: str,
+    objective: str,
+    top: int,
+    fixes: tuple[str, ...],
+    gpus: str | None,
+    workers: int,
+    scheduler: str | None,
+    out: str | None,
+    chunk_size: int,
+    as_json: bool,
+) -> None:
+    """Find the best parallelization strategies of SCENARIO by exhaustive search."""
+    loaded = load_scenario(scenario)
+    restrictions = parse_fixes(fixes)
+    spaces = [
+        SearchSpace.from_scenario(loaded, restrictions, num_accelerators=n)
+        for n in _parse_gpus(gpus)
+    ]
+    if scheduler is not None and scheduler != "local" and workers != 1:
+        raise ConfigError(
+            "--workers sizes local pools; a remote Dask cluster has its own", "--workers"
+        )
+    for space in spaces:
+        check_objective(Objective(objective), space.system)
+    console = Console(stderr=True)
+    progress, update = _progress(console)
+    executor = make_executor(workers, scheduler)
+    try:
+        with progress:
+            result = exhaustive_search(
+                spaces,
+                objective=objective,
+                top=top,
+                executor=executor,
+                chunk_size=chunk_size,
+                out=out,
+                on_chunk=update,
+            )
+    finally:
+        executor.close()
+    if as_json:
+        data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
+        click.echo(json.dumps(data))
+    else:
+        _render(result, f"{loaded.name} ({loaded.model.name})", Console())

@@ -1,0 +1,458 @@
+"""The strategy space of a transformer scenario, as data.
+
+A :class:`SearchSpace` describes which strategies a search may return: the scenario (model,
+system, global batch), a *base* strategy that supplies every knob the search does not vary
+(precision, flash attention, communication overlap, axis order, collective algorithm), and
+user :class:`Restriction` s on any knob (``--fix tp=8``, ``--fix pp=2..16``,
+``--fix recompute=selective,full``). It is enumerated, deterministically, into columns of
+NumPy arrays and cut into :class:`Chunk` s that become
+:class:`~deepflow.parallel.batch.StrategyBatch` es for the vectorized evaluator.
+
+The searched knobs are :data:`SEARCH_KNOBS`. Their candidate values follow from the model
+and the system; cheap divisibility rules are applied while enumerating (they would only
+fill the result with points the evaluator rejects at once), everything else (memory, the
+interleaved schedule's micro-batch count, unsupported precision) is left to the evaluator,
+which names the rule each point breaks:
+
+============================  ================================================================
+knob                          candidates (before the user's restriction)
+============================  ================================================================
+``tp``                        divisors of the accelerator count that divide the attention
+                              heads (and the key/value heads, without MLA)
+``cp``                        divisors of ``N / tp`` with ``seq_len`` divisible by ``2 cp``
+                              (load-balanced ring attention, 2 cp chunks)
+``pp``                        divisors of ``N / (tp cp)`` that divide ``num_layers``
+``dp``                        ``N / (tp cp pp)``: it fills the cluster; it must divide the
+                              global batch
+``vpp``                       divisors of ``num_layers / pp``
+``ep``                        1 for dense models; divisors of ``dp`` that divide
+                              ``num_experts`` for mixture-of-experts models
+``micro_batch_size``          divisors of ``global_batch_size / dp``
+``sequence_parallel``         both
+``zero``                      0, 1, 2, 3
+``recompute``                 none, selective, full
+``pipeline_schedule``         gpipe, 1f1b, interleaved, zero-bubble
+============================  ================================================================
+
+Settings that cannot change the result are enumerated once (a class of equal strategies is
+represented by its first allowed member): without tensor parallelism, sequence parallelism
+is off (Megatron-LM turns it off when ``tp == 1``, ``megatron/training/arguments.py``);
+without pipeline parallelism ``vpp`` is its smallest allowed value and 1F1B, interleaved 1F1B
+and ZB-H1 coincide; with ``vpp == 1`` interleaved 1F1B is 1F1B; with ``vpp > 1`` 1F1B *is*
+interleaved and ZB-H1 is undefined (Qi et al. 2023 define it for one chunk per stage).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from deepflow.errors import ConfigError
+from deepflow.parallel.batch import RECOMPUTES, SCHEDULES, StrategyBatch
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.scenario import Scenario
+from deepflow.specs.strategy import PipelineSchedule, StrategySpec
+from deepflow.specs.system import SystemSpec
+
+SEARCH_KNOBS = (
+    "dp",
+    "tp",
+    "pp",
+    "vpp",
+    "cp",
+    "ep",
+    "sequence_parallel",
+    "zero",
+    "recompute",
+    "micro_batch_size",
+    "pipeline_schedule",
+)
+"""The knobs a search varies; every other strategy field comes from the base strategy."""
+
+INTEGER_KNOBS = ("dp", "tp", "pp", "vpp", "cp", "ep", "zero", "micro_batch_size")
+FIXABLE = tuple(StrategySpec.model_fields)
+"""Every strategy field can be restricted (searched knobs) or pinned (the others)."""
+
+_ONE_F_ONE_B = SCHEDULES.index(PipelineSchedule.ONE_F_ONE_B)
+_INTERLEAVED = SCHEDULES.index(PipelineSchedule.INTERLEAVED)
+_ZERO_BUBBLE = SCHEDULES.index(PipelineSchedule.ZERO_BUBBLE)
+_GPIPE = SCHEDULES.index(PipelineSchedule.GPIPE)
+# Classes of schedules that give the same step (estimate/pipeline.py): each tuple lists a
+# class in order of preference; the first allowed member represents it.
+_SCHEDULE_CLASSES = {
+    "no-pipeline": ((_GPIPE,), (_ONE_F_ONE_B, _INTERLEAVED, _ZERO_BUBBLE)),
+    "one-chunk": ((_GPIPE,), (_ONE_F_ONE_B, _INTERLEAVED), (_ZERO_BUBBLE,)),
+    "chunks": ((_GPIPE,), (_INTERLEAVED, _ONE_F_ONE_B)),
+}
+
+
+def divisors(n: int) -> list[int]:
+    """The positive divisors of ``n``, ascending."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """The values a knob may take: an explicit set (``values``) and/or inclusive integer
+    bounds (``low``, ``high``). ``Restriction()`` admits everything."""
+
+    values: tuple[Any, ...] | None = None
+    low: int | None = None
+    high: int | None = None
+
+    def admits(self, value: Any) -> bool:
+        if self.values is not None and value not in self.values:
+            return False
+        if self.low is not None and value < self.low:
+            return False
+        return not (self.high is not None and value > self.high)
+
+    def filter(self, candidates: Iterable[Any]) -> list[Any]:
+        return [c for c in candidates if self.admits(c)]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (used in fingerprints and reports)."""
+        out: dict[str, Any] = {}
+        if self.values is not None:
+            out["values"] = [v.value if isinstance(v, Enum) else v for v in self.values]
+        if self.low is not None:
+            out["low"] = self.low
+        if self.high is not None:
+            out["high"] = self.high
+        return out
+
+
+def _field_type_error(key: str, text: str, reason: str) -> ConfigError:
+    return ConfigError(f"{reason} (got {text!r})", f"--fix {key}")
+
+
+def _parse_value(key: str, text: str) -> Any:
+    """One value of strategy field ``key`` from its command-line text, validated by the
+    field's own type (so ``zero=5`` fails with the spec's message, and booleans take
+    ``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0``)."""
+    text = text.strip()
+    if key == "axis_order":
+        value: Any = tuple(p.strip() for p in text.split("/") if p.strip())
+    elif key in INTEGER_KNOBS:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _field_type_error(key, text, "expected an integer") from None
+    else:
+        value = text
+    try:
+        checked = StrategySpec.model_validate({"dp": 1, key: value})
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise _field_type_error(key, text, message) from None
+    return getattr(checked, key)
+
+
+def parse_fix(text: str) -> tuple[str, Restriction]:
+    """Parse one ``--fix`` argument: ``KEY=VALUE``, ``KEY=V1,V2,...`` or, for integer knobs,
+    ``KEY=LOW..HIGH`` (either bound may be left out: ``pp=..8``, ``tp=2..``).
+
+    ``axis_order`` takes its axes separated by ``/`` (``axis_order=tp/cp/dp/pp``).
+    Raises :class:`~deepflow.errors.ConfigError` naming the key on any bad input.
+    """
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected KEY=VALUE, got {text!r}", "--fix")
+    if key not in FIXABLE:
+        import difflib
+
+        close = difflib.get_close_matches(key, FIXABLE, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(FIXABLE)
+        raise ConfigError(f"unknown strategy knob {key!r}{hint} (knobs: {known})", "--fix")
+    rest = rest.strip()
+    if not rest:
+        raise ConfigError("missing value", f"--fix {key}")
+    if ".." in rest:
+        if key not in INTEGER_KNOBS:
+            raise _field_type_error(key, rest, "ranges LOW..HIGH apply to integer knobs only")
+        low_text, _, high_text = rest.partition("..")
+        low = _parse_value(key, low_text) if low_text.strip() else None
+        high = _parse_value(key, high_text) if high_text.strip() else None
+        if low is not None and high is not None and low > high:
+            raise _field_type_error(key, rest, "empty range")
+        return key, Restriction(low=low, high=high)
+    if key == "axis_order":
+        return key, Restriction(values=(_parse_value(key, rest),))
+    values = tuple(dict.fromkeys(_parse_value(key, part) for part in rest.split(",")))
+    return key, Restriction(values=values)
+
+
+def parse_fixes(texts: Iterable[str]) -> dict[str, Restriction]:
+    """Parse several ``--fix`` arguments; a knob given twice must satisfy both."""
+    out: dict[str, Restriction] = {}
+    for text in texts:
+        key, restriction = parse_fix(text)
+        if key in out:
+            restriction = _intersect(out[key], restriction)
+        out[key] = restriction
+    return out
+
+
+def _intersect(a: Restriction, b: Restriction) -> Restriction:
+    values = a.values
+    if b.values is not None:
+        values = b.values if values is None else tuple(v for v in values if v in b.values)
+    lows = [x for x in (a.low, b.low) if x is not None]
+    highs = [x for x in (a.high, b.high) if x is not None]
+    bounds = Restriction(low=max(lows) if lows else None, high=min(highs) if highs else None)
+    if values is not None:
+        values = tuple(v for v in values if bounds.admits(v))
+    return Restriction(values, bounds.low, bounds.high)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Points ``start .. start + len(columns[...]) - 1`` of space ``space`` (its position in a
+    sweep), in enumeration order; ``index`` counts chunks within that space."""
+
+    space: int
+    index: int
+    start: int
+    columns: dict[str, np.ndarray] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.columns["dp"].shape[0])
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Every strategy a search may visit for one model, system and global batch.
+
+    ``base`` supplies the knobs outside :data:`SEARCH_KNOBS`; ``restrictions`` narrow any
+    knob (searched knobs are filtered, the others must be pinned to one value, which then
+    replaces the base value). Build one with :meth:`from_scenario`.
+    """
+
+    model: ModelSpec
+    system: SystemSpec
+    global_batch_size: int
+    base: StrategySpec
+    restrictions: Mapping[str, Restriction] = field(default_factory=dict)
+
+    @classmethod
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        fixes: Iterable[str] | Mapping[str, Restriction] = (),
+        num_accelerators: int | None = None,
+    ) -> SearchSpace:
+        """The space of ``scenario`` (its strategy is the base), restricted by ``fixes``
+        (``--fix`` strings or parsed restrictions), optionally on ``num_accelerators``
+        accelerators instead of the scenario's."""
+        restrictions = dict(fixes) if isinstance(fixes, Mapping) else parse_fixes(fixes)
+        pinned: dict[str, Any] = {}
+        for key, restriction in restrictions.items():
+            if key in SEARCH_KNOBS:
+                continue
+            if restriction.values is None or len(restriction.values) != 1:
+                raise ConfigError(
+                    f"{key} is not searched; pin it to one value ({key}=VALUE)", f"--fix {key}"
+                )
+            pinned[key] = restriction.values[0]
+        base = scenario.strategy.replace(**pinned) if pinned else scenario.strategy
+        system = scenario.system
+        if num_accelerators is not None and num_accelerators != system.num_accelerators:
+            if num_accelerators < 1:
+                raise ConfigError(f"must be positive (got {num_accelerators})", "--gpus")
+            system = system.replace(num_accelerators=num_accelerators)  # type: ignore[assignment]
+        searched = {k: r for k, r in restrictions.items() if k in SEARCH_KNOBS}
+        return cls(
+            model=scenario.model,
+            system=system,
+            global_batch_size=scenario.training.global_batch_size,
+            base=base,  # type: ignore[arg-type]
+            restrictions=searched,
+        )
+
+    def without_cache(self) -> SearchSpace:
+        """The same space without its enumerated columns (cheap to send to a worker)."""
+        return SearchSpace(
+            self.model, self.system, self.global_batch_size, self.base, dict(self.restrictions)
+        )
+
+    def _allowed(self, knob: str, candidates: Iterable[Any]) -> list[Any]:
+        restriction = self.restrictions.get(knob)
+        return list(candidates) if restriction is None else restriction.filter(candidates)
+
+    def _representatives(self, knob: str, classes: Sequence[Sequence[Any]]) -> list[Any]:
+        """One allowed member (the first) of each class of equivalent values."""
+        out = []
+        for members in classes:
+            allowed = self._allowed(knob, members)
+            if allowed:
+                out.append(allowed[0])
+        return out
+
+    def _schedules(self, pp: int, vpp: int) -> list[int]:
+        restriction = self.restrictions.get("pipeline_schedule")
+        allowed = [
+            i for i, s in enumerate(SCHEDULES) if restriction is None or restriction.admits(s)
+        ]
+        kind = "no-pipeline" if pp == 1 else ("one-chunk" if vpp == 1 else "chunks")
+        reps = []
+        for members in _SCHEDULE_CLASSES[kind]:
+            present = [m for m in members if m in allowed]
+            if present:
+                reps.append(present[0])
+        return sorted(reps)
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every point of the space, one array per searched knob (enums as integer codes
+        into ``RECOMPUTES`` and ``SCHEDULES``), sorted by ``(pp, vpp, tp, cp, dp, ep,
+        micro_batch_size, sequence_parallel, zero, recompute, pipeline_schedule)``."""
+        m, n, gbs = self.model, self.system.num_accelerators, self.global_batch_size
+        rows: list[tuple[int, ...]] = []
+        tps = [
+            d
+            for d in divisors(n)
+            if m.num_attention_heads % d == 0 and (m.mla is not None or m.num_kv_heads % d == 0)
+        ]
+        for tp in self._allowed("tp", tps):
+            cps = [d for d in divisors(n // tp) if d == 1 or m.seq_len % (2 * d) == 0]
+            for cp in self._allowed("cp", cps):
+                pps = [d for d in divisors(n // (tp * cp)) if m.num_layers % d == 0]
+                for pp in self._allowed("pp", pps):
+                    dp = n // (tp * cp * pp)
+                    if gbs % dp or not self._allowed("dp", [dp]):
+                        continue
+                    vpp_all = divisors(m.num_layers // pp)
+                    vpps = (
+                        self._representatives("vpp", [vpp_all])
+                        if pp == 1
+                        else self._allowed("vpp", vpp_all)
+                    )
+                    for vpp in vpps:
+                        rows.append((pp, vpp, tp, cp, dp))
+        rows.sort()
+        recomputes = [RECOMPUTES.index(r) for r in self._allowed("recompute", RECOMPUTES)]
+        zeros = self._allowed("zero", (0, 1, 2, 3))
+        parts: list[np.ndarray] = []
+        for pp, vpp, tp, cp, dp in rows:
+            if m.moe is None:
+                eps = self._allowed("ep", [1])
+            else:
+                eps = [e for e in divisors(dp) if m.moe.num_experts % e == 0]
+                eps = self._allowed("ep", eps)
+            sps = (
+                self._representatives("sequence_parallel", [(False, True)])
+                if tp == 1
+                else self._allowed("sequence_parallel", (False, True))
+            )
+            grid = np.meshgrid(
+                [pp],
+                [vpp],
+                [tp],
+                [cp],
+                [dp],
+                eps,
+                self._allowed("micro_batch_size", divisors(gbs // dp)),
+                [int(s) for s in sps],
+                zeros,
+                recomputes,
+                self._schedules(pp, vpp),
+                indexing="ij",
+            )
+            parts.append(np.stack([g.ravel() for g in grid], axis=1))
+        names = (
+            "pp",
+            "vpp",
+            "tp",
+            "cp",
+            "dp",
+            "ep",
+            "micro_batch_size",
+            "sequence_parallel",
+            "zero",
+            "recompute",
+            "pipeline_schedule",
+        )
+        table = np.concatenate(parts) if parts else np.zeros((0, len(names)), dtype=np.int64)
+        table = table.astype(np.int64)
+        out = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(names)}
+        out["sequence_parallel"] = out["sequence_parallel"].astype(bool)
+        return out
+
+    def __len__(self) -> int:
+        return int(self.columns["dp"].shape[0])
+
+    def chunks(self, size: int, space: int = 0) -> Iterator[Chunk]:
+        """The points in chunks of ``size`` (the last may be shorter), in order."""
+        assert size > 0
+        cols = self.columns
+        for index, start in enumerate(range(0, len(self), size)):
+            yield Chunk(space, index, start, {k: v[start : start + size] for k, v in cols.items()})
+
+    def num_chunks(self, size: int) -> int:
+        return -(-len(self) // size)
+
+    def batch(self, columns: Mapping[str, np.ndarray]) -> StrategyBatch:
+        """The strategy batch of enumerated ``columns``: the searched knobs from the columns,
+        every other knob from the base strategy."""
+        b = self.base
+        fixed = {
+            name: getattr(b, name)
+            for name in StrategySpec.model_fields
+            if name not in SEARCH_KNOBS and name != "axis_order" and getattr(b, name) is not None
+        }
+        return StrategyBatch.from_arrays(axis_order=tuple(b.axis_order), **fixed, **columns)
+
+    def describe(self) -> dict[str, Any]:
+        """The space as JSON-ready data: what defines it, nothing enumerated."""
+        return {
+            "model": self.model.model_dump(mode="json"),
+            "system": self.system.model_dump(mode="json"),
+            "global_batch_size": self.global_batch_size,
+            "base": self.base.model_dump(mode="json"),
+            "restrictions": {k: self.restrictions[k].describe() for k in sorted(self.restrictions)},
+        }
+
+    def fingerprint(self) -> str:
+        """A short stable hash of :meth:`describe` (results files record it)."""
+        text = json.dumps(self.describe(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    """Point ``i`` of enumerated ``columns`` in the scenario file's ``strategy`` format."""
+    data = base.model_dump(mode="json")
+    for knob in SEARCH_KNOBS:
+        value = columns[knob][i]
+        if knob == "recompute":
+            data[knob] = RECOMPUTES[int(value)].value
+        elif knob == "pipeline_schedule":
+            data[knob] = SCHEDULES[int(value)].value
+        elif knob == "sequence_parallel":
+            data[knob] = bool(value)
+        else:
+            data[knob] = int(value)
+    return data
+
+
+__all__ = [
+    "FIXABLE",
+    "SEARCH_KNOBS",
+    "Chunk",
+    "Restriction",
+    "SearchSpace",
+    "divisors",
+    "parse_fix",
+    "parse_fixes",
+    "strategy_dict",
+]
