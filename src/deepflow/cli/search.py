@@ -31,6 +31,7 @@ from deepflow.search import (
     make_executor,
     parse_fixes,
 )
+from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
 from deepflow.units import format_bytes, format_si, format_time
 
@@ -167,6 +168,11 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     show_default=True,
     help="Strategies per evaluation chunk.",
 )
+@click.option(
+    "--recheck",
+    is_flag=True,
+    help="Re-check the top strategies with the event-driven simulator.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @exits_2_on_bad_input
 def search_command(
@@ -179,6 +185,7 @@ def search_command(
     scheduler: str | None,
     out: str | None,
     chunk_size: int,
+    recheck: bool,
     as_json: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
@@ -210,8 +217,23 @@ def search_command(
             )
     finally:
         executor.close()
+    checked = recheck_top(loaded, list(result.top)) if recheck else []
     if as_json:
         data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
+        if recheck:
+            data["recheck"] = [
+                {
+                    "rank": i,
+                    "step_time_s": r.candidate.step_time_s,
+                    "simulated_step_time_s": r.simulated_step_time_s,
+                }
+                for i, r in enumerate(checked, 1)
+            ]
         click.echo(json.dumps(data))
     else:
         _render(result, f"{loaded.name} ({loaded.model.name})", Console())
+        for i, r in enumerate(checked, 1):
+            click.echo(
+                f"simulator re-check #{i}: closed form {r.candidate.step_time_s:.4g} s, "
+                f"simulated {r.simulated_step_time_s:.4g} s ({r.difference:+.1%})"
+            )
