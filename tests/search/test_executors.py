@@ -4,6 +4,7 @@ process-pool search resumes from its results file."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import pytest
@@ -23,8 +24,8 @@ HAS_DASK = importlib.util.find_spec("distributed") is not None
 NO_DASK = "Dask is not installed (optional extra: pip install 'dask[distributed]')"
 
 
-def _square(x: int) -> int:
-    return x * x
+# a builtin, so spawned workers can unpickle it without importing this test module
+SQUARE = functools.partial(pow, exp=2)
 
 
 def _serial():
@@ -63,9 +64,7 @@ def reference():
 def test_each_item_once_any_order(build):
     executor = build()
     try:
-        assert sorted(executor.map_unordered(_square, list(range(20)))) == [
-            i * i for i in range(20)
-        ]
+        assert sorted(executor.map_unordered(SQUARE, list(range(20)))) == [i * i for i in range(20)]
     finally:
         executor.close()
         executor.close()  # closing twice is harmless

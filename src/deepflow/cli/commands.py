@@ -3,6 +3,7 @@
 from deepflow.cli import (
     collective,  # noqa: F401
     et,  # noqa: F401
+    plan,  # noqa: F401
     predict,  # noqa: F401
     search,  # noqa: F401
     simulate,  # noqa: F401

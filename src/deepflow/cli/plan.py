@@ -1,0 +1,157 @@
+"""``deepflow plan-hetero`` and ``deepflow elastic``: virtual-node planning (VirtualFlow,
+Or et al., MLSys 2022, arXiv 2009.09523).
+
+``plan-hetero CLUSTER.yaml`` prints each pool's per-VN time and memory, the even split, the
+optimal equal-VN plan (Form A), the per-device-batch plan (Form B) and the throughput gain
+over the even split. ``elastic TIMELINE.yaml`` prints the job completion time with a fixed
+number of virtual nodes and with restarts at a new batch size, phase by phase, and with
+``--plot`` draws the progress of both (matplotlib, the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.units import format_bytes, format_time
+from deepflow.virtual.elastic import elastic_jct, load_timeline, plot_progress
+from deepflow.virtual.hetero import Plan, compare, load_cluster
+
+
+def _units(plan: Plan) -> str:
+    parts = []
+    for pool in plan.units:
+        values = sorted(set(pool), reverse=True)
+        parts.append("/".join(str(v) for v in values) if pool else "-")
+    return ", ".join(parts)
+
+
+@main.command("plan-hetero")
+@click.argument("cluster", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@exits_2_on_bad_input
+def plan_hetero(cluster: str, as_json: bool) -> None:
+    """Assign virtual nodes to a heterogeneous CLUSTER and compare with the even split."""
+    result = compare(load_cluster(cluster))
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    c = result.cluster
+    console = Console()
+    pools = Table(title=f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
+    for name in (
+        "pool",
+        "accelerator",
+        "replicas",
+        "per-VN time",
+        "per-step extra",
+        "peak mem",
+        "capacity",
+    ):
+        pools.add_column(name, justify="left" if name in ("pool", "accelerator") else "right")
+    for p in result.profiles:
+        pools.add_row(
+            p.pool.name,
+            p.pool.system.accelerator.name,
+            str(p.replicas),
+            format_time(p.vn_time_s),
+            format_time(p.overhead_s),
+            format_bytes(p.peak_memory_bytes),
+            format_bytes(p.pool.system.accelerator.memory_capacity),
+        )
+    console.print(pools)
+    for p in result.profiles:
+        if not p.feasible:
+            console.print(f"[red]{p.pool.name}[/]: {p.reason}")
+    plans = Table(title="plans (units per replica, by pool: VNs, or samples for form B)")
+    for name in (
+        "plan",
+        "units per replica",
+        "compute",
+        "all-reduce",
+        "step time",
+        "samples/s",
+        "gain",
+    ):
+        plans.add_column(name, justify="left" if name in ("plan", "units per replica") else "right")
+    for label, plan, gain in (
+        ("even split", result.even, None),
+        ("form A (equal VNs)", result.form_a, result.gain),
+        ("form B (per-device batch)", result.form_b, result.gain_b),
+    ):
+        finite = plan.feasible
+        plans.add_row(
+            label,
+            _units(plan),
+            format_time(plan.compute_s) if finite else "-",
+            format_time(plan.allreduce_s) if finite else "-",
+            format_time(plan.step_time_s) if finite else "infeasible",
+            f"{plan.samples_per_s:,.1f}",
+            "" if gain is None else (f"{gain:+.1%}" if math.isfinite(gain) else str(gain)),
+        )
+    console.print(plans)
+    if not result.even.feasible:
+        console.print(f"even split infeasible: {result.even.reason}")
+    console.print(
+        f"throughput gain of the plan over the even split: {result.gain:+.1%} "
+        f"(form B: {result.gain_b:+.1%})"
+    )
+
+
+@main.command("elastic")
+@click.argument("timeline", type=click.Path(dir_okay=False))
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a progress plot.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@exits_2_on_bad_input
+def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
+    """Job completion time on an accelerator TIMELINE: fixed virtual nodes vs new batch."""
+    job, entries, model = load_timeline(timeline)
+    result = elastic_jct(job, entries, model)
+    if plot_path:
+        plot_progress(result, plot_path)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    console = Console()
+    table = Table(
+        title=f"{job.steps} steps of B={job.global_batch_size}, V={job.virtual_nodes}, "
+        f"designed for {job.demand} replicas"
+    )
+    for name in (
+        "mode",
+        "start",
+        "end",
+        "GPUs",
+        "replicas",
+        "batch",
+        "step time",
+        "resize",
+        "steps",
+    ):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    for row in result.table():
+        table.add_row(
+            row["mode"],
+            format_time(row["start_s"]) if row["start_s"] else "0",
+            format_time(row["end_s"]),
+            str(row["accelerators"]),
+            str(row["replicas"]),
+            str(row["global_batch_size"]),
+            format_time(row["step_time_s"]) if row["replicas"] else "-",
+            format_time(row["resize_s"]) if row["resize_s"] else "-",
+            f"{row['steps']:,.1f}",
+        )
+    console.print(table)
+    for mode, jct in result.jct_s.items():
+        steps = result.steps[mode]
+        note = (
+            "" if mode == "virtual_nodes" else " (global batch changes: other training semantics)"
+        )
+        console.print(f"{mode}: JCT {format_time(jct)}, {steps:,.1f} optimizer steps{note}")
+    if plot_path:
+        console.print(f"plot written to {plot_path}")
