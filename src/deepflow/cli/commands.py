@@ -1,6 +1,7 @@
 """Imports every subcommand module so that each registers itself on :data:`main`."""
 
 from deepflow.cli import (
+    arch,  # noqa: F401
     collective,  # noqa: F401
     et,  # noqa: F401
     plan,  # noqa: F401

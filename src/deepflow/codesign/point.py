@@ -1,0 +1,195 @@
+"""One hardware design point, evaluated with its best parallelization strategy.
+
+:func:`evaluate_design` generates the accelerator of a design (``deepflow.tech``), carries
+its SRAM hierarchy into the closed-form evaluator through the hierarchical-roofline
+efficiency of the workload's GEMMs (``deepflow.hardware.tiling``), puts it into the
+scenario's cluster with the generated link bandwidths, evaluates a whole grid of strategies
+in one vectorized call (``deepflow.estimate.evaluate``) and keeps the fastest feasible one.
+Nothing is written to disk (the public DeepFlow code wrote and parsed files per evaluation,
+reference sec. 8.9).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost, step_energy
+from deepflow.estimate import evaluate
+from deepflow.hardware.tiling import tiled_matmul_efficiency
+from deepflow.parallel import StrategyBatch
+from deepflow.specs.accelerator import Precision
+from deepflow.specs.model import ModelSpec
+from deepflow.specs.scenario import Scenario
+from deepflow.specs.system import SystemSpec
+from deepflow.tech.design import DesignSpec
+from deepflow.tech.generator import GeneratedAccelerator, generate
+from deepflow.workload.operators import Gemm, Shard
+from deepflow.workload.transformer import layer_template
+
+
+@dataclass(frozen=True)
+class StrategyGrid:
+    """Candidate strategies; ``dp`` fills the cluster. Each knob is a list of values."""
+
+    tp: tuple[int, ...] = (1, 2, 4, 8)
+    pp: tuple[int, ...] = (1, 2, 4, 8, 16)
+    micro_batch_size: tuple[int, ...] = (1, 2)
+    recompute: tuple[str, ...] = ("selective", "full")
+    zero: tuple[int, ...] = (0, 1)
+    precision: str = "bf16"
+
+    def batch(self, num_accelerators: int) -> StrategyBatch:
+        rows = [
+            (num_accelerators // (tp * pp), tp, pp, mbs, rc, z)
+            for tp, pp, mbs, rc, z in itertools.product(
+                self.tp, self.pp, self.micro_batch_size, self.recompute, self.zero
+            )
+            if num_accelerators % (tp * pp) == 0
+        ]
+        assert rows, "strategy grid has no strategy that divides the cluster"
+        cols = list(zip(*rows, strict=True))
+        return StrategyBatch.from_arrays(
+            dp=np.array(cols[0]),
+            tp=np.array(cols[1]),
+            pp=np.array(cols[2]),
+            micro_batch_size=np.array(cols[3]),
+            recompute=list(cols[4]),
+            zero=np.array(cols[5]),
+            sequence_parallel=np.array(cols[1]) > 1,
+            precision=[self.precision] * len(rows),
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a design point is evaluated on: a model, a cluster (whose accelerator and link
+    bandwidths the design replaces), a global batch, candidate strategies, costs."""
+
+    model: ModelSpec
+    system: SystemSpec
+    global_batch_size: int
+    strategies: StrategyBatch
+    tokens: float | None = None
+    cost: CostSpec = field(default_factory=CostSpec)
+    precision: Precision = Precision.BF16
+
+    @classmethod
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        grid: StrategyGrid | None = None,
+        cost: CostSpec | None = None,
+    ) -> Problem:
+        """The scenario's own strategy (``grid=None``), or a grid of strategies."""
+        batch = (
+            StrategyBatch.from_specs([scenario.strategy])
+            if grid is None
+            else grid.batch(scenario.system.num_accelerators)
+        )
+        return cls(
+            model=scenario.model,
+            system=scenario.system,
+            global_batch_size=scenario.training.global_batch_size,
+            strategies=batch,
+            tokens=scenario.training.tokens,
+            cost=cost or CostSpec(),
+            precision=scenario.strategy.precision,
+        )
+
+    def gemm_shapes(self, tp: int = 1) -> list[tuple[float, float, float]]:
+        """The dense layer's GEMMs for one sequence at tensor-parallel degree ``tp``: the
+        shapes that set the hierarchical-roofline efficiency of a design."""
+        rows = float(self.model.seq_len)
+        shapes = []
+        for op in layer_template(self.model, moe=False).ops:
+            if isinstance(op, Gemm):
+                k = op.k / tp if op.shard is Shard.ROW else op.k
+                n = op.n / tp if op.shard is Shard.COLUMN else op.n
+                shapes.append((rows * op.tokens_factor, float(n), float(k)))
+        return shapes
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """A design point with its best strategy. ``step_time_s`` is ``inf`` when infeasible."""
+
+    generated: GeneratedAccelerator
+    system: SystemSpec
+    feasible: bool
+    reason: str | None
+    step_time_s: float
+    energy: StepEnergy | None
+    cost_per_step: float
+    strategy_index: int
+
+    @property
+    def energy_j(self) -> float:
+        return self.energy.total if self.energy is not None else math.inf
+
+    def objective(self, name: str) -> float:
+        """``time`` (s), ``energy`` (J) or ``cost`` (USD) per step."""
+        if not self.feasible:
+            return math.inf
+        return {"time": self.step_time_s, "energy": self.energy_j, "cost": self.cost_per_step}[name]
+
+
+def system_for(
+    generated: GeneratedAccelerator,
+    system: SystemSpec,
+    shapes: Sequence[tuple[float, float, float]],
+    precision: Precision = Precision.BF16,
+) -> SystemSpec:
+    """``system`` with the generated accelerator, its matmul efficiency scaled by the
+    hierarchical-roofline efficiency of ``shapes``, and the generated link bandwidths
+    (scale-out only where the design has a scale-out link)."""
+    acc = generated.accelerator
+    peak = acc.peak(precision)
+    elem = float(precision.activation_bytes)
+    if peak > 0 and generated.hierarchy.dram_bandwidth > 0:
+        factor = tiled_matmul_efficiency(shapes, acc, generated.hierarchy, peak, elem)
+        eff = acc.efficiency.model_copy(update={"matmul": acc.efficiency.matmul * factor})
+        acc = acc.model_copy(update={"efficiency": eff})
+    intra = system.intra_node.model_copy(update={"bandwidth": generated.scale_up_bandwidth})
+    inter = system.inter_node
+    if generated.design.technology.scale_out is not None:
+        inter = inter.model_copy(update={"bandwidth": generated.scale_out_bandwidth})
+    return system.model_copy(update={"accelerator": acc, "intra_node": intra, "inter_node": inter})
+
+
+def evaluate_generated(generated: GeneratedAccelerator, problem: Problem) -> PointResult:
+    """Evaluate a generated accelerator on ``problem`` with its fastest feasible strategy."""
+    shapes = problem.gemm_shapes()
+    system = system_for(generated, problem.system, shapes, problem.precision)
+    if not generated.feasible:
+        return PointResult(generated, system, False, generated.reason, math.inf, None, math.inf, -1)
+    if system.num_accelerators > system.scale_up_size and system.inter_node.bandwidth <= 0:
+        reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
+        return PointResult(generated, system, False, reason, math.inf, None, math.inf, -1)
+    result = evaluate(problem.model, system, problem.global_batch_size, problem.strategies)
+    times = np.where(result.feasible, result.step_time, np.inf)
+    best = int(np.argmin(times))
+    step = float(times[best])
+    if not math.isfinite(step):
+        return PointResult(
+            generated,
+            system,
+            False,
+            "no feasible strategy in the grid",
+            math.inf,
+            None,
+            math.inf,
+            best,
+        )
+    energy = step_energy(generated, result, best, shapes, problem.precision)
+    cost = step_cost(generated, system, step, energy.total, problem.cost)
+    return PointResult(generated, system, True, None, step, energy, cost, best)
+
+
+def evaluate_design(design: DesignSpec, problem: Problem) -> PointResult:
+    """Generate ``design`` and evaluate it on ``problem`` (module docstring)."""
+    return evaluate_generated(generate(design), problem)

@@ -1,0 +1,129 @@
+"""Gradient co-design improves every start, respects the budgets and matches a grid;
+NSGA-II returns a non-dominated front; sensitivity and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from tests.tech.helpers import EXAMPLES, open_design, small_scenario
+
+from deepflow.cli import main
+from deepflow.codesign.gradient import gradient_search, grid_search
+from deepflow.codesign.pareto import non_dominated, nsga2_search
+from deepflow.codesign.point import Problem
+from deepflow.codesign.sensitivity import elasticities, tornado_data
+from deepflow.codesign.space import DesignSpace, project_simplex
+from deepflow.specs import default_scenario
+from deepflow.tech import generate
+
+TWO = ["area.compute", "area.memory_controller", "power.compute", "power.memory"]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return Problem.from_scenario(small_scenario())
+
+
+@pytest.fixture(scope="module")
+def search(problem):
+    space = DesignSpace.of(open_design(), TWO)
+    return space, gradient_search(space, problem, starts=3, iterations=20, seed=1)
+
+
+def test_gradient_improves_every_start(search):
+    _, result = search
+    for start in result.starts:
+        assert start.time < start.time0
+        assert list(start.history) == sorted(start.history, reverse=True)
+
+
+def test_gradient_designs_respect_budgets(search):
+    space, result = search
+    for start in result.starts:
+        design = space.design(start.x)
+        for group in ("area", "power", "perimeter"):
+            fractions = design.allocation.group(group)
+            assert sum(fractions.values()) <= 1 + 1e-9
+            assert min(fractions.values()) >= 0
+        g = generate(design)
+        assert sum(g.power_w.values()) <= design.budget.tdp * (1 + 1e-9)
+        assert sum(g.area_mm2.values()) <= design.budget.total_die_area * (1 + 1e-9)
+
+
+def test_gradient_best_within_5_percent_of_grid(search, problem):
+    space, result = search
+    _, grid_time = grid_search(space, problem, points=21)
+    assert result.best.step_time_s <= 1.05 * grid_time
+
+
+def test_search_is_deterministic(problem):
+    space = DesignSpace.of(open_design(), TWO)
+    a = gradient_search(space, problem, starts=2, iterations=3, seed=7)
+    b = gradient_search(space, problem, starts=2, iterations=3, seed=7)
+    assert [s.time for s in a.starts] == [s.time for s in b.starts]
+
+
+@given(
+    v=arrays(np.float64, st.integers(2, 6), elements=st.floats(-2, 2)), total=st.floats(0.1, 1.0)
+)
+def test_projection_lands_on_the_capped_simplex(v, total):
+    x = project_simplex(v, total, 0.01)
+    assert x.sum() == pytest.approx(total, abs=1e-9) or total < 0.01 * len(v)
+    assert np.all(x >= 0.01 - 1e-12)
+
+
+@given(
+    values=arrays(
+        np.float64, st.tuples(st.integers(1, 30), st.integers(2, 3)), elements=st.floats(0, 10)
+    )
+)
+def test_non_dominated_front_property(values):
+    mask = non_dominated(values)
+    front = values[mask]
+    assert mask.any()
+    for a in front:  # no front member dominates another
+        assert not np.any(np.all(front <= a, axis=1) & np.any(front < a, axis=1))
+    for b in values[~mask]:  # every other point is dominated by a front member
+        assert np.any(np.all(front <= b, axis=1) & np.any(front < b, axis=1))
+
+
+def test_nsga2_returns_a_non_dominated_front(problem):
+    pytest.importorskip("optuna", reason="optuna is an optional dependency (pip install optuna)")
+    space = DesignSpace.of(open_design(), TWO)
+    result = nsga2_search(space, problem, ("time", "energy"), trials=24, population=8, seed=3)
+    front = result.values[list(result.front)]
+    assert len(front) >= 1 and np.all(np.isfinite(front))
+    for a in front:
+        assert not np.any(np.all(front <= a, axis=1) & np.any(front < a, axis=1))
+
+
+def test_memory_bandwidth_elasticity_is_negative_and_bounded():
+    rows = elasticities(
+        default_scenario(), ["accelerator.memory_bandwidth", "accelerator.peak_flops"]
+    )
+    for r in rows:
+        assert -1.0 - 1e-6 <= r.elasticity <= 0.0
+    bars = tornado_data(rows)
+    assert abs(bars[0]["elasticity"]) >= abs(bars[-1]["elasticity"])
+
+
+def test_unknown_sensitivity_key_is_exit_2():
+    runner = CliRunner()
+    scenario = str(EXAMPLES / "gpt3-1024.yaml")
+    out = runner.invoke(main, ["sensitivity", scenario, "--vary", "accelerator.nope"])
+    assert out.exit_code == 2 and "accelerator.nope" in out.output
+
+
+def test_arch_cli_prints_the_accelerator():
+    out = CliRunner().invoke(main, ["arch", str(EXAMPLES / "h100-class.yaml"), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["feasible"] and data["compute_units"] == 132
+    assert math.isfinite(data["accelerator"]["peak_flops"]["bf16"])

@@ -1,0 +1,75 @@
+"""The technology library loads, is sourced, and reports bad input by key."""
+
+from __future__ import annotations
+
+import pytest
+from tests.tech.helpers import class_design
+
+from deepflow.errors import ConfigError
+from deepflow.tech import design_from, names
+from deepflow.tech.library import CATALOGUES, resolve
+
+
+@pytest.mark.parametrize("kind", list(CATALOGUES))
+def test_every_entry_loads_with_sources(kind):
+    for name in names(kind):
+        entry = resolve(kind, name, kind)
+        assert entry.sources, f"{kind}.{name} has no sources"
+
+
+def test_required_entries_exist():
+    assert {"n16", "n7", "n5", "n4", "n3", "n2"} <= set(names("nodes"))
+    assert {"hbm2", "hbm2e", "hbm3", "hbm3e", "hbm4", "gddr6x", "gddr7", "lpddr5x"} <= set(
+        names("memories")
+    )
+    assert {
+        "nvlink3",
+        "nvlink4",
+        "nvlink5",
+        "pcie4",
+        "pcie5",
+        "pcie6",
+        "ib-hdr",
+        "ib-ndr",
+        "ib-xdr",
+        "ethernet-400g",
+        "ethernet-800g",
+        "ucie-advanced",
+    } <= set(names("links"))
+    assert {"monolithic", "cowos-s", "cowos-l", "wafer-scale"} <= set(names("packaging"))
+
+
+def test_unknown_entry_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        resolve("nodes", "n8", "technology.node")
+    assert err.value.path == "technology.node"
+    assert "n7" in str(err.value)
+
+
+def test_bad_override_names_the_nested_key():
+    with pytest.raises(ConfigError) as err:
+        resolve("nodes", {"preset": "n7", "threshold_voltage": 0.9}, "technology.node")
+    assert "threshold" in str(err.value)
+
+
+def test_bad_energy_unit_names_the_key():
+    data = class_design("a100").model_dump()
+    data["technology"]["node"]["energy_per_flop"]["bf16"] = "0.6 GB"
+    with pytest.raises(ConfigError) as err:
+        design_from(data)
+    assert "energy_per_flop" in str(err.value) and "bf16" in str(err.value)
+
+
+def test_allocation_over_budget_is_a_config_error():
+    data = class_design("a100").model_dump()
+    data["allocation"]["area"]["compute"] = 0.95
+    with pytest.raises(ConfigError) as err:
+        design_from(data)
+    assert "allocation.area" in str(err.value)
+
+
+def test_die_over_reticle_is_a_config_error():
+    data = class_design("a100").model_dump()
+    data["budget"]["die_area"] = 900.0
+    with pytest.raises(ConfigError, match="reticle"):
+        design_from(data)
