@@ -15,7 +15,9 @@ def datasets():
 @pytest.mark.parametrize("name", ["nccl-allreduce-a100", "nccl-allreduce-v100"])
 def test_mape_within_bound(datasets, name):
     d = datasets[name]
-    assert len(d.rows) == 7 * 1024
+    # 2 to 7 GPUs are validated; the 8-GPU table calibrates the bus efficiency
+    assert len(d.rows) == 6 * 1024
+    assert not any("gpu8-" in r.row_id for r in d.rows)
     assert d.infeasible == 0
     assert d.mape_bound == 0.15
     assert d.mape <= 0.15, f"{name}: MAPE {d.mape:.1%}"
