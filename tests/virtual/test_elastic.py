@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deepflow.virtual.elastic import (
@@ -73,3 +74,18 @@ def test_example_timeline_with_the_estimator() -> None:
     first, second = r.phases["virtual_nodes"][:2]
     # half the replicas, twice the VNs each: about twice the step time
     assert 1.8 < second.step_time_s / first.step_time_s < 2.1
+
+
+def test_progress_plot_is_written(tmp_path) -> None:
+    pytest.importorskip("matplotlib", reason="plots need the optional 'plot' extra")
+    from deepflow.virtual.elastic import plot_progress, progress_series
+
+    job, timeline, model = load_timeline(EXAMPLE)
+    r = elastic_jct(job, timeline, model)
+    series = progress_series(r)
+    assert set(series) == {"virtual_nodes", "new_batch"}
+    for t, done in series.values():
+        assert done[-1] == pytest.approx(1.0) and (np.diff(t) >= 0).all()
+    path = plot_progress(r, tmp_path / "elastic.png")
+    assert path.stat().st_size > 10_000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
