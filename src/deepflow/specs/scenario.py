@@ -8,7 +8,6 @@ a mapping. Both resolve presets, convert units to SI, fill defaults and raise
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from pydantic import ValidationError, model_validator
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.base import Spec
+from deepflow.specs.files import load_config_file
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
 from deepflow.specs.strategy import StrategySpec
@@ -142,19 +142,7 @@ def scenario_from_dict(data: object, name: str = "scenario") -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Load a scenario file (YAML or JSON); errors name the file and the key path."""
-    path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"not valid YAML/JSON: {exc}", source=str(path)) from None
-    try:
-        return scenario_from_dict(data, name=path.stem)
-    except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+    return load_config_file(path, lambda data, name: scenario_from_dict(data, name=name))
 
 
 def accelerator_from(section: object, path: str = "accelerator") -> AcceleratorSpec:

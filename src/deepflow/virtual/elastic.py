@@ -41,7 +41,6 @@ memory is the same as in the other mode.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate
@@ -58,6 +56,7 @@ from deepflow.network.collectives import Collective, collective_time
 from deepflow.network.hierarchy import Hierarchy, place_group
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs import ModelSpec, StrategySpec, SystemSpec, model_from, system_from
+from deepflow.specs.files import load_config_file
 from deepflow.specs.scenario import config_error_from
 
 __all__ = [
@@ -388,16 +387,4 @@ def job_from_dict(data: object, name: str = "timeline") -> tuple[ElasticJob, lis
 
 def load_timeline(path: str | Path) -> tuple[ElasticJob, list, StepModel]:
     """Load a timeline file (YAML or JSON); errors name the file and the key path."""
-    path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"not valid YAML/JSON: {exc}", source=str(path)) from None
-    try:
-        return job_from_dict(data, name=path.stem)
-    except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+    return load_config_file(path, lambda data, name: job_from_dict(data, name=name))

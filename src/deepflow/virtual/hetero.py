@@ -62,14 +62,12 @@ assignments it minimizes over).
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import ValidationError
 
 from deepflow.errors import ConfigError
@@ -79,6 +77,7 @@ from deepflow.network.hierarchy import Hierarchy, Level, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs import LinkSpec, ModelSpec, StrategySpec, SystemSpec, model_from, system_from
+from deepflow.specs.files import load_config_file
 from deepflow.specs.scenario import config_error_from
 
 __all__ = [
@@ -764,16 +763,4 @@ def cluster_from_dict(data: object, name: str = "cluster") -> Cluster:
 
 def load_cluster(path: str | Path) -> Cluster:
     """Load a cluster file (YAML or JSON); errors name the file and the key path."""
-    path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"not valid YAML/JSON: {exc}", source=str(path)) from None
-    try:
-        return cluster_from_dict(data, name=path.stem)
-    except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+    return load_config_file(path, lambda data, name: cluster_from_dict(data, name=name))
