@@ -253,6 +253,25 @@ def megatron_2021_cases() -> list[Case]:
     return cases
 
 
+def _megatron_strategy(tp: int, pp: int, dp: int, mb: int) -> dict[str, Any]:
+    """The Megatron-LM setup of the 2020 README and vTrain's runs: full activation
+    recomputation, no sequence parallelism, fp16, unfused attention, 1F1B, gradients reduced
+    after the backward pass (Megatron's local DDP; vTrain: use_gradient_bucket false)."""
+    return {
+        "tp": tp,
+        "pp": pp,
+        "dp": dp,
+        "vpp": 1,
+        "micro_batch_size": mb,
+        "recompute": "full",
+        "sequence_parallel": False,
+        "precision": "fp16",
+        "flash_attention": False,
+        "pipeline_schedule": "1f1b",
+        "overlap_grad_reduce": False,
+    }
+
+
 def megatron_2020_cases() -> list[Case]:
     """The 12 rows of the Megatron-LM README of September 2020 (GPT-2-style 1.2 B-8.7 B).
 
@@ -282,19 +301,7 @@ def megatron_2020_cases() -> list[Case]:
                 [_S04_SOURCE],
             ),
             "system": {"preset": preset, "num_accelerators": gpus},
-            "strategy": {
-                "tp": tp,
-                "pp": pp,
-                "dp": dp,
-                "vpp": 1,
-                "micro_batch_size": mb,
-                "recompute": "full",
-                "sequence_parallel": False,
-                "precision": "fp16",
-                "flash_attention": False,
-                "pipeline_schedule": "1f1b",
-                "overlap_grad_reduce": False,
-            },
+            "strategy": _megatron_strategy(tp, pp, dp, mb),
             "training": {"global_batch_size": gb},
         }
         notes = [
@@ -376,19 +383,7 @@ def _vtrain_case(dataset: str, row_id: str, name: str, r: dict[str, str], note: 
             [_VTRAIN_SOURCE],
         ),
         "system": _vtrain_system(gpus),
-        "strategy": {
-            "tp": tp,
-            "pp": pp,
-            "dp": dp,
-            "vpp": 1,
-            "micro_batch_size": mb,
-            "recompute": "full",
-            "sequence_parallel": False,
-            "precision": "fp16",
-            "flash_attention": False,
-            "pipeline_schedule": "1f1b",
-            "overlap_grad_reduce": False,
-        },
+        "strategy": _megatron_strategy(tp, pp, dp, mb),
         "training": {"global_batch_size": gb},
     }
     notes = [_VTRAIN_NOTES, note]
