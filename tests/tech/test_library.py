@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from tests.tech.helpers import class_design
 
@@ -73,3 +75,26 @@ def test_die_over_reticle_is_a_config_error():
     data["budget"]["die_area"] = 900.0
     with pytest.raises(ConfigError, match="reticle"):
         design_from(data)
+
+
+# Chip names of each validated class (tests/tech/test_generator.py): a node constant may not
+# come from a chip it is validated against (docs/codesign.md, "Calibration provenance").
+VALIDATED_CHIPS = {
+    "a100": ("A100", "GA100"),
+    "h100": ("H100", "H200", "GH100"),
+    "b200": ("B100", "B200", "GB100", "GB200", "Blackwell"),
+}
+
+
+@pytest.mark.parametrize("cls", list(VALIDATED_CHIPS))
+def test_node_sources_do_not_name_the_validated_chips(cls):
+    """No node cites a validated chip: not the class's own node, nor any other node, since
+    nodes are derived from one another (n5 from n7, n3 from n5, ...)."""
+    used = class_design(cls).technology.node.name
+    assert used in names("nodes")
+    pattern = re.compile(
+        r"(?<![A-Za-z0-9])(" + "|".join(VALIDATED_CHIPS[cls]) + r")(?![0-9])", re.IGNORECASE
+    )
+    for name in names("nodes"):
+        for line in resolve("nodes", name, "technology.node").sources:
+            assert not pattern.search(line), f"nodes.{name} cites a {cls}-class chip: {line}"

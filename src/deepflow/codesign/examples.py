@@ -1,0 +1,221 @@
+"""The data behind the co-design example plots (``examples/arch/plots.py``).
+
+Each function is pure: it takes a base design and a problem (model, cluster, batch,
+candidate strategies), varies one thing, evaluates every variant with its fastest strategy
+of the grid (:func:`~deepflow.codesign.point.evaluate_design`) and returns rows of numbers.
+Nothing here imports matplotlib or writes a file (docs/STYLE.md, practice 13).
+
+* :func:`node_scaling`: the same die area, power and micro-architecture on each process
+  node; optionally each node with its own best allocation (gradient search).
+* :func:`memory_generations`: the same chip with each HBM generation.
+* :func:`best_chip`: the co-design result for one budget: starting vs. best allocation.
+* :func:`integration_options`: the same silicon and power density per die, integrated as
+  one die per package, two dies per package, or one wafer-scale part with memory on the
+  wafer.
+
+Step times are ``inf`` where no strategy of the grid is feasible (for example, the model
+does not fit the memory of a variant).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from deepflow.codesign.gradient import gradient_search
+from deepflow.codesign.point import PointResult, Problem, StrategyGrid, evaluate_design
+from deepflow.codesign.space import DesignSpace
+from deepflow.specs.scenario import Scenario
+from deepflow.tech.design import GROUPS, DesignSpec, design_from
+from deepflow.tech.library import resolve
+
+NODES = ("n16", "n7", "n5", "n4", "n3", "n2")
+HBM_GENERATIONS = ("hbm2", "hbm2e", "hbm3", "hbm3e", "hbm4")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant: its label, step time (s; ``inf`` if infeasible) and what set it."""
+
+    label: str
+    step_time_s: float
+    peak_flops: float
+    memory_bandwidth: float
+    memory_capacity: float
+    feasible: bool
+    reason: str | None
+    allocation: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, label: str, point: PointResult) -> Row:
+        g = point.generated
+        acc = g.accelerator
+        return cls(
+            label=label,
+            step_time_s=point.step_time_s,
+            peak_flops=acc.peak(g.design.power_precision),
+            memory_bandwidth=acc.memory_bandwidth,
+            memory_capacity=acc.memory_capacity,
+            feasible=point.feasible,
+            reason=point.reason,
+            allocation={grp: dict(g.design.allocation.group(grp)) for grp in GROUPS},
+        )
+
+
+def _variant(
+    design: DesignSpec,
+    label: str,
+    technology: dict[str, object] | None = None,
+    budget: dict[str, object] | None = None,
+) -> DesignSpec:
+    """``design`` with technology entries (by library name) and budget fields replaced,
+    validated like a design file (a :class:`ConfigError` names the key)."""
+    data = design.model_dump()
+    data["technology"].update(technology or {})
+    data["budget"].update(budget or {})
+    return design_from(data, name=label)
+
+
+def node_scaling(
+    design: DesignSpec,
+    problem: Problem,
+    nodes: Sequence[str] = NODES,
+    optimize: Sequence[str] | None = None,
+    iterations: int = 10,
+    seed: int = 0,
+) -> list[Row]:
+    """Step time of ``design`` built on each node in ``nodes`` (area, power, memory, links
+    and compute unit held). With ``optimize`` (allocation fractions as ``group.key``), each
+    node gets its own best allocation by a one-start gradient search of ``iterations``."""
+    rows = []
+    for name in nodes:
+        variant = _variant(design, f"{design.name}-{name}", {"node": name})
+        if optimize:
+            space = DesignSpace.of(variant, list(optimize))
+            point = gradient_search(space, problem, starts=1, iterations=iterations, seed=seed).best
+        else:
+            point = evaluate_design(variant, problem)
+        rows.append(Row.of(name, point))
+    return rows
+
+
+def memory_generations(
+    design: DesignSpec, problem: Problem, memories: Sequence[str] = HBM_GENERATIONS
+) -> list[Row]:
+    """Step time of ``design`` with each memory technology in ``memories`` (all else held:
+    the PHY area, die edge and power shares decide how many stacks fit and run)."""
+    return [
+        Row.of(m, evaluate_design(_variant(design, f"{design.name}-{m}", {"memory": m}), problem))
+        for m in memories
+    ]
+
+
+@dataclass(frozen=True)
+class BestChip:
+    """The co-design result: the starting and the best design found, with the step time of
+    every start's end point."""
+
+    start: Row
+    best: Row
+    start_times: tuple[float, ...]
+    evaluations: int
+
+
+def best_chip(
+    design: DesignSpec,
+    problem: Problem,
+    vary: Sequence[str] | None = None,
+    starts: int = 3,
+    iterations: int = 20,
+    seed: int = 0,
+) -> BestChip:
+    """Fastest allocation of ``design``'s area and power budgets for ``problem`` (projected
+    gradient search, :mod:`deepflow.codesign.gradient`)."""
+    space = DesignSpace.of(design, vary)
+    result = gradient_search(space, problem, starts=starts, iterations=iterations, seed=seed)
+    return BestChip(
+        start=Row.of("start", evaluate_design(design, problem)),
+        best=Row.of("best", result.best),
+        start_times=tuple(s.time for s in result.starts),
+        evaluations=sum(s.evaluations for s in result.starts),
+    )
+
+
+@dataclass(frozen=True)
+class Integration:
+    """One way to integrate the silicon: ``dies`` dies of ``die_area`` mm^2 per accelerator
+    on ``packaging``, ``accelerators_per_node`` sharing the scale-up fabric."""
+
+    label: str
+    packaging: str
+    dies: int
+    die_area: float
+    accelerators_per_node: int
+
+
+def default_integrations(design: DesignSpec, wafer_dies: int = 32) -> tuple[Integration, ...]:
+    """One die per package, two dies per package (CoWoS-L) and a wafer-scale part holding
+    the silicon of ``wafer_dies`` dies, all of ``design``'s die size."""
+    a = design.budget.die_area
+    per_node = 8
+    return (
+        Integration("1 die / package", "cowos-s", 1, a, per_node),
+        Integration("2 dies / package", "cowos-l", 2, a, per_node),
+        Integration(
+            f"wafer-scale ({wafer_dies} dies of silicon)", "wafer-scale", 1, a * wafer_dies, 1
+        ),
+    )
+
+
+def integration_options(
+    design: DesignSpec,
+    scenario: Scenario,
+    grid: StrategyGrid,
+    options: Sequence[Integration] | None = None,
+) -> list[Row]:
+    """The same total silicon and power per mm^2 of die, integrated in different ways.
+
+    The cluster of ``scenario`` (one ``design`` die per accelerator) is rebuilt with
+    ``num_accelerators * design_dies / dies_per_accelerator`` accelerators; each variant
+    keeps ``design``'s allocation fractions, its TDP and package area scale with its
+    silicon, and the memory sits in the package's remaining room (for the wafer: on the
+    wafer around the compute area). The grid is widened to ``tp = 1`` and ``pp = 1, 2`` so
+    that a wafer-scale part can hold a whole tensor-parallel group itself."""
+    options = options or default_integrations(design)
+    base_silicon = design.budget.total_die_area
+    watts_per_mm2 = design.budget.tdp / base_silicon
+    room_per_mm2 = (design.package_area - base_silicon) / base_silicon
+    wide = replace(grid, tp=tuple(sorted({1, *grid.tp})), pp=tuple(sorted({1, 2, *grid.pp})))
+    system = scenario.system
+    rows = []
+    for opt in options:
+        silicon = opt.dies * opt.die_area
+        ratio = silicon / base_silicon
+        count = system.num_accelerators / ratio
+        if count < 1 or not math.isclose(count, round(count)):
+            raise ValueError(f"{opt.label}: {silicon:g} mm2 does not divide the cluster's silicon")
+        max_package = resolve("packaging", opt.packaging, "technology.packaging").max_package_area
+        variant = _variant(
+            design,
+            opt.label,
+            {"packaging": opt.packaging},
+            {
+                "die_area": opt.die_area,
+                "dies": opt.dies,
+                "tdp": watts_per_mm2 * silicon,
+                "package_area": min(silicon * (1.0 + room_per_mm2), max_package),
+                "die_perimeter_mm": None,
+            },
+        )
+        per_node = min(opt.accelerators_per_node, round(count))
+        sys_v = system.model_copy(
+            update={
+                "num_accelerators": round(count),
+                "accelerators_per_node": per_node,
+                "scale_up_size": per_node,
+            }
+        )
+        problem = Problem.from_scenario(scenario.model_copy(update={"system": sys_v}), wide)
+        rows.append(Row.of(opt.label, evaluate_design(variant, problem)))
+    return rows
