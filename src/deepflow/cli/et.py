@@ -3,7 +3,9 @@
 * ``deepflow et inspect FILE...`` - decode and check ETs; several files are the ranks of one
   workload, in the order given, and their sends and receives are matched;
 * ``deepflow et simulate PREFIX --network N.yml --system S.json`` - replay
-  ``PREFIX.<rank>.et`` with ASTRA-sim's analytical semantics;
+  ``PREFIX.<rank>.et`` with ASTRA-sim's analytical semantics; with ``--engine sim``, import
+  the ETs as a task graph and run them on the simulator's executor, the one lowered
+  scenarios run on, with communication costed by the network layer;
 * ``deepflow et convert ALGO.xml --size 1MiB --out PREFIX`` - MSCCL-IR to per-rank ETs;
 * ``deepflow et export SCENARIO --out DIR`` - ASTRA-sim inputs (network YAML, system JSON,
   communicator groups, per-rank workload ETs) for one training step of a scenario.
@@ -30,15 +32,20 @@ from deepflow.interop.astra import (
     simulate_workload,
 )
 from deepflow.interop.chakra import (
+    CommModel,
+    ComputeTiming,
     DependencyPolicy,
     NodeType,
+    Roofline,
     check_trace,
     check_workload,
+    et_to_graph,
     read_et,
     read_workload,
     write_workload,
 )
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
+from deepflow.sim import execute
 from deepflow.specs import load_scenario
 from deepflow.units import Dimension, parse_quantity
 
@@ -115,9 +122,10 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
 @click.option(
     "--system",
     "system_path",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False),
-    help="ASTRA-sim system JSON.",
+    help="ASTRA-sim system JSON (required by --engine astra; with --engine sim, the "
+    "roofline of compute nodes given as FLOPs and bytes).",
 )
 @click.option(
     "--comm-groups",
@@ -140,43 +148,97 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
     show_default=True,
     help="Dependencies that gate a node.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["astra", "sim"]),
+    default="astra",
+    show_default=True,
+    help="astra: ASTRA-sim's analytical semantics; sim: the simulator's executor, with "
+    "communication costed by the network layer.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @exits_2_on_bad_input
 def simulate(
     prefix: str,
     network_path: str,
-    system_path: str,
+    system_path: str | None,
     groups_path: str | None,
     custom_dir: str,
     deps: str,
+    engine: str,
     as_json: bool,
 ) -> None:
     """Replay PREFIX.<rank>.et on an ASTRA-sim analytical network."""
     network = load_network(network_path)
-    system = load_system(system_path)
     groups = load_comm_groups(groups_path) if groups_path else None
     traces = read_workload(prefix)
-    result = simulate_workload(
-        traces, network, system, groups, DependencyPolicy(deps), custom_dir=custom_dir
-    )
+    policy = DependencyPolicy(deps)
+    if engine == "sim":
+        system = load_system(system_path) if system_path else None
+        roofline = None
+        if system is not None and system.peak_perf_flops and system.local_mem_bw_Bps:
+            roofline = Roofline(system.peak_perf_flops, system.local_mem_bw_Bps)
+        if len(traces) > network.npus:
+            raise TraceError(
+                f"{network.source}: the network has {network.npus} NPUs but the workload "
+                f"has {len(traces)} ranks"
+            )
+        imported = et_to_graph(
+            traces,
+            CommModel.from_astra(network),
+            groups=groups,
+            policy=policy,
+            roofline=roofline,
+            compute=(
+                ComputeTiming.ROOFLINE
+                if system is not None and system.roofline_enabled
+                else ComputeTiming.TRACE
+            ),
+        )
+        execution = execute(imported.graph)
+        rows = []
+        for rank in sorted(traces):
+            finish = round(execution.rank_end(rank) * 1e9)
+            compute = round(
+                sum(
+                    t.duration_s
+                    for t in imported.graph.tasks
+                    if t.rank == rank and t.stream == "compute"
+                )
+                * 1e9
+            )
+            rows.append((rank, finish, compute))
+        makespan = round(execution.makespan * 1e9)
+        extra = {"engine": "sim", "durations": dict(imported.sources)}
+    else:
+        if system_path is None:
+            raise click.UsageError("--system is required with --engine astra")
+        result = simulate_workload(
+            traces, network, load_system(system_path), groups, policy, custom_dir=custom_dir
+        )
+        rows = [(r.rank, r.finish_ns, r.compute_ns) for r in result.ranks]
+        makespan = result.makespan_ns
+        extra = {}
     if as_json:
         ranks = [
             {
-                "rank": r.rank,
-                "finish_ns": r.finish_ns,
-                "compute_ns": r.compute_ns,
-                "exposed_comm_ns": r.exposed_comm_ns,
+                "rank": rank,
+                "finish_ns": finish,
+                "compute_ns": compute,
+                "exposed_comm_ns": finish - compute,
             }
-            for r in result.ranks
+            for rank, finish, compute in rows
         ]
-        click.echo(json.dumps({"makespan_ns": result.makespan_ns, "ranks": ranks}, indent=2))
+        click.echo(json.dumps({"makespan_ns": makespan, "ranks": ranks, **extra}, indent=2))
         return
-    for r in result.ranks:
+    for rank, finish, compute in rows:
         click.echo(
-            f"rank {r.rank} finished, {r.finish_ns} ns, exposed communication "
-            f"{r.exposed_comm_ns} ns"
+            f"rank {rank} finished, {finish} ns, exposed communication {finish - compute} ns"
         )
-    click.echo(f"makespan {result.makespan_ns} ns")
+    click.echo(f"makespan {makespan} ns")
+    if extra:
+        sources = ", ".join(f"{k} {v}" for k, v in extra["durations"].items())  # type: ignore[attr-defined]
+        click.echo(f"engine sim; task durations from: {sources}")
 
 
 @et.command("convert")

@@ -1,13 +1,16 @@
-"""``deepflow simulate``: event-driven simulation of one training step per scenario."""
+"""``deepflow simulate``: event-driven simulation of one training step per scenario; the
+timeline as Chrome trace JSON (``--trace``), the lowered graphs as Chakra ETs (``--et-out``)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import click
 from rich.console import Console
 
 from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.interop.chakra import graph_to_et, write_workload
 from deepflow.report.text import render_prediction
 from deepflow.sim import simulate, write_trace
 from deepflow.specs import load_scenario
@@ -21,17 +24,36 @@ from deepflow.specs import load_scenario
     type=click.Path(dir_okay=False, writable=True),
     help="Write the timeline as Chrome trace JSON (open in Perfetto).",
 )
+@click.option(
+    "--et-out",
+    "et_prefix",
+    default=None,
+    help="Write the lowered graphs as Chakra ETs, PREFIX.<rank>.et (one per simulated rank).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, the keys of predict.")
 @exits_2_on_bad_input
-def simulate_command(scenario: str, trace_path: str | None, as_json: bool) -> None:
+def simulate_command(
+    scenario: str, trace_path: str | None, et_prefix: str | None, as_json: bool
+) -> None:
     """Simulate one training step of SCENARIO on per-rank task graphs."""
     loaded = load_scenario(scenario)
     sim = simulate(loaded)
     if trace_path:
         write_trace(sim.execution, trace_path, sim.rank_labels())
+    et_paths: list[str] = []
+    if et_prefix:
+        out_dir = os.path.dirname(et_prefix)
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+        et_paths = write_workload(graph_to_et(sim.lowered.graph), et_prefix)
     if as_json:
         click.echo(json.dumps(sim.prediction.to_json()))
     else:
         render_prediction(sim.prediction, loaded, Console())
         if trace_path:
             click.echo(f"timeline: {trace_path}")
+        if et_paths:
+            click.echo(
+                f"Chakra ETs: {et_paths[0]} .. {et_paths[-1]} (file k holds rank "
+                f"{', '.join(map(str, sim.lowered.stage_ranks))} in order)"
+            )

@@ -1,4 +1,5 @@
-"""Chakra execution traces (ET): typed objects, protobuf reader and writer, checks.
+"""Chakra execution traces (ET): typed objects, protobuf reader and writer, checks, and the
+bridge to the simulator's task graphs (export of a lowered graph, import for its executor).
 
 Schema: ``et_def.proto`` (mlcommons/chakra, Apache-2.0, see ``LICENSE-chakra``); the message
 classes are generated from it (``et_def_pb2``, regenerate with ``scripts/gen_chakra_pb2.sh``).
@@ -24,6 +25,7 @@ from deepflow.interop.chakra.codec import (
     write_et,
     write_workload,
 )
+from deepflow.interop.chakra.from_graph import graph_to_et
 from deepflow.interop.chakra.model import (
     Attribute,
     AttrKind,
@@ -34,17 +36,28 @@ from deepflow.interop.chakra.model import (
     Node,
     NodeType,
 )
+from deepflow.interop.chakra.to_graph import (
+    CommModel,
+    ComputeTiming,
+    ImportedGraph,
+    Roofline,
+    et_to_graph,
+)
 
 __all__ = [
     "AttrKind",
     "Attribute",
+    "CommModel",
     "CommType",
+    "ComputeTiming",
     "DependencyPolicy",
     "ExecutionTrace",
     "GlobalMetadata",
     "IOInfo",
+    "ImportedGraph",
     "Node",
     "NodeType",
+    "Roofline",
     "attr_bool",
     "attr_bool_list",
     "attr_int",
@@ -55,6 +68,8 @@ __all__ = [
     "dependencies",
     "encode_et",
     "et_path",
+    "et_to_graph",
+    "graph_to_et",
     "read_et",
     "read_workload",
     "topological_order",
