@@ -1,0 +1,110 @@
+"""``deepflow search-ops``: FlexFlow's per-operator strategy search on an operator graph.
+
+Builds the workload's operator graph (:mod:`deepflow.workload.cnn`,
+:mod:`deepflow.workload.rnn`), the system from a preset, and runs the MCMC search of
+:mod:`deepflow.search.mcmc` on the simulator of :mod:`deepflow.sim.opsim`; prints the
+data-parallel step time, the best one found, the speed-up and each op's config (``--json``
+lists them as data).
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.errors import ConfigError
+from deepflow.search.mcmc import describe, mcmc_search
+from deepflow.sim.opsim import OpSimulator
+from deepflow.specs import system_from
+from deepflow.specs.accelerator import Precision
+from deepflow.units import format_time
+from deepflow.workload import cnn, rnn
+
+WORKLOADS = {
+    "alexnet": cnn.alexnet,
+    "inception-v3": cnn.inception_v3,
+    "resnet-101": cnn.resnet101,
+    "rnntc": rnn.rnntc,
+    "rnnlm": rnn.rnnlm,
+    "nmt": rnn.nmt,
+    "lstm-lm": rnn.lstm_lm,
+}
+
+
+@main.command("search-ops")
+@click.argument("workload", type=click.Choice(sorted(WORKLOADS)))
+@click.option("--gpus", default=16, show_default=True, help="Accelerators in the cluster.")
+@click.option("--nodes", default=4, show_default=True, help="Nodes they are spread over.")
+@click.option("--system", "preset", default="dgx-v100", show_default=True, help="System preset.")
+@click.option("--batch", default=64, show_default=True, help="Global batch size.")
+@click.option("--budget", default=2000, show_default=True, help="MCMC iterations in all.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the search.")
+@click.option(
+    "--precision",
+    type=click.Choice([p.value for p in Precision]),
+    default="fp32",
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@exits_2_on_bad_input
+def search_ops(
+    workload: str,
+    gpus: int,
+    nodes: int,
+    preset: str,
+    batch: int,
+    budget: int,
+    seed: int,
+    precision: str,
+    as_json: bool,
+) -> None:
+    """Search per-operator parallelization strategies for WORKLOAD (FlexFlow's SOAP space)."""
+    if gpus < 1 or nodes < 1 or gpus % nodes:
+        raise ConfigError(f"{nodes} nodes must divide {gpus} accelerators", "--nodes")
+    if batch < 1:
+        raise ConfigError(f"must be positive, got {batch}", "--batch")
+    if budget < 0:
+        raise ConfigError(f"must be >= 0, got {budget}", "--budget")
+    system = system_from(
+        {"preset": preset, "num_accelerators": gpus, "accelerators_per_node": gpus // nodes},
+        "--system",
+    )
+    graph = WORKLOADS[workload](batch)
+    sim = OpSimulator(graph, system, Precision(precision))
+    result = mcmc_search(sim, iterations=budget, seed=seed)
+    ops = describe(graph, result.best)
+    if as_json:
+        out = {
+            "workload": workload,
+            "system": system.name,
+            "gpus": gpus,
+            "nodes": nodes,
+            "batch": batch,
+            "precision": precision,
+            "seed": seed,
+            "data_parallel_s": result.data_parallel_cost,
+            "best_s": result.best_cost,
+            "speedup": result.speedup,
+            "best_start": result.best_start,
+            "start_costs_s": result.start_costs,
+            "iterations": result.iterations,
+            "elapsed_s": result.elapsed_s,
+            "stopped": result.stopped,
+            "ops": ops,
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{graph.name}: {len(graph.ops)} ops, {graph.parameter_count / 1e6:.1f} M params")
+    click.echo(f"system: {system.name}, {gpus} accelerators on {nodes} nodes, batch {batch}")
+    click.echo(f"data parallel : {format_time(result.data_parallel_cost)}")
+    click.echo(
+        f"best found    : {format_time(result.best_cost)}  (from {result.best_start}, "
+        f"{result.iterations} iterations, {result.elapsed_s:.1f} s, {result.stopped})"
+    )
+    click.echo(f"speed-up      : {result.speedup:.3f}x")
+    for o in ops:
+        deg = " ".join(f"{k}={v}" for k, v in o["degrees"].items()) or "1"  # type: ignore[union-attr]
+        first, last = o["devices"]  # type: ignore[misc]
+        click.echo(f"  {o['op']:<36} {deg:<28} devices {first}-{last}")

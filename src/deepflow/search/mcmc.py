@@ -1,0 +1,364 @@
+"""Per-operator strategy search by Markov chain Monte Carlo (FlexFlow, sec. 6).
+
+Jia, Zaharia, Aiken ("Beyond Data and Model Parallelism for Deep Neural Networks", SysML
+2019, arXiv 1807.05358) search the SOAP space with the Metropolis-Hastings algorithm:
+
+* **target**: ``p(S) ∝ exp(-β cost(S))`` with ``cost`` the simulated step time
+  (:meth:`deepflow.sim.opsim.OpSimulator.step_time`);
+* **proposal**: pick an operator uniformly and give it a config drawn uniformly from all of
+  its configs (degrees on its parallelizable dimensions times a start device). The draw
+  does not depend on the current config, and every config of the op is equally likely, so
+  ``q(S -> S') = q(S' -> S)``: the proposal is symmetric and the acceptance is
+  ``min(1, exp(β (cost(S) - cost(S'))))`` (paper eq. 3);
+* **restarts**: every ``clamp(budget / 100, 1, 1000)`` iterations the chain returns to
+  the best strategy found so far (FlexFlow's ``FFModel::optimize``, tag r22.07);
+* **stop**: when the budget (iterations, or seconds) is spent, or when the best strategy
+  has not improved for half of the elapsed search (paper sec. 6.2);
+* **starts**: data parallelism, expert strategies (Krizhevsky's "one weird trick" for
+  CNNs, arXiv 1404.5997: data-parallel convolutions and model-parallel fully connected
+  layers; for RNNs, GNMT-style placement of each layer on its own node, Wu et al. 2016,
+  arXiv 1609.08144, sec. 3) and random strategies. Each start runs its own chain on an
+  equal share of the budget; the result is the best over all chains.
+
+β is scale-free here: costs enter as ``cost / cost(data parallel)``, so ``β = 100``
+accepts a move 1 % worse with probability ``e^-1`` whatever the model's step time
+(``p(S) ∝ exp(-β cost(S) / c_0)`` is still FlexFlow's target, with ``β / c_0`` fixed for a
+search).
+
+The search is space + sampler + objective: :class:`OpSpace` is the space as data,
+:class:`MetropolisHastings` the sampler (``ask`` / ``tell``), the simulator's step time the
+objective. Randomness comes from one ``numpy.random.Generator`` seeded by the caller, so
+the same seed gives the same result (with an iteration budget; a time budget depends on
+the machine).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepflow.errors import ConfigError
+from deepflow.sim.opsim import OpConfig, OpSimulator, Strategy, data_parallel
+from deepflow.workload.opgraph import DimKind, OpGraph, OpKind
+
+__all__ = [
+    "McmcResult",
+    "MetropolisHastings",
+    "OpSpace",
+    "TraceEntry",
+    "expert_strategies",
+    "mcmc_search",
+]
+
+
+def _divisors(n: int, limit: int) -> list[int]:
+    return [k for k in range(1, min(n, limit) + 1) if n % k == 0]
+
+
+@dataclass(frozen=True)
+class OpSpace:
+    """Every config of every op: degree tuples whose product is at most the device count
+    (each degree divides its dimension; unsplittable dimensions keep 1), each with every
+    start device that keeps the block on the machine."""
+
+    graph: OpGraph
+    num_devices: int
+    degrees: tuple[tuple[tuple[int, ...], ...], ...]
+    cum_counts: tuple[np.ndarray, ...]
+
+    @classmethod
+    def build(cls, graph: OpGraph, num_devices: int) -> OpSpace:
+        all_degrees = []
+        cums = []
+        for op in graph.ops:
+            options: list[tuple[int, ...]] = [()]
+            for d in op.dims:
+                ks = _divisors(d.size, num_devices) if d.splittable else [1]
+                options = [(*o, k) for o in options for k in ks]
+            options = [o for o in options if math.prod(o) <= num_devices]
+            all_degrees.append(tuple(options))
+            counts = np.array([num_devices - math.prod(o) + 1 for o in options])
+            cums.append(np.cumsum(counts))
+        return cls(graph, num_devices, tuple(all_degrees), tuple(cums))
+
+    def size(self, op: int) -> int:
+        """Number of configs of op ``op``."""
+        return int(self.cum_counts[op][-1])
+
+    def config(self, op: int, index: int) -> OpConfig:
+        """The ``index``-th config of op ``op`` (degrees outer, start inner)."""
+        cum = self.cum_counts[op]
+        j = int(np.searchsorted(cum, index, side="right"))
+        before = int(cum[j - 1]) if j else 0
+        return OpConfig(self.degrees[op][j], index - before)
+
+    def random_config(self, op: int, rng: np.random.Generator) -> OpConfig:
+        return self.config(op, int(rng.integers(self.size(op))))
+
+    def random_strategy(self, rng: np.random.Generator) -> Strategy:
+        return tuple(self.random_config(i, rng) for i in range(len(self.graph.ops)))
+
+    def log10_size(self) -> float:
+        """log10 of the number of strategies (FlexFlow's space is astronomically large)."""
+        return float(sum(math.log10(self.size(i)) for i in range(len(self.graph.ops))))
+
+
+def expert_strategies(graph: OpGraph, num_devices: int, per_node: int) -> dict[str, Strategy]:
+    """Hand-designed starts.
+
+    * ``one-weird-trick`` (graphs with convolutions): every op data parallel except the
+      fully connected layers, which split their output features over all devices
+      (Krizhevsky 2014, arXiv 1404.5997, sec. 3).
+    * ``layer-placement`` (graphs with LSTMs): the ops of each layer (``Op.stage``) data
+      parallel inside one node, stages assigned to nodes round-robin, so that the weights of
+      a layer never cross a node and successive layers pipeline over time chunks (GNMT, Wu et
+      al. 2016, sec. 3); the vocabulary projections split their vocabulary over all devices.
+    """
+    kinds = {op.kind for op in graph.ops}
+    dp = data_parallel(graph, num_devices)
+    out: dict[str, Strategy] = {}
+    if OpKind.CONV2D in kinds:
+        s = list(dp)
+        for i, op in enumerate(graph.ops):
+            if op.kind is OpKind.LINEAR:
+                s[i] = _split_param(op, num_devices, 0)
+        out["one-weird-trick"] = tuple(s)
+    if OpKind.LSTM in kinds:
+        nodes = max(1, num_devices // per_node)
+        s = []
+        for op in graph.ops:
+            if op.kind is OpKind.LINEAR and op.dims[-1].size >= num_devices:
+                s.append(_split_param(op, num_devices, 0))
+                continue
+            block = min(per_node, num_devices)
+            start = (op.stage % nodes) * block
+            degrees = []
+            for d in op.dims:
+                if d.kind is DimKind.SAMPLE and d.splittable:
+                    degrees.append(max(_divisors(d.size, block)))
+                else:
+                    degrees.append(1)
+            s.append(OpConfig(tuple(degrees), start))
+        out["layer-placement"] = tuple(s)
+    return out
+
+
+def _split_param(op, num_devices: int, start: int) -> OpConfig:
+    degrees = []
+    left = num_devices
+    for d in op.dims:
+        if d.kind is DimKind.PARAMETER and d.splittable:
+            k = max(_divisors(d.size, left))
+            degrees.append(k)
+            left //= k
+        else:
+            degrees.append(1)
+    return OpConfig(tuple(degrees), start)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One proposal: the chain, the iteration (over the whole search), the proposal's cost,
+    whether it was accepted, and the best cost so far (seconds)."""
+
+    chain: int
+    iteration: int
+    cost: float
+    accepted: bool
+    best: float
+
+
+class MetropolisHastings:
+    """One Markov chain over strategies (ask / tell).
+
+    ``ask`` proposes a neighbour of the current strategy (one op's config redrawn);
+    ``tell`` accepts it with probability ``min(1, exp(-β (c' - c) / c_ref))`` and keeps
+    the best. ``restart_every`` tells return the chain to its best strategy.
+    """
+
+    def __init__(
+        self,
+        space: OpSpace,
+        start: Strategy,
+        start_cost: float,
+        rng: np.random.Generator,
+        *,
+        beta: float = 100.0,
+        reference_cost: float | None = None,
+        restart_every: int = 0,
+    ) -> None:
+        self.space = space
+        self.rng = rng
+        self.beta = beta
+        self.ref = reference_cost or start_cost or 1.0
+        self.restart_every = restart_every
+        self.current, self.current_cost = start, start_cost
+        self.best, self.best_cost = start, start_cost
+        self.tells = 0
+
+    def ask(self) -> Strategy:
+        i = int(self.rng.integers(len(self.space.graph.ops)))
+        cfg = self.space.random_config(i, self.rng)
+        return (*self.current[:i], cfg, *self.current[i + 1 :])
+
+    def tell(self, strategy: Strategy, cost: float) -> bool:
+        self.tells += 1
+        delta = (cost - self.current_cost) / self.ref
+        u = self.rng.random()
+        accepted = delta <= 0 or u < math.exp(-self.beta * delta)
+        if accepted:
+            self.current, self.current_cost = strategy, cost
+        if cost < self.best_cost:
+            self.best, self.best_cost = strategy, cost
+        if self.restart_every and self.tells % self.restart_every == 0:
+            self.current, self.current_cost = self.best, self.best_cost
+        return accepted
+
+
+@dataclass(frozen=True)
+class McmcResult:
+    """The best strategy and how the search got there.
+
+    ``start_costs`` maps each start's label to its simulated step time; ``best_cost`` is
+    never above any of them. ``stopped`` says why the search ended (``budget`` or
+    ``no-improvement``).
+    """
+
+    best: Strategy
+    best_cost: float
+    best_start: str
+    start_costs: dict[str, float]
+    iterations: int
+    elapsed_s: float
+    stopped: str
+    trace: tuple[TraceEntry, ...]
+
+    @property
+    def data_parallel_cost(self) -> float:
+        return self.start_costs["data-parallel"]
+
+    @property
+    def speedup(self) -> float:
+        """Data-parallel step time over the best found."""
+        return self.data_parallel_cost / self.best_cost if self.best_cost > 0 else 1.0
+
+
+def mcmc_search(
+    simulator: OpSimulator,
+    *,
+    iterations: int | None = 1000,
+    time_budget_s: float | None = None,
+    seed: int = 0,
+    beta: float = 100.0,
+    random_starts: int = 1,
+    starts: dict[str, Strategy] | None = None,
+    min_iterations: int = 50,
+) -> McmcResult:
+    """Search the per-operator strategies of ``simulator``'s graph on its system.
+
+    ``iterations`` and ``time_budget_s`` bound the whole search (either may be ``None``;
+    not both); they are shared equally among the chains. A chain also stops once its best
+    has not improved for half of its elapsed iterations (or seconds), after at least
+    ``min_iterations``. ``starts`` replaces the default starts (data parallel, the expert
+    strategies of :func:`expert_strategies` and ``random_starts`` random strategies).
+    """
+    if iterations is None and time_budget_s is None:
+        raise ConfigError("give an iteration budget or a time budget", "budget")
+    if iterations is not None and iterations < 0:
+        raise ConfigError(f"must be >= 0, got {iterations}", "budget")
+    graph = simulator.graph
+    n_dev = simulator.num_devices
+    space = OpSpace.build(graph, n_dev)
+    rng = np.random.default_rng(seed)
+    t_start = time.perf_counter()
+    dp = data_parallel(graph, n_dev)
+    if starts is None:
+        starts = {"data-parallel": dp}
+        starts.update(expert_strategies(graph, n_dev, simulator.per_node))
+        for r in range(random_starts):
+            starts[f"random-{r}"] = space.random_strategy(rng)
+    elif "data-parallel" not in starts:
+        starts = {"data-parallel": dp, **starts}
+    start_costs = {label: simulator.step_time(s) for label, s in starts.items()}
+    reference = start_costs["data-parallel"]
+    n_chains = len(starts)
+    per_iters = None if iterations is None else iterations // n_chains
+    per_time = None if time_budget_s is None else time_budget_s / n_chains
+    budget_for_restart = per_iters if per_iters is not None else 1000
+    restart_every = min(1000, max(1, budget_for_restart // 100))
+
+    best_label = min(start_costs, key=lambda k: (start_costs[k], k))
+    best, best_cost = starts[best_label], start_costs[best_label]
+    trace: list[TraceEntry] = []
+    total = 0
+    stopped = "budget"
+    for c, (label, start) in enumerate(starts.items()):
+        chain = MetropolisHastings(
+            space,
+            start,
+            start_costs[label],
+            rng,
+            beta=beta,
+            reference_cost=reference,
+            restart_every=restart_every,
+        )
+        t0 = time.perf_counter()
+        last_improve_it, last_improve_t = 0, 0.0
+        it = 0
+        while True:
+            if per_iters is not None and it >= per_iters:
+                break
+            elapsed = time.perf_counter() - t0
+            if per_time is not None and elapsed >= per_time:
+                break
+            if it >= min_iterations:
+                # FlexFlow sec. 6.2: stop when the best has not improved for half the search
+                stale = (
+                    it - last_improve_it > it / 2
+                    if per_iters is not None
+                    else elapsed - last_improve_t > elapsed / 2
+                )
+                if stale:
+                    stopped = "no-improvement"
+                    break
+            proposal = chain.ask()
+            cost = simulator.step_time(proposal)
+            before = chain.best_cost
+            accepted = chain.tell(proposal, cost)
+            it += 1
+            total += 1
+            if chain.best_cost < before:
+                last_improve_it, last_improve_t = it, time.perf_counter() - t0
+            trace.append(TraceEntry(c, total, cost, accepted, min(best_cost, chain.best_cost)))
+        if chain.best_cost < best_cost:
+            best, best_cost, best_label = chain.best, chain.best_cost, label
+    return McmcResult(
+        best,
+        best_cost,
+        best_label,
+        start_costs,
+        total,
+        time.perf_counter() - t_start,
+        stopped,
+        tuple(trace),
+    )
+
+
+def describe(graph: OpGraph, strategy: Sequence[OpConfig]) -> list[dict[str, object]]:
+    """Per-op configs as plain data: ``{op, kind, degrees: {dim: degree}, devices: [first,
+    last]}`` (degrees of 1 left out)."""
+    out: list[dict[str, object]] = []
+    for op, cfg in zip(graph.ops, strategy, strict=True):
+        out.append(
+            {
+                "op": op.name,
+                "kind": op.kind.value,
+                "degrees": {d.name: k for d, k in zip(op.dims, cfg.degrees, strict=True) if k > 1},
+                "devices": [cfg.start, cfg.start + cfg.parts - 1],
+            }
+        )
+    return out

@@ -1,0 +1,571 @@
+"""Per-operator parallelization strategies and their simulated training step.
+
+This is FlexFlow's execution simulator (Jia, Zaharia, Aiken, SysML 2019, arXiv
+1807.05358, sec. 5) on deepflow's cost models and task-graph executor.
+
+**Strategy.** An :class:`OpConfig` gives one operator a degree for each of its output
+dimensions (sample, attribute, parameter; 1 on dimensions it does not split) and a device
+placement: the ``prod(degrees)`` equal partitions, enumerated row-major over the dimensions
+(the last dimension, usually the parameter one, fastest), run on the contiguous device block
+``start .. start + parts - 1`` (FlexFlow's 2021 runtime, ``Op::get_random_parallel_config``).
+A :data:`Strategy` is one config per operator (paper sec. 4: ``S = {c_i}``).
+
+**Lowering** (paper sec. 5.1). For a training step:
+
+* *forward*: one compute task per partition, in topological order, priced by the
+  roofline on the partition's own GEMM shape (:class:`RooflineCost`);
+* for each tensor edge and each producer/consumer partition pair whose sub-tensors
+  overlap: a dependency when both live on one device, otherwise a point-to-point transfer
+  of the overlap (volume = the product, over the producer's dimensions, of the overlap of
+  the two index intervals; a consumer needs its own slice of the dimensions the edge
+  aligns and all of the others), priced by :func:`deepflow.network.p2p_time` on the
+  intra-node or the inter-node level;
+* *backward*: the same tasks in reverse order with reversed edges (gradients flow from
+  consumer partitions to producer partitions);
+* *parameter synchronization*: the gradient of a weight held by several partitions (the
+  replicas of one parameter shard, across every op that shares the weight) is all-reduced
+  among them as soon as the last of them has finished its backward task
+  (:func:`deepflow.network.collective_time`, placed on the hierarchy by the actual devices
+  of the group); it overlaps the rest of the backward pass, as in data-parallel training
+  with gradient buckets.
+
+Each device has an in-order compute stream and a sync stream; an intra-node transfer
+holds the link stream of its ordered device pair, an inter-node transfer the sender's
+NIC stream (FlexFlow's 2021 machine model: one communication device per GPU pair and per
+node link; contention comes only from FIFO order, assumptions A2 and A3 of sec. 5).
+All members of an all-reduce start it together (the collective is a barrier).
+
+**Simulation.** All streams are in-order and tasks are created in an order that respects
+dependencies and stream order, so the schedule the event-driven executor
+(:func:`deepflow.sim.executor.execute`) produces is determined task by task as
+``start = max(end of the dependencies, end of the previous task on the stream)``; the
+lowering computes exactly these times while it emits the tasks, which is what the search
+calls. :meth:`OpSimulator.task_graph` emits the same tasks as a
+:class:`~deepflow.graph.ir.TaskGraph` for the executor and for timelines; a test holds the
+two to the same makespan, bit for bit.
+
+Not modelled: memory capacity (FlexFlow 2021 adds a soft penalty), the optimizer update,
+halo exchanges of spatially split convolutions, and delta simulation (paper sec. 5.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from deepflow.errors import ConfigError
+from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
+from deepflow.hardware import gemm_time, memory_time
+from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
+from deepflow.specs.accelerator import AcceleratorSpec, Precision
+from deepflow.specs.system import SystemSpec
+from deepflow.workload.opgraph import DimKind, GemmAxis, Op, OpGraph
+
+__all__ = [
+    "OpConfig",
+    "OpCostModel",
+    "OpSimulator",
+    "RooflineCost",
+    "StepResult",
+    "Strategy",
+    "check_strategy",
+    "data_parallel",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OpConfig:
+    """The parallel config of one op: a degree per output dimension and the first device of
+    its contiguous block."""
+
+    degrees: tuple[int, ...]
+    start: int = 0
+
+    @property
+    def parts(self) -> int:
+        return math.prod(self.degrees)
+
+    @property
+    def devices(self) -> range:
+        return range(self.start, self.start + self.parts)
+
+
+Strategy = tuple[OpConfig, ...]
+"""One :class:`OpConfig` per op of the graph, in the graph's order."""
+
+
+def data_parallel(graph: OpGraph, num_devices: int) -> Strategy:
+    """Every op split on its sample dimension over as many devices as divide the batch (all
+    of them when the batch is a multiple of the device count), starting at device 0."""
+    out = []
+    for op in graph.ops:
+        degrees = []
+        for d in op.dims:
+            if d.kind is DimKind.SAMPLE and d.splittable:
+                k = max(k for k in range(1, num_devices + 1) if d.size % k == 0)
+                degrees.append(k)
+            else:
+                degrees.append(1)
+        out.append(OpConfig(tuple(degrees), 0))
+    return tuple(out)
+
+
+def check_strategy(graph: OpGraph, strategy: Sequence[OpConfig], num_devices: int) -> None:
+    """Raise :class:`ConfigError` naming the op and the rule a strategy breaks."""
+    if len(strategy) != len(graph.ops):
+        raise ConfigError(
+            f"a strategy needs one config per op: {len(graph.ops)} ops, {len(strategy)} configs",
+            "strategy",
+        )
+    for op, cfg in zip(graph.ops, strategy, strict=True):
+        path = f"strategy.{op.name}"
+        if len(cfg.degrees) != len(op.dims):
+            raise ConfigError(
+                f"{len(cfg.degrees)} degrees for {len(op.dims)} dimensions "
+                f"({', '.join(d.name for d in op.dims)})",
+                path,
+            )
+        for d, k in zip(op.dims, cfg.degrees, strict=True):
+            if k < 1 or d.size % k or (k > 1 and not d.splittable):
+                why = "is not splittable" if not d.splittable else f"has size {d.size}"
+                raise ConfigError(f"degree {k} on dimension {d.name!r}, which {why}", path)
+        if cfg.start < 0 or cfg.start + cfg.parts > num_devices:
+            raise ConfigError(
+                f"devices {cfg.start}..{cfg.start + cfg.parts - 1} outside 0..{num_devices - 1}",
+                path,
+            )
+
+
+class OpCostModel(Protocol):
+    """Time of one partition of an op on one device (seconds).
+
+    ``degrees`` is the op's partition grid; all partitions are equal (FlexFlow's balanced
+    partitions), so one number serves every partition. Implementations must be pure: the
+    simulator may cache their answers by ``(op.cost_key, degrees)``.
+    """
+
+    def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float: ...
+
+    def backward_time(self, op: Op, degrees: tuple[int, ...]) -> float: ...
+
+
+SPLIT_K = (1, 2, 4, 8, 16, 32, 64)
+"""Split-K factors a GEMM may use (powers of two, as cuBLAS heuristics pick)."""
+
+
+class RooflineCost:
+    """Partition cost from the roofline (:mod:`deepflow.hardware.roofline`).
+
+    The op's GEMM view shrinks by the degrees of the dimensions on each axis (``M`` by the
+    sample and spatial or time degrees, ``N`` by the parameter degree, the GEMM count by a
+    sample degree on a batched GEMM), and ``steps`` such GEMMs run one after another. The
+    backward pass is two GEMMs per step: the input gradient ``[m, n] x [n, k]`` and the
+    weight gradient ``[k, m] x [m, n]``, each at its best split-K factor. Memory-bound traffic shrinks by the number of
+    partitions. Answers are cached by content: ``(op.cost_key, degrees)`` on this
+    accelerator and precision (FlexFlow measures each distinct (op, config) once, sec. 5.1).
+    """
+
+    def __init__(self, accelerator: AcceleratorSpec, precision: Precision = Precision.FP32):
+        self.accelerator = accelerator
+        self.precision = precision
+        self.peak = accelerator.peak(precision)
+        if self.peak <= 0:
+            raise ConfigError(f"{accelerator.name} has no {precision.value} peak", "precision")
+        self.elem_bytes = float(precision.activation_bytes)
+        self._cache: dict[tuple[object, ...], tuple[float, float]] = {}
+
+    def _times(self, op: Op, degrees: tuple[int, ...]) -> tuple[float, float]:
+        key = (op.cost_key, degrees)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        parts = math.prod(degrees)
+        acc, eb = self.accelerator, self.elem_bytes
+        fwd = bwd = 0.0
+        g = op.gemm
+        if g is not None:
+            split = {GemmAxis.M: 1, GemmAxis.N: 1, GemmAxis.BATCH: 1, GemmAxis.NONE: 1}
+            for d, k in zip(op.dims, degrees, strict=True):
+                split[d.axis] *= k
+            m = max(1, g.m // split[GemmAxis.M])
+            n = max(1, g.n // split[GemmAxis.N])
+            b = max(1, g.batch // split[GemmAxis.BATCH])
+            fwd += op.steps * self._gemm(m, n, g.k, b)
+            bwd += op.steps * (self._gemm(m, g.k, n, b) + self._gemm(g.k, n, m, b))
+        elif op.flops_fwd > 0:
+            # element-wise arithmetic without a GEMM: at the vector rate if it ever binds
+            fwd += op.flops_fwd / parts / acc.peak_flops.fp32
+            bwd += op.flops_bwd / parts / acc.peak_flops.fp32
+        kernels = op.steps
+        fwd += float(memory_time(op.mem_fwd * eb / parts, acc, kernels))
+        bwd += float(memory_time(op.mem_bwd * eb / parts, acc, kernels))
+        out = (fwd, bwd)
+        self._cache[key] = out
+        return out
+
+    def _gemm(self, m: int, n: int, k: int, batch: int) -> float:
+        """A GEMM at its best split-K factor ``s``: ``s`` GEMMs over ``k / s`` each, run
+        side by side, plus the reduction of the ``s`` partial outputs (read ``s``, write one).
+        Libraries split K when the output has too few tiles to fill the device, as in the
+        weight gradient of an early convolution, ``[C_in k_h k_w, N H W] x [N H W, C_out]``
+        (NVIDIA CUTLASS, "Efficient GEMM in CUDA", parallelized reductions)."""
+        acc, eb = self.accelerator, self.elem_bytes
+        tile_k = acc.efficiency.tile_k
+        splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
+        t = gemm_time(m, n, np.ceil(k / splits), acc, self.peak, eb, batch * splits)
+        reduce = memory_time((splits + 1.0) * m * n * batch * eb, acc)
+        return float(np.min(t + np.where(splits > 1, reduce, 0.0)))
+
+    def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
+        return self._times(op, degrees)[0]
+
+    def backward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
+        return self._times(op, degrees)[1]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """A simulated training step: its time and what the tasks spent it on (seconds of task
+    time summed over devices, and bytes moved)."""
+
+    step_time_s: float
+    compute_s: float
+    transfer_s: float
+    sync_s: float
+    transfer_bytes: float
+    sync_bytes: float
+    tasks: int
+
+
+class _Timeline:
+    """Emits tasks and computes their times on the fly (in-order streams)."""
+
+    __slots__ = ("builder", "end", "last_sync", "stream_end", "totals")
+
+    def __init__(self, record: bool) -> None:
+        self.end: list[float] = []
+        self.stream_end: dict[tuple[int, str], float] = {}
+        self.builder: GraphBuilder | None = GraphBuilder() if record else None
+        # compute, transfer, sync seconds; transfer and sync bytes
+        self.totals = [0.0, 0.0, 0.0, 0.0, 0.0]
+        self.last_sync: dict[int, int] = {}
+
+    def add(
+        self,
+        rank: int,
+        stream: str,
+        duration: float,
+        deps: list[int],
+        kind: TaskKind,
+        name: object,
+        size: float = 0.0,
+        phase: str = "",
+        layer: int = -1,
+    ) -> int:
+        key = (rank, stream)
+        t0 = self.stream_end.get(key, 0.0)
+        end = self.end
+        for d in deps:
+            e = end[d]
+            if e > t0:
+                t0 = e
+        t1 = t0 + duration
+        self.stream_end[key] = t1
+        end.append(t1)
+        if self.builder is not None:
+            category = {
+                TaskKind.COMPUTE: "compute",
+                TaskKind.SEND: "transfer",
+                TaskKind.COLLECTIVE: "sync",
+            }[kind]
+            self.builder.add(
+                str(name),
+                kind,
+                rank,
+                stream,
+                duration,
+                deps,
+                size_bytes=float(size),
+                category=category,
+                phase=phase,
+                layer=layer,
+            )
+        return len(end) - 1
+
+
+class OpSimulator:
+    """Simulates training steps of one op graph on one system under many strategies.
+
+    Caches (all by content, so they serve every strategy of a search): partition costs
+    (in the cost model), the overlap pattern of an edge for a pair of partition grids,
+    point-to-point transfer times by size and level, and all-reduce times by size and
+    group placement.
+    """
+
+    def __init__(
+        self,
+        graph: OpGraph,
+        system: SystemSpec,
+        precision: Precision = Precision.FP32,
+        cost: OpCostModel | None = None,
+        *,
+        overlap_sync: bool = True,
+    ) -> None:
+        self.graph = graph
+        self.overlap_sync = overlap_sync
+        self.system = system
+        self.num_devices = system.num_accelerators
+        self.per_node = system.scale_up_size
+        self.hierarchy = Hierarchy.from_system(system)
+        self.precision = precision
+        self.elem_bytes = float(precision.activation_bytes)
+        self.cost: OpCostModel = cost or RooflineCost(system.accelerator, precision)
+        self._overlaps: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], list] = {}
+        self._p2p: dict[tuple[float, bool], float] = {}
+        self._allreduce: dict[tuple[float, int, int, int], float] = {}
+        self._weights: dict[str, list[int]] = {}
+        for i, op in enumerate(graph.ops):
+            if op.params:
+                self._weights.setdefault(op.weight_key, []).append(i)
+        self.evaluations = 0
+
+    # -- caches -------------------------------------------------------------------------
+    def _overlap(
+        self, consumer: int, edge: int, pdeg: tuple[int, ...], cdeg: tuple[int, ...]
+    ) -> list[tuple[int, int, float]]:
+        """``(producer part, consumer part, fraction of the producer tensor)`` for every
+        pair of partitions whose sub-tensors overlap."""
+        key = (consumer, edge, pdeg, cdeg)
+        hit = self._overlaps.get(key)
+        if hit is not None:
+            return hit
+        cop = self.graph.ops[consumer]
+        e = cop.inputs[edge]
+        pop = self.graph.ops[e.src]
+        pidx = np.array(list(np.ndindex(*pdeg)), dtype=np.float64).reshape(-1, len(pdeg))
+        cidx = np.array(list(np.ndindex(*cdeg)), dtype=np.float64).reshape(-1, len(cdeg))
+        frac = np.ones((len(pidx), len(cidx)))
+        for j, d in enumerate(pop.dims):
+            p_lo = pidx[:, j] / pdeg[j]
+            p_hi = (pidx[:, j] + 1) / pdeg[j]
+            q = cop.dim_index(d.name) if d.name in e.aligned else -1
+            if q < 0:
+                frac *= (p_hi - p_lo)[:, None]
+                continue
+            c_lo = cidx[:, q] / cdeg[q]
+            c_hi = (cidx[:, q] + 1) / cdeg[q]
+            ov = np.minimum(p_hi[:, None], c_hi[None, :]) - np.maximum(p_lo[:, None], c_lo[None, :])
+            frac *= np.maximum(ov, 0.0)
+        us, vs = np.nonzero(frac > 1e-12)
+        out = [(int(u), int(v), float(frac[u, v])) for u, v in zip(us, vs, strict=True)]
+        self._overlaps[key] = out
+        return out
+
+    def _p2p_time(self, size: float, crosses: bool) -> float:
+        key = (size, crosses)
+        t = self._p2p.get(key)
+        if t is None:
+            t = float(p2p_time(size, crosses, self.hierarchy))
+            self._p2p[key] = t
+        return t
+
+    def _allreduce_time(self, size: float, devices: Sequence[int]) -> float:
+        nodes: dict[int, int] = {}
+        for d in devices:
+            nodes[d // self.per_node] = nodes.get(d // self.per_node, 0) + 1
+        n, m, k = len(devices), max(nodes.values()), len(nodes)
+        key = (size, n, m, k)
+        t = self._allreduce.get(key)
+        if t is None:
+            group = GroupPlacement(np.float64(n), np.float64(m), np.float64(k))
+            t = float(collective_time(Collective.ALL_REDUCE, size, group, self.hierarchy))
+            self._allreduce[key] = t
+        return t
+
+    # -- lowering -----------------------------------------------------------------------
+    def _transfer(
+        self, tl: _Timeline, src: int, dst: int, size: float, dep: int, name: object, phase: str
+    ) -> int:
+        crosses = src // self.per_node != dst // self.per_node
+        stream = "nic" if crosses else f"link->{dst}"
+        dur = self._p2p_time(size, crosses)
+        tl.totals[1] += dur
+        tl.totals[3] += size
+        return tl.add(src, stream, dur, [dep], TaskKind.SEND, name, size, phase)
+
+    def _shards(self, op: Op, cfg: OpConfig) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
+        """The parameter degrees of ``cfg`` and, per partition, its parameter shard index."""
+        pdims = [j for j, d in enumerate(op.dims) if d.kind is DimKind.PARAMETER]
+        pdeg = tuple(cfg.degrees[j] for j in pdims)
+        shards = [tuple(ix[j] for j in pdims) for ix in np.ndindex(*cfg.degrees)]
+        return pdeg, shards
+
+    def _sync(
+        self,
+        tl: _Timeline,
+        strategy: Strategy,
+        weight: str,
+        bwd: list[list[int]],
+        after: list[int] = (),  # type: ignore[assignment]
+    ) -> None:
+        ops = self._weights[weight]
+        first = self.graph.ops[ops[0]]
+        full_bytes = first.params * self.elem_bytes
+        groups: dict[tuple[int, ...], dict[int, list[int]]] = {}
+        pdegs = set()
+        for i in ops:
+            cfg = strategy[i]
+            pdeg, shards = self._shards(self.graph.ops[i], cfg)
+            pdegs.add(pdeg)
+            for v, sh in enumerate(shards):
+                groups.setdefault(sh, {}).setdefault(cfg.start + v, []).append(bwd[i][v])
+        if len(pdegs) == 1:
+            shard_bytes = full_bytes / math.prod(next(iter(pdegs)))
+        else:
+            # ops sharing the weight split it differently: one group of every holder,
+            # synchronizing the largest shard (a conservative simplification)
+            merged: dict[int, list[int]] = {}
+            for g in groups.values():
+                for d, ts in g.items():
+                    merged.setdefault(d, []).extend(ts)
+            groups = {(): merged}
+            shard_bytes = full_bytes / min(math.prod(p) for p in pdegs)
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            devices = sorted(members)
+            dur = self._allreduce_time(shard_bytes, devices)
+            deps = [t for d in devices for t in members[d]]
+            deps.extend(after)
+            tl.totals[2] += dur * len(devices)
+            tl.totals[4] += shard_bytes * len(devices)
+            # a collective is a barrier: every member starts it once all members are
+            # ready, so each member's task also waits for the previous sync task of the others
+            last = tl.last_sync
+            new: list[int] = []
+            for d in devices:
+                prior = [last[o] for o in devices if o != d and o in last]
+                tid = tl.add(
+                    d,
+                    "sync",
+                    dur,
+                    deps + prior,
+                    TaskKind.COLLECTIVE,
+                    f"allreduce {weight}",
+                    shard_bytes,
+                    "sync",
+                )
+                new.append(tid)
+            last.update(zip(devices, new, strict=True))
+
+    def _lower(self, strategy: Strategy, record: bool) -> _Timeline:
+        graph = self.graph
+        ops = graph.ops
+        eb = self.elem_bytes
+        tl = _Timeline(record)
+        cost = self.cost
+        n = len(ops)
+        fwd: list[list[int]] = [[] for _ in range(n)]
+        for i, op in enumerate(ops):
+            cfg = strategy[i]
+            parts = cfg.parts
+            deps: list[list[int]] = [[] for _ in range(parts)]
+            for j, e in enumerate(op.inputs):
+                pcfg = strategy[e.src]
+                vol = ops[e.src].out_elems * e.fraction * eb
+                src_tasks = fwd[e.src]
+                for u, v, f in self._overlap(i, j, pcfg.degrees, cfg.degrees):
+                    du, dv = pcfg.start + u, cfg.start + v
+                    if du == dv:
+                        deps[v].append(src_tasks[u])
+                    else:
+                        deps[v].append(
+                            self._transfer(tl, du, dv, f * vol, src_tasks[u], op.name, "F")
+                        )
+            dur = cost.forward_time(op, cfg.degrees)
+            tl.totals[0] += dur * parts
+            fwd[i] = [
+                tl.add(
+                    cfg.start + v, "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "F", i
+                )
+                for v in range(parts)
+            ]
+        bwd: list[list[int]] = [[] for _ in range(n)]
+        first_user = {ws[0]: w for w, ws in self._weights.items()}
+        deferred: list[str] = []
+        for i in range(n - 1, -1, -1):
+            op = ops[i]
+            cfg = strategy[i]
+            parts = cfg.parts
+            deps = [[fwd[i][v]] for v in range(parts)]
+            vol = op.out_elems * eb
+            for c, j in graph.consumers[i]:
+                ccfg = strategy[c]
+                e = ops[c].inputs[j]
+                dst_tasks = bwd[c]
+                for u, v, f in self._overlap(c, j, cfg.degrees, ccfg.degrees):
+                    du, dv = cfg.start + u, ccfg.start + v
+                    if du == dv:
+                        deps[u].append(dst_tasks[v])
+                    else:
+                        deps[u].append(
+                            self._transfer(
+                                tl, dv, du, f * vol * e.fraction, dst_tasks[v], op.name, "B"
+                            )
+                        )
+            dur = cost.backward_time(op, cfg.degrees)
+            tl.totals[0] += dur * parts
+            bwd[i] = [
+                tl.add(
+                    cfg.start + v, "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "B", i
+                )
+                for v in range(parts)
+            ]
+            w = first_user.get(i)
+            if w is not None:
+                if self.overlap_sync:
+                    self._sync(tl, strategy, w, bwd)
+                else:
+                    deferred.append(w)
+        if deferred:
+            # FlexFlow's simulators add synchronization after the backward pass (sec. 5)
+            ends: dict[int, int] = {}
+            for i in range(n):
+                for v, tid in enumerate(bwd[i]):
+                    d = strategy[i].start + v
+                    ends[d] = max(ends.get(d, -1), tid)
+            last = sorted(ends.values())
+            for w in deferred:
+                self._sync(tl, strategy, w, bwd, last)
+        return tl
+
+    # -- public -------------------------------------------------------------------------
+    def step_time(self, strategy: Strategy) -> float:
+        """Simulated time of one training step under ``strategy`` (seconds)."""
+        self.evaluations += 1
+        end = self._lower(strategy, record=False).end
+        return max(end) if end else 0.0
+
+    def run(self, strategy: Strategy) -> StepResult:
+        """The step time with its breakdown (task seconds summed over devices, bytes)."""
+        check_strategy(self.graph, strategy, self.num_devices)
+        tl = self._lower(strategy, record=False)
+        c, t, s, tb, sb = tl.totals
+        return StepResult(max(tl.end) if tl.end else 0.0, c, t, s, tb, sb, len(tl.end))
+
+    def task_graph(self, strategy: Strategy) -> TaskGraph:
+        """The lowered step as a task graph, for :func:`deepflow.sim.executor.execute` and
+        for timeline export; its makespan equals :meth:`step_time`."""
+        check_strategy(self.graph, strategy, self.num_devices)
+        tl = self._lower(strategy, record=True)
+        assert tl.builder is not None
+        return tl.builder.build({"workload": self.graph.name, "devices": self.num_devices})
+
+
+def tasks_of(graph: TaskGraph, rank: int) -> list[Task]:
+    """The tasks of one device, in program order (for reports and tests)."""
+    return [t for t in graph.tasks if t.rank == rank]

@@ -1,0 +1,24 @@
+"""``deepflow search-ops``."""
+
+import json
+
+from click.testing import CliRunner
+
+from deepflow.cli.app import main
+
+
+def test_search_ops_json() -> None:
+    r = CliRunner().invoke(main, ["search-ops", "rnntc", "--budget", "60", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["best_s"] <= out["data_parallel_s"]
+    assert out["speedup"] >= 1.0
+    assert len(out["ops"]) == 14 and {"op", "degrees", "devices"} <= set(out["ops"][0])
+
+
+def test_search_ops_text_and_bad_input() -> None:
+    r = CliRunner().invoke(main, ["search-ops", "alexnet", "--budget", "30"])
+    assert r.exit_code == 0, r.output
+    assert "speed-up" in r.output and "data parallel" in r.output
+    bad = CliRunner().invoke(main, ["search-ops", "alexnet", "--gpus", "10", "--nodes", "4"])
+    assert bad.exit_code == 2
