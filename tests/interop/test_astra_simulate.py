@@ -249,9 +249,11 @@ def test_workload_and_network_sizes_must_agree() -> None:
 
 
 def test_unsupported_native_algorithm_is_named() -> None:
-    system = parse_system('{"all-reduce-implementation": ["direct"], "local-mem-bw": 50}', "d.json")
+    system = parse_system(
+        '{"all-reduce-implementation": ["oneDirect"], "local-mem-bw": 50}', "d.json"
+    )
     with pytest.raises(
-        TraceError, match=r"d\.json: all-reduce-implementation\[0\]: 'direct' is not"
+        TraceError, match=r"d\.json: all-reduce-implementation\[0\]: 'oneDirect' is not"
     ):
         simulate_workload(
             read_workload(MICROBENCH / "all_reduce/8npus_1MB/all_reduce"),

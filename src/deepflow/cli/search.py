@@ -190,6 +190,13 @@ def search_command(
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
     loaded = load_scenario(scenario)
+    if loaded.strategy.collective_algorithms:
+        raise ConfigError(
+            "the strategy search uses the built-in collective algorithms; remove the key to "
+            "search, then evaluate the result with it through deepflow predict",
+            "strategy.collective_algorithms",
+            scenario,
+        )
     restrictions = parse_fixes(fixes)
     spaces = [
         SearchSpace.from_scenario(loaded, restrictions, num_accelerators=n)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 from rich.console import Console
 
 from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.errors import ConfigError
 from deepflow.interop.chakra import graph_to_et, write_workload
+from deepflow.interop.msccl import strategy_algorithms
 from deepflow.report.text import render_prediction
 from deepflow.sim import simulate, write_trace
 from deepflow.specs import load_scenario
@@ -37,7 +40,11 @@ def simulate_command(
 ) -> None:
     """Simulate one training step of SCENARIO on per-rank task graphs."""
     loaded = load_scenario(scenario)
-    sim = simulate(loaded)
+    try:
+        algorithms = strategy_algorithms(loaded.strategy, Path(scenario).parent)
+    except ConfigError as exc:
+        raise exc.with_source(scenario) from None
+    sim = simulate(loaded, algorithms=algorithms or None)
     if trace_path:
         write_trace(sim.execution, trace_path, sim.rank_labels())
     et_paths: list[str] = []

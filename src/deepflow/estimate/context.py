@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
+from deepflow.network.ops import Algorithm
+from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import PRECISIONS, StrategyBatch
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
@@ -19,6 +22,10 @@ class Env:
     ``tokens`` is the token count of one micro-batch on one rank inside the tensor-parallel
     region: ``micro_batch_size * seq_len / cp`` (context parallelism splits the sequence;
     Liu et al. 2023, ring attention).
+
+    ``algorithms`` maps a mesh axis (``"tp"``, ``"dp"``, ``"ep"``) to the algorithm of that
+    axis's collectives when it is not the batch's built-in one, e.g. an imported MSCCL-IR
+    program (:class:`~deepflow.network.programs.ProgramAlgorithm`); empty by default.
     """
 
     model: ModelSpec
@@ -38,10 +45,16 @@ class Env:
     ep_group: GroupPlacement
     expert_dp_group: GroupPlacement
     pp_crosses_domain: np.ndarray
+    algorithms: Mapping[str, Algorithm | ProgramAlgorithm]
 
     @classmethod
     def build(
-        cls, model: ModelSpec, system: SystemSpec, batch: StrategyBatch, global_batch_size: int
+        cls,
+        model: ModelSpec,
+        system: SystemSpec,
+        batch: StrategyBatch,
+        global_batch_size: int,
+        algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
     ) -> Env:
         acc = system.accelerator
         peaks = np.array([acc.peak(p) for p in PRECISIONS])
@@ -70,4 +83,5 @@ class Env:
             ep_group=place_group(b.ep, b.stride_dp, size),
             expert_dp_group=place_group(np.maximum(1, b.dp // b.ep), b.stride_dp * b.ep, size),
             pp_crosses_domain=b.stride_pp >= size,
+            algorithms=dict(algorithms or {}),
         )

@@ -17,16 +17,19 @@ time exactly (the critical stage's parts, times ``m``, plus the rest).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
-from deepflow.network.collectives import Collective, collective_time, p2p_time
+from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
 from deepflow.specs.model import ModelSpec
@@ -72,6 +75,8 @@ OPTIMIZER_TRAFFIC_BYTES = {2: 60.0, 4: 40.0}
 # Distributed, sec. 3.2.3): the last bucket cannot overlap the backward pass.
 GRAD_BUCKET_BYTES = 25e6
 OOM_RULE = len(RULES)
+ALGORITHM_AXES = ("tp", "dp", "ep")
+"""Mesh axes whose collectives can take an algorithm other than the built-in one."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,9 @@ def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
     dp = b.dp.astype(np.float64)
     edp = np.maximum(1.0, dp / b.ep)
     full_bytes = (cost.params * dp + cost.expert_params * edp) * env.elem
-    ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy)
-    rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy)
+    algo = env.algorithms.get("dp", Algorithm.RING)
+    ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy, algo)
+    rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy, algo)
     hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
     fwd = np.maximum(0.0, ag - hidden * cost.forward)
     bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
@@ -158,11 +164,29 @@ def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(
-    model: ModelSpec, system: SystemSpec, global_batch_size: int, batch: StrategyBatch
+    model: ModelSpec,
+    system: SystemSpec,
+    global_batch_size: int,
+    batch: StrategyBatch,
+    algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
 ) -> BatchResult:
-    """Evaluate every strategy of ``batch`` for ``model`` on ``system`` (vectorized)."""
+    """Evaluate every strategy of ``batch`` for ``model`` on ``system`` (vectorized).
+
+    ``algorithms`` optionally maps a mesh axis to the algorithm of its collectives, in place
+    of the batch's built-in one: ``"tp"`` (the tensor-parallel all-reduces, or
+    reduce-scatter and all-gather pairs), ``"dp"`` (the data-parallel gradient sync and
+    the ZeRO-3 gathers) and ``"ep"`` (the expert all-to-alls). Context and pipeline
+    parallelism move data point to point, so they take no collective algorithm.
+    """
+    for axis in algorithms or {}:
+        if axis not in ALGORITHM_AXES:
+            raise ConfigError(
+                f"axis {axis!r} runs no collective in the estimator; algorithms can be given "
+                f"for {', '.join(ALGORITHM_AXES)}",
+                f"strategy.collective_algorithms.{axis}",
+            )
     n = len(batch)
-    env = Env.build(model, system, batch, global_batch_size)
+    env = Env.build(model, system, batch, global_batch_size, algorithms)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
     dense = layer_cost(env, layer_template(model, moe=False))
@@ -321,9 +345,12 @@ def evaluate(
     # reduce-scatter gradients and all-gather parameters, the same volume as an all-reduce
     grad_bytes = stage_params * env.grad_bytes
     expert_bytes = stage_expert_params * env.grad_bytes
+    dp_algo = env.algorithms.get("dp", Algorithm.RING)
     sync = collective_time(
-        Collective.ALL_REDUCE, grad_bytes, env.dp_group, env.hierarchy
-    ) + collective_time(Collective.ALL_REDUCE, expert_bytes, env.expert_dp_group, env.hierarchy)
+        Collective.ALL_REDUCE, grad_bytes, env.dp_group, env.hierarchy, dp_algo
+    ) + collective_time(
+        Collective.ALL_REDUCE, expert_bytes, env.expert_dp_group, env.hierarchy, dp_algo
+    )
     sync = np.where(zero >= 3, 0.0, sync)
     last_bucket = sync * np.minimum(
         1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes + expert_bytes, 1.0)

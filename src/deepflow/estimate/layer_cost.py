@@ -99,8 +99,10 @@ def _algorithm(env: Env) -> Algorithm:
 
 def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
     """One tensor-parallel reduction of ``size`` bytes: all-reduce, or reduce-scatter plus
-    all-gather under sequence parallelism."""
-    algo = _algorithm(env)
+    all-gather under sequence parallelism. ``env.algorithms["tp"]``, when given, replaces
+    the batch's algorithm (a program costs the collectives it implements; the others use
+    the ring, :func:`~deepflow.network.collectives.program_time`)."""
+    algo = env.algorithms.get("tp") or _algorithm(env)
     ar = collective_time(Collective.ALL_REDUCE, size, env.tp_group, env.hierarchy, algo)
     rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
     ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
@@ -264,7 +266,13 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
     if layer.moe:
         routed = env.tokens * layer.top_k * env.model.hidden_size * env.elem / env.sp_div
-        a2a = collective_time(Collective.ALL_TO_ALL, routed, env.ep_group, env.hierarchy)
+        a2a = collective_time(
+            Collective.ALL_TO_ALL,
+            routed,
+            env.ep_group,
+            env.hierarchy,
+            env.algorithms.get("ep", Algorithm.RING),
+        )
         ep_fwd, ep_bwd = 2.0 * a2a, 2.0 * a2a
     else:
         ep_fwd = ep_bwd = np.zeros_like(fwd_compute)

@@ -8,10 +8,13 @@ keys of spec/scenario.md (``deepflow predict --json``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from deepflow.estimate.evaluate import OOM_RULE, BatchResult, evaluate
+from deepflow.network.ops import Algorithm
+from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import Context, explain
 from deepflow.specs.scenario import Scenario
@@ -105,8 +108,21 @@ def prediction_at(
     )
 
 
-def predict(scenario: Scenario) -> Prediction:
-    """Predict one training step of ``scenario`` with the closed-form evaluator."""
+def predict(
+    scenario: Scenario, algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None
+) -> Prediction:
+    """Predict one training step of ``scenario`` with the closed-form evaluator.
+
+    ``algorithms`` maps a mesh axis to the algorithm of its collectives (see
+    :func:`~deepflow.estimate.evaluate.evaluate`); the command line builds it from the
+    scenario's ``strategy.collective_algorithms`` files.
+    """
     batch = StrategyBatch.from_specs([scenario.strategy])
-    result = evaluate(scenario.model, scenario.system, scenario.training.global_batch_size, batch)
+    result = evaluate(
+        scenario.model,
+        scenario.system,
+        scenario.training.global_batch_size,
+        batch,
+        algorithms,
+    )
     return prediction_at(result, 0, scenario.name, scenario.training.tokens)

@@ -34,6 +34,7 @@ the same program (they do, in lock step).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,8 @@ from deepflow.estimate.evaluate import (
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
 from deepflow.hardware.roofline import memory_time
-from deepflow.network.collectives import Collective, collective_time, p2p_time
+from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.sim.schedules import Op, Table, table_for, validate_table
 from deepflow.specs.model import ModelSpec
@@ -120,10 +122,14 @@ def chunk_layers(model: ModelSpec, pp: int, vpp: int) -> list[range]:
 class _Costs:
     """Per-layer and per-edge pieces of each pass, as plain floats (one strategy)."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+    ) -> None:
         model, system, strategy = scenario.model, scenario.system, scenario.strategy
         batch = StrategyBatch.from_specs([strategy])
-        env = Env.build(model, system, batch, scenario.training.global_batch_size)
+        env = Env.build(model, system, batch, scenario.training.global_batch_size, algorithms)
         self.env = env
         self.split = strategy.schedule is PipelineSchedule.ZERO_BUBBLE
         self.full = int(batch.recompute[0]) == FULL
@@ -286,11 +292,16 @@ def _stage_pass_times(
     return f, b, w
 
 
-def lower(scenario: Scenario, table: Table | None = None) -> Lowered:
+def lower(
+    scenario: Scenario,
+    table: Table | None = None,
+    algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+) -> Lowered:
     """Lower ``scenario`` to one task graph holding one representative rank per pipeline
-    stage; ``table`` overrides the schedule the strategy names."""
+    stage; ``table`` overrides the schedule the strategy names, ``algorithms`` the
+    collective algorithm of a mesh axis (as in :func:`deepflow.estimate.predict`)."""
     model, strategy = scenario.model, scenario.strategy
-    costs = _Costs(scenario)
+    costs = _Costs(scenario, algorithms)
     p, v, m = strategy.pp, strategy.vpp, costs.m
     schedule = strategy.schedule
     layers = chunk_layers(model, p, v)
@@ -310,6 +321,7 @@ def lower(scenario: Scenario, table: Table | None = None) -> Lowered:
     ranks = tuple(s * stride_pp for s in range(p))
     n_virtual = p * v
     env = costs.env
+    dp_algo = env.algorithms.get("dp", Algorithm.RING)
     rows = _Rows()
     bucket_cap = GRAD_BUCKET_BYTES
 
@@ -328,10 +340,14 @@ def lower(scenario: Scenario, table: Table | None = None) -> Lowered:
         if vs_has_edge(n_virtual - 1, s, p):
             stage_dense += costs.head_grad
         sync_dense = _f(
-            collective_time(Collective.ALL_REDUCE, stage_dense, env.dp_group, env.hierarchy)
+            collective_time(
+                Collective.ALL_REDUCE, stage_dense, env.dp_group, env.hierarchy, dp_algo
+            )
         )
         sync_expert = _f(
-            collective_time(Collective.ALL_REDUCE, stage_expert, env.expert_dp_group, env.hierarchy)
+            collective_time(
+                Collective.ALL_REDUCE, stage_expert, env.expert_dp_group, env.hierarchy, dp_algo
+            )
         )
         rate_d = sync_dense / stage_dense if stage_dense > 0 else 0.0
         rate_e = sync_expert / stage_expert if stage_expert > 0 else 0.0

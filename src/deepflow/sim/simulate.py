@@ -11,9 +11,12 @@ evaluator, which shares the cost models.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from deepflow.estimate import BREAKDOWN_KEYS, Prediction, predict
+from deepflow.network.collectives import Algorithm
+from deepflow.network.programs import ProgramAlgorithm
 from deepflow.sim.executor import Execution, breakdown, execute
 from deepflow.sim.lowering import Lowered, lower
 from deepflow.sim.schedules import Table
@@ -41,10 +44,15 @@ class Simulation:
         return {r: f"rank {r} (pipeline stage {s})" for s, r in enumerate(self.lowered.stage_ranks)}
 
 
-def simulate(scenario: Scenario, table: Table | None = None) -> Simulation:
-    """Simulate one training step of ``scenario`` (``table`` overrides its schedule)."""
-    closed = predict(scenario)
-    lowered = lower(scenario, table)
+def simulate(
+    scenario: Scenario,
+    table: Table | None = None,
+    algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+) -> Simulation:
+    """Simulate one training step of ``scenario`` (``table`` overrides its schedule,
+    ``algorithms`` the collective algorithm of a mesh axis, as in ``predict``)."""
+    closed = predict(scenario, algorithms)
+    lowered = lower(scenario, table, algorithms)
     execution = execute(lowered.graph)
     critical, parts = breakdown(execution, BREAKDOWN_KEYS)
     step = execution.makespan

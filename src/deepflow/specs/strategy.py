@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import PositiveInt, Spec
@@ -48,6 +48,11 @@ class StrategySpec(Spec):
     data-parallel replica (``V / dp`` each) with gradients accumulated: the job keeps its
     batch semantics on any number of accelerators. It sets the micro-batch size, so the two
     are not given together.
+
+    ``collective_algorithms`` names, per mesh axis, an MSCCL-IR XML file whose algorithm
+    replaces ``collective_algorithm`` for that axis's collectives (``{tp: ring_8.xml}``). The
+    paths are kept as written; relative ones are resolved against the scenario file's folder
+    by whoever loads the XML (the command line), since specs parse no XML.
     """
 
     dp: PositiveInt | Literal["auto"] = "auto"
@@ -69,6 +74,15 @@ class StrategySpec(Spec):
     fp32_main_grads: bool = True
     axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
+    collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
+
+    @field_validator("collective_algorithms")
+    @classmethod
+    def _xml_paths(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for axis, path in (value or {}).items():
+            if not path.strip().lower().endswith(".xml"):
+                raise ValueError(f"{axis}: {path!r} is not an MSCCL-IR file (expected *.xml)")
+        return value
 
     @property
     def schedule(self) -> PipelineSchedule:

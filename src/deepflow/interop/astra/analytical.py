@@ -15,7 +15,7 @@ section 2.6):
   ``max(S / splits, N)`` bytes (no minimum for all-gather), ``N`` the NPUs taking part;
 * each chunk runs a sequence of *phases*, one per network dimension
   (:func:`phase_plan`); a phase on ``p`` NPUs with ``d`` bytes costs
-  :func:`ring_phase_ns`;
+  :func:`phase_ns` (the ring: :func:`ring_phase_ns`);
 * a dimension runs at most ``active-chunks-per-dimension`` chunks at once (the executor
   queues them, :mod:`deepflow.interop.astra.executor`).
 
@@ -31,7 +31,59 @@ m/bandwidth)``, ``red = 3 * floor(m / local_mem_bw)`` (two reads and one write,
 One endpoint delay per message plus one per phase: this count is the one that reproduces
 ASTRA-sim's regression reference exactly (8-NPU ring, 1 MiB all-reduce, 4 splits ->
 4 x 29,445 = 117,780 ns; reference doc section 2.7, where the count is labelled a fit).
-Only the ``ring`` implementation is modelled; other native algorithms raise.
+
+The other native implementations (``direct``, ``halvingDoubling``, ``doubleBinaryTree``;
+reference doc section 2.6) follow the same rules: congestion-unaware messages (no link is
+shared, so messages sent at once overlap completely), each ``floor``-ed to whole ns, a
+reduction of ``3 floor(m / local_mem_bw)`` per received message that is reduced, and one
+endpoint delay per *round* of messages plus one per phase (in the ring every message is its
+own round, so this is the ring's count). ``hop(m, h) = floor(h * latency + m/bandwidth)``:
+
+* ``direct`` (a direct exchange, all ``p - 1`` messages at once; ``h`` the hops to the
+  farthest peer)::
+
+    all-reduce      hop(d/p) + red(d/p) + hop(d/p) + 3 ed                  d -> d
+    reduce-scatter  hop(d/p) + red(d/p) + 2 ed                             d -> d/p
+    all-gather      hop(d) + 2 ed                                          d -> d p
+    all-to-all      hop(d/p) + 2 ed                                        d -> d
+
+* ``halvingDoubling`` (power-of-two ``p``; ``log2 p`` pairwise exchanges with the partner
+  at distance ``1, 2, 4 ...``, the message halving from ``d/2``; the all-gather half
+  retraces them, distance ``p/2`` first)::
+
+    reduce-scatter  sum_s [hop(d/2^(s+1), h_s) + red(d/2^(s+1))] + (log2 p + 1) ed
+    all-gather      sum_s hop(d 2^s, h_(L-1-s)) + (log2 p + 1) ed
+    all-reduce      reduce-scatter rounds + all-gather rounds + (2 log2 p + 1) ed
+
+  It has no all-to-all.
+* ``doubleBinaryTree`` (all-reduce only): NCCL's two binary trees
+  (:func:`deepflow.network.algorithms.double_binary_tree.double_tree`, shared with the
+  network layer) each carry ``d/2``; a node sends up once each child's message has arrived
+  (``ed + hop``) and been reduced (one ``red(d/2)`` per child), the root's result goes down
+  the same edges, and the phase ends when the last leaf of the slower tree has it, plus one
+  ``ed``.
+
+Where these match the network layer's closed forms (:mod:`deepflow.network.algorithms`) and
+where they do not, with endpoint delay and reduction set to zero:
+
+* on a ``FullyConnected`` dimension (one link per peer, so ASTRA-sim's no-contention rule
+  and the network layer's port model agree) ``direct``, ``halvingDoubling`` and
+  ``doubleBinaryTree`` equal the network layer's ``Direct``, ``HalvingDoubling`` (per-rank
+  bandwidth ``(p-1) B``, ``alpha = latency``) and ``DoubleBinaryTree`` (one chunk, tree links
+  of ``B``) up to the ``floor`` of each message (at most 1 ns per round);
+* on a ``Switch`` ``halvingDoubling`` also matches (one message per round), but ``direct``
+  does not: ASTRA-sim's congestion-unaware backend lets an NPU's ``p - 1`` messages overlap,
+  where the network layer's switch port carries them one after another, so the bandwidth
+  term is ``(p - 1)`` times smaller here;
+* on a ``Ring`` dimension the distant partners of ``direct`` and ``halvingDoubling`` cost
+  their hop count in latency only (no link sharing), as in ASTRA-sim's congestion-unaware
+  backend.
+
+The partner order of ``halvingDoubling`` (distance 1 first) and the tree of
+``doubleBinaryTree`` are this module's reading of ASTRA-sim's ``HalvingDoubling.cc`` and
+``DoubleBinaryTreeAllReduce.cc``, not checked against a golden ASTRA-sim run: no reference
+output for them is published (reference doc section 2.7 has the ring only). The ``one*``
+variants (``oneRing``, ``oneDirect``, ``oneHalvingDoubling``) are not modelled and raise.
 
 What comes from the network layer and what stays here: hop counts
 (:func:`deepflow.network.dims.hops`), mixed-radix coordinates, and the ring's step counts
@@ -49,6 +101,7 @@ and the reduction and endpoint terms, so only the integer form below reproduces 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -56,14 +109,20 @@ from functools import cache
 from deepflow.errors import TraceError
 from deepflow.interop.astra.network import NetworkConfig, NetworkDim
 from deepflow.interop.astra.system import CollectiveImpl, CollectiveOptimization, SystemConfig
+from deepflow.network.algorithms.double_binary_tree import double_tree
 from deepflow.network.algorithms.ring import ring_all_gather_rounds, ring_reduce_scatter_rounds
 
 __all__ = [
+    "PHASE_COSTS",
     "NativeCollective",
     "Phase",
     "chunk_plan",
+    "direct_phase_ns",
+    "double_binary_tree_phase_ns",
+    "halving_doubling_phase_ns",
     "link_time_ns",
     "p2p_delay_ns",
+    "phase_ns",
     "phase_plan",
     "reduction_ns",
     "ring_phase_ns",
@@ -155,6 +214,36 @@ def ring_steps(p: int) -> tuple[int, int]:
     return len(ring_reduce_scatter_rounds(p, 1)), len(ring_all_gather_rounds(p, 1))
 
 
+def _impl(phase: Phase, system: SystemConfig) -> CollectiveImpl:
+    impls = system.implementation(phase.op.value)
+    if phase.dim >= len(impls):
+        raise TraceError(
+            f"{system.source}: {phase.op.value}-implementation: has {len(impls)} entries but "
+            f"the network has a dimension {phase.dim} (one entry per dimension is needed)"
+        )
+    impl = impls[phase.dim]
+    if impl not in PHASE_COSTS:
+        modelled = ", ".join(repr(i.value) for i in PHASE_COSTS)
+        raise TraceError(
+            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: {impl.value!r} is "
+            f"not modelled by deepflow's analytical replay (modelled: {modelled})"
+        )
+    return impl
+
+
+def phase_ns(
+    phase: Phase,
+    data: float,
+    network: NetworkConfig,
+    system: SystemConfig,
+) -> tuple[int, float]:
+    """``(time in ns, bytes left per NPU)`` of one phase on ``data`` bytes, by the
+    implementation the system configuration names for the phase's collective and dimension
+    (the module docstring gives each algorithm's formula)."""
+    impl = _impl(phase, system)
+    return PHASE_COSTS[impl](phase, data, network, system)
+
+
 def ring_phase_ns(
     phase: Phase,
     data: float,
@@ -163,18 +252,6 @@ def ring_phase_ns(
 ) -> tuple[int, float]:
     """``(time in ns, bytes left per NPU)`` of one ring phase on ``data`` bytes (see the
     module docstring for the formulas)."""
-    impls = system.implementation(phase.op.value)
-    if phase.dim >= len(impls):
-        raise TraceError(
-            f"{system.source}: {phase.op.value}-implementation: has {len(impls)} entries but "
-            f"the network has a dimension {phase.dim} (one entry per dimension is needed)"
-        )
-    impl = impls[phase.dim]
-    if impl is not CollectiveImpl.RING:
-        raise TraceError(
-            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: {impl.value!r} is "
-            "not modelled by deepflow's analytical replay (only 'ring' is)"
-        )
     dim = network.dims[phase.dim]
     p = phase.npus
     rs_steps, ag_steps = ring_steps(p)
@@ -194,6 +271,129 @@ def ring_phase_ns(
     # all-reduce: reduce-scatter ring then all-gather ring on the same messages
     msgs = rs_steps + ag_steps
     return math.floor(rs_steps * (hop + red) + ag_steps * hop + (msgs + 1) * ed), data
+
+
+def direct_phase_ns(
+    phase: Phase,
+    data: float,
+    network: NetworkConfig,
+    system: SystemConfig,
+) -> tuple[int, float]:
+    """One ``direct`` phase: every NPU sends to all ``p - 1`` peers at once, one round per
+    exchange (see the module docstring)."""
+    dim = network.dims[phase.dim]
+    p = phase.npus
+    ed = to_ns(system.endpoint_delay_s)
+    hops = _farthest(dim, p)
+    if phase.op is NativeCollective.ALL_GATHER:
+        return math.floor(link_time_ns(dim, data, hops) + 2 * ed), data * p
+    m = data / p
+    hop = link_time_ns(dim, m, hops)
+    if phase.op is NativeCollective.ALL_TO_ALL:
+        return math.floor(hop + 2 * ed), data
+    red = reduction_ns(m, system)
+    if phase.op is NativeCollective.REDUCE_SCATTER:
+        return math.floor(hop + red + 2 * ed), m
+    return math.floor(2 * hop + red + 3 * ed), data
+
+
+def halving_doubling_phase_ns(
+    phase: Phase,
+    data: float,
+    network: NetworkConfig,
+    system: SystemConfig,
+) -> tuple[int, float]:
+    """One ``halvingDoubling`` phase: ``log2 p`` pairwise exchanges per half (see the module
+    docstring)."""
+    dim = network.dims[phase.dim]
+    p = phase.npus
+    if p & (p - 1) or phase.op is NativeCollective.ALL_TO_ALL:
+        what = "all-to-all" if phase.op is NativeCollective.ALL_TO_ALL else f"{p} NPUs"
+        raise TraceError(
+            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: "
+            f"'halvingDoubling' needs a power-of-two NPU count and a reducing or gathering "
+            f"collective; this phase has {what}"
+        )
+    ed = to_ns(system.endpoint_delay_s)
+    steps = p.bit_length() - 1
+    offsets = [1 << s for s in range(steps)]  # partner distance 1, 2, 4 ... (rank XOR offset)
+    total = 0
+    if phase.op is not NativeCollective.ALL_GATHER:
+        m = data
+        for o in offsets:  # reduce-scatter: halve the data each step
+            m /= 2
+            total += link_time_ns(dim, m, dim.hops(0, o)) + reduction_ns(m, system)
+        if phase.op is NativeCollective.REDUCE_SCATTER:
+            return math.floor(total + (steps + 1) * ed), data / p
+        for o in reversed(offsets):  # all-gather back: double the data each step
+            total += link_time_ns(dim, m, dim.hops(0, o))
+            m *= 2
+        return math.floor(total + (2 * steps + 1) * ed), data
+    m = data
+    for o in reversed(offsets):
+        total += link_time_ns(dim, m, dim.hops(0, o))
+        m *= 2
+    return math.floor(total + (steps + 1) * ed), data * p
+
+
+def double_binary_tree_phase_ns(
+    phase: Phase,
+    data: float,
+    network: NetworkConfig,
+    system: SystemConfig,
+) -> tuple[int, float]:
+    """One ``doubleBinaryTree`` all-reduce phase: each of two trees reduces half of the
+    data up to its root and broadcasts it down (see the module docstring)."""
+    if phase.op is not NativeCollective.ALL_REDUCE:
+        raise TraceError(
+            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: "
+            "'doubleBinaryTree' implements all-reduce only"
+        )
+    dim = network.dims[phase.dim]
+    ed = to_ns(system.endpoint_delay_s)
+    half = data / 2
+    red = reduction_ns(half, system)
+    slowest = max(_tree_ns(t, dim, half, red, ed) for t in double_tree(phase.npus))
+    return math.floor(slowest + ed), data
+
+
+def _tree_ns(parent: tuple[int, ...], dim: NetworkDim, m: float, red: int, ed: float) -> int:
+    """Reduce ``m`` bytes up the tree ``parent`` and broadcast them down: a node sends to
+    its parent once its children's messages have arrived and it has reduced each (one
+    reduction per child), and forwards the result to each child once it has it."""
+    n = len(parent)
+    children: list[list[int]] = [[] for _ in range(n)]
+    for r, up in enumerate(parent):
+        if up >= 0:
+            children[up].append(r)
+    root = parent.index(-1)
+
+    def up_done(r: int) -> float:
+        arrivals = [up_done(c) + ed + link_time_ns(dim, m, dim.hops(c, r)) for c in children[r]]
+        return max(arrivals, default=0.0) + red * len(children[r])
+
+    finish = 0.0
+    stack = [(root, up_done(root))]
+    while stack:
+        r, t = stack.pop()
+        finish = max(finish, t)
+        stack += [(c, t + ed + link_time_ns(dim, m, dim.hops(r, c))) for c in children[r]]
+    return math.floor(finish)
+
+
+def _farthest(dim: NetworkDim, p: int) -> int:
+    """Hops to the farthest of ``p`` NPUs of ``dim`` from position 0."""
+    return max(dim.hops(0, k) for k in range(1, p)) if p > 1 else 0
+
+
+PhaseCost = Callable[[Phase, float, NetworkConfig, SystemConfig], tuple[int, float]]
+PHASE_COSTS: dict[CollectiveImpl, PhaseCost] = {
+    CollectiveImpl.RING: ring_phase_ns,
+    CollectiveImpl.DIRECT: direct_phase_ns,
+    CollectiveImpl.HALVING_DOUBLING: halving_doubling_phase_ns,
+    CollectiveImpl.DOUBLE_BINARY_TREE: double_binary_tree_phase_ns,
+}
+"""The native implementations this replay models, by name in the system JSON."""
 
 
 def chunk_plan(op: NativeCollective, size: int, npus: int, splits: int) -> list[float]:

@@ -45,8 +45,8 @@ from deepflow.interop.astra.analytical import (
     NativeCollective,
     chunk_plan,
     p2p_delay_ns,
+    phase_ns,
     phase_plan,
-    ring_phase_ns,
 )
 from deepflow.interop.astra.groups import CommGroups
 from deepflow.interop.astra.network import NetworkConfig
@@ -173,7 +173,7 @@ class _Collectives:
         npus = math.prod(p for _, p in dims) if dims else 1
         lanes = {i: Resource(env, system.active_chunks_per_dimension) for i, _ in dims}
         for phase in plan:  # fail early, with a message, on an unsupported configuration
-            ring_phase_ns(phase, float(size), self.sim.network, system)
+            phase_ns(phase, float(size), self.sim.network, system)
         chunks = [
             env.process(self._chunk(c, plan, lanes))
             for c in chunk_plan(op, size, npus, system.preferred_dataset_splits)
@@ -187,7 +187,7 @@ class _Collectives:
             lane = lanes[phase.dim]
             req = lane.request()
             yield req
-            t, data = ring_phase_ns(phase, data, self.sim.network, self.sim.system)
+            t, data = phase_ns(phase, data, self.sim.network, self.sim.system)
             yield env.timeout(t)
             lane.release(req)
 

@@ -9,24 +9,42 @@
 * ``system.json``: ring collectives on every dimension, ``localBWAware`` hierarchical
   all-reduce, ASTRA-sim's default endpoint delay (10 ns), 4 splits, and the accelerator's
   peak and memory bandwidth (section 2.3);
-* ``comm_groups.json``: one communicator per tensor-parallel, data-parallel group;
+* ``comm_groups.json``: one communicator per tensor-parallel, expert-parallel,
+  data-parallel and expert-data-parallel group;
 * ``workload.<rank>.et``: one Chakra ET per rank for one training step.
 
-The step of each rank, in issue order (every node data-depends on the one before it, so the
-order is the program; a GPipe schedule, all forwards then all backwards, Huang et al.,
-"GPipe", NeurIPS 2019, sec. 2.2):
+Ranks follow deepflow's default mesh order, ``rank = t + tp (c + cp (d + dp p))`` (tensor,
+context, data parallel, pipeline stage outermost). The step of each rank, in issue order
+(each node data-depends on the one before it, except where noted):
 
-* for each micro-batch: receive the activations from the previous stage (if any), then per
-  layer a forward COMP and the layer's two tensor-parallel all-reduces of ``b s h`` bytes
-  (Shoeybi et al. 2019, sec. 3, Fig. 4), then send to the next stage;
-* for each micro-batch: the same in reverse with backward COMP nodes (backward compute plus
+* forward, chunk by chunk: receive the activations from the previous virtual stage (if
+  any), the embedding on the first chunk, then per layer a forward COMP, the layer's two
+  tensor-parallel all-reduces of ``b s h`` bytes (Shoeybi et al. 2019, sec. 3, Fig. 4) and,
+  on MoE layers with ``ep > 1``, two expert all-to-alls over the ``ep`` group (dispatch and
+  combine, Lepikhin et al. 2020, sec. 3.2); the head on the last chunk; then send to the
+  next virtual stage. With ``cp > 1`` each layer's COMP has beside it (both depend on the
+  node before, the next node on both) the ring-attention exchange: ``cp - 1`` steps of a
+  send of the local K,V block to the next context rank and a receive from the previous one
+  (Liu et al. 2023, arXiv 2310.01889, sec. 3), twice as many in backward;
+* the order is Megatron's interleaved one (Narayanan et al. 2021, sec. 2.2.2): ``vpp``
+  chunks per stage (chunk ``c`` on stage ``c mod pp``), micro-batches in groups of ``pp``
+  run chunk by chunk; with ``vpp = 1`` this is GPipe's all-forwards-then-all-backwards
+  (Huang et al., "GPipe", NeurIPS 2019, sec. 2.2);
+* backward: the same in reverse, with backward COMP nodes (backward compute plus
   recomputation) and gradient messages;
-* a data-parallel all-reduce of the stage's gradients.
+* a data-parallel all-reduce of the stage's gradients (expert gradients over the ``dp/ep``
+  replicas that hold the same experts);
+* the optimizer step as one COMP node: the estimator's memory-bound Adam update
+  (:func:`deepflow.estimate.evaluate.evaluate`, breakdown ``optimizer``).
 
 Compute durations are the closed-form evaluator's per-layer costs
-(:func:`deepflow.estimate.layer_cost.layer_cost`, embedding and head on the first and last
-stage), rounded to whole microseconds (the ET's resolution; at least 1 us). Layers are split
-evenly over stages, MoE layers cost as the MoE template.
+(:func:`deepflow.estimate.layer_cost.layer_cost`, dense or MoE template per layer,
+embedding and head on the first and last chunk), rounded to whole microseconds (the ET's
+resolution; at least 1 us).
+
+Not exported: ZeRO-3's per-layer gathers (the gradient sync is an all-reduce whatever the
+ZeRO stage), sequence-parallel reduce-scatter and all-gather pairs (written as the
+equal-volume all-reduce), and the estimator's overlaps (gradient sync under backward).
 
 Big jobs: every rank of the job gets a file when the job has at most ``max_ranks`` ranks
 (default 64).
@@ -49,6 +67,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
+from deepflow.estimate.evaluate import evaluate
 from deepflow.estimate.layer_cost import layer_cost
 from deepflow.interop.astra.network import NETWORK_GB
 from deepflow.interop.chakra.codec import write_workload
@@ -64,10 +83,15 @@ from deepflow.interop.chakra.model import (
 from deepflow.network.hierarchy import Hierarchy
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs.scenario import Scenario
+from deepflow.workload.operators import LayerTemplate
 from deepflow.workload.transformer import layer_template
 
 __all__ = ["ExportResult", "export_scenario"]
 
+CP_TAG = 1 << 20
+"""Tag of the context-parallel ring exchanges (pipeline messages use smaller tags)."""
+GRAD_TAG = 1 << 19
+"""Offset of the pipeline's gradient tags from its activation tags."""
 ET_VERSION = "0.0.4"
 """GlobalMetadata version of the written ETs (the one ASTRA-sim's own generators write)."""
 
@@ -84,6 +108,9 @@ class ExportResult:
     dp: int
     job_dp: int
     nodes_per_rank: int
+    cp: int = 1
+    ep: int = 1
+    vpp: int = 1
 
     @property
     def workload_prefix(self) -> str:
@@ -95,15 +122,17 @@ def _us(seconds: float) -> int:
 
 
 class _Builder:
-    """One rank's nodes, chained in order."""
+    """One rank's nodes, chained in order: each node data-depends on the current ``tail``
+    (the node before it, or every branch of a fork once they are joined)."""
 
     def __init__(self) -> None:
         self.nodes: list[Node] = []
+        self.tail: tuple[int, ...] = ()
 
     def _add(self, name: str, kind: NodeType, **fields) -> None:  # type: ignore[no-untyped-def]
         nid = len(self.nodes) + 1
-        deps = (nid - 1,) if self.nodes else ()
-        self.nodes.append(Node(id=nid, name=name, type=kind, data_deps=deps, **fields))
+        self.nodes.append(Node(id=nid, name=name, type=kind, data_deps=self.tail, **fields))
+        self.tail = (nid,)
 
     def comp(self, name: str, seconds: float) -> None:
         self._add(
@@ -182,6 +211,17 @@ def _system_json(scenario: Scenario, dims: int) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def _kv_bytes(env: Env, model_layer: LayerTemplate) -> float:
+    """Bytes of the local K,V block one ring-attention step passes on: ``b (s/cp)
+    max(kv_heads/tp, 1) (d_qk + d_v)`` elements, as the estimator's context-parallel
+    exchange (:mod:`deepflow.estimate.layer_cost`; Liu et al. 2023, arXiv 2310.01889)."""
+    b = env.batch
+    core = model_layer.attention
+    kv_heads = max(core.kv_heads / int(b.tp[0]), 1.0)
+    tokens = float(b.micro_batch_size[0]) * env.model.seq_len / int(b.cp[0])
+    return tokens * kv_heads * (core.qk_dim + core.v_dim) * float(env.elem[0])
+
+
 def export_scenario(
     scenario: Scenario,
     out_dir: str | os.PathLike[str],
@@ -191,109 +231,203 @@ def export_scenario(
     """Write ASTRA-sim inputs for one training step of ``scenario`` into ``out_dir``.
 
     ``merge_layers`` writes one COMP node and one tensor-parallel all-reduce (of the summed
-    size) per stage and micro-batch instead of one per layer: the files shrink by the layer
-    count, and the all-reduces lose all but one of their per-message latencies.
+    size) per stage chunk and micro-batch instead of one per layer: the files shrink by the
+    layer count, and the all-reduces lose all but one of their per-message latencies.
     """
     s = scenario.strategy
     model, system = scenario.model, scenario.system
-    tp, pp, job_dp = int(s.tp), int(s.pp), scenario.dp
-    if int(s.cp) != 1:
-        raise ConfigError("export supports cp = 1 only", "strategy.cp")
-    if int(getattr(s, "ep", 1)) != 1:
-        raise ConfigError("export supports ep = 1 only", "strategy.ep")
+    tp, pp, cp, ep, vpp = int(s.tp), int(s.pp), int(s.cp), int(s.ep), int(s.vpp)
+    job_dp = scenario.dp
     dp = job_dp
-    while tp * pp * dp > max_ranks and dp > 1:
-        dp = 1 << ((dp - 1).bit_length() - 1) if dp & (dp - 1) else dp // 2
-    ranks = tp * pp * dp
+    # fewer replicas for big jobs; expert parallelism needs whole groups of ep replicas
+    while tp * cp * pp * dp > max_ranks and dp > ep:
+        smaller = 1 << ((dp - 1).bit_length() - 1) if dp & (dp - 1) else dp // 2
+        if smaller < ep or smaller % ep:
+            break
+        dp = smaller
+    ranks = tp * cp * pp * dp
     batch = StrategyBatch.from_specs([s])
-    env = Env.build(model, system, batch, scenario.training.global_batch_size)
-    moe = model.moe is not None
-    layer = layer_cost(env, layer_template(model, moe=moe))
+    gbs = scenario.training.global_batch_size
+    env = Env.build(model, system, batch, gbs)
+    dense_t = layer_template(model, moe=False)
+    moe_t = layer_template(model, moe=True) if model.moe is not None else dense_t
+    costs = {False: layer_cost(env, dense_t), True: layer_cost(env, moe_t)}
     emb, head = embedding_cost(env), head_cost(env)
+    optimizer_s = float(evaluate(model, system, gbs, batch).breakdown["optimizer"][0])
     micro = int(env.micro_batches[0])
-    hidden = float(env.tokens[0]) * model.hidden_size * float(env.elem[0])
-    per_stage = model.num_layers // pp
-    extra = model.num_layers - per_stage * pp
-    fwd = float(layer.forward_compute[0])
-    bwd = float(layer.backward_compute[0] + layer.recompute[0])
+    elem = float(env.elem[0])
+    hidden = float(env.tokens[0]) * model.hidden_size * elem
+    sp_div = float(env.sp_div[0])
+    kv = _kv_bytes(env, dense_t)
     tp_colls = 2
-    # rank = tp index + tp * (dp index + dp * stage): tensor-parallel innermost, as deepflow
-    # places the mesh axes (deepflow.parallel), pipeline stages outermost
+    # layers per chunk: pp * vpp chunks, chunk c on stage c mod pp (Narayanan et al. 2021,
+    # sec. 2.2.2); the remainder goes to the first chunks
+    chunks = pp * vpp
+    per_chunk = model.num_layers // chunks
+    extra = model.num_layers - per_chunk * chunks
+    bounds = []
+    first = 0
+    for c in range(chunks):
+        n = per_chunk + (1 if c < extra else 0)
+        bounds.append(range(first, first + n))
+        first += n
+    # rank = t + tp (c + cp (d + dp p)): the mesh axes in deepflow's default order
+    # (tp, cp, dp, pp; deepflow.parallel), pipeline stages outermost
     groups: dict[str, list[int]] = {}
 
-    def rank(t: int, d: int, p: int) -> int:
-        return t + tp * (d + dp * p)
+    def rank(t: int, c: int, d: int, p: int) -> int:
+        return t + tp * (c + cp * (d + dp * p))
 
     def group(members: list[int]) -> str:
         gid = str(len(groups) + 1)
         groups[gid] = members
         return gid
 
-    tp_group = {
-        (d, p): group([rank(t, d, p) for t in range(tp)])
-        for d in range(dp)
-        for p in range(pp)
-        if tp > 1
-    }
-    dp_group = {
-        (t, p): group([rank(t, d, p) for d in range(dp)])
-        for t in range(tp)
-        for p in range(pp)
-        if dp > 1
-    }
+    coords = [
+        (t, c, d, p) for p in range(pp) for d in range(dp) for c in range(cp) for t in range(tp)
+    ]
+    tp_group = {}
+    ep_group = {}
+    dp_group = {}
+    edp_group = {}
+    if tp > 1:
+        for p in range(pp):
+            for d in range(dp):
+                for c in range(cp):
+                    tp_group[(c, d, p)] = group([rank(t, c, d, p) for t in range(tp)])
+    if ep > 1:  # ep consecutive data-parallel replicas share the experts (Megatron-Core)
+        for p in range(pp):
+            for c in range(cp):
+                for t in range(tp):
+                    for blk in range(dp // ep):
+                        ep_group[(t, c, blk, p)] = group(
+                            [rank(t, c, blk * ep + e, p) for e in range(ep)]
+                        )
+    if dp > 1:
+        for p in range(pp):
+            for c in range(cp):
+                for t in range(tp):
+                    dp_group[(t, c, p)] = group([rank(t, c, d, p) for d in range(dp)])
+                    if ep > 1 and dp // ep > 1:
+                        for e in range(ep):
+                            edp_group[(t, c, e, p)] = group(
+                                [rank(t, c, blk * ep + e, p) for blk in range(dp // ep)]
+                            )
+
+    def layer_block(nb: _Builder, where: tuple[int, int, int, int], layers: range, fwd: bool,
+                    label: str) -> None:  # fmt: skip
+        """Forward or backward of ``layers`` on one rank: compute, the context-parallel
+        ring exchange beside it, the tensor-parallel reductions and expert all-to-alls."""
+        t, c, d, p = where
+        blocks = [layers] if merge_layers else [range(i, i + 1) for i in layers]
+        for blk in blocks:
+            if not blk:
+                continue
+            n_moe = sum(model.is_moe_layer(i) for i in blk)
+            parts = [(costs[False], len(blk) - n_moe), (costs[True], n_moe)]
+            if fwd:
+                seconds = sum(float(k.forward_compute[0]) * n for k, n in parts)
+            else:
+                seconds = sum(float(k.backward_compute[0] + k.recompute[0]) * n for k, n in parts)
+            name = f"{label}_layer{blk.start}" + (f"-{blk.stop - 1}" if len(blk) > 1 else "")
+            start = nb.tail
+            nb.comp(name, seconds)
+            if cp > 1:
+                # ring attention beside the attention compute: cp-1 steps forward, twice as
+                # many backward (K,V and their gradients; the estimator's exchange)
+                done = nb.tail
+                nb.tail = start
+                # (merged layers: one exchange per step carrying every layer's block)
+                steps = (cp - 1) * (1 if fwd else 2)
+                size = kv * len(blk)
+                nxt, prv = rank(t, (c + 1) % cp, d, p), rank(t, (c - 1) % cp, d, p)
+                for k in range(steps):
+                    nb.p2p(f"{name}_cp_send{k}", NodeType.COMM_SEND_NODE, nxt, size, CP_TAG)
+                    nb.p2p(f"{name}_cp_recv{k}", NodeType.COMM_RECV_NODE, prv, size, CP_TAG)
+                nb.tail = (*done, *nb.tail)
+            if tp > 1:
+                for j in range(1 if merge_layers else tp_colls):
+                    size = hidden * (tp_colls * len(blk) if merge_layers else 1)
+                    nb.coll(f"{name}_tp_ar{j}", CommType.ALL_REDUCE, size, tp_group[(c, d, p)])
+            if ep > 1 and n_moe:
+                routed = hidden * moe_t.top_k / sp_div
+                for j in range(2 * n_moe):
+                    nb.coll(f"{name}_ep_a2a{j}", CommType.ALL_TO_ALL, routed,
+                            ep_group[(t, c, d // ep, p)])  # fmt: skip
+
     traces: dict[int, ExecutionTrace] = {}
-    for p in range(pp):
-        layers = per_stage + (1 if p < extra else 0)
-        stage_params = float(layer.params[0] + layer.expert_params[0]) * layers
-        # (node count, compute per node, all-reduces per node and their size)
-        blocks, scale = (1, layers) if merge_layers else (layers, 1)
-        f_extra = (float(emb.forward_compute[0]) if p == 0 else 0.0) + (
-            float(head.forward_compute[0]) if p == pp - 1 else 0.0
-        )
-        b_extra = (float(emb.backward_compute[0]) if p == 0 else 0.0) + (
-            float(head.backward_compute[0]) if p == pp - 1 else 0.0
-        )
-        for d in range(dp):
-            for t in range(tp):
-                me = rank(t, d, p)
-                nb = _Builder()
-                for m in range(micro):
-                    if p > 0:
-                        nb.p2p(f"recv_act_mb{m}", NodeType.COMM_RECV_NODE, rank(t, d, p - 1),
-                               hidden / tp, m)  # fmt: skip
-                    if f_extra:
-                        nb.comp(f"fwd_edges_mb{m}", f_extra)
-                    for i in range(blocks):
-                        nb.comp(f"fwd_layer{i}_mb{m}", fwd * scale)
-                        if tp > 1:
-                            for j in range(1 if merge_layers else tp_colls):
-                                nb.coll(f"fwd_tp_ar{j}_layer{i}_mb{m}", CommType.ALL_REDUCE,
-                                        hidden * (tp_colls * scale if merge_layers else 1),
-                                        tp_group[(d, p)])  # fmt: skip
-                    if p < pp - 1:
-                        nb.p2p(f"send_act_mb{m}", NodeType.COMM_SEND_NODE, rank(t, d, p + 1),
-                               hidden / tp, m)  # fmt: skip
-                for m in range(micro):
-                    tag = micro + m
-                    if p < pp - 1:
-                        nb.p2p(f"recv_grad_mb{m}", NodeType.COMM_RECV_NODE, rank(t, d, p + 1),
-                               hidden / tp, tag)  # fmt: skip
-                    if b_extra:
-                        nb.comp(f"bwd_edges_mb{m}", b_extra)
-                    for i in reversed(range(blocks)):
-                        nb.comp(f"bwd_layer{i}_mb{m}", bwd * scale)
-                        if tp > 1:
-                            for j in range(1 if merge_layers else tp_colls):
-                                nb.coll(f"bwd_tp_ar{j}_layer{i}_mb{m}", CommType.ALL_REDUCE,
-                                        hidden * (tp_colls * scale if merge_layers else 1),
-                                        tp_group[(d, p)])  # fmt: skip
-                    if p > 0:
-                        nb.p2p(f"send_grad_mb{m}", NodeType.COMM_SEND_NODE, rank(t, d, p - 1),
-                               hidden / tp, tag)  # fmt: skip
-                if dp > 1:
-                    grad = stage_params * float(env.grad_bytes[0])
-                    nb.coll("dp_grad_ar", CommType.ALL_REDUCE, grad, dp_group[(t, p)])
-                traces[me] = ExecutionTrace(GlobalMetadata(ET_VERSION), tuple(nb.nodes))
+    for t, c, d, p in coords:
+        me = rank(t, c, d, p)
+        nb = _Builder()
+        mine = [v * pp + p for v in range(vpp)]  # this stage's chunks, in order
+        act = hidden / tp  # activations a stage passes on, per rank
+
+        def virtual(v: int, step: int, p: int = p) -> tuple[int, int] | None:
+            """(stage, chunk index) ``step`` virtual stages from chunk ``v`` of stage p."""
+            g = v * pp + p + step
+            return (g % pp, g // pp) if 0 <= g < chunks else None
+
+        # Megatron's interleaved order: groups of pp micro-batches run chunk by chunk
+        # (Narayanan et al. 2021, sec. 2.2.2); with vpp = 1 this is GPipe's order
+        order = [
+            (m, v)
+            for g in range(0, micro, pp)
+            for v in range(vpp)
+            for m in range(g, min(g + pp, micro))
+        ]
+        back = [
+            (m, v)
+            for g in range(0, micro, pp)
+            for v in reversed(range(vpp))
+            for m in range(g, min(g + pp, micro))
+        ]
+        for m, v in order:  # forward
+            chunk = mine[v]
+            prev, nxt = virtual(v, -1), virtual(v, +1)
+            tag = m * chunks + chunk  # a message's tag is its sender's chunk
+            if prev is not None:
+                nb.p2p(f"recv_act_mb{m}_c{chunk}", NodeType.COMM_RECV_NODE,
+                       rank(t, c, d, prev[0]), act, tag - 1)  # fmt: skip
+            if chunk == 0:
+                nb.comp(f"fwd_embedding_mb{m}", float(emb.forward_compute[0]))
+            layer_block(nb, (t, c, d, p), bounds[chunk], True, f"fwd_mb{m}_c{chunk}")
+            if chunk == chunks - 1:
+                nb.comp(f"fwd_head_mb{m}", float(head.forward_compute[0]))
+            if nxt is not None:
+                nb.p2p(f"send_act_mb{m}_c{chunk}", NodeType.COMM_SEND_NODE,
+                       rank(t, c, d, nxt[0]), act, tag)  # fmt: skip
+        for m, v in back:  # backward, chunks in reverse
+            chunk = mine[v]
+            prev, nxt = virtual(v, -1), virtual(v, +1)
+            tag = GRAD_TAG + m * chunks + chunk
+            if nxt is not None:
+                nb.p2p(f"recv_grad_mb{m}_c{chunk}", NodeType.COMM_RECV_NODE,
+                       rank(t, c, d, nxt[0]), act, tag + 1)  # fmt: skip
+            if chunk == chunks - 1:
+                nb.comp(f"bwd_head_mb{m}", float(head.backward_compute[0]))
+            layer_block(nb, (t, c, d, p), bounds[chunk][::-1], False, f"bwd_mb{m}_c{chunk}")
+            if chunk == 0:
+                nb.comp(f"bwd_embedding_mb{m}", float(emb.backward_compute[0]))
+            if prev is not None:
+                nb.p2p(f"send_grad_mb{m}_c{chunk}", NodeType.COMM_SEND_NODE,
+                       rank(t, c, d, prev[0]), act, tag)  # fmt: skip
+        # data-parallel gradient all-reduce: replicated weights over dp, expert weights over
+        # the replicas that hold the same experts (dp / ep)
+        layers = [i for chunk in mine for i in bounds[chunk]]
+        n_moe = sum(model.is_moe_layer(i) for i in layers)
+        dense_p = float(costs[False].params[0]) * (len(layers) - n_moe)
+        moe_p = float(costs[True].params[0]) * n_moe
+        expert_p = float(costs[True].expert_params[0]) * n_moe
+        grad = float(env.grad_bytes[0])
+        if dp > 1:
+            shared = dense_p + moe_p + (expert_p if ep == 1 else 0.0)
+            nb.coll("dp_grad_ar", CommType.ALL_REDUCE, shared * grad, dp_group[(t, c, p)])
+            if ep > 1 and expert_p and dp // ep > 1:
+                nb.coll("dp_expert_grad_ar", CommType.ALL_REDUCE, expert_p * grad,
+                        edp_group[(t, c, d % ep, p)])  # fmt: skip
+        # the optimizer step: the estimator's memory-bound Adam update (evaluate.py)
+        nb.comp("optimizer_step", optimizer_s)
+        traces[me] = ExecutionTrace(GlobalMetadata(ET_VERSION), tuple(nb.nodes))
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     net_text, dims = _network_yaml(Hierarchy.from_system(system), ranks)
@@ -309,11 +443,14 @@ def export_scenario(
                     "scenario": scenario.name,
                     "ranks": ranks,
                     "tp": tp,
+                    "cp": cp,
+                    "ep": ep,
                     "pp": pp,
+                    "vpp": vpp,
                     "dp": dp,
                     "job_dp": job_dp,
                     "micro_batches": micro,
-                    "rank_layout": "rank = tp_index + tp * (dp_index + dp * stage)",
+                    "rank_layout": "rank = tp_index + tp * (cp_index + cp * (dp_index + dp * stage))",
                     "note": (
                         "every data-parallel replica runs the same program; "
                         f"{dp} of {job_dp} replicas are exported"
@@ -332,4 +469,4 @@ def export_scenario(
         files.append(path)
     files += write_workload(traces, os.path.join(out, "workload"))
     nodes = int(np.mean([len(t.nodes) for t in traces.values()]))
-    return ExportResult(out, tuple(files), ranks, tp, pp, dp, job_dp, nodes)
+    return ExportResult(out, tuple(files), ranks, tp, pp, dp, job_dp, nodes, cp, ep, vpp)

@@ -13,7 +13,7 @@ from deepflow.interop.msccl.ir import (
     parse_msccl,
     read_msccl,
 )
-from deepflow.interop.msccl.program import msccl_algorithm, msccl_to_program
+from deepflow.interop.msccl.program import msccl_algorithm, msccl_to_program, strategy_algorithms
 from deepflow.interop.msccl.schedule import (
     ScheduledStep,
     StepKey,
@@ -43,5 +43,6 @@ __all__ = [
     "rank_schedules",
     "read_msccl",
     "run_dataflow",
+    "strategy_algorithms",
     "verify_collective",
 ]
