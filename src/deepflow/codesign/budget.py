@@ -17,11 +17,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deepflow.codesign.energy import CostSpec
 from deepflow.codesign.point import StrategyGrid
 from deepflow.errors import ConfigError
+from deepflow.specs.files import load_config_file
 from deepflow.tech.design import DesignSpec, design_from
 
 
@@ -78,15 +77,5 @@ def budget_from(data: object, name: str = "budget") -> BudgetFile:
 
 
 def load_budget(path: str | Path) -> BudgetFile:
-    """Load a budget YAML file; errors name the file and the key path."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
-    try:
-        return budget_from(data, name=path.stem)
-    except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+    """Load a budget file (YAML or JSON); errors name the file and the key path."""
+    return load_config_file(path, lambda data, name: budget_from(data, name=name))

@@ -49,16 +49,8 @@ BREAKDOWN_KEYS = (
     "optimizer",
 )
 MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
-STAGE_PARTS = (
-    "compute",
-    "recompute",
-    "tp_comm",
-    "cp_comm",
-    "ep_comm",
-    "pp_comm",
-    "dp_comm",
-    "host_overhead",
-)
+# the parts of a pipeline stage's time per micro-batch: all but the step-level ones
+STAGE_PARTS = tuple(k for k in BREAKDOWN_KEYS if k not in ("pipeline_bubble", "optimizer"))
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).

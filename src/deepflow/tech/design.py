@@ -30,12 +30,12 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Efficiency, Precision
 from deepflow.specs.base import PositiveInt, Sources, Spec, Watts
+from deepflow.specs.files import load_config_file
 from deepflow.tech.library import (
     Area,
     LinkTechnology,
@@ -205,17 +205,12 @@ def _raise(message: str, loc: str) -> Any:
 
 
 def load_design(path: str | Path) -> DesignSpec:
-    """Load a design YAML file; errors name the file and the key path."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read file: {exc.strerror}", source=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=str(path)) from None
-    if isinstance(data, dict) and "design" in data:
-        data = data["design"]
-    try:
-        return design_from(data, name=path.stem)
-    except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+    """Load a design file (YAML or JSON, optionally under a ``design`` key); errors name
+    the file and the key path."""
+
+    def build(data: object, name: str) -> DesignSpec:
+        if isinstance(data, dict) and "design" in data:
+            data = data["design"]
+        return design_from(data, name=name)
+
+    return load_config_file(path, build)
