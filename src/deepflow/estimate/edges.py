@@ -18,6 +18,15 @@ from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.workload.transformer import parameter_count
 
+# fp32 bytes per logit of Megatron-LM's vocab-parallel cross-entropy (megatron/mpu/
+# cross_entropy.py, 2021; core/tensor_parallel/cross_entropy.py later), one eager kernel
+# each. Forward: max over the vocabulary (read 4), subtract it in place (4 + 4), exp in
+# place (4 + 4), sum (4), divide in place to the softmax saved for backward (4 + 4) = 32.
+# Backward: subtract one at the targets (negligible), scale by the loss gradient in place
+# (4 + 4) = 8.
+CROSS_ENTROPY_FORWARD_BYTES = 32.0
+CROSS_ENTROPY_BACKWARD_BYTES = 8.0
+
 
 @dataclass(frozen=True)
 class EdgeCost:
@@ -67,11 +76,11 @@ def embedding_cost(env: Env) -> EdgeCost:
 def head_cost(env: Env) -> EdgeCost:
     """Final norm, column-parallel LM head and vocab-parallel cross-entropy in fp32.
 
-    Cross-entropy forward reads the logits and writes fp32 softmax statistics and
-    probabilities (~10 bytes per logit); backward reads the fp32 probabilities and writes
-    the logit gradient (~6 bytes per logit). Three all-reduces of one fp32 value per token
-    (max, sum, target logit) run across the tensor-parallel group (Shoeybi et al. 2019,
-    sec. 3, "parallel cross-entropy").
+    Three all-reduces of one fp32 value per token (max, sum, target logit) run across the
+    tensor-parallel group (Shoeybi et al. 2019, sec. 3, "parallel cross-entropy"). The
+    memory traffic per logit follows the eager kernels of Megatron-LM's
+    ``_VocabParallelCrossEntropy`` on logits cast to fp32 (``fp16_lm_cross_entropy``
+    off, the default), see :data:`CROSS_ENTROPY_FORWARD_BYTES`.
     """
     acc = env.system.accelerator
     tp = env.batch.tp.astype(np.float64)
@@ -84,8 +93,10 @@ def head_cost(env: Env) -> EdgeCost:
     head_fwd = gemm_time(rows, v / tp, h, acc, env.peak, env.elem)
     dgrad = gemm_time(rows, h, v / tp, acc, env.peak, env.elem)
     wgrad = gemm_time(h, v / tp, rows, acc, env.peak, env.elem)
-    ce_fwd = memory_time(logits * 10.0, acc, 3)
-    ce_bwd = memory_time(logits * 6.0, acc, 2)
+    # 16-bit logits are cast to fp32 first (read elem, write 4) and the gradient cast back
+    upcast = np.where(env.elem < 4.0, env.elem + 4.0, 0.0)
+    ce_fwd = memory_time(logits * (CROSS_ENTROPY_FORWARD_BYTES + upcast), acc, 6)
+    ce_bwd = memory_time(logits * (CROSS_ENTROPY_BACKWARD_BYTES + upcast), acc, 3)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
     hidden_bytes = env.tokens * h * env.elem
     # the LM head's input is gathered (SP) or its gradient all-reduced (no SP): one half

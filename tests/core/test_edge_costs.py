@@ -1,0 +1,43 @@
+"""The last stage's cross-entropy traffic, worked by hand from Megatron-LM's kernels."""
+
+import numpy as np
+import pytest
+from tests.core.helpers import batch_of, scenario
+
+from deepflow.estimate.context import Env
+from deepflow.estimate.edges import head_cost
+from deepflow.hardware.roofline import gemm_time, memory_time
+
+
+def _env(precision: str, tp: int = 1) -> Env:
+    s = scenario(gpus=8, gbs=8, tp=tp, dp=8 // tp, micro_batch_size=1, precision=precision)
+    return Env.build(s.model, s.system, batch_of(s), 8)
+
+
+@pytest.mark.parametrize(("precision", "elem"), [("bf16", 2.0), ("fp32", 4.0)])
+@pytest.mark.parametrize("tp", [1, 8])
+def test_cross_entropy_bytes_per_logit(precision: str, elem: float, tp: int) -> None:
+    """Forward: cast to fp32 (elem + 4), max (4), subtract (8), exp (8), sum (4),
+    divide (8): 38 bytes per bf16 logit, 32 per fp32 logit. Backward: scale (8) and cast
+    back (4 + elem): 14 per bf16 logit, 8 per fp32 logit."""
+    env = _env(precision, tp)
+    acc = env.system.accelerator
+    m = env.model
+    rows = env.tokens[0]
+    logits = rows * m.vocab_size / tp
+    cast = elem + 4.0 if elem < 4 else 0.0
+    norm = rows * m.hidden_size
+    expect_fwd = (
+        memory_time(norm * 2 * elem, acc)
+        + gemm_time(rows, m.vocab_size / tp, m.hidden_size, acc, env.peak[0], elem)
+        + memory_time(logits * (32.0 + cast), acc, 6)
+    )
+    expect_bwd = (
+        memory_time(norm * 3 * elem, acc)
+        + gemm_time(rows, m.hidden_size, m.vocab_size / tp, acc, env.peak[0], elem)
+        + gemm_time(m.hidden_size, m.vocab_size / tp, rows, acc, env.peak[0], elem)
+        + memory_time(logits * (8.0 + cast), acc, 3)
+    )
+    head = head_cost(env)
+    np.testing.assert_allclose(head.forward_compute[0], expect_fwd, rtol=1e-12)
+    np.testing.assert_allclose(head.backward_compute[0], expect_bwd, rtol=1e-12)
