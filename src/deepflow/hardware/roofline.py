@@ -13,7 +13,9 @@ Patterson 2009, "Roofline"). Compute time divides FLOPs by the achievable rate:
   partial wave idles the rest (NVIDIA, "Matrix Multiplication Background User's Guide",
   sections "Tile Quantization" and "Wave Quantization");
 * pipeline fill: a tile's main loop over K is preceded by filling a multistage load pipeline,
-  ``K / (K + stages * tile_k)``.
+  ``K / (K + stages * tile_k)``;
+* split-K (:func:`split_k_gemm_time`): a GEMM whose output has too few tiles to fill the
+  device runs as ``s`` GEMMs over ``K / s`` side by side, then reduces the partial outputs.
 
 Memory time divides the bytes moved by the achievable bandwidth (``memory_efficiency`` x
 data-sheet bandwidth). Every function is vectorized: arguments broadcast as NumPy arrays.
@@ -82,3 +84,29 @@ def memory_time(
     bandwidth = accelerator.memory_bandwidth * accelerator.efficiency.memory
     overhead = np.asarray(kernels, dtype=np.float64) * accelerator.efficiency.kernel_overhead
     return np.where(moved > 0, moved / bandwidth + overhead, 0.0)
+
+
+SPLIT_K = (1, 2, 4, 8, 16, 32, 64)
+"""Split-K factors a GEMM may use (powers of two, as cuBLAS heuristics pick)."""
+
+
+def split_k_gemm_time(
+    m: float,
+    n: float,
+    k: float,
+    accelerator: AcceleratorSpec,
+    peak: float,
+    elem_bytes: float = 2.0,
+    batch: float = 1,
+) -> float:
+    """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` at the best split-K factor ``s``:
+    ``s`` GEMMs over ``ceil(k / s)`` each, run side by side, plus the reduction of the ``s``
+    partial outputs (read ``s``, write one). Libraries split K when the output has too few
+    tiles to fill the device, as in the weight gradient of an early convolution,
+    ``[C_in k_h k_w, N H W] x [N H W, C_out]`` (NVIDIA CUTLASS, "Efficient GEMM in CUDA",
+    parallelized reductions). Factors leave each slice at least ``tile_k`` deep."""
+    tile_k = accelerator.efficiency.tile_k
+    splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
+    t = gemm_time(m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits)
+    reduce = memory_time((splits + 1.0) * m * n * batch * elem_bytes, accelerator)
+    return float(np.min(t + np.where(splits > 1, reduce, 0.0)))

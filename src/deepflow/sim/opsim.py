@@ -59,7 +59,7 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
-from deepflow.hardware import gemm_time, memory_time
+from deepflow.hardware.roofline import memory_time, split_k_gemm_time
 from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.system import SystemSpec
@@ -153,10 +153,6 @@ class OpCostModel(Protocol):
     def backward_time(self, op: Op, degrees: tuple[int, ...]) -> float: ...
 
 
-SPLIT_K = (1, 2, 4, 8, 16, 32, 64)
-"""Split-K factors a GEMM may use (powers of two, as cuBLAS heuristics pick)."""
-
-
 class RooflineCost:
     """Partition cost from the roofline (:mod:`deepflow.hardware.roofline`).
 
@@ -164,7 +160,8 @@ class RooflineCost:
     sample and spatial or time degrees, ``N`` by the parameter degree, the GEMM count by a
     sample degree on a batched GEMM), and ``steps`` such GEMMs run one after another. The
     backward pass is two GEMMs per step: the input gradient ``[m, n] x [n, k]`` and the
-    weight gradient ``[k, m] x [m, n]``, each at its best split-K factor. Memory-bound traffic shrinks by the number of
+    weight gradient ``[k, m] x [m, n]``, each at its best split-K factor
+    (:func:`~deepflow.hardware.roofline.split_k_gemm_time`). Memory-bound traffic shrinks by the number of
     partitions. Answers are cached by content: ``(op.cost_key, degrees)`` on this
     accelerator and precision (FlexFlow measures each distinct (op, config) once, sec. 5.1).
     """
@@ -208,17 +205,7 @@ class RooflineCost:
         return out
 
     def _gemm(self, m: int, n: int, k: int, batch: int) -> float:
-        """A GEMM at its best split-K factor ``s``: ``s`` GEMMs over ``k / s`` each, run
-        side by side, plus the reduction of the ``s`` partial outputs (read ``s``, write one).
-        Libraries split K when the output has too few tiles to fill the device, as in the
-        weight gradient of an early convolution, ``[C_in k_h k_w, N H W] x [N H W, C_out]``
-        (NVIDIA CUTLASS, "Efficient GEMM in CUDA", parallelized reductions)."""
-        acc, eb = self.accelerator, self.elem_bytes
-        tile_k = acc.efficiency.tile_k
-        splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
-        t = gemm_time(m, n, np.ceil(k / splits), acc, self.peak, eb, batch * splits)
-        reduce = memory_time((splits + 1.0) * m * n * batch * eb, acc)
-        return float(np.min(t + np.where(splits > 1, reduce, 0.0)))
+        return split_k_gemm_time(m, n, k, self.accelerator, self.peak, self.elem_bytes, batch)
 
     def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
         return self._times(op, degrees)[0]
