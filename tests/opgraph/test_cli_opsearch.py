@@ -22,3 +22,11 @@ def test_search_ops_text_and_bad_input() -> None:
     assert "speed-up" in r.output and "data parallel" in r.output
     bad = CliRunner().invoke(main, ["search-ops", "alexnet", "--gpus", "10", "--nodes", "4"])
     assert bad.exit_code == 2
+
+
+def test_search_ops_sync_after_backward_is_slower_for_data_parallel() -> None:
+    args = ["search-ops", "alexnet", "--budget", "0", "--json"]
+    over = json.loads(CliRunner().invoke(main, args).output)
+    after = json.loads(CliRunner().invoke(main, [*args, "--sync", "after-backward"]).output)
+    assert over["sync"] == "overlapped" and after["sync"] == "after-backward"
+    assert after["data_parallel_s"] > over["data_parallel_s"]

@@ -47,6 +47,14 @@ WORKLOADS = {
     default="fp32",
     show_default=True,
 )
+@click.option(
+    "--sync",
+    type=click.Choice(["overlapped", "after-backward"]),
+    default="overlapped",
+    show_default=True,
+    help="Gradient synchronization overlapping the backward pass, or after it (FlexFlow's "
+    "simulators).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @exits_2_on_bad_input
 def search_ops(
@@ -58,6 +66,7 @@ def search_ops(
     budget: int,
     seed: int,
     precision: str,
+    sync: str,
     as_json: bool,
 ) -> None:
     """Search per-operator parallelization strategies for WORKLOAD (FlexFlow's SOAP space)."""
@@ -72,7 +81,7 @@ def search_ops(
         "--system",
     )
     graph = WORKLOADS[workload](batch)
-    sim = OpSimulator(graph, system, Precision(precision))
+    sim = OpSimulator(graph, system, Precision(precision), overlap_sync=sync == "overlapped")
     result = mcmc_search(sim, iterations=budget, seed=seed)
     ops = describe(graph, result.best)
     if as_json:
@@ -83,6 +92,7 @@ def search_ops(
             "nodes": nodes,
             "batch": batch,
             "precision": precision,
+            "sync": sync,
             "seed": seed,
             "data_parallel_s": result.data_parallel_cost,
             "best_s": result.best_cost,
@@ -97,7 +107,9 @@ def search_ops(
         click.echo(json.dumps(out, indent=2))
         return
     click.echo(f"{graph.name}: {len(graph.ops)} ops, {graph.parameter_count / 1e6:.1f} M params")
-    click.echo(f"system: {system.name}, {gpus} accelerators on {nodes} nodes, batch {batch}")
+    click.echo(
+        f"system: {system.name}, {gpus} accelerators on {nodes} nodes, batch {batch}, sync {sync}"
+    )
     click.echo(f"data parallel : {format_time(result.data_parallel_cost)}")
     click.echo(
         f"best found    : {format_time(result.best_cost)}  (from {result.best_start}, "
