@@ -21,6 +21,7 @@ from deepflow.interop.astra import (
     simulate_workload,
 )
 from deepflow.interop.chakra import NodeType, check_workload, read_workload
+from deepflow.interop.chakra.model import CommType
 from deepflow.specs.scenario import scenario_from_dict
 
 SCENARIO = {
@@ -144,7 +145,11 @@ def test_every_parallelism_exports_and_simulates(
     assert (result.tp, result.cp, result.ep, result.vpp) == degrees
     traces, sim = _simulate(result)
     first = traces[0].nodes
-    assert first[-1].name == "optimizer_step" and first[-1].type is NodeType.COMP_NODE
+    opt = [n.name for n in first].index("optimizer_step")
+    assert first[opt].type is NodeType.COMP_NODE
+    # ZeRO 1 (the ep case) all-gathers the updated parameters after the optimizer step
+    after = [n.name for n in first[opt + 1 :]]
+    assert after == (["dp_param_ag", "dp_expert_param_ag"] if name == "ep" else [])
     names = [n.name for t in traces.values() for n in t.nodes]
     if name == "cp":  # ring attention: send/recv pairs beside each layer's compute
         assert any("_cp_send" in n for n in names) and any("_cp_recv" in n for n in names)
@@ -169,3 +174,53 @@ def test_merged_layers_keep_the_step(tmp_path: Path) -> None:
     merged = export_scenario(scenario, tmp_path / "merged", merge_layers=True)
     assert merged.nodes_per_rank < 200
     assert _simulate(merged)[1].makespan_s == pytest.approx(full, rel=0.05)
+
+
+def _comm_names(nodes, comm_type: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [n.name for n in nodes if n.attr_value("comm_type") == comm_type]
+
+
+AR, AG, RS = int(CommType.ALL_REDUCE), int(CommType.ALL_GATHER), int(CommType.REDUCE_SCATTER)
+
+
+def test_sequence_parallel_pairs_replace_the_all_reduces(tmp_path: Path) -> None:
+    data = dict(SCENARIO, strategy={"tp": 4, "pp": 2, "sequence_parallel": True})
+    result = export_scenario(scenario_from_dict(data, name="sp"), tmp_path)
+    first = read_workload(result.workload_prefix)[0].nodes
+    layers_here = scenario_from_dict(data).model.num_layers // 2
+    micro = sum(1 for n in first if n.name.startswith("fwd_embedding"))
+    tp_ag = [n for n in _comm_names(first, AG) if "_tp_ag" in n]
+    tp_rs = [n for n in _comm_names(first, RS) if "_tp_rs" in n]
+    # two pairs per layer, forward and backward
+    assert len(tp_ag) == len(tp_rs) == 2 * 2 * layers_here * micro
+    assert not [n for n in _comm_names(first, AR) if "_tp_" in n]
+
+
+@pytest.mark.parametrize("zero", [0, 1, 2, 3])
+def test_zero_stages_export_their_collectives(tmp_path: Path, zero: int) -> None:
+    data = dict(SCENARIO, strategy={"tp": 2, "pp": 1, "zero": zero, "micro_batch_size": 1})
+    scenario = scenario_from_dict(data, name=f"zero{zero}")
+    result = export_scenario(scenario, tmp_path)
+    traces, sim = _simulate(result)
+    first = traces[0].nodes
+    names = [n.name for n in first]
+    layers = scenario.model.num_layers
+    micro = sum(1 for n in names if n.startswith("fwd_embedding"))
+    gathers = [n for n in _comm_names(first, AG) if "_zero3_ag" in n]
+    scatters = [n for n in _comm_names(first, RS) if "_zero3_rs" in n]
+    if zero == 3:
+        # each layer gathered before its forward and its backward compute, gradients
+        # reduce-scattered after the backward; no sync at the end of the step
+        assert len(gathers) == 2 * layers * micro and len(scatters) == layers * micro
+        assert not any(n.startswith("dp_grad") for n in names)
+        assert names.index("fwd_mb0_c0_layer0_zero3_ag") < names.index("fwd_mb0_c0_layer0")
+    else:
+        assert not gathers and not scatters
+        sync = "dp_grad_ar" if zero == 0 else "dp_grad_rs"
+        assert names[-2:] == [sync, "optimizer_step"] or names[-3:] == [
+            sync,
+            "optimizer_step",
+            "dp_param_ag",
+        ]
+        assert ("dp_param_ag" in names) == (zero > 0)
+    assert sim.makespan_s > 0

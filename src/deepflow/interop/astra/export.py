@@ -42,9 +42,15 @@ Compute durations are the closed-form evaluator's per-layer costs
 embedding and head on the first and last chunk), rounded to whole microseconds (the ET's
 resolution; at least 1 us).
 
-Not exported: ZeRO-3's per-layer gathers (the gradient sync is an all-reduce whatever the
-ZeRO stage), sequence-parallel reduce-scatter and all-gather pairs (written as the
-equal-volume all-reduce), and the estimator's overlaps (gradient sync under backward).
+With sequence parallelism each tensor-parallel all-reduce becomes an all-gather and a
+reduce-scatter of the same buffer (Korthikanti et al. 2022, sec. 4.2.2). ZeRO 1/2 replace
+the gradient all-reduce by a reduce-scatter before the optimizer step and an all-gather of
+the parameters after it; ZeRO-3 gathers each layer's parameters before its forward and
+its backward compute and reduce-scatters its gradients after the backward (Rajbhandari et
+al. 2020, sec. 5), with no gradient sync at the end.
+
+Not exported: the estimator's overlaps (gradient sync under backward, ZeRO-3 prefetch):
+every node of a rank waits for the one before it, except the context-parallel exchanges.
 
 Big jobs: every rank of the job gets a file when the job has at most ``max_ranks`` ranks
 (default 64).
@@ -68,7 +74,7 @@ from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
 from deepflow.estimate.evaluate import evaluate
-from deepflow.estimate.layer_cost import layer_cost
+from deepflow.estimate.layer_cost import LayerCost, layer_cost
 from deepflow.interop.astra.network import NETWORK_GB
 from deepflow.interop.chakra.codec import write_workload
 from deepflow.interop.chakra.model import (
@@ -260,6 +266,10 @@ def export_scenario(
     sp_div = float(env.sp_div[0])
     kv = _kv_bytes(env, dense_t)
     tp_colls = 2
+    sequence_parallel = bool(s.sequence_parallel)
+    zero = int(s.zero)
+    zero3 = zero >= 3 and dp > 1
+    grad = float(env.grad_bytes[0])
     # layers per chunk: pp * vpp chunks, chunk c on stage c mod pp (Narayanan et al. 2021,
     # sec. 2.2.2); the remainder goes to the first chunks
     chunks = pp * vpp
@@ -330,6 +340,10 @@ def export_scenario(
             else:
                 seconds = sum(float(k.backward_compute[0] + k.recompute[0]) * n for k, n in parts)
             name = f"{label}_layer{blk.start}" + (f"-{blk.stop - 1}" if len(blk) > 1 else "")
+            if zero3:
+                # ZeRO-3 / FSDP: gather the layers' parameters before their compute, in
+                # forward and again in backward (Rajbhandari et al. 2020, sec. 5.3)
+                zero3_colls(nb, where, parts, CommType.ALL_GATHER, elem, f"{name}_zero3_ag")
             start = nb.tail
             nb.comp(name, seconds)
             if cp > 1:
@@ -348,12 +362,41 @@ def export_scenario(
             if tp > 1:
                 for j in range(1 if merge_layers else tp_colls):
                     size = hidden * (tp_colls * len(blk) if merge_layers else 1)
-                    nb.coll(f"{name}_tp_ar{j}", CommType.ALL_REDUCE, size, tp_group[(c, d, p)])
+                    if sequence_parallel:
+                        # all-gather before the column-parallel GEMM, reduce-scatter after the
+                        # row-parallel one; backward mirrors them with the same pair
+                        # (Korthikanti et al. 2022, sec. 4.2.2)
+                        nb.coll(f"{name}_tp_ag{j}", CommType.ALL_GATHER, size,
+                                tp_group[(c, d, p)])  # fmt: skip
+                        nb.coll(f"{name}_tp_rs{j}", CommType.REDUCE_SCATTER, size,
+                                tp_group[(c, d, p)])  # fmt: skip
+                    else:
+                        nb.coll(f"{name}_tp_ar{j}", CommType.ALL_REDUCE, size,
+                                tp_group[(c, d, p)])  # fmt: skip
             if ep > 1 and n_moe:
                 routed = hidden * moe_t.top_k / sp_div
                 for j in range(2 * n_moe):
                     nb.coll(f"{name}_ep_a2a{j}", CommType.ALL_TO_ALL, routed,
                             ep_group[(t, c, d // ep, p)])  # fmt: skip
+            if zero3 and not fwd:
+                zero3_colls(nb, where, parts, CommType.REDUCE_SCATTER, grad, f"{name}_zero3_rs")
+
+    def zero3_colls(nb: _Builder, where: tuple[int, int, int, int],
+                    parts: list[tuple[LayerCost, int]], comm: CommType, width: float,
+                    name: str) -> None:  # fmt: skip
+        """ZeRO-3 collectives of a block of layers: the whole (unsharded) parameters or
+        gradients, replicated weights over ``dp``, expert weights over the ``dp / ep``
+        replicas that hold the same experts (as the estimator's ``zero3_exposed``)."""
+        t, c, d, p = where
+        shared = sum(
+            (float(k.params[0]) + (float(k.expert_params[0]) if ep == 1 else 0.0)) * n
+            for k, n in parts
+        )
+        nb.coll(name, comm, shared * dp * width, dp_group[(t, c, p)])
+        expert = sum(float(k.expert_params[0]) * n for k, n in parts) if ep > 1 else 0.0
+        if expert and dp // ep > 1:
+            nb.coll(f"{name}_expert", comm, expert * (dp // ep) * width,
+                    edp_group[(t, c, d % ep, p)])  # fmt: skip
 
     traces: dict[int, ExecutionTrace] = {}
     for t, c, d, p in coords:
@@ -418,15 +461,23 @@ def export_scenario(
         dense_p = float(costs[False].params[0]) * (len(layers) - n_moe)
         moe_p = float(costs[True].params[0]) * n_moe
         expert_p = float(costs[True].expert_params[0]) * n_moe
-        grad = float(env.grad_bytes[0])
-        if dp > 1:
-            shared = dense_p + moe_p + (expert_p if ep == 1 else 0.0)
-            nb.coll("dp_grad_ar", CommType.ALL_REDUCE, shared * grad, dp_group[(t, c, p)])
+        shared = dense_p + moe_p + (expert_p if ep == 1 else 0.0)
+        sharded = dp > 1 and zero in (1, 2)
+        if dp > 1 and not zero3:
+            # ZeRO 1/2 reduce-scatter the gradients and, after the sharded optimizer step,
+            # all-gather the parameters (Rajbhandari et al. 2020, sec. 5.1-5.2)
+            comm, tag = (CommType.REDUCE_SCATTER, "rs") if sharded else (CommType.ALL_REDUCE, "ar")
+            nb.coll(f"dp_grad_{tag}", comm, shared * grad, dp_group[(t, c, p)])
             if ep > 1 and expert_p and dp // ep > 1:
-                nb.coll("dp_expert_grad_ar", CommType.ALL_REDUCE, expert_p * grad,
+                nb.coll(f"dp_expert_grad_{tag}", comm, expert_p * grad,
                         edp_group[(t, c, d % ep, p)])  # fmt: skip
         # the optimizer step: the estimator's memory-bound Adam update (evaluate.py)
         nb.comp("optimizer_step", optimizer_s)
+        if sharded:
+            nb.coll("dp_param_ag", CommType.ALL_GATHER, shared * elem, dp_group[(t, c, p)])
+            if ep > 1 and expert_p and dp // ep > 1:
+                nb.coll("dp_expert_param_ag", CommType.ALL_GATHER, expert_p * elem,
+                        edp_group[(t, c, d % ep, p)])  # fmt: skip
         traces[me] = ExecutionTrace(GlobalMetadata(ET_VERSION), tuple(nb.nodes))
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
