@@ -160,10 +160,11 @@ class RooflineCost:
     sample and spatial or time degrees, ``N`` by the parameter degree, the GEMM count by a
     sample degree on a batched GEMM), and ``steps`` such GEMMs run one after another. The
     backward pass is two GEMMs per step: the input gradient ``[m, n] x [n, k]`` and the
-    weight gradient ``[k, m] x [m, n]``, each at its best split-K factor
-    (:func:`~deepflow.hardware.roofline.split_k_gemm_time`). Memory-bound traffic shrinks by the number of
-    partitions. Answers are cached by content: ``(op.cost_key, degrees)`` on this
-    accelerator and precision (FlexFlow measures each distinct (op, config) once, sec. 5.1).
+    weight gradient ``[k, m] x [m, n]``. Every GEMM runs at its best split-K factor
+    (:func:`~deepflow.hardware.roofline.split_k_gemm_time`). Memory-bound traffic shrinks
+    by the number of partitions. Answers are cached by content: ``(op.cost_key, degrees)``
+    on this accelerator and precision (FlexFlow measures each distinct (op, config) once,
+    sec. 5.1).
     """
 
     def __init__(self, accelerator: AcceleratorSpec, precision: Precision = Precision.FP32):

@@ -379,14 +379,15 @@ def export_scenario(
                     nb.coll(f"{name}_ep_a2a{j}", CommType.ALL_TO_ALL, routed,
                             ep_group[(t, c, d // ep, p)])  # fmt: skip
             if zero3 and not fwd:
-                zero3_colls(nb, where, parts, CommType.REDUCE_SCATTER, grad, f"{name}_zero3_rs")
+                zero3_colls(nb, where, parts, CommType.REDUCE_SCATTER, elem, f"{name}_zero3_rs")
 
     def zero3_colls(nb: _Builder, where: tuple[int, int, int, int],
                     parts: list[tuple[LayerCost, int]], comm: CommType, width: float,
                     name: str) -> None:  # fmt: skip
         """ZeRO-3 collectives of a block of layers: the whole (unsharded) parameters or
-        gradients, replicated weights over ``dp``, expert weights over the ``dp / ep``
-        replicas that hold the same experts (as the estimator's ``zero3_exposed``)."""
+        gradients in the training precision, replicated weights over ``dp``, expert weights
+        over the ``dp / ep`` replicas that hold the same experts (the volumes of the
+        estimator's :func:`~deepflow.estimate.evaluate.zero3_exposed`)."""
         t, c, d, p = where
         shared = sum(
             (float(k.params[0]) + (float(k.expert_params[0]) if ep == 1 else 0.0)) * n
