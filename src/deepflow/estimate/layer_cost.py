@@ -24,6 +24,7 @@ from deepflow.network.collectives import Algorithm, Collective, collective_time,
 from deepflow.parallel.batch import ALGORITHMS
 from deepflow.workload.operators import (
     AttentionCore,
+    Bias,
     Elementwise,
     Gemm,
     LayerTemplate,
@@ -137,18 +138,30 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     fwd = gemm_time(rows, n, k, acc, env.peak, env.elem, groups)
     dgrad = gemm_time(rows, k, n, acc, env.peak, env.elem, groups)
     wgrad = gemm_time(k, n, rows, acc, env.peak, env.elem, groups)
+    # without fused epilogues, a bias the layer adds itself is a read-write pass over the
+    # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
+    # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
+    # gradient a reduction over the output gradient (``grad_output.sum(0)``); the output of
+    # a row-parallel GEMM gets its bias after the reduction, sequence-sharded with SP
+    eager = ~env.batch.fused_epilogues
+    out_values = rows * groups * n / np.where(op.shard is Shard.ROW, env.sp_div, 1.0)
+    own_bias = eager & (op.bias is Bias.OWN)
+    bias_add = np.where(own_bias, memory_time(out_values * 2.0 * env.elem, acc), 0.0)
+    bias_grad = np.where(
+        eager & (op.bias is not Bias.NONE), memory_time(out_values * env.elem, acc), 0.0
+    )
     saved_rows = rows * groups / np.where(op.input_shard is Shard.SEQUENCE, env.sp_div, 1.0)
     params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
     if op.scope is Scope.EXPERT:
         params = params / env.batch.ep
     return {
-        "fwd": fwd,
-        "bwd": dgrad + wgrad,
+        "fwd": fwd + bias_add,
+        "bwd": dgrad + wgrad + bias_grad,
         "wgrad": wgrad,
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
-        "kernels": np.ones_like(fwd),
+        "kernels": 1.0 + own_bias,
     }
 
 
@@ -158,6 +171,10 @@ def _elementwise(env: Env, layer: LayerTemplate, op: Elementwise) -> dict[str, n
     values = rows * groups * op.elements / _shard_div(env, op.shard)
     fwd = memory_time(values * op.passes * env.elem, acc, op.kernels)
     bwd = memory_time(values * op.backward_passes * env.elem, acc, op.kernels)
+    if op.weight_grad_passes:
+        # the weight gradient as its own kernel when epilogues are not fused
+        weight_grad = memory_time(values * op.weight_grad_passes * env.elem, acc, op.kernels)
+        bwd = bwd + np.where(env.batch.fused_epilogues, 0.0, weight_grad)
     width = env.elem if op.saved_bytes == 0 else float(op.saved_bytes)
     saved = values * (op.saved / op.elements) * width
     params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))

@@ -48,6 +48,7 @@ class StrategyBatch:
     overlap_grad_reduce: np.ndarray
     overlap_param_gather: np.ndarray
     fp32_main_grads: np.ndarray
+    fused_epilogues: np.ndarray
     algorithm: np.ndarray  # index into ALGORITHMS
     stride_tp: np.ndarray
     stride_cp: np.ndarray
@@ -93,6 +94,7 @@ class StrategyBatch:
             overlap_grad_reduce=col(lambda s: s.overlap_grad_reduce, bool),
             overlap_param_gather=col(lambda s: s.overlap_param_gather, bool),
             fp32_main_grads=col(lambda s: s.fp32_main_grads, bool),
+            fused_epilogues=col(lambda s: s.fused_epilogues, bool),
             algorithm=col(lambda s: ALGORITHMS.index(s.collective_algorithm)),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -158,6 +160,7 @@ class StrategyBatch:
             overlap_grad_reduce=arr("overlap_grad_reduce", bool),
             overlap_param_gather=arr("overlap_param_gather", bool),
             fp32_main_grads=arr("fp32_main_grads", bool),
+            fused_epilogues=arr("fused_epilogues", bool),
             algorithm=np.full(n, ALGORITHMS.index(str(arrays.get("collective_algorithm", "ring")))),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -186,6 +189,7 @@ class StrategyBatch:
             overlap_grad_reduce=bool(self.overlap_grad_reduce[i]),
             overlap_param_gather=bool(self.overlap_param_gather[i]),
             fp32_main_grads=bool(self.fp32_main_grads[i]),
+            fused_epilogues=bool(self.fused_epilogues[i]),
             axis_order=self.axis_orders[i],  # type: ignore[arg-type]
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
         )

@@ -43,6 +43,15 @@ class StrategySpec(Spec):
     into which every micro-batch accumulates (Megatron-LM's ``main_grad``); otherwise they
     stay in the parameter precision.
 
+    ``fused_epilogues`` says how the framework's kernels treat biases and norm weights. True
+    (Transformer Engine; cuBLASLt epilogues): a linear layer's bias is added, and its
+    gradient reduced, inside the GEMM's epilogue, and a norm's backward computes the input
+    and the weight gradients in one pass. False (eager kernels, as in Megatron-LM up to 2022
+    and Megatron-DeepSpeed): a bias that no fused element-wise kernel takes adds a separate
+    read-write pass over the GEMM's output, every bias gradient is a separate reduction
+    over the output gradient, and a norm's weight gradient reads the output gradient and
+    the input a second time (apex ``FusedLayerNorm``).
+
     ``virtual_nodes`` (VirtualFlow, Or et al. 2022, arXiv 2009.09523) splits the global batch
     into V virtual nodes of ``global_batch_size / V`` sequences, processed in turn by each
     data-parallel replica (``V / dp`` each) with gradients accumulated: the job keeps its
@@ -72,6 +81,7 @@ class StrategySpec(Spec):
     overlap_grad_reduce: bool = True
     overlap_param_gather: bool = True
     fp32_main_grads: bool = True
+    fused_epilogues: bool = True
     axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None

@@ -40,6 +40,15 @@ choices, by data set:
   honoured, also where PP = 1 (vTrain's own loader would replace it with global batch / DP;
   the CSV records the run as measured). The vocabulary is vTrain's default, 50,257. The A100
   variant is not stated; the 80 GB DGX A100 preset is used.
+
+All three code bases run eager PyTorch and apex kernels, not Transformer Engine, so every
+case sets ``fused_epilogues: false``: the QKV projection adds its bias in a separate pass
+(Megatron-LM 2020-2021: ``F.linear`` on a 3-D input, which PyTorch of that time runs as
+``matmul`` then ``add_`` of the bias; Megatron-DeepSpeed: ``output + bias`` after the matmul
+in its async-communication linear), each bias gradient is a reduction over the output
+gradient (``grad_output.sum(0)``, or autograd's sum over the broadcast dimensions),
+and the layer norm is apex's ``FusedLayerNorm``, whose weight gradient re-reads the output
+gradient and the input (``cuComputePartGradGammaBeta``).
 """
 
 from __future__ import annotations
@@ -226,6 +235,7 @@ def megatron_2021_cases() -> list[Case]:
                 "overlap_grad_reduce": torch_ddp,
                 # local DDP accumulates into fp32 main_grad buffers; torch DDP keeps fp16 .grad
                 "fp32_main_grads": not torch_ddp,
+                "fused_epilogues": False,
             },
             "training": {"global_batch_size": gb},
         }
@@ -256,7 +266,8 @@ def megatron_2021_cases() -> list[Case]:
 def _megatron_strategy(tp: int, pp: int, dp: int, mb: int) -> dict[str, Any]:
     """The Megatron-LM setup of the 2020 README and vTrain's runs: full activation
     recomputation, no sequence parallelism, fp16, unfused attention, 1F1B, gradients reduced
-    after the backward pass (Megatron's local DDP; vTrain: use_gradient_bucket false)."""
+    after the backward pass (Megatron's local DDP; vTrain: use_gradient_bucket false), eager
+    bias and norm kernels."""
     return {
         "tp": tp,
         "pp": pp,
@@ -269,6 +280,7 @@ def _megatron_strategy(tp: int, pp: int, dp: int, mb: int) -> dict[str, Any]:
         "flash_attention": False,
         "pipeline_schedule": "1f1b",
         "overlap_grad_reduce": False,
+        "fused_epilogues": False,
     }
 
 

@@ -30,6 +30,17 @@ class Shard(str, Enum):
     REPLICATED = "replicated"
 
 
+class Bias(str, Enum):
+    """Where a GEMM's bias is added: nowhere (``NONE``), by the linear layer itself
+    (``OWN``: its GEMM epilogue, or a separate add), or by the fused element-wise kernel
+    that follows (``NEXT``: Megatron-LM's bias-GeLU and bias-dropout-add, which take the
+    bias through ``skip_bias_add``)."""
+
+    NONE = "none"
+    OWN = "own"
+    NEXT = "next"
+
+
 class Scope(str, Enum):
     """What the op's token count is: the layer's tokens, or the tokens routed to the
     experts held by one rank (``EXPERT``)."""
@@ -55,6 +66,7 @@ class Gemm:
     scope: Scope = Scope.TOKEN
     tokens_factor: float = 1.0
     groups: int = 1  # experts held on one rank: batched GEMMs sharing the token count
+    bias: Bias = Bias.NONE
 
     @property
     def input_shard(self) -> Shard:
@@ -74,7 +86,9 @@ class Elementwise:
     (LayerNorm: read x, write y = 2); the backward pass moves ``backward_passes`` (read the
     output gradient and the saved input, write the input gradient = 3 for most).
     ``saved`` is how many values per token are kept for backward, ``saved_bytes`` their
-    width (0 = the activation width, 1 = a dropout mask of bytes).
+    width (0 = the activation width, 1 = a dropout mask of bytes). ``weight_grad_passes``
+    are the extra backward passes of an op whose weight gradient is a separate kernel
+    (a norm without fused epilogues reads the output gradient and the input again).
     """
 
     name: str
@@ -88,6 +102,7 @@ class Elementwise:
     scope: Scope = Scope.TOKEN
     tokens_factor: float = 1.0
     kernels: int = 1
+    weight_grad_passes: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from functools import cache
 from deepflow.specs.model import FfnType, ModelSpec
 from deepflow.workload.operators import (
     AttentionCore,
+    Bias,
     Elementwise,
     Gemm,
     LayerTemplate,
@@ -26,11 +27,22 @@ from deepflow.workload.operators import (
     Shard,
 )
 
+# extra backward passes of a norm whose weight gradient is its own kernel: read the output
+# gradient and the input again (apex FusedLayerNorm, cuComputePartGradGammaBeta)
+NORM_WEIGHT_GRAD_PASSES = 2.0
+
 
 def _norm(name: str, h: int, rms: bool) -> Elementwise:
     # LayerNorm saves its input for backward (Korthikanti et al. 2022, Table 2: 2sbh each)
     return Elementwise(
-        name, h, Shard.SEQUENCE, passes=2, backward_passes=3, saved=h, params=h if rms else 2 * h
+        name,
+        h,
+        Shard.SEQUENCE,
+        passes=2,
+        backward_passes=3,
+        saved=h,
+        params=h if rms else 2 * h,
+        weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
     )
 
 
@@ -56,6 +68,7 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                     Shard.SEQUENCE,
                     saved=m.q_lora_rank,
                     params=m.q_lora_rank,
+                    weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
                 ),
                 Gemm("q_up", m.q_lora_rank, a * qk, Shard.COLUMN, m.q_lora_rank * a * qk),
             ]
@@ -75,6 +88,7 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                 Shard.SEQUENCE,
                 saved=m.kv_lora_rank,
                 params=m.kv_lora_rank,
+                weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
             ),
             Gemm(
                 "kv_up",
@@ -88,9 +102,27 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
         out = Gemm("attn_out", a * m.v_head_dim, h, Shard.ROW, a * m.v_head_dim * h)
     else:
         qkv = (a + 2 * kv) * d
-        ops.append(Gemm("qkv", h, qkv, Shard.COLUMN, h * qkv + (qkv if bias else 0)))
+        # Megatron-LM: the QKV projection adds its own bias; the output projection's bias
+        # goes to the fused bias-dropout-add (skip_bias_add)
+        ops.append(
+            Gemm(
+                "qkv",
+                h,
+                qkv,
+                Shard.COLUMN,
+                h * qkv + (qkv if bias else 0),
+                bias=Bias.OWN if bias else Bias.NONE,
+            )
+        )
         core = AttentionCore(a, kv, d, d)
-        out = Gemm("attn_out", a * d, h, Shard.ROW, a * d * h + (h if bias else 0))
+        out = Gemm(
+            "attn_out",
+            a * d,
+            h,
+            Shard.ROW,
+            a * d * h + (h if bias else 0),
+            bias=Bias.NEXT if bias else Bias.NONE,
+        )
     return tuple(ops), core, out
 
 
@@ -128,6 +160,7 @@ def _mlp_ops(
             scope=scope,
             tokens_factor=tokens_factor,
             groups=groups,
+            bias=Bias.NEXT if bias else Bias.NONE,  # bias-GeLU takes it (skip_bias_add)
         ),
         act,
         Gemm(
@@ -139,6 +172,7 @@ def _mlp_ops(
             scope=scope,
             tokens_factor=tokens_factor,
             groups=groups,
+            bias=Bias.NEXT if bias else Bias.NONE,  # bias-dropout-add takes it
         ),
     )
 
