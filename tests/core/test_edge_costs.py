@@ -41,3 +41,21 @@ def test_cross_entropy_bytes_per_logit(precision: str, elem: float, tp: int) -> 
     head = head_cost(env)
     np.testing.assert_allclose(head.forward_compute[0], expect_fwd, rtol=1e-12)
     np.testing.assert_allclose(head.backward_compute[0], expect_bwd, rtol=1e-12)
+
+
+def test_final_norm_weight_gradient_pass_without_fused_epilogues() -> None:
+    """The final norm's eager weight gradient re-reads the output gradient and the input."""
+
+    def head(fused: bool):
+        s = scenario(gpus=8, gbs=8, tp=2, dp=4, micro_batch_size=1, fused_epilogues=fused)
+        env = Env.build(s.model, s.system, batch_of(s), 8)
+        return env, head_cost(env)
+
+    env, fused = head(True)
+    _, eager = head(False)
+    norm = env.tokens[0] * env.model.hidden_size
+    extra = memory_time(norm * 2 * env.elem[0], env.system.accelerator)
+    assert eager.forward_compute[0] == fused.forward_compute[0]
+    np.testing.assert_allclose(
+        eager.backward_compute[0] - fused.backward_compute[0], extra, rtol=1e-12
+    )

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.estimate.layer_cost import tp_pair_time
+from deepflow.estimate.layer_cost import elementwise_cost, tp_pair_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
-from deepflow.workload.transformer import NORM_WEIGHT_GRAD_PASSES, parameter_count
+from deepflow.workload.transformer import final_norm, parameter_count
 
 # fp32 bytes per logit of Megatron-LM's vocab-parallel cross-entropy (megatron/mpu/
 # cross_entropy.py, 2021; core/tensor_parallel/cross_entropy.py later), one eager kernel
@@ -88,12 +88,8 @@ def head_cost(env: Env) -> EdgeCost:
     rows = env.tokens
     norm_values = rows * h / env.sp_div
     logits = rows * v / tp
-    norm_fwd = memory_time(norm_values * 2.0 * env.elem, acc)
-    norm_bwd = memory_time(norm_values * 3.0 * env.elem, acc) + np.where(
-        env.batch.fused_epilogues,
-        0.0,
-        memory_time(norm_values * NORM_WEIGHT_GRAD_PASSES * env.elem, acc),
-    )
+    norm = elementwise_cost(env, final_norm(env.model))
+    norm_fwd, norm_bwd = norm["fwd"], norm["bwd"]
     head_fwd = gemm_time(rows, v / tp, h, acc, env.peak, env.elem)
     dgrad = gemm_time(rows, h, v / tp, acc, env.peak, env.elem)
     wgrad = gemm_time(h, v / tp, rows, acc, env.peak, env.elem)

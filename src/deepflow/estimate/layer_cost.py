@@ -111,10 +111,11 @@ def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
 
 
 def _tokens(
-    env: Env, layer: LayerTemplate, scope: Scope, factor: float
+    env: Env, layer: LayerTemplate | None, scope: Scope, factor: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched."""
     if scope is Scope.EXPERT:
+        assert layer is not None, "an expert-scoped op needs its layer"
         local_experts = layer.num_experts / env.batch.ep
         return env.tokens * factor / local_experts, local_experts
     return env.tokens * factor, np.ones_like(env.tokens)
@@ -165,7 +166,11 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     }
 
 
-def _elementwise(env: Env, layer: LayerTemplate, op: Elementwise) -> dict[str, np.ndarray]:
+def elementwise_cost(
+    env: Env, op: Elementwise, layer: LayerTemplate | None = None
+) -> dict[str, np.ndarray]:
+    """Forward and backward time, saved bytes and parameters of a memory-bound op for one
+    micro-batch on one rank (``layer`` is needed for expert-scoped ops only)."""
     acc = env.system.accelerator
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     values = rows * groups * op.elements / _shard_div(env, op.shard)
@@ -249,7 +254,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     """Cost of ``layer`` for one micro-batch on one rank of each strategy in ``env``."""
     b = env.batch
     parts = [
-        (_gemm(env, layer, op) if isinstance(op, Gemm) else _elementwise(env, layer, op))
+        (_gemm(env, layer, op) if isinstance(op, Gemm) else elementwise_cost(env, op, layer))
         for op in layer.ops
     ]
     attn = _attention(env, layer.attention)

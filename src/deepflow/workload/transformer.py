@@ -51,6 +51,11 @@ def _dropout_residual(name: str, h: int) -> Elementwise:
     return Elementwise(name, h, Shard.SEQUENCE, passes=3, backward_passes=3, saved=h, saved_bytes=1)
 
 
+def final_norm(model: ModelSpec) -> Elementwise:
+    """The norm after the last layer, before the LM head (on the last pipeline stage)."""
+    return _norm("final_norm", model.hidden_size, model.ffn_type is FfnType.SWIGLU)
+
+
 def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], AttentionCore, Gemm]:
     h, a, kv, d = model.hidden_size, model.num_attention_heads, model.num_kv_heads, model.head_dim
     bias = model.ffn_type is not FfnType.SWIGLU  # GPT-style blocks carry biases; Llama's do not
