@@ -11,6 +11,7 @@ from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import PRECISIONS, StrategyBatch
+from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 
@@ -22,6 +23,9 @@ class Env:
     ``tokens`` is the token count of one micro-batch on one rank inside the tensor-parallel
     region: ``micro_batch_size * seq_len / cp`` (context parallelism splits the sequence;
     Liu et al. 2023, ring attention).
+
+    ``dp_groups`` are the communicators of (sharded) data parallelism over the ``dp x cp``
+    ranks, expert parallelism included (:mod:`deepflow.parallel.sharding`).
 
     ``algorithms`` maps a mesh axis (``"tp"``, ``"dp"``, ``"ep"``) to the algorithm of that
     axis's collectives when it is not the batch's built-in one, e.g. an imported MSCCL-IR
@@ -41,9 +45,8 @@ class Env:
     sp_div: np.ndarray  # tp where sequence parallelism shards, else 1
     tp_group: GroupPlacement
     cp_group: GroupPlacement
-    dp_group: GroupPlacement
+    dp_groups: DataParallelGroups
     ep_group: GroupPlacement
-    expert_dp_group: GroupPlacement
     pp_crosses_domain: np.ndarray
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm]
 
@@ -62,6 +65,9 @@ class Env:
         b = batch
         hierarchy = Hierarchy.from_system(system)
         size = hierarchy.scale_up_size
+        groups = data_parallel_groups(
+            b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size
+        )
         return cls(
             model=model,
             system=system,
@@ -79,9 +85,8 @@ class Env:
             sp_div=np.where(b.sequence_parallel, b.tp, 1).astype(np.float64),
             tp_group=place_group(b.tp, b.stride_tp, size),
             cp_group=place_group(b.cp, b.stride_cp, size),
-            dp_group=place_group(b.dp, b.stride_dp, size),
-            ep_group=place_group(b.ep, b.stride_dp, size),
-            expert_dp_group=place_group(np.maximum(1, b.dp // b.ep), b.stride_dp * b.ep, size),
+            dp_groups=groups,
+            ep_group=groups.ep,
             pp_crosses_domain=b.stride_pp >= size,
             algorithms=dict(algorithms or {}),
         )

@@ -28,10 +28,20 @@ from deepflow.estimate.edges import embedding_cost, head_cost
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
-from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.network.collectives import Algorithm, p2p_time
+from deepflow.network.hierarchy import GroupPlacement
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
+from deepflow.parallel.sharding import (
+    DataParallelGroups,
+    sharded_state,
+    step_sync,
+    sync_time,
+    unit_backward,
+    unit_buffers,
+    unit_forward,
+)
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.transformer import layer_template, model_flops_per_step
@@ -133,26 +143,93 @@ def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.n
     return dense, moe
 
 
+def _dp_algorithm(env: Env) -> Algorithm | ProgramAlgorithm:
+    return env.algorithms.get("dp", Algorithm.RING)
+
+
+def zero3_unit_comm(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
+    """ZeRO-3 / FSDP communication of one unit (a layer) and micro-batch, forward and
+    backward, before any overlap (zero where ZeRO < 3; volumes from
+    :mod:`deepflow.parallel.sharding`)."""
+    b, groups, algo = env.batch, env.dp_groups, _dp_algorithm(env)
+    fwd = sync_time(
+        unit_forward(cost.params, cost.expert_params, b.zero, env.elem),
+        groups, env.hierarchy, algo,
+    )  # fmt: skip
+    bwd = sync_time(
+        unit_backward(
+            cost.params, cost.expert_params, b.zero, b.reshard_after_forward, groups,
+            env.elem, env.grad_bytes,
+        ),
+        groups, env.hierarchy, algo,
+    )  # fmt: skip
+    return fwd, bwd
+
+
 def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
     """Exposed ZeRO-3 / FSDP communication of one layer and micro-batch, forward and
     backward (zero where ZeRO < 3).
 
-    Every micro-batch gathers each layer's parameters in forward and in backward and
-    reduce-scatters its gradients, prefetched under the layer's own time (Zhao et al. 2023,
-    PyTorch FSDP, sec. 3.3): only the part longer than the layer shows.
+    Each unit's gathers (and, in backward, the reduce-scatter of the unit before it) are
+    prefetched under the unit's own compute (Zhao et al. 2023, PyTorch FSDP, sec. 3.3:
+    ``forward_prefetch``, ``BACKWARD_PRE``): only the part longer than the unit shows.
+    Without ``overlap_param_gather`` nothing is hidden.
     """
-    b = env.batch
-    dp = b.dp.astype(np.float64)
-    edp = np.maximum(1.0, dp / b.ep)
-    full_bytes = (cost.params * dp + cost.expert_params * edp) * env.elem
-    algo = env.algorithms.get("dp", Algorithm.RING)
-    ag = collective_time(Collective.ALL_GATHER, full_bytes, env.dp_group, env.hierarchy, algo)
-    rs = collective_time(Collective.REDUCE_SCATTER, full_bytes, env.dp_group, env.hierarchy, algo)
-    hidden = np.where(b.overlap_param_gather, 1.0, 0.0)
-    fwd = np.maximum(0.0, ag - hidden * cost.forward)
-    bwd = np.maximum(0.0, ag + rs - hidden * cost.backward)
-    on = b.zero == 3
-    return np.where(on, fwd, 0.0), np.where(on, bwd, 0.0)
+    fwd_comm, bwd_comm = zero3_unit_comm(env, cost)
+    hidden = np.where(env.batch.overlap_param_gather, 1.0, 0.0)
+    fwd = np.maximum(0.0, fwd_comm - hidden * cost.forward)
+    bwd = np.maximum(0.0, bwd_comm - hidden * cost.backward)
+    return fwd, bwd
+
+
+def zero3_edges(env: Env, costs: tuple[LayerCost, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The ZeRO-3 communication no prefetch can hide, per pass over a chunk of layers and
+    micro-batch: the first unit's gather in forward (nothing runs before it) and, in
+    backward, the first gather and the last unit's reduce-scatter. In a chain of units
+    of compute ``c`` and communication ``g`` the per-unit rule counts ``max(0, g - c)``
+    per unit; the chain takes ``min(g, c)`` more (the first transfer, or the last compute,
+    that nothing overlaps). Taken for the larger of the layer kinds in ``costs``."""
+    hidden = env.batch.overlap_param_gather
+    fwd = np.zeros(len(env.batch))
+    bwd = np.zeros(len(env.batch))
+    for cost in costs:
+        f_comm, b_comm = zero3_unit_comm(env, cost)
+        fwd = np.maximum(fwd, np.where(hidden, np.minimum(f_comm, cost.forward), 0.0))
+        bwd = np.maximum(bwd, np.where(hidden, np.minimum(b_comm, cost.backward), 0.0))
+    return fwd, bwd
+
+
+def param_gather_exposed(
+    env: Env, gather: np.ndarray, stage_forward: np.ndarray, bucket: np.ndarray
+) -> np.ndarray:
+    """Exposed time of the ZeRO-1/2 parameter all-gather after the optimizer step.
+
+    With ``overlap_param_gather`` Megatron-Core's distributed optimizer launches the gather
+    of each bucket at the start of the next step's forward and waits for a bucket just
+    before its first layer runs (``megatron/core/distributed/param_and_grad_buffer.py``,
+    ``start_param_sync``/``finish_param_sync``), so the gathers hide under the first
+    micro-batch's forward pass of the stage, except the first bucket. Without it the
+    gather runs after the optimizer step, in full.
+    """
+    overlapped = np.maximum(gather - stage_forward, bucket)
+    return np.where(env.batch.overlap_param_gather, np.minimum(gather, overlapped), gather)
+
+
+def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGroups:
+    """The groups of the strategies at ``idx``."""
+    return DataParallelGroups(
+        *(
+            GroupPlacement(
+                np.broadcast_to(g.size, (len(groups.grad.size),))[idx],
+                np.broadcast_to(g.members_per_domain, (len(groups.grad.size),))[idx],
+                np.broadcast_to(g.domains, (len(groups.grad.size),))[idx],
+            )
+            for g in (
+                groups.grad, groups.shard, groups.replica, groups.ep, groups.expert_grad,
+                groups.expert_shard, groups.expert_replica,
+            )
+        )
+    )  # fmt: skip
 
 
 def evaluate(
@@ -190,14 +267,14 @@ def evaluate(
     w_bytes = elem
     opt_state = np.where(elem > 2, OPTIMIZER_STATE_BYTES[4], OPTIMIZER_STATE_BYTES[2])
     opt_traffic = np.where(elem > 2, OPTIMIZER_TRAFFIC_BYTES[4], OPTIMIZER_TRAFFIC_BYTES[2])
-    dp = b.dp.astype(np.float64)
-    edp = np.maximum(1.0, dp / b.ep)
+    dpg = env.dp_groups
     hidden_bytes = env.tokens * model.hidden_size * elem
     p2p = np.where(
         b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
     )
 
     z3_dense, z3_moe = zero3_exposed(env, dense), zero3_exposed(env, moe)
+    z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
 
     def layer_parts(cost: LayerCost, z3: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
         return {
@@ -240,6 +317,7 @@ def evaluate(
     stage_params = np.zeros(n)
     stage_expert_params = np.zeros(n)
     stage_backward = np.zeros(n)
+    stage_forward = np.zeros(n)
     mem = {k: np.zeros(n) for k in MEMORY_KEYS}
     peak = np.full(n, -1.0)
     peak_stage = np.zeros(n, dtype=np.int64)
@@ -260,6 +338,8 @@ def evaluate(
                 parts[key] = 2.0 * vpp * p2p[idx] * np.ones((pp, 1))
                 continue
             value = n_dense[:, None] * d_parts[key][idx] + n_moe[:, None] * m_parts[key][idx]
+            if key == "dp_comm":
+                value = value + vpp * z3_edge[idx] * ((n_dense + n_moe)[:, None] > 0)
             if key in emb_parts:
                 value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
             parts[key] = value
@@ -296,16 +376,11 @@ def evaluate(
             + last * head.params[idx]
         )
         expert = n_moe[:, None] * moe.expert_params[idx]
-        sdp, sedp, sz = dp[idx], edp[idx], zero[idx]
-        weights = (
-            np.where(sz >= 3, params / sdp, params) + np.where(sz >= 3, expert / sedp, expert)
-        ) * w_bytes[idx]
-        grads = (
-            np.where(sz >= 2, params / sdp, params) + np.where(sz >= 2, expert / sedp, expert)
-        ) * env.grad_bytes[idx]
-        opt = (
-            np.where(sz >= 1, params / sdp, params) + np.where(sz >= 1, expert / sedp, expert)
-        ) * opt_state[idx]
+        sz = zero[idx]
+        sgroups = _take_groups(dpg, idx)
+        weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
+        grads = sharded_state(params, expert, sz, 2, sgroups) * env.grad_bytes[idx]
+        opt = sharded_state(params, expert, sz, 1, sgroups) * opt_state[idx]
         per_mb = (
             n_dense[:, None] * dense.saved_activations[idx]
             + n_moe[:, None] * moe.saved_activations[idx]
@@ -315,11 +390,17 @@ def evaluate(
         flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
         acts = flight * per_mb + live_extra[idx]
         largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
-        buffers = (
-            2.0 * GRAD_BUCKET_BYTES
-            + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]
-            + np.where(sz >= 3, 2.0 * largest_layer * sdp * w_bytes[idx], 0.0)
-        ) * np.ones((pp, 1))
+        buffers = (2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]) * (
+            np.ones((pp, 1))
+        ) + unit_buffers(
+            largest_layer,
+            params + expert,
+            sz,
+            b.reshard_after_forward[idx],
+            sgroups,
+            w_bytes[idx],
+            env.grad_bytes[idx],
+        )
         total = weights + grads + opt + acts + buffers
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
@@ -332,28 +413,31 @@ def evaluate(
         stage_backward[idx] = (
             n_dense[:, None] * dense.backward[idx] + n_moe[:, None] * moe.backward[idx]
         )[critical, cols]
+        stage_forward[idx] = (
+            n_dense[:, None] * dense.forward[idx] + n_moe[:, None] * moe.forward[idx]
+        )[critical, cols]
 
-    # data-parallel gradient synchronization at the end of the step (ZeRO 0-2); ZeRO 1/2
-    # reduce-scatter gradients and all-gather parameters, the same volume as an all-reduce
-    grad_bytes = stage_params * env.grad_bytes
-    expert_bytes = stage_expert_params * env.grad_bytes
-    dp_algo = env.algorithms.get("dp", Algorithm.RING)
-    sync = collective_time(
-        Collective.ALL_REDUCE, grad_bytes, env.dp_group, env.hierarchy, dp_algo
-    ) + collective_time(
-        Collective.ALL_REDUCE, expert_bytes, env.expert_dp_group, env.hierarchy, dp_algo
+    # data-parallel synchronization at the end of the step (ZeRO 0-2; ZeRO-3 reduces per
+    # unit): the gradient reduction hides behind the backward pass bucket by bucket
+    # (PyTorch DDP, Li et al. 2020, sec. 3.2.3; Megatron-Core ``overlap_grad_reduce``)
+    # except the last bucket; ZeRO 1/2 then gather the updated parameters
+    # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
+    dp_algo = _dp_algorithm(env)
+    sync_colls = step_sync(
+        stage_params, stage_expert_params, zero, dpg, w_bytes, env.grad_bytes
     )
-    sync = np.where(zero >= 3, 0.0, sync)
-    last_bucket = sync * np.minimum(
-        1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes + expert_bytes, 1.0)
-    )
+    sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
+    grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
+    last_bucket = sync * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes, 1.0))
     overlapped = np.maximum(sync - stage_backward, last_bucket)
     dp_exposed = np.where(b.overlap_grad_reduce, overlapped, sync)
+    gather = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="forward")
+    param_bytes = (stage_params + stage_expert_params) * w_bytes
+    gather_bucket = gather * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(param_bytes, 1.0))
+    dp_exposed = dp_exposed + param_gather_exposed(env, gather, stage_forward, gather_bucket)
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
 
-    opt_params = np.where(zero >= 1, stage_params / dp, stage_params) + np.where(
-        zero >= 1, stage_expert_params / edp, stage_expert_params
-    )
+    opt_params = sharded_state(stage_params, stage_expert_params, zero, 1, dpg)
     optimizer = memory_time(opt_params * opt_traffic, system.accelerator, 4)
 
     breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}

@@ -39,6 +39,8 @@ class StrategyBatch:
     ep: np.ndarray
     sequence_parallel: np.ndarray
     zero: np.ndarray
+    shard_degree: np.ndarray  # 0 = the whole dp x cp group
+    reshard_after_forward: np.ndarray
     recompute: np.ndarray  # index into RECOMPUTES
     micro_batch_size: np.ndarray
     virtual_nodes: np.ndarray  # 0 where not set
@@ -85,6 +87,8 @@ class StrategyBatch:
             ep=col(lambda s: s.ep),
             sequence_parallel=col(lambda s: s.sequence_parallel, bool),
             zero=col(lambda s: s.zero),
+            shard_degree=col(lambda s: s.shard_degree or 0),
+            reshard_after_forward=col(lambda s: s.reshard_after_forward, bool),
             recompute=col(lambda s: RECOMPUTES.index(s.recompute)),
             micro_batch_size=col(lambda s: s.micro_batch_size),
             virtual_nodes=col(lambda s: s.virtual_nodes or 0),
@@ -149,6 +153,10 @@ class StrategyBatch:
             ep=arr("ep"),
             sequence_parallel=arr("sequence_parallel", bool),
             zero=arr("zero"),
+            shard_degree=np.broadcast_to(
+                np.asarray(arrays.get("shard_degree", 0) or 0, dtype=np.int64), (n,)
+            ).copy(),
+            reshard_after_forward=arr("reshard_after_forward", bool),
             recompute=arr("recompute"),
             micro_batch_size=arr("micro_batch_size"),
             virtual_nodes=np.broadcast_to(
@@ -180,6 +188,8 @@ class StrategyBatch:
             ep=int(self.ep[i]),
             sequence_parallel=bool(self.sequence_parallel[i]),
             zero=int(self.zero[i]),
+            shard_degree=int(self.shard_degree[i]) or None,
+            reshard_after_forward=bool(self.reshard_after_forward[i]),
             recompute=RECOMPUTES[int(self.recompute[i])],
             micro_batch_size=int(self.micro_batch_size[i]),
             virtual_nodes=int(self.virtual_nodes[i]) or None,

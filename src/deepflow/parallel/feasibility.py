@@ -123,9 +123,18 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "ep-dp",
-        lambda c, b: np.mod(b.dp, b.ep) != 0,
+        lambda c, b: np.mod(b.dp * b.cp, b.ep) != 0,
         lambda c, s: (
-            f"ep={s.ep} does not divide dp={s.dp} (experts are sharded over data-parallel ranks)"
+            f"ep={s.ep} does not divide dp*cp={s.dp}*{s.cp} (experts are sharded over the "
+            "data- and context-parallel ranks)"
+        ),
+    ),
+    Rule(
+        "shard-degree",
+        lambda c, b: (b.shard_degree > 0) & (np.mod(b.dp * b.cp, np.maximum(b.shard_degree, 1)) != 0),
+        lambda c, s: (
+            f"shard_degree={s.shard_degree} does not divide the sharding group "
+            f"dp*cp={s.dp}*{s.cp}"
         ),
     ),
     Rule(

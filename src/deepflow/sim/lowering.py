@@ -44,14 +44,17 @@ from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.evaluate import (
     GRAD_BUCKET_BYTES,
     OPTIMIZER_TRAFFIC_BYTES,
+    param_gather_exposed,
+    zero3_edges,
     zero3_exposed,
 )
 from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
 from deepflow.hardware.roofline import memory_time
-from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.network.collectives import Algorithm, p2p_time
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.sharding import sharded_state, step_sync, sync_time
 from deepflow.sim.schedules import Op, Table, table_for, validate_table
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.scenario import Scenario
@@ -139,6 +142,9 @@ class _Costs:
         # gradient bytes per parameter in the accumulation buffers that are all-reduced
         self.grad_elem = _f(env.grad_bytes)
         self.layers = {False: self._layer(dense), True: self._layer(moe)}
+        self.forward = {False: _f(dense.forward), True: _f(moe.forward)}
+        edge_f, edge_b = zero3_edges(env, (dense, moe) if model.moe else (dense,))
+        self.z3_edge = {"F": _f(edge_f), "B": _f(edge_b)}
         self.grads = {
             False: (_f(dense.params) * self.grad_elem, _f(dense.expert_params) * self.grad_elem),
             True: (_f(moe.params) * self.grad_elem, _f(moe.expert_params) * self.grad_elem),
@@ -160,8 +166,6 @@ class _Costs:
         self.m = int(_f(env.micro_batches))
         traffic = OPTIMIZER_TRAFFIC_BYTES[4] if self.elem > 2 else OPTIMIZER_TRAFFIC_BYTES[2]
         self.opt_traffic = traffic
-        self.dp = float(strategy.dp)  # type: ignore[arg-type]
-        self.edp = max(1.0, self.dp / strategy.ep)
         self.accelerator = system.accelerator
 
     def _zero3(self, cost: LayerCost) -> tuple[float, float]:
@@ -339,16 +343,25 @@ def lower(
             stage_dense += costs.emb_grad
         if vs_has_edge(n_virtual - 1, s, p):
             stage_dense += costs.head_grad
+        # volumes and groups: deepflow.parallel.sharding (elements = bytes / grad_elem)
+        ge = costs.grad_elem
         sync_dense = _f(
-            collective_time(
-                Collective.ALL_REDUCE, stage_dense, env.dp_group, env.hierarchy, dp_algo
+            sync_time(
+                step_sync(stage_dense / ge, 0.0, costs.zero, env.dp_groups, costs.elem, ge),
+                env.dp_groups, env.hierarchy, dp_algo, phase="backward",
             )
-        )
+        )  # fmt: skip
         sync_expert = _f(
-            collective_time(
-                Collective.ALL_REDUCE, stage_expert, env.expert_dp_group, env.hierarchy, dp_algo
+            sync_time(
+                step_sync(0.0, stage_expert / ge, costs.zero, env.dp_groups, costs.elem, ge),
+                env.dp_groups, env.hierarchy, dp_algo, phase="backward",
             )
-        )
+        )  # fmt: skip
+        param_gather = sync_time(
+            step_sync(stage_dense / ge, stage_expert / ge, costs.zero, env.dp_groups,
+                      costs.elem, ge),
+            env.dp_groups, env.hierarchy, dp_algo, phase="forward",
+        )  # fmt: skip
         rate_d = sync_dense / stage_dense if stage_dense > 0 else 0.0
         rate_e = sync_expert / stage_expert if stage_expert > 0 else 0.0
         sync = costs.zero < 3 and (sync_dense + sync_expert) > 0
@@ -442,6 +455,8 @@ def lower(
                 if vs == 0:
                     for piece in costs.emb["F"]:
                         emit(piece, op, -1, None)
+                if layers[vs] and costs.z3_edge["F"] > 0:
+                    emit(("zero3 first gather", "dp_comm", costs.z3_edge["F"], COLL), op, -1, None)
                 for layer in layers[vs]:
                     for piece in costs.layers[model.is_moe_layer(layer)]["F"]:
                         emit(piece, op, layer, None)
@@ -478,6 +493,8 @@ def lower(
                     for piece in costs.layers[moe]["B"]:
                         g = costs.grads[moe] if gather and piece[0] == "B" else None
                         emit(piece, op, layer, g)
+                if layers[vs] and costs.z3_edge["B"] > 0:
+                    emit(("zero3 edge", "dp_comm", costs.z3_edge["B"], COLL), op, -1, None)
                 if vs == 0:
                     for piece in costs.emb["B"]:
                         g = (costs.emb_grad, 0.0) if last_mb and piece[0] == "emb B" else None
@@ -511,13 +528,11 @@ def lower(
                         emit(piece, op, layer, costs.grads[moe] if last_mb else None)
         if sync and last_grad_task >= 0:
             flush(last_grad_task)
-        opt_params = (stage_dense / costs.dp if costs.zero >= 1 else stage_dense) + (
-            stage_expert / costs.edp if costs.zero >= 1 else stage_expert
+        opt_params = sharded_state(
+            stage_dense / ge, stage_expert / ge, costs.zero, 1, env.dp_groups
         )
-        opt = _f(
-            memory_time(opt_params / costs.grad_elem * costs.opt_traffic, costs.accelerator, 4)
-        )
-        rows.add(
+        opt = _f(memory_time(opt_params * costs.opt_traffic, costs.accelerator, 4))
+        opt_task = rows.add(
             "optimizer step",
             COMPUTE_KIND,
             rank,
@@ -527,6 +542,22 @@ def lower(
             "optimizer",
             "opt",
         )
+        # ZeRO 1/2: the updated parameters are gathered; with overlap_param_gather under
+        # the next step's first forward pass (the estimator's rule)
+        param_bytes = (stage_dense + stage_expert) / ge * costs.elem
+        gather_bucket = param_gather * min(1.0, bucket_cap / max(param_bytes, 1.0))
+        stage_fwd = sum(
+            costs.forward[model.is_moe_layer(layer)]
+            for vs in range(s, n_virtual, p)
+            for layer in layers[vs]
+        )
+        exposed = _f(param_gather_exposed(
+                env, param_gather, np.asarray(stage_fwd), gather_bucket
+            ))
+        if exposed > 0:
+            rows.add(
+                "dp param all-gather", COLL, rank, COMPUTE, exposed, [opt_task], "dp_comm", "dp"
+            )
 
     graph = rows.build(
         {

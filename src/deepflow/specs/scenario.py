@@ -44,6 +44,19 @@ class Scenario(Spec):
         if self.strategy.dp == "auto":
             dp = max(1, self.system.num_accelerators // self.strategy.model_parallel_size)
             object.__setattr__(self, "strategy", self.strategy.replace(dp=dp))
+        shard = self.strategy.shard_degree
+        if shard is not None:
+            group = self.strategy.dp * self.strategy.cp  # type: ignore[operator]
+            if self.strategy.zero == 0:
+                raise ValueError(
+                    f"strategy.shard_degree={shard} needs strategy.zero >= 1 "
+                    "(with zero 0 no state is sharded)"
+                )
+            if group % shard:
+                raise ValueError(
+                    f"strategy.shard_degree={shard} does not divide the sharding group "
+                    f"dp*cp={self.strategy.dp}*{self.strategy.cp}={group}"
+                )
         vn = self.strategy.virtual_nodes
         if vn is not None:
             gbs = self.training.global_batch_size

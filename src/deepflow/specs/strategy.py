@@ -58,6 +58,16 @@ class StrategySpec(Spec):
     batch semantics on any number of accelerators. It sets the micro-batch size, so the two
     are not given together.
 
+    ``zero`` shards state over the data-parallel and context-parallel ranks (Rajbhandari et
+    al. 2020): 1 the optimizer state (Megatron's distributed optimizer), 2 the gradients
+    too, 3 the parameters too (PyTorch FSDP FULL_SHARD, DeepSpeed ZeRO-3, Megatron-FSDP).
+    ``shard_degree`` shards over groups of that many ranks and replicates across them
+    (hybrid sharding, HSDP); by default the whole ``dp x cp`` group is one shard group.
+    ``reshard_after_forward`` (ZeRO-3) frees the gathered parameters after each unit's
+    forward and gathers them again for its backward (FSDP FULL_SHARD); false keeps them
+    until the backward (FSDP SHARD_GRAD_OP). :mod:`deepflow.parallel.sharding` holds the
+    formulas.
+
     ``collective_algorithms`` names, per mesh axis, an MSCCL-IR XML file whose algorithm
     replaces ``collective_algorithm`` for that axis's collectives (``{tp: ring_8.xml}``). The
     paths are kept as written; relative ones are resolved against the scenario file's folder
@@ -72,6 +82,8 @@ class StrategySpec(Spec):
     ep: PositiveInt = 1
     sequence_parallel: bool = False
     zero: int = Field(default=0, ge=0, le=3)
+    shard_degree: PositiveInt | None = None
+    reshard_after_forward: bool = True
     recompute: Recompute = Recompute.NONE
     micro_batch_size: PositiveInt = 1
     virtual_nodes: PositiveInt | None = None

@@ -87,7 +87,15 @@ from deepflow.interop.chakra.model import (
     NodeType,
 )
 from deepflow.network.hierarchy import Hierarchy
+from deepflow.network.ops import Collective
 from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.sharding import (
+    SyncCollective,
+    data_parallel_groups,
+    step_sync,
+    unit_backward,
+    unit_forward,
+)
 from deepflow.specs.scenario import Scenario
 from deepflow.workload.operators import LayerTemplate
 from deepflow.workload.transformer import layer_template
@@ -100,6 +108,13 @@ GRAD_TAG = 1 << 19
 """Offset of the pipeline's gradient tags from its activation tags."""
 ET_VERSION = "0.0.4"
 """GlobalMetadata version of the written ETs (the one ASTRA-sim's own generators write)."""
+
+_COMM_TYPES = {
+    Collective.ALL_REDUCE: CommType.ALL_REDUCE,
+    Collective.ALL_GATHER: CommType.ALL_GATHER,
+    Collective.REDUCE_SCATTER: CommType.REDUCE_SCATTER,
+    Collective.ALL_TO_ALL: CommType.ALL_TO_ALL,
+}
 
 
 @dataclass(frozen=True)
@@ -246,9 +261,10 @@ def export_scenario(
     job_dp = scenario.dp
     dp = job_dp
     # fewer replicas for big jobs; expert parallelism needs whole groups of ep replicas
-    while tp * cp * pp * dp > max_ranks and dp > ep:
+    shard_degree = s.shard_degree or 0
+    while tp * cp * pp * dp > max_ranks and dp * cp > ep:
         smaller = 1 << ((dp - 1).bit_length() - 1) if dp & (dp - 1) else dp // 2
-        if smaller < ep or smaller % ep:
+        if smaller * cp < ep or (smaller * cp) % ep or (smaller * cp) % max(shard_degree, 1):
             break
         dp = smaller
     ranks = tp * cp * pp * dp
@@ -268,7 +284,8 @@ def export_scenario(
     tp_colls = 2
     sequence_parallel = bool(s.sequence_parallel)
     zero = int(s.zero)
-    zero3 = zero >= 3 and dp > 1
+    zero3 = zero >= 3 and dp * cp > 1
+    reshard = bool(s.reshard_after_forward)
     grad = float(env.grad_bytes[0])
     # layers per chunk: pp * vpp chunks, chunk c on stage c mod pp (Narayanan et al. 2021,
     # sec. 2.2.2); the remainder goes to the first chunks
@@ -297,32 +314,63 @@ def export_scenario(
         (t, c, d, p) for p in range(pp) for d in range(dp) for c in range(cp) for t in range(tp)
     ]
     tp_group = {}
-    ep_group = {}
-    dp_group = {}
-    edp_group = {}
     if tp > 1:
         for p in range(pp):
             for d in range(dp):
                 for c in range(cp):
                     tp_group[(c, d, p)] = group([rank(t, c, d, p) for t in range(tp)])
-    if ep > 1:  # ep consecutive data-parallel replicas share the experts (Megatron-Core)
-        for p in range(pp):
-            for c in range(cp):
-                for t in range(tp):
-                    for blk in range(dp // ep):
-                        ep_group[(t, c, blk, p)] = group(
-                            [rank(t, c, blk * ep + e, p) for e in range(ep)]
-                        )
-    if dp > 1:
-        for p in range(pp):
-            for c in range(cp):
-                for t in range(tp):
-                    dp_group[(t, c, p)] = group([rank(t, c, d, p) for d in range(dp)])
-                    if ep > 1 and dp // ep > 1:
-                        for e in range(ep):
-                            edp_group[(t, c, e, p)] = group(
-                                [rank(t, c, blk * ep + e, p) for blk in range(dp // ep)]
-                            )
+    # data-parallel communicators over the dp x cp ranks (index j = c + cp d), expert
+    # parallelism innermost: the placement of deepflow.parallel.sharding, whose collective
+    # lists (step_sync, unit_forward, unit_backward) give every volume below
+    n_dp = dp * cp
+    dpg = data_parallel_groups(dp, cp, ep, shard_degree, cp, 1, max(n_dp, 1))
+    shard_n = int(dpg.shard.size)
+    eshard_n = int(dpg.expert_shard.size)
+    by_members: dict[tuple[int, ...], str] = {}
+
+    def dp_members(kind: str, j: int) -> list[int]:
+        if kind == "grad":
+            return list(range(n_dp))
+        if kind in ("shard", "replica"):
+            inner, outer = shard_n, n_dp // shard_n
+            if kind == "shard":
+                return [j // inner * inner + k for k in range(inner)]
+            return [j % inner + inner * k for k in range(outer)]
+        if kind == "ep":
+            return [j // ep * ep + k for k in range(ep)]
+        r = j // ep  # position among the ranks holding the same experts
+        if kind == "expert_grad":
+            return [j % ep + ep * k for k in range(n_dp // ep)]
+        if kind == "expert_shard":
+            return [j % ep + ep * (r // eshard_n * eshard_n + k) for k in range(eshard_n)]
+        return [j % ep + ep * (r % eshard_n + eshard_n * k) for k in range(n_dp // ep // eshard_n)]
+
+    def dp_group(kind: str, t: int, c: int, d: int, p: int) -> str | None:
+        """Id of the ``kind`` communicator (a DataParallelGroups field) of a rank, or None
+        where it has one member."""
+        members = dp_members(kind, c + cp * d)
+        if len(members) < 2:
+            return None
+        ranks_ = tuple(t + tp * (jj + n_dp * p) for jj in members)
+        if ranks_ not in by_members:
+            by_members[ranks_] = group(list(ranks_))
+        return by_members[ranks_]
+
+    def dp_colls(nb: _Builder, where: tuple[int, int, int, int],
+                 colls: tuple[SyncCollective, ...], name: str) -> None:  # fmt: skip
+        """Write the data-parallel collectives ``colls`` (each on its group) in order."""
+        t, c, d, p = where
+        for k in colls:
+            size = float(np.asarray(k.size).ravel()[0])
+            gid = dp_group(k.group, t, c, d, p)
+            if size > 0 and gid is not None:
+                label = (
+                    k.label.replace("all-gather", "ag")
+                    .replace("reduce-scatter", "rs")
+                    .replace("all-reduce", "ar")
+                    .replace(" ", "_")
+                )
+                nb.coll(f"{name}_{label}", _COMM_TYPES[k.op], size, gid)
 
     def layer_block(nb: _Builder, where: tuple[int, int, int, int], layers: range, fwd: bool,
                     label: str) -> None:  # fmt: skip
@@ -342,8 +390,10 @@ def export_scenario(
             name = f"{label}_layer{blk.start}" + (f"-{blk.stop - 1}" if len(blk) > 1 else "")
             if zero3:
                 # ZeRO-3 / FSDP: gather the layers' parameters before their compute, in
-                # forward and again in backward (Rajbhandari et al. 2020, sec. 5.3)
-                zero3_colls(nb, where, parts, CommType.ALL_GATHER, elem, f"{name}_zero3_ag")
+                # forward and (resharded after forward) again in backward
+                p_, e_ = unit_params(parts)
+                if fwd or reshard:
+                    dp_colls(nb, where, unit_forward(p_, e_, zero, elem), f"{name}_zero3")
             start = nb.tail
             nb.comp(name, seconds)
             if cp > 1:
@@ -377,27 +427,20 @@ def export_scenario(
                 routed = hidden * moe_t.top_k / sp_div
                 for j in range(2 * n_moe):
                     nb.coll(f"{name}_ep_a2a{j}", CommType.ALL_TO_ALL, routed,
-                            ep_group[(t, c, d // ep, p)])  # fmt: skip
+                            dp_group("ep", t, c, d, p))  # fmt: skip
             if zero3 and not fwd:
-                zero3_colls(nb, where, parts, CommType.REDUCE_SCATTER, elem, f"{name}_zero3_rs")
+                # the gradient reduce-scatter (and the replica all-reduce), without the
+                # gathers already written before the compute
+                p_, e_ = unit_params(parts)
+                colls = unit_backward(p_, e_, zero, False, dpg, elem, grad)
+                dp_colls(nb, where, colls, f"{name}_zero3")
 
-    def zero3_colls(nb: _Builder, where: tuple[int, int, int, int],
-                    parts: list[tuple[LayerCost, int]], comm: CommType, width: float,
-                    name: str) -> None:  # fmt: skip
-        """ZeRO-3 collectives of a block of layers: the whole (unsharded) parameters or
-        gradients in the training precision, replicated weights over ``dp``, expert weights
-        over the ``dp / ep`` replicas that hold the same experts (the volumes of the
-        estimator's :func:`~deepflow.estimate.evaluate.zero3_exposed`)."""
-        t, c, d, p = where
-        shared = sum(
-            (float(k.params[0]) + (float(k.expert_params[0]) if ep == 1 else 0.0)) * n
-            for k, n in parts
+    def unit_params(parts: list[tuple[LayerCost, int]]) -> tuple[float, float]:
+        """Non-expert and expert parameters of a block of layers on one rank."""
+        return (
+            sum(float(k.params[0]) * n for k, n in parts),
+            sum(float(k.expert_params[0]) * n for k, n in parts),
         )
-        nb.coll(name, comm, shared * dp * width, dp_group[(t, c, p)])
-        expert = sum(float(k.expert_params[0]) * n for k, n in parts) if ep > 1 else 0.0
-        if expert and dp // ep > 1:
-            nb.coll(f"{name}_expert", comm, expert * (dp // ep) * width,
-                    edp_group[(t, c, d % ep, p)])  # fmt: skip
 
     traces: dict[int, ExecutionTrace] = {}
     for t, c, d, p in coords:
@@ -462,23 +505,18 @@ def export_scenario(
         dense_p = float(costs[False].params[0]) * (len(layers) - n_moe)
         moe_p = float(costs[True].params[0]) * n_moe
         expert_p = float(costs[True].expert_params[0]) * n_moe
-        shared = dense_p + moe_p + (expert_p if ep == 1 else 0.0)
-        sharded = dp > 1 and zero in (1, 2)
-        if dp > 1 and not zero3:
-            # ZeRO 1/2 reduce-scatter the gradients and, after the sharded optimizer step,
-            # all-gather the parameters (Rajbhandari et al. 2020, sec. 5.1-5.2)
-            comm, tag = (CommType.REDUCE_SCATTER, "rs") if sharded else (CommType.ALL_REDUCE, "ar")
-            nb.coll(f"dp_grad_{tag}", comm, shared * grad, dp_group[(t, c, p)])
-            if ep > 1 and expert_p and dp // ep > 1:
-                nb.coll(f"dp_expert_grad_{tag}", comm, expert_p * grad,
-                        edp_group[(t, c, d % ep, p)])  # fmt: skip
+        if p == 0:
+            dense_p += float(emb.params[0])
+        if p == pp - 1:
+            dense_p += float(head.params[0])
+        # ZeRO 0: gradient all-reduce; ZeRO 1/2: reduce-scatter (and replica all-reduce)
+        # before the optimizer step, parameter all-gather after it (Rajbhandari et al.
+        # 2020, sec. 5.1-5.2); ZeRO-3 reduced per layer above
+        sync = step_sync(dense_p + moe_p, expert_p, zero, dpg, elem, grad)
+        dp_colls(nb, (t, c, d, p), tuple(k for k in sync if k.phase == "backward"), "dp")
         # the optimizer step: the estimator's memory-bound Adam update (evaluate.py)
         nb.comp("optimizer_step", optimizer_s)
-        if sharded:
-            nb.coll("dp_param_ag", CommType.ALL_GATHER, shared * elem, dp_group[(t, c, p)])
-            if ep > 1 and expert_p and dp // ep > 1:
-                nb.coll("dp_expert_param_ag", CommType.ALL_GATHER, expert_p * elem,
-                        edp_group[(t, c, d % ep, p)])  # fmt: skip
+        dp_colls(nb, (t, c, d, p), tuple(k for k in sync if k.phase == "forward"), "dp")
         traces[me] = ExecutionTrace(GlobalMetadata(ET_VERSION), tuple(nb.nodes))
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
