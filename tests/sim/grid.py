@@ -22,6 +22,13 @@ STRATEGIES = (
     {"tp": 1, "pp": 2, "zero": 3, "overlap_grad_reduce": False},
     {"tp": 4, "pp": 2, "cp": 2},
     {"tp": 2, "pp": 2, "ep": 4},
+    # sharded data parallelism: FSDP, hybrid sharding, without resharding, with CP
+    {"tp": 2, "pp": 1, "zero": 3},
+    {"tp": 1, "pp": 1, "zero": 3, "shard_degree": 8},
+    {"tp": 2, "pp": 1, "zero": 3, "reshard_after_forward": False},
+    {"tp": 2, "pp": 1, "zero": 1, "shard_degree": 4},
+    {"tp": 2, "pp": 2, "cp": 2, "zero": 1},
+    {"tp": 1, "pp": 2, "cp": 2, "zero": 3},
 )
 
 

@@ -116,7 +116,8 @@ def breakdown(execution: Execution, keys: tuple[str, ...]) -> tuple[int, dict[st
     Busy time of its blocking streams (compute, and the pipeline sends it waits for) is
     summed by task category; its idle time before its last pipeline pass is the pipeline
     bubble, and the wait after it for the data-parallel gradient buckets is exposed
-    ``dp_comm``. The parts sum to the step time.
+    ``dp_comm``; tasks after the optimizer step (phase ``after_optimizer``: the ZeRO-1/2
+    parameter gather) count by their category. The parts sum to the step time.
     """
     graph = execution.graph
     step = execution.makespan
@@ -133,7 +134,7 @@ def breakdown(execution: Execution, keys: tuple[str, ...]) -> tuple[int, dict[st
         if t.rank != critical or t.stream not in BLOCKING_STREAMS:
             continue
         parts[t.category] = parts.get(t.category, 0.0) + t.duration_s
-        if t.category != "optimizer":
+        if t.category != "optimizer" and t.phase != "after_optimizer":
             pipeline_end = max(pipeline_end, float(execution.end[t.id]))
             busy_before += t.duration_s
     opt_start = max(

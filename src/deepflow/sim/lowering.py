@@ -67,6 +67,8 @@ COMPUTE, PP, DP = "compute", "pp", "dp"
 """Streams of a rank: the compute stream (kernels and the collectives Megatron-LM runs on
 the critical path), the pipeline send channel, the data-parallel gradient channel."""
 
+AFTER_OPTIMIZER = "after_optimizer"
+"""Phase of the tasks that follow the optimizer step (the ZeRO-1/2 parameter gather)."""
 COMPUTE_KIND = TaskKind.COMPUTE
 COLL = TaskKind.COLLECTIVE
 
@@ -556,7 +558,8 @@ def lower(
             ))
         if exposed > 0:
             rows.add(
-                "dp param all-gather", COLL, rank, COMPUTE, exposed, [opt_task], "dp_comm", "dp"
+                "dp param all-gather", COLL, rank, COMPUTE, exposed, [opt_task], "dp_comm",
+                AFTER_OPTIMIZER,
             )
 
     graph = rows.build(
