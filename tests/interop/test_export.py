@@ -227,3 +227,29 @@ def test_zero_stages_export_their_collectives(tmp_path: Path, zero: int) -> None
         ]
         assert ("dp_param_ag" in names) == (zero > 0)
     assert sim.makespan_s > 0
+
+
+@pytest.mark.parametrize("zero", [1, 3])
+def test_exported_data_parallel_volumes_do_not_grow_with_dp(tmp_path: Path, zero: int) -> None:
+    """A rank's data-parallel buffers are fixed by its parameters, whatever the replica count
+    (the ZeRO-3 volume was once written dp times too large)."""
+
+    def sizes(gpus: int) -> dict[str, float]:
+        data = dict(
+            SCENARIO,
+            system={"preset": "dgx-h100", "num_accelerators": gpus},
+            strategy={"tp": 2, "pp": 1, "zero": zero, "micro_batch_size": 1},
+            training={"global_batch_size": gpus},
+        )
+        result = export_scenario(scenario_from_dict(data), tmp_path / str(gpus))
+        nodes = read_workload(result.workload_prefix)[0].nodes
+        return {
+            n.name: float(n.attr_value("comm_size"))
+            for n in nodes
+            if n.name.startswith("dp_") or "_zero3_" in n.name
+        }
+
+    small, big = sizes(4), sizes(16)
+    assert small and small.keys() == big.keys()
+    for name, size in small.items():
+        assert big[name] == pytest.approx(size), name
