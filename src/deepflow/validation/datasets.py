@@ -60,15 +60,18 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from deepflow.specs import Scenario, scenario_from_dict
+from deepflow.specs import ModelSpec, Scenario, scenario_from_dict
 
 __all__ = [
     "DATASETS",
     "VTRAIN_VOCAB",
     "Case",
+    "fms_fsdp_cases",
     "megatron_2020_cases",
     "megatron_2021_cases",
+    "megatron_core_flops",
     "megatron_hardware_flops",
+    "megatron_moe_modelzoo_cases",
     "read_data_csv",
     "vtrain_multi_cases",
     "vtrain_single_cases",
@@ -451,10 +454,224 @@ def vtrain_single_cases() -> list[Case]:
     return cases
 
 
+# --- PyTorch FSDP / HSDP (fms-fsdp, V2-S06) -------------------------------------------------
+
+_FMS_SHAPES = {
+    # variant: layers, hidden, heads, kv heads, ffn (fms_fsdp/utils/config_utils.py at the
+    # cited commits; 7b = ibm-fms LLaMAConfig defaults)
+    "7b": (32, 4096, 32, 32, 11008),
+    "13b": (40, 5120, 40, 40, 13824),
+    "34b": (48, 8192, 64, 8, 22016),
+    "70b": (80, 8192, 64, 8, 28672),
+}
+_FMS_SOURCE = (
+    "IBM fms-fsdp README 'Training throughput benchmarks' (commits 4ffb9bd, ed74fd5); "
+    "shapes from fms_fsdp/utils/config_utils.py"
+)
+_FMS_NOTES = (
+    "fms-fsdp: PyTorch FSDP1, bf16 MixedPrecision (parameters, reductions and buffers in bf16: "
+    "fms_fsdp/policies/mixed_precision.py bfSixteen), so gradients are reduced in bf16 "
+    "(fp32_main_grads false); one FSDP unit per LLaMA block; SDPA flash attention; eager "
+    "kernels (fused_epilogues false). The network figure ('400Gbps' on A100, '800 Gbps' on "
+    "H100) is read as per node, shared by its 8 GPUs: 6.25 and 12.5 GB/s per GPU; NVLink "
+    "inside the node (DGX presets). 'Selective AC' is fms-fsdp's block-level selective "
+    "checkpointing (fms_fsdp/policies/ac_handler.py apply_fsdp_checkpointing: every k-th "
+    "block); the fraction used in the benchmark is not stated, one block in two is assumed "
+    "(recompute full on half of the layers). Eager and torch.compile rows run the same "
+    "scenario: the model has no torch.compile profile."
+)
+
+
+def _fms_variant(r: dict[str, str]) -> str:
+    name = r["model_name"].split()[2].lower()  # "Llama 2 7B ..." -> "7b"
+    return name
+
+
+def fms_fsdp_cases() -> list[Case]:
+    """The 16 rows of IBM fms-fsdp: PyTorch FSDP (FULL_SHARD) and HSDP training of Llama 2
+    7B-70B on 128 A100 80GB and 96 H100 80GB, eager and torch.compile (V2-S06).
+
+    The source gives tokens/s per GPU; the measured step time is ``global batch x 4096 /
+    (GPUs x tokens/s/GPU)`` with no gradient accumulation (``main_training.py``).
+    """
+    cases = []
+    for r in read_data_csv("v2", "fms_fsdp", "fsdp_llama2_throughput.csv"):
+        variant = _fms_variant(r)
+        layers, hidden, heads, kv, ffn = _FMS_SHAPES[variant]
+        gpus = int(r["num_accelerators"])
+        seq = int(r["seq_len"])
+        gbs = int(r["global_batch_seqs"])
+        mbs = int(r["micro_batch_size"])
+        h100 = "H100" in r["accelerator"]
+        hsdp = "HYBRID_SHARD" in r["zero_or_fsdp"]
+        recompute = r["recompute"]
+        strategy: dict[str, Any] = {
+            "tp": 1,
+            "pp": 1,
+            "zero": 3,
+            "micro_batch_size": mbs,
+            "precision": "bf16",
+            "fp32_main_grads": False,
+            "fused_epilogues": False,
+            "flash_attention": True,
+        }
+        if hsdp:
+            strategy["shard_degree"] = int(r["accel_per_node"])
+        if recompute.startswith("full"):
+            strategy["recompute"] = "full"
+        elif recompute.startswith("selective"):
+            strategy["recompute"] = "full"
+            strategy["recompute_layers"] = layers // 2
+        scenario = {
+            "model": {
+                "preset": "llama2-7b",
+                "num_layers": layers,
+                "hidden_size": hidden,
+                "num_attention_heads": heads,
+                "num_kv_heads": kv,
+                "ffn_hidden_size": ffn,
+                "seq_len": seq,
+                "vocab_size": int(r["vocab_size"]),
+                "sources": [_FMS_SOURCE],
+            },
+            "system": {
+                "preset": "dgx-h100" if h100 else "dgx-a100-80gb",
+                "num_accelerators": gpus,
+                "inter_node": {"bandwidth": "12.5 GB/s" if h100 else "6.25 GB/s"},
+            },
+            "strategy": strategy,
+            "training": {"global_batch_size": gbs},
+        }
+        tokens = float(r["tokens_per_s_per_accel"])
+        compiled = "torch.compile: Y" in r["framework"]
+        cases.append(
+            Case(
+                dataset="fms-fsdp",
+                row_id=r["row_id"],
+                description=(
+                    f"Llama 2 {variant.upper()} {'HSDP' if hsdp else 'FSDP'} "
+                    f"{gpus}x {'H100' if h100 else 'A100'} "
+                    f"{'compile' if compiled else 'eager'} AC={recompute.split()[0]}"
+                ),
+                scenario=scenario,
+                measured_step_time_s=gbs * seq / (gpus * tokens),
+                notes=_FMS_NOTES,
+            )
+        )
+    return cases
+
+
+# --- Megatron-Core MoE: Qwen3-235B-A22B, sharded and long-context (V2-S07) ------------------
+
+
+def megatron_core_flops(model: ModelSpec, global_batch: int, seq_len: int) -> float:
+    """Model FLOPs of one step as Megatron-LM logs them (``megatron/training/training.py``,
+    ``num_floating_point_operations``, standard transformer branch): 3 (forward, wgrad,
+    dgrad) x 2 (FMA) x, per token, ``h (f_dense * 3|2)`` per dense MLP, ``h (f_moe topk +
+    f_shared) * 3|2`` per MoE MLP (3 with SwiGLU), ``h (q + k + v) + q s / 2 * 2 + q h`` per
+    attention (``q = kv_channels * heads``, ``k = v = kv_channels * groups``; causal half),
+    and ``h V`` for the logits; no recompute term."""
+    h, s = model.hidden_size, seq_len
+    gated = 3 if model.ffn_type.value == "swiglu" else 2
+    q = model.head_dim * model.num_attention_heads
+    kv = model.head_dim * model.num_kv_heads
+    attn = h * (q + 2 * kv) + q * s / 2 * 2 + q * h
+    n_moe = model.num_moe_layers
+    n_dense = model.num_layers - n_moe
+    mlp = model.ffn_hidden_size * gated * n_dense
+    if model.moe is not None:
+        f_moe = model.moe.expert_ffn_hidden_size or model.ffn_hidden_size
+        shared = model.moe.num_shared_experts * f_moe
+        mlp += (f_moe * model.moe.top_k + shared) * gated * n_moe
+    per_token = 6 * (h * mlp + attn * model.num_layers + h * model.vocab_size)
+    return float(global_batch) * s * per_token
+
+
+_MODELZOO_SOURCE = (
+    "Megatron-MoE-ModelZoo best_practice/qwen3/readme.md and model_configs/benchmarking/"
+    "Qwen3-235B-A22B.yaml (commit e865051)"
+)
+_MODELZOO_NOTES = (
+    "Megatron-Core with Transformer Engine on 8-GPU H100 nodes (dgx-h100 preset: NVLink 4, "
+    "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source). Expert tensor "
+    "parallelism 1 is not modelled separately: the experts are split over tp like the dense "
+    "layers, and expert parallelism takes consecutive data/context-parallel ranks. Routing is "
+    "modelled balanced (the forced-balance rows); the dropless rows measure learned routing "
+    "on the same configuration. Rows with TFLOP/s only: measured step time = Megatron-LM's "
+    "model FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
+    "stages with the embedding and the loss counted as a layer each (the source's runtime.conf "
+    "lists 96 'layers' for that reason)."
+)
+#: rows of the source used here: 3 (Megatron-FSDP) and 7-14 (16K-128K context, CP 1-8)
+_MODELZOO_ROWS = ("3", "7", "8", "9", "10", "11", "12", "13", "14")
+
+
+def megatron_moe_modelzoo_cases() -> list[Case]:
+    """Qwen3-235B-A22B with Megatron-Core on 256 H100s: the Megatron-FSDP row and the
+    long-context rows (16K-128K tokens, context parallelism 1-8) of V2-S07."""
+    cases = []
+    for r in read_data_csv("v2", "megatron_moe_modelzoo", "qwen3_moe_throughput.csv"):
+        if r["row_id"] not in _MODELZOO_ROWS:
+            continue
+        seq = int(r["seq_len"])
+        gpus = int(r["num_accelerators"])
+        gbs = int(r["global_batch_seqs"])
+        tp, pp, vpp, cp, ep = (
+            int(r[k]) for k in ("tp", "pp", "vpp_chunks", "cp", "ep")
+        )
+        fsdp = "FSDP" in r["zero_or_fsdp"]
+        strategy: dict[str, Any] = {
+            "tp": tp,
+            "pp": pp,
+            "vpp": vpp,
+            "cp": cp,
+            "ep": ep,
+            "sequence_parallel": r["sp"].startswith("yes"),
+            "zero": 3 if fsdp else 1,
+            "micro_batch_size": int(r["micro_batch_size"]),
+            "precision": "bf16",
+        }
+        rc = r["recompute"]
+        if rc.startswith("full"):
+            strategy["recompute"] = "full"
+        elif rc.startswith("selective"):
+            strategy["recompute"] = "selective"
+            strategy["recompute_modules"] = ["layernorm", "moe"]
+        scenario = {
+            "model": {"preset": "qwen3-235b-a22b", "seq_len": seq},
+            "system": {"preset": "dgx-h100", "num_accelerators": gpus},
+            "strategy": strategy,
+            "training": {"global_batch_size": gbs},
+        }
+        if r["iter_time_s"]:
+            measured = float(r["iter_time_s"])
+        else:
+            model = scenario_from_dict(scenario).model
+            flops = megatron_core_flops(model, gbs, seq)
+            measured = flops / (float(r["tflops_per_accel"]) * 1e12 * gpus)
+        routing = "forced balance" if "forced" in r["moe_router"] else "dropless"
+        cases.append(
+            Case(
+                dataset="megatron-moe-modelzoo",
+                row_id=r["row_id"],
+                description=(
+                    f"Qwen3-235B-A22B {gpus}x H100 seq {seq} tp{tp} pp{pp} vpp{vpp} cp{cp} "
+                    f"ep{ep} {'FSDP' if fsdp else 'dist-opt'} {routing}"
+                ),
+                scenario=scenario,
+                measured_step_time_s=measured,
+                notes=_MODELZOO_NOTES,
+            )
+        )
+    return cases
+
+
 #: Data-set name -> loader, in the order reports list them.
 DATASETS: dict[str, Callable[[], list[Case]]] = {
     "megatron-2021": megatron_2021_cases,
     "megatron-2020": megatron_2020_cases,
     "vtrain-multi": vtrain_multi_cases,
     "vtrain-single": vtrain_single_cases,
+    "fms-fsdp": fms_fsdp_cases,
+    "megatron-moe-modelzoo": megatron_moe_modelzoo_cases,
 }
