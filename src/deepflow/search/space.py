@@ -18,7 +18,8 @@ which names the rule each point breaks:
 knob                          candidates (before the user's restriction)
 ============================  ================================================================
 ``tp``                        divisors of the accelerator count that divide the attention
-                              heads (and the key/value heads, without MLA)
+                              heads (and divide, or are multiples of, the key/value heads,
+                              without MLA)
 ``cp``                        divisors of ``N / tp`` with ``seq_len`` divisible by ``2 cp``
                               (load-balanced ring attention, 2 cp chunks)
 ``pp``                        divisors of ``N / (tp cp)`` that divide ``num_layers``
@@ -322,7 +323,8 @@ class SearchSpace:
         tps = [
             d
             for d in divisors(n)
-            if m.num_attention_heads % d == 0 and (m.mla is not None or m.num_kv_heads % d == 0)
+            if m.num_attention_heads % d == 0
+            and (m.mla is not None or m.num_kv_heads % d == 0 or d % m.num_kv_heads == 0)
         ]
         for tp in self._allowed("tp", tps):
             cps = [d for d in divisors(n // tp) if d == 1 or m.seq_len % (2 * d) == 0]
