@@ -47,7 +47,6 @@ from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
 from deepflow.specs.strategy import RecomputeModule
-from deepflow.workload.recompute import MODULES, module_masks
 from deepflow.workload.operators import (
     AttentionCore,
     Bias,
@@ -57,6 +56,7 @@ from deepflow.workload.operators import (
     Scope,
     Shard,
 )
+from deepflow.workload.recompute import MODULES, module_masks
 
 SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
 _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
@@ -323,6 +323,9 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         (_gemm(env, layer, op) if isinstance(op, Gemm) else elementwise_cost(env, op, layer))
         for op in layer.ops
     ]
+    for part, again in zip(parts, layer.saved_again, strict=True):
+        if again:  # the same tensor is saved once
+            part["saved"] = np.zeros_like(part["saved"])
     attn = _attention(env, layer.attention)
     total = {key: sum(p[key] for p in parts) for key in ("fwd", "bwd", "wgrad", "saved", "flops")}
     expert_params = sum(

@@ -22,34 +22,15 @@ from deepflow.specs.strategy import (
     RecomputeModule,
     StrategySpec,
 )
+from deepflow.workload.recompute import mask_modules, module_mask
 
 PRECISIONS = tuple(Precision)
 RECOMPUTES = tuple(Recompute)
 SCHEDULES = tuple(PipelineSchedule)
 ALGORITHMS = ("ring", "tree", "auto")
-RECOMPUTE_MODULES = tuple(RecomputeModule)
-"""Bit ``i`` of ``StrategyBatch.recompute_modules`` stands for ``RECOMPUTE_MODULES[i]``."""
 _SELECTIVE = RECOMPUTES.index(Recompute.SELECTIVE)
 _FULL = RECOMPUTES.index(Recompute.FULL)
-
-
-def modules_mask(modules: object) -> int:
-    """The bitmask of a sequence of recompute modules (enums or names), or an integer mask
-    as it is."""
-    if isinstance(modules, (int, np.integer)):
-        return int(modules)
-    mask = 0
-    for module in modules:  # type: ignore[attr-defined]
-        mask |= 1 << RECOMPUTE_MODULES.index(RecomputeModule(getattr(module, "value", module)))
-    return mask
-
-
-DEFAULT_MODULES_MASK = modules_mask(DEFAULT_RECOMPUTE_MODULES)
-
-
-def mask_to_modules(mask: int) -> tuple[RecomputeModule, ...]:
-    """The recompute modules of bitmask ``mask``."""
-    return tuple(m for i, m in enumerate(RECOMPUTE_MODULES) if mask >> i & 1)
+DEFAULT_MODULES_MASK = module_mask(DEFAULT_RECOMPUTE_MODULES)
 
 
 @dataclass(frozen=True)
@@ -60,7 +41,7 @@ class StrategyBatch:
     communicators, from ``axis_order`` (innermost first): the product of the degrees of the
     axes placed inside it.
 
-    ``recompute_modules`` is the bitmask (:data:`RECOMPUTE_MODULES`) of the modules that
+    ``recompute_modules`` is the bitmask (:data:`~deepflow.workload.recompute.MODULES`) of the modules that
     selective recomputation checkpoints, zero unless ``recompute`` is selective;
     ``recompute_layers`` the layers per pipeline chunk that full recomputation checkpoints,
     ``-1`` for all of them.
@@ -75,7 +56,7 @@ class StrategyBatch:
     sequence_parallel: np.ndarray
     zero: np.ndarray
     recompute: np.ndarray  # index into RECOMPUTES
-    recompute_modules: np.ndarray  # bitmask over RECOMPUTE_MODULES (selective only)
+    recompute_modules: np.ndarray  # bitmask over workload.recompute.MODULES (selective)
     recompute_layers: np.ndarray  # layers per chunk with full recompute; -1 = all
     micro_batch_size: np.ndarray
     virtual_nodes: np.ndarray  # 0 where not set
@@ -123,7 +104,7 @@ class StrategyBatch:
             sequence_parallel=col(lambda s: s.sequence_parallel, bool),
             zero=col(lambda s: s.zero),
             recompute=col(lambda s: RECOMPUTES.index(s.recompute)),
-            recompute_modules=col(lambda s: modules_mask(s.effective_recompute_modules)),
+            recompute_modules=col(lambda s: module_mask(s.effective_recompute_modules)),
             recompute_layers=col(
                 lambda s: -1 if s.recompute_layers is None else s.recompute_layers
             ),
@@ -255,7 +236,7 @@ class StrategyBatch:
         mask = int(self.recompute_modules[i])
         if int(self.recompute[i]) != _SELECTIVE or mask == DEFAULT_MODULES_MASK:
             return None
-        return mask_to_modules(mask)
+        return mask_modules(mask)
 
     def take(self, index: np.ndarray) -> StrategyBatch:
         """The sub-batch at ``index`` (integer or boolean array)."""
@@ -280,9 +261,9 @@ def _module_masks(value: object, n: int) -> np.ndarray:
     else:
         items = list(value)  # type: ignore[call-overload]
         if all(isinstance(x, (str, RecomputeModule)) for x in items):
-            masks = modules_mask(items)
+            masks = module_mask(items)
         else:
-            masks = [modules_mask(x) for x in items]
+            masks = [x if isinstance(x, (int, np.integer)) else module_mask(x) for x in items]
     return np.broadcast_to(np.asarray(masks, dtype=np.int64), (n,)).copy()
 
 

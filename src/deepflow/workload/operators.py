@@ -166,3 +166,18 @@ class LayerTemplate:
     @property
     def params(self) -> int:
         return sum(op.params for op in self.ops)
+
+    @property
+    def saved_again(self) -> tuple[bool, ...]:
+        """Per op: its saved input is a tensor an earlier GEMM already saves (the MoE
+        router and the shared experts both read the pre-MLP norm's output, MLA's query and
+        key/value down-projections the input norm's). Autograd keeps one tensor however
+        many ops save it, so it counts once."""
+        seen: set[tuple[object, ...]] = set()
+        out = []
+        for op in self.ops:
+            key = (op.source, op.scope, op.tokens_factor, op.k) if isinstance(op, Gemm) else None
+            out.append(key is not None and key in seen)
+            if key is not None:
+                seen.add(key)
+        return tuple(out)

@@ -28,6 +28,7 @@ saved tensor is dropped when any chosen module drops it (a module inside another
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -38,8 +39,8 @@ MODULES = tuple(RecomputeModule)
 """Bit ``i`` of a module mask stands for ``MODULES[i]``."""
 
 
-def module_mask(modules: tuple[RecomputeModule, ...] | list[RecomputeModule]) -> int:
-    """The bitmask of ``modules`` (bit ``i`` = ``MODULES[i]``)."""
+def module_mask(modules: Iterable[RecomputeModule | str]) -> int:
+    """The bitmask of ``modules``, enums or names (bit ``i`` = ``MODULES[i]``)."""
     mask = 0
     for module in modules:
         mask |= 1 << MODULES.index(RecomputeModule(module))
