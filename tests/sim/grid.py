@@ -22,6 +22,23 @@ STRATEGIES = (
     {"tp": 1, "pp": 2, "zero": 3, "overlap_grad_reduce": False},
     {"tp": 4, "pp": 2, "cp": 2},
     {"tp": 2, "pp": 2, "ep": 4},
+    {"tp": 2, "pp": 2, "recompute": "selective", "recompute_modules": ["core_attn", "mlp"]},
+    {"tp": 4, "pp": 2, "vpp": 2, "recompute": "full", "recompute_layers": 1},
+    {
+        "tp": 8,
+        "pp": 1,
+        "sequence_parallel": True,
+        "recompute": "selective",
+        "recompute_modules": ["layernorm", "mlp"],
+    },
+    {
+        "tp": 2,
+        "pp": 2,
+        "ep": 4,
+        "recompute": "selective",
+        "recompute_modules": ["layernorm", "moe"],
+    },
+    {"tp": 2, "pp": 2, "ep": 4, "recompute": "selective", "recompute_modules": ["moe_act"]},
 )
 
 
