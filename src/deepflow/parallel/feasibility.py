@@ -73,8 +73,7 @@ RULES: tuple[Rule, ...] = (
             & (b.tp % c.model.num_kv_heads != 0)
         ),
         lambda c, s: (
-            f"tp={s.tp} neither divides nor is a multiple of "
-            f"num_kv_heads={c.model.num_kv_heads}"
+            f"tp={s.tp} neither divides nor is a multiple of num_kv_heads={c.model.num_kv_heads}"
         ),
     ),
     Rule(

@@ -101,9 +101,7 @@ def _single(layer: LayerTemplate, module: RecomputeModule) -> CheckpointPlan:
 
 
 @cache
-def checkpoint_plan(
-    layer: LayerTemplate, modules: tuple[RecomputeModule, ...]
-) -> CheckpointPlan:
+def checkpoint_plan(layer: LayerTemplate, modules: tuple[RecomputeModule, ...]) -> CheckpointPlan:
     """The union of the plans of each of ``modules`` on ``layer``."""
     n = len(layer.ops)
     plans = [_single(layer, m) for m in modules]

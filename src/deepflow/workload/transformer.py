@@ -20,7 +20,6 @@ after its norm ``moe`` (``moe/moe_layer.py``), the routed experts' activation al
 ``moe_act`` (``moe/experts.py``) and the shared experts also ``shared_experts``.
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
