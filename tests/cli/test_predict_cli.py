@@ -55,3 +55,19 @@ def test_validate_prints_rows_and_summary():
     result = CliRunner().invoke(main, ["validate", "--dataset", "megatron-2021"])
     assert result.exit_code == 0, result.output
     assert "GPT-1008B" in result.output and "mean abs error" in result.output
+
+
+def test_bad_recompute_keys_exit_2_with_one_line(tmp_path):
+    cases = {
+        "recompute: selective, recompute_modules: [attn]": "strategy.recompute_modules.0",
+        "recompute: full, recompute_modules: [mlp]": "strategy.recompute_modules",
+        "recompute: selective, recompute_layers: 2": "strategy.recompute_layers",
+        "recompute: full, recompute_layers: -3": "strategy.recompute_layers",
+    }
+    for text, key in cases.items():
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(GOOD.replace("recompute: full", text))
+        result = CliRunner().invoke(main, ["predict", str(bad), "--json"])
+        assert result.exit_code == 2, text
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert f"bad.yaml: {key}: " in result.output and "Traceback" not in result.output

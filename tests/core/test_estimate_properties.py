@@ -11,19 +11,40 @@ from deepflow.estimate import BREAKDOWN_KEYS, evaluate, predict
 from deepflow.parallel import StrategyBatch
 from deepflow.specs import StrategySpec, scenario_from_dict
 
+# recompute settings: none, selective over any module set (mla_up_proj needs an MLA model),
+# full over all or some layers of a chunk
+recompute_settings = st.one_of(
+    st.just({"recompute": "none"}),
+    st.builds(
+        lambda modules: {"recompute": "selective", "recompute_modules": modules},
+        st.lists(
+            st.sampled_from(["core_attn", "moe_act", "layernorm", "mlp", "moe", "shared_experts"]),
+            unique=True,
+            max_size=4,
+        ),
+    ),
+    st.just({"recompute": "selective"}),
+    st.builds(
+        lambda k: {"recompute": "full", "recompute_layers": k},
+        st.one_of(st.none(), st.integers(0, 8)),
+    ),
+)
 strategies = st.builds(
-    dict,
-    tp=st.sampled_from([1, 2, 4, 8]),
-    pp=st.sampled_from([1, 2, 4]),
-    vpp=st.sampled_from([1, 2]),
-    cp=st.sampled_from([1, 2]),
-    sequence_parallel=st.booleans(),
-    zero=st.integers(0, 3),
-    recompute=st.sampled_from(["none", "selective", "full"]),
-    micro_batch_size=st.sampled_from([1, 2, 4]),
-    pipeline_schedule=st.sampled_from(["gpipe", "1f1b", "zero-bubble"]),
-    flash_attention=st.booleans(),
-    overlap_grad_reduce=st.booleans(),
+    lambda base, rc: {**base, **rc},
+    st.builds(
+        dict,
+        tp=st.sampled_from([1, 2, 4, 8]),
+        pp=st.sampled_from([1, 2, 4]),
+        vpp=st.sampled_from([1, 2]),
+        cp=st.sampled_from([1, 2]),
+        sequence_parallel=st.booleans(),
+        zero=st.integers(0, 3),
+        micro_batch_size=st.sampled_from([1, 2, 4]),
+        pipeline_schedule=st.sampled_from(["gpipe", "1f1b", "zero-bubble"]),
+        flash_attention=st.booleans(),
+        overlap_grad_reduce=st.booleans(),
+    ),
+    recompute_settings,
 )
 models = st.sampled_from(["llama2-7b", "megatron-gpt-3.6b", "mixtral-8x7b", "deepseek-v3"])
 

@@ -168,3 +168,38 @@ def test_the_batch_carries_every_base_setting():
     for i in (0, len(space) // 2, len(space) - 1):
         expected = StrategySpec.model_validate(strategy_dict(space.base, space.columns, i))
         assert batch.spec(i) == expected.replace(pipeline_schedule=expected.schedule)
+
+
+def test_recompute_policies_are_data_and_off_by_default():
+    plain = SearchSpace.from_scenario(tiny())
+    rich = SearchSpace.from_scenario(tiny(), recompute_policies=True)
+    assert len(rich) > len(plain)
+    assert set(plain.columns["recompute_layers"].tolist()) == {-1}
+    masks = set(rich.columns["recompute_modules"].tolist())
+    assert len(masks) > 2  # 0 (none/full) and several module sets
+    assert set(rich.columns["recompute_layers"].tolist()) > {-1}
+    assert rich.fingerprint() != plain.fingerprint()
+    # every point is a valid strategy, and the batch evaluates the same as its spec
+    batch = rich.batch(rich.columns)
+    picks = np.linspace(0, len(rich) - 1, 40).astype(int)
+    specs = [StrategySpec.model_validate(strategy_dict(rich.base, rich.columns, i)) for i in picks]
+    again = StrategyBatch.from_specs(specs)
+    sc = tiny()
+    a = evaluate(sc.model, sc.system, rich.global_batch_size, batch.take(picks))
+    b = evaluate(sc.model, sc.system, rich.global_batch_size, again)
+    assert np.array_equal(a.step_time, b.step_time)
+    assert np.array_equal(a.peak_memory, b.peak_memory)
+
+
+def test_recompute_module_and_layer_fixes():
+    key, r = parse_fix("recompute_modules=core_attn,layernorm+mlp")
+    assert key == "recompute_modules"
+    assert [tuple(m.value for m in v) for v in r.values] == [("core_attn",), ("layernorm", "mlp")]
+    space = SearchSpace.from_scenario(
+        tiny(), ["recompute=selective", "recompute_modules=layernorm+mlp"]
+    )
+    assert len(set(space.columns["recompute_modules"].tolist())) == 1
+    space = SearchSpace.from_scenario(tiny(), ["recompute=full", "recompute_layers=1,2"])
+    assert set(space.columns["recompute_layers"].tolist()) == {1, 2}
+    with pytest.raises(ConfigError, match="--fix recompute_modules"):
+        parse_fix("recompute_modules=attn")

@@ -29,6 +29,23 @@ STRATEGIES = (
     {"tp": 2, "pp": 1, "zero": 1, "shard_degree": 4},
     {"tp": 2, "pp": 2, "cp": 2, "zero": 1},
     {"tp": 1, "pp": 2, "cp": 2, "zero": 3},
+    {"tp": 2, "pp": 2, "recompute": "selective", "recompute_modules": ["core_attn", "mlp"]},
+    {"tp": 4, "pp": 2, "vpp": 2, "recompute": "full", "recompute_layers": 1},
+    {
+        "tp": 8,
+        "pp": 1,
+        "sequence_parallel": True,
+        "recompute": "selective",
+        "recompute_modules": ["layernorm", "mlp"],
+    },
+    {
+        "tp": 2,
+        "pp": 2,
+        "ep": 4,
+        "recompute": "selective",
+        "recompute_modules": ["layernorm", "moe"],
+    },
+    {"tp": 2, "pp": 2, "ep": 4, "recompute": "selective", "recompute_modules": ["moe_act"]},
 )
 
 

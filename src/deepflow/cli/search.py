@@ -64,6 +64,10 @@ def _strategy_text(c: Candidate) -> str:
         parts.append(f"zero{s['zero']}")
     if s["recompute"] != "none":
         parts.append(f"rc-{s['recompute']}")
+    if s.get("recompute_modules"):
+        parts.append("+".join(s["recompute_modules"]))
+    if s.get("recompute_layers") is not None:
+        parts.append(f"rc-layers{s['recompute_layers']}")
     parts += [f"mbs{s['micro_batch_size']}", s["pipeline_schedule"] if s["pp"] > 1 else ""]
     return " ".join(p for p in parts if p)
 
@@ -173,6 +177,11 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     is_flag=True,
     help="Re-check the top strategies with the event-driven simulator.",
 )
+@click.option(
+    "--recompute-policies",
+    is_flag=True,
+    help="Also search recompute module sets and partial full recomputation.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @exits_2_on_bad_input
 def search_command(
@@ -186,6 +195,7 @@ def search_command(
     out: str | None,
     chunk_size: int,
     recheck: bool,
+    recompute_policies: bool,
     as_json: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
@@ -199,7 +209,9 @@ def search_command(
         )
     restrictions = parse_fixes(fixes)
     spaces = [
-        SearchSpace.from_scenario(loaded, restrictions, num_accelerators=n)
+        SearchSpace.from_scenario(
+            loaded, restrictions, num_accelerators=n, recompute_policies=recompute_policies
+        )
         for n in _parse_gpus(gpus)
     ]
     if scheduler is not None and scheduler != "local" and workers != 1:

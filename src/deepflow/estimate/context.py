@@ -12,6 +12,7 @@ from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import PRECISIONS, StrategyBatch
 from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
+from deepflow.specs.accelerator import Precision
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 
@@ -27,6 +28,11 @@ class Env:
     ``dp_groups`` are the communicators of (sharded) data parallelism over the ``dp x cp``
     ranks, expert parallelism included (:mod:`deepflow.parallel.sharding`).
 
+    ``peak`` is the dense rate of the linear layers' GEMMs at the strategy's precision;
+    ``peak_high`` the rate of the matrix math that stays in 16 bits under ``fp8`` (attention
+    core, MoE router, LM head: Transformer Engine quantizes only its linear layers inside
+    ``fp8_autocast``), the same as ``peak`` at every other precision.
+
     ``algorithms`` maps a mesh axis (``"tp"``, ``"dp"``, ``"ep"``) to the algorithm of that
     axis's collectives when it is not the batch's built-in one, e.g. an imported MSCCL-IR
     program (:class:`~deepflow.network.programs.ProgramAlgorithm`); empty by default.
@@ -38,6 +44,7 @@ class Env:
     global_batch_size: int
     hierarchy: Hierarchy
     peak: np.ndarray
+    peak_high: np.ndarray
     elem: np.ndarray
     grad_bytes: np.ndarray  # bytes per gradient element in the accumulation buffers
     tokens: np.ndarray
@@ -61,6 +68,10 @@ class Env:
     ) -> Env:
         acc = system.accelerator
         peaks = np.array([acc.peak(p) for p in PRECISIONS])
+        # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
+        # keeps bf16 parameters and activations outside the TE linear layers)
+        high = peaks.copy()
+        high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
         elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
         b = batch
         hierarchy = Hierarchy.from_system(system)
@@ -76,6 +87,7 @@ class Env:
             hierarchy=hierarchy,
             # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
             peak=np.maximum(peaks[b.precision], 1.0),
+            peak_high=np.maximum(high[b.precision], 1.0),
             elem=elems[b.precision],
             grad_bytes=np.where(b.fp32_main_grads, 4.0, elems[b.precision]),
             tokens=b.micro_batch_size * model.seq_len / b.cp,

@@ -25,7 +25,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
-from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
+from deepflow.estimate.layer_cost import LayerCost, layer_cost
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -280,15 +280,9 @@ def evaluate(
         return {
             "compute": cost.forward_compute + cost.backward_compute,
             "recompute": cost.recompute,
-            "tp_comm": cost.tp_comm_forward
-            + cost.tp_comm_backward
-            + np.where(b.recompute == FULL, cost.tp_comm_forward, 0.0),
-            "cp_comm": cost.cp_comm_forward
-            + cost.cp_comm_backward
-            + np.where(b.recompute == FULL, cost.cp_comm_forward, 0.0),
-            "ep_comm": cost.ep_comm_forward
-            + cost.ep_comm_backward
-            + np.where(b.recompute == FULL, cost.ep_comm_forward, 0.0),
+            "tp_comm": cost.tp_comm_forward + cost.tp_comm_backward + cost.recompute_tp,
+            "cp_comm": cost.cp_comm_forward + cost.cp_comm_backward + cost.recompute_cp,
+            "ep_comm": cost.ep_comm_forward + cost.ep_comm_backward + cost.recompute_ep,
             "dp_comm": z3[0] + z3[1],
             "host_overhead": cost.host_excess,
         }
@@ -302,14 +296,8 @@ def evaluate(
         "compute": head.forward_compute + head.backward_compute,
         "tp_comm": head.tp_comm_forward + head.tp_comm_backward,
     }
-    live_extra = np.where(
-        b.recompute == FULL,
-        np.maximum(
-            dense.full_activations - dense.saved_activations,
-            moe.full_activations - moe.saved_activations,
-        ),
-        0.0,
-    )
+    # what recomputation re-creates for the backward pass of one layer at a time
+    live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
 
     steady = np.zeros(n)
     bubble = np.zeros(n)

@@ -10,6 +10,30 @@ overlap the attention computation (Liu et al. 2023, arXiv 2310.01889, sec. 3).
 Saved activations generalize Korthikanti et al. 2022, Table 2 (``34 s b h + 5 a s^2 b``
 bytes per layer for GPT) operator by operator, so that GQA, SwiGLU, MLA, MoE and flash
 attention follow from the same rules.
+
+Recomputation (Korthikanti et al. 2022, sec. 5; Megatron-Core's ``recompute_granularity``):
+
+* ``full``: a layer keeps only its input and reruns its whole forward pass, collectives
+  included, before its backward pass; with ``recompute_layers = k`` only the first ``k``
+  layers of each pipeline model chunk do (Megatron's block method,
+  ``megatron/core/recompute.py``), the others keep everything. The layer's cost is the
+  mix of the two over the ``L / (pp vpp)`` layers of a chunk of the even split;
+* ``selective``: the chosen modules (:mod:`deepflow.workload.recompute`) drop their saved
+  tensors and rerun their forward; the dense MLP's checkpoint reruns its tensor-parallel
+  reduction (``linear_fc2``), the MoE layer's its dispatch and combine all-to-alls too
+  (``moe/moe_layer.py``).
+
+Under ``precision: fp8`` only Transformer Engine's linear layers run in FP8: the attention
+core (``DotProductAttention``; FP8 only with ``fp8_dot_product_attention``, off by default,
+``transformer_config.py``), the MoE router (``router_gating_linear``) and the LM head
+(``tensor_parallel.ColumnParallelLinear`` in ``models/gpt/gpt_model.py``) run at the 16-bit
+rate, :attr:`~deepflow.estimate.context.Env.peak_high`.
+
+Grouped-query attention with fewer key/value heads than tensor-parallel ranks runs as
+Megatron-Core does (``transformer/attention.py``, ``get_query_key_value_tensors``): the QKV
+weight stays split over tp (no replicated parameters, hence no extra gradient reduction),
+each rank all-gathers the QKV output over tp (reduce-scatter of its gradient in backward)
+and keeps its ``heads / tp`` query heads and the one key/value head they share.
 """
 
 from __future__ import annotations
@@ -22,6 +46,7 @@ from deepflow.estimate.context import Env
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
+from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
     AttentionCore,
     Bias,
@@ -31,8 +56,11 @@ from deepflow.workload.operators import (
     Scope,
     Shard,
 )
+from deepflow.workload.recompute import MODULES, module_masks
 
 SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
+_MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
+_MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
 
 
 @dataclass(frozen=True)
@@ -41,7 +69,10 @@ class LayerCost:
 
     ``forward``/``backward`` include exposed communication; ``backward`` includes the
     weight-gradient GEMMs, whose time is also given alone as ``weight_grad`` (the part a
-    zero-bubble schedule defers). ``recompute`` is the extra forward work in backward.
+    zero-bubble schedule defers). ``recompute`` is the extra forward work in backward and
+    ``recompute_tp``/``_cp``/``_ep`` the collectives it reruns. ``saved_activations`` is
+    what a micro-batch keeps after the forward pass; ``recompute_live`` what recomputation
+    brings back for the duration of one layer's backward.
     """
 
     forward_compute: np.ndarray
@@ -54,16 +85,23 @@ class LayerCost:
     cp_comm_backward: np.ndarray
     ep_comm_forward: np.ndarray
     ep_comm_backward: np.ndarray
-    recompute_comm: np.ndarray
+    recompute_tp: np.ndarray
+    recompute_cp: np.ndarray
+    recompute_ep: np.ndarray
     host_excess_forward: np.ndarray  # host issue time beyond the device time, forward
     host_excess_backward: np.ndarray  # the same for backward and recomputation
     saved_activations: np.ndarray  # bytes kept per micro-batch after forward, by recompute mode
-    full_activations: np.ndarray  # bytes a layer holds during its own backward
+    full_activations: np.ndarray  # bytes a layer saves without recomputation
+    recompute_live: np.ndarray  # bytes recomputation re-creates during one layer's backward
     params: np.ndarray  # local parameters (non-expert)
     expert_params: np.ndarray  # local expert parameters
     forward_flops: np.ndarray  # matmul FLOPs of the forward pass on this rank
     weight_flops: np.ndarray  # FLOPs of the weight-gradient GEMMs (= forward GEMM FLOPs)
     recompute_flops: np.ndarray
+
+    @property
+    def recompute_comm(self) -> np.ndarray:
+        return self.recompute_tp + self.recompute_cp + self.recompute_ep
 
     @property
     def host_excess(self) -> np.ndarray:
@@ -136,9 +174,10 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
-    fwd = gemm_time(rows, n, k, acc, env.peak, env.elem, groups)
-    dgrad = gemm_time(rows, k, n, acc, env.peak, env.elem, groups)
-    wgrad = gemm_time(k, n, rows, acc, env.peak, env.elem, groups)
+    peak = env.peak if op.low_precision else env.peak_high
+    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups)
+    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups)
+    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -197,8 +236,9 @@ def elementwise_cost(
 
 def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     """Attention core: flash (fused, causal tiles skipped) or unfused (score matrix in
-    memory, Korthikanti et al. 2022, Table 2)."""
+    memory, Korthikanti et al. 2022, Table 2), at the 16-bit rate also under FP8."""
     acc = env.system.accelerator
+    peak = env.peak_high
     b = env.batch
     tp = b.tp.astype(np.float64)
     mbs = b.micro_batch_size.astype(np.float64)
@@ -210,24 +250,24 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1)
     tiles = mbs * heads * np.ceil(sq / acc.efficiency.tile_m)
     waves = np.ceil(tiles / acc.compute_units)
-    rate = env.peak * acc.efficiency.attention * tiles / (waves * acc.compute_units)
+    rate = peak * acc.efficiency.attention * tiles / (waves * acc.compute_units)
     flash_flops = 0.5 * full_flops
     flash_fwd = flash_flops / rate + acc.efficiency.kernel_overhead
     flash_bwd = 2.5 * flash_flops / rate + 2 * acc.efficiency.kernel_overhead
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
-    scores = gemm_time(sq, s, core.qk_dim, acc, env.peak, env.elem, batch)
-    context = gemm_time(sq, core.v_dim, s, acc, env.peak, env.elem, batch)
+    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch)
+    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch)
     score_values = batch * sq * s
     # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
     soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
     soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
     unfused_fwd = scores + context + soft_fwd
     unfused_bwd = (
-        gemm_time(sq, core.qk_dim, s, acc, env.peak, env.elem, batch)
-        + gemm_time(s, core.qk_dim, sq, acc, env.peak, env.elem, batch)
-        + gemm_time(sq, s, core.v_dim, acc, env.peak, env.elem, batch)
-        + gemm_time(s, core.v_dim, sq, acc, env.peak, env.elem, batch)
+        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch)
+        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch)
+        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch)
+        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch)
         + soft_bwd
     )
     flash = b.flash_attention
@@ -250,6 +290,32 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     }
 
 
+def kv_gather_time(env: Env, core: AttentionCore) -> tuple[np.ndarray, np.ndarray]:
+    """Forward all-gather and backward reduce-scatter of the QKV output over tp when tp
+    exceeds the key/value heads (Megatron-Core ``attention.py``,
+    ``get_query_key_value_tensors``: ``all_gather_last_dim_from_tensor_parallel_region``,
+    whose backward reduce-scatters); zero otherwise."""
+    tp = env.batch.tp
+    width = core.heads * core.qk_dim + core.kv_heads * (core.qk_dim + core.v_dim)
+    size = env.tokens * width * env.elem
+    algo = env.algorithms.get("tp") or _algorithm(env)
+    ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
+    rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
+    gathered = tp > core.kv_heads
+    return np.where(gathered, ag, 0.0), np.where(gathered, rs, 0.0)
+
+
+def recomputed_fraction(env: Env) -> np.ndarray:
+    """Fraction of a stage's layers that full recomputation checkpoints: 1, or
+    ``recompute_layers`` over the layers of a pipeline model chunk ``L / (pp vpp)`` of the
+    even split (Megatron's block method checkpoints the first ``recompute_layers`` layers of
+    each chunk, ``megatron/core/recompute.py``), at most 1."""
+    b = env.batch
+    per_chunk = env.model.num_layers / (b.pp * b.vpp)
+    k = b.recompute_layers
+    return np.where(k < 0, 1.0, np.minimum(1.0, np.maximum(k, 0) / per_chunk))
+
+
 def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     """Cost of ``layer`` for one micro-batch on one rank of each strategy in ``env``."""
     b = env.batch
@@ -257,6 +323,9 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         (_gemm(env, layer, op) if isinstance(op, Gemm) else elementwise_cost(env, op, layer))
         for op in layer.ops
     ]
+    for part, again in zip(parts, layer.saved_again, strict=True):
+        if again:  # the same tensor is saved once
+            part["saved"] = np.zeros_like(part["saved"])
     attn = _attention(env, layer.attention)
     total = {key: sum(p[key] for p in parts) for key in ("fwd", "bwd", "wgrad", "saved", "flops")}
     expert_params = sum(
@@ -278,8 +347,9 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     bwd_compute = total["bwd"] + attn["bwd"] + accumulate
     hidden_bytes = env.tokens * env.model.hidden_size * env.elem
     tp_one = tp_pair_time(env, hidden_bytes)
-    tp_fwd = 2.0 * tp_one
-    tp_bwd = 2.0 * tp_one
+    kv_ag, kv_rs = kv_gather_time(env, layer.attention)
+    tp_fwd = 2.0 * tp_one + kv_ag
+    tp_bwd = 2.0 * tp_one + kv_rs
     # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
     # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
     cp_steps = b.cp - 1.0
@@ -301,10 +371,8 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
 
     recompute_mode = b.recompute
     full = recompute_mode == FULL
-    selective = (recompute_mode == SELECTIVE) & ~b.flash_attention
-    recompute = np.where(full, fwd_compute, np.where(selective, attn["fwd"], 0.0))
-    recompute_comm = np.where(full, tp_fwd + cp_fwd + ep_fwd, 0.0)
-
+    f = np.where(full, recomputed_fraction(env), 0.0)
+    sel = _selective(env, layer, parts, attn, tp_one, ep_fwd)
     # host issue time: a backward op issues about two kernels per forward kernel (input and
     # weight gradients) plus one gradient accumulation per parameter tensor; collectives
     # issue one kernel each (Paszke et al. 2019, PyTorch, sec. 5.1: eager ops are issued
@@ -314,27 +382,25 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"]
     param_tensors = sum(1 for op in layer.ops if op.params)
     comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
-    comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0)
+    comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0) + (b.tp > layer.attention.kv_heads)
     host_fwd = (compute_kernels + comm_kernels) * host
-    host_bwd = (2.0 * compute_kernels + param_tensors + comm_kernels) * host
+    # selective recomputation issues the rerun modules' kernels again
+    host_bwd = (2.0 * compute_kernels + param_tensors + comm_kernels + sel["kernels"]) * host
     gpu_fwd = fwd_compute + tp_fwd + cp_fwd + ep_fwd
-    gpu_bwd = bwd_compute + tp_bwd + cp_bwd + ep_bwd
+    gpu_bwd = bwd_compute + tp_bwd + cp_bwd + ep_bwd + sel["time"] + sel["tp"] + sel["ep"]
     host_excess_forward = np.maximum(0.0, host_fwd - gpu_fwd)
-    host_excess_backward = np.maximum(0.0, host_bwd - gpu_bwd) + np.where(
-        recompute_mode == FULL,
-        np.maximum(0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)),
-        0.0,
+    host_excess_backward = np.maximum(0.0, host_bwd - gpu_bwd) + f * np.maximum(
+        0.0, compute_kernels * host * checkpoint - (fwd_compute + tp_fwd)
     )
 
     all_saved = total["saved"] + attn["qkv_saved"] + attn["score_saved"]
     layer_input = hidden_bytes / env.sp_div
-    saved = np.where(
-        full, layer_input, np.where(selective, all_saved - attn["score_saved"], all_saved)
-    )
     attn_flops = attn["flops"]
-    recompute_flops = np.where(
-        full, total["flops"] + attn_flops, np.where(selective, attn_flops, 0.0)
-    )
+    # full: a checkpointed layer keeps its input, a fraction f of the layers is checkpointed
+    saved = f * layer_input + (1.0 - f) * (all_saved - sel["dropped"])
+    live = np.where(f > 0, all_saved - layer_input, sel["dropped"])
+    recompute = f * fwd_compute + sel["time"]
+    recompute_flops = f * (total["flops"] + attn_flops) + sel["flops"]
     return LayerCost(
         forward_compute=fwd_compute,
         backward_compute=bwd_compute,
@@ -346,11 +412,14 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         cp_comm_backward=cp_bwd,
         ep_comm_forward=ep_fwd,
         ep_comm_backward=ep_bwd,
-        recompute_comm=recompute_comm,
+        recompute_tp=f * tp_fwd + sel["tp"],
+        recompute_cp=f * cp_fwd,
+        recompute_ep=f * ep_fwd + sel["ep"],
         host_excess_forward=host_excess_forward,
         host_excess_backward=host_excess_backward,
         saved_activations=saved,
         full_activations=all_saved,
+        recompute_live=live,
         params=np.broadcast_to(params, fwd_compute.shape).astype(np.float64),
         expert_params=np.broadcast_to(
             np.asarray(expert_params, dtype=np.float64), fwd_compute.shape
@@ -359,3 +428,55 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         weight_flops=total["flops"],
         recompute_flops=recompute_flops,
     )
+
+
+def _selective(
+    env: Env,
+    layer: LayerTemplate,
+    parts: list[dict[str, np.ndarray]],
+    attn: dict[str, np.ndarray],
+    tp_one: np.ndarray,
+    ep_fwd: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Selective recomputation of each strategy's modules (``batch.recompute_modules``, a
+    bitmask over :data:`~deepflow.workload.recompute.MODULES`, zero unless selective):
+    the bytes its checkpoints drop, the forward time, FLOPs and kernels rerun in backward,
+    and the tensor- and expert-parallel collectives rerun with them."""
+    bits = env.batch.recompute_modules
+    masks = module_masks(layer)
+    zero = np.zeros_like(tp_one)
+    out = {key: zero for key in ("dropped", "time", "flops", "kernels", "tp", "ep")}
+    if not bits.any():
+        return out
+
+    def on(mask: int) -> np.ndarray:
+        return (bits & mask) != 0
+
+    for part, rec, drop in zip(parts, masks.recomputed, masks.dropped, strict=True):
+        if rec:
+            again = on(rec)
+            out["time"] = out["time"] + np.where(again, part["fwd"], 0.0)
+            out["flops"] = out["flops"] + np.where(again, part["flops"], 0.0)
+            out["kernels"] = out["kernels"] + np.where(again, part["kernels"], 0.0)
+        if drop:
+            out["dropped"] = out["dropped"] + np.where(on(drop), part["saved"], 0.0)
+    if masks.core_recomputed:
+        again = on(masks.core_recomputed)
+        out["time"] = out["time"] + np.where(again, attn["fwd"], 0.0)
+        out["flops"] = out["flops"] + np.where(again, attn["flops"], 0.0)
+        out["kernels"] = out["kernels"] + np.where(again, attn["kernels"], 0.0)
+    if masks.core_internal_dropped:
+        dropped = np.where(on(masks.core_internal_dropped), attn["score_saved"], 0.0)
+        out["dropped"] = out["dropped"] + dropped
+    if masks.core_qkv_dropped:
+        dropped = np.where(on(masks.core_qkv_dropped), attn["qkv_saved"], 0.0)
+        out["dropped"] = out["dropped"] + dropped
+    # the dense MLP's checkpoint reruns its row-parallel reduction (one of the layer's two
+    # tensor-parallel pairs); the MoE layer's reruns that and its dispatch and combine
+    if any(RecomputeModule.MLP in op.modules for op in layer.ops):
+        out["tp"] = out["tp"] + np.where(on(_MLP_BIT), tp_one, 0.0)
+    if layer.moe:
+        moe = on(_MOE_BIT)
+        out["tp"] = out["tp"] + np.where(moe, tp_one, 0.0)
+        out["ep"] = out["ep"] + np.where(moe, ep_fwd, 0.0)
+    return out

@@ -14,12 +14,23 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from deepflow.specs.accelerator import Precision
-from deepflow.specs.strategy import MESH_AXES, PipelineSchedule, Recompute, StrategySpec
+from deepflow.specs.strategy import (
+    DEFAULT_RECOMPUTE_MODULES,
+    MESH_AXES,
+    PipelineSchedule,
+    Recompute,
+    RecomputeModule,
+    StrategySpec,
+)
+from deepflow.workload.recompute import mask_modules, module_mask
 
 PRECISIONS = tuple(Precision)
 RECOMPUTES = tuple(Recompute)
 SCHEDULES = tuple(PipelineSchedule)
 ALGORITHMS = ("ring", "tree", "auto")
+_SELECTIVE = RECOMPUTES.index(Recompute.SELECTIVE)
+_FULL = RECOMPUTES.index(Recompute.FULL)
+DEFAULT_MODULES_MASK = module_mask(DEFAULT_RECOMPUTE_MODULES)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,11 @@ class StrategyBatch:
     ``stride_<axis>`` is the rank distance between consecutive members of that axis's
     communicators, from ``axis_order`` (innermost first): the product of the degrees of the
     axes placed inside it.
+
+    ``recompute_modules`` is the bitmask (:data:`~deepflow.workload.recompute.MODULES`) of the modules that
+    selective recomputation checkpoints, zero unless ``recompute`` is selective;
+    ``recompute_layers`` the layers per pipeline chunk that full recomputation checkpoints,
+    ``-1`` for all of them.
     """
 
     dp: np.ndarray
@@ -42,6 +58,8 @@ class StrategyBatch:
     shard_degree: np.ndarray  # 0 = the whole dp x cp group
     reshard_after_forward: np.ndarray
     recompute: np.ndarray  # index into RECOMPUTES
+    recompute_modules: np.ndarray  # bitmask over workload.recompute.MODULES (selective)
+    recompute_layers: np.ndarray  # layers per chunk with full recompute; -1 = all
     micro_batch_size: np.ndarray
     virtual_nodes: np.ndarray  # 0 where not set
     precision: np.ndarray  # index into PRECISIONS
@@ -90,6 +108,10 @@ class StrategyBatch:
             shard_degree=col(lambda s: s.shard_degree or 0),
             reshard_after_forward=col(lambda s: s.reshard_after_forward, bool),
             recompute=col(lambda s: RECOMPUTES.index(s.recompute)),
+            recompute_modules=col(lambda s: module_mask(s.effective_recompute_modules)),
+            recompute_layers=col(
+                lambda s: -1 if s.recompute_layers is None else s.recompute_layers
+            ),
             micro_batch_size=col(lambda s: s.micro_batch_size),
             virtual_nodes=col(lambda s: s.virtual_nodes or 0),
             precision=col(lambda s: PRECISIONS.index(s.precision)),
@@ -113,7 +135,10 @@ class StrategyBatch:
     ) -> StrategyBatch:
         """Build a batch from arrays (search grids). Missing knobs take the spec defaults;
         enums may be given as codes or as lists of enum values/strings."""
-        n = max(np.size(v) for v in arrays.values())
+        n = max(
+            len(v) if k == "recompute_modules" and isinstance(v, (list, tuple)) else np.size(v)
+            for k, v in arrays.items()
+        )
         default = StrategySpec(dp=1)
 
         tables = {"precision": PRECISIONS, "recompute": RECOMPUTES, "pipeline_schedule": SCHEDULES}
@@ -144,6 +169,12 @@ class StrategyBatch:
             schedule,
         )
         strides = mesh_strides(degrees, (axis_order,) * n)
+        recompute = arr("recompute")
+        modules = _module_masks(arrays.get("recompute_modules"), n)
+        layers = arrays.get("recompute_layers")
+        layers = np.broadcast_to(
+            np.asarray(-1 if layers is None else layers, dtype=np.int64), (n,)
+        ).copy()
         return cls(
             dp=degrees["dp"],
             tp=degrees["tp"],
@@ -157,7 +188,9 @@ class StrategyBatch:
                 np.asarray(arrays.get("shard_degree", 0) or 0, dtype=np.int64), (n,)
             ).copy(),
             reshard_after_forward=arr("reshard_after_forward", bool),
-            recompute=arr("recompute"),
+            recompute=recompute,
+            recompute_modules=np.where(recompute == _SELECTIVE, modules, 0),
+            recompute_layers=np.where(recompute == _FULL, layers, -1),
             micro_batch_size=arr("micro_batch_size"),
             virtual_nodes=np.broadcast_to(
                 np.asarray(arrays.get("virtual_nodes", 0), dtype=np.int64), (n,)
@@ -191,6 +224,10 @@ class StrategyBatch:
             shard_degree=int(self.shard_degree[i]) or None,
             reshard_after_forward=bool(self.reshard_after_forward[i]),
             recompute=RECOMPUTES[int(self.recompute[i])],
+            recompute_modules=self._modules(i),
+            recompute_layers=int(self.recompute_layers[i])
+            if self.recompute_layers[i] >= 0
+            else None,
             micro_batch_size=int(self.micro_batch_size[i]),
             virtual_nodes=int(self.virtual_nodes[i]) or None,
             precision=PRECISIONS[int(self.precision[i])],
@@ -204,6 +241,13 @@ class StrategyBatch:
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
         )
 
+    def _modules(self, i: int) -> tuple[RecomputeModule, ...] | None:
+        """Element ``i``'s ``recompute_modules`` (None for the default and when unused)."""
+        mask = int(self.recompute_modules[i])
+        if int(self.recompute[i]) != _SELECTIVE or mask == DEFAULT_MODULES_MASK:
+            return None
+        return mask_modules(mask)
+
     def take(self, index: np.ndarray) -> StrategyBatch:
         """The sub-batch at ``index`` (integer or boolean array)."""
         idx = np.arange(len(self))[index]
@@ -212,6 +256,25 @@ class StrategyBatch:
             v = getattr(self, f.name)
             values[f.name] = tuple(v[i] for i in idx) if f.name == "axis_orders" else v[idx]
         return StrategyBatch(**values)
+
+
+def _module_masks(value: object, n: int) -> np.ndarray:
+    """``recompute_modules`` of :meth:`StrategyBatch.from_arrays` as ``n`` bitmasks: None
+    (the default), bitmasks (an integer or an integer array), one list of modules for every
+    strategy, or one list (or bitmask) per strategy."""
+    if value is None:
+        masks: object = DEFAULT_MODULES_MASK
+    elif isinstance(value, (int, np.integer)) or (
+        isinstance(value, np.ndarray) and value.dtype.kind in "iu"
+    ):
+        masks = value
+    else:
+        items = list(value)  # type: ignore[call-overload]
+        if all(isinstance(x, (str, RecomputeModule)) for x in items):
+            masks = module_mask(items)
+        else:
+            masks = [x if isinstance(x, (int, np.integer)) else module_mask(x) for x in items]
+    return np.broadcast_to(np.asarray(masks, dtype=np.int64), (n,)).copy()
 
 
 def mesh_strides(

@@ -62,10 +62,19 @@ RULES: tuple[Rule, ...] = (
         lambda c, b: c.model.num_attention_heads % b.tp != 0,
         lambda c, s: f"tp={s.tp} does not divide num_attention_heads={c.model.num_attention_heads}",
     ),
+    # Megatron-Core accepts tp that divides the key/value heads or is a multiple of them
+    # (transformer_config.py: "num_query_groups must be a multiple or divisor of
+    # tensor_model_parallel_size"); with more ranks than heads each rank keeps one
     Rule(
         "tp-kv-heads",
-        lambda c, b: (c.model.mla is None) & (c.model.num_kv_heads % b.tp != 0),
-        lambda c, s: f"tp={s.tp} does not divide num_kv_heads={c.model.num_kv_heads}",
+        lambda c, b: (
+            (c.model.mla is None)
+            & (c.model.num_kv_heads % b.tp != 0)
+            & (b.tp % c.model.num_kv_heads != 0)
+        ),
+        lambda c, s: (
+            f"tp={s.tp} neither divides nor is a multiple of num_kv_heads={c.model.num_kv_heads}"
+        ),
     ),
     Rule(
         "pp-layers",

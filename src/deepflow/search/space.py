@@ -18,7 +18,8 @@ which names the rule each point breaks:
 knob                          candidates (before the user's restriction)
 ============================  ================================================================
 ``tp``                        divisors of the accelerator count that divide the attention
-                              heads (and the key/value heads, without MLA)
+                              heads (and divide, or are multiples of, the key/value heads,
+                              without MLA)
 ``cp``                        divisors of ``N / tp`` with ``seq_len`` divisible by ``2 cp``
                               (load-balanced ring attention, 2 cp chunks)
 ``pp``                        divisors of ``N / (tp cp)`` that divide ``num_layers``
@@ -31,8 +32,18 @@ knob                          candidates (before the user's restriction)
 ``sequence_parallel``         both
 ``zero``                      0, 1, 2, 3
 ``recompute``                 none, selective, full
+``recompute_modules``         with selective: Megatron-Core's default ``[core_attn]``; with the
+                              ``recompute_policies`` option, each set of
+                              :data:`RECOMPUTE_MODULE_CHOICES` whose modules the model has
+``recompute_layers``          with full: every layer; with ``recompute_policies``, also
+                              :data:`RECOMPUTE_LAYER_FRACTIONS` of a pipeline chunk's layers
 ``pipeline_schedule``         gpipe, 1f1b, interleaved, zero-bubble
 ============================  ================================================================
+
+The recompute policies multiply the space by up to ``len(RECOMPUTE_MODULE_CHOICES) +
+len(RECOMPUTE_LAYER_FRACTIONS)``, so they are off unless the space asks for them
+(``SearchSpace.recompute_policies``, ``deepflow search --recompute-policies``) or a
+``--fix`` restricts them.
 
 Settings that cannot change the result are enumerated once (a class of equal strategies is
 represented by its first allowed member): without tensor parallelism, sequence parallelism
@@ -56,11 +67,19 @@ import numpy as np
 from pydantic import ValidationError
 
 from deepflow.errors import ConfigError
-from deepflow.parallel.batch import RECOMPUTES, SCHEDULES, StrategyBatch
+from deepflow.parallel.batch import DEFAULT_MODULES_MASK, RECOMPUTES, SCHEDULES, StrategyBatch
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.scenario import Scenario
-from deepflow.specs.strategy import PipelineSchedule, StrategySpec
+from deepflow.specs.strategy import (
+    DEFAULT_RECOMPUTE_MODULES,
+    PipelineSchedule,
+    Recompute,
+    RecomputeModule,
+    StrategySpec,
+)
 from deepflow.specs.system import SystemSpec
+from deepflow.workload.recompute import mask_modules, module_mask
+from deepflow.workload.transformer import layer_template
 
 SEARCH_KNOBS = (
     "dp",
@@ -72,12 +91,50 @@ SEARCH_KNOBS = (
     "sequence_parallel",
     "zero",
     "recompute",
+    "recompute_modules",
+    "recompute_layers",
     "micro_batch_size",
     "pipeline_schedule",
 )
 """The knobs a search varies; every other strategy field comes from the base strategy."""
 
-INTEGER_KNOBS = ("dp", "tp", "pp", "vpp", "cp", "ep", "zero", "micro_batch_size")
+_M = RecomputeModule
+RECOMPUTE_MODULE_CHOICES: tuple[tuple[RecomputeModule, ...], ...] = (
+    (_M.CORE_ATTN,),
+    (_M.LAYERNORM,),
+    (_M.CORE_ATTN, _M.LAYERNORM),
+    (_M.CORE_ATTN, _M.MLP),
+    (_M.LAYERNORM, _M.MLP),
+    (_M.CORE_ATTN, _M.LAYERNORM, _M.MLP),
+    (_M.MOE_ACT,),
+    (_M.LAYERNORM, _M.MOE_ACT),
+    (_M.LAYERNORM, _M.MOE),
+    (_M.SHARED_EXPERTS,),
+    (_M.MLA_UP_PROJ,),
+    (_M.LAYERNORM, _M.MLA_UP_PROJ),
+)
+"""Module sets a search with recompute policies tries under ``recompute: selective``: the
+default and the combinations Megatron-Core's recipes use (NeMo/Megatron-Bridge performance
+configurations set e.g. ``[core_attn]``, ``[mla_up_proj, moe_act]``, ``[layernorm, moe]``),
+each kept where the model has all of its modules."""
+
+RECOMPUTE_LAYER_FRACTIONS = (0.25, 0.5, 0.75)
+"""With ``recompute: full`` and recompute policies, also recompute only this fraction of a
+pipeline chunk's layers (rounded, kept when strictly between none and all)."""
+
+INTEGER_KNOBS = (
+    "dp",
+    "tp",
+    "pp",
+    "vpp",
+    "cp",
+    "ep",
+    "zero",
+    "micro_batch_size",
+    "recompute_layers",
+)
+# the recompute mode a knob's value is checked under
+_NEEDS = {"recompute_modules": "selective", "recompute_layers": "full"}
 FIXABLE = tuple(StrategySpec.model_fields)
 """Every strategy field can be restricted (searched knobs) or pinned (the others)."""
 
@@ -142,6 +199,8 @@ def _parse_value(key: str, text: str) -> Any:
     text = text.strip()
     if key == "axis_order":
         value: Any = tuple(p.strip() for p in text.split("/") if p.strip())
+    elif key == "recompute_modules":
+        value = [p.strip() for p in text.split("+") if p.strip()]
     elif key in INTEGER_KNOBS:
         try:
             value = int(text)
@@ -150,7 +209,8 @@ def _parse_value(key: str, text: str) -> Any:
     else:
         value = text
     try:
-        checked = StrategySpec.model_validate({"dp": 1, key: value})
+        extra = {"recompute": _NEEDS[key]} if key in _NEEDS else {}
+        checked = StrategySpec.model_validate({"dp": 1, **extra, key: value})
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         raise _field_type_error(key, text, message) from None
@@ -160,6 +220,9 @@ def _parse_value(key: str, text: str) -> Any:
 def parse_fix(text: str) -> tuple[str, Restriction]:
     """Parse one ``--fix`` argument: ``KEY=VALUE``, ``KEY=V1,V2,...`` or, for integer knobs,
     ``KEY=LOW..HIGH`` (either bound may be left out: ``pp=..8``, ``tp=2..``).
+
+    ``recompute_modules`` takes each set's modules joined by ``+``
+    (``recompute_modules=core_attn,layernorm+mlp``).
 
     ``axis_order`` takes its axes separated by ``/`` (``axis_order=tp/cp/dp/pp``).
     Raises :class:`~deepflow.errors.ConfigError` naming the key on any bad input.
@@ -244,6 +307,7 @@ class SearchSpace:
     global_batch_size: int
     base: StrategySpec
     restrictions: Mapping[str, Restriction] = field(default_factory=dict)
+    recompute_policies: bool = False
 
     @classmethod
     def from_scenario(
@@ -251,10 +315,12 @@ class SearchSpace:
         scenario: Scenario,
         fixes: Iterable[str] | Mapping[str, Restriction] = (),
         num_accelerators: int | None = None,
+        recompute_policies: bool = False,
     ) -> SearchSpace:
         """The space of ``scenario`` (its strategy is the base), restricted by ``fixes``
         (``--fix`` strings or parsed restrictions), optionally on ``num_accelerators``
-        accelerators instead of the scenario's."""
+        accelerators instead of the scenario's; ``recompute_policies`` adds the recompute
+        module sets and partial full recomputation to the searched recompute settings."""
         restrictions = dict(fixes) if isinstance(fixes, Mapping) else parse_fixes(fixes)
         pinned: dict[str, Any] = {}
         for key, restriction in restrictions.items():
@@ -278,12 +344,18 @@ class SearchSpace:
             global_batch_size=scenario.training.global_batch_size,
             base=base,  # type: ignore[arg-type]
             restrictions=searched,
+            recompute_policies=recompute_policies,
         )
 
     def without_cache(self) -> SearchSpace:
         """The same space without its enumerated columns (cheap to send to a worker)."""
         return SearchSpace(
-            self.model, self.system, self.global_batch_size, self.base, dict(self.restrictions)
+            self.model,
+            self.system,
+            self.global_batch_size,
+            self.base,
+            dict(self.restrictions),
+            self.recompute_policies,
         )
 
     def _allowed(self, knob: str, candidates: Iterable[Any]) -> list[Any]:
@@ -313,16 +385,64 @@ class SearchSpace:
         return sorted(reps)
 
     @cached_property
+    def _module_sets(self) -> list[int]:
+        """Module sets tried under selective recomputation, as bitmasks: a restriction's
+        sets; with recompute policies, each of :data:`RECOMPUTE_MODULE_CHOICES` whose
+        modules the model has; otherwise the base strategy's set (by default Megatron-Core's
+        ``[core_attn]``)."""
+        restriction = self.restrictions.get("recompute_modules")
+        if restriction is not None and restriction.values is not None:
+            sets: Iterable[tuple[RecomputeModule, ...]] = restriction.values
+        elif self.recompute_policies:
+            layers = [layer_template(self.model, False)]
+            if self.model.moe is not None:
+                layers.append(layer_template(self.model, True))
+            present = {RecomputeModule.CORE_ATTN} | {
+                m for layer in layers for op in layer.ops for m in op.modules
+            }
+            sets = [c for c in RECOMPUTE_MODULE_CHOICES if set(c) <= present]
+        elif self.base.recompute is Recompute.SELECTIVE:
+            sets = [self.base.effective_recompute_modules]
+        else:
+            sets = [DEFAULT_RECOMPUTE_MODULES]
+        return list(dict.fromkeys(module_mask(modules) for modules in sets))
+
+    def _recompute_policies(self, per_chunk: int) -> list[tuple[int, int, int]]:
+        """``(recompute code, module mask, recompute_layers)`` of each recompute setting
+        tried on a pipeline layout with ``per_chunk`` layers per chunk."""
+        out = []
+        for mode in self._allowed("recompute", RECOMPUTES):
+            code = RECOMPUTES.index(mode)
+            if mode is Recompute.SELECTIVE:
+                out += [(code, mask, -1) for mask in self._module_sets]
+            elif mode is Recompute.FULL:
+                layers = [-1]
+                if self.recompute_policies:
+                    ks = [round(f * per_chunk) for f in RECOMPUTE_LAYER_FRACTIONS]
+                    layers += sorted({k for k in ks if 0 < k < per_chunk})
+                restriction = self.restrictions.get("recompute_layers")
+                if restriction is not None:
+                    layers = [k for k in layers if k >= 0 and restriction.admits(k)]
+                    if restriction.values:
+                        layers += [k for k in restriction.values if k not in layers]
+                out += [(code, 0, k) for k in layers]
+            else:
+                out.append((code, 0, -1))
+        return out
+
+    @cached_property
     def columns(self) -> dict[str, np.ndarray]:
         """Every point of the space, one array per searched knob (enums as integer codes
-        into ``RECOMPUTES`` and ``SCHEDULES``), sorted by ``(pp, vpp, tp, cp, dp, ep,
-        micro_batch_size, sequence_parallel, zero, recompute, pipeline_schedule)``."""
+        into ``RECOMPUTES`` and ``SCHEDULES``, recompute modules as bitmasks, ``-1`` for
+        "every layer"), sorted by ``(pp, vpp, tp, cp, dp, ep, micro_batch_size,
+        sequence_parallel, zero, recompute setting, pipeline_schedule)``."""
         m, n, gbs = self.model, self.system.num_accelerators, self.global_batch_size
         rows: list[tuple[int, ...]] = []
         tps = [
             d
             for d in divisors(n)
-            if m.num_attention_heads % d == 0 and (m.mla is not None or m.num_kv_heads % d == 0)
+            if m.num_attention_heads % d == 0
+            and (m.mla is not None or m.num_kv_heads % d == 0 or d % m.num_kv_heads == 0)
         ]
         for tp in self._allowed("tp", tps):
             cps = [d for d in divisors(n // tp) if d == 1 or m.seq_len % (2 * d) == 0]
@@ -341,10 +461,12 @@ class SearchSpace:
                     for vpp in vpps:
                         rows.append((pp, vpp, tp, cp, dp))
         rows.sort()
-        recomputes = [RECOMPUTES.index(r) for r in self._allowed("recompute", RECOMPUTES)]
         zeros = self._allowed("zero", (0, 1, 2, 3))
         parts: list[np.ndarray] = []
         for pp, vpp, tp, cp, dp in rows:
+            policies = np.array(
+                self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
+            ).reshape(-1, 3)
             if m.moe is None:
                 eps = self._allowed("ep", [1])
             else:
@@ -365,11 +487,14 @@ class SearchSpace:
                 self._allowed("micro_batch_size", divisors(gbs // dp)),
                 [int(s) for s in sps],
                 zeros,
-                recomputes,
+                np.arange(len(policies)),
                 self._schedules(pp, vpp),
                 indexing="ij",
             )
-            parts.append(np.stack([g.ravel() for g in grid], axis=1))
+            flat = [g.ravel() for g in grid]
+            policy = policies[flat[9]]
+            flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
+            parts.append(np.stack(flat, axis=1))
         names = (
             "pp",
             "vpp",
@@ -381,6 +506,8 @@ class SearchSpace:
             "sequence_parallel",
             "zero",
             "recompute",
+            "recompute_modules",
+            "recompute_layers",
             "pipeline_schedule",
         )
         table = np.concatenate(parts) if parts else np.zeros((0, len(names)), dtype=np.int64)
@@ -415,7 +542,9 @@ class SearchSpace:
 
     def describe(self) -> dict[str, Any]:
         """The space as JSON-ready data: what defines it, nothing enumerated."""
+        extra = {"recompute_policies": True} if self.recompute_policies else {}
         return {
+            **extra,
             "model": self.model.model_dump(mode="json"),
             "system": self.system.model_dump(mode="json"),
             "global_batch_size": self.global_batch_size,
@@ -436,6 +565,16 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
         value = columns[knob][i]
         if knob == "recompute":
             data[knob] = RECOMPUTES[int(value)].value
+        elif knob == "recompute_modules":
+            mask = int(value)
+            selective = RECOMPUTES[int(columns["recompute"][i])] is Recompute.SELECTIVE
+            data[knob] = (
+                [m.value for m in mask_modules(mask)]
+                if selective and mask != DEFAULT_MODULES_MASK
+                else None
+            )
+        elif knob == "recompute_layers":
+            data[knob] = int(value) if int(value) >= 0 else None
         elif knob == "pipeline_schedule":
             data[knob] = SCHEDULES[int(value)].value
         elif knob == "sequence_parallel":
@@ -447,6 +586,8 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
 
 __all__ = [
     "FIXABLE",
+    "RECOMPUTE_LAYER_FRACTIONS",
+    "RECOMPUTE_MODULE_CHOICES",
     "SEARCH_KNOBS",
     "Chunk",
     "Restriction",

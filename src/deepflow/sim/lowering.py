@@ -48,7 +48,7 @@ from deepflow.estimate.evaluate import (
     zero3_edges,
     zero3_exposed,
 )
-from deepflow.estimate.layer_cost import FULL, LayerCost, layer_cost
+from deepflow.estimate.layer_cost import LayerCost, layer_cost
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -137,7 +137,6 @@ class _Costs:
         env = Env.build(model, system, batch, scenario.training.global_batch_size, algorithms)
         self.env = env
         self.split = strategy.schedule is PipelineSchedule.ZERO_BUBBLE
-        self.full = int(batch.recompute[0]) == FULL
         dense = layer_cost(env, layer_template(model, moe=False))
         moe = layer_cost(env, layer_template(model, moe=True)) if model.moe else dense
         self.elem = _f(env.elem)
@@ -179,7 +178,6 @@ class _Costs:
     def _layer(self, c: LayerCost) -> dict[str, list[Piece]]:
         z3f, z3b = self._zero3(c)
         wgrad = _f(c.weight_grad) if self.split else 0.0
-        full = self.full
         fwd = [
             ("F", "compute", _f(c.forward_compute), COMPUTE_KIND),
             ("tp", "tp_comm", _f(c.tp_comm_forward), COLL),
@@ -190,9 +188,9 @@ class _Costs:
         ]
         bwd = [
             ("R", "recompute", _f(c.recompute), COMPUTE_KIND),
-            ("R tp", "tp_comm", _f(c.tp_comm_forward) if full else 0.0, COLL),
-            ("R cp", "cp_comm", _f(c.cp_comm_forward) if full else 0.0, COLL),
-            ("R ep", "ep_comm", _f(c.ep_comm_forward) if full else 0.0, COLL),
+            ("R tp", "tp_comm", _f(c.recompute_tp), COLL),
+            ("R cp", "cp_comm", _f(c.recompute_cp), COLL),
+            ("R ep", "ep_comm", _f(c.recompute_ep), COLL),
             ("B", "compute", _f(c.backward_compute) - wgrad, COMPUTE_KIND),
             ("tp", "tp_comm", _f(c.tp_comm_backward), COLL),
             ("cp", "cp_comm", _f(c.cp_comm_backward), COLL),

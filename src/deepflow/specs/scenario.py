@@ -20,7 +20,7 @@ from deepflow.specs.base import Spec
 from deepflow.specs.files import load_config_file
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
-from deepflow.specs.strategy import StrategySpec
+from deepflow.specs.strategy import RecomputeModule, StrategySpec
 from deepflow.specs.system import SystemSpec
 from deepflow.specs.training import TrainingSpec
 
@@ -73,6 +73,18 @@ class Scenario(Spec):
             # the virtual node's batch is the micro-batch (VirtualFlow, sec. 3)
             strategy = self.strategy.replace(micro_batch_size=gbs // vn)
             object.__setattr__(self, "strategy", strategy)
+        return self
+
+    @model_validator(mode="after")
+    def _recompute_modules_exist(self) -> Scenario:
+        # Megatron-Core refuses mla_up_proj without multi-latent attention
+        # (transformer_config.py, __post_init__)
+        modules = self.strategy.recompute_modules or ()
+        if RecomputeModule.MLA_UP_PROJ in modules and self.model.mla is None:
+            raise ValueError(
+                "strategy.recompute_modules: mla_up_proj needs a multi-latent-attention "
+                "model (model.mla is not set)"
+            )
         return self
 
     @property

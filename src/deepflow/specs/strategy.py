@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import PositiveInt, Spec
@@ -17,6 +17,48 @@ class Recompute(str, Enum):
     NONE = "none"
     SELECTIVE = "selective"
     FULL = "full"
+
+
+class RecomputeModule(str, Enum):
+    """A submodule that selective recomputation checkpoints: the choices of Megatron-Core's
+    ``--recompute-modules`` (``megatron/core/transformer/transformer_config.py``,
+    ``recompute_modules``; default ``["core_attn"]``), those that exist in the transformer
+    layers deepflow builds.
+
+    * ``core_attn``: the attention core (``attention.py``, ``checkpoint_core_attention``);
+    * ``moe_act``: the routed experts' activation function (``moe/experts.py``);
+    * ``layernorm``: the input and pre-MLP norms (``transformer_layer.py``,
+      ``recompute_input_layernorm`` / ``recompute_pre_mlp_layernorm``);
+    * ``mla_up_proj``: the MLA up-projections (``multi_latent_attention.py``);
+    * ``mlp``: the dense MLP (dense layers only; ``transformer_layer.py``, ``recompute_mlp``);
+    * ``moe``: the whole MoE layer: router, dispatch, experts, combine, shared experts
+      (``moe/moe_layer.py``);
+    * ``shared_experts``: the shared experts (``moe/shared_experts.py``).
+
+    ``moe_act``, ``layernorm`` and ``mla_up_proj`` discard their *output* after its consumer
+    ran and recompute it in backward (``CheckpointWithoutOutput``); the others are ordinary
+    checkpoints that keep their *input* and rerun the module in backward.
+    """
+
+    CORE_ATTN = "core_attn"
+    MOE_ACT = "moe_act"
+    LAYERNORM = "layernorm"
+    MLA_UP_PROJ = "mla_up_proj"
+    MLP = "mlp"
+    MOE = "moe"
+    SHARED_EXPERTS = "shared_experts"
+
+    @property
+    def discards_output(self) -> bool:
+        """Output-discarding checkpoint (Megatron-Core ``CheckpointWithoutOutput``)."""
+        return self in _DISCARD_OUTPUT
+
+
+_DISCARD_OUTPUT = frozenset(
+    {RecomputeModule.MOE_ACT, RecomputeModule.LAYERNORM, RecomputeModule.MLA_UP_PROJ}
+)
+DEFAULT_RECOMPUTE_MODULES = (RecomputeModule.CORE_ATTN,)
+"""Megatron-Core's default ``recompute_modules`` for ``recompute_granularity=selective``."""
 
 
 class PipelineSchedule(str, Enum):
@@ -68,6 +110,14 @@ class StrategySpec(Spec):
     until the backward (FSDP SHARD_GRAD_OP). :mod:`deepflow.parallel.sharding` holds the
     formulas.
 
+    ``recompute`` chooses activation recomputation (Korthikanti et al. 2022, sec. 5;
+    Megatron-Core's ``recompute_granularity``). With ``selective``, ``recompute_modules``
+    lists the checkpointed submodules (:class:`RecomputeModule`, Megatron's
+    ``--recompute-modules``; default ``[core_attn]``). With ``full``, ``recompute_layers``
+    recomputes only the first that many layers of each pipeline model chunk and keeps all
+    activations of the others (Megatron's ``--recompute-method block
+    --recompute-num-layers``; ``megatron/core/recompute.py``); unset, every layer.
+
     ``collective_algorithms`` names, per mesh axis, an MSCCL-IR XML file whose algorithm
     replaces ``collective_algorithm`` for that axis's collectives (``{tp: ring_8.xml}``). The
     paths are kept as written; relative ones are resolved against the scenario file's folder
@@ -85,6 +135,8 @@ class StrategySpec(Spec):
     shard_degree: PositiveInt | None = None
     reshard_after_forward: bool = True
     recompute: Recompute = Recompute.NONE
+    recompute_modules: tuple[RecomputeModule, ...] | None = None
+    recompute_layers: int | None = Field(default=None, ge=0)
     micro_batch_size: PositiveInt = 1
     virtual_nodes: PositiveInt | None = None
     precision: Precision = Precision.BF16
@@ -105,6 +157,38 @@ class StrategySpec(Spec):
             if not path.strip().lower().endswith(".xml"):
                 raise ValueError(f"{axis}: {path!r} is not an MSCCL-IR file (expected *.xml)")
         return value
+
+    @field_validator("recompute_modules")
+    @classmethod
+    def _modules_need_selective(
+        cls, value: tuple[RecomputeModule, ...] | None, info: ValidationInfo
+    ) -> tuple[RecomputeModule, ...] | None:
+        mode = info.data.get("recompute")
+        if value is not None and mode is not Recompute.SELECTIVE:
+            shown = mode.value if isinstance(mode, Recompute) else mode
+            raise ValueError(
+                f"recompute_modules needs recompute: selective (recompute is {shown!r})"
+            )
+        return None if value is None else tuple(dict.fromkeys(value))
+
+    @field_validator("recompute_layers")
+    @classmethod
+    def _layers_need_full(cls, value: int | None, info: ValidationInfo) -> int | None:
+        mode = info.data.get("recompute")
+        if value is not None and mode is not Recompute.FULL:
+            shown = mode.value if isinstance(mode, Recompute) else mode
+            raise ValueError(f"recompute_layers needs recompute: full (recompute is {shown!r})")
+        return value
+
+    @property
+    def effective_recompute_modules(self) -> tuple[RecomputeModule, ...]:
+        """The modules selective recomputation checkpoints: ``recompute_modules``, or
+        Megatron-Core's default ``(core_attn,)``; empty unless ``recompute`` is selective."""
+        if self.recompute is not Recompute.SELECTIVE:
+            return ()
+        if self.recompute_modules is None:
+            return DEFAULT_RECOMPUTE_MODULES
+        return self.recompute_modules
 
     @property
     def schedule(self) -> PipelineSchedule:

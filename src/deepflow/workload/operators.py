@@ -14,12 +14,20 @@ splits an operator's work and saved activations:
 * ``SEQUENCE``: an element-wise op outside it (norms, dropout, residual): replicated over
   tp, or split over tp with sequence parallelism (Korthikanti et al. 2022, sec. 4.2.2);
 * ``REPLICATED``: computed in full on every tp rank (MoE router, MLA down-projections).
+
+Each op also records what selective recomputation needs (:mod:`deepflow.workload.recompute`):
+``modules``, the recompute modules (Megatron-Core's ``--recompute-modules``) it belongs to,
+and ``source``, the op whose output is the tensor it saves for backward (its own name when
+the saved tensor is internal, e.g. a dropout mask; ``""`` when it comes from outside the
+layer's operators, e.g. the residual stream).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+
+from deepflow.specs.strategy import RecomputeModule
 
 
 class Shard(str, Enum):
@@ -56,6 +64,11 @@ class Gemm:
     Forward FLOPs ``2 M k n``; backward computes the input gradient and the weight gradient,
     each ``2 M k n`` (Narayanan et al. 2021, sec. 5.1: backward = 2x forward). The input
     ``X`` is saved for the weight gradient.
+
+    ``low_precision``: the GEMM is a linear layer that Transformer Engine runs in FP8 under
+    ``precision: fp8`` (``te.Linear`` and friends inside ``fp8_autocast``); False for a
+    plain PyTorch matmul that stays in 16 bits (Megatron-Core's MoE router,
+    ``moe/moe_utils.py::router_gating_linear``).
     """
 
     name: str
@@ -67,6 +80,9 @@ class Gemm:
     tokens_factor: float = 1.0
     groups: int = 1  # experts held on one rank: batched GEMMs sharing the token count
     bias: Bias = Bias.NONE
+    modules: tuple[RecomputeModule, ...] = ()
+    source: str = ""
+    low_precision: bool = True
 
     @property
     def input_shard(self) -> Shard:
@@ -103,6 +119,8 @@ class Elementwise:
     tokens_factor: float = 1.0
     kernels: int = 1
     weight_grad_passes: float = 0.0
+    modules: tuple[RecomputeModule, ...] = ()
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,12 +134,16 @@ class AttentionCore:
     (FlashAttention-2, Dao 2023, sec. 3: five matmuls against two). Without it, the score
     matrix is written, soft-maxed and dropped out in memory (Korthikanti et al. 2022,
     Table 2: ``5 a s`` bytes per token).
+
+    ``source`` names the op whose output holds Q, K and V (the QKV projection, or MLA's
+    key/value up-projection); the core belongs to the ``core_attn`` recompute module.
     """
 
     heads: int
     kv_heads: int
     qk_dim: int
     v_dim: int
+    source: str = "qkv"
 
 
 @dataclass(frozen=True)
@@ -144,3 +166,18 @@ class LayerTemplate:
     @property
     def params(self) -> int:
         return sum(op.params for op in self.ops)
+
+    @property
+    def saved_again(self) -> tuple[bool, ...]:
+        """Per op: its saved input is a tensor an earlier GEMM already saves (the MoE
+        router and the shared experts both read the pre-MLP norm's output, MLA's query and
+        key/value down-projections the input norm's). Autograd keeps one tensor however
+        many ops save it, so it counts once."""
+        seen: set[tuple[object, ...]] = set()
+        out = []
+        for op in self.ops:
+            key = (op.source, op.scope, op.tokens_factor, op.k) if isinstance(op, Gemm) else None
+            out.append(key is not None and key in seen)
+            if key is not None:
+                seen.add(key)
+        return tuple(out)

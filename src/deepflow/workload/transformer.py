@@ -9,14 +9,24 @@ One layer (pre-norm GPT/Llama block; Radford et al. 2019, Touvron et al. 2023):
 MLA (DeepSeek-V2, arXiv 2405.04434, eqs. 9-18) replaces QKV with low-rank down and up
 projections; MoE (DeepSeek-V3, arXiv 2412.19437, sec. 2.1.2) replaces the MLP with a router,
 ``top_k`` routed experts and optional shared experts.
+
+Every op carries the Megatron-Core recompute modules it belongs to and the op whose output
+it saves (:class:`~deepflow.workload.operators.Gemm`), as Megatron-Core's layer builds them:
+the two norms are ``layernorm`` (``transformer_layer.py``: ``input_layernorm``,
+``pre_mlp_layernorm``), the attention core ``core_attn``, MLA's query and key/value
+up-projections with RoPE ``mla_up_proj`` (``multi_latent_attention.py``,
+``qkv_up_proj_and_rope_apply``), a dense layer's MLP ``mlp``, everything of an MoE layer
+after its norm ``moe`` (``moe/moe_layer.py``), the routed experts' activation also
+``moe_act`` (``moe/experts.py``) and the shared experts also ``shared_experts``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from deepflow.specs.model import FfnType, ModelSpec
+from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
     AttentionCore,
     Bias,
@@ -27,13 +37,18 @@ from deepflow.workload.operators import (
     Shard,
 )
 
+LAYERNORM = (RecomputeModule.LAYERNORM,)
+MLA_UP = (RecomputeModule.MLA_UP_PROJ,)
+MOE = RecomputeModule.MOE
+
 # extra backward passes of a norm whose weight gradient is its own kernel: read the output
 # gradient and the input again (apex FusedLayerNorm, cuComputePartGradGammaBeta)
 NORM_WEIGHT_GRAD_PASSES = 2.0
 
 
-def _norm(name: str, h: int, rms: bool) -> Elementwise:
-    # LayerNorm saves its input for backward (Korthikanti et al. 2022, Table 2: 2sbh each)
+def _norm(name: str, h: int, rms: bool, source: str = "") -> Elementwise:
+    # LayerNorm saves its input for backward (Korthikanti et al. 2022, Table 2: 2sbh each);
+    # the input is the residual stream, made outside the layer's ops
     return Elementwise(
         name,
         h,
@@ -43,17 +58,30 @@ def _norm(name: str, h: int, rms: bool) -> Elementwise:
         saved=h,
         params=h if rms else 2 * h,
         weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
+        modules=LAYERNORM,
+        source=source,
     )
 
 
 def _dropout_residual(name: str, h: int) -> Elementwise:
-    # dropout + residual add (fused): read x and residual, write y; mask of 1 byte/value
-    return Elementwise(name, h, Shard.SEQUENCE, passes=3, backward_passes=3, saved=h, saved_bytes=1)
+    # dropout + residual add (fused): read x and residual, write y; mask of 1 byte/value,
+    # made by the op itself
+    return Elementwise(
+        name,
+        h,
+        Shard.SEQUENCE,
+        passes=3,
+        backward_passes=3,
+        saved=h,
+        saved_bytes=1,
+        source=name,
+    )
 
 
 def final_norm(model: ModelSpec) -> Elementwise:
     """The norm after the last layer, before the LM head (on the last pipeline stage)."""
-    return _norm("final_norm", model.hidden_size, model.ffn_type is FfnType.SWIGLU)
+    norm = _norm("final_norm", model.hidden_size, model.ffn_type is FfnType.SWIGLU)
+    return replace(norm, modules=())  # not part of any layer's recompute modules
 
 
 def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], AttentionCore, Gemm]:
@@ -66,7 +94,14 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         if m.q_lora_rank:
             ops += [
-                Gemm("q_down", h, m.q_lora_rank, Shard.REPLICATED, h * m.q_lora_rank),
+                Gemm(
+                    "q_down",
+                    h,
+                    m.q_lora_rank,
+                    Shard.REPLICATED,
+                    h * m.q_lora_rank,
+                    source="attn_norm",
+                ),
                 Elementwise(
                     "q_norm",
                     m.q_lora_rank,
@@ -74,11 +109,30 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                     saved=m.q_lora_rank,
                     params=m.q_lora_rank,
                     weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
+                    source="q_down",
                 ),
-                Gemm("q_up", m.q_lora_rank, a * qk, Shard.COLUMN, m.q_lora_rank * a * qk),
+                Gemm(
+                    "q_up",
+                    m.q_lora_rank,
+                    a * qk,
+                    Shard.COLUMN,
+                    m.q_lora_rank * a * qk,
+                    modules=MLA_UP,
+                    source="q_norm",
+                ),
             ]
         else:
-            ops.append(Gemm("q_proj", h, a * qk, Shard.COLUMN, h * a * qk))
+            ops.append(
+                Gemm(
+                    "q_proj",
+                    h,
+                    a * qk,
+                    Shard.COLUMN,
+                    h * a * qk,
+                    modules=MLA_UP,
+                    source="attn_norm",
+                )
+            )
         ops += [
             Gemm(
                 "kv_down",
@@ -86,6 +140,7 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                 m.kv_lora_rank + m.qk_rope_head_dim,
                 Shard.REPLICATED,
                 h * (m.kv_lora_rank + m.qk_rope_head_dim),
+                source="attn_norm",
             ),
             Elementwise(
                 "kv_norm",
@@ -94,6 +149,7 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                 saved=m.kv_lora_rank,
                 params=m.kv_lora_rank,
                 weight_grad_passes=NORM_WEIGHT_GRAD_PASSES,
+                source="kv_down",
             ),
             Gemm(
                 "kv_up",
@@ -101,10 +157,14 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                 a * (m.qk_nope_head_dim + m.v_head_dim),
                 Shard.COLUMN,
                 m.kv_lora_rank * a * (m.qk_nope_head_dim + m.v_head_dim),
+                modules=MLA_UP,
+                source="kv_norm",
             ),
         ]
-        core = AttentionCore(a, a, qk, m.v_head_dim)
-        out = Gemm("attn_out", a * m.v_head_dim, h, Shard.ROW, a * m.v_head_dim * h)
+        core = AttentionCore(a, a, qk, m.v_head_dim, source="kv_up")
+        out = Gemm(
+            "attn_out", a * m.v_head_dim, h, Shard.ROW, a * m.v_head_dim * h, source="core_attn"
+        )
     else:
         qkv = (a + 2 * kv) * d
         # Megatron-LM: the QKV projection adds its own bias; the output projection's bias
@@ -117,9 +177,10 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
                 Shard.COLUMN,
                 h * qkv + (qkv if bias else 0),
                 bias=Bias.OWN if bias else Bias.NONE,
+                source="attn_norm",
             )
         )
-        core = AttentionCore(a, kv, d, d)
+        core = AttentionCore(a, kv, d, d, source="qkv")
         out = Gemm(
             "attn_out",
             a * d,
@@ -127,6 +188,7 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
             Shard.ROW,
             a * d * h + (h if bias else 0),
             bias=Bias.NEXT if bias else Bias.NONE,
+            source="core_attn",
         )
     return tuple(ops), core, out
 
@@ -141,6 +203,9 @@ def _mlp_ops(
     scope: Scope = Scope.TOKEN,
     tokens_factor: float = 1.0,
     groups: int = 1,
+    modules: tuple[RecomputeModule, ...] = (),
+    act_modules: tuple[RecomputeModule, ...] = (),
+    source: str = "mlp_norm",
 ) -> tuple[Gemm | Elementwise, ...]:
     up = 2 * f if ffn is FfnType.SWIGLU else f
     # activation: GeLU reads f, writes f (saves its input f); SwiGLU reads 2f, writes f
@@ -154,6 +219,8 @@ def _mlp_ops(
         saved=up,
         scope=scope,
         tokens_factor=tokens_factor,
+        modules=modules + act_modules,
+        source=f"{name}_up",
     )
     return (
         Gemm(
@@ -166,6 +233,8 @@ def _mlp_ops(
             tokens_factor=tokens_factor,
             groups=groups,
             bias=Bias.NEXT if bias else Bias.NONE,  # bias-GeLU takes it (skip_bias_add)
+            modules=modules,
+            source=source,
         ),
         act,
         Gemm(
@@ -178,6 +247,8 @@ def _mlp_ops(
             tokens_factor=tokens_factor,
             groups=groups,
             bias=Bias.NEXT if bias else Bias.NONE,  # bias-dropout-add takes it
+            modules=modules,
+            source=f"{name}_act",
         ),
     )
 
@@ -194,13 +265,27 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
     bias = not rms
     attn_ops, core, out = _attention_ops(model)
     post = (out, _dropout_residual("attn_residual", h), _norm("mlp_norm", h, rms))
+    moe_only = (MOE,)
     if moe and model.moe is not None:
         spec = model.moe
         fe = spec.expert_ffn_hidden_size or model.ffn_hidden_size
         mlp: tuple[Gemm | Elementwise, ...] = (
-            Gemm("router", h, spec.num_experts, Shard.REPLICATED, h * spec.num_experts),
+            # the router is a plain matmul, not a Transformer Engine linear layer: it stays
+            # in 16 bits (or fp32) under FP8 (Megatron-Core moe/router.py, TopKRouter.gating
+            # -> moe_utils.router_gating_linear)
+            Gemm(
+                "router",
+                h,
+                spec.num_experts,
+                Shard.REPLICATED,
+                h * spec.num_experts,
+                modules=moe_only,
+                source="mlp_norm",
+                low_precision=False,
+            ),
             # routed experts: a rank holds num_experts/ep experts and receives
-            # tokens*top_k/ep... per expert; params here are for all experts (ep shards them)
+            # tokens*top_k/ep... per expert; params here are for all experts (ep shards them).
+            # Their input is the dispatched tokens, made inside the MoE layer (by routing)
             *_mlp_ops(
                 "expert",
                 h,
@@ -210,11 +295,19 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
                 scope=Scope.EXPERT,
                 tokens_factor=float(spec.top_k),
                 groups=spec.num_experts,
+                modules=moe_only,
+                act_modules=(RecomputeModule.MOE_ACT,),
+                source="router",
             ),
         )
         if spec.num_shared_experts:
             mlp += _mlp_ops(
-                "shared_expert", h, fe * spec.num_shared_experts, model.ffn_type, bias=False
+                "shared_expert",
+                h,
+                fe * spec.num_shared_experts,
+                model.ffn_type,
+                bias=False,
+                modules=(MOE, RecomputeModule.SHARED_EXPERTS),
             )
         mlp += (_dropout_residual("mlp_residual", h),)
         return LayerTemplate(
@@ -228,7 +321,14 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
             num_experts=spec.num_experts,
         )
     mlp = (
-        *_mlp_ops("mlp", h, model.ffn_hidden_size, model.ffn_type, bias=bias),
+        *_mlp_ops(
+            "mlp",
+            h,
+            model.ffn_hidden_size,
+            model.ffn_type,
+            bias=bias,
+            modules=(RecomputeModule.MLP,),
+        ),
         _dropout_residual("mlp_residual", h),
     )
     return LayerTemplate("dense", attn_ops, core, post, mlp)
