@@ -179,7 +179,8 @@ def test_every_case_validates_as_a_scenario(name: str, preset: str) -> None:
     for case in cases:
         scenario = case.to_scenario()
         strategy = scenario.strategy
-        assert scenario.dp * strategy.tp * strategy.pp == scenario.system.num_accelerators
+        mesh = scenario.dp * strategy.tp * strategy.pp * strategy.cp
+        assert mesh == scenario.system.num_accelerators
         assert strategy.micro_batch_size * scenario.dp <= scenario.training.global_batch_size
         assert scenario.model.num_layers == case.scenario["model"]["num_layers"]
 
@@ -203,7 +204,8 @@ def test_vtrain_inter_node_override_applies() -> None:
 def test_mesh_covers_every_gpu(name: str) -> None:
     for case in CASES[name]:
         s = case.scenario["strategy"]
-        assert s["dp"] * s["tp"] * s["pp"] == case.scenario["system"]["num_accelerators"]
+        mesh = s["dp"] * s["tp"] * s["pp"] * s.get("cp", 1)
+        assert mesh == case.scenario["system"]["num_accelerators"]
         mb, gb = s["micro_batch_size"], case.scenario["training"]["global_batch_size"]
         assert gb % (mb * s["dp"]) == 0, case.description
 
@@ -214,3 +216,35 @@ def test_loaders_do_not_share_state() -> None:
     assert b.scenario["strategy"]["tp"] == 1
     assert megatron_2020_cases()[0].scenario["model"]["vocab_size"] == 51200
     assert vtrain_single_cases()[0].scenario["model"]["vocab_size"] == 50257
+
+
+def test_v2_training_sets_load_with_provenance() -> None:
+    fms, zoo = CASES["fms-fsdp"], CASES["megatron-moe-modelzoo"]
+    assert len(fms) == 16 and len({c.row_id for c in fms}) == 16
+    assert [c.row_id for c in zoo] == ["3", "7", "8", "9", "10", "11", "12", "13", "14"]
+    for name in ("fms_fsdp", "megatron_moe_modelzoo"):
+        folder = resources.files("deepflow.validation") / "data" / "v2" / name
+        assert (folder / "README.md").is_file()
+        assert any(p.name.startswith("LICENSE") for p in folder.iterdir())
+    for case in fms + zoo:
+        assert case.notes and case.measured_step_time_s > 0
+        case.to_scenario()
+
+
+def test_fms_fsdp_step_times_from_tokens_per_gpu() -> None:
+    by_id = {c.row_id: c for c in CASES["fms-fsdp"]}
+    # 7B HSDP on 128 A100: 3,700 tokens/s/GPU, global batch 2 x 128 sequences of 4,096
+    assert by_id["1"].measured_step_time_s == pytest.approx(256 * 4096 / (128 * 3700))
+    strategy = by_id["1"].scenario["strategy"]
+    assert strategy["zero"] == 3 and strategy["shard_degree"] == 8
+    assert "shard_degree" not in by_id["3"].scenario["strategy"]  # FULL_SHARD
+
+
+def test_megatron_core_flops_reproduce_a_row_with_both_metrics() -> None:
+    # Row 3 prints both 17.6 s and 276 TFLOP/s per GPU on 256 GPUs
+    from deepflow.validation.datasets import megatron_core_flops
+
+    case = next(c for c in CASES["megatron-moe-modelzoo"] if c.row_id == "3")
+    model = case.to_scenario().model
+    implied = megatron_core_flops(model, 2048, 4096) / (276e12 * 256)
+    assert implied == pytest.approx(17.6, rel=0.005)

@@ -5,6 +5,8 @@ The targets are 8 % mean / 15 % worst on Megatron-LM 2021, 12 % on vTrain multi-
 15 % on vTrain single-node; Megatron-LM 2020 has a regression bound at the level reached.
 """
 
+import pytest
+
 from deepflow.validation.runner import STEP_TIME_DATASETS, run_dataset
 
 RESULTS = {}
@@ -40,3 +42,17 @@ def test_megatron_2020_regression_bound():
     r = result("megatron-2020")
     assert r.infeasible == 0
     assert r.mape <= 0.08
+
+
+def test_fms_fsdp_every_row_feasible_and_regression_bound():
+    r = result("fms-fsdp")
+    assert r.infeasible == 0
+    assert r.mape <= 0.25
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target 15 %: eager PyTorch kernels and measured H100 GEMM efficiency not modelled yet",
+)
+def test_fms_fsdp_within_15_percent():
+    assert result("fms-fsdp").mape <= 0.15

@@ -475,11 +475,18 @@ _FMS_NOTES = (
     "kernels (fused_epilogues false). The network figure ('400Gbps' on A100, '800 Gbps' on "
     "H100) is read as per node, shared by its 8 GPUs: 6.25 and 12.5 GB/s per GPU; NVLink "
     "inside the node (DGX presets). 'Selective AC' is fms-fsdp's block-level selective "
-    "checkpointing (fms_fsdp/policies/ac_handler.py apply_fsdp_checkpointing: every k-th "
-    "block); the fraction used in the benchmark is not stated, one block in two is assumed "
-    "(recompute full on half of the layers). Eager and torch.compile rows run the same "
+    "checkpointing (fms_fsdp/policies/ac_handler.py apply_fsdp_checkpointing: a fraction p "
+    "of the blocks); p is not stated and is inferred from the source's HFU/MFU ratio "
+    "(1 + p/3): one block in two for 13b, every block for 34b and 70b. Eager and torch.compile rows run the same "
     "scenario: the model has no torch.compile profile."
 )
+
+
+#: fraction of blocks fms-fsdp's "Selective AC" checkpoints, per model: not stated, inferred
+#: from the source's own HFU/MFU ratio, which is 1 + f/3 when a fraction f of the blocks
+#: reruns its forward (HFU counts the rerun): 13b rows give f = 0.21-0.47 (one block in
+#: two), 34b and 70b rows 0.71-1.04 (every block; the full-AC rows give 0.97-1.13)
+_FMS_SELECTIVE_FRACTION = {"13b": 0.5, "34b": 1.0, "70b": 1.0}
 
 
 def _fms_variant(r: dict[str, str]) -> str:
@@ -506,6 +513,7 @@ def fms_fsdp_cases() -> list[Case]:
         hsdp = "HYBRID_SHARD" in r["zero_or_fsdp"]
         recompute = r["recompute"]
         strategy: dict[str, Any] = {
+            "dp": gpus,
             "tp": 1,
             "pp": 1,
             "zero": 3,
@@ -521,7 +529,7 @@ def fms_fsdp_cases() -> list[Case]:
             strategy["recompute"] = "full"
         elif recompute.startswith("selective"):
             strategy["recompute"] = "full"
-            strategy["recompute_layers"] = layers // 2
+            strategy["recompute_layers"] = round(layers * _FMS_SELECTIVE_FRACTION[variant])
         scenario = {
             "model": {
                 "preset": "llama2-7b",
@@ -621,6 +629,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
         )
         fsdp = "FSDP" in r["zero_or_fsdp"]
         strategy: dict[str, Any] = {
+            "dp": int(r["dp"]),
             "tp": tp,
             "pp": pp,
             "vpp": vpp,
@@ -638,7 +647,11 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             strategy["recompute"] = "selective"
             strategy["recompute_modules"] = ["layernorm", "moe"]
         scenario = {
-            "model": {"preset": "qwen3-235b-a22b", "seq_len": seq},
+            "model": {
+                "preset": "qwen3-235b-a22b",
+                "num_layers": int(r["num_layers"]),
+                "seq_len": seq,
+            },
             "system": {"preset": "dgx-h100", "num_accelerators": gpus},
             "strategy": strategy,
             "training": {"global_batch_size": gbs},

@@ -17,8 +17,10 @@ from deepflow.estimate import predict
 from deepflow.specs.scenario import scenario_from_dict
 from deepflow.validation.datasets import (
     Case,
+    fms_fsdp_cases,
     megatron_2020_cases,
     megatron_2021_cases,
+    megatron_moe_modelzoo_cases,
     vtrain_multi_cases,
     vtrain_single_cases,
 )
@@ -68,6 +70,20 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         "Megatron-LM GPT-2 1.2B-8.7B on DGX-2 V100 and DGX-A100 (README 2020)",
         megatron_2020_cases,
         "Megatron-LM README, September 2020",
+        None,
+    ),
+    StepTimeDataset(
+        "fms-fsdp",
+        "PyTorch FSDP/HSDP Llama 2 7B-70B on 128 A100 and 96 H100 (eager and compiled)",
+        fms_fsdp_cases,
+        "IBM fms-fsdp README, 'Training throughput benchmarks' (2024)",
+        None,
+    ),
+    StepTimeDataset(
+        "megatron-moe-modelzoo",
+        "Megatron-Core Qwen3-235B-A22B on 256 H100: Megatron-FSDP and 16K-128K context",
+        megatron_moe_modelzoo_cases,
+        "Megatron-MoE-ModelZoo best_practice/qwen3 (2026)",
         None,
     ),
 )
