@@ -23,6 +23,13 @@ from deepflow.hardware.calibrate import (
 from deepflow.workload.profiles import builtin_operator_shapes
 
 
+def _command_line() -> str:
+    """The command as typed, from ``calibrate`` on (whatever launched the interpreter)."""
+    args = sys.argv[1:]
+    tail = args[args.index("calibrate") + 1 :] if "calibrate" in args else args
+    return shlex.join(["deepflow", "calibrate", *tail])
+
+
 @main.command("calibrate")
 @click.option(
     "--device",
@@ -69,7 +76,7 @@ def calibrate_command(
         sections=parse_sections(only),
         dtypes=parse_dtypes(dtypes),
         max_seconds=max_seconds,
-        command=shlex.join(["deepflow", "calibrate", *sys.argv[2:]]),
+        command=_command_line(),
     )
     shapes = (
         builtin_operator_shapes(

@@ -53,8 +53,13 @@ ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
 
 
 class SkipCase(Exception):
-    """A case that cannot run here (unsupported dtype, too little memory or time); the
-    message says why, in a few words."""
+    """A case that cannot run here (unsupported dtype, too little memory or time): the
+    message says why in a few words, the same for every case skipped for that reason;
+    ``detail`` gives this case's numbers."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.detail = detail
 
 
 @dataclass
@@ -152,7 +157,10 @@ def _check_memory(ctx: Context, need: float) -> None:
     # leave a quarter of the free memory for the allocator's rounding and the libraries'
     # workspaces (cuBLAS, cuDNN): never ask for more than is free
     if need > 0.75 * free:
-        raise SkipCase(f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free")
+        raise SkipCase(
+            "too little free device memory",
+            f"needs {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free",
+        )
 
 
 # -- GEMM ---------------------------------------------------------------------------------

@@ -245,15 +245,22 @@ def run_calibration(
                 try:
                     recs = case.run(ctx)
                 except (m.SkipCase, TimeUp, RuntimeError, NotImplementedError) as exc:
-                    reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+                    text = str(exc).strip()
+                    reason = text.splitlines()[0][:160] if text else type(exc).__name__
+                    detail = case.label
                     if isinstance(exc, TimeUp):
-                        reason = f"time budget spent ({reason})"
-                    elif not isinstance(exc, m.SkipCase):
+                        detail += f" ({reason})"
+                        reason = "time budget spent"
+                    elif isinstance(exc, m.SkipCase):
+                        detail += f" ({exc.detail})" if exc.detail else ""
+                    else:
                         reason = f"{type(exc).__name__}: {reason}"
-                    skipped.setdefault((group, reason), []).append(case.label)
+                    skipped.setdefault((group, reason), []).append(detail)
                     if device.is_gpu:
                         torch.cuda.empty_cache()
                     recs = []
+                for rec in recs:
+                    rec["time_s"] = float(f"{rec['time_s']:.5g}")
                 records += recs
                 counts[case.kind] = counts.get(case.kind, 0) + len(recs)
                 done += 1
@@ -262,7 +269,7 @@ def run_calibration(
         notes.append(f"interrupted after {done} of {total} cases")
     for (group, reason), labels in skipped.items():
         example = labels[0] if len(labels) == 1 else f"{len(labels)} cases, e.g. {labels[0]}"
-        notes.append(f"{group}: skipped {example}: {reason}")
+        notes.append(f"{group}: {reason}: skipped {example}")
     if on_case:
         on_case(total, total, "done")
     data: dict[str, Any] = {
