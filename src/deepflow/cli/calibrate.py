@@ -17,6 +17,7 @@ from deepflow.hardware.calibrate import (
     check_output_path,
     parse_dtypes,
     parse_sections,
+    resolve_device,
     run_calibration,
     write_calibration,
 )
@@ -24,10 +25,22 @@ from deepflow.workload.profiles import builtin_operator_shapes
 
 
 def _command_line() -> str:
-    """The command as typed, from ``calibrate`` on (whatever launched the interpreter)."""
-    args = sys.argv[1:]
-    tail = args[args.index("calibrate") + 1 :] if "calibrate" in args else args
-    return shlex.join(["deepflow", "calibrate", *tail])
+    """The command as given: ``deepflow calibrate`` and the options set on the command line
+    (whatever started the interpreter, a console script, ``python -m`` or a test runner)."""
+    ctx = click.get_current_context()
+    words = ["deepflow", "calibrate"]
+    for param in ctx.command.params:
+        name = param.name or ""
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        flag = param.opts[0]
+        value = ctx.params[name]
+        if isinstance(param, click.Option) and param.is_flag:
+            if value:
+                words.append(flag)
+        else:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return shlex.join(words)
 
 
 @main.command("calibrate")
@@ -78,6 +91,7 @@ def calibrate_command(
         max_seconds=max_seconds,
         command=_command_line(),
     )
+    resolve_device(device)  # no PyTorch, or no such GPU: a one-line error before any display
     shapes = (
         builtin_operator_shapes(
             batch=2 if quick else None, divisors=(1,) if quick else (1, 2, 4, 8)
@@ -94,6 +108,7 @@ def calibrate_command(
         TextColumn("{task.description}"),
         console=console,
         transient=True,
+        disable=not console.is_terminal,
     ) as bar:
         task = bar.add_task("starting PyTorch", total=None)
 

@@ -21,6 +21,7 @@ from deepflow.hardware.calibrate.runner import (
     CalibrationRun,
     parse_dtypes,
     parse_sections,
+    resolve_device,
     run_calibration,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "parse_sections",
     "profile_key",
     "read_calibration",
+    "resolve_device",
     "run_calibration",
     "validate_calibration",
     "write_calibration",

@@ -99,6 +99,9 @@ def _time_one(
     big = torch.ones(n, dtype=torch.float32, device=device)
     small = torch.ones(n // world, dtype=torch.float32, device=device)
     out = torch.empty_like(big)
+    # PyTorch >= 2.13 names the single-tensor forms *_single; older ones *_tensor
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
     if op == "all_reduce":
 
         def call() -> None:
@@ -106,11 +109,11 @@ def _time_one(
     elif op == "all_gather":
 
         def call() -> None:
-            dist.all_gather_into_tensor(out, small)
+            gather(out, small)
     elif op == "reduce_scatter":
 
         def call() -> None:
-            dist.reduce_scatter_tensor(small, big)
+            scatter(small, big)
     else:
 
         def call() -> None:

@@ -159,7 +159,12 @@ def write_calibration(data: dict[str, Any], path: str | os.PathLike[str]) -> Pat
     elif suffix == ".json":
         text = json.dumps(plain, indent=1) + "\n"
     else:
-        text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=None, width=100)
+        # one record per line (flow style); notes and a fit's parameters in block style
+        records = {k: v for k, v in plain.items() if k not in ("notes", "fitted")}
+        text = yaml.safe_dump(records, sort_keys=False, default_flow_style=None, width=100)
+        rest = {k: plain[k] for k in ("notes", "fitted") if k in plain}
+        if rest:
+            text += yaml.safe_dump(rest, sort_keys=False, default_flow_style=False, width=100)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -35,6 +35,7 @@ __all__ = [
     "parse_dtypes",
     "parse_sections",
     "plan_cases",
+    "resolve_device",
     "run_calibration",
 ]
 
@@ -157,6 +158,12 @@ def _shares(cases: Sequence[m.Case], collective: bool) -> dict[str, float]:
     if collective:
         shares["collective"] = _SHARES["collective"]
     return shares
+
+
+def resolve_device(requested: str) -> DeviceInfo:
+    """The device ``--device`` names on this machine; a one-line :class:`ConfigError`
+    without PyTorch, or for a GPU that is not there (call it before starting a display)."""
+    return select_device(requested, import_torch())
 
 
 def run_calibration(
