@@ -2,6 +2,7 @@
 
 from deepflow.cli import (
     arch,  # noqa: F401
+    calibrate,  # noqa: F401
     collective,  # noqa: F401
     et,  # noqa: F401
     opsearch,  # noqa: F401

@@ -15,8 +15,9 @@ import click
 
 from deepflow.cli.app import exits_2_on_bad_input, main
 from deepflow.errors import ConfigError
+from deepflow.hardware.calibrate import OperatorProfiles
 from deepflow.search.mcmc import describe, mcmc_search
-from deepflow.sim.opsim import OpSimulator
+from deepflow.sim.opsim import MeasuredCost, OpSimulator
 from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
 from deepflow.units import format_time
@@ -55,6 +56,13 @@ WORKLOADS = {
     help="Gradient synchronization overlapping the backward pass, or after it (FlexFlow's "
     "simulators).",
 )
+@click.option(
+    "--calibration",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A calibration file (deepflow calibrate): price the operator partitions it "
+    "measured at --precision by their measured times.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @exits_2_on_bad_input
 def search_ops(
@@ -67,6 +75,7 @@ def search_ops(
     seed: int,
     precision: str,
     sync: str,
+    calibration: str | None,
     as_json: bool,
 ) -> None:
     """Search per-operator parallelization strategies for WORKLOAD (FlexFlow's SOAP space)."""
@@ -81,7 +90,14 @@ def search_ops(
         "--system",
     )
     graph = WORKLOADS[workload](batch)
-    sim = OpSimulator(graph, system, Precision(precision), overlap_sync=sync == "overlapped")
+    profiles = OperatorProfiles.from_file(calibration) if calibration else None
+    sim = OpSimulator(
+        graph,
+        system,
+        Precision(precision),
+        overlap_sync=sync == "overlapped",
+        profiles=profiles,
+    )
     result = mcmc_search(sim, iterations=budget, seed=seed)
     ops = describe(graph, result.best)
     if as_json:
@@ -102,6 +118,7 @@ def search_ops(
             "iterations": result.iterations,
             "elapsed_s": result.elapsed_s,
             "stopped": result.stopped,
+            "calibration": calibration,
             "ops": ops,
         }
         click.echo(json.dumps(out, indent=2))
@@ -116,6 +133,11 @@ def search_ops(
         f"{result.iterations} iterations, {result.elapsed_s:.1f} s, {result.stopped})"
     )
     click.echo(f"speed-up      : {result.speedup:.3f}x")
+    if isinstance(sim.cost, MeasuredCost):
+        click.echo(
+            f"operator cost : {sim.cost.measured} partitions measured ({calibration}), "
+            f"{sim.cost.modelled} modelled"
+        )
     for o in ops:
         deg = " ".join(f"{k}={v}" for k, v in o["degrees"].items()) or "1"  # type: ignore[union-attr]
         first, last = o["devices"]  # type: ignore[misc]

@@ -59,13 +59,16 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
+from deepflow.hardware.calibrate.profiles import OperatorProfiles
 from deepflow.hardware.roofline import memory_time, split_k_gemm_time
 from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.opgraph import DimKind, GemmAxis, Op, OpGraph
+from deepflow.workload.profiles import partition_profile
 
 __all__ = [
+    "MeasuredCost",
     "OpConfig",
     "OpCostModel",
     "OpSimulator",
@@ -215,6 +218,53 @@ class RooflineCost:
         return self._times(op, degrees)[1]
 
 
+class MeasuredCost:
+    """Partition cost from measured operator profiles, as FlexFlow's simulator prices an
+    operator: by running it on the device (Jia et al. 2019, sec. 5.1, assumption A1).
+
+    A partition whose shape (:func:`deepflow.workload.profiles.partition_profile`) was
+    measured at this precision by ``deepflow calibrate`` costs its measured forward and
+    backward time; any other partition (a shape the calibration lacks, a spatial split)
+    costs what ``fallback`` says. ``measured`` and ``modelled`` count the distinct
+    partitions priced each way so far.
+    """
+
+    def __init__(
+        self, profiles: OperatorProfiles, fallback: OpCostModel, precision: Precision
+    ) -> None:
+        self.profiles = profiles
+        self.fallback = fallback
+        self.precision = precision
+        self.measured = 0
+        self.modelled = 0
+        self._cache: dict[tuple[object, ...], tuple[float, float]] = {}
+
+    def _times(self, op: Op, degrees: tuple[int, ...]) -> tuple[float, float]:
+        key = (op.cost_key, op.profile, degrees)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        prof = partition_profile(op, degrees)
+        found = self.profiles.lookup(*prof, self.precision.value) if prof else None
+        if found is not None:
+            out = (found.forward_s, found.backward_s)
+            self.measured += 1
+        else:
+            out = (
+                self.fallback.forward_time(op, degrees),
+                self.fallback.backward_time(op, degrees),
+            )
+            self.modelled += 1
+        self._cache[key] = out
+        return out
+
+    def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
+        return self._times(op, degrees)[0]
+
+    def backward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
+        return self._times(op, degrees)[1]
+
+
 @dataclass(frozen=True)
 class StepResult:
     """A simulated training step: its time and what the tasks spent it on (seconds of task
@@ -292,6 +342,10 @@ class OpSimulator:
     (in the cost model), the overlap pattern of an edge for a pair of partition grids,
     point-to-point transfer times by size and level, and all-reduce times by size and
     group placement.
+
+    ``profiles`` (from a calibration file, :class:`OperatorProfiles`) prices every
+    partition that was measured on the device by its measured time
+    (:class:`MeasuredCost`), the rest by ``cost`` (default: the roofline).
     """
 
     def __init__(
@@ -302,6 +356,7 @@ class OpSimulator:
         cost: OpCostModel | None = None,
         *,
         overlap_sync: bool = True,
+        profiles: OperatorProfiles | None = None,
     ) -> None:
         self.graph = graph
         self.overlap_sync = overlap_sync
@@ -312,6 +367,9 @@ class OpSimulator:
         self.precision = precision
         self.elem_bytes = float(precision.activation_bytes)
         self.cost: OpCostModel = cost or RooflineCost(system.accelerator, precision)
+        if profiles is not None:
+            # measured operator profiles first, the cost model for what was not measured
+            self.cost = MeasuredCost(profiles, self.cost, precision)
         self._overlaps: dict[tuple[int, int, tuple[int, ...], tuple[int, ...]], list] = {}
         self._p2p: dict[tuple[float, bool], float] = {}
         self._allreduce: dict[tuple[float, int, int, int], float] = {}

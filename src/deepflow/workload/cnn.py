@@ -94,10 +94,27 @@ class _Cnn:
             Gemm(n * ho * wo, cout, x.c * kh * kw),
             params,
             mem=mem,
+            profile=(
+                ("batch", n),
+                ("in_channels", x.c),
+                ("out_channels", cout),
+                ("height", x.h),
+                ("width", x.w),
+                ("kernel_h", kh),
+                ("kernel_w", kw),
+                ("stride", stride),
+                ("pad_h", ph),
+                ("pad_w", pw),
+                ("bias", bias),
+                ("batch_norm", bn),
+            ),
         )
         return _T(self.g.add(op), cout, ho, wo)
 
-    def pool(self, name: str, x: _T, kernel: int, stride: int, pad: int = 0) -> _T:
+    def pool(
+        self, name: str, x: _T, kernel: int, stride: int, pad: int = 0, mode: str = "max"
+    ) -> _T:
+        """Max or average pooling (``mode``), as ``torch.nn.MaxPool2d`` / ``AvgPool2d``."""
         ho = (x.h + 2 * pad - kernel) // stride + 1
         wo = (x.w + 2 * pad - kernel) // stride + 1
         n = self.batch
@@ -109,6 +126,16 @@ class _Cnn:
             self._edges(x, aligned=ALL_IMAGE),
             n * x.c * x.h * x.w + out,
             flops=float(out * kernel * kernel),
+            profile=(
+                ("batch", n),
+                ("channels", x.c),
+                ("height", x.h),
+                ("width", x.w),
+                ("kernel", kernel),
+                ("stride", stride),
+                ("pad", pad),
+                ("mode", mode),
+            ),
         )
         return _T(self.g.add(op), x.c, ho, wo)
 
@@ -121,6 +148,12 @@ class _Cnn:
             _image_dims(n, c, h, w, DimKind.ATTRIBUTE),
             self._edges(*xs, aligned=SPATIAL),
             2.0 * n * c * h * w,
+            profile=(
+                ("batch", n),
+                ("channels", tuple(x.c for x in xs)),
+                ("height", h),
+                ("width", w),
+            ),
         )
         return _T(self.g.add(op), c, h, w)
 
@@ -135,10 +168,18 @@ class _Cnn:
             self._edges(a, b, aligned=ALL_IMAGE),
             3.0 * out + 2.0 * out,
             flops=2.0 * out,
+            profile=(
+                ("fn", "add_relu"),
+                ("batch", n),
+                ("channels", a.c),
+                ("height", a.h),
+                ("width", a.w),
+            ),
         )
         return _T(self.g.add(op), a.c, a.h, a.w)
 
-    def linear(self, name: str, x: _T, features: int, *, stage: int = 0) -> _T:
+    def linear(self, name: str, x: _T, features: int, *, stage: int = 0, relu: bool = False) -> _T:
+        """A fully connected layer (``torch.nn.Linear``), followed by ReLU when ``relu``."""
         n = self.batch
         fin = x.c * x.h * x.w
         dims = (
@@ -154,6 +195,12 @@ class _Cnn:
             fin * features + features,
             mem=2.0 * n * features,
             stage=stage,
+            profile=(
+                ("rows", n),
+                ("in_features", fin),
+                ("out_features", features),
+                ("relu", relu),
+            ),
         )
         return _T(self.g.add(op), features, 1, 1)
 
@@ -170,6 +217,7 @@ class _Cnn:
             self._edges(x, aligned=("sample", "channel")),
             3.0 * n * x.c,
             flops=5.0 * n * x.c,
+            profile=(("rows", n), ("cols", x.c)),
         )
         return _T(self.g.add(op), x.c, 1, 1)
 
@@ -190,8 +238,8 @@ def alexnet(batch: int = 64, classes: int = 1000) -> OpGraph:
     x = net.conv("conv4", x, 256, 3, 1, 1, bias=True, bn=False)
     x = net.conv("conv5", x, 256, 3, 1, 1, bias=True, bn=False)
     x = net.pool("pool5", x, 3, 2)
-    x = net.linear("fc6", x, 4096, stage=1)
-    x = net.linear("fc7", x, 4096, stage=1)
+    x = net.linear("fc6", x, 4096, stage=1, relu=True)
+    x = net.linear("fc7", x, 4096, stage=1, relu=True)
     x = net.linear("fc8", x, classes, stage=1)
     net.softmax("softmax", x)
     return net.g.build()
@@ -219,7 +267,7 @@ def resnet101(batch: int = 64, classes: int = 1000) -> OpGraph:
             if b == 0:
                 short = net.conv(f"{p}.downsample", x, 4 * width, 1, s)
             x = net.add(f"{p}.add", y, short)
-    x = net.pool("avgpool", x, x.h, 1)
+    x = net.pool("avgpool", x, x.h, 1, mode="avg")
     x = net.linear("fc", x, classes, stage=1)
     net.softmax("softmax", x)
     return net.g.build()
@@ -250,7 +298,7 @@ def inception_v3(batch: int = 64, classes: int = 1000) -> OpGraph:
         b3 = net.conv(f"{p}.branch3x3dbl_1", x, 64, 1)
         b3 = net.conv(f"{p}.branch3x3dbl_2", b3, 96, 3, 1, 1)
         b3 = net.conv(f"{p}.branch3x3dbl_3", b3, 96, 3, 1, 1)
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1)
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
         bp = net.conv(f"{p}.branch_pool", bp, pool_features, 1)
         return net.concat(f"{p}.concat", b1, b5, b3, bp)
 
@@ -272,7 +320,7 @@ def inception_v3(batch: int = 64, classes: int = 1000) -> OpGraph:
         bd = net.conv(f"{p}.branch7x7dbl_3", bd, c7, (1, 7), 1, (0, 3))
         bd = net.conv(f"{p}.branch7x7dbl_4", bd, c7, (7, 1), 1, (3, 0))
         bd = net.conv(f"{p}.branch7x7dbl_5", bd, 192, (1, 7), 1, (0, 3))
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1)
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
         bp = net.conv(f"{p}.branch_pool", bp, 192, 1)
         return net.concat(f"{p}.concat", b1, b7, bd, bp)
 
@@ -295,7 +343,7 @@ def inception_v3(batch: int = 64, classes: int = 1000) -> OpGraph:
         bd = net.conv(f"{p}.branch3x3dbl_2", bd, 384, 3, 1, 1)
         bda = net.conv(f"{p}.branch3x3dbl_3a", bd, 384, (1, 3), 1, (0, 1))
         bdb = net.conv(f"{p}.branch3x3dbl_3b", bd, 384, (3, 1), 1, (1, 0))
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1)
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
         bp = net.conv(f"{p}.branch_pool", bp, 192, 1)
         return net.concat(f"{p}.concat", b1, b3a, b3b, bda, bdb, bp)
 
@@ -308,7 +356,7 @@ def inception_v3(batch: int = 64, classes: int = 1000) -> OpGraph:
     x = module_d("Mixed_7a", x)
     x = module_e("Mixed_7b", x)
     x = module_e("Mixed_7c", x)
-    x = net.pool("avgpool", x, x.h, 1)
+    x = net.pool("avgpool", x, x.h, 1, mode="avg")
     x = net.linear("fc", x, classes, stage=1)
     net.softmax("softmax", x)
     return net.g.build()

@@ -146,6 +146,11 @@ class Op:
     ``weight`` names the parameter tensor; operators unrolled from one layer (the chunks of
     an LSTM layer, the per-chunk embeddings) share it and synchronize it together.
     ``stage`` groups ops of one layer for expert placements (0 = the input side).
+    ``profile`` is the op's shape as the framework module that runs it sees it (the
+    arguments of ``torch.nn.Conv2d`` and its input size, the rows and features of a
+    ``Linear`` ...), as ``(key, value)`` pairs: the key under which a measured operator
+    profile is looked up (:mod:`deepflow.workload.profiles`). It is left out of
+    :attr:`cost_key`: the analytical cost does not read it.
     """
 
     name: str
@@ -161,6 +166,7 @@ class Op:
     steps: int = 1
     weight: str = ""
     stage: int = 0
+    profile: tuple[tuple[str, object], ...] = ()
 
     @property
     def out_elems(self) -> int:
@@ -284,6 +290,7 @@ def gemm_op(
     steps: int = 1,
     weight: str = "",
     stage: int = 0,
+    profile: tuple[tuple[str, object], ...] = (),
 ) -> Op:
     """An op whose arithmetic is ``steps`` x ``gemm``; backward is twice the forward GEMM
     FLOPs and twice the memory-bound traffic (read the output gradient and the saved value,
@@ -303,6 +310,7 @@ def gemm_op(
         steps=steps,
         weight=weight,
         stage=stage,
+        profile=profile,
     )
 
 
@@ -318,6 +326,7 @@ def memory_op(
     bwd_factor: float = 1.5,
     weight: str = "",
     stage: int = 0,
+    profile: tuple[tuple[str, object], ...] = (),
 ) -> Op:
     """A memory-bound op moving ``mem_fwd`` elements forward and ``bwd_factor`` times as
     many backward (read the output gradient and the saved tensor, write the input gradient:
@@ -334,4 +343,5 @@ def memory_op(
         params=params,
         weight=weight,
         stage=stage,
+        profile=profile,
     )

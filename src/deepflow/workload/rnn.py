@@ -69,6 +69,7 @@ class _Rnn:
                 params=vocab * width,
                 weight=weight,
                 stage=0,
+                profile=(("batch", self.b), ("steps", steps), ("vocab", vocab), ("width", width)),
             )
         )
 
@@ -104,6 +105,12 @@ class _Rnn:
             steps=steps,
             weight=weight,
             stage=stage,
+            profile=(
+                ("batch", self.b),
+                ("input_size", d_in),
+                ("hidden_size", hidden),
+                ("steps", steps),
+            ),
         )
         # the cell's element-wise FLOPs (5 B H per step) are counted with the GEMM's
         op = replace(
@@ -135,6 +142,12 @@ class _Rnn:
                 mem=2.0 * self.b * steps * out,
                 weight=weight,
                 stage=stage,
+                profile=(
+                    ("rows", self.b * steps),
+                    ("in_features", d_in),
+                    ("out_features", out),
+                    ("relu", False),
+                ),
             )
         )
 
@@ -149,6 +162,7 @@ class _Rnn:
                 3.0 * n,
                 flops=5.0 * n,
                 stage=stage,
+                profile=(("rows", self.b * steps), ("cols", classes)),
             )
         )
 
@@ -182,6 +196,12 @@ class _Rnn:
                 0,
                 mem=3.0 * self.b * steps * src_len,  # softmax over the scores
                 stage=stage,
+                profile=(
+                    ("batch", self.b),
+                    ("steps", steps),
+                    ("src_len", src_len),
+                    ("hidden", hidden),
+                ),
             )
         )
 
@@ -307,6 +327,12 @@ def rnntc(
             hidden * classes + classes,
             mem=2.0 * batch * classes,
             stage=layers + 1,
+            profile=(
+                ("rows", batch),
+                ("in_features", hidden),
+                ("out_features", classes),
+                ("relu", False),
+            ),
         )
     )
     net.g.add(
@@ -320,6 +346,7 @@ def rnntc(
             (Edge(fc, aligned=("sample", "hidden")),),
             3.0 * batch * classes,
             stage=layers + 1,
+            profile=(("rows", batch), ("cols", classes)),
         )
     )
     return net.g.build()
