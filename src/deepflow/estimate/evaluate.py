@@ -10,7 +10,8 @@ Composition of one optimizer step (all arrays over strategies):
 where ``T_i`` is stage ``i``'s time per micro-batch: its layers' forward and backward
 (with recomputation and the exposed tensor-, context- and expert-parallel communication),
 the embedding on the first stage, the LM head and loss on the last, and the pipeline
-point-to-point transfers. The breakdown of the step into these parts sums to the step
+point-to-point transfers. Which layers a stage holds is the pipeline split
+(:func:`deepflow.parallel.pipeline_split.pipeline_split`), the same for the simulator. The breakdown of the step into these parts sums to the step
 time exactly (the critical stage's parts, times ``m``, plus the rest).
 """
 
@@ -32,6 +33,7 @@ from deepflow.network.collectives import Algorithm, Collective, collective_time,
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
+from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.transformer import layer_template, model_flops_per_step
@@ -114,23 +116,6 @@ class BatchResult:
     def tokens_per_s(self) -> np.ndarray:
         tokens = self.global_batch_size * self.model.seq_len
         return np.where(self.step_time > 0, tokens / np.maximum(self.step_time, 1e-300), 0.0)
-
-
-def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dense and MoE layer counts per stage when layers are split evenly over ``pp * vpp``
-    chunks, chunk ``c`` on stage ``c mod pp`` (Narayanan et al. 2021, sec. 2.2.2)."""
-    chunks = pp * vpp
-    per_chunk = max(1, model.num_layers // chunks)
-    dense = np.zeros(pp)
-    moe = np.zeros(pp)
-    for c in range(chunks):
-        stage = c % pp
-        for layer in range(c * per_chunk, min((c + 1) * per_chunk, model.num_layers)):
-            if model.is_moe_layer(layer):
-                moe[stage] += 1
-            else:
-                dense[stage] += 1
-    return dense, moe
 
 
 def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
@@ -245,15 +230,17 @@ def evaluate(
     peak_stage = np.zeros(n, dtype=np.int64)
     zero = b.zero
 
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), strict=True)):
+    # strategies with the same pipeline split are evaluated together, stages on axis 0
+    groups: dict[tuple[int, int, tuple[int, ...] | None], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), b.stage_layers, strict=True)):
         groups[key].append(i)
-    for (pp, vpp), members in groups.items():
+    for (pp, vpp, stage_layers), members in groups.items():
         idx = np.array(members)
-        n_dense, n_moe = _stage_layout(model, pp, vpp)
+        split = pipeline_split(model, pp, vpp, stage_layers)
+        n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
         stages = np.arange(pp)[:, None]
-        first = (stages == 0).astype(float)
-        last = (stages == pp - 1).astype(float)
+        first = (stages == split.embedding_stage).astype(float)
+        last = (stages == split.loss_stage).astype(float)
         parts = {}
         for key in STAGE_PARTS:
             if key == "pp_comm":
