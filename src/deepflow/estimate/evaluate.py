@@ -88,6 +88,7 @@ class BatchResult:
     memory: dict[str, np.ndarray]
     peak_memory: np.ndarray
     peak_stage: np.ndarray
+    critical_stage: np.ndarray  # the pipeline stage with the longest time per micro-batch
     model_flops: float
     hardware_flops: np.ndarray
     micro_batches: np.ndarray
@@ -228,6 +229,7 @@ def evaluate(
     mem = {k: np.zeros(n) for k in MEMORY_KEYS}
     peak = np.full(n, -1.0)
     peak_stage = np.zeros(n, dtype=np.int64)
+    critical_stage = np.zeros(n, dtype=np.int64)
     zero = b.zero
 
     # strategies with the same pipeline split are evaluated together, stages on axis 0
@@ -266,11 +268,20 @@ def evaluate(
             + last * 3.0 * head.forward_flops[idx]
         )
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
+        # the forward part of each stage's time (1F1B's span on uneven stages needs it)
+        forward = (
+            n_dense[:, None] * (dense.forward[idx] + z3_dense[0][idx])
+            + n_moe[:, None] * (moe.forward[idx] + z3_moe[0][idx])
+            + first * emb.forward[idx]
+            + last * head.forward[idx]
+            + vpp * p2p[idx]
+        )
         s_steady, s_bubble = pipeline_time(
-            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx]
+            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx], forward
         )
         steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
+        critical_stage[idx] = critical
         cols = np.arange(len(idx))
         for key in STAGE_PARTS:
             crit[key][idx] = m[idx] * parts[key][critical, cols]
@@ -373,6 +384,7 @@ def evaluate(
         memory=mem,
         peak_memory=peak,
         peak_stage=peak_stage,
+        critical_stage=critical_stage,
         model_flops=flops,
         hardware_flops=hardware,
         micro_batches=m,
