@@ -93,11 +93,20 @@ def pipeline_time(
     """
     t_max = stage_times.max(axis=0)
     fill = stage_times.sum(axis=0) - t_max
-    if stage_forward is not None and stage_times.shape[0] > 1:
-        one_chunk = (schedule != GPIPE) & (schedule != ZERO_BUBBLE) & (v <= 1)
-        if np.any(one_chunk):
-            span = one_f_one_b_span(stage_times, stage_forward, m)
-            fill = np.where(one_chunk, np.minimum(fill, span - m * t_max), fill)
+    p = stage_times.shape[0]
+    if stage_forward is not None and p > 1:
+        # 1F1B, one chunk per stage, slowest stage not the last (where sum - max is exact)
+        cols = np.flatnonzero(
+            (schedule != GPIPE)
+            & (schedule != ZERO_BUBBLE)
+            & (v <= 1)
+            & (np.argmax(stage_times[::-1], axis=0) != 0)
+        )
+        if cols.size:
+            m = np.broadcast_to(m, t_max.shape)
+            span = one_f_one_b_span(stage_times[:, cols], stage_forward[:, cols], m[cols])
+            fill = fill.copy()
+            fill[cols] = np.minimum(fill[cols], span - m[cols] * t_max[cols])
     zb_times = stage_times - 2.0 * stage_weight_grads
     zb_fill = np.maximum(
         zb_times.sum(axis=0)
