@@ -7,9 +7,9 @@
 Identical ranks are simulated once (one per pipeline stage), so the cost grows with
 pipeline stages x micro-batches x layers per stage, not with the number of GPUs.
 
-Llama 3.1 405B has 126 layers, which 16 stages do not divide: the closed form calls it
-infeasible (rule ``pp-layers``), the simulator lays it out as Llama 3 did, one layer fewer
-on the first and the last stage.
+Llama 3.1 405B has 126 layers, which 16 stages do not divide: both evaluators lay it out
+as Llama 3 did, one layer fewer on the first and the last stage
+(:mod:`deepflow.parallel.pipeline_split`).
 
 Run: ``python bench/bench_simulate.py``.
 """

@@ -1,8 +1,9 @@
-"""Bubble fractions of pipeline schedules on uniform stages (closed forms)."""
+"""Bubble fractions of pipeline schedules on uniform stages (closed forms), and the 1F1B
+span on uneven stages against an event-by-event run of the schedule."""
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepflow.estimate.pipeline import (
@@ -10,6 +11,7 @@ from deepflow.estimate.pipeline import (
     INTERLEAVED,
     ZERO_BUBBLE,
     bubble_fraction,
+    one_f_one_b_span,
     pipeline_time,
 )
 from deepflow.parallel.batch import SCHEDULES
@@ -80,3 +82,61 @@ def test_end_to_end_bubble_matches_closed_form():
         - p.breakdown_s["optimizer"]
     )
     assert share == pytest.approx(7 / 64, rel=0.02)
+
+
+def _one_f_one_b_reference(F, B, m):
+    """Event-by-event run of Megatron-LM's non-interleaved 1F1B order (warm-up forwards,
+    one forward and one backward in turn, cool-down backwards) on stage times F, B."""
+    p = len(F)
+    orders = []
+    for i in range(p):
+        warm = min(p - i - 1, m)
+        ops = [("F", k) for k in range(warm)]
+        f, b = warm, 0
+        while f < m:
+            ops += [("F", f), ("B", b)]
+            f, b = f + 1, b + 1
+        ops += [("B", k) for k in range(b, m)]
+        orders.append(ops)
+    done, ptr, clock = {}, [0] * p, [0.0] * p
+    progress = True
+    while progress:
+        progress = False
+        for i in range(p):
+            while ptr[i] < len(orders[i]):
+                kind, k = orders[i][ptr[i]]
+                if kind == "F":
+                    dep = ("F", i - 1, k) if i > 0 else None
+                else:
+                    dep = ("B", i + 1, k) if i < p - 1 else ("F", i, k)
+                if dep is not None and dep not in done:
+                    break
+                start = max(clock[i], done[dep] if dep else 0.0)
+                clock[i] = start + (F[i] if kind == "F" else B[i])
+                done[(kind, i, k)] = clock[i]
+                ptr[i] += 1
+                progress = True
+    return max(clock)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(0.5, 12.0), min_size=2, max_size=8),
+    st.floats(1.5, 3.0),
+    st.integers(1, 8),
+)
+def test_one_f_one_b_span_matches_the_schedule_run_event_by_event(forward, ratio, per_stage):
+    p = len(forward)
+    m = p * per_stage
+    backward = [f * ratio for f in forward]
+    exact = _one_f_one_b_reference(forward, backward, m)
+    T = np.array([[f + b] for f, b in zip(forward, backward, strict=True)])
+    span = float(one_f_one_b_span(T, np.array([[f] for f in forward]), np.array([m]))[0])
+    # never longer than the schedule; exact when the last stage is the slowest, and within
+    # a few per cent otherwise (near-ties with few micro-batches)
+    assert span <= exact * (1 + 1e-9)
+    assert span >= exact * (0.95 if per_stage == 1 else 0.99)
+    if T[-1, 0] >= T.max():
+        assert span == pytest.approx(exact, rel=1e-9)
+    # the old closed form, sum - max, is never shorter
+    assert T.sum() + (m - 1) * T.max() >= exact * (1 - 1e-9)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 from deepflow.estimate import predict
-from deepflow.specs import scenario_from_dict
+from deepflow.specs import model_from, scenario_from_dict
 
 MODELS = ("megatron-gpt-1.7b", "llama2-7b", "llama3-8b", "llama2-70b", "mixtral-8x7b")
 SYSTEMS = ("dgx-a100-80gb", "dgx-h100")
@@ -47,6 +47,59 @@ STRATEGIES = (
     },
     {"tp": 2, "pp": 2, "ep": 4, "recompute": "selective", "recompute_modules": ["moe_act"]},
 )
+
+
+# Uneven pipelines (deepflow.parallel.pipeline_split): pp * vpp that does not divide the
+# layers (24, 32 or 80 of them here), a chunk without layers, explicit splits (per stage, per
+# chunk, with an empty stage). An explicit ``stage_layers`` is a function of the layer
+# count, so that one entry fits every model. Each entry: (strategy, accelerators).
+UNEVEN = (
+    ({"tp": 2, "pp": 3}, 24),
+    ({"tp": 1, "pp": 6, "pipeline_schedule": "gpipe"}, 24),
+    ({"tp": 2, "pp": 4, "vpp": 3, "sequence_parallel": True}, 32),
+    ({"tp": 1, "pp": 8, "vpp": 3}, 32),
+    ({"tp": 2, "pp": 16}, 32),
+    ({"tp": 1, "pp": 3, "pipeline_schedule": "zero-bubble"}, 24),
+    (
+        {
+            "tp": 2,
+            "pp": 4,
+            "stage_layers": lambda n: [n // 4 + 2, n // 4, n // 4, n - 3 * (n // 4) - 2],
+        },
+        32,
+    ),
+    ({"tp": 2, "pp": 2, "vpp": 2, "stage_layers": lambda n: [1, n // 2, n - n // 2 - 2, 1]}, 32),
+    (
+        {
+            "tp": 1,
+            "pp": 4,
+            "recompute": "full",
+            "stage_layers": lambda n: [0, n // 2, n - n // 2, 0],
+        },
+        32,
+    ),
+)
+
+
+def uneven_grid(gbs: int = 64, system: str = "dgx-h100") -> list:
+    """The feasible scenarios of :data:`UNEVEN` on the dense models of :data:`MODELS`."""
+    out = []
+    for model, (strategy, gpus) in itertools.product(MODELS, UNEVEN):
+        layers = model_from(model).num_layers
+        resolved = {k: v(layers) if callable(v) else v for k, v in strategy.items()}
+        tag = "-".join(f"{k}{v}" for k, v in resolved.items()).replace(" ", "")
+        sc = scenario_from_dict(
+            {
+                "name": f"{model}-{gpus}-{tag}",
+                "model": model,
+                "system": {"preset": system, "num_accelerators": gpus},
+                "strategy": {"micro_batch_size": 1, **resolved},
+                "training": {"global_batch_size": gbs},
+            }
+        )
+        if predict(sc).feasible:
+            out.append(sc)
+    return out
 
 
 def grid(gpus: int = 32, gbs: int = 64) -> list:

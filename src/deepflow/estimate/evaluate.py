@@ -10,7 +10,8 @@ Composition of one optimizer step (all arrays over strategies):
 where ``T_i`` is stage ``i``'s time per micro-batch: its layers' forward and backward
 (with recomputation and the exposed tensor-, context- and expert-parallel communication),
 the embedding on the first stage, the LM head and loss on the last, and the pipeline
-point-to-point transfers. The breakdown of the step into these parts sums to the step
+point-to-point transfers. Which layers a stage holds is the pipeline split
+(:func:`deepflow.parallel.pipeline_split.pipeline_split`), the same for the simulator. The breakdown of the step into these parts sums to the step
 time exactly (the critical stage's parts, times ``m``, plus the rest).
 """
 
@@ -33,6 +34,7 @@ from deepflow.network.hierarchy import GroupPlacement
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
+from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import (
     DataParallelGroups,
     sharded_state,
@@ -96,6 +98,7 @@ class BatchResult:
     memory: dict[str, np.ndarray]
     peak_memory: np.ndarray
     peak_stage: np.ndarray
+    critical_stage: np.ndarray  # the pipeline stage with the longest time per micro-batch
     model_flops: float
     hardware_flops: np.ndarray
     micro_batches: np.ndarray
@@ -124,23 +127,6 @@ class BatchResult:
     def tokens_per_s(self) -> np.ndarray:
         tokens = self.global_batch_size * self.model.seq_len
         return np.where(self.step_time > 0, tokens / np.maximum(self.step_time, 1e-300), 0.0)
-
-
-def _stage_layout(model: ModelSpec, pp: int, vpp: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dense and MoE layer counts per stage when layers are split evenly over ``pp * vpp``
-    chunks, chunk ``c`` on stage ``c mod pp`` (Narayanan et al. 2021, sec. 2.2.2)."""
-    chunks = pp * vpp
-    per_chunk = max(1, model.num_layers // chunks)
-    dense = np.zeros(pp)
-    moe = np.zeros(pp)
-    for c in range(chunks):
-        stage = c % pp
-        for layer in range(c * per_chunk, min((c + 1) * per_chunk, model.num_layers)):
-            if model.is_moe_layer(layer):
-                moe[stage] += 1
-            else:
-                dense[stage] += 1
-    return dense, moe
 
 
 def _dp_algorithm(env: Env) -> Algorithm | ProgramAlgorithm:
@@ -309,17 +295,20 @@ def evaluate(
     mem = {k: np.zeros(n) for k in MEMORY_KEYS}
     peak = np.full(n, -1.0)
     peak_stage = np.zeros(n, dtype=np.int64)
+    critical_stage = np.zeros(n, dtype=np.int64)
     zero = b.zero
 
-    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), strict=True)):
+    # strategies with the same pipeline split are evaluated together, stages on axis 0
+    groups: dict[tuple[int, int, tuple[int, ...] | None], list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), b.stage_layers, strict=True)):
         groups[key].append(i)
-    for (pp, vpp), members in groups.items():
+    for (pp, vpp, stage_layers), members in groups.items():
         idx = np.array(members)
-        n_dense, n_moe = _stage_layout(model, pp, vpp)
+        split = pipeline_split(model, pp, vpp, stage_layers)
+        n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
         stages = np.arange(pp)[:, None]
-        first = (stages == 0).astype(float)
-        last = (stages == pp - 1).astype(float)
+        first = (stages == split.embedding_stage).astype(float)
+        last = (stages == split.loss_stage).astype(float)
         parts = {}
         for key in STAGE_PARTS:
             if key == "pp_comm":
@@ -347,11 +336,20 @@ def evaluate(
             + last * 3.0 * head.forward_flops[idx]
         )
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
+        # the forward part of each stage's time (1F1B's span on uneven stages needs it)
+        forward = (
+            n_dense[:, None] * (dense.forward[idx] + z3_dense[0][idx])
+            + n_moe[:, None] * (moe.forward[idx] + z3_moe[0][idx])
+            + first * emb.forward[idx]
+            + last * head.forward[idx]
+            + vpp * p2p[idx]
+        )
         s_steady, s_bubble = pipeline_time(
-            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx]
+            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx], forward
         )
         steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
+        critical_stage[idx] = critical
         cols = np.arange(len(idx))
         for key in STAGE_PARTS:
             crit[key][idx] = m[idx] * parts[key][critical, cols]
@@ -458,6 +456,7 @@ def evaluate(
         memory=mem,
         peak_memory=peak,
         peak_stage=peak_stage,
+        critical_stage=critical_stage,
         model_flops=flops,
         hardware_flops=hardware,
         micro_batches=m,

@@ -39,7 +39,9 @@ class StrategyBatch:
 
     ``stride_<axis>`` is the rank distance between consecutive members of that axis's
     communicators, from ``axis_order`` (innermost first): the product of the degrees of the
-    axes placed inside it.
+    axes placed inside it. ``stage_layers`` holds each strategy's explicit pipeline split
+    (``strategy.stage_layers``), ``None`` where the default split applies
+    (:mod:`deepflow.parallel.pipeline_split`).
 
     ``recompute_modules`` is the bitmask (:data:`~deepflow.workload.recompute.MODULES`) of the modules that
     selective recomputation checkpoints, zero unless ``recompute`` is selective;
@@ -75,9 +77,17 @@ class StrategyBatch:
     stride_dp: np.ndarray
     stride_pp: np.ndarray
     axis_orders: tuple[tuple[str, ...], ...]
+    stage_layers: tuple[tuple[int, ...] | None, ...]
 
     def __len__(self) -> int:
         return int(self.dp.shape[0])
+
+    @property
+    def default_split(self) -> np.ndarray:
+        """True where the pipeline split is the default rule (no ``stage_layers``)."""
+        if not any(self.stage_layers):
+            return np.ones(len(self), dtype=bool)
+        return np.array([s is None for s in self.stage_layers], dtype=bool)
 
     @classmethod
     def from_specs(cls, specs: Sequence[StrategySpec]) -> StrategyBatch:
@@ -127,6 +137,7 @@ class StrategyBatch:
             stride_dp=strides["dp"],
             stride_pp=strides["pp"],
             axis_orders=orders,
+            stage_layers=tuple(s.stage_layers for s in specs),
         )
 
     @classmethod
@@ -134,7 +145,8 @@ class StrategyBatch:
         cls, *, axis_order: tuple[str, ...] = MESH_AXES, **arrays: object
     ) -> StrategyBatch:
         """Build a batch from arrays (search grids). Missing knobs take the spec defaults;
-        enums may be given as codes or as lists of enum values/strings."""
+        enums may be given as codes or as lists of enum values/strings. The pipeline split is
+        the default one (no ``stage_layers``)."""
         n = max(
             len(v) if k == "recompute_modules" and isinstance(v, (list, tuple)) else np.size(v)
             for k, v in arrays.items()
@@ -208,6 +220,7 @@ class StrategyBatch:
             stride_dp=strides["dp"],
             stride_pp=strides["pp"],
             axis_orders=(axis_order,) * n,
+            stage_layers=(None,) * n,
         )
 
     def spec(self, i: int) -> StrategySpec:
@@ -239,6 +252,7 @@ class StrategyBatch:
             fused_epilogues=bool(self.fused_epilogues[i]),
             axis_order=self.axis_orders[i],  # type: ignore[arg-type]
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
+            stage_layers=self.stage_layers[i],
         )
 
     def _modules(self, i: int) -> tuple[RecomputeModule, ...] | None:
@@ -254,7 +268,8 @@ class StrategyBatch:
         values = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            values[f.name] = tuple(v[i] for i in idx) if f.name == "axis_orders" else v[idx]
+            tuples = f.name in ("axis_orders", "stage_layers")
+            values[f.name] = tuple(v[i] for i in idx) if tuples else v[idx]
         return StrategyBatch(**values)
 
 

@@ -77,9 +77,16 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        # the default pipeline split (parallel/pipeline_split.py) gives every virtual chunk
+        # a layer, the embedding or the loss while pp*vpp <= num_layers + 2; an explicit
+        # strategy.stage_layers is taken as given
         "pp-layers",
-        lambda c, b: c.model.num_layers % (b.pp * b.vpp) != 0,
-        lambda c, s: f"pp*vpp={s.pp}*{s.vpp} does not divide num_layers={c.model.num_layers}",
+        lambda c, b: b.default_split & (b.pp * b.vpp > c.model.num_layers + 2),
+        lambda c, s: (
+            f"pp*vpp={s.pp}*{s.vpp}={s.pp * s.vpp} virtual pipeline stages exceed "
+            f"num_layers+2={c.model.num_layers + 2} (the layers, the embedding and the loss): "
+            "some stage would hold nothing"
+        ),
     ),
     Rule(
         "virtual-nodes",

@@ -22,10 +22,14 @@ knob                          candidates (before the user's restriction)
                               without MLA)
 ``cp``                        divisors of ``N / tp`` with ``seq_len`` divisible by ``2 cp``
                               (load-balanced ring attention, 2 cp chunks)
-``pp``                        divisors of ``N / (tp cp)`` that divide ``num_layers``
+``pp``                        divisors of ``N / (tp cp)`` up to ``num_layers + 2``; the
+                              layers are placed by the default pipeline split
+                              (:mod:`deepflow.parallel.pipeline_split`), so ``pp`` need
+                              not divide ``num_layers``
 ``dp``                        ``N / (tp cp pp)``: it fills the cluster; it must divide the
                               global batch
-``vpp``                       divisors of ``num_layers / pp``
+``vpp``                       divisors of ``ceil(num_layers / pp)`` (the layers of the
+                              fullest stage) with ``pp vpp <= num_layers + 2``
 ``ep``                        1 for dense models; divisors of ``dp`` that divide
                               ``num_experts`` for mixture-of-experts models
 ``micro_batch_size``          divisors of ``global_batch_size / dp``
@@ -135,8 +139,12 @@ INTEGER_KNOBS = (
 )
 # the recompute mode a knob's value is checked under
 _NEEDS = {"recompute_modules": "selective", "recompute_layers": "full"}
-FIXABLE = tuple(StrategySpec.model_fields)
-"""Every strategy field can be restricted (searched knobs) or pinned (the others)."""
+_NOT_BATCHED = ("axis_order", "stage_layers")
+"""Base fields that are not arrays of a batch: the axis order is passed on its own, and an
+explicit pipeline split belongs to one ``pp``, so a search uses the default split."""
+FIXABLE = tuple(k for k in StrategySpec.model_fields if k != "stage_layers")
+"""Every strategy field but the explicit pipeline split can be restricted (searched knobs)
+or pinned (the others)."""
 
 _ONE_F_ONE_B = SCHEDULES.index(PipelineSchedule.ONE_F_ONE_B)
 _INTERLEAVED = SCHEDULES.index(PipelineSchedule.INTERLEAVED)
@@ -331,7 +339,8 @@ class SearchSpace:
                     f"{key} is not searched; pin it to one value ({key}=VALUE)", f"--fix {key}"
                 )
             pinned[key] = restriction.values[0]
-        base = scenario.strategy.replace(**pinned) if pinned else scenario.strategy
+        # the search varies pp, so it places layers by the default split, not the base's
+        base = scenario.strategy.replace(stage_layers=None, **pinned)
         system = scenario.system
         if num_accelerators is not None and num_accelerators != system.num_accelerators:
             if num_accelerators < 1:
@@ -447,12 +456,15 @@ class SearchSpace:
         for tp in self._allowed("tp", tps):
             cps = [d for d in divisors(n // tp) if d == 1 or m.seq_len % (2 * d) == 0]
             for cp in self._allowed("cp", cps):
-                pps = [d for d in divisors(n // (tp * cp)) if m.num_layers % d == 0]
+                # the default pipeline split gives every virtual stage a layer, the
+                # embedding or the loss while pp * vpp <= num_layers + 2 (rule pp-layers)
+                units = m.num_layers + 2
+                pps = [d for d in divisors(n // (tp * cp)) if d <= units]
                 for pp in self._allowed("pp", pps):
                     dp = n // (tp * cp * pp)
                     if gbs % dp or not self._allowed("dp", [dp]):
                         continue
-                    vpp_all = divisors(m.num_layers // pp)
+                    vpp_all = [v for v in divisors(-(-m.num_layers // pp)) if pp * v <= units]
                     vpps = (
                         self._representatives("vpp", [vpp_all])
                         if pp == 1
@@ -536,7 +548,7 @@ class SearchSpace:
         fixed = {
             name: getattr(b, name)
             for name in StrategySpec.model_fields
-            if name not in SEARCH_KNOBS and name != "axis_order" and getattr(b, name) is not None
+            if name not in (*SEARCH_KNOBS, *_NOT_BATCHED) and getattr(b, name) is not None
         }
         return StrategyBatch.from_arrays(axis_order=tuple(b.axis_order), **fixed, **columns)
 

@@ -54,6 +54,7 @@ from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import sharded_state, step_sync, sync_time
 from deepflow.sim.schedules import Op, Table, table_for, validate_table
 from deepflow.specs.model import ModelSpec
@@ -61,7 +62,7 @@ from deepflow.specs.scenario import Scenario
 from deepflow.specs.strategy import PipelineSchedule
 from deepflow.workload.transformer import layer_template
 
-__all__ = ["COMPUTE", "DP", "PP", "Lowered", "chunk_layers", "lower"]
+__all__ = ["COMPUTE", "DP", "PP", "Lowered", "lower"]
 
 COMPUTE, PP, DP = "compute", "pp", "dp"
 """Streams of a rank: the compute stream (kernels and the collectives Megatron-LM runs on
@@ -91,37 +92,6 @@ Piece = tuple[str, str, float, TaskKind]
 
 def _f(x: object) -> float:
     return float(np.asarray(x, dtype=np.float64).ravel()[0])
-
-
-def chunk_layers(model: ModelSpec, pp: int, vpp: int) -> list[range]:
-    """Layers of each virtual stage (``pp * vpp`` of them, in model order).
-
-    Even when ``num_layers`` divides; otherwise every chunk gets ``ceil(L / chunks)`` and
-    the first and last virtual stages give up one layer each, alternately, until the count
-    is right - the layout of Llama 3 405B on 16 stages (126 = 16 x 8 - 2; Llama Team 2024,
-    arXiv 2407.21783, sec. 3.3.2), which offsets the embedding and the LM head.
-    """
-    chunks = pp * vpp
-    per = math.ceil(model.num_layers / chunks)
-    sizes = [per] * chunks
-    deficit = per * chunks - model.num_layers
-    lo, hi = 0, chunks - 1
-    k = 0
-    while deficit > 0:
-        idx = lo if k % 2 == 0 else hi
-        if k % 2 == 0:
-            lo += 1
-        else:
-            hi -= 1
-        if sizes[idx] > 0:
-            sizes[idx] -= 1
-            deficit -= 1
-        k += 1
-    out, start = [], 0
-    for size in sizes:
-        out.append(range(start, start + size))
-        start += size
-    return out
 
 
 class _Costs:
@@ -308,7 +278,8 @@ def lower(
     costs = _Costs(scenario, algorithms)
     p, v, m = strategy.pp, strategy.vpp, costs.m
     schedule = strategy.schedule
-    layers = chunk_layers(model, p, v)
+    # the layers of each virtual stage: the estimator's split (one definition)
+    layers = list(pipeline_split(model, p, v, strategy.stage_layers).chunks)
     if table is None:
         times = _stage_pass_times(costs, layers, model, p)
         table = table_for(schedule, p, m, v, times)
@@ -463,8 +434,6 @@ def lower(
                 if vs == n_virtual - 1:
                     for piece in costs.head["F"]:
                         emit(piece, op, -1, None)
-                if vs > 0:
-                    _depend_on(rows, first_of_pass, ("F", vs - 1, op.micro_batch), blocking, rank)
                 if vs < n_virtual - 1:
                     send = rows.add(
                         f"send F mb{op.micro_batch}" + (f" c{op.chunk}" if v > 1 else ""),
@@ -472,7 +441,7 @@ def lower(
                         rank,
                         PP,
                         costs.p2p,
-                        [*_take(blocking), len(rows.rows) - 1],
+                        [*_take(blocking), *_last_of_pass(rows, first_of_pass)],
                         "pp_comm",
                         "F",
                         -1,
@@ -482,6 +451,10 @@ def lower(
                     )
                     rows.keyed[("F", vs, op.micro_batch)] = send
                     blocking.append(send)
+                # the pass waits for the neighbour's send (its first task does; a chunk
+                # without layers has only its own send)
+                if vs > 0:
+                    _depend_on(rows, first_of_pass, ("F", vs - 1, op.micro_batch), blocking, rank)
             elif op.kind == "B":
                 gather = last_mb and grad_kind == "B"
                 if vs == n_virtual - 1:
@@ -499,8 +472,6 @@ def lower(
                     for piece in costs.emb["B"]:
                         g = (costs.emb_grad, 0.0) if last_mb and piece[0] == "emb B" else None
                         emit(piece, op, -1, g)
-                if vs < n_virtual - 1:
-                    _depend_on(rows, first_of_pass, ("B", vs + 1, op.micro_batch), blocking, rank)
                 if vs > 0:
                     send = rows.add(
                         f"send B mb{op.micro_batch}" + (f" c{op.chunk}" if v > 1 else ""),
@@ -508,7 +479,7 @@ def lower(
                         rank,
                         PP,
                         costs.p2p,
-                        [*_take(blocking), len(rows.rows) - 1],
+                        [*_take(blocking), *_last_of_pass(rows, first_of_pass)],
                         "pp_comm",
                         "B",
                         -1,
@@ -518,6 +489,10 @@ def lower(
                     )
                     rows.keyed[("B", vs, op.micro_batch)] = send
                     blocking.append(send)
+                # the pass waits for the neighbour's send (its first task does; a chunk
+                # without layers has only its own send)
+                if vs < n_virtual - 1:
+                    _depend_on(rows, first_of_pass, ("B", vs + 1, op.micro_batch), blocking, rank)
             else:  # W
                 if vs == n_virtual - 1:
                     for piece in costs.head["W"]:
@@ -575,6 +550,11 @@ def lower(
 def vs_has_edge(vs: int, s: int, p: int) -> bool:
     """Whether virtual stage ``vs`` runs on stage ``s``."""
     return vs % p == s
+
+
+def _last_of_pass(rows: _Rows, first: int) -> list[int]:
+    """The last task of the pass that began at task ``first``, if it has any."""
+    return [len(rows.rows) - 1] if len(rows.rows) > first else []
 
 
 def _take(blocking: list[int]) -> list[int]:

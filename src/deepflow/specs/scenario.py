@@ -20,7 +20,7 @@ from deepflow.specs.base import Spec
 from deepflow.specs.files import load_config_file
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
-from deepflow.specs.strategy import RecomputeModule, StrategySpec
+from deepflow.specs.strategy import RecomputeModule, StrategySpec, check_stage_layers
 from deepflow.specs.system import SystemSpec
 from deepflow.specs.training import TrainingSpec
 
@@ -87,6 +87,13 @@ class Scenario(Spec):
             )
         return self
 
+    @model_validator(mode="after")
+    def _stage_layers_sum(self) -> Scenario:
+        s = self.strategy
+        if s.stage_layers is not None:
+            check_stage_layers(s.stage_layers, s.pp, s.vpp, self.model.num_layers)
+        return self
+
     @property
     def dp(self) -> int:
         assert isinstance(self.strategy.dp, int)
@@ -128,6 +135,10 @@ def _known_fields(model: type[Spec], loc: tuple[Any, ...]) -> list[str]:
 def config_error_from(exc: ValidationError, root: type[Spec], prefix: str = "") -> ConfigError:
     """Translate the first pydantic error into a :class:`ConfigError` with a key path."""
     err = exc.errors()[0]
+    raised = (err.get("ctx") or {}).get("error")
+    if isinstance(raised, ConfigError) and raised.path:
+        # a validator that raised a ConfigError already named the key path and the value
+        return ConfigError(raised.message, raised.path)
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     path = ".".join(str(p) for p in loc)
     if prefix:

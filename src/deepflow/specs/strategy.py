@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, model_validator
 
+from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import PositiveInt, Spec
 
@@ -73,6 +74,37 @@ class PipelineSchedule(str, Enum):
 
 
 MESH_AXES = ("tp", "cp", "dp", "pp")
+STAGE_LAYERS_KEY = "strategy.stage_layers"
+
+
+def check_stage_layers(
+    stage_layers: tuple[int, ...], pp: int, vpp: int, num_layers: int | None = None
+) -> None:
+    """Raise :class:`~deepflow.errors.ConfigError` (key ``strategy.stage_layers``) unless an
+    explicit pipeline split has one entry per stage (``pp``) or per virtual chunk
+    (``pp * vpp``) and, when ``num_layers`` is given, its entries add up to it.
+
+    The one check of an explicit split: the strategy spec calls it without the model, the
+    scenario with it, and :func:`deepflow.parallel.pipeline_split.pipeline_split` too.
+    """
+    n = len(stage_layers)
+    if n not in (pp, pp * vpp):
+        need = f"{pp} entries (pp={pp}, one per stage)"
+        if vpp > 1:
+            need += f" or {pp * vpp} (pp*vpp={pp}*{vpp}, one per virtual chunk)"
+        raise ConfigError(f"needs {need}, got {n}: {list(stage_layers)}", STAGE_LAYERS_KEY)
+    if any(x < 0 for x in stage_layers):
+        raise ConfigError(
+            f"entries must be non-negative layer counts, got {list(stage_layers)}",
+            STAGE_LAYERS_KEY,
+        )
+    total = sum(stage_layers)
+    if num_layers is not None and total != num_layers:
+        raise ConfigError(
+            f"entries must add up to num_layers={num_layers}, "
+            f"but {list(stage_layers)} adds up to {total}",
+            STAGE_LAYERS_KEY,
+        )
 
 
 class StrategySpec(Spec):
@@ -122,6 +154,13 @@ class StrategySpec(Spec):
     replaces ``collective_algorithm`` for that axis's collectives (``{tp: ring_8.xml}``). The
     paths are kept as written; relative ones are resolved against the scenario file's folder
     by whoever loads the XML (the command line), since specs parse no XML.
+
+    ``stage_layers`` places the transformer layers on the pipeline explicitly: ``pp``
+    entries (layers per stage; with ``vpp > 1`` each stage's layers are spread over its
+    chunks as evenly as possible) or ``pp * vpp`` entries (layers per virtual chunk, chunk
+    ``c`` on stage ``c mod pp``), in model order, adding up to ``num_layers``. Without it
+    the split is the default rule of :mod:`deepflow.parallel.pipeline_split`, for any
+    ``pp`` and ``vpp``.
     """
 
     dp: PositiveInt | Literal["auto"] = "auto"
@@ -149,6 +188,7 @@ class StrategySpec(Spec):
     axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
+    stage_layers: tuple[NonNegativeInt, ...] | None = None
 
     @field_validator("collective_algorithms")
     @classmethod
@@ -157,6 +197,12 @@ class StrategySpec(Spec):
             if not path.strip().lower().endswith(".xml"):
                 raise ValueError(f"{axis}: {path!r} is not an MSCCL-IR file (expected *.xml)")
         return value
+
+    @model_validator(mode="after")
+    def _stage_layers_length(self) -> StrategySpec:
+        if self.stage_layers is not None:
+            check_stage_layers(self.stage_layers, self.pp, self.vpp)
+        return self
 
     @field_validator("recompute_modules")
     @classmethod

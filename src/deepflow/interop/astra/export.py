@@ -89,6 +89,7 @@ from deepflow.interop.chakra.model import (
 from deepflow.network.hierarchy import Hierarchy
 from deepflow.network.ops import Collective
 from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import (
     SyncCollective,
     data_parallel_groups,
@@ -287,17 +288,10 @@ def export_scenario(
     zero3 = zero >= 3 and dp * cp > 1
     reshard = bool(s.reshard_after_forward)
     grad = float(env.grad_bytes[0])
-    # layers per chunk: pp * vpp chunks, chunk c on stage c mod pp (Narayanan et al. 2021,
-    # sec. 2.2.2); the remainder goes to the first chunks
+    # layers per chunk: pp * vpp chunks, chunk c on stage c mod pp, the estimator's and the
+    # simulator's split (deepflow.parallel.pipeline_split)
     chunks = pp * vpp
-    per_chunk = model.num_layers // chunks
-    extra = model.num_layers - per_chunk * chunks
-    bounds = []
-    first = 0
-    for c in range(chunks):
-        n = per_chunk + (1 if c < extra else 0)
-        bounds.append(range(first, first + n))
-        first += n
+    bounds = list(pipeline_split(model, pp, vpp, s.stage_layers).chunks)
     # rank = t + tp (c + cp (d + dp p)): the mesh axes in deepflow's default order
     # (tp, cp, dp, pp; deepflow.parallel), pipeline stages outermost
     groups: dict[str, list[int]] = {}
