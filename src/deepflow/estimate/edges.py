@@ -90,9 +90,9 @@ def head_cost(env: Env) -> EdgeCost:
     logits = rows * v / tp
     norm = elementwise_cost(env, final_norm(env.model))
     norm_fwd, norm_bwd = norm["fwd"], norm["bwd"]
-    head_fwd = gemm_time(rows, v / tp, h, acc, env.peak, env.elem)
-    dgrad = gemm_time(rows, h, v / tp, acc, env.peak, env.elem)
-    wgrad = gemm_time(h, v / tp, rows, acc, env.peak, env.elem)
+    head_fwd = gemm_time(rows, v / tp, h, acc, env.peak, env.elem, 1, env.batch.precision)
+    dgrad = gemm_time(rows, h, v / tp, acc, env.peak, env.elem, 1, env.batch.precision)
+    wgrad = gemm_time(h, v / tp, rows, acc, env.peak, env.elem, 1, env.batch.precision)
     # 16-bit logits are cast to fp32 first (read elem, write 4) and the gradient cast back
     upcast = np.where(env.elem < 4.0, env.elem + 4.0, 0.0)
     ce_fwd = memory_time(logits * (CROSS_ENTROPY_FORWARD_BYTES + upcast), acc, 6)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
+from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
@@ -136,9 +137,9 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
-    fwd = gemm_time(rows, n, k, acc, env.peak, env.elem, groups)
-    dgrad = gemm_time(rows, k, n, acc, env.peak, env.elem, groups)
-    wgrad = gemm_time(k, n, rows, acc, env.peak, env.elem, groups)
+    fwd = gemm_time(rows, n, k, acc, env.peak, env.elem, groups, env.batch.precision)
+    dgrad = gemm_time(rows, k, n, acc, env.peak, env.elem, groups, env.batch.precision)
+    wgrad = gemm_time(k, n, rows, acc, env.peak, env.elem, groups, env.batch.precision)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -207,27 +208,25 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     heads = core.heads / tp
     kv_heads = np.maximum(core.kv_heads / tp, 1.0)
     full_flops = 2.0 * mbs * heads * sq * s * (core.qk_dim + core.v_dim)
-    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1)
-    tiles = mbs * heads * np.ceil(sq / acc.efficiency.tile_m)
-    waves = np.ceil(tiles / acc.compute_units)
-    rate = env.peak * acc.efficiency.attention * tiles / (waves * acc.compute_units)
-    flash_flops = 0.5 * full_flops
-    flash_fwd = flash_flops / rate + acc.efficiency.kernel_overhead
-    flash_bwd = 2.5 * flash_flops / rate + 2 * acc.efficiency.kernel_overhead
+    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1);
+    # the calibrated attention curve (deepflow.hardware.kernels.attention_time)
+    flash_fwd, flash_bwd, flash_flops = attention_time(
+        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, env.peak, b.precision
+    )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
-    scores = gemm_time(sq, s, core.qk_dim, acc, env.peak, env.elem, batch)
-    context = gemm_time(sq, core.v_dim, s, acc, env.peak, env.elem, batch)
+    scores = gemm_time(sq, s, core.qk_dim, acc, env.peak, env.elem, batch, env.batch.precision)
+    context = gemm_time(sq, core.v_dim, s, acc, env.peak, env.elem, batch, env.batch.precision)
     score_values = batch * sq * s
     # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
     soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
     soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
     unfused_fwd = scores + context + soft_fwd
     unfused_bwd = (
-        gemm_time(sq, core.qk_dim, s, acc, env.peak, env.elem, batch)
-        + gemm_time(s, core.qk_dim, sq, acc, env.peak, env.elem, batch)
-        + gemm_time(sq, s, core.v_dim, acc, env.peak, env.elem, batch)
-        + gemm_time(s, core.v_dim, sq, acc, env.peak, env.elem, batch)
+        gemm_time(sq, core.qk_dim, s, acc, env.peak, env.elem, batch, env.batch.precision)
+        + gemm_time(s, core.qk_dim, sq, acc, env.peak, env.elem, batch, env.batch.precision)
+        + gemm_time(sq, s, core.v_dim, acc, env.peak, env.elem, batch, env.batch.precision)
+        + gemm_time(s, core.v_dim, sq, acc, env.peak, env.elem, batch, env.batch.precision)
         + soft_bwd
     )
     flash = b.flash_attention
