@@ -19,6 +19,7 @@ from deepflow.validation.datasets import (
     Case,
     megatron_2020_cases,
     megatron_2021_cases,
+    simumax_b200_cases,
     vtrain_multi_cases,
     vtrain_single_cases,
 )
@@ -69,6 +70,13 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         megatron_2020_cases,
         "Megatron-LM README, September 2020",
         None,
+    ),
+    StepTimeDataset(
+        "simumax-b200",
+        "Megatron-LM Llama-3 70B/405B (truncated) on one 8x B200 node, TP 1-8, PP 1-2",
+        simumax_b200_cases,
+        "SimuMax B200 release v1.2 (MooreThreads/SimuMax 4dcaae5), measured runs",
+        0.12,
     ),
 )
 
