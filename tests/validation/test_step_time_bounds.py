@@ -5,6 +5,8 @@ The targets are 8 % mean / 15 % worst on Megatron-LM 2021, 12 % on vTrain multi-
 15 % on vTrain single-node; Megatron-LM 2020 has a regression bound at the level reached.
 """
 
+import pytest
+
 from deepflow.validation.runner import STEP_TIME_DATASETS, run_dataset
 
 RESULTS = {}
@@ -40,3 +42,22 @@ def test_megatron_2020_regression_bound():
     r = result("megatron-2020")
     assert r.infeasible == 0
     assert r.mape <= 0.08
+
+
+def test_simumax_b200_regression_bound():
+    """Where the calibrated kernel model stands: 13.1 % (was 34.9 % too fast with one 0.80
+    matmul fraction for every chip); the remaining error is uniformly too fast and grows
+    with TP (see test_simumax_b200_within_12_percent)."""
+    r = result("simumax-b200")
+    assert r.infeasible == 0
+    assert r.mape <= 0.135
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target 12 %; the calibrated kernels reach 13.1 %: every row is still too fast, "
+    "most at TP 8 (the B200 NVLink efficiency is the A100's, no B200 collective table)",
+)
+def test_simumax_b200_within_12_percent():
+    r = result("simumax-b200")
+    assert r.mape <= 0.12

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,98 +48,17 @@ from deepflow.hardware.kernels import (
     predict_gemm,
 )
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
-from deepflow.specs.kernels import PRECISION_NAMES, GemmCurve, KernelParams
-
-SCHEMA = "deepflow.calibration/1"
-KINDS = (
-    "gemm",
-    "grouped_gemm",
-    "attention",
-    "memory",
-    "elementwise",
-    "collective",
-    "operator",
+from deepflow.specs.kernels import (
+    PRECISION_NAMES,
+    SCHEMA,
+    GemmCurve,
+    KernelParams,
+    check_record,
 )
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "gemm": ("dtype", "m", "n", "k", "time_s"),
-    "grouped_gemm": ("dtype", "m", "n", "k", "groups", "time_s"),
-    "attention": ("dtype", "batch", "heads", "seq", "head_dim", "causal", "backward", "time_s"),
-    "memory": ("bytes", "time_s"),
-    "elementwise": ("bytes", "time_s"),
-    "collective": ("op", "ranks", "bytes", "time_s"),
-    "operator": ("op", "time_s"),
-}
+
 DEFAULT_BACKWARD_RATIO = 0.85
 """Backward/forward attention fraction when a table has forward rows only and no shipped
 B200 table is available (the B200 fit's ratio is used when it is)."""
-
-
-# --- checking records ------------------------------------------------------------------------
-
-
-def _number(value: object, path: str, integer: bool = False) -> float:
-    if isinstance(value, bool) or value is None or value == "":
-        raise ConfigError(f"expected a number, got {value!r}", path)
-    try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"expected a number, got {value!r}", path) from None
-    if not math.isfinite(x):
-        raise ConfigError(f"must be finite, got {value!r}", path)
-    if integer and x != int(x):
-        raise ConfigError(f"must be an integer, got {value!r}", path)
-    return x
-
-
-def _flag(value: object, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    if value in (0, 1):
-        return bool(value)
-    raise ConfigError(f"expected true or false, got {value!r}", path)
-
-
-def check_record(record: object, path: str) -> dict[str, Any]:
-    """A measurement record, checked: known kind, required fields present, times positive and
-    finite, shapes positive integers; a :class:`ConfigError` naming ``path.field``
-    otherwise. Returns the record with numbers as floats and flags as bools."""
-    if not isinstance(record, Mapping):
-        raise ConfigError(f"expected a mapping, got {record!r}", path)
-    kind = record.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", f"{path}.kind")
-    out: dict[str, Any] = dict(record)
-    for key in REQUIRED[kind]:
-        if key not in record or record[key] in (None, ""):
-            raise ConfigError("missing required field", f"{path}.{key}")
-    time_s = _number(record["time_s"], f"{path}.time_s")
-    if time_s <= 0:
-        raise ConfigError(f"must be a positive number of seconds, got {record['time_s']!r}", f"{path}.time_s")
-    out["time_s"] = time_s
-    if "dtype" in REQUIRED[kind] or record.get("dtype") not in (None, ""):
-        dtype = record.get("dtype")
-        if dtype not in PRECISION_NAMES:
-            raise ConfigError(
-                f"unknown dtype {dtype!r}; expected one of {', '.join(PRECISION_NAMES)}",
-                f"{path}.dtype",
-            )
-    for key in ("m", "n", "k", "groups", "batch", "heads", "kv_heads", "seq", "head_dim", "v_head_dim", "rows", "cols", "ranks"):  # fmt: skip
-        if record.get(key) not in (None, ""):
-            x = _number(record[key], f"{path}.{key}", integer=True)
-            if x < 1:
-                raise ConfigError(f"must be a positive integer, got {record[key]!r}", f"{path}.{key}")
-            out[key] = x
-    if record.get("bytes") not in (None, ""):
-        x = _number(record["bytes"], f"{path}.bytes")
-        if x <= 0:
-            raise ConfigError(f"must be a positive number of bytes, got {record['bytes']!r}", f"{path}.bytes")
-        out["bytes"] = x
-    for key in ("causal", "backward"):
-        if record.get(key) not in (None, ""):
-            out[key] = _flag(record[key], f"{path}.{key}")
-    return out
 
 
 def read_measurements_csv(text: str, source: str) -> list[dict[str, Any]]:
@@ -452,7 +370,9 @@ def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -
     return out
 
 
-def _error(name: str, curve: str, dtype: str, errs: Sequence[float], families: Sequence[str]) -> CurveError:
+def _error(
+    name: str, curve: str, dtype: str, errs: Sequence[float], families: Sequence[str]
+) -> CurveError:
     e = np.abs(np.asarray(errs, dtype=np.float64))
     fams: dict[str, list[float]] = defaultdict(list)
     for f, x in zip(families, e, strict=True):
@@ -525,27 +445,53 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
         if r["superseded_in_source"].startswith("yes"):
             continue
         m, n, k = (float(r[x]) for x in ("m", "n", "k"))
-        add(r["accelerator"], {
-            "kind": "gemm", "dtype": r["dtype"].lower(), "m": m, "n": n, "k": k, "groups": 1,
-            "time_s": 2.0 * m * n * k / (float(r["tflops"]) * 1e12), "source": "azure",
-        })  # fmt: skip
+        add(
+            r["accelerator"],
+            {
+                "kind": "gemm",
+                "dtype": r["dtype"].lower(),
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": 1,
+                "time_s": 2.0 * m * n * k / (float(r["tflops"]) * 1e12),
+                "source": "azure",
+            },
+        )
     for r in _source_csv("azure_ai_benchmarking_guide", "flash_attention.csv"):
         if r["superseded_in_source"].startswith("yes") or "Flash" not in r["implementation"]:
             continue
         d, b, s = float(r["head_dim"]), float(r["batch_size"]), float(r["seq_len"])
         h = 2048.0 / d
-        add(r["accelerator"], {
-            "kind": "attention", "dtype": "fp16", "batch": b, "heads": h, "kv_heads": h,
-            "seq": s, "head_dim": d, "causal": False, "backward": False,
-            "time_s": 4.0 * b * s * s * h * d / (float(r["tflops"]) * 1e12), "source": "azure",
-        })  # fmt: skip
+        add(
+            r["accelerator"],
+            {
+                "kind": "attention",
+                "dtype": "fp16",
+                "batch": b,
+                "heads": h,
+                "kv_heads": h,
+                "seq": s,
+                "head_dim": d,
+                "causal": False,
+                "backward": False,
+                "time_s": 4.0 * b * s * s * h * d / (float(r["tflops"]) * 1e12),
+                "source": "azure",
+            },
+        )
     for r in _source_csv("azure_ai_benchmarking_guide", "hbm_bandwidth.csv"):
         if r["superseded_in_source"].startswith("yes"):
             continue
-        add(r["accelerator"], {
-            "kind": "memory", "op": r["kernel"].lower(), "bytes": 4e9,
-            "time_s": 4e9 / (float(r["bandwidth"]) * 1e12), "source": "azure",
-        })  # fmt: skip
+        add(
+            r["accelerator"],
+            {
+                "kind": "memory",
+                "op": r["kernel"].lower(),
+                "bytes": 4e9,
+                "time_s": 4e9 / (float(r["bandwidth"]) * 1e12),
+                "source": "azure",
+            },
+        )
     forward: dict[tuple[str, ...], float] = {}
     bwd_rows = []
     for r in _source_csv("simumax_b200", "b200_operator_efficiency.csv"):
@@ -553,27 +499,64 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
         if r["op"] == "matmul":
             b, m, n, k = (float(r[x]) for x in ("b", "m", "n", "k"))
             fam = {"TN": "fwd (TN)", "NN": "dgrad (NN)", "NT": "wgrad (NT)"}[r["layout"]]
-            add(r["accelerator"], {
-                "kind": "gemm", "dtype": "bf16", "m": m, "n": n, "k": k, "groups": b,
-                "out_bytes": 4.0 if r["out_dtype"] == "fp32" else 2.0, "family": fam,
-                "time_s": 2.0 * b * m * n * k / (eff * peak), "source": "simumax",
-            })  # fmt: skip
+            add(
+                r["accelerator"],
+                {
+                    "kind": "gemm",
+                    "dtype": "bf16",
+                    "m": m,
+                    "n": n,
+                    "k": k,
+                    "groups": b,
+                    "out_bytes": 4.0 if r["out_dtype"] == "fp32" else 2.0,
+                    "family": fam,
+                    "time_s": 2.0 * b * m * n * k / (eff * peak),
+                    "source": "simumax",
+                },
+            )
         elif r["op"] == "group_matmul":
             g, m, n, k = (float(r[x]) for x in ("num_groups", "m_per_group", "n", "k"))
-            add(r["accelerator"], {
-                "kind": "grouped_gemm", "dtype": "bf16", "m": m, "n": n, "k": k, "groups": g,
-                "family": f"grouped {r['stage']}",
-                "time_s": 2.0 * g * m * n * k / (eff * peak), "source": "simumax",
-            })  # fmt: skip
+            add(
+                r["accelerator"],
+                {
+                    "kind": "grouped_gemm",
+                    "dtype": "bf16",
+                    "m": m,
+                    "n": n,
+                    "k": k,
+                    "groups": g,
+                    "family": f"grouped {r['stage']}",
+                    "time_s": 2.0 * g * m * n * k / (eff * peak),
+                    "source": "simumax",
+                },
+            )
         else:
-            b, s, h, g = (float(r[x]) for x in ("attn_batch", "attn_seq_len", "attn_heads", "attn_kv_heads"))  # fmt: skip
+            b, s, h, g = (
+                float(r[x]) for x in ("attn_batch", "attn_seq_len", "attn_heads", "attn_kv_heads")
+            )
             dq, dv = float(r["attn_qk_head_dim"]), float(r["attn_v_head_dim"])
             full = 2.0 * b * s * s * h * (dq + dv)
-            key = (r["attn_batch"], r["attn_seq_len"], r["attn_heads"], r["attn_kv_heads"],
-                   r["attn_qk_head_dim"], r["attn_v_head_dim"], r["qkv_contiguous"])  # fmt: skip
-            shape = {"kind": "attention", "dtype": "bf16", "batch": b, "heads": h,
-                     "kv_heads": g, "seq": s, "head_dim": dq, "v_head_dim": dv,
-                     "causal": True, "source": "simumax"}  # fmt: skip
+            key = (
+                r["attn_batch"],
+                r["attn_seq_len"],
+                r["attn_heads"],
+                r["attn_kv_heads"],
+                r["attn_qk_head_dim"],
+                r["attn_v_head_dim"],
+                r["qkv_contiguous"],
+            )
+            shape = {
+                "kind": "attention",
+                "dtype": "bf16",
+                "batch": b,
+                "heads": h,
+                "kv_heads": g,
+                "seq": s,
+                "head_dim": dq,
+                "v_head_dim": dv,
+                "causal": True,
+                "source": "simumax",
+            }
             if r["op"] == "sdp_fwd":
                 forward[key] = full / (eff * peak)
                 add(r["accelerator"], {**shape, "backward": False, "time_s": forward[key]})
@@ -585,10 +568,20 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
     for r in _source_csv("deepgemm_h800", "fp8_gemm.csv"):
         g, m, n, k = (float(r[x]) for x in ("num_groups", "m_per_group", "n", "k"))
         kind = "gemm" if r["gemm_kind"] == "dense" else "grouped_gemm"
-        add(r["accelerator"], {
-            "kind": kind, "dtype": "fp8", "m": m, "n": n, "k": k, "groups": g,
-            "time_s": 2.0 * g * m * n * k / (float(r["tflops"]) * 1e12), "source": "deepgemm",
-        })  # fmt: skip
+        add(
+            r["accelerator"],
+            {
+                "kind": kind,
+                "dtype": "fp8",
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": g,
+                "time_s": 2.0 * g * m * n * k / (float(r["tflops"]) * 1e12),
+                "source": "deepgemm",
+            },
+        )
+
     def measured(preset: str, dtype: str) -> bool:
         sixteen = ("fp16", "bf16") if dtype in ("fp16", "bf16") else (dtype,)
         return any(r["kind"] == "gemm" and r["dtype"] in sixteen for r in out.get(preset, []))
@@ -598,9 +591,40 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
         dtype = "bf16" if r["dtype"] == "bf16" else "fp8"
         if measured(PUBLISHED_DEVICES.get(r["accelerator"], ""), dtype):
             continue  # a shape table of the same precision measures the chip already
-        add(r["accelerator"], {
-            "kind": "gemm", "dtype": dtype, "m": m, "n": n, "k": k, "groups": 1,
-            "family": "MAMF best shape",
-            "time_s": 2.0 * m * n * k / (float(r["mamf_tflops"]) * 1e12), "source": "mamf",
-        })  # fmt: skip
+        add(
+            r["accelerator"],
+            {
+                "kind": "gemm",
+                "dtype": dtype,
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": 1,
+                "family": "MAMF best shape",
+                "time_s": 2.0 * m * n * k / (float(r["mamf_tflops"]) * 1e12),
+                "source": "mamf",
+            },
+        )
     return dict(out)
+
+
+def fitted_calibration(
+    records: Sequence[Mapping[str, Any]],
+    acc: AcceleratorSpec,
+    device: Mapping[str, Any] | None = None,
+    environment: Mapping[str, Any] | None = None,
+    source: str = "",
+) -> dict[str, Any]:
+    """A complete calibration file (schema ``deepflow.calibration/1``) with ``fitted``
+    written by :func:`fit_kernel_params` from ``records``: what ``deepflow calibrate --fit``
+    writes for a table measured elsewhere, and what a measuring run adds to its
+    measurements. ``device`` defaults to the accelerator's first device name."""
+    name = acc.device_names[0] if acc.device_names else acc.name
+    fitted = fit_kernel_params(records, acc, source or f"deepflow calibrate --fit for {acc.name}")
+    return {
+        "schema": SCHEMA,
+        "device": dict(device or {"name": name, "backend": "cuda", "count": 1}),
+        "environment": dict(environment or {}),
+        "measurements": [dict(r) for r in records],
+        "fitted": fitted.model_dump(mode="json"),
+    }

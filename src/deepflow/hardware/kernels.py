@@ -507,9 +507,22 @@ def fit_gemm_curve(
 
         def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn):
             pred, _, _ = gemm_terms(
-                m, n, k, g, device.peak, bw, device.compute_units,
-                eta, tm, tn, wave_loss, k_fill, latency, OPERAND_BYTES[code], ob,
-            )  # fmt: skip
+                m,
+                n,
+                k,
+                g,
+                device.peak,
+                bw,
+                device.compute_units,
+                eta,
+                tm,
+                tn,
+                wave_loss,
+                k_fill,
+                latency,
+                OPERAND_BYTES[code],
+                ob,
+            )
             return _log_error(pred, meas)
 
         if few:
@@ -642,9 +655,12 @@ def fit_attention_curve(
             x, loss = _refine(objective, [(0.05, 1.25), (1e-7, 3e-4)], [False, True])
             frac, lat = float(x[0]), float(x[1])
         if best is None or loss < best[0] - 1e-12:
-            best = (loss, AttentionCurve(
-                forward_fraction=frac, backward_fraction=frac, tile_q=tile_q, latency_s=lat
-            ))  # fmt: skip
+            best = (
+                loss,
+                AttentionCurve(
+                    forward_fraction=frac, backward_fraction=frac, tile_q=tile_q, latency_s=lat
+                ),
+            )
     assert best is not None
     curve = best[1]
     if bwd_s:

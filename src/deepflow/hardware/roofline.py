@@ -36,9 +36,13 @@ def gemm_efficiency(
     kk = 1e12 if k is None else k
     peak = 1e15
     _, compute, _ = gemm_kernel_time(m, n, kk, accelerator, peak, 2.0, batch, dtype)
-    flops = 2.0 * np.maximum(np.asarray(m, dtype=np.float64), 1.0) * np.maximum(
-        np.asarray(n, dtype=np.float64), 1.0
-    ) * np.maximum(np.asarray(kk, dtype=np.float64), 1.0) * np.asarray(batch, dtype=np.float64)
+    flops = (
+        2.0
+        * np.maximum(np.asarray(m, dtype=np.float64), 1.0)
+        * np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+        * np.maximum(np.asarray(kk, dtype=np.float64), 1.0)
+        * np.asarray(batch, dtype=np.float64)
+    )
     return flops / (peak * compute)
 
 
@@ -94,8 +98,6 @@ def split_k_gemm_time(
     parallelized reductions). Factors leave each slice at least ``tile_k`` deep."""
     tile_k = accelerator.efficiency.tile_k
     splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
-    t = gemm_time(
-        m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits, dtype
-    )
+    t = gemm_time(m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits, dtype)
     reduce = memory_time((splits + 1.0) * m * n * batch * elem_bytes, accelerator)
     return float(np.min(t + np.where(splits > 1, reduce, 0.0)))

@@ -72,8 +72,8 @@ __all__ = [
     "megatron_2021_cases",
     "megatron_hardware_flops",
     "read_data_csv",
-    "vtrain_multi_cases",
     "simumax_b200_cases",
+    "vtrain_multi_cases",
     "vtrain_single_cases",
 ]
 
