@@ -29,13 +29,13 @@ def test_cross_entropy_bytes_per_logit(precision: str, elem: float, tp: int) -> 
     norm = rows * m.hidden_size
     expect_fwd = (
         memory_time(norm * 2 * elem, acc)
-        + gemm_time(rows, m.vocab_size / tp, m.hidden_size, acc, env.peak[0], elem)
+        + gemm_time(rows, m.vocab_size / tp, m.hidden_size, acc, env.peak[0], elem, 1, precision)
         + memory_time(logits * (32.0 + cast), acc, 6)
     )
     expect_bwd = (
         memory_time(norm * 3 * elem, acc)
-        + gemm_time(rows, m.hidden_size, m.vocab_size / tp, acc, env.peak[0], elem)
-        + gemm_time(m.hidden_size, m.vocab_size / tp, rows, acc, env.peak[0], elem)
+        + gemm_time(rows, m.hidden_size, m.vocab_size / tp, acc, env.peak[0], elem, 1, precision)
+        + gemm_time(m.hidden_size, m.vocab_size / tp, rows, acc, env.peak[0], elem, 1, precision)
         + memory_time(logits * (8.0 + cast), acc, 3)
     )
     head = head_cost(env)

@@ -28,7 +28,13 @@ CASES: dict[str, list[Case]] = {name: loader() for name, loader in DATASETS.item
 
 @pytest.mark.parametrize(
     ("name", "count"),
-    [("megatron-2021", 10), ("megatron-2020", 12), ("vtrain-multi", 109), ("vtrain-single", 1440)],
+    [
+        ("megatron-2021", 10),
+        ("megatron-2020", 12),
+        ("vtrain-multi", 109),
+        ("vtrain-single", 1440),
+        ("simumax-b200", 24),
+    ],
 )
 def test_row_counts(name: str, count: int) -> None:
     cases = CASES[name]

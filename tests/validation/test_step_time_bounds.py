@@ -56,3 +56,22 @@ def test_fms_fsdp_every_row_feasible_and_regression_bound():
 )
 def test_fms_fsdp_within_15_percent():
     assert result("fms-fsdp").mape <= 0.15
+
+
+def test_simumax_b200_regression_bound():
+    """Where the calibrated kernel model stands: 13.1 % (was 34.9 % too fast with one 0.80
+    matmul fraction for every chip); the remaining error is uniformly too fast and grows
+    with TP (see test_simumax_b200_within_12_percent)."""
+    r = result("simumax-b200")
+    assert r.infeasible == 0
+    assert r.mape <= 0.135
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target 12 %; the calibrated kernels reach 13.1 %: every row is still too fast, "
+    "most at TP 8 (the B200 NVLink efficiency is the A100's, no B200 collective table)",
+)
+def test_simumax_b200_within_12_percent():
+    r = result("simumax-b200")
+    assert r.mape <= 0.12

@@ -5,6 +5,7 @@ from deepflow.cli import (
     calibrate,  # noqa: F401
     collective,  # noqa: F401
     et,  # noqa: F401
+    kernels,  # noqa: F401
     opsearch,  # noqa: F401
     plan,  # noqa: F401
     predict,  # noqa: F401

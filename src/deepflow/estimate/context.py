@@ -45,6 +45,7 @@ class Env:
     hierarchy: Hierarchy
     peak: np.ndarray
     peak_high: np.ndarray
+    precision_high: np.ndarray  # precision code of that 16-bit math (bf16 under fp8)
     elem: np.ndarray
     grad_bytes: np.ndarray  # bytes per gradient element in the accumulation buffers
     tokens: np.ndarray
@@ -88,6 +89,11 @@ class Env:
             # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
             peak=np.maximum(peaks[b.precision], 1.0),
             peak_high=np.maximum(high[b.precision], 1.0),
+            precision_high=np.where(
+                b.precision == PRECISIONS.index(Precision.FP8),
+                PRECISIONS.index(Precision.BF16),
+                b.precision,
+            ),
             elem=elems[b.precision],
             grad_bytes=np.where(b.fp32_main_grads, 4.0, elems[b.precision]),
             tokens=b.micro_batch_size * model.seq_len / b.cp,

@@ -92,10 +92,10 @@ def head_cost(env: Env) -> EdgeCost:
     norm_fwd, norm_bwd = norm["fwd"], norm["bwd"]
     # the output layer is a plain ColumnParallelLinear, not a Transformer Engine layer: it
     # stays in 16 bits under FP8 (Megatron-Core models/gpt/gpt_model.py, output_layer)
-    peak = env.peak_high
-    head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem)
-    dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem)
-    wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem)
+    peak, code = env.peak_high, env.precision_high
+    head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code)
+    dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code)
+    wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code)
     # 16-bit logits are cast to fp32 first (read elem, write 4) and the gradient cast back
     upcast = np.where(env.elem < 4.0, env.elem + 4.0, 0.0)
     ce_fwd = memory_time(logits * (CROSS_ENTROPY_FORWARD_BYTES + upcast), acc, 6)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
+from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
@@ -174,10 +175,13 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
-    peak = env.peak if op.low_precision else env.peak_high
-    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups)
-    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups)
-    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups)
+    if op.low_precision:
+        peak, code = env.peak, env.batch.precision
+    else:
+        peak, code = env.peak_high, env.precision_high
+    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups, code)
+    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups, code)
+    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups, code)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -247,27 +251,27 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     heads = core.heads / tp
     kv_heads = np.maximum(core.kv_heads / tp, 1.0)
     full_flops = 2.0 * mbs * heads * sq * s * (core.qk_dim + core.v_dim)
-    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1)
-    tiles = mbs * heads * np.ceil(sq / acc.efficiency.tile_m)
-    waves = np.ceil(tiles / acc.compute_units)
-    rate = peak * acc.efficiency.attention * tiles / (waves * acc.compute_units)
-    flash_flops = 0.5 * full_flops
-    flash_fwd = flash_flops / rate + acc.efficiency.kernel_overhead
-    flash_bwd = 2.5 * flash_flops / rate + 2 * acc.efficiency.kernel_overhead
+    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1);
+    # the calibrated attention curve (deepflow.hardware.kernels.attention_time), in 16 bits
+    # under FP8 as the matrix rate
+    code = env.precision_high
+    flash_fwd, flash_bwd, flash_flops = attention_time(
+        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code
+    )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
-    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch)
-    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch)
+    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch, code)
+    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch, code)
     score_values = batch * sq * s
     # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
     soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
     soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
     unfused_fwd = scores + context + soft_fwd
     unfused_bwd = (
-        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch)
-        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch)
-        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch)
-        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch)
+        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch, code)
+        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch, code)
+        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch, code)
+        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch, code)
         + soft_bwd
     )
     flash = b.flash_attention

@@ -1,55 +1,49 @@
-"""Per-device operator cost: a roofline with shape-dependent GEMM efficiency.
+"""Per-device operator cost: the roofline entry points the evaluators call.
 
-Time of a kernel = max(compute time, memory time) + launch overhead (Williams, Waterman,
-Patterson 2009, "Roofline"). Compute time divides FLOPs by the achievable rate:
+Time of a kernel = max(compute time, memory time) + a fixed per-kernel latency (Williams,
+Waterman, Patterson 2009, "Roofline"), with the calibrated, per-(accelerator, precision)
+curves of :mod:`deepflow.hardware.kernels`: GEMM (peak-achievable fraction, tile and wave
+quantization, K-depth fill, latency, memory roof), grouped GEMM, and streaming kernels
+(achievable bandwidth). This module keeps the signatures the estimator, the simulator's
+lowering and the operator simulator share:
 
-    rate = peak(precision) x matmul_efficiency x tile_efficiency x wave_efficiency
-
-* ``matmul_efficiency`` is the largest fraction of peak a large GEMM reaches on this
-  accelerator (calibration data on the accelerator spec, with its source);
-* tile quantization: a GEMM's output is computed in ``tile_m x tile_n`` tiles, so
-  ``ceil(M/tm) ceil(N/tn)`` tiles are computed for ``M N`` useful outputs;
-* wave quantization: tiles run in waves of ``compute_units`` (one tile per SM), so the last
-  partial wave idles the rest (NVIDIA, "Matrix Multiplication Background User's Guide",
-  sections "Tile Quantization" and "Wave Quantization");
-* pipeline fill: a tile's main loop over K is preceded by filling a multistage load pipeline,
-  ``K / (K + stages * tile_k)``;
+* :func:`gemm_time`, :func:`gemm_efficiency`, :func:`memory_time`;
 * split-K (:func:`split_k_gemm_time`): a GEMM whose output has too few tiles to fill the
   device runs as ``s`` GEMMs over ``K / s`` side by side, then reduces the partial outputs.
 
-Memory time divides the bytes moved by the achievable bandwidth (``memory_efficiency`` x
-data-sheet bandwidth). Every function is vectorized: arguments broadcast as NumPy arrays.
+Every function is vectorized: arguments broadcast as NumPy arrays.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from deepflow.hardware.kernels import gemm_kernel_time, stream_time
 from deepflow.specs.accelerator import AcceleratorSpec
 
 
 def gemm_efficiency(
-    m: object, n: object, accelerator: AcceleratorSpec, batch: object = 1, k: object = None
+    m: object,
+    n: object,
+    accelerator: AcceleratorSpec,
+    batch: object = 1,
+    k: object = None,
+    dtype: object = None,
 ) -> np.ndarray:
-    """Fraction of peak reached by ``batch`` GEMMs with an ``m x n`` output each and inner
-    dimension ``k`` (``None``: long enough for the pipeline fill not to matter)."""
-    eff = accelerator.efficiency
-    m = np.maximum(np.asarray(m, dtype=np.float64), 1.0)
-    n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
-    tiles_m = np.ceil(m / eff.tile_m)
-    tiles_n = np.ceil(n / eff.tile_n)
-    tile_eff = (m * n) / (tiles_m * eff.tile_m * tiles_n * eff.tile_n)
-    tiles = tiles_m * tiles_n * np.asarray(batch, dtype=np.float64)
-    waves = np.ceil(tiles / accelerator.compute_units)
-    wave_eff = tiles / (waves * accelerator.compute_units)
-    if k is None:
-        return eff.matmul * tile_eff * wave_eff
-    # each output tile streams K through a software pipeline of ``pipeline_stages`` slices of
-    # ``tile_k``; the fill is not overlapped with math (NVIDIA CUTLASS, "Efficient GEMM in
-    # CUDA", software pipelining), so the tile takes K + stages * tile_k cycles' worth of K
-    kk = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
-    fill_eff = kk / (kk + eff.pipeline_stages * eff.tile_k)
-    return eff.matmul * tile_eff * wave_eff * fill_eff
+    """Fraction of peak reached by the compute part of ``batch`` GEMMs with an ``m x n``
+    output each and inner dimension ``k`` (``None``: long enough for the K-depth fill not to
+    matter), from the calibrated GEMM curve (:mod:`deepflow.hardware.kernels`)."""
+    kk = 1e12 if k is None else k
+    peak = 1e15
+    _, compute, _ = gemm_kernel_time(m, n, kk, accelerator, peak, 2.0, batch, dtype)
+    flops = (
+        2.0
+        * np.maximum(np.asarray(m, dtype=np.float64), 1.0)
+        * np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+        * np.maximum(np.asarray(kk, dtype=np.float64), 1.0)
+        * np.asarray(batch, dtype=np.float64)
+    )
+    return flops / (peak * compute)
 
 
 def gemm_time(
@@ -60,30 +54,26 @@ def gemm_time(
     peak: object,
     elem_bytes: object = 2.0,
     batch: object = 1,
+    dtype: object = None,
 ) -> np.ndarray:
     """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` (seconds) at dense rate ``peak`` (FLOP/s)
-    with ``elem_bytes``-wide operands."""
+    with ``elem_bytes``-wide outputs, at precision ``dtype`` (a precision code, an array of
+    codes in ``Precision`` order, a name, or ``None`` for bf16): the calibrated GEMM curve
+    (grouped curve for ``batch > 1``) of :func:`deepflow.hardware.kernels.gemm_kernel_time`."""
     m = np.asarray(m, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
-    flops = 2.0 * m * n * k * b
-    rate = np.asarray(peak, dtype=np.float64) * gemm_efficiency(m, n, accelerator, b, k)
-    compute = np.where(flops > 0, flops / np.maximum(rate, 1e-30), 0.0)
-    bytes_moved = (m * k + k * n + m * n) * b * np.asarray(elem_bytes, dtype=np.float64)
-    memory = bytes_moved / (accelerator.memory_bandwidth * accelerator.efficiency.memory)
-    overhead = np.where(flops > 0, accelerator.efficiency.kernel_overhead, 0.0)
-    return np.maximum(compute, memory) + overhead
+    t, _, _ = gemm_kernel_time(m, n, k, accelerator, peak, elem_bytes, b, dtype)
+    return np.where(m * n * k * b > 0, t, 0.0)
 
 
 def memory_time(
     bytes_moved: object, accelerator: AcceleratorSpec, kernels: object = 1
 ) -> np.ndarray:
-    """Time of memory-bound kernels moving ``bytes_moved`` bytes (seconds)."""
-    moved = np.asarray(bytes_moved, dtype=np.float64)
-    bandwidth = accelerator.memory_bandwidth * accelerator.efficiency.memory
-    overhead = np.asarray(kernels, dtype=np.float64) * accelerator.efficiency.kernel_overhead
-    return np.where(moved > 0, moved / bandwidth + overhead, 0.0)
+    """Time of memory-bound kernels moving ``bytes_moved`` bytes (seconds): the calibrated
+    streaming curve (achievable bandwidth + per-kernel latency)."""
+    return stream_time(bytes_moved, accelerator, kernels)
 
 
 SPLIT_K = (1, 2, 4, 8, 16, 32, 64)
@@ -98,6 +88,7 @@ def split_k_gemm_time(
     peak: float,
     elem_bytes: float = 2.0,
     batch: float = 1,
+    dtype: object = None,
 ) -> float:
     """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` at the best split-K factor ``s``:
     ``s`` GEMMs over ``ceil(k / s)`` each, run side by side, plus the reduction of the ``s``
@@ -107,6 +98,6 @@ def split_k_gemm_time(
     parallelized reductions). Factors leave each slice at least ``tile_k`` deep."""
     tile_k = accelerator.efficiency.tile_k
     splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
-    t = gemm_time(m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits)
+    t = gemm_time(m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits, dtype)
     reduce = memory_time((splits + 1.0) * m * n * batch * elem_bytes, accelerator)
     return float(np.min(t + np.where(splits > 1, reduce, 0.0)))

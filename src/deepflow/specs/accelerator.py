@@ -17,6 +17,7 @@ from deepflow.specs.base import (
     Spec,
     Watts,
 )
+from deepflow.specs.kernels import Calibration
 
 
 class Precision(str, Enum):
@@ -103,6 +104,17 @@ class AcceleratorSpec(Spec):
     )
     l2_cache: Bytes = 0.0
     efficiency: Efficiency = Efficiency()
+    kernel_table: str = Field(
+        default="",
+        description="shipped measured-kernel table (hardware/data/kernels/<name>.yaml); "
+        "empty: the efficiency block's model",
+    )
+    device_names: tuple[str, ...] = Field(
+        default=(),
+        description="device names a calibration file of this accelerator may carry "
+        "(as torch.cuda.get_device_name reports them); empty: any",
+    )
+    calibration: Calibration | None = None
     sources: Sources
 
     def peak(self, precision: Precision) -> float:

@@ -33,4 +33,5 @@ def load_config_file(path: str | Path, build: Callable[[object, str], T]) -> T:
     try:
         return build(data, path.stem)
     except ConfigError as exc:
-        raise exc.with_source(str(path)) from None
+        # an error inside a file the config names (a calibration file) keeps that file
+        raise (exc if exc.source else exc.with_source(str(path))) from None

@@ -18,6 +18,7 @@ from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.base import Spec
 from deepflow.specs.files import load_config_file
+from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
 from deepflow.specs.strategy import RecomputeModule, StrategySpec, check_stage_layers
@@ -100,18 +101,35 @@ class Scenario(Spec):
         return self.strategy.dp
 
 
-def _resolve_presets(data: dict[str, Any]) -> dict[str, Any]:
+def _resolve_presets(data: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
     out = dict(data)
     if "model" in out:
         out["model"] = resolve_section("models", out["model"], "model")
     if "system" in out:
         system = resolve_section("systems", out["system"], "system")
         if "accelerator" in system:
-            system["accelerator"] = resolve_section(
-                "accelerators", system["accelerator"], "system.accelerator"
+            system["accelerator"] = resolve_calibration(
+                resolve_section("accelerators", system["accelerator"], "system.accelerator"),
+                base_dir,
             )
         out["system"] = system
     return out
+
+
+def resolve_calibration(accelerator: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """Replace an accelerator's ``calibration: FILE`` (relative to ``base_dir``, the
+    scenario file's folder) by the checked file (:func:`read_calibration`)."""
+    name = accelerator.get("calibration")
+    if not isinstance(name, (str, Path)):
+        return accelerator
+    path = Path(name)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    names = accelerator.get("device_names") or ()
+    if not isinstance(names, (list, tuple)):
+        names = ()
+    calibration = read_calibration(path, tuple(str(n) for n in names), str(accelerator.get("name", "")))
+    return {**accelerator, "calibration": calibration.model_dump()}
 
 
 def _known_fields(model: type[Spec], loc: tuple[Any, ...]) -> list[str]:
@@ -158,7 +176,9 @@ def config_error_from(exc: ValidationError, root: type[Spec], prefix: str = "") 
     return ConfigError(message, path)
 
 
-def scenario_from_dict(data: object, name: str = "scenario") -> Scenario:
+def scenario_from_dict(
+    data: object, name: str = "scenario", base_dir: Path | None = None
+) -> Scenario:
     """Build a :class:`Scenario` from a mapping with the sections of spec/scenario.md."""
     if not isinstance(data, dict):
         raise ConfigError(f"a scenario must be a mapping with keys {', '.join(SECTIONS)}")
@@ -167,7 +187,7 @@ def scenario_from_dict(data: object, name: str = "scenario") -> Scenario:
         close = difflib.get_close_matches(str(unknown[0]), SECTIONS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown key{hint}", str(unknown[0]))
-    resolved = _resolve_presets(data)
+    resolved = _resolve_presets(data, base_dir)
     resolved.setdefault("name", name)
     resolved.setdefault("strategy", {})
     try:
@@ -178,13 +198,17 @@ def scenario_from_dict(data: object, name: str = "scenario") -> Scenario:
 
 def load_scenario(path: str | Path) -> Scenario:
     """Load a scenario file (YAML or JSON); errors name the file and the key path."""
-    return load_config_file(path, lambda data, name: scenario_from_dict(data, name=name))
+    folder = Path(path).parent
+    return load_config_file(
+        path, lambda data, name: scenario_from_dict(data, name=name, base_dir=folder)
+    )
 
 
 def accelerator_from(section: object, path: str = "accelerator") -> AcceleratorSpec:
     """Build an accelerator spec from a preset name or mapping."""
     try:
-        return AcceleratorSpec.model_validate(resolve_section("accelerators", section, path))
+        data = resolve_calibration(resolve_section("accelerators", section, path), Path("."))
+        return AcceleratorSpec.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, AcceleratorSpec, path) from None
 
@@ -201,8 +225,9 @@ def system_from(section: object, path: str = "system") -> SystemSpec:
     """Build a system spec from a preset name or mapping."""
     data = resolve_section("systems", section, path)
     if "accelerator" in data:
-        data["accelerator"] = resolve_section(
-            "accelerators", data["accelerator"], f"{path}.accelerator"
+        data["accelerator"] = resolve_calibration(
+            resolve_section("accelerators", data["accelerator"], f"{path}.accelerator"),
+            Path("."),
         )
     try:
         return SystemSpec.model_validate(data)

@@ -15,6 +15,8 @@ megatron_2020_cases       12      Megatron-LM README of September 2020 (commit 5
 vtrain_multi_cases        109     vTrain (Bang et al., MICRO 2024, arXiv 2312.12391), commit
                                   f8dda84: Megatron-DeepSpeed on A100, 64-512 GPUs
 vtrain_single_cases       1,440   same repository: 2-8 A100 GPUs in one node
+simumax_b200_cases        24      SimuMax (Moore Threads) commit 4dcaae5: measured Megatron-LM
+                                  runs of truncated Llama-3 70B/405B on one 8x B200 node
 ========================  ======  ===============================================================
 
 What the sources print is copied; what they leave out is a modelling choice, made once here
@@ -73,6 +75,7 @@ __all__ = [
     "megatron_hardware_flops",
     "megatron_moe_modelzoo_cases",
     "read_data_csv",
+    "simumax_b200_cases",
     "vtrain_multi_cases",
     "vtrain_single_cases",
 ]
@@ -679,6 +682,75 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
     return cases
 
 
+# --- SimuMax B200 (data/simumax_b200/b200_megatron_runs.csv) --------------------------------
+
+_SIMUMAX_SOURCE = (
+    "SimuMax B200 release v1.2 (github.com/MooreThreads/SimuMax "
+    "4dcaae513ba7679d56c116a17cd4a691ec41e252), docs/b200/b200_release_v1.2_summary.json"
+)
+_SIMUMAX_NOTES = (
+    "Measured minimum Megatron-LM iteration time (iterations 2-3) on one 8x B200 node; "
+    "Megatron-LM 23e00ed with Transformer Engine 2.11, BF16, flash attention, sequence "
+    "parallelism, distributed optimizer (ZeRO-1), no TP communication overlap, no "
+    "recomputation (--recompute-num-layers 0), micro batch 1, mock data. Truncated model: "
+    "the layer count of the case name. Llama-3 405B with 16 KV heads, as the launcher sets it. "
+    "Gradient reduce-scatter overlap with backward is not stated: overlap assumed "
+    "(Megatron-Core's default with the distributed optimizer)."
+)
+
+
+def simumax_b200_cases() -> list[Case]:
+    """The 24 dense Llama-3 rows (sequence 4,096, TP 1-8, PP 1-2) of SimuMax's B200 runs.
+
+    The model is truncated (70B to 12 layers, 405B to 4), so the embedding, LM head and
+    cross-entropy weigh more than in the full model. The MoE, context-parallel and VPP
+    preview rows of the same file are not included (``b200_megatron_runs.csv`` keeps them).
+    """
+    cases = []
+    for r in read_data_csv("simumax_b200", "b200_megatron_runs.csv"):
+        if not r["model_name"].startswith("llama3"):
+            continue
+        if r["seq_len"] != "4096" or (r["cp"] or "1") != "1" or (r["vpp_chunks"] or "1") != "1":
+            continue
+        tp, pp, dp = (int(r[k]) for k in ("tp", "pp", "dp"))
+        gb = int(r["global_batch_seqs"])
+        preset = "llama3-70b" if "70b" in r["model_name"] else "llama3.1-405b"
+        model: dict[str, Any] = {
+            "preset": preset,
+            "num_layers": int(r["num_layers"]),
+            "seq_len": int(r["seq_len"]),
+            "num_kv_heads": int(r["num_kv_heads"]),
+        }
+        scenario = {
+            "model": model,
+            "system": {"preset": "dgx-b200", "num_accelerators": int(r["num_accelerators"])},
+            "strategy": {
+                "tp": tp,
+                "pp": pp,
+                "dp": dp,
+                "micro_batch_size": int(r["micro_batch_size"]),
+                "recompute": "none",
+                "sequence_parallel": tp > 1,
+                "precision": "bf16",
+                "flash_attention": True,
+                "zero": 1,
+            },
+            "training": {"global_batch_size": gb},
+        }
+        name = r["model_name"].split(" (")[0]
+        cases.append(
+            Case(
+                dataset="simumax-b200",
+                row_id=r["row_id"],
+                description=_description(name, int(r["num_accelerators"]), tp, pp, 1, dp, 1, gb),
+                scenario=scenario,
+                measured_step_time_s=float(r["iter_time_s"]),
+                notes=_SIMUMAX_NOTES,
+            )
+        )
+    return cases
+
+
 #: Data-set name -> loader, in the order reports list them.
 DATASETS: dict[str, Callable[[], list[Case]]] = {
     "megatron-2021": megatron_2021_cases,
@@ -687,4 +759,5 @@ DATASETS: dict[str, Callable[[], list[Case]]] = {
     "vtrain-single": vtrain_single_cases,
     "fms-fsdp": fms_fsdp_cases,
     "megatron-moe-modelzoo": megatron_moe_modelzoo_cases,
+    "simumax-b200": simumax_b200_cases,
 }

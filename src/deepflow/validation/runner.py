@@ -21,6 +21,7 @@ from deepflow.validation.datasets import (
     megatron_2020_cases,
     megatron_2021_cases,
     megatron_moe_modelzoo_cases,
+    simumax_b200_cases,
     vtrain_multi_cases,
     vtrain_single_cases,
 )
@@ -85,6 +86,13 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         megatron_moe_modelzoo_cases,
         "Megatron-MoE-ModelZoo best_practice/qwen3 (2026)",
         None,
+    ),
+    StepTimeDataset(
+        "simumax-b200",
+        "Megatron-LM Llama-3 70B/405B (truncated) on one 8x B200 node, TP 1-8, PP 1-2",
+        simumax_b200_cases,
+        "SimuMax B200 release v1.2 (MooreThreads/SimuMax 4dcaae5), measured runs",
+        0.12,
     ),
 )
 

@@ -1,0 +1,51 @@
+"""The kernel model's fitted curves and cross-validated errors, as a Markdown table.
+
+Reads the shipped tables (src/deepflow/hardware/data/kernels/*.yaml, written by
+scripts/fit_kernels.py) and prints, per accelerator and curve, the parameters and the
+leave-one-shape-out mean absolute error of time (10 folds of shapes above 40 shapes), with
+the worst shape family. docs/hardware.md quotes this output.
+
+    python bench/kernel_fit_report.py
+"""
+
+from __future__ import annotations
+
+from deepflow.hardware.kernels import shipped_table, table_names
+
+
+def main() -> None:
+    print("| accelerator | curve | samples | CV mean abs error | worst family |")
+    print("| --- | --- | ---: | ---: | --- |")
+    for name in table_names():
+        t = shipped_table(name)
+        for key, e in t.fit_error.items():
+            fam, worst = max(e["families"].items(), key=lambda kv: kv[1])
+            print(
+                f"| {name} | {key} | {e['samples']} | {e['loso_mean_abs']:.1%} | "
+                f"{fam} {worst:.1%} |"
+            )
+    print()
+    print("| accelerator | precision | peak fraction | tile | wave loss | K fill | latency |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    for name in table_names():
+        t = shipped_table(name)
+        for dtype, c in t.gemm.items():
+            print(
+                f"| {name} | {dtype} | {c.peak_fraction:.3f} | {c.tile_m}x{c.tile_n} | "
+                f"{c.wave_loss:.2f} | {c.k_fill:.0f} | {c.latency_s * 1e6:.2f} us |"
+            )
+    print()
+    print("| accelerator | precision | attention fwd / bwd fraction | tile_q | latency | memory |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for name in table_names():
+        t = shipped_table(name)
+        mem = f"{t.memory.fraction:.3f}" if t.memory else "-"
+        for dtype, a in t.attention.items():
+            print(
+                f"| {name} | {dtype} | {a.forward_fraction:.3f} / {a.backward_fraction:.3f} | "
+                f"{a.tile_q} | {a.latency_s * 1e6:.1f} us | {mem} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

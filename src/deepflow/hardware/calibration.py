@@ -1,0 +1,630 @@
+"""Calibration: measurement records -> fitted kernel curves, and the shipped source tables.
+
+One function, :func:`fit_kernel_params`, turns measurement records (the ``measurements`` of
+a calibration file, schema ``deepflow.calibration/1``) into the fitted curves of one
+accelerator. ``scripts/fit_kernels.py`` calls it on the published microbenchmarks shipped
+under ``hardware/data/microbenchmarks/`` (converted to records by :func:`published_records`)
+to regenerate ``hardware/data/kernels/*.yaml``; ``deepflow calibrate --fit`` calls it on a
+user's table. :func:`cross_validate` reports the leave-one-shape-out error of that same fit.
+
+Record kinds used by the fit (other kinds, e.g. ``collective`` and ``operator``, are
+ignored here)::
+
+    {kind: gemm, dtype, m, n, k, groups: 1, time_s}
+    {kind: grouped_gemm, dtype, m, n, k, groups, time_s}      # groups GEMMs m x n x k
+    {kind: attention, dtype, batch, heads, kv_heads, seq, head_dim, causal, backward, time_s}
+                         # backward: true = forward + backward time; v_head_dim optional
+    {kind: memory, op, bytes, time_s}                         # bytes read + written
+    {kind: elementwise, op, dtype, rows, cols, bytes, backward, time_s}
+
+Optional keys: ``family`` (shape family for the error report), ``out_bytes`` (bytes per
+output element, default 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from deepflow.errors import ConfigError
+from deepflow.hardware.kernels import (
+    OPERAND_BYTES,
+    AttentionSample,
+    Device,
+    GemmSample,
+    fit_attention_curve,
+    fit_gemm_curve,
+    fit_memory_curve,
+    leave_one_out,
+    predict_attention,
+    predict_gemm,
+)
+from deepflow.specs.accelerator import AcceleratorSpec, Precision
+from deepflow.specs.kernels import (
+    PRECISION_NAMES,
+    SCHEMA,
+    GemmCurve,
+    KernelParams,
+    check_record,
+)
+
+DEFAULT_BACKWARD_RATIO = 0.85
+"""Backward/forward attention fraction when a table has forward rows only and no shipped
+B200 table is available (the B200 fit's ratio is used when it is)."""
+
+
+def read_measurements_csv(text: str, source: str) -> list[dict[str, Any]]:
+    """Records of a flat measurement CSV (one column per key, ``shape`` as JSON, empty cells
+    where a key does not apply), checked with :func:`check_record`."""
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    if not rows:
+        raise ConfigError("no measurement rows", "measurements", source)
+    out = []
+    for i, row in enumerate(rows):
+        record: dict[str, Any] = {k: v for k, v in row.items() if k and v not in (None, "")}
+        if "shape" in record:
+            try:
+                record["shape"] = json.loads(record["shape"])
+            except json.JSONDecodeError:
+                raise ConfigError(
+                    f"not valid JSON: {record['shape']!r}", f"measurements[{i}].shape", source
+                ) from None
+        try:
+            out.append(check_record(record, f"measurements[{i}]"))
+        except ConfigError as exc:
+            raise exc.with_source(source) from None
+    return out
+
+
+# --- the fit -------------------------------------------------------------------------------
+
+
+def _device(acc: AcceleratorSpec, dtype: str, memory_fraction: float) -> Device:
+    return Device(
+        peak=acc.peak(Precision(dtype)),
+        memory_bandwidth=acc.memory_bandwidth,
+        compute_units=acc.compute_units,
+        memory_fraction=memory_fraction,
+    )
+
+
+def gemm_family(m: float, n: float, k: float, groups: float = 1.0) -> str:
+    """Shape family of a GEMM for the error report: grouped, skinny (a side <= 256),
+    small (largest side <= 2048), unaligned (a side not a multiple of 128), or large."""
+    if groups > 1:
+        return "grouped"
+    if min(m, n) <= 256:
+        return "skinny"
+    if max(m, n, k) <= 2048:
+        return "small"
+    if any(x % 128 for x in (m, n, k)):
+        return "unaligned"
+    return "large"
+
+
+def _gemm_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, GemmSample]]:
+    out = []
+    for r in records:
+        g = float(r.get("groups") or 1.0)
+        key = f"{int(r['m'])}x{int(r['n'])}x{int(r['k'])}x{int(g)}"
+        fam = str(r.get("family") or gemm_family(r["m"], r["n"], r["k"], g))
+        sample = GemmSample(
+            m=r["m"],
+            n=r["n"],
+            k=r["k"],
+            groups=g,
+            time_s=r["time_s"],
+            out_bytes=float(r.get("out_bytes") or 2.0),
+            family=fam,
+        )
+        out.append((key, sample))
+    return out
+
+
+def _attention_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, AttentionSample]]:
+    out = []
+    for r in records:
+        d = r["head_dim"]
+        dv = r.get("v_head_dim") or d
+        key = f"b{int(r['batch'])}h{int(r['heads'])}s{int(r['seq'])}d{int(d)}/{int(dv)}"
+        causal, backward = bool(r["causal"]), bool(r["backward"])
+        fam = r.get("family") or (
+            ("causal " if causal else "") + ("forward+backward" if backward else "forward")
+        )
+        sample = AttentionSample(
+            batch=r["batch"],
+            heads=r["heads"],
+            seq=r["seq"],
+            qk_dim=d,
+            v_dim=dv,
+            causal=causal,
+            backward=backward,
+            time_s=r["time_s"],
+            family=str(fam),
+        )
+        out.append((key, sample))
+    return out
+
+
+def _memory_bandwidths(records: Iterable[Mapping[str, Any]]) -> list[float]:
+    return [r["bytes"] / r["time_s"] for r in records]
+
+
+def _by(records: Sequence[Mapping[str, Any]], kind: str) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["kind"] == kind:
+            out[str(r.get("dtype") or "")].append(r)
+    return dict(out)
+
+
+def _transfer(curve: GemmCurve, src: str, dst: str) -> GemmCurve:
+    """``curve``'s shape terms for precision ``dst``: the K-depth fill is a fixed number of
+    bytes of K per tile, so it scales with the operand width (an fp8 main-loop slice holds
+    twice the elements of a 16-bit one)."""
+    ratio = OPERAND_BYTES[PRECISION_NAMES.index(src)] / OPERAND_BYTES[PRECISION_NAMES.index(dst)]
+    return curve.model_copy(update={"k_fill": round(curve.k_fill * ratio, 1)})
+
+
+def _backward_ratio() -> float:
+    from deepflow.hardware.kernels import shipped_table
+
+    try:
+        b200 = shipped_table("b200").attention["bf16"]
+    except (ConfigError, KeyError):
+        return DEFAULT_BACKWARD_RATIO
+    return b200.backward_fraction / b200.forward_fraction
+
+
+def fit_kernel_params(
+    records: Sequence[Mapping[str, Any]],
+    acc: AcceleratorSpec,
+    source: str = "",
+    backward_ratio: float | None = None,
+) -> KernelParams:
+    """Fit the kernel curves of ``acc`` to measurement ``records`` (checked records; see the
+    module docstring). The rules, in order:
+
+    * memory: the geometric-mean bandwidth of the ``memory`` (and ``elementwise``) records;
+      latency: the accelerator's launch overhead;
+    * GEMM, per precision with three or more records: every term of the curve; with one or
+      two records (e.g. a MAMF best shape): the peak fraction only, the shape terms taken
+      from the precision with the most records (:func:`_transfer`);
+    * fp16 and bf16 run at one tensor-core rate on every chip here: a curve measured for
+      one serves the other when that one has no records;
+    * grouped GEMM, per precision with three or more records; else the dense curve;
+    * attention, per precision: fitted; fp8 uses the bf16 curve (fused attention kernels
+      run in 16-bit under fp8 training recipes); forward-only tables take the backward
+      fraction as ``backward_ratio`` times the forward one.
+
+    Precisions without records are left out: they fall back to the accelerator's shipped
+    table or efficiency block (:func:`deepflow.hardware.kernels.kernel_params`).
+    """
+    records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
+    mem = [r for r in records if r["kind"] in ("memory", "elementwise")]
+    memory = None
+    if mem:
+        memory = fit_memory_curve(
+            _memory_bandwidths(mem), acc.memory_bandwidth, acc.efficiency.kernel_overhead
+        )
+    mu = memory.fraction if memory else acc.efficiency.memory
+    gemm: dict[str, GemmCurve] = {}
+    dense = _pooled(_by(records, "gemm"))
+    rich = [d for d in sorted(dense, key=lambda d: -len(dense[d])) if _shapes(dense[d]) >= 3]
+    for dtype in rich:
+        gemm[dtype] = _fit_gemm(dense[dtype], acc, dtype, mu)
+    for dtype, recs in dense.items():
+        if dtype in gemm:
+            continue
+        samples = [s for _, s in _gemm_samples(recs)]
+        if rich:
+            base = _transfer(gemm[rich[0]], rich[0], dtype)
+        else:
+            eff = acc.efficiency
+            base = GemmCurve(
+                peak_fraction=1.0,
+                tile_m=eff.tile_m,
+                tile_n=eff.tile_n,
+                k_fill=float(eff.pipeline_stages * eff.tile_k),
+                latency_s=eff.kernel_overhead,
+            )
+        eta = _fit_eta(samples, base, _device(acc, dtype, mu), dtype)
+        gemm[dtype] = base.model_copy(update={"peak_fraction": eta})
+    for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
+        if a in gemm and b not in gemm:
+            gemm[b] = gemm[a]
+    grouped: dict[str, GemmCurve] = {}
+    for dtype, recs in _pooled(_by(records, "grouped_gemm")).items():
+        if _shapes(recs) >= 3:
+            grouped[dtype] = _fit_gemm(recs, acc, dtype, mu)
+    for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
+        if a in grouped and b not in grouped:
+            grouped[b] = grouped[a]
+    attention = {}
+    ratio = backward_ratio if backward_ratio is not None else _backward_ratio()
+    for dtype, recs in _by(records, "attention").items():
+        samples = [s for _, s in _attention_samples(recs)]
+        attention[dtype] = fit_attention_curve(
+            samples, _device(acc, dtype, mu), ratio, acc.efficiency.kernel_overhead
+        )
+    for a, b in (("fp16", "bf16"), ("bf16", "fp16"), ("bf16", "fp8")):
+        if a in attention and b not in attention:
+            attention[b] = attention[a]
+    return KernelParams(
+        gemm=dict(sorted(gemm.items())),
+        grouped_gemm=dict(sorted(grouped.items())),
+        attention=dict(sorted(attention.items())),
+        memory=memory,
+        source=source,
+    )
+
+
+LATENCY_FIT_MIN = 20
+"""Tables with fewer shapes than this keep the accelerator's launch overhead as the GEMM
+latency: a handful of shapes cannot separate a latency from the wave and K-fill terms."""
+
+
+def _shapes(records: Sequence[Mapping[str, Any]]) -> int:
+    return len({key for key, _ in _gemm_samples(records)})
+
+
+def _pooled(by_dtype: dict[str, list[Mapping[str, Any]]]) -> dict[str, list[Mapping[str, Any]]]:
+    """fp16 and bf16 records pooled under the precision with more of them (one tensor-core
+    rate for both on every chip here)."""
+    out = dict(by_dtype)
+    if "fp16" in out and "bf16" in out:
+        a, b = sorted(("fp16", "bf16"), key=lambda d: -len(out[d]))
+        out[a] = out[a] + out.pop(b)
+    return out
+
+
+def _fit_gemm(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, dtype: str, mu: float
+) -> GemmCurve:
+    samples = [s for _, s in _gemm_samples(records)]
+    fixed = None if _shapes(records) >= LATENCY_FIT_MIN else acc.efficiency.kernel_overhead
+    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, fixed)
+
+
+def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
+    """The peak fraction that makes ``base`` match ``samples`` best (geometric mean ratio)."""
+    ones = base.model_copy(update={"peak_fraction": 1.0})
+    pred = predict_gemm(ones, samples, device, dtype)
+    meas = np.array([s.time_s for s in samples])
+    # compute-bound: time scales as 1 / eta; the latency is kept apart
+    ratio = (pred - base.latency_s) / np.maximum(meas - base.latency_s, 1e-12)
+    return round(float(min(1.0, np.exp(np.mean(np.log(ratio))))), 4)
+
+
+# --- cross-validation ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurveError:
+    """Leave-one-shape-out error of one curve: per-family and overall mean |relative error|."""
+
+    accelerator: str
+    curve: str  # gemm / grouped_gemm / attention / memory
+    dtype: str
+    samples: int
+    mean_abs: float
+    families: dict[str, float]
+
+    @property
+    def worst_family(self) -> float:
+        return max(self.families.values()) if self.families else 0.0
+
+
+def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> list[CurveError]:
+    """Leave-one-shape-out errors of the curves :func:`fit_kernel_params` fits from
+    ``records`` (each shape predicted by the curve fitted without it, with the same fit)."""
+    records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
+    out: list[CurveError] = []
+    mem = [r for r in records if r["kind"] in ("memory", "elementwise")]
+    mu = acc.efficiency.memory
+    if mem:
+        bws = _memory_bandwidths(mem)
+        mu = fit_memory_curve(bws, acc.memory_bandwidth, 0.0).fraction
+        if len(bws) >= 2:
+            errs = []
+            for i, bw in enumerate(bws):
+                rest = bws[:i] + bws[i + 1 :]
+                frac = fit_memory_curve(rest, acc.memory_bandwidth, 0.0).fraction
+                errs.append(bw / (frac * acc.memory_bandwidth) - 1.0)  # time ratio - 1
+            ops = [str(r.get("op") or "stream") for r in mem]
+            out.append(_error(acc.name, "memory", "", errs, ops))
+    for kind in ("gemm", "grouped_gemm"):
+        for dtype, recs in sorted(_pooled(_by(records, kind)).items()):
+            samples = _gemm_samples(recs)
+            if len({key for key, _ in samples}) < 4:
+                continue
+            device = _device(acc, dtype, mu)
+            fixed = None if _shapes(recs) >= LATENCY_FIT_MIN else acc.efficiency.kernel_overhead
+            errs = leave_one_out(
+                samples,
+                lambda train, d=device, t=dtype, f=fixed: fit_gemm_curve(train, d, t, f),
+                lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
+            )
+            out.append(_error(acc.name, kind, dtype, errs, [s.family for _, s in samples]))
+    ratio = _backward_ratio()
+    for dtype, recs in sorted(_by(records, "attention").items()):
+        samples = _attention_samples(recs)
+        fwd_keys = {key for key, s in samples if not s.backward}
+        if len(fwd_keys) < 4:
+            continue
+        device = _device(acc, dtype, mu)
+        errs = leave_one_out(
+            samples,
+            lambda train, d=device: fit_attention_curve(train, d, ratio),
+            lambda curve, test, d=device: predict_attention(curve, test, d),
+        )
+        out.append(_error(acc.name, "attention", dtype, errs, [s.family for _, s in samples]))
+    return out
+
+
+def _error(
+    name: str, curve: str, dtype: str, errs: Sequence[float], families: Sequence[str]
+) -> CurveError:
+    e = np.abs(np.asarray(errs, dtype=np.float64))
+    fams: dict[str, list[float]] = defaultdict(list)
+    for f, x in zip(families, e, strict=True):
+        fams[f].append(float(x))
+    return CurveError(
+        accelerator=name,
+        curve=curve,
+        dtype=dtype,
+        samples=int(e.size),
+        mean_abs=float(e.mean()),
+        families={f: float(np.mean(v)) for f, v in sorted(fams.items())},
+    )
+
+
+# --- the shipped published tables, as records ------------------------------------------------
+
+#: Device strings of the published tables -> accelerator preset.
+PUBLISHED_DEVICES = {
+    "NVIDIA A100-SXM4-80GB": "a100-sxm4-80gb",
+    "NVIDIA A100 SXM": "a100-sxm4-80gb",
+    "NVIDIA H100 80GB HBM3": "h100-sxm5-80gb",
+    "NVIDIA H100 SXM": "h100-sxm5-80gb",
+    "NVIDIA H200 141GB": "h200-sxm-141gb",
+    "NVIDIA H200 SXM": "h200-sxm-141gb",
+    "NVIDIA H800 SXM5": "h800-sxm5-80gb",
+    "NVIDIA B200": "b200",
+    "NVIDIA B200 SXM": "b200",
+    "NVIDIA GB200 185GB": "gb200",
+    "NVIDIA GB200 SXM": "gb200",
+    "AMD Instinct MI300X": "mi300x",
+    "AMD MI300X": "mi300x",
+}
+
+
+def _source_csv(folder: str, name: str) -> list[dict[str, str]]:
+    node = resources.files("deepflow.hardware") / "data" / "microbenchmarks" / folder / name
+    return list(csv.DictReader(io.StringIO(node.read_text("utf-8"), newline="")))
+
+
+def published_records() -> dict[str, list[dict[str, Any]]]:
+    """The shipped microbenchmark tables as measurement records, by accelerator preset.
+
+    Conversions (each source's README, ``hardware/data/microbenchmarks/<source>/``):
+
+    * Azure GEMM (cuBLASLt / hipBLASLt, superbench): ``time = 2 m n k / TFLOP/s``; rows that
+      the source superseded are skipped; dtype FP16 -> fp16, FP8 -> fp8.
+    * Azure FlashAttention-2: the single number is read as the forward, non-causal
+      TFLOP/s of Dao-AILab ``benchmark_flash_attention.py`` (batch 2, seq 8192, model dim
+      2048, so heads = 2048 / head_dim; fp16): ``time = 4 b s^2 h d / TFLOP/s``.
+    * Azure HBM (STREAM-type kernels): a nominal 4 GB moved at the printed TB/s.
+    * SimuMax B200 (Transformer Engine, bf16): ``time = F / (efficiency x 2250 TFLOP/s)``
+      with F = 2 b m n k (matmul), 2 g m n k (grouped; m = M per group) and the full
+      non-causal attention count ``2 b s^2 h (d_qk + d_v)`` for the causal kernels (the
+      README's convention); a backward row becomes a forward + backward record by adding
+      the forward row of the same shape.
+    * DeepGEMM H800 FP8: ``time = 2 g m n k / TFLOP/s`` (dense: g = 1).
+    * MAMF (ml-engineering): the best shape at the printed TFLOP/s, one record per
+      accelerator and dtype, only where no shape table of the same precision (16-bit
+      counting as one) exists for the chip: different benchmarks disagree by 5-10 % on the
+      same chip, and one table per curve keeps the curve consistent.
+    """
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def add(device: str, record: dict[str, Any]) -> None:
+        preset = PUBLISHED_DEVICES.get(device)
+        if preset is not None:
+            out[preset].append(record)
+
+    for r in _source_csv("azure_ai_benchmarking_guide", "gemm.csv"):
+        if r["superseded_in_source"].startswith("yes"):
+            continue
+        m, n, k = (float(r[x]) for x in ("m", "n", "k"))
+        add(
+            r["accelerator"],
+            {
+                "kind": "gemm",
+                "dtype": r["dtype"].lower(),
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": 1,
+                "time_s": 2.0 * m * n * k / (float(r["tflops"]) * 1e12),
+                "source": "azure",
+            },
+        )
+    for r in _source_csv("azure_ai_benchmarking_guide", "flash_attention.csv"):
+        if r["superseded_in_source"].startswith("yes") or "Flash" not in r["implementation"]:
+            continue
+        d, b, s = float(r["head_dim"]), float(r["batch_size"]), float(r["seq_len"])
+        h = 2048.0 / d
+        add(
+            r["accelerator"],
+            {
+                "kind": "attention",
+                "dtype": "fp16",
+                "batch": b,
+                "heads": h,
+                "kv_heads": h,
+                "seq": s,
+                "head_dim": d,
+                "causal": False,
+                "backward": False,
+                "time_s": 4.0 * b * s * s * h * d / (float(r["tflops"]) * 1e12),
+                "source": "azure",
+            },
+        )
+    for r in _source_csv("azure_ai_benchmarking_guide", "hbm_bandwidth.csv"):
+        if r["superseded_in_source"].startswith("yes"):
+            continue
+        add(
+            r["accelerator"],
+            {
+                "kind": "memory",
+                "op": r["kernel"].lower(),
+                "bytes": 4e9,
+                "time_s": 4e9 / (float(r["bandwidth"]) * 1e12),
+                "source": "azure",
+            },
+        )
+    forward: dict[tuple[str, ...], float] = {}
+    bwd_rows = []
+    for r in _source_csv("simumax_b200", "b200_operator_efficiency.csv"):
+        eff, peak = float(r["efficiency_verbatim"]), float(r["peak_tflops_assumed"]) * 1e12
+        if r["op"] == "matmul":
+            b, m, n, k = (float(r[x]) for x in ("b", "m", "n", "k"))
+            fam = {"TN": "fwd (TN)", "NN": "dgrad (NN)", "NT": "wgrad (NT)"}[r["layout"]]
+            add(
+                r["accelerator"],
+                {
+                    "kind": "gemm",
+                    "dtype": "bf16",
+                    "m": m,
+                    "n": n,
+                    "k": k,
+                    "groups": b,
+                    "out_bytes": 4.0 if r["out_dtype"] == "fp32" else 2.0,
+                    "family": fam,
+                    "time_s": 2.0 * b * m * n * k / (eff * peak),
+                    "source": "simumax",
+                },
+            )
+        elif r["op"] == "group_matmul":
+            g, m, n, k = (float(r[x]) for x in ("num_groups", "m_per_group", "n", "k"))
+            add(
+                r["accelerator"],
+                {
+                    "kind": "grouped_gemm",
+                    "dtype": "bf16",
+                    "m": m,
+                    "n": n,
+                    "k": k,
+                    "groups": g,
+                    "family": f"grouped {r['stage']}",
+                    "time_s": 2.0 * g * m * n * k / (eff * peak),
+                    "source": "simumax",
+                },
+            )
+        else:
+            b, s, h, g = (
+                float(r[x]) for x in ("attn_batch", "attn_seq_len", "attn_heads", "attn_kv_heads")
+            )
+            dq, dv = float(r["attn_qk_head_dim"]), float(r["attn_v_head_dim"])
+            full = 2.0 * b * s * s * h * (dq + dv)
+            key = (
+                r["attn_batch"],
+                r["attn_seq_len"],
+                r["attn_heads"],
+                r["attn_kv_heads"],
+                r["attn_qk_head_dim"],
+                r["attn_v_head_dim"],
+                r["qkv_contiguous"],
+            )
+            shape = {
+                "kind": "attention",
+                "dtype": "bf16",
+                "batch": b,
+                "heads": h,
+                "kv_heads": g,
+                "seq": s,
+                "head_dim": dq,
+                "v_head_dim": dv,
+                "causal": True,
+                "source": "simumax",
+            }
+            if r["op"] == "sdp_fwd":
+                forward[key] = full / (eff * peak)
+                add(r["accelerator"], {**shape, "backward": False, "time_s": forward[key]})
+            else:
+                bwd_rows.append((r["accelerator"], key, shape, 2.5 * full / (eff * peak)))
+    for device, key, shape, t_bwd in bwd_rows:
+        if key in forward:
+            add(device, {**shape, "backward": True, "time_s": forward[key] + t_bwd})
+    for r in _source_csv("deepgemm_h800", "fp8_gemm.csv"):
+        g, m, n, k = (float(r[x]) for x in ("num_groups", "m_per_group", "n", "k"))
+        kind = "gemm" if r["gemm_kind"] == "dense" else "grouped_gemm"
+        add(
+            r["accelerator"],
+            {
+                "kind": kind,
+                "dtype": "fp8",
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": g,
+                "time_s": 2.0 * g * m * n * k / (float(r["tflops"]) * 1e12),
+                "source": "deepgemm",
+            },
+        )
+
+    def measured(preset: str, dtype: str) -> bool:
+        sixteen = ("fp16", "bf16") if dtype in ("fp16", "bf16") else (dtype,)
+        return any(r["kind"] == "gemm" and r["dtype"] in sixteen for r in out.get(preset, []))
+
+    for r in _source_csv("mamf_ml_engineering", "mamf.csv"):
+        m, n, k = (float(r[x]) for x in ("m", "n", "k"))
+        dtype = "bf16" if r["dtype"] == "bf16" else "fp8"
+        if measured(PUBLISHED_DEVICES.get(r["accelerator"], ""), dtype):
+            continue  # a shape table of the same precision measures the chip already
+        add(
+            r["accelerator"],
+            {
+                "kind": "gemm",
+                "dtype": dtype,
+                "m": m,
+                "n": n,
+                "k": k,
+                "groups": 1,
+                "family": "MAMF best shape",
+                "time_s": 2.0 * m * n * k / (float(r["mamf_tflops"]) * 1e12),
+                "source": "mamf",
+            },
+        )
+    return dict(out)
+
+
+def fitted_calibration(
+    records: Sequence[Mapping[str, Any]],
+    acc: AcceleratorSpec,
+    device: Mapping[str, Any] | None = None,
+    environment: Mapping[str, Any] | None = None,
+    source: str = "",
+) -> dict[str, Any]:
+    """A complete calibration file (schema ``deepflow.calibration/1``) with ``fitted``
+    written by :func:`fit_kernel_params` from ``records``: what ``deepflow calibrate --fit``
+    writes for a table measured elsewhere, and what a measuring run adds to its
+    measurements. ``device`` defaults to the accelerator's first device name."""
+    name = acc.device_names[0] if acc.device_names else acc.name
+    fitted = fit_kernel_params(records, acc, source or f"deepflow calibrate --fit for {acc.name}")
+    return {
+        "schema": SCHEMA,
+        "device": dict(device or {"name": name, "backend": "cuda", "count": 1}),
+        "environment": dict(environment or {}),
+        "measurements": [dict(r) for r in records],
+        "fitted": fitted.model_dump(mode="json"),
+    }

@@ -1,0 +1,323 @@
+"""Kernel-efficiency parameters as data: the fitted curves of one accelerator.
+
+These are the value objects of the calibrated kernel model of
+:mod:`deepflow.hardware.kernels` (the formulas and the fit live there; this module only
+holds and validates the numbers). One :class:`KernelParams` describes one accelerator:
+
+* ``gemm``: one :class:`GemmCurve` per precision (``fp32``, ``tf32``, ``fp16``, ``bf16``,
+  ``fp8``); a precision that is absent falls back as :mod:`deepflow.hardware.kernels` says;
+* ``grouped_gemm``: the same curve for grouped GEMMs (MoE experts), per precision;
+* ``attention``: one :class:`AttentionCurve` per precision (fused flash attention);
+* ``memory``: one :class:`MemoryCurve` (streaming element-wise kernels);
+* ``source``: where the numbers come from (tables, fit script, fit error).
+
+The shipped tables are ``hardware/data/kernels/<name>.yaml``; a calibration file
+(``deepflow calibrate``) carries the same mapping under its ``fitted`` key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from deepflow.errors import ConfigError
+from deepflow.specs.base import PositiveInt, Seconds, Spec
+
+PRECISION_NAMES = ("fp32", "tf32", "fp16", "bf16", "fp8")
+"""Precisions a curve may be given for (the values of ``Precision``)."""
+
+UnitFraction = Annotated[float, Field(gt=0, le=1.25)]
+"""A fraction of a data-sheet figure; slightly above 1 is allowed for vendor figures that
+are rounded down (a measured STREAM rate can exceed a rounded data-sheet bandwidth)."""
+
+
+class GemmCurve(Spec):
+    """Time of a GEMM ``[m, k] x [k, n]`` (``groups`` of them for a grouped GEMM):
+
+    ``t = max(F / (P * peak_fraction * q_tile * q_wave * q_k), bytes / BW_mem) + latency_s``
+
+    * ``peak_fraction``: fraction of the data-sheet dense peak ``P`` a large, well-shaped
+      GEMM reaches;
+    * ``tile_m`` x ``tile_n``: output tile of one thread block (tile quantization
+      ``q_tile``), with tiles issued in waves over the compute units;
+    * ``wave_loss``: the part of the last partial wave's idle time the library does not
+      recover, ``q_wave = 1 - wave_loss (1 - T / (ceil(T / U) U))`` for ``T`` tiles on ``U``
+      units (1: classic wave quantization; 0: stream-K or split-K spread the work evenly,
+      Osama et al. 2023, "Stream-K", arXiv 2301.03598);
+    * ``k_fill``: K-depth fill, ``q_k = k / (k + k_fill)`` (prologue and epilogue of each
+      output tile amortized over its main loop);
+    * ``latency_s``: fixed time per kernel (launch, prologue, tail).
+    """
+
+    peak_fraction: UnitFraction
+    tile_m: PositiveInt = 128
+    tile_n: PositiveInt = 128
+    wave_loss: float = Field(default=1.0, ge=0, le=1)
+    k_fill: float = Field(default=0.0, ge=0)
+    latency_s: Seconds = 0.0
+
+
+class AttentionCurve(Spec):
+    """Time of a fused (flash) attention kernel:
+
+    ``t_fwd = F_fwd / (P * forward_fraction * q_wave) + latency_s`` with
+    ``F_fwd = 2 b h s_q s_kv (d_qk + d_v)`` (halved when causal) and ``q_wave`` the wave
+    quantization of ``b h ceil(s_q / tile_q)`` query tiles; backward
+    ``t_bwd = 2.5 F_fwd / (P * backward_fraction * q_wave) + latency_s``.
+    """
+
+    forward_fraction: UnitFraction
+    backward_fraction: UnitFraction
+    tile_q: PositiveInt = 128
+    latency_s: Seconds = 0.0
+
+
+class MemoryCurve(Spec):
+    """Streaming kernels: ``t = bytes / (BW * fraction) + latency_s`` per kernel."""
+
+    fraction: UnitFraction
+    latency_s: Seconds = 0.0
+
+
+class KernelParams(Spec):
+    """The fitted kernel curves of one accelerator (see the module docstring)."""
+
+    gemm: dict[str, GemmCurve] = Field(default_factory=dict)
+    grouped_gemm: dict[str, GemmCurve] = Field(default_factory=dict)
+    attention: dict[str, AttentionCurve] = Field(default_factory=dict)
+    memory: MemoryCurve | None = None
+    source: str = ""
+    fit_error: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("gemm", "grouped_gemm", "attention")
+    @classmethod
+    def _known_precisions(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if key not in PRECISION_NAMES:
+                raise ValueError(
+                    f"unknown precision {key!r}; expected one of {', '.join(PRECISION_NAMES)}"
+                )
+        return value
+
+
+class OperatorRecord(Spec):
+    """One measured operator of a calibration file (``kind: operator``): the FlexFlow-style
+    profile of one operator shape, read by the operator simulator."""
+
+    op: str
+    shape: dict[str, Any] = Field(default_factory=dict)
+    dtype: str = "fp32"
+    backward: bool = False
+    time_s: Seconds
+
+    @field_validator("time_s")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
+        return value
+
+
+class Calibration(Spec):
+    """A calibration file resolved into a scenario (``system.accelerator.calibration``).
+
+    ``file`` is the path as resolved, ``device`` the measured device's name, ``fitted`` its
+    kernel curves (they replace the accelerator's shipped table), ``operators`` its
+    per-operator measurements.
+    """
+
+    file: str
+    device: str
+    fitted: KernelParams
+    operators: tuple[OperatorRecord, ...] = ()
+
+
+SCHEMA = "deepflow.calibration/1"
+KINDS = (
+    "gemm",
+    "grouped_gemm",
+    "attention",
+    "memory",
+    "elementwise",
+    "collective",
+    "operator",
+)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "gemm": ("dtype", "m", "n", "k", "time_s"),
+    "grouped_gemm": ("dtype", "m", "n", "k", "groups", "time_s"),
+    "attention": ("dtype", "batch", "heads", "seq", "head_dim", "causal", "backward", "time_s"),
+    "memory": ("bytes", "time_s"),
+    "elementwise": ("bytes", "time_s"),
+    "collective": ("op", "ranks", "bytes", "time_s"),
+    "operator": ("op", "time_s"),
+}
+
+# --- checking records ------------------------------------------------------------------------
+
+
+def _number(value: object, path: str, integer: bool = False) -> float:
+    if isinstance(value, bool) or value is None or value == "":
+        raise ConfigError(f"expected a number, got {value!r}", path)
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a number, got {value!r}", path) from None
+    if not math.isfinite(x):
+        raise ConfigError(f"must be finite, got {value!r}", path)
+    if integer and x != int(x):
+        raise ConfigError(f"must be an integer, got {value!r}", path)
+    return x
+
+
+def _flag(value: object, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"expected true or false, got {value!r}", path)
+
+
+def check_record(record: object, path: str) -> dict[str, Any]:
+    """A measurement record, checked: known kind, required fields present, times positive and
+    finite, shapes positive integers; a :class:`ConfigError` naming ``path.field``
+    otherwise. Returns the record with numbers as floats and flags as bools."""
+    if not isinstance(record, Mapping):
+        raise ConfigError(f"expected a mapping, got {record!r}", path)
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(
+            f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", f"{path}.kind"
+        )
+    out: dict[str, Any] = dict(record)
+    for key in REQUIRED[kind]:
+        if key not in record or record[key] in (None, ""):
+            raise ConfigError("missing required field", f"{path}.{key}")
+    time_s = _number(record["time_s"], f"{path}.time_s")
+    if time_s <= 0:
+        raise ConfigError(
+            f"must be a positive number of seconds, got {record['time_s']!r}", f"{path}.time_s"
+        )
+    out["time_s"] = time_s
+    if "dtype" in REQUIRED[kind] or record.get("dtype") not in (None, ""):
+        dtype = record.get("dtype")
+        if dtype not in PRECISION_NAMES:
+            raise ConfigError(
+                f"unknown dtype {dtype!r}; expected one of {', '.join(PRECISION_NAMES)}",
+                f"{path}.dtype",
+            )
+    for key in ("m", "n", "k", "groups", "batch", "heads", "kv_heads", "seq", "head_dim", "v_head_dim", "rows", "cols", "ranks"):  # fmt: skip
+        if record.get(key) not in (None, ""):
+            x = _number(record[key], f"{path}.{key}", integer=True)
+            if x < 1:
+                raise ConfigError(
+                    f"must be a positive integer, got {record[key]!r}", f"{path}.{key}"
+                )
+            out[key] = x
+    if record.get("bytes") not in (None, ""):
+        x = _number(record["bytes"], f"{path}.bytes")
+        if x <= 0:
+            raise ConfigError(
+                f"must be a positive number of bytes, got {record['bytes']!r}", f"{path}.bytes"
+            )
+        out["bytes"] = x
+    for key in ("causal", "backward"):
+        if record.get(key) not in (None, ""):
+            out[key] = _flag(record[key], f"{path}.{key}")
+    return out
+
+
+# --- calibration files in scenarios ----------------------------------------------------------
+
+
+def _normalized(name: str) -> str:
+    return " ".join(name.lower().replace("-", " ").split())
+
+
+def device_matches(device: str, names: tuple[str, ...]) -> bool:
+    """The matching rule between a calibration file's ``device.name`` and an accelerator's
+    ``device_names``: case-, hyphen- and space-insensitive, a listed name equal to the
+    device name or a prefix of it ending at a word (``NVIDIA H200`` matches
+    ``NVIDIA H200 141GB``, not ``NVIDIA H2000``). An accelerator without names (a custom
+    one) accepts any device."""
+    if not names:
+        return True
+    dev = _normalized(device)
+    for name in names:
+        n = _normalized(name)
+        if dev == n or dev.startswith(n + " "):
+            return True
+    return False
+
+
+def read_calibration(
+    path: str | Path, device_names: tuple[str, ...] = (), accelerator: str = ""
+) -> Calibration:
+    """Read and check a calibration file for an accelerator with ``device_names``.
+
+    Checked: the schema (``deepflow.calibration/1``), ``device.name`` against
+    ``device_names`` (:func:`device_matches`), every measurement record (known kind, required
+    fields, positive finite times, :func:`check_record`), and a ``fitted`` block (written by
+    ``deepflow calibrate``; a measurements-only file must be fitted first). Errors are
+    :class:`ConfigError` naming the file and the field.
+    """
+    source = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read calibration file: {exc.strerror}", source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML/JSON: {exc}", source=source) from None
+    try:
+        if not isinstance(data, Mapping):
+            raise ConfigError("a calibration file must be a mapping", "")
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(f"expected {SCHEMA!r}, got {data.get('schema')!r}", "schema")
+        device = data.get("device")
+        if not isinstance(device, Mapping) or not isinstance(device.get("name"), str):
+            raise ConfigError("missing required field (a mapping with a name)", "device.name")
+        if not device_matches(device["name"], device_names):
+            raise ConfigError(
+                f"device {device['name']!r} does not match the scenario's accelerator "
+                f"{accelerator!r} (device_names: {', '.join(device_names)})",
+                "device.name",
+            )
+        records = data.get("measurements") or []
+        if not isinstance(records, list):
+            raise ConfigError("expected a list of records", "measurements")
+        checked = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
+        if "fitted" not in data or data["fitted"] is None:
+            raise ConfigError(
+                "missing required field; fit the measurements first "
+                "(deepflow calibrate --fit MEASUREMENTS.csv --out FILE)",
+                "fitted",
+            )
+        try:
+            fitted = KernelParams.model_validate(data["fitted"])
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(
+                f"{str(err['msg']).removeprefix('Value error, ')} (got {err.get('input')!r})",
+                f"fitted.{loc}",
+            ) from None
+        operators = tuple(
+            OperatorRecord(
+                op=str(r["op"]),
+                shape=dict(r.get("shape") or {}),
+                dtype=str(r.get("dtype") or "fp32"),
+                backward=bool(r.get("backward", False)),
+                time_s=r["time_s"],
+            )
+            for r in checked
+            if r["kind"] == "operator"
+        )
+    except ConfigError as exc:
+        raise exc.with_source(source) from None
+    return Calibration(file=source, device=device["name"], fitted=fitted, operators=operators)

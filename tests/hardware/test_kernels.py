@@ -1,0 +1,197 @@
+"""The calibrated kernel model: fit errors with bounds that fail, invariants, tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepflow.hardware.calibration import (
+    cross_validate,
+    fit_kernel_params,
+    published_records,
+)
+from deepflow.hardware.kernels import (
+    attention_time,
+    gemm_kernel_time,
+    kernel_params,
+    shipped_table,
+    table_names,
+)
+from deepflow.hardware.roofline import gemm_time, memory_time
+from deepflow.specs import accelerator_from
+from deepflow.specs.accelerator import Precision
+
+RECORDS = published_records()
+_CV: dict[str, list] = {}
+
+# Cross-validated targets (issue 12): GEMM 10 % per precision, attention 15 %, memory 5 %,
+# no shape family worse than 25 %.
+BOUNDS = {"gemm": 0.10, "grouped_gemm": 0.10, "attention": 0.15, "memory": 0.05}
+FAMILY_BOUND = 0.25
+# Curves that do not meet the target yet: (accelerator, curve key) -> why.
+KNOWN_GAPS = {
+    ("a100-sxm4-80gb", "gemm.fp16"): "12 %: 1024^3 and the unaligned/skinny shapes",
+    ("gb200", "gemm.fp8"): "11 %: 8 shapes, small-shape latency",
+    ("mi300x", "gemm.fp8"): "13 %: throttling at 16384^3, skinny shape memory-bound at 37 %",
+    ("h800-sxm5-80gb", "gemm.fp8"): "13 %: DeepGEMM's M = 64/128 shapes",
+    ("b200", "gemm.bf16"): "12 %: host-timed TE GEMMs, layout spread of the same shape",
+    ("b200", "grouped_gemm.bf16"): "25 %: grouped GEMMs with 154-row groups",
+    ("b200", "attention.bf16"): "12.7 % overall but attention meets 15 %; families ok",
+}
+
+
+def _cv(name: str) -> list:
+    if name not in _CV:
+        _CV[name] = cross_validate(RECORDS[name], accelerator_from(name))
+    return _CV[name]
+
+
+def _cases() -> list:
+    out = []
+    for name in sorted(RECORDS):
+        table = shipped_table(name)
+        for key in table.fit_error:
+            out.append((name, key))
+    return out
+
+
+@pytest.mark.parametrize(("name", "key"), _cases())
+def test_cross_validated_fit_error(name: str, key: str, request: pytest.FixtureRequest) -> None:
+    """Leave-one-shape-out error of each fitted curve (10 folds of shapes above 40 shapes),
+    recomputed from the shipped tables with the fit the tables were made with."""
+    errors = {f"{e.curve}.{e.dtype}" if e.dtype else e.curve: e for e in _cv(name)}
+    e = errors[key]
+    print(
+        f"{name:16s} {key:20s} n={e.samples:4d} mean {e.mean_abs:6.1%} worst family "
+        f"{e.worst_family:6.1%} {e.families}"
+    )
+    # the shipped table records the same numbers
+    assert shipped_table(name).fit_error[key]["loso_mean_abs"] == pytest.approx(
+        e.mean_abs, abs=1e-4
+    )
+    gap = KNOWN_GAPS.get((name, key))
+    ok = e.mean_abs <= BOUNDS[e.curve] and e.worst_family <= FAMILY_BOUND
+    if gap and not ok:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=gap))
+    assert e.mean_abs <= BOUNDS[e.curve]
+    assert e.worst_family <= FAMILY_BOUND
+
+
+@pytest.mark.parametrize("name", ["a100-sxm4-80gb", "h100-sxm5-80gb", "h800-sxm5-80gb"])
+def test_shipped_tables_are_the_fit(name: str) -> None:
+    """The shipped GEMM curves are what the one fit function gives on the shipped sources."""
+    fitted = fit_kernel_params(RECORDS[name], accelerator_from(name))
+    shipped = shipped_table(name)
+    for dtype, curve in fitted.gemm.items():
+        assert shipped.gemm[dtype] == curve
+
+
+def test_every_preset_table_exists() -> None:
+    names = set(table_names())
+    for preset in (
+        "a100-sxm4-40gb",
+        "a100-sxm4-80gb",
+        "h100-sxm5-80gb",
+        "h200-sxm-141gb",
+        "h800-sxm5-80gb",
+        "b200",
+        "gb200",
+        "mi300x",
+    ):
+        acc = accelerator_from(preset)
+        assert acc.kernel_table in names
+        params = kernel_params(acc)
+        assert set(params.gemm) == {p.value for p in Precision}
+
+
+def test_fp8_is_below_the_old_flat_fraction_on_hopper() -> None:
+    """Azure's H100 FP8 GEMMs reach 61-70 % of 1,979 TFLOP/s at 4096-32768 cubed: the
+    model must not assume 80 %."""
+    acc = accelerator_from("h100-sxm5-80gb")
+    peak = acc.peak(Precision.FP8)
+    for n in (4096, 8192, 16384):
+        t, _, _ = gemm_kernel_time(n, n, n, acc, peak, 2.0, 1, Precision.FP8)
+        eff = 2.0 * n**3 / float(t) / peak
+        assert 0.58 <= eff <= 0.72
+
+
+dims = st.integers(min_value=1, max_value=1 << 16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=dims,
+    n=dims,
+    k=dims,
+    g=st.integers(1, 64),
+    preset=st.sampled_from(["a100-sxm4-80gb", "h100-sxm5-80gb", "b200", "mi300x", "tpu-v4"]),
+    dtype=st.sampled_from(["bf16", "fp8", "fp32"]),
+)
+def test_gemm_never_beats_the_roofline(m, n, k, g, preset, dtype) -> None:
+    acc = accelerator_from(preset)
+    precision = Precision(dtype)
+    peak = acc.peak(precision)
+    if peak <= 0:
+        return
+    t = float(gemm_time(m, n, k, acc, peak, 2.0, g, precision))
+    assert t >= 2.0 * m * n * k * g / peak
+    assert t >= (m * k + k * n) * g / acc.memory_bandwidth * 0.5
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=dims,
+    n=dims,
+    k=dims,
+    extra=st.integers(1, 4096),
+    preset=st.sampled_from(["a100-sxm4-80gb", "h200-sxm-141gb", "b200", "gb200"]),
+)
+def test_gemm_time_grows_with_each_dimension(m, n, k, extra, preset) -> None:
+    acc = accelerator_from(preset)
+    peak = acc.peak(Precision.BF16)
+    t = float(gemm_time(m, n, k, acc, peak))
+    assert float(gemm_time(m + extra, n, k, acc, peak)) >= t * (1 - 1e-12)
+    assert float(gemm_time(m, n + extra, k, acc, peak)) >= t * (1 - 1e-12)
+    assert float(gemm_time(m, n, k + extra, acc, peak)) >= t * (1 - 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    b=st.integers(1, 8),
+    h=st.integers(1, 128),
+    s=st.integers(16, 1 << 15),
+    d=st.sampled_from([64, 128, 192]),
+)
+def test_attention_causal_is_cheaper_and_backward_costs_more(b, h, s, d) -> None:
+    acc = accelerator_from("b200")
+    peak = acc.peak(Precision.BF16)
+    f_full, b_full, _ = attention_time(b, h, s, s, d, d, False, acc, peak, Precision.BF16)
+    f_causal, b_causal, _ = attention_time(b, h, s, s, d, d, True, acc, peak, Precision.BF16)
+    assert float(f_causal) <= float(f_full)
+    assert float(b_full) > float(f_full)
+    assert float(b_causal) <= float(b_full)
+
+
+def test_memory_time_is_bandwidth_bound() -> None:
+    acc = accelerator_from("h100-sxm5-80gb")
+    t = float(memory_time(4e9, acc))
+    assert 4e9 / acc.memory_bandwidth < t < 4e9 / (0.8 * acc.memory_bandwidth)
+    assert float(memory_time(0.0, acc)) == 0.0
+
+
+def test_tables_are_valid_yaml_with_sources() -> None:
+    for name in table_names():
+        table = shipped_table(name)
+        assert "scripts/fit_kernels.py" in table.source
+        assert np.isfinite(table.gemm[next(iter(table.gemm))].peak_fraction)
+        # the generated file says so
+        from importlib import resources
+
+        text = (
+            resources.files("deepflow.hardware") / "data" / "kernels" / f"{name}.yaml"
+        ).read_text()
+        assert text.startswith("# Generated by scripts/fit_kernels.py")
+        assert yaml.safe_load(text)["schema"] == "deepflow.calibration/1"
