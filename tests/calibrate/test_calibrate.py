@@ -87,6 +87,11 @@ def test_yaml_csv_and_json_round_trip(quick_run, tmp_path: Path) -> None:
         assert read_calibration(tmp_path / name) == data
     write_calibration(data, tmp_path / "m.csv")
     assert read_calibration(tmp_path / "m.csv")["measurements"] == data["measurements"]
+    # times in exponent notation without a dot (JSON writes 1e-05) stay numbers
+    tiny = {**data, "measurements": [{**data["measurements"][0], "time_s": 1e-05}]}
+    for name in ("tiny.yaml", "tiny.json", "tiny.csv"):
+        write_calibration(tiny, tmp_path / name)
+        assert read_calibration(tmp_path / name)["measurements"][0]["time_s"] == 1e-05
 
 
 def test_failed_write_leaves_no_partial_file(quick_run, tmp_path: Path, monkeypatch) -> None:

@@ -189,6 +189,12 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read calibration file: {exc.strerror}", "", str(p)) from None
     if p.suffix.lower() == ".csv":
         data: Any = {"schema": SCHEMA, "measurements": _csv_records(text)}
+    elif p.suffix.lower() == ".json":
+        # not through YAML: YAML 1.1 reads JSON's ``1e-05`` as a string
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"not valid JSON: {exc}", "", str(p)) from None
     else:
         try:
             data = yaml.safe_load(text)

@@ -808,8 +808,7 @@ def _operator_run(
         _check_memory(ctx, 4 * elems * ELEMENT_BYTES[dtype])
         with fp32_math(torch, dtype == "tf32"):
             f, tensors = _operator_module(ctx, op, shape, dtype)
-            out0 = f()
-            grad_out = torch.randn_like(out0)
+            grad_out = torch.randn_like(f().detach())
 
             def fn(mark: Callable[[], None]) -> object:
                 out = f()

@@ -227,9 +227,14 @@ def run_calibration(
 
                 if on_case:
                     on_case(done, total, "collectives")
-                recs, left = measure_collectives(
-                    device.count, "nccl", options.quick, max(group_deadline - now, 1.0)
-                )
+                try:
+                    recs, left = measure_collectives(
+                        device.count, "nccl", options.quick, max(group_deadline - now, 1.0)
+                    )
+                except Exception as exc:  # a worker process failed: keep the rest of the run
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+                    notes.append(f"collective: failed: {first[:200]}")
+                    recs, left = [], 0
                 records += recs
                 counts["collective"] = len(recs)
                 if left:
