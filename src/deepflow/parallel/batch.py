@@ -181,6 +181,11 @@ class StrategyBatch:
             schedule,
         )
         strides = mesh_strides(degrees, (axis_order,) * n)
+        # shard_degree: None (the spec's default) is 0, the whole dp x cp group
+        shard = arrays.get("shard_degree")
+        shard_degree = np.broadcast_to(
+            np.asarray(0 if shard is None else shard, dtype=np.int64), (n,)
+        ).copy()
         recompute = arr("recompute")
         modules = _module_masks(arrays.get("recompute_modules"), n)
         layers = arrays.get("recompute_layers")
@@ -196,9 +201,7 @@ class StrategyBatch:
             ep=arr("ep"),
             sequence_parallel=arr("sequence_parallel", bool),
             zero=arr("zero"),
-            shard_degree=np.broadcast_to(
-                np.asarray(arrays.get("shard_degree", 0) or 0, dtype=np.int64), (n,)
-            ).copy(),
+            shard_degree=shard_degree,
             reshard_after_forward=arr("reshard_after_forward", bool),
             recompute=recompute,
             recompute_modules=np.where(recompute == _SELECTIVE, modules, 0),
