@@ -721,6 +721,16 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(args.out / "predictions.csv", preds, fields)
         print()
         print_table(rows, preds)
+        from deepflow.validation.hf_step import mean_abs_errors
+
+        errors = mean_abs_errors([p for p in preds if "error" not in p])
+        print(
+            "mean |error|: "
+            + ", ".join(
+                f"{k.removesuffix('_error')} {'-' if v is None else f'{100 * v:.1f}%'}"
+                for k, v in errors.items()
+            )
+        )
     else:
         print(f"deepflow comparison skipped: {why}")
     print(f"wrote {args.out}/measurements.csv and measurements.json")

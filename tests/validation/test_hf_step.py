@@ -175,3 +175,45 @@ def test_cpu_run_prediction_matches_a_row_read_back_from_csv(cpu_run: Path) -> N
         again = compare(row, "h200-sxm-141gb")
         assert again["predicted_step_time_s"] == pytest.approx(pred["predicted_step_time_s"])
         assert again["predicted_peak_memory_bytes"] == pred["predicted_peak_memory_bytes"]
+
+
+def test_h200_measurements_ship_complete_and_consistent() -> None:
+    """The shipped H200 rows: every point measured, CSV and JSON agree, the environment names
+    the device the accelerator preset matches, and each row becomes a feasible scenario."""
+    from importlib import resources
+
+    from deepflow.validation.hf_step import DATA_FOLDERS, measured_rows
+
+    rows = measured_rows("hf_step_h200")
+    assert len(rows) == 7
+    assert {r["family"] for r in rows} == {"llama", "gpt2"}
+    doc = json.loads(
+        (
+            resources.files("deepflow.validation") / "data" / "hf_step_h200" / "measurements.json"
+        ).read_text("utf-8")
+    )
+    assert accelerator_for_device(doc["environment"]["device_name"]) == DATA_FOLDERS["hf_step_h200"]
+    for row, full in zip(rows, doc["rows"], strict=True):
+        assert row["name"] == full["name"]
+        assert float(row["step_time_median_s"]) == full["step_time_median_s"]
+        assert len(full["step_times_s"]) == full["timed_steps"] == 10
+        assert int(row["peak_allocated_bytes"]) <= int(row["peak_reserved_bytes"])
+        out = compare(row, DATA_FOLDERS["hf_step_h200"])
+        assert out["feasible"], out["reason"]
+        assert out["step_time_error"] is not None and out["peak_memory_error"] is not None
+
+
+def test_mean_abs_errors() -> None:
+    from deepflow.validation.hf_step import mean_abs_errors
+
+    rows = [
+        {"step_time_error": -0.2, "peak_memory_error": 0.1, "peak_reserved_error": None},
+        {"step_time_error": 0.4, "peak_memory_error": None, "peak_reserved_error": None},
+    ]
+    assert mean_abs_errors(rows) == pytest.approx(
+        {"step_time_error": 0.3, "peak_memory_error": 0.1, "peak_reserved_error": None}
+    )
+    with pytest.raises(KeyError, match="known"):
+        from deepflow.validation.hf_step import measured_rows
+
+        measured_rows("nope")

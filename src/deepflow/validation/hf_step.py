@@ -30,11 +30,25 @@ from deepflow.estimate import predict
 from deepflow.specs import Scenario, StrategySpec, scenario_from_dict
 from deepflow.specs.kernels import device_matches
 from deepflow.specs.presets import preset_data, preset_names
+from deepflow.validation.datasets import read_data_csv
 
-__all__ = ["FRAMEWORK", "accelerator_for_device", "compare", "scenario_dict"]
+__all__ = [
+    "DATA_FOLDERS",
+    "FRAMEWORK",
+    "accelerator_for_device",
+    "compare",
+    "mean_abs_errors",
+    "measured_rows",
+    "scenario_dict",
+]
 
 #: The implementation profile these measurements describe (issue 13).
 FRAMEWORK = "hf-trainer"
+
+#: Measurement folders under ``deepflow/validation/data/`` written by
+#: ``bench/framework_step.py`` (each with its README: command, environment, caveats), and the
+#: accelerator preset each ran on.
+DATA_FOLDERS = {"hf_step_h200": "h200-sxm-141gb"}
 
 _MODEL_KEYS = ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "vocab_size")
 
@@ -161,4 +175,22 @@ def compare(row: Mapping[str, Any], accelerator: str) -> dict[str, Any]:
     if feasible:
         out.update({f"predicted_{k}_s": float(v) for k, v in p.breakdown_s.items()})
         out.update({f"predicted_{k}_bytes": float(v) for k, v in p.memory_bytes.items()})
+    return out
+
+
+def measured_rows(folder: str = "hf_step_h200") -> list[dict[str, str]]:
+    """The measured rows (``status`` ok) of a shipped measurement folder, as read from its
+    ``measurements.csv`` (values are strings; :func:`compare` accepts them)."""
+    if folder not in DATA_FOLDERS:
+        raise KeyError(f"unknown measurement folder {folder!r}; known: {', '.join(DATA_FOLDERS)}")
+    return [r for r in read_data_csv(folder, "measurements.csv") if r["status"] == "ok"]
+
+
+def mean_abs_errors(comparisons: list[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Mean absolute step-time and peak-memory errors over the feasible comparisons (the
+    figures issue 13 holds ``hf-trainer`` to); None where no row has the value."""
+    out: dict[str, float | None] = {}
+    for key in ("step_time_error", "peak_memory_error", "peak_reserved_error"):
+        values = [abs(c[key]) for c in comparisons if c.get(key) is not None]
+        out[key] = sum(values) / len(values) if values else None
     return out
