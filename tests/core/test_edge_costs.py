@@ -19,7 +19,8 @@ def _env(precision: str, tp: int = 1) -> Env:
 def test_cross_entropy_bytes_per_logit(precision: str, elem: float, tp: int) -> None:
     """Forward: cast to fp32 (elem + 4), max (4), subtract (8), exp (8), sum (4),
     divide (8): 38 bytes per bf16 logit, 32 per fp32 logit. Backward: scale (8) and cast
-    back (4 + elem): 14 per bf16 logit, 8 per fp32 logit."""
+    back (4 + elem): 14 per bf16 logit, 8 per fp32 logit. The casts are kernels of their
+    own that fp32 logits do not launch (the megatron-core profile's loss)."""
     env = _env(precision, tp)
     acc = env.system.accelerator
     m = env.model
@@ -30,13 +31,13 @@ def test_cross_entropy_bytes_per_logit(precision: str, elem: float, tp: int) -> 
     expect_fwd = (
         memory_time(norm * 2 * elem, acc)
         + gemm_time(rows, m.vocab_size / tp, m.hidden_size, acc, env.peak[0], elem, 1, precision)
-        + memory_time(logits * (32.0 + cast), acc, 6)
+        + memory_time(logits * (32.0 + cast), acc, 6 if cast else 5)
     )
     expect_bwd = (
         memory_time(norm * 3 * elem, acc)
         + gemm_time(rows, m.hidden_size, m.vocab_size / tp, acc, env.peak[0], elem, 1, precision)
         + gemm_time(m.hidden_size, m.vocab_size / tp, rows, acc, env.peak[0], elem, 1, precision)
-        + memory_time(logits * (8.0 + cast), acc, 3)
+        + memory_time(logits * (8.0 + cast), acc, 3 if cast else 2)
     )
     head = head_cost(env)
     np.testing.assert_allclose(head.forward_compute[0], expect_fwd, rtol=1e-12)

@@ -91,7 +91,8 @@ def test_megatron_2021_shapes() -> None:
     assert by_id["10"].scenario["strategy"]["pipeline_schedule"] == "1f1b"
     for case in by_id.values():
         assert case.scenario["strategy"]["recompute"] == "full"
-        assert case.scenario["strategy"]["flash_attention"] is False
+        assert case.scenario["strategy"]["framework"] == "megatron-lm"
+        assert case.to_scenario().strategy.flash_attention is False  # the profile's default
         assert case.scenario["model"]["seq_len"] == 2048
 
 
@@ -155,7 +156,7 @@ def _assert_matches_vtrain_config(case: Case, relative: str) -> None:
     assert model["num_attention_heads"] == config["num_attention_heads"]
     assert model["seq_len"] == config["max_length"]
     assert (strategy["recompute"] == "full") is config["use_checkpoint"]
-    assert strategy["overlap_grad_reduce"] is config["use_gradient_bucket"]
+    assert case.to_scenario().strategy.overlap_grad_reduce is config["use_gradient_bucket"]
     assert strategy["pipeline_schedule"] == config["pipeline_scheduling"]
     # 800 Gb/s per node of 8 GPUs = 12.5 GB/s per GPU.
     assert config["inter_node_bandwidth"] / 8 / config["node_size"] == 12.5

@@ -45,14 +45,18 @@ def test_megatron_2020_regression_bound():
 
 
 def test_fms_fsdp_every_row_feasible_and_regression_bound():
+    """With the fsdp (eager ibm-fms kernels) and fsdp-compiled profiles: 17.4 % (was
+    22.3 % with Megatron's kernels); the A100 rows are within 13 %, the H100 rows 24-33 %
+    too fast."""
     r = result("fms-fsdp")
     assert r.infeasible == 0
-    assert r.mape <= 0.25
+    assert r.mape <= 0.18
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="target 15 %: eager PyTorch kernels and measured H100 GEMM efficiency not modelled yet",
+    reason="target 15 % (12 % in issue 13): the H100 rows stay 24-33 % too fast with the "
+    "framework kernels; FSDP communication contending with compute is not modelled",
 )
 def test_fms_fsdp_within_15_percent():
     assert result("fms-fsdp").mape <= 0.15

@@ -33,6 +33,8 @@ from deepflow.search import (
 )
 from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
+from deepflow.specs.framework import SWITCHES, check_framework_name
+from deepflow.specs.strategy import StrategySpec
 from deepflow.units import format_bytes, format_si, format_time
 
 
@@ -182,6 +184,12 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     is_flag=True,
     help="Also search recompute module sets and partial full recomputation.",
 )
+@click.option(
+    "--framework",
+    default=None,
+    help="Search within what this framework profile runs (strategy.framework; its switch "
+    "defaults apply). Strategies it cannot run are infeasible, with the reason.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @exits_2_on_bad_input
 def search_command(
@@ -196,10 +204,18 @@ def search_command(
     chunk_size: int,
     recheck: bool,
     recompute_policies: bool,
+    framework: str | None,
     as_json: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
     loaded = load_scenario(scenario)
+    if framework is not None:
+        check_framework_name(framework, "--framework")
+        data = {
+            k: v for k, v in loaded.strategy.model_dump().items() if k not in SWITCHES
+        }
+        strategy = StrategySpec.model_validate({**data, "framework": framework})
+        loaded = loaded.model_copy(update={"strategy": strategy})
     if loaded.strategy.collective_algorithms:
         raise ConfigError(
             "the strategy search uses the built-in collective algorithms; remove the key to "

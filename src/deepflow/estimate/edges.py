@@ -13,19 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.estimate.layer_cost import elementwise_cost, tp_pair_time
+from deepflow.estimate.layer_cost import elementwise_cost, select_by_framework, tp_pair_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
+from deepflow.specs.framework import DEFAULT_FRAMEWORK, LossImpl, framework_profile
 from deepflow.workload.transformer import final_norm, parameter_count
-
-# fp32 bytes per logit of Megatron-LM's vocab-parallel cross-entropy (megatron/mpu/
-# cross_entropy.py, 2021; core/tensor_parallel/cross_entropy.py later), one eager kernel
-# each. Forward: max over the vocabulary (read 4), subtract it in place (4 + 4), exp in
-# place (4 + 4), sum (4), divide in place to the softmax saved for backward (4 + 4) = 32.
-# Backward: subtract one at the targets (negligible), scale by the loss gradient in place
-# (4 + 4) = 8.
-CROSS_ENTROPY_FORWARD_BYTES = 32.0
-CROSS_ENTROPY_BACKWARD_BYTES = 8.0
 
 
 @dataclass(frozen=True)
@@ -73,22 +65,46 @@ def embedding_cost(env: Env) -> EdgeCost:
     return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero)
 
 
+def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> np.ndarray:
+    """Time of the loss's forward or backward kernels over ``logits`` values; cast kernels
+    run only on 16-bit logits."""
+    total = loss.forward_values() if forward else loss.backward_values()
+    plain = loss.forward_values(True) if forward else loss.backward_values(True)
+    cast = env.elem < 4.0
+    per_logit = (
+        plain[0] * env.elem
+        + plain[1] * 4.0
+        + np.where(cast, (total[0] - plain[0]) * env.elem + (total[1] - plain[1]) * 4.0, 0.0)
+    )
+    kernels = plain[2] + np.where(cast, total[2] - plain[2], 0)
+    return memory_time(logits * per_logit, env.system.accelerator, kernels)
+
+
 def head_cost(env: Env) -> EdgeCost:
-    """Final norm, column-parallel LM head and vocab-parallel cross-entropy in fp32.
+    """Final norm, column-parallel LM head and cross-entropy, each strategy with its
+    framework's kernels (:func:`framework_head_cost`)."""
+    return select_by_framework(env, lambda framework: framework_head_cost(env, framework))
+
+
+def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCost:
+    """Final norm, column-parallel LM head and cross-entropy as ``framework`` runs them.
 
     Three all-reduces of one fp32 value per token (max, sum, target logit) run across the
     tensor-parallel group (Shoeybi et al. 2019, sec. 3, "parallel cross-entropy"). The
-    memory traffic per logit follows the eager kernels of Megatron-LM's
-    ``_VocabParallelCrossEntropy`` on logits cast to fp32 (``fp16_lm_cross_entropy``
-    off, the default), see :data:`CROSS_ENTROPY_FORWARD_BYTES`.
+    memory traffic per logit is the profile's loss kernels
+    (:class:`~deepflow.specs.framework.LossImpl`): Megatron's ``_VocabParallelCrossEntropy``
+    on fp32 logits, or PyTorch's ``cross_entropy`` on 16-bit or upcast fp32 logits.
     """
+    profile = framework_profile(framework)
+    loss = profile.loss or framework_profile(DEFAULT_FRAMEWORK).loss
+    assert loss is not None, "the default profile describes its loss"
     acc = env.system.accelerator
     tp = env.batch.tp.astype(np.float64)
     h, v = env.model.hidden_size, env.model.vocab_size
     rows = env.tokens
     norm_values = rows * h / env.sp_div
     logits = rows * v / tp
-    norm = elementwise_cost(env, final_norm(env.model))
+    norm = elementwise_cost(env, final_norm(env.model, framework))
     norm_fwd, norm_bwd = norm["fwd"], norm["bwd"]
     # the output layer is a plain ColumnParallelLinear, not a Transformer Engine layer: it
     # stays in 16 bits under FP8 (Megatron-Core models/gpt/gpt_model.py, output_layer)
@@ -96,10 +112,8 @@ def head_cost(env: Env) -> EdgeCost:
     head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code)
     dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code)
     wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code)
-    # 16-bit logits are cast to fp32 first (read elem, write 4) and the gradient cast back
-    upcast = np.where(env.elem < 4.0, env.elem + 4.0, 0.0)
-    ce_fwd = memory_time(logits * (CROSS_ENTROPY_FORWARD_BYTES + upcast), acc, 6)
-    ce_bwd = memory_time(logits * (CROSS_ENTROPY_BACKWARD_BYTES + upcast), acc, 3)
+    ce_fwd = _loss_pass(env, logits, loss, True)
+    ce_bwd = _loss_pass(env, logits, loss, False)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
     hidden_bytes = env.tokens * h * env.elem
     # the LM head's input is gathered (SP) or its gradient all-reduced (no SP): one half
@@ -113,7 +127,10 @@ def head_cost(env: Env) -> EdgeCost:
         weight_grad=wgrad,
         tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
         tp_comm_backward=tp_half,
-        saved_activations=norm_values * 2.0 * env.elem + logits * 4.0,
+        # the final norm's saved tensors, the LM head's input, the loss's saved logits
+        saved_activations=norm["saved"]
+        + norm_values * env.elem
+        + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0),
         params=(head_params + counts.final_norm).astype(np.float64),
         forward_flops=2.0 * rows * h * v / tp,
     )

@@ -26,7 +26,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
-from deepflow.estimate.layer_cost import LayerCost, layer_cost
+from deepflow.estimate.layer_cost import LayerCost, layer_costs
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -46,7 +46,7 @@ from deepflow.parallel.sharding import (
 )
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
-from deepflow.workload.transformer import layer_template, model_flops_per_step
+from deepflow.workload.transformer import model_flops_per_step
 
 BREAKDOWN_KEYS = (
     "compute",
@@ -244,8 +244,7 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    dense = layer_cost(env, layer_template(model, moe=False))
-    moe = layer_cost(env, layer_template(model, moe=True)) if model.moe is not None else dense
+    dense, moe = layer_costs(env)
     emb, head = embedding_cost(env), head_cost(env)
     b = batch
     m = env.micro_batches

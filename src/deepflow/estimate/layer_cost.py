@@ -38,7 +38,9 @@ and keeps its ``heads / tp`` query heads and the one key/value head they share.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 
@@ -47,6 +49,7 @@ from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
+from deepflow.specs.framework import FRAMEWORKS
 from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
     AttentionCore,
@@ -56,8 +59,12 @@ from deepflow.workload.operators import (
     LayerTemplate,
     Scope,
     Shard,
+    Traffic,
 )
 from deepflow.workload.recompute import MODULES, module_masks
+from deepflow.workload.transformer import layer_template
+
+T = TypeVar("T")
 
 SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
 _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
@@ -209,6 +216,21 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     }
 
 
+def _pass_time(env: Env, values: np.ndarray, traffic: Traffic) -> np.ndarray:
+    """Time of one pass of an element-wise op over ``values`` elements: its kernels' bytes
+    at the activation width and in fp32; cast kernels only where activations are 16-bit."""
+    nbytes = values * traffic.act * env.elem
+    kernels: object = traffic.kernels
+    if traffic.fp32:
+        nbytes = nbytes + values * traffic.fp32 * 4.0
+    if traffic.cast_kernels:
+        cast = env.elem < 4.0
+        casts = values * (traffic.cast_act * env.elem + traffic.cast_fp32 * 4.0)
+        nbytes = nbytes + np.where(cast, casts, 0.0)
+        kernels = traffic.kernels + np.where(cast, traffic.cast_kernels, 0)
+    return memory_time(nbytes, env.system.accelerator, kernels)
+
+
 def elementwise_cost(
     env: Env, op: Elementwise, layer: LayerTemplate | None = None
 ) -> dict[str, np.ndarray]:
@@ -217,14 +239,16 @@ def elementwise_cost(
     acc = env.system.accelerator
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     values = rows * groups * op.elements / _shard_div(env, op.shard)
-    fwd = memory_time(values * op.passes * env.elem, acc, op.kernels)
-    bwd = memory_time(values * op.backward_passes * env.elem, acc, op.kernels)
+    fwd = _pass_time(env, values, op.forward)
+    bwd = _pass_time(env, values, op.backward)
     if op.weight_grad_passes:
         # the weight gradient as its own kernel when epilogues are not fused
         weight_grad = memory_time(values * op.weight_grad_passes * env.elem, acc, op.kernels)
         bwd = bwd + np.where(env.batch.fused_epilogues, 0.0, weight_grad)
     width = env.elem if op.saved_bytes == 0 else float(op.saved_bytes)
     saved = values * (op.saved / op.elements) * width
+    if op.saved_fp32 or op.saved_mask:
+        saved = saved + values / op.elements * (op.saved_fp32 * 4.0 + op.saved_mask)
     params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))
     zero = np.zeros_like(fwd)
     return {
@@ -234,7 +258,7 @@ def elementwise_cost(
         "saved": saved,
         "params": params,
         "flops": zero,
-        "kernels": zero + op.kernels,
+        "kernels": zero + op.forward.kernels + np.where(env.elem < 4.0, op.forward.cast_kernels, 0),
     }
 
 
@@ -484,3 +508,42 @@ def _selective(
         out["tp"] = out["tp"] + np.where(moe, tp_one, 0.0)
         out["ep"] = out["ep"] + np.where(moe, ep_fwd, 0.0)
     return out
+
+
+def select_by_framework(env: Env, build: Callable[[str], T]) -> T:
+    """``build(framework)`` for each framework present in ``env.batch``, merged per
+    strategy: the result of a strategy's own framework (a profile changes the layer
+    template, so each is costed with its own; one framework costs one call)."""
+    codes = np.unique(env.batch.framework)
+    if len(codes) == 1:
+        return build(FRAMEWORKS[int(codes[0])])
+    results = {int(c): build(FRAMEWORKS[int(c)]) for c in codes}
+    first = results[int(codes[0])]
+    merged = {}
+    for f in fields(first):  # type: ignore[arg-type]
+        value = getattr(first, f.name)
+        if not isinstance(value, np.ndarray):
+            merged[f.name] = value
+            continue
+        out = np.array(np.broadcast_to(value, (len(env.batch),)), dtype=np.float64)
+        for code, result in results.items():
+            mask = env.batch.framework == code
+            out[mask] = np.broadcast_to(getattr(result, f.name), out.shape)[mask]
+        merged[f.name] = out
+    return type(first)(**merged)
+
+
+def layer_costs(env: Env) -> tuple[LayerCost, LayerCost]:
+    """Cost of a dense and of a mixture-of-experts layer (the dense one again for a dense
+    model), each strategy with its framework's layer template; the estimator and the
+    simulator's lowering both take them from here."""
+    model = env.model
+
+    def dense(framework: str) -> LayerCost:
+        return layer_cost(env, layer_template(model, False, framework))
+
+    def moe(framework: str) -> LayerCost:
+        return layer_cost(env, layer_template(model, True, framework))
+
+    d = select_by_framework(env, dense)
+    return d, (select_by_framework(env, moe) if model.moe is not None else d)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.framework import DEFAULT_FRAMEWORK, FRAMEWORKS, SWITCHES, framework_profile
 from deepflow.specs.strategy import (
     DEFAULT_RECOMPUTE_MODULES,
     MESH_AXES,
@@ -43,6 +44,9 @@ class StrategyBatch:
     (``strategy.stage_layers``), ``None`` where the default split applies
     (:mod:`deepflow.parallel.pipeline_split`).
 
+    ``framework`` is the index of each strategy's implementation profile in
+    :data:`~deepflow.specs.framework.FRAMEWORKS`.
+
     ``recompute_modules`` is the bitmask (:data:`~deepflow.workload.recompute.MODULES`) of the modules that
     selective recomputation checkpoints, zero unless ``recompute`` is selective;
     ``recompute_layers`` the layers per pipeline chunk that full recomputation checkpoints,
@@ -71,6 +75,7 @@ class StrategyBatch:
     overlap_param_gather: np.ndarray
     fp32_main_grads: np.ndarray
     fused_epilogues: np.ndarray
+    framework: np.ndarray  # index into specs.framework.FRAMEWORKS
     algorithm: np.ndarray  # index into ALGORITHMS
     stride_tp: np.ndarray
     stride_cp: np.ndarray
@@ -131,6 +136,7 @@ class StrategyBatch:
             overlap_param_gather=col(lambda s: s.overlap_param_gather, bool),
             fp32_main_grads=col(lambda s: s.fp32_main_grads, bool),
             fused_epilogues=col(lambda s: s.fused_epilogues, bool),
+            framework=col(lambda s: FRAMEWORKS.index(s.framework)),
             algorithm=col(lambda s: ALGORITHMS.index(s.collective_algorithm)),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -146,7 +152,8 @@ class StrategyBatch:
     ) -> StrategyBatch:
         """Build a batch from arrays (search grids). Missing knobs take the spec defaults;
         enums may be given as codes or as lists of enum values/strings. The pipeline split is
-        the default one (no ``stage_layers``)."""
+        the default one (no ``stage_layers``). ``framework`` (names or codes) sets the
+        default of each switch the arrays leave out (:data:`~deepflow.specs.framework.SWITCHES`)."""
         n = max(
             len(v) if k == "recompute_modules" and isinstance(v, (list, tuple)) else np.size(v)
             for k, v in arrays.items()
@@ -155,7 +162,14 @@ class StrategyBatch:
 
         tables = {"precision": PRECISIONS, "recompute": RECOMPUTES, "pipeline_schedule": SCHEDULES}
 
+        frameworks = _framework_codes(arrays.get("framework", DEFAULT_FRAMEWORK), n)
+
         def arr(name: str, dtype=np.int64) -> np.ndarray:
+            if name in SWITCHES and name not in arrays:
+                table = np.array(
+                    [bool(framework_profile(f).default(name)) for f in FRAMEWORKS], dtype=dtype
+                )
+                return table[frameworks]
             value = arrays[name] if name in arrays else getattr(default, name)
             table = tables.get(name)
             if table is not None:
@@ -217,6 +231,7 @@ class StrategyBatch:
             overlap_param_gather=arr("overlap_param_gather", bool),
             fp32_main_grads=arr("fp32_main_grads", bool),
             fused_epilogues=arr("fused_epilogues", bool),
+            framework=frameworks,
             algorithm=np.full(n, ALGORITHMS.index(str(arrays.get("collective_algorithm", "ring")))),
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
@@ -253,6 +268,7 @@ class StrategyBatch:
             overlap_param_gather=bool(self.overlap_param_gather[i]),
             fp32_main_grads=bool(self.fp32_main_grads[i]),
             fused_epilogues=bool(self.fused_epilogues[i]),
+            framework=FRAMEWORKS[int(self.framework[i])],
             axis_order=self.axis_orders[i],  # type: ignore[arg-type]
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
             stage_layers=self.stage_layers[i],
@@ -274,6 +290,16 @@ class StrategyBatch:
             tuples = f.name in ("axis_orders", "stage_layers")
             values[f.name] = tuple(v[i] for i in idx) if tuples else v[idx]
         return StrategyBatch(**values)
+
+
+def _framework_codes(value: object, n: int) -> np.ndarray:
+    """``framework`` of :meth:`StrategyBatch.from_arrays` as ``n`` codes: one name or code,
+    or one per strategy."""
+    items = [value] if isinstance(value, (str, int, np.integer)) else list(value)  # type: ignore[call-overload]
+    codes = [
+        int(v) if isinstance(v, (int, np.integer)) else FRAMEWORKS.index(str(v)) for v in items
+    ]
+    return np.broadcast_to(np.asarray(codes, dtype=np.int64), (n,)).copy()
 
 
 def _module_masks(value: object, n: int) -> np.ndarray:

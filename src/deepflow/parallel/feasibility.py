@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.parallel.batch import PRECISIONS, SCHEDULES, StrategyBatch
+from deepflow.specs.framework import FRAMEWORKS, framework_profile
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.strategy import PipelineSchedule, StrategySpec
 from deepflow.specs.system import SystemSpec
@@ -45,6 +46,61 @@ def _micro_batches(ctx: Context, b: StrategyBatch) -> np.ndarray:
 def _peak_zero(ctx: Context, b: StrategyBatch) -> np.ndarray:
     peaks = np.array([ctx.system.accelerator.peak(p) for p in PRECISIONS])
     return peaks[b.precision] <= 0
+
+
+_AXES = ("tp", "pp", "vpp", "cp", "ep")
+
+
+def _support_table() -> dict[str, np.ndarray]:
+    """Per framework code: whether it runs each axis above 1, sequence parallelism, and
+    each ZeRO level without and with pipeline parallelism (``zero{k}``, ``zero{k}_pp``)."""
+    profiles = [framework_profile(f).supports for f in FRAMEWORKS]
+    table = {axis: np.array([getattr(p, axis) for p in profiles]) for axis in _AXES}
+    table["sequence_parallel"] = np.array([p.sequence_parallel for p in profiles])
+    for k in range(4):
+        table[f"zero{k}"] = np.array([k in p.zero for p in profiles])
+        table[f"zero{k}_pp"] = np.array([k in p.zero_with_pp for p in profiles])
+    return table
+
+
+_SUPPORT = _support_table()
+
+
+def _framework_unsupported(c: Context, b: StrategyBatch) -> np.ndarray:
+    f = b.framework
+    bad = np.zeros(len(b), dtype=bool)
+    for axis in _AXES:
+        bad |= (getattr(b, axis) > 1) & ~_SUPPORT[axis][f]
+    bad |= b.sequence_parallel & (b.tp > 1) & ~_SUPPORT["sequence_parallel"][f]
+    zero = np.clip(b.zero, 0, 3)
+    ok = np.zeros(len(b), dtype=bool)
+    for k in range(4):
+        allowed = np.where(b.pp > 1, _SUPPORT[f"zero{k}_pp"][f], _SUPPORT[f"zero{k}"][f])
+        ok |= (zero == k) & allowed
+    return bad | ~ok
+
+
+def unsupported_keys(strategy: StrategySpec) -> list[str]:
+    """The strategy keys (``key=value``) that ``strategy.framework`` cannot run."""
+    sup = framework_profile(strategy.framework).supports
+    out = [
+        f"{a}={getattr(strategy, a)}"
+        for a in _AXES
+        if getattr(strategy, a) > 1 and not getattr(sup, a)
+    ]
+    if strategy.sequence_parallel and strategy.tp > 1 and not sup.sequence_parallel:
+        out.append("sequence_parallel=true")
+    levels = sup.zero_with_pp if strategy.pp > 1 else sup.zero
+    if strategy.zero not in levels:
+        out.append(f"zero={strategy.zero}" + (f" with pp={strategy.pp}" if strategy.pp > 1 else ""))
+    return out
+
+
+def _explain_framework(c: Context, s: StrategySpec) -> str:
+    sup = framework_profile(s.framework).supports
+    return f"framework {s.framework} cannot run {', '.join(unsupported_keys(s))}" + (
+        f" ({sup.source})" if sup.source else ""
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -147,10 +203,11 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "shard-degree",
-        lambda c, b: (b.shard_degree > 0) & (np.mod(b.dp * b.cp, np.maximum(b.shard_degree, 1)) != 0),
+        lambda c, b: (
+            (b.shard_degree > 0) & (np.mod(b.dp * b.cp, np.maximum(b.shard_degree, 1)) != 0)
+        ),
         lambda c, s: (
-            f"shard_degree={s.shard_degree} does not divide the sharding group "
-            f"dp*cp={s.dp}*{s.cp}"
+            f"shard_degree={s.shard_degree} does not divide the sharding group dp*cp={s.dp}*{s.cp}"
         ),
     ),
     Rule(
@@ -168,6 +225,8 @@ RULES: tuple[Rule, ...] = (
         _peak_zero,
         lambda c, s: f"{c.system.accelerator.name} has no {s.precision.value} matrix units",
     ),
+    # what the framework implements (strategy.framework; specs/data/frameworks/*.yaml)
+    Rule("framework", _framework_unsupported, _explain_framework),
 )
 
 

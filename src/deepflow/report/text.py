@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deepflow.estimate.prediction import Prediction
+from deepflow.specs.framework import framework_profile
 from deepflow.specs.scenario import Scenario
 from deepflow.units import format_bytes, format_si, format_time
 
@@ -17,6 +18,8 @@ def render_prediction(prediction: Prediction, scenario: Scenario, console: Conso
         f"[bold]{scenario.name}[/]: {scenario.model.name} on {scenario.system.num_accelerators} x "
         f"{scenario.system.accelerator.name} ({scenario.system.name})"
     )
+    profile = framework_profile(s.framework)
+    console.print(f"framework: {s.framework} ({profile.description})")
     console.print(
         f"strategy: dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
         f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "

@@ -48,7 +48,7 @@ from deepflow.estimate.evaluate import (
     zero3_edges,
     zero3_exposed,
 )
-from deepflow.estimate.layer_cost import LayerCost, layer_cost
+from deepflow.estimate.layer_cost import LayerCost, layer_costs
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -60,7 +60,6 @@ from deepflow.sim.schedules import Op, Table, table_for, validate_table
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.scenario import Scenario
 from deepflow.specs.strategy import PipelineSchedule
-from deepflow.workload.transformer import layer_template
 
 __all__ = ["COMPUTE", "DP", "PP", "Lowered", "lower"]
 
@@ -107,8 +106,7 @@ class _Costs:
         env = Env.build(model, system, batch, scenario.training.global_batch_size, algorithms)
         self.env = env
         self.split = strategy.schedule is PipelineSchedule.ZERO_BUBBLE
-        dense = layer_cost(env, layer_template(model, moe=False))
-        moe = layer_cost(env, layer_template(model, moe=True)) if model.moe else dense
+        dense, moe = layer_costs(env)
         self.elem = _f(env.elem)
         # gradient bytes per parameter in the accumulation buffers that are all-reduced
         self.grad_elem = _f(env.grad_bytes)
@@ -288,8 +286,7 @@ def lower(
     if split != costs.split:
         # a table with W passes on a schedule without them (or the reverse): recost
         costs.split = split
-        dense = layer_cost(costs.env, layer_template(model, moe=False))
-        moe = layer_cost(costs.env, layer_template(model, moe=True)) if model.moe else dense
+        dense, moe = layer_costs(costs.env)
         costs.layers = {False: costs._layer(dense), True: costs._layer(moe)}
         costs.head = costs._edge(head_cost(costs.env), "head", split=split)
     stride_pp = int(costs.env.batch.stride_pp[0])

@@ -10,6 +10,13 @@ from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, mod
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import PositiveInt, Spec
+from deepflow.specs.framework import (
+    DEFAULT_FRAMEWORK,
+    FRAMEWORKS,
+    SWITCHES,
+    check_framework_name,
+    framework_profile,
+)
 
 
 class Recompute(str, Enum):
@@ -126,6 +133,13 @@ class StrategySpec(Spec):
     over the output gradient, and a norm's weight gradient reads the output gradient and
     the input a second time (apex ``FusedLayerNorm``).
 
+    ``framework`` names the implementation profile (:mod:`deepflow.specs.framework`,
+    ``specs/data/frameworks/<name>.yaml``): the kernels each element-wise operator launches,
+    what it saves for backward, the loss, and what the framework can run. The profile sets
+    the default of ``flash_attention``, ``fused_epilogues``, ``fp32_main_grads``,
+    ``overlap_grad_reduce`` and ``overlap_param_gather``; a value given in the scenario
+    overrides it.
+
     ``virtual_nodes`` (VirtualFlow, Or et al. 2022, arXiv 2009.09523) splits the global batch
     into V virtual nodes of ``global_batch_size / V`` sequences, processed in turn by each
     data-parallel replica (``V / dp`` each) with gradients accumulated: the job keeps its
@@ -163,6 +177,7 @@ class StrategySpec(Spec):
     ``pp`` and ``vpp``.
     """
 
+    framework: str = DEFAULT_FRAMEWORK
     dp: PositiveInt | Literal["auto"] = "auto"
     tp: PositiveInt = 1
     pp: PositiveInt = 1
@@ -189,6 +204,31 @@ class StrategySpec(Spec):
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
     stage_layers: tuple[NonNegativeInt, ...] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _framework_defaults(cls, data: object) -> object:
+        """Fill the switches the scenario leaves out from the framework profile."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("framework", DEFAULT_FRAMEWORK)
+        if not isinstance(name, str) or name not in FRAMEWORKS:
+            return data  # the field validator reports it
+        profile = framework_profile(name)
+        filled = dict(data)
+        for switch in SWITCHES:
+            value = profile.default(switch)
+            if switch not in filled and value is not None:
+                filled[switch] = value
+        return filled
+
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, value: str) -> str:
+        try:
+            return check_framework_name(value)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("collective_algorithms")
     @classmethod

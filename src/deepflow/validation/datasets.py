@@ -43,8 +43,12 @@ choices, by data set:
   the CSV records the run as measured). The vocabulary is vTrain's default, 50,257. The A100
   variant is not stated; the 80 GB DGX A100 preset is used.
 
-All three code bases run eager PyTorch and apex kernels, not Transformer Engine, so every
-case sets ``fused_epilogues: false``: the QKV projection adds its bias in a separate pass
+Every case names the framework its run used (``strategy.framework``,
+:mod:`deepflow.specs.framework`): ``megatron-lm`` for the Megatron-LM 2020 and 2021 rows,
+``megatron-deepspeed`` for vTrain, ``fsdp`` / ``fsdp-compiled`` for fms-fsdp and
+``megatron-core`` for the Megatron-Core and SimuMax rows. The first three code bases run
+eager PyTorch and apex kernels, not Transformer Engine (their profiles set
+``fused_epilogues: false`` and no flash attention): the QKV projection adds its bias in a separate pass
 (Megatron-LM 2020-2021: ``F.linear`` on a 3-D input, which PyTorch of that time runs as
 ``matmul`` then ``add_`` of the bias; Megatron-DeepSpeed: ``output + bias`` after the matmul
 in its async-communication linear), each bias gradient is a reduction over the output
@@ -236,12 +240,12 @@ def megatron_2021_cases() -> list[Case]:
                 "recompute": "full",
                 "sequence_parallel": False,
                 "precision": "fp16",
-                "flash_attention": False,
+                "framework": "megatron-lm",
                 "pipeline_schedule": "interleaved" if vpp > 1 else "1f1b",
+                # the profile's defaults are local DDP's; torch DDP overlaps the all-reduce
+                # and keeps fp16 .grad
                 "overlap_grad_reduce": torch_ddp,
-                # local DDP accumulates into fp32 main_grad buffers; torch DDP keeps fp16 .grad
                 "fp32_main_grads": not torch_ddp,
-                "fused_epilogues": False,
             },
             "training": {"global_batch_size": gb},
         }
@@ -269,12 +273,15 @@ def megatron_2021_cases() -> list[Case]:
     return cases
 
 
-def _megatron_strategy(tp: int, pp: int, dp: int, mb: int) -> dict[str, Any]:
-    """The Megatron-LM setup of the 2020 README and vTrain's runs: full activation
-    recomputation, no sequence parallelism, fp16, unfused attention, 1F1B, gradients reduced
-    after the backward pass (Megatron's local DDP; vTrain: use_gradient_bucket false), eager
-    bias and norm kernels."""
+def _megatron_strategy(
+    tp: int, pp: int, dp: int, mb: int, framework: str = "megatron-lm"
+) -> dict[str, Any]:
+    """The Megatron-LM setup of the 2020 README and vTrain's runs (``framework``
+    megatron-lm or megatron-deepspeed: unfused attention, gradients reduced after the
+    backward pass, eager bias and norm kernels): full activation recomputation, no sequence
+    parallelism, fp16, 1F1B."""
     return {
+        "framework": framework,
         "tp": tp,
         "pp": pp,
         "dp": dp,
@@ -283,10 +290,7 @@ def _megatron_strategy(tp: int, pp: int, dp: int, mb: int) -> dict[str, Any]:
         "recompute": "full",
         "sequence_parallel": False,
         "precision": "fp16",
-        "flash_attention": False,
         "pipeline_schedule": "1f1b",
-        "overlap_grad_reduce": False,
-        "fused_epilogues": False,
     }
 
 
@@ -401,7 +405,7 @@ def _vtrain_case(dataset: str, row_id: str, name: str, r: dict[str, str], note: 
             [_VTRAIN_SOURCE],
         ),
         "system": _vtrain_system(gpus),
-        "strategy": _megatron_strategy(tp, pp, dp, mb),
+        "strategy": _megatron_strategy(tp, pp, dp, mb, "megatron-deepspeed"),
         "training": {"global_batch_size": gb},
     }
     notes = [_VTRAIN_NOTES, note]
@@ -474,14 +478,13 @@ _FMS_SOURCE = (
 _FMS_NOTES = (
     "fms-fsdp: PyTorch FSDP1, bf16 MixedPrecision (parameters, reductions and buffers in bf16: "
     "fms_fsdp/policies/mixed_precision.py bfSixteen), so gradients are reduced in bf16 "
-    "(fp32_main_grads false); one FSDP unit per LLaMA block; SDPA flash attention; eager "
-    "kernels (fused_epilogues false). The network figure ('400Gbps' on A100, '800 Gbps' on "
+    "(fp32_main_grads false); one FSDP unit per LLaMA block; SDPA flash attention; ibm-fms "
+    "eager kernels (framework fsdp) or torch.compile (framework fsdp-compiled). The network figure ('400Gbps' on A100, '800 Gbps' on "
     "H100) is read as per node, shared by its 8 GPUs: 6.25 and 12.5 GB/s per GPU; NVLink "
     "inside the node (DGX presets). 'Selective AC' is fms-fsdp's block-level selective "
     "checkpointing (fms_fsdp/policies/ac_handler.py apply_fsdp_checkpointing: a fraction p "
     "of the blocks); p is not stated and is inferred from the source's HFU/MFU ratio "
-    "(1 + p/3): one block in two for 13b, every block for 34b and 70b. Eager and torch.compile rows run the same "
-    "scenario: the model has no torch.compile profile."
+    "(1 + p/3): one block in two for 13b, every block for 34b and 70b."
 )
 
 
@@ -515,6 +518,7 @@ def fms_fsdp_cases() -> list[Case]:
         h100 = "H100" in r["accelerator"]
         hsdp = "HYBRID_SHARD" in r["zero_or_fsdp"]
         recompute = r["recompute"]
+        compiled = "torch.compile: Y" in r["framework"]
         strategy: dict[str, Any] = {
             "dp": gpus,
             "tp": 1,
@@ -522,9 +526,8 @@ def fms_fsdp_cases() -> list[Case]:
             "zero": 3,
             "micro_batch_size": mbs,
             "precision": "bf16",
-            "fp32_main_grads": False,
-            "fused_epilogues": False,
-            "flash_attention": True,
+            # eager rows ran ibm-fms's eager kernels, the May 2024 rows torch.compile
+            "framework": "fsdp-compiled" if compiled else "fsdp",
         }
         if hsdp:
             strategy["shard_degree"] = int(r["accel_per_node"])
@@ -554,7 +557,6 @@ def fms_fsdp_cases() -> list[Case]:
             "training": {"global_batch_size": gbs},
         }
         tokens = float(r["tokens_per_s_per_accel"])
-        compiled = "torch.compile: Y" in r["framework"]
         cases.append(
             Case(
                 dataset="fms-fsdp",
@@ -642,6 +644,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "zero": 3 if fsdp else 1,
             "micro_batch_size": int(r["micro_batch_size"]),
             "precision": "bf16",
+            "framework": "megatron-core",
         }
         rc = r["recompute"]
         if rc.startswith("full"):
@@ -732,7 +735,7 @@ def simumax_b200_cases() -> list[Case]:
                 "recompute": "none",
                 "sequence_parallel": tp > 1,
                 "precision": "bf16",
-                "flash_attention": True,
+                "framework": "megatron-core",
                 "zero": 1,
             },
             "training": {"global_batch_size": gb},

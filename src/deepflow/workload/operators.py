@@ -95,6 +95,22 @@ class Gemm:
 
 
 @dataclass(frozen=True)
+class Traffic:
+    """Memory traffic of one pass of an element-wise operator, per element of its width:
+    values read plus written at the activation width (``act``) and in fp32 (``fp32``) by
+    ``kernels`` kernels, and the same for its cast kernels (``cast_*``), which do not run
+    when the activations are fp32 already. Built from a framework profile's kernel list
+    (:class:`deepflow.specs.framework.OperatorImpl`)."""
+
+    act: float
+    fp32: float
+    kernels: int
+    cast_act: float = 0.0
+    cast_fp32: float = 0.0
+    cast_kernels: int = 0
+
+
+@dataclass(frozen=True)
 class Elementwise:
     """A memory-bound op touching ``elements`` values per token.
 
@@ -105,6 +121,10 @@ class Elementwise:
     width (0 = the activation width, 1 = a dropout mask of bytes). ``weight_grad_passes``
     are the extra backward passes of an op whose weight gradient is a separate kernel
     (a norm without fused epilogues reads the output gradient and the input again).
+
+    A framework profile replaces these with its own kernels (``forward_traffic``,
+    ``backward_traffic``: :class:`Traffic`), fp32 values saved per token (``saved_fp32``)
+    and mask bytes per token (``saved_mask``); ``impl`` names the profile's source.
     """
 
     name: str
@@ -121,6 +141,22 @@ class Elementwise:
     weight_grad_passes: float = 0.0
     modules: tuple[RecomputeModule, ...] = ()
     source: str = ""
+    forward_traffic: Traffic | None = None
+    backward_traffic: Traffic | None = None
+    saved_fp32: float = 0.0
+    saved_mask: float = 0.0
+    impl: str = ""
+
+    @property
+    def forward(self) -> Traffic:
+        """The forward pass's traffic: the profile's kernels, else ``passes`` in
+        ``kernels`` kernels at the activation width."""
+        return self.forward_traffic or Traffic(self.passes, 0.0, self.kernels)
+
+    @property
+    def backward(self) -> Traffic:
+        """The backward pass's traffic (without ``weight_grad_passes``)."""
+        return self.backward_traffic or Traffic(self.backward_passes, 0.0, self.kernels)
 
 
 @dataclass(frozen=True)

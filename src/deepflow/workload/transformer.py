@@ -10,6 +10,12 @@ MLA (DeepSeek-V2, arXiv 2405.04434, eqs. 9-18) replaces QKV with low-rank down a
 projections; MoE (DeepSeek-V3, arXiv 2412.19437, sec. 2.1.2) replaces the MLP with a router,
 ``top_k`` routed experts and optional shared experts.
 
+The element-wise operators are Megatron's fused kernels; a framework profile
+(:mod:`deepflow.specs.framework`, ``strategy.framework``) replaces the norms, residual adds,
+activations and the rotary embedding with the kernels that framework launches
+(:func:`with_impl`), and adds the rotary embedding of models without learned position
+embeddings where the profile describes it.
+
 Every op carries the Megatron-Core recompute modules it belongs to and the op whose output
 it saves (:class:`~deepflow.workload.operators.Gemm`), as Megatron-Core's layer builds them:
 the two norms are ``layernorm`` (``transformer_layer.py``: ``input_layernorm``,
@@ -25,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cache
 
+from deepflow.specs.framework import DEFAULT_FRAMEWORK, OperatorImpl, framework_profile
 from deepflow.specs.model import FfnType, ModelSpec
 from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
@@ -35,6 +42,7 @@ from deepflow.workload.operators import (
     LayerTemplate,
     Scope,
     Shard,
+    Traffic,
 )
 
 LAYERNORM = (RecomputeModule.LAYERNORM,)
@@ -78,10 +86,56 @@ def _dropout_residual(name: str, h: int) -> Elementwise:
     )
 
 
-def final_norm(model: ModelSpec) -> Elementwise:
+def _traffic(impl: OperatorImpl, forward: bool) -> Traffic:
+    total = impl.forward_values() if forward else impl.backward_values()
+    plain = impl.forward_values(True) if forward else impl.backward_values(True)
+    return Traffic(
+        act=plain[0],
+        fp32=plain[1],
+        kernels=plain[2],
+        cast_act=total[0] - plain[0],
+        cast_fp32=total[1] - plain[1],
+        cast_kernels=total[2] - plain[2],
+    )
+
+
+def with_impl(op: Elementwise, impl: OperatorImpl | None) -> Elementwise:
+    """``op`` run by a framework's kernels: ``impl``'s forward and backward traffic and
+    saved tensors per element of the op's width replace the template's fused kernel (whose
+    weight gradient ``impl`` includes); ``op`` itself when ``impl`` is None."""
+    if impl is None:
+        return op
+    return replace(
+        op,
+        forward_traffic=_traffic(impl, True),
+        backward_traffic=_traffic(impl, False),
+        kernels=impl.forward_values()[2],
+        saved=impl.saved_act * op.elements,
+        saved_bytes=0,
+        saved_fp32=impl.saved_fp32 * op.elements,
+        saved_mask=impl.saved_mask * op.elements,
+        weight_grad_passes=0.0,
+        impl=impl.source,
+    )
+
+
+def final_norm(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> Elementwise:
     """The norm after the last layer, before the LM head (on the last pipeline stage)."""
     norm = _norm("final_norm", model.hidden_size, model.ffn_type is FfnType.SWIGLU)
+    norm = with_impl(norm, framework_profile(framework).norm)
     return replace(norm, modules=())  # not part of any layer's recompute modules
+
+
+def rope_op(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> Elementwise | None:
+    """The rotary position embedding (Su et al. 2021, arXiv 2104.09864) on the queries and
+    keys of one layer, as ``framework`` runs it; None for models with learned position
+    embeddings, MLA (its RoPE is part of the up-projections) or a profile without one."""
+    impl = framework_profile(framework).rope
+    if impl is None or model.learned_position_embeddings or model.mla is not None:
+        return None
+    width = (model.num_attention_heads + model.num_kv_heads) * model.head_dim
+    op = Elementwise("rope", width, Shard.TENSOR, saved=0.0, source="qkv")
+    return with_impl(op, impl)
 
 
 def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], AttentionCore, Gemm]:
@@ -253,9 +307,47 @@ def _mlp_ops(
     )
 
 
-def layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
-    """The operators of one dense (``moe=False``) or mixture-of-experts layer of ``model``."""
-    return _layer_template(model, moe)
+def layer_template(
+    model: ModelSpec, moe: bool, framework: str = DEFAULT_FRAMEWORK
+) -> LayerTemplate:
+    """The operators of one dense (``moe=False``) or mixture-of-experts layer of ``model``,
+    with the element-wise kernels of ``framework`` (:func:`with_impl`)."""
+    return _framework_template(model, moe, framework)
+
+
+@cache
+def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTemplate:
+    base = _layer_template(model, moe)
+    profile = framework_profile(framework)
+    act = profile.swiglu if model.ffn_type is FfnType.SWIGLU else profile.gelu
+    impls = {
+        "attn_norm": profile.norm,
+        "mlp_norm": profile.pre_mlp_norm,
+        "attn_residual": profile.residual,
+        "mlp_residual": profile.residual,
+        "mlp_act": act,
+        "expert_act": act,
+        "shared_expert_act": act,
+    }
+
+    def convert(ops: tuple[Gemm | Elementwise, ...]) -> tuple[Gemm | Elementwise, ...]:
+        out: list[Gemm | Elementwise] = []
+        for op in ops:
+            if isinstance(op, Elementwise):
+                op = with_impl(op, impls.get(op.name))
+            out.append(op)
+            if op.name == "qkv":
+                rope = rope_op(model, framework)
+                if rope is not None:
+                    out.append(rope)
+        return tuple(out)
+
+    return replace(
+        base,
+        attention_ops=convert(base.attention_ops),
+        post_attention_ops=convert(base.post_attention_ops),
+        mlp_ops=convert(base.mlp_ops),
+    )
 
 
 @cache

@@ -1,0 +1,167 @@
+"""Framework implementation profiles (strategy.framework): the saved-tensor inventory of one
+layer per profile, worked by hand from the code each profile cites; switch defaults and
+overrides; what a framework cannot run; unknown names; mixed batches."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.core.helpers import batch_of, scenario
+
+from deepflow.cli import main
+from deepflow.errors import ConfigError
+from deepflow.estimate import predict
+from deepflow.estimate.context import Env
+from deepflow.estimate.evaluate import evaluate
+from deepflow.estimate.layer_cost import layer_cost
+from deepflow.specs.framework import FRAMEWORKS, framework_names, framework_profile
+from deepflow.workload.transformer import layer_template
+
+H, F, A = 4096, 11008, 32  # llama2-7b: hidden, MLP width, heads (= key/value heads)
+LSE = 4 * A  # flash attention's fp32 log-sum-exp per head and token
+
+# Bytes per token that one Llama layer keeps for backward (bf16, tp 1, flash attention),
+# term by term: attention norm, QKV input, Q K V, attention-output input, residual, MLP
+# norm, MLP input, activation, MLP-down input, residual.
+INVENTORY = {
+    # Megatron-Core: TE norm keeps its input (2h); bias-dropout-add keeps a 1-byte mask (h);
+    # bias-SwiGLU keeps gate and up (4f); the fused RoPE keeps only cos and sin
+    "megatron-core": 2 * H + 2 * H + 6 * H + 2 * H + H + 2 * H + 2 * H + 4 * F + 2 * F + H,
+    # ibm-fms eager: the norm keeps x.float() (4h) and x (2h); x + residual keeps nothing;
+    # silu keeps its input, mul both factors (6f); RoPE's mul keeps only the frequencies
+    "fsdp": 6 * H + 2 * H + 6 * H + 2 * H + 0 + 6 * H + 2 * H + 6 * F + 2 * F + 0,
+    # Inductor: a fused norm keeps its input, fused silu*mul keeps gate and up
+    "fsdp-compiled": 2 * H + 2 * H + 6 * H + 2 * H + 0 + 2 * H + 2 * H + 4 * F + 2 * F + 0,
+    # HF under autocast over fp32 parameters: the fp32 norm keeps x and the normalized x
+    # (8h) and q_proj, k_proj, v_proj each keep their own bf16 cast (2 more copies, 4h);
+    # the MLP norm feeds gate_proj and up_proj (1 more copy, 2h)
+    "hf-trainer": 12 * H + 2 * H + 6 * H + 2 * H + 0 + 10 * H + 2 * H + 6 * F + 2 * F + 0,
+}
+INVENTORY["fsdp2"] = INVENTORY["deepspeed"] = INVENTORY["fsdp"]
+INVENTORY["torchtitan"] = INVENTORY["maxtext"] = INVENTORY["fsdp-compiled"]
+
+
+def _layer_bytes_per_token(framework: str, **strategy) -> float:
+    s = scenario("llama2-7b", gpus=8, gbs=8, dp=8, framework=framework, **strategy)
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    cost = layer_cost(env, layer_template(s.model, False, framework))
+    return float(cost.full_activations[0] / env.tokens[0])
+
+
+@pytest.mark.parametrize("framework", sorted(INVENTORY))
+def test_saved_tensor_inventory_of_one_llama_layer(framework):
+    got = _layer_bytes_per_token(framework, flash_attention=True)
+    assert got == pytest.approx(INVENTORY[framework] + LSE, rel=1e-12)
+
+
+@pytest.mark.parametrize("framework", ["megatron-core", "megatron-lm", "megatron-deepspeed"])
+def test_megatron_profiles_reproduce_korthikanti_table_2(framework):
+    """GPT layer without flash attention, no parallelism: 34 s b h + 5 a s^2 b bytes
+    (Korthikanti et al. 2022, arXiv 2205.05198, Table 2), within 3 %."""
+    s = scenario(gpus=8, gbs=8, dp=8, framework=framework, flash_attention=False)
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    cost = layer_cost(env, layer_template(s.model, False, framework))
+    m = s.model
+    sbh = m.seq_len * m.hidden_size
+    expected = sbh * (34 + 5 * m.num_attention_heads * m.seq_len / m.hidden_size)
+    assert cost.full_activations[0] == pytest.approx(expected, rel=0.03)
+
+
+def test_every_profile_loads_and_cites_sources():
+    assert "megatron-core" in FRAMEWORKS and len(FRAMEWORKS) >= 9
+    for name in framework_names():
+        profile = framework_profile(name)
+        assert profile.name == name and profile.sources
+        for impl in (profile.norm, profile.residual, profile.swiglu, profile.rope, profile.loss):
+            assert impl is None or impl.source
+
+
+def test_profile_sets_switch_defaults_and_scenario_overrides_them():
+    s = scenario("llama2-7b", gpus=8, dp=8, zero=3, framework="fsdp")
+    assert s.strategy.fused_epilogues is False and s.strategy.fp32_main_grads is False
+    s = scenario("llama2-7b", gpus=8, dp=8, zero=3, framework="fsdp", fp32_main_grads=True)
+    assert s.strategy.fp32_main_grads is True
+    assert scenario().strategy.framework == "megatron-core"
+
+
+def test_unknown_framework_is_a_config_error_with_did_you_mean():
+    with pytest.raises(ConfigError, match=r"strategy\.framework.*did you mean 'fsdp'\?.*known:"):
+        scenario(framework="fsdp3")
+
+
+def test_unknown_framework_exits_2_on_the_command_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "model: llama2-7b\nsystem: {preset: dgx-h100, num_accelerators: 8}\n"
+        "strategy: {framework: torchtitn}\ntraining: {global_batch_size: 8}\n"
+    )
+    result = CliRunner().invoke(main, ["predict", str(path), "--json"])
+    assert result.exit_code == 2
+    assert "did you mean 'torchtitan'?" in result.output and "megatron-core" in result.output
+
+
+@pytest.mark.parametrize(
+    ("framework", "strategy", "key"),
+    [
+        ("fsdp", {"tp": 2, "dp": 4, "zero": 3}, "tp=2"),
+        ("hf-trainer", {"dp": 8, "zero": 3}, "zero=3"),
+        ("megatron-lm", {"cp": 2, "dp": 4}, "cp=2"),
+        ("megatron-deepspeed", {"pp": 2, "dp": 4, "zero": 3}, "zero=3 with pp=2"),
+    ],
+)
+def test_what_a_framework_cannot_run_is_infeasible_with_the_reason(framework, strategy, key):
+    p = predict(scenario("llama2-7b", gpus=8, gbs=8, framework=framework, **strategy))
+    assert not p.feasible
+    assert f"framework {framework} cannot run" in p.reason and key in p.reason
+
+
+def test_mixed_framework_batch_equals_each_alone():
+    specs = [
+        scenario("llama2-7b", gpus=8, gbs=16, dp=8, zero=3, framework=f)
+        for f in ("fsdp", "fsdp-compiled", "megatron-core")
+    ]
+    model, system = specs[0].model, specs[0].system
+    together = evaluate(model, system, 16, batch_of(*specs)).step_time
+    alone = [evaluate(model, system, 16, batch_of(s)).step_time[0] for s in specs]
+    np.testing.assert_array_equal(together, alone)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    mbs=st.sampled_from([1, 2, 4]),
+    precision=st.sampled_from(["bf16", "fp16", "fp32"]),
+    recompute=st.sampled_from(["none", "full"]),
+)
+def test_compiled_kernels_never_slower_nor_larger_than_eager(mbs, precision, recompute):
+    """Inductor's fused kernels move no more bytes, launch no more kernels and keep no more
+    tensors than the eager chains they replace: fsdp-compiled is never slower and never
+    needs more memory than fsdp on the same strategy."""
+
+    def run(framework):
+        s = scenario(
+            "llama2-7b", gpus=8, gbs=32, dp=8, zero=3, framework=framework,
+            micro_batch_size=mbs, precision=precision, recompute=recompute,
+        )  # fmt: skip
+        r = evaluate(s.model, s.system, 32, batch_of(s))
+        return r.step_time[0], r.peak_memory[0]
+
+    eager, compiled = run("fsdp"), run("fsdp-compiled")
+    assert compiled[0] <= eager[0] and compiled[1] <= eager[1]
+
+
+def test_search_within_a_framework_and_unknown_name_exits_2(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "model: llama2-7b\nsystem: {preset: dgx-h100, num_accelerators: 8}\n"
+        "strategy: {zero: 3}\ntraining: {global_batch_size: 16}\n"
+    )
+    bad = CliRunner().invoke(main, ["search", str(path), "--framework", "fsdpx"])
+    assert bad.exit_code == 2 and "did you mean 'fsdp'?" in bad.output
+    good = CliRunner().invoke(main, ["search", str(path), "--framework", "fsdp", "--json"])
+    assert good.exit_code == 0, good.output
+    import json
+
+    top = json.loads(good.output)["top"]
+    assert top and all(c["strategy"]["tp"] == 1 and c["strategy"]["pp"] == 1 for c in top)
+    assert all(c["strategy"]["framework"] == "fsdp" for c in top)
