@@ -32,6 +32,9 @@ class EdgeCost:
     saved_activations: np.ndarray
     params: np.ndarray
     forward_flops: np.ndarray
+    # bytes live besides the saved ones at the stage's memory peak, for one micro-batch at
+    # a time (the loss's gradients at the start of its backward pass)
+    transient_activations: np.ndarray
 
     @property
     def forward(self) -> np.ndarray:
@@ -62,7 +65,7 @@ def embedding_cost(env: Env) -> EdgeCost:
         collective_time(Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy),
         collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy),
     )
-    return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero)
+    return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero, zero)
 
 
 def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> np.ndarray:
@@ -133,4 +136,5 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0),
         params=(head_params + counts.final_norm).astype(np.float64),
         forward_flops=2.0 * rows * h * v / tp,
+        transient_activations=logits * loss.transient_fp32 * 4.0,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -44,9 +45,10 @@ from deepflow.parallel.sharding import (
     unit_buffers,
     unit_forward,
 )
+from deepflow.specs.framework import FRAMEWORKS, framework_profile
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
-from deepflow.workload.transformer import model_flops_per_step
+from deepflow.workload.transformer import model_flops_per_step, parameter_count
 
 BREAKDOWN_KEYS = (
     "compute",
@@ -127,6 +129,35 @@ class BatchResult:
     def tokens_per_s(self) -> np.ndarray:
         tokens = self.global_batch_size * self.model.seq_len
         return np.where(self.step_time > 0, tokens / np.maximum(self.step_time, 1e-300), 0.0)
+
+
+@cache
+def _step_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per framework (index in :data:`FRAMEWORKS`): its ``step.optimizer_traffic`` (NaN
+    where it gives none) and whether it makes the gradients in backward."""
+    traffic, late = [], []
+    for name in FRAMEWORKS:
+        step = framework_profile(name).step
+        given = step is not None and step.optimizer_traffic is not None
+        traffic.append(step.optimizer_traffic if given else np.nan)  # type: ignore[union-attr]
+        late.append(step is not None and step.gradients_in_backward)
+    return np.array(traffic, dtype=np.float64), np.array(late, dtype=bool)
+
+
+def optimizer_traffic(env: Env) -> np.ndarray:
+    """Bytes per parameter the optimizer step moves (gradient clipping and the update), per
+    strategy: its framework profile's ``step.optimizer_traffic`` where it gives one, else
+    :data:`OPTIMIZER_TRAFFIC_BYTES` by activation width. Used by the estimator and the
+    simulator's lowering."""
+    default = np.where(env.elem > 2, OPTIMIZER_TRAFFIC_BYTES[4], OPTIMIZER_TRAFFIC_BYTES[2])
+    own = _step_tables()[0][env.batch.framework]
+    return np.where(np.isnan(own), default, own)
+
+
+def _step_flags(env: Env) -> np.ndarray:
+    """Per strategy: its framework makes the gradients during backward (``set_to_none``,
+    :class:`~deepflow.specs.framework.StepImpl`)."""
+    return _step_tables()[1][env.batch.framework]
 
 
 def _dp_algorithm(env: Env) -> Algorithm | ProgramAlgorithm:
@@ -251,13 +282,15 @@ def evaluate(
     elem = env.elem
     w_bytes = elem
     opt_state = np.where(elem > 2, OPTIMIZER_STATE_BYTES[4], OPTIMIZER_STATE_BYTES[2])
-    opt_traffic = np.where(elem > 2, OPTIMIZER_TRAFFIC_BYTES[4], OPTIMIZER_TRAFFIC_BYTES[2])
+    opt_traffic = optimizer_traffic(env)
+    grads_in_backward = _step_flags(env)
     dpg = env.dp_groups
     hidden_bytes = env.tokens * model.hidden_size * elem
     p2p = np.where(
         b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
     )
 
+    final_norm_params = float(parameter_count(model).final_norm)
     z3_dense, z3_moe = zero3_exposed(env, dense), zero3_exposed(env, moe)
     z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
 
@@ -354,11 +387,16 @@ def evaluate(
             crit[key][idx] = m[idx] * parts[key][critical, cols]
 
         # memory per stage
+        # tied embeddings: the LM head uses the embedding table; a stage that holds both
+        # holds the table once (Megatron-Core ``share_embeddings_and_output_weights``; a
+        # separate last stage keeps its own copy, Narayanan et al. 2021, sec. 2.2)
+        shared = first * last * (head.params[idx] - final_norm_params) * model.tie_embeddings
         params = (
             n_dense[:, None] * dense.params[idx]
             + n_moe[:, None] * moe.params[idx]
             + first * emb.params[idx]
             + last * head.params[idx]
+            - shared
         )
         expert = n_moe[:, None] * moe.expert_params[idx]
         sz = zero[idx]
@@ -373,7 +411,7 @@ def evaluate(
             + last * head.saved_activations[idx]
         )
         flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
-        acts = flight * per_mb + live_extra[idx]
+        acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]
         largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
         buffers = (2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]) * (
             np.ones((pp, 1))
@@ -386,6 +424,14 @@ def evaluate(
             w_bytes[idx],
             env.grad_bytes[idx],
         )
+        # gradients made in backward (set_to_none) replace the saved activations and the
+        # 16-bit weight copies as these are freed: the peak is the larger of the two
+        # phases, start of backward (weights + activations) or optimizer step (gradients)
+        late = grads_in_backward[idx]
+        forward_phase = weights + acts >= grads
+        weights = np.where(late & ~forward_phase, 0.0, weights)
+        acts = np.where(late & ~forward_phase, 0.0, acts)
+        grads = np.where(late & forward_phase, 0.0, grads)
         total = weights + grads + opt + acts + buffers
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]

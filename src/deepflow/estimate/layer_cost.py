@@ -262,6 +262,25 @@ def elementwise_cost(
     }
 
 
+def _autocast_weights(
+    env: Env, layer: LayerTemplate, parts: list[dict[str, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward and backward time, and kernels per pass, of casting a layer's GEMM weights
+    under ``torch.autocast`` over fp32 parameters (zero unless ``layer.autocast_weights``
+    and 16-bit activations). Forward: every linear layer's weight is cast to the
+    activation width (read 4 + write ``elem`` bytes per parameter; autocast caches the
+    cast of a leaf tensor within one forward pass, ``aten/src/ATen/autocast_mode.cpp``,
+    ``cached_cast``); backward: ``ToCopyBackward`` casts the weight's 16-bit gradient to
+    fp32 (read ``elem`` + write 4). One kernel each per weight tensor."""
+    gemm = [(op, p) for op, p in zip(layer.ops, parts, strict=True) if isinstance(op, Gemm)]
+    local = sum((p["params"] for _, p in gemm), np.zeros_like(env.elem))
+    on = layer.autocast_weights & (env.elem < 4.0)
+    moved = local * (4.0 + env.elem)
+    kernels = float(len(gemm))
+    t = np.where(on, memory_time(moved, env.system.accelerator, kernels), 0.0)
+    return t, t, np.where(on, kernels, 0.0)
+
+
 def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     """Attention core: flash (fused, causal tiles skipped) or unfused (score matrix in
     memory, Korthikanti et al. 2022, Table 2), at the 16-bit rate also under FP8."""
@@ -363,7 +382,6 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     )
     params = sum(p["params"] for p in parts) - expert_params
 
-    fwd_compute = total["fwd"] + attn["fwd"]
     # every micro-batch adds its weight gradients into the accumulation buffers: read the
     # buffer and the new gradient, write the buffer (VirtualFlow, Or et al. 2022, sec. 3:
     # t_acc = |W| bytes / BW_mem; Megatron-LM main_grad accumulation)
@@ -372,6 +390,12 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         env.system.accelerator,
         sum(1 for op in layer.ops if op.params),
     )
+    cast_fwd, cast_bwd, cast_kernels = _autocast_weights(env, layer, parts)
+    if layer.autocast_weights:
+        # fp32 parameters under torch.autocast: the weight casts replace the accumulation
+        # (AccumulateGrad takes the fp32 gradient the cast backward makes; grad was None)
+        accumulate = np.where(env.elem < 4.0, cast_bwd, accumulate)
+    fwd_compute = total["fwd"] + attn["fwd"] + cast_fwd
     bwd_compute = total["bwd"] + attn["bwd"] + accumulate
     hidden_bytes = env.tokens * env.model.hidden_size * env.elem
     tp_one = tp_pair_time(env, hidden_bytes)
@@ -407,7 +431,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     # one at a time from the host)
     host = env.system.accelerator.efficiency.host_overhead
     checkpoint = env.system.accelerator.efficiency.checkpoint_host_factor
-    compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"]
+    compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"] + cast_kernels
     param_tensors = sum(1 for op in layer.ops if op.params)
     comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
     comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0) + (b.tp > layer.attention.kv_heads)

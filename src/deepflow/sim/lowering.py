@@ -43,7 +43,7 @@ from deepflow.estimate.context import Env
 from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.evaluate import (
     GRAD_BUCKET_BYTES,
-    OPTIMIZER_TRAFFIC_BYTES,
+    optimizer_traffic,
     param_gather_exposed,
     zero3_edges,
     zero3_exposed,
@@ -133,8 +133,7 @@ class _Costs:
         self.zero = strategy.zero
         self.overlap = strategy.overlap_grad_reduce
         self.m = int(_f(env.micro_batches))
-        traffic = OPTIMIZER_TRAFFIC_BYTES[4] if self.elem > 2 else OPTIMIZER_TRAFFIC_BYTES[2]
-        self.opt_traffic = traffic
+        self.opt_traffic = _f(optimizer_traffic(env))
         self.accelerator = system.accelerator
 
     def _zero3(self, cost: LayerCost) -> tuple[float, float]:

@@ -39,10 +39,12 @@ __all__ = [
     "DEFAULT_FRAMEWORK",
     "FRAMEWORKS",
     "SWITCHES",
+    "FamilyImpl",
     "FrameworkProfile",
     "KernelPass",
     "LossImpl",
     "OperatorImpl",
+    "StepImpl",
     "Supports",
     "framework_names",
     "framework_profile",
@@ -110,13 +112,18 @@ class OperatorImpl(Spec):
 
 class LossImpl(Spec):
     """The cross-entropy over the logits: kernels per logit (forward, backward), the values
-    per logit it keeps for backward, and the logit copies the framework keeps alive until
-    the backward pass (Hugging Face returns the fp32 logits in the model output)."""
+    per logit it keeps for backward (``saved_act``, ``saved_fp32``) and ``transient_fp32``,
+    the fp32 values per logit that exist besides the saved ones at the loss's memory peak,
+    the start of its backward pass (PyTorch's ``cross_entropy``: the gradient
+    ``nll_loss_backward`` writes and the one ``_log_softmax_backward_data`` writes from it,
+    ``tools/autograd/derivatives.yaml``); a fused cross-entropy that writes its gradient
+    over its saved softmax has none."""
 
     forward: tuple[KernelPass, ...]
     backward: tuple[KernelPass, ...]
     saved_act: float = Field(default=0.0, ge=0)
     saved_fp32: float = Field(default=0.0, ge=0)
+    transient_fp32: float = Field(default=0.0, ge=0)
     source: str
 
     def forward_values(self, fp32_run: bool = False) -> tuple[float, float, int]:
@@ -124,6 +131,46 @@ class LossImpl(Spec):
 
     def backward_values(self, fp32_run: bool = False) -> tuple[float, float, int]:
         return _values(self.backward, fp32_run)
+
+
+class FamilyImpl(Spec):
+    """Element-wise operators of one model family where the framework's code differs from
+    its default: a framework that implements each architecture in its own file (Hugging
+    Face ``transformers``: ``modeling_llama.py``, ``modeling_gpt2.py``) runs a GPT-style
+    layer (LayerNorm, biased linear layers, GELU, learned positions) with other kernels
+    than a Llama-style one. Each field replaces the profile's field of the same name;
+    ``qkv_split`` is the work between a fused QKV projection's output and the attention
+    kernel, per element of the key and value width (copies the attention kernel makes of
+    strided key and value slices), absent where the attention kernel reads them in place."""
+
+    norm: OperatorImpl | None = None
+    mlp_norm: OperatorImpl | None = None
+    residual: OperatorImpl | None = None
+    qkv_split: OperatorImpl | None = None
+    source: str
+
+
+class StepImpl(Spec):
+    """What a framework does per optimizer step outside the layers, each with its source.
+
+    * ``optimizer_traffic``: bytes per parameter the gradient clipping and the optimizer
+      update read and write (None: deepflow's mixed-precision default, 60 bytes with
+      16-bit weights, 40 in fp32, :data:`deepflow.estimate.evaluate.OPTIMIZER_TRAFFIC_BYTES`);
+    * ``autocast_weights``: the parameters are fp32 and ``torch.autocast`` casts each
+      linear layer's weight to 16 bits in every forward pass (read 4, write 2 bytes per
+      parameter) and its 16-bit gradient back to fp32 in backward (read 2, write 4), which
+      ``AccumulateGrad`` then takes without a copy (``grad`` was None); this replaces the
+      accumulation into main-gradient buffers;
+    * ``gradients_in_backward``: gradients do not exist before the backward pass
+      (``zero_grad(set_to_none=True)``): they are allocated while the saved activations
+      and 16-bit weight copies are freed, so the memory peak is the larger of (weights +
+      activations) and gradients over the resident optimizer state, not their sum.
+    """
+
+    optimizer_traffic: float | None = Field(default=None, gt=0)
+    autocast_weights: bool = False
+    gradients_in_backward: bool = False
+    source: str
 
 
 class Supports(Spec):
@@ -156,6 +203,8 @@ class FrameworkProfile(Spec):
     gelu: OperatorImpl | None = None
     rope: OperatorImpl | None = None
     loss: LossImpl | None = None
+    gpt: FamilyImpl | None = None
+    step: StepImpl | None = None
     supports: Supports = Supports()
     sources: Sources
 
@@ -163,6 +212,24 @@ class FrameworkProfile(Spec):
     def pre_mlp_norm(self) -> OperatorImpl | None:
         """The pre-MLP norm's implementation: ``mlp_norm``, else ``norm``."""
         return self.mlp_norm or self.norm
+
+    def family(self, gpt: bool) -> dict[str, OperatorImpl | None]:
+        """The element-wise implementations for a Llama-style (``gpt=False``) or a
+        GPT-style layer: the profile's fields, with those of ``gpt`` (:class:`FamilyImpl`)
+        in their place for a GPT-style layer where the profile has that section."""
+        out = {
+            "norm": self.norm,
+            "mlp_norm": self.pre_mlp_norm,
+            "residual": self.residual,
+            "qkv_split": None,
+        }
+        if gpt and self.gpt is not None:
+            over = self.gpt
+            out["norm"] = over.norm or out["norm"]
+            out["mlp_norm"] = over.mlp_norm or over.norm or out["mlp_norm"]
+            out["residual"] = over.residual or out["residual"]
+            out["qkv_split"] = over.qkv_split
+        return out
 
     def default(self, switch: str) -> bool | None:
         """The profile's default of strategy field ``switch``, ``None`` if it sets none."""

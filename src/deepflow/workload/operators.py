@@ -184,7 +184,12 @@ class AttentionCore:
 
 @dataclass(frozen=True)
 class LayerTemplate:
-    """The operators of one transformer layer, in execution order."""
+    """The operators of one transformer layer, in execution order.
+
+    ``autocast_weights``: the framework keeps fp32 parameters and casts each GEMM weight
+    to the activation width in every forward pass, and the weight's gradient back to fp32
+    in backward (``torch.autocast``; :class:`deepflow.specs.framework.StepImpl`).
+    """
 
     name: str
     attention_ops: tuple[Gemm | Elementwise, ...]
@@ -194,6 +199,7 @@ class LayerTemplate:
     moe: bool = False
     top_k: int = 1
     num_experts: int = 1
+    autocast_weights: bool = False
 
     @property
     def ops(self) -> tuple[Gemm | Elementwise, ...]:

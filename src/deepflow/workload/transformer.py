@@ -119,10 +119,16 @@ def with_impl(op: Elementwise, impl: OperatorImpl | None) -> Elementwise:
     )
 
 
+def _gpt_style(model: ModelSpec) -> bool:
+    # the template's convention: SwiGLU models are Llama-style (RMSNorm, no biases), the
+    # others GPT-style (LayerNorm, biased linear layers)
+    return model.ffn_type is not FfnType.SWIGLU
+
+
 def final_norm(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> Elementwise:
     """The norm after the last layer, before the LM head (on the last pipeline stage)."""
     norm = _norm("final_norm", model.hidden_size, model.ffn_type is FfnType.SWIGLU)
-    norm = with_impl(norm, framework_profile(framework).norm)
+    norm = with_impl(norm, framework_profile(framework).family(_gpt_style(model))["norm"])
     return replace(norm, modules=())  # not part of any layer's recompute modules
 
 
@@ -135,6 +141,21 @@ def rope_op(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> Elementwise
         return None
     width = (model.num_attention_heads + model.num_kv_heads) * model.head_dim
     op = Elementwise("rope", width, Shard.TENSOR, saved=0.0, source="qkv")
+    return with_impl(op, impl)
+
+
+def qkv_split_op(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> Elementwise | None:
+    """The work between a fused QKV projection's output and the attention kernel, per
+    element of the key and value width, as ``framework`` runs it for the model's family
+    (:meth:`~deepflow.specs.framework.FrameworkProfile.family`): e.g. the contiguous key
+    and value copies PyTorch's attention makes of the strided slices of GPT-2's ``c_attn``
+    output. None where the profile describes none or a rotary embedding makes new query
+    and key tensors (:func:`rope_op`)."""
+    impl = framework_profile(framework).family(_gpt_style(model))["qkv_split"]
+    if impl is None or model.mla is not None or rope_op(model, framework) is not None:
+        return None
+    width = 2 * model.num_kv_heads * model.head_dim
+    op = Elementwise("qkv_split", width, Shard.TENSOR, saved=0.0, source="qkv")
     return with_impl(op, impl)
 
 
@@ -320,11 +341,12 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
     base = _layer_template(model, moe)
     profile = framework_profile(framework)
     act = profile.swiglu if model.ffn_type is FfnType.SWIGLU else profile.gelu
+    family = profile.family(_gpt_style(model))
     impls = {
-        "attn_norm": profile.norm,
-        "mlp_norm": profile.pre_mlp_norm,
-        "attn_residual": profile.residual,
-        "mlp_residual": profile.residual,
+        "attn_norm": family["norm"],
+        "mlp_norm": family["mlp_norm"],
+        "attn_residual": family["residual"],
+        "mlp_residual": family["residual"],
         "mlp_act": act,
         "expert_act": act,
         "shared_expert_act": act,
@@ -337,9 +359,9 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
                 op = with_impl(op, impls.get(op.name))
             out.append(op)
             if op.name == "qkv":
-                rope = rope_op(model, framework)
-                if rope is not None:
-                    out.append(rope)
+                for extra in (rope_op(model, framework), qkv_split_op(model, framework)):
+                    if extra is not None:
+                        out.append(extra)
         return tuple(out)
 
     return replace(
@@ -347,6 +369,7 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
         attention_ops=convert(base.attention_ops),
         post_attention_ops=convert(base.post_attention_ops),
         mlp_ops=convert(base.mlp_ops),
+        autocast_weights=profile.step is not None and profile.step.autocast_weights,
     )
 
 
