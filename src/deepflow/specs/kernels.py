@@ -8,7 +8,11 @@ holds and validates the numbers). One :class:`KernelParams` describes one accele
   ``fp8``); a precision that is absent falls back as :mod:`deepflow.hardware.kernels` says;
 * ``grouped_gemm``: the same curve for grouped GEMMs (MoE experts), per precision;
 * ``attention``: one :class:`AttentionCurve` per precision (fused flash attention);
-* ``memory``: one :class:`MemoryCurve` (streaming element-wise kernels);
+* ``memory``: one :class:`MemoryCurve` (streaming kernels: copies, and the element-wise
+  kernels of the estimator);
+* ``elementwise``: measured element-wise/norm/softmax operators, one :class:`MemoryCurve`
+  per operator (``layernorm``; ``layernorm.backward`` for forward + backward) over the
+  least traffic the operator needs: how far one framework's kernels are from streaming;
 * ``source``: where the numbers come from (tables, fit script, fit error).
 
 The shipped tables are ``hardware/data/kernels/<name>.yaml``; a calibration file
@@ -91,6 +95,7 @@ class KernelParams(Spec):
     grouped_gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     attention: dict[str, AttentionCurve] = Field(default_factory=dict)
     memory: MemoryCurve | None = None
+    elementwise: dict[str, MemoryCurve] = Field(default_factory=dict)
     source: str = ""
     fit_error: dict[str, Any] = Field(default_factory=dict)
 
