@@ -22,19 +22,24 @@ from pathlib import Path
 
 import yaml
 
+from deepflow.hardware.calibrate.io import calibration_text
 from deepflow.hardware.calibration import (
     SCHEMA,
     CurveError,
     cross_validate,
     curve_errors,
+    fit_error_table,
     fit_kernel_params,
+    fit_measured_file,
     measured_calibration,
     published_records,
 )
 from deepflow.specs import accelerator_from
 from deepflow.specs.kernels import KernelParams
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "deepflow" / "hardware" / "data" / "kernels"
+DATA = Path(__file__).resolve().parents[1] / "src" / "deepflow" / "hardware" / "data"
+OUT = DATA / "kernels"
+CALIBRATIONS = DATA / "calibrations"
 
 NEAREST = {
     "h800-sxm5-80gb": ("h100-sxm5-80gb", "all"),  # same GH100 die and HBM3 as the H100 SXM5
@@ -81,17 +86,6 @@ def _key(e: CurveError) -> str:
 
 def _disagrees(e: CurveError) -> bool:
     return e.mean_abs > TARGETS[e.curve] or e.worst_family > FAMILY_TARGET
-
-
-def _fit_error(errors: list[CurveError]) -> dict[str, dict]:
-    return {
-        _key(e): {
-            "samples": e.samples,
-            "loso_mean_abs": round(e.mean_abs, 4),
-            "families": {f: round(v, 4) for f, v in e.families.items()},
-        }
-        for e in errors
-    }
 
 
 def _with_measured(
@@ -195,7 +189,7 @@ def build() -> dict[str, dict]:
         measured_notes: list[str] = []
         if preset in MEASURED:
             params, errors, measured_notes = _with_measured(preset, params, errors)
-        fit_error = _fit_error(errors)
+        fit_error = fit_error_table(errors)
         source = (
             "fitted by scripts/fit_kernels.py (deepflow.hardware.calibration.fit_kernel_params) "
             f"to {len(recs)} records from: " + "; ".join(SOURCES[u] for u in used)
@@ -233,6 +227,18 @@ def main() -> int:
         )
         if args.check:
             if not path.exists() or path.read_text("utf-8") != text:
+                changed.append(path.name)
+        else:
+            path.write_text(text, "utf-8")
+            print(f"wrote {path.relative_to(OUT.parents[3])}")
+    for name in sorted({name for name, _ in MEASURED.values()}):
+        # the measured file's own fitted block (its measurements are kept as measured)
+        path = CALIBRATIONS / f"{name}.yaml"
+        data = measured_calibration(name)
+        fitted = fit_measured_file(data, accelerator_from(name), "python scripts/fit_kernels.py")
+        text = calibration_text(fitted, ".yaml")
+        if args.check:
+            if path.read_text("utf-8") != text:
                 changed.append(path.name)
         else:
             path.write_text(text, "utf-8")

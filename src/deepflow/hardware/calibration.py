@@ -430,6 +430,20 @@ def _stream_loo(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> n
     )
 
 
+def fit_error_table(errors: Sequence[CurveError]) -> dict[str, dict[str, Any]]:
+    """Cross-validated errors as the ``fit_error`` mapping of a table or calibration file:
+    per curve key (``gemm.bf16``, ``memory``) the samples, the mean absolute error and the
+    mean absolute error per shape family."""
+    return {
+        (f"{e.curve}.{e.dtype}" if e.dtype else e.curve): {
+            "samples": e.samples,
+            "loso_mean_abs": round(e.mean_abs, 4),
+            "families": {f: round(v, 4) for f, v in e.families.items()},
+        }
+        for e in errors
+    }
+
+
 def _error(
     name: str, curve: str, dtype: str, errs: Sequence[float], families: Sequence[str]
 ) -> CurveError:
@@ -755,6 +769,7 @@ def fit_measured_file(
     fitted = fit_kernel_params(
         records, acc, source or f"{command}: fit_kernel_params for {acc.name}"
     )
+    fitted = fitted.model_copy(update={"fit_error": fit_error_table(cross_validate(records, acc))})
     environment = dict(data.get("environment") or {})
     environment["fit"] = {"command": command, "accelerator": acc.name}
     out: dict[str, Any] = {
