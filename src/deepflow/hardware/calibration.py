@@ -778,8 +778,8 @@ def fit_measured_file(
         "environment": environment,
         "measurements": [dict(r) for r in records],
     }
-    if data.get("notes"):
-        out["notes"] = list(data["notes"])
+    if "notes" in data:
+        out["notes"] = list(data["notes"] or [])
     out["fitted"] = fitted.model_dump(mode="json", exclude_defaults=False)
     return out
 

@@ -21,6 +21,7 @@ The shipped tables are ``hardware/data/kernels/<name>.yaml``; a calibration file
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -241,6 +242,15 @@ def check_record(record: object, path: str) -> dict[str, Any]:
 # --- calibration files in scenarios ----------------------------------------------------------
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: the problem and where (PyYAML's message spans
+    several lines with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _normalized(name: str) -> str:
     return " ".join(name.lower().replace("-", " ").split())
 
@@ -274,11 +284,15 @@ def read_calibration(
     """
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text("utf-8"))
+        text = Path(path).read_text("utf-8")
+        # JSON through its own parser: YAML 1.1 reads JSON's ``1e-05`` as a string
+        data = json.loads(text) if source.lower().endswith(".json") else yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read calibration file: {exc.strerror}", source=source) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML/JSON: {exc}", source=source) from None
+        raise ConfigError(f"not valid YAML: {yaml_problem(exc)}", source=source) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON: {exc}", source=source) from None
     try:
         if not isinstance(data, Mapping):
             raise ConfigError("a calibration file must be a mapping", "")

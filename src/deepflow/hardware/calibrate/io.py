@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from deepflow.errors import ConfigError
+from deepflow.specs.kernels import yaml_problem
 
 __all__ = [
     "KINDS",
@@ -206,7 +207,7 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", "", str(p)) from None
+            raise ConfigError(f"not valid YAML: {yaml_problem(exc)}", "", str(p)) from None
     validate_calibration(data, str(p))
     return data
 
