@@ -6,11 +6,51 @@ leave-one-shape-out mean absolute error of time (10 folds of shapes above 40 sha
 the worst shape family. docs/hardware.md quotes this output.
 
     python bench/kernel_fit_report.py
+
+Then, for each measured calibration file shipped under hardware/data/calibrations/ (a
+``deepflow calibrate`` run), the cross-validated error of its own fit per curve and the
+error of the shipped tables of the same compute against its kernels.
 """
 
 from __future__ import annotations
 
+from deepflow.hardware.calibration import cross_validate, curve_errors, measured_calibration
 from deepflow.hardware.kernels import shipped_table, table_names
+from deepflow.specs import accelerator_from
+
+MEASURED = ("h200-sxm-141gb",)
+"""Measured calibration files (hardware/data/calibrations/) reported against their own fit
+and against the shipped tables of the same compute."""
+SAME_COMPUTE = {"h200-sxm-141gb": ("h200-sxm-141gb", "h100-sxm5-80gb")}
+
+
+def measured_report() -> None:
+    """Per measured file: the leave-one-shape-out error of its own fit per curve, then the
+    error of each shipped table of the same compute on those kernels (not refitted)."""
+    for name in MEASURED:
+        recs = measured_calibration(name)["measurements"]
+        acc = accelerator_from(name)
+        print(f"Measured calibration {name} (deepflow calibrate), its own fit, cross-validated:")
+        print()
+        print("| curve | samples | CV mean abs error | worst family |")
+        print("| --- | ---: | ---: | --- |")
+        for e in cross_validate(recs, acc):
+            fam, worst = max(e.families.items(), key=lambda kv: kv[1])
+            key = f"{e.curve}.{e.dtype}" if e.dtype else e.curve
+            print(f"| {key} | {e.samples} | {e.mean_abs:.1%} | {fam} {worst:.1%} |")
+        print()
+        print(f"Shipped tables against the measured {name} kernels (not refitted):")
+        print()
+        print("| table | curve | samples | mean abs error | worst family |")
+        print("| --- | --- | ---: | ---: | --- |")
+        for table in SAME_COMPUTE[name]:
+            for e in curve_errors(recs, acc, shipped_table(table)):
+                if e.curve == "memory" and table != name:
+                    continue  # another chip's memory
+                fam, worst = max(e.families.items(), key=lambda kv: kv[1])
+                key = f"{e.curve}.{e.dtype}" if e.dtype else e.curve
+                print(f"| {table} | {key} | {e.samples} | {e.mean_abs:.1%} | {fam} {worst:.1%} |")
+        print()
 
 
 def main() -> None:
@@ -49,3 +89,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print()
+    measured_report()

@@ -322,3 +322,103 @@ def test_elementwise_bytes_grow_with_the_backward_pass(op: str, rows: int, cols:
     fwd = elementwise_bytes(op, rows, cols, 2, False)
     assert fwd >= 2 * rows * cols  # at least one read of 16-bit inputs
     assert elementwise_bytes(op, rows, cols, 2, True) >= fwd
+
+
+# -- fitting: a measuring run, deepflow calibrate --fit, and predict with the result -------
+
+# A custom accelerator standing for this machine's CPU: its device_names list the CPU as the
+# calibration file records it, so the file's device check passes honestly. The figures are
+# nominal (the fit's fractions are relative to them; what the CPU measured sets the times).
+CPU_ACCELERATOR = {
+    "name": "host-cpu",
+    "vendor": "any",
+    "peak_flops": {
+        "fp32": "2 TFLOP/s",
+        "tf32": "2 TFLOP/s",
+        "fp16": "2 TFLOP/s",
+        "bf16": "2 TFLOP/s",
+        "fp8": 0,
+    },
+    "memory_capacity": "64 GiB",
+    "memory_bandwidth": "100 GB/s",
+    "compute_units": 2,
+    "sources": ["nominal figures for a CI test; the calibration file sets the kernel times"],
+}
+
+
+def _scenario(tmp_path: Path, accelerator: dict) -> Path:
+    scenario = {
+        "model": {"preset": "llama3-8b", "num_layers": 1, "seq_len": 256, "hidden_size": 512,
+                  "num_attention_heads": 8, "num_kv_heads": 8, "ffn_hidden_size": 1024},
+        "system": {"num_accelerators": 1, "accelerators_per_node": 1, "accelerator": accelerator,
+                   "intra_node": {"bandwidth": "10 GB/s", "latency": "5 us"},
+                   "inter_node": {"bandwidth": "1 GB/s", "latency": "20 us"}},
+        "strategy": {"tp": 1, "pp": 1, "dp": 1, "precision": "bf16"},
+        "training": {"global_batch_size": 1},
+    }  # fmt: skip
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
+def test_cpu_calibration_then_predict(tmp_path: Path) -> None:
+    """CI: ``deepflow calibrate --device cpu --quick --accelerator FILE --out cal.yaml`` writes
+    the measurements and their fitted curves, then ``deepflow predict`` runs with
+    ``system.accelerator.calibration: cal.yaml`` and its prediction changes."""
+    from deepflow.hardware.calibrate.environment import _cpu_name
+
+    acc = {**CPU_ACCELERATOR, "device_names": [_cpu_name()]}
+    (tmp_path / "cpu.yaml").write_text(yaml.safe_dump(acc))
+    r = CliRunner().invoke(
+        main,
+        [*QUICK, "--only", "gemm,attention,memory", "--accelerator", str(tmp_path / "cpu.yaml"),
+         "--out", str(tmp_path / "cal.yaml")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = read_calibration(tmp_path / "cal.yaml")
+    assert data["environment"]["fit"]["accelerator"] == "host-cpu"
+    assert "--accelerator" in data["environment"]["fit"]["command"]
+    fitted = data["fitted"]
+    assert {"fp32", "bf16"} <= set(fitted["gemm"]) and fitted["memory"]["fraction"] > 0
+    assert fitted["fit_error"]  # the cross-validated errors of the run's own fit
+    plain = CliRunner().invoke(main, ["predict", str(_scenario(tmp_path, acc)), "--json"])
+    assert plain.exit_code == 0, plain.output
+    calibrated = CliRunner().invoke(
+        main, ["predict", str(_scenario(tmp_path, {**acc, "calibration": "cal.yaml"})), "--json"]
+    )
+    assert calibrated.exit_code == 0, calibrated.output
+    import json
+
+    t_plain = json.loads(plain.output)["step_time_s"]
+    t_cal = json.loads(calibrated.output)["step_time_s"]
+    assert t_cal > 0 and t_cal != t_plain
+
+
+def test_a_cpu_run_without_an_accelerator_writes_no_fit_and_says_why(tmp_path: Path) -> None:
+    out = tmp_path / "m.yaml"
+    r = CliRunner().invoke(main, [*QUICK, "--only", "memory", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = read_calibration(out)
+    assert "fitted" not in data
+    assert any(n.startswith("fitted: not written: no accelerator preset") for n in data["notes"])
+    # and --fit then fits it for a named accelerator that lists the device
+    from deepflow.hardware.calibrate.environment import _cpu_name
+
+    (tmp_path / "cpu.yaml").write_text(
+        yaml.safe_dump({**CPU_ACCELERATOR, "device_names": [_cpu_name()]})
+    )
+    fitted = tmp_path / "f.json"
+    r = CliRunner().invoke(
+        main, ["calibrate", "--fit", str(out), "--accelerator", str(tmp_path / "cpu.yaml"),
+               "--out", str(fitted)],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert read_calibration(fitted)["fitted"]["memory"]["fraction"] > 0
+    # without --accelerator: no preset lists a CPU
+    r = CliRunner().invoke(main, ["calibrate", "--fit", str(out), "--out", str(fitted)])
+    assert r.exit_code == 2 and "--accelerator: required" in r.output
+    # a preset that does not list the device
+    r = CliRunner().invoke(
+        main, ["calibrate", "--fit", str(out), "--accelerator", "h100-sxm5-80gb", "--out", str(fitted)]
+    )
+    assert r.exit_code == 2 and "--accelerator" in r.output and "does not match" in r.output

@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from deepflow.hardware.calibration import (
     cross_validate,
+    curve_errors,
     fit_kernel_params,
+    measured_calibration,
     published_records,
 )
 from deepflow.hardware.kernels import (
@@ -29,7 +31,15 @@ _CV: dict[str, list] = {}
 
 # Cross-validated targets (issue 12): GEMM 10 % per precision, attention 15 %, memory 5 %,
 # no shape family worse than 25 %.
-BOUNDS = {"gemm": 0.10, "grouped_gemm": 0.10, "attention": 0.15, "memory": 0.05}
+BOUNDS = {
+    "gemm": 0.10,
+    "grouped_gemm": 0.10,
+    "attention": 0.15,
+    "memory": 0.05,
+    # no issue target: held to the family bound
+    "memory.latency": 0.25,
+    "elementwise": 0.25,
+}
 FAMILY_BOUND = 0.25
 # Curves that do not meet the target yet: (accelerator, curve key) -> why.
 KNOWN_GAPS = {
@@ -40,13 +50,40 @@ KNOWN_GAPS = {
     ("b200", "gemm.bf16"): "12 %: host-timed TE GEMMs, layout spread of the same shape",
     ("b200", "grouped_gemm.bf16"): "25 %: grouped GEMMs with 154-row groups",
     ("b200", "attention.bf16"): "12.7 % overall but attention meets 15 %; families ok",
+    # the measured H200 file (deepflow calibrate), also the H100's compute curves
+    ("h200-sxm-141gb", "gemm.fp32"): "6 %, small family 27 %: FP32 GEMMs of 256-2048",
+    ("h100-sxm5-80gb", "gemm.fp32"): "6 %, small family 27 %: FP32 GEMMs of 256-2048",
+    ("h200-sxm-141gb", "gemm.tf32"): "15 %: TF32 GEMMs of 1K-2K (no issue target for tf32)",
+    ("h100-sxm5-80gb", "gemm.tf32"): "15 %: TF32 GEMMs of 1K-2K (no issue target for tf32)",
+    ("h200-sxm-141gb", "grouped_gemm.fp32"): "11 %: 9 shapes (no issue target for fp32)",
+    ("h100-sxm5-80gb", "grouped_gemm.fp32"): "11 %: 9 shapes (no issue target for fp32)",
+    ("h200-sxm-141gb", "grouped_gemm.bf16"): "15 %: 9 shapes, 16 experts of 256 rows",
+    ("h100-sxm5-80gb", "grouped_gemm.bf16"): "15 %: 9 shapes, 16 experts of 256 rows",
+    ("h200-sxm-141gb", "memory"): "5.8 %: writes reach 4.65 TB/s, reads 4.3: one fraction",
+    ("h200-sxm-141gb", "memory.latency"): "25 %: the ramp between latency and bandwidth",
+    ("h200-sxm-141gb", "elementwise"): "54 %: eager PyTorch ops, host-bound at small sizes",
 }
+MEASURED = {"h200-sxm-141gb": "h200-sxm-141gb", "h100-sxm5-80gb": "h200-sxm-141gb"}
+"""Chips whose shipped table takes curves from a measured calibration file
+(scripts/fit_kernels.py, MEASURED)."""
 
 
 def _cv(name: str) -> list:
     if name not in _CV:
         _CV[name] = cross_validate(RECORDS[name], accelerator_from(name))
     return _CV[name]
+
+
+def _cv_measured(name: str) -> list:
+    key = f"measured:{name}"
+    if key not in _CV:
+        recs = measured_calibration(MEASURED[name])["measurements"]
+        _CV[key] = cross_validate(recs, accelerator_from(name))
+    return _CV[key]
+
+
+def _key(e) -> str:
+    return f"{e.curve}.{e.dtype}" if e.dtype else e.curve
 
 
 def _cases() -> list:
@@ -62,16 +99,21 @@ def _cases() -> list:
 def test_cross_validated_fit_error(name: str, key: str, request: pytest.FixtureRequest) -> None:
     """Leave-one-shape-out error of each fitted curve (10 folds of shapes above 40 shapes),
     recomputed from the shipped tables with the fit the tables were made with."""
-    errors = {f"{e.curve}.{e.dtype}" if e.dtype else e.curve: e for e in _cv(name)}
-    e = errors[key]
+    shipped = shipped_table(name).fit_error[key]
+    # the shipped table records the errors of the curve it holds: of the published fit, or
+    # of the measured file's fit where the table takes that curve from it
+    candidates = [e for e in _cv(name) if _key(e) == key]
+    if name in MEASURED:
+        candidates += [e for e in _cv_measured(name) if _key(e) == key]
+    e = next(
+        (c for c in candidates if c.samples == shipped["samples"]), candidates[0] if candidates else None
+    )
+    assert e is not None, key
     print(
         f"{name:16s} {key:20s} n={e.samples:4d} mean {e.mean_abs:6.1%} worst family "
         f"{e.worst_family:6.1%} {e.families}"
     )
-    # the shipped table records the same numbers
-    assert shipped_table(name).fit_error[key]["loso_mean_abs"] == pytest.approx(
-        e.mean_abs, abs=1e-4
-    )
+    assert shipped["loso_mean_abs"] == pytest.approx(e.mean_abs, abs=1e-4)
     gap = KNOWN_GAPS.get((name, key))
     ok = e.mean_abs <= BOUNDS[e.curve] and e.worst_family <= FAMILY_BOUND
     if gap and not ok:
@@ -80,7 +122,42 @@ def test_cross_validated_fit_error(name: str, key: str, request: pytest.FixtureR
     assert e.worst_family <= FAMILY_BOUND
 
 
-@pytest.mark.parametrize("name", ["a100-sxm4-80gb", "h100-sxm5-80gb", "h800-sxm5-80gb"])
+def test_measured_h200_curves_meet_the_issue_targets() -> None:
+    """The measured H200 file (deepflow calibrate on one H200), cross-validated with the
+    fit it ships with: GEMM bf16/fp16 and fp8 within 10 %, attention within 15 %, no
+    family of those above 25 %."""
+    errors = {_key(e): e for e in _cv_measured("h200-sxm-141gb")}
+    for key, bound in (
+        ("gemm.fp16", 0.10),  # fp16 and bf16 pooled (one tensor-core rate)
+        ("gemm.fp8", 0.10),
+        ("attention.bf16", 0.15),
+        ("attention.fp16", 0.15),
+    ):
+        e = errors[key]
+        print(f"{key:16s} n={e.samples:4d} {e.mean_abs:6.1%} worst {e.worst_family:6.1%}")
+        assert e.mean_abs <= bound, key
+        assert e.worst_family <= FAMILY_BOUND, key
+    # and the bandwidth within 6 % (one fraction for reads, writes and copies)
+    assert errors["memory"].mean_abs <= 0.06
+
+
+def test_shipped_hopper_tables_agree_with_the_measured_h200() -> None:
+    """The shipped H200 and H100 compute curves, checked (not refitted) against the
+    measured H200 kernels: after taking the measured curves where the published fit
+    disagreed, bf16 and fp8 GEMMs within 10 %, attention within 15 %."""
+    recs = measured_calibration("h200-sxm-141gb")["measurements"]
+    acc = accelerator_from("h200-sxm-141gb")
+    for name in ("h200-sxm-141gb", "h100-sxm5-80gb"):
+        errors = {_key(e): e for e in curve_errors(recs, acc, shipped_table(name))}
+        for key, bound in (
+            ("gemm.bf16", 0.10),
+            ("gemm.fp8", 0.10),
+            ("attention.bf16", 0.15),
+        ):
+            assert errors[key].mean_abs <= bound, (name, key, errors[key].mean_abs)
+
+
+@pytest.mark.parametrize("name", ["a100-sxm4-80gb", "h800-sxm5-80gb"])
 def test_shipped_tables_are_the_fit(name: str) -> None:
     """The shipped GEMM curves are what the one fit function gives on the shipped sources."""
     fitted = fit_kernel_params(RECORDS[name], accelerator_from(name))

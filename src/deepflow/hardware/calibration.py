@@ -42,10 +42,11 @@ from deepflow.hardware.kernels import (
     GemmSample,
     fit_attention_curve,
     fit_gemm_curve,
-    fit_memory_curve,
+    fit_stream_curve,
     leave_one_out,
     predict_attention,
     predict_gemm,
+    stream_terms,
 )
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.kernels import (
@@ -53,6 +54,7 @@ from deepflow.specs.kernels import (
     SCHEMA,
     GemmCurve,
     KernelParams,
+    MemoryCurve,
     check_record,
 )
 
@@ -154,10 +156,6 @@ def _attention_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, 
     return out
 
 
-def _memory_bandwidths(records: Iterable[Mapping[str, Any]]) -> list[float]:
-    return [r["bytes"] / r["time_s"] for r in records]
-
-
 def _by(records: Sequence[Mapping[str, Any]], kind: str) -> dict[str, list[Mapping[str, Any]]]:
     out: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in records:
@@ -209,12 +207,11 @@ def fit_kernel_params(
     table or efficiency block (:func:`deepflow.hardware.kernels.kernel_params`).
     """
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
-    mem = [r for r in records if r["kind"] in ("memory", "elementwise")]
-    memory = None
-    if mem:
-        memory = fit_memory_curve(
-            _memory_bandwidths(mem), acc.memory_bandwidth, acc.efficiency.kernel_overhead
-        )
+    mem = [r for r in records if r["kind"] == "memory"]
+    memory = _fit_stream(mem, acc) if mem else None
+    elementwise = {
+        key: _fit_stream(recs, acc) for key, recs in sorted(_elementwise(records).items())
+    }
     mu = memory.fraction if memory else acc.efficiency.memory
     gemm: dict[str, GemmCurve] = {}
     dense = _pooled(_by(records, "gemm"))
@@ -242,7 +239,7 @@ def fit_kernel_params(
         if a in gemm and b not in gemm:
             gemm[b] = gemm[a]
     grouped: dict[str, GemmCurve] = {}
-    for dtype, recs in _pooled(_by(records, "grouped_gemm")).items():
+    for dtype, recs in _by(records, "grouped_gemm").items():
         if _shapes(recs) >= 3:
             grouped[dtype] = _fit_gemm(recs, acc, dtype, mu)
     for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
@@ -263,8 +260,33 @@ def fit_kernel_params(
         grouped_gemm=dict(sorted(grouped.items())),
         attention=dict(sorted(attention.items())),
         memory=memory,
+        elementwise=elementwise,
         source=source,
     )
+
+
+def _fit_stream(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> MemoryCurve:
+    return fit_stream_curve(
+        [r["bytes"] for r in records],
+        [r["time_s"] for r in records],
+        acc.memory_bandwidth,
+        acc.efficiency.kernel_overhead,
+    )
+
+
+def elementwise_key(record: Mapping[str, Any]) -> str:
+    """The element-wise curve a record belongs to: its operator, ``.backward`` for a
+    forward + backward time."""
+    op = str(record.get("op") or "elementwise")
+    return f"{op}.backward" if record.get("backward") else op
+
+
+def _elementwise(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["kind"] == "elementwise":
+            out[elementwise_key(r)].append(r)
+    return dict(out)
 
 
 LATENCY_FIT_MIN = 20
@@ -328,21 +350,32 @@ def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -
     ``records`` (each shape predicted by the curve fitted without it, with the same fit)."""
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
     out: list[CurveError] = []
-    mem = [r for r in records if r["kind"] in ("memory", "elementwise")]
+    mem = [r for r in records if r["kind"] == "memory"]
     mu = acc.efficiency.memory
     if mem:
-        bws = _memory_bandwidths(mem)
-        mu = fit_memory_curve(bws, acc.memory_bandwidth, 0.0).fraction
-        if len(bws) >= 2:
-            errs = []
-            for i, bw in enumerate(bws):
-                rest = bws[:i] + bws[i + 1 :]
-                frac = fit_memory_curve(rest, acc.memory_bandwidth, 0.0).fraction
-                errs.append(bw / (frac * acc.memory_bandwidth) - 1.0)  # time ratio - 1
-            ops = [str(r.get("op") or "stream") for r in mem]
-            out.append(_error(acc.name, "memory", "", errs, ops))
+        mu = _fit_stream(mem, acc).fraction
+        if len(mem) >= 2:
+            errs = _stream_loo(mem, acc)
+            fams = [str(r.get("op") or "stream") for r in mem]
+            big = [r["bytes"] >= STREAM_FLOOR_BYTES for r in mem]
+            for name, keep in (("memory", True), ("memory.latency", False)):
+                idx = [i for i, b in enumerate(big) if b == keep]
+                if idx:
+                    out.append(
+                        _error(acc.name, name, "", errs[idx], [fams[i] for i in idx])
+                    )
+    ew_errs: list[float] = []
+    ew_fams: list[str] = []
+    for key, recs in sorted(_elementwise(records).items()):
+        if len({r["bytes"] for r in recs}) < 2:
+            continue
+        ew_errs += list(_stream_loo(recs, acc))
+        ew_fams += [key] * len(recs)
+    if ew_errs:
+        out.append(_error(acc.name, "elementwise", "", ew_errs, ew_fams))
     for kind in ("gemm", "grouped_gemm"):
-        for dtype, recs in sorted(_pooled(_by(records, kind)).items()):
+        by = _by(records, kind)
+        for dtype, recs in sorted((_pooled(by) if kind == "gemm" else by).items()):
             samples = _gemm_samples(recs)
             if len({key for key, _ in samples}) < 4:
                 continue
@@ -368,6 +401,47 @@ def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -
         )
         out.append(_error(acc.name, "attention", dtype, errs, [s.family for _, s in samples]))
     return out
+
+
+STREAM_FLOOR_BYTES = 256 * 2**20
+"""Streaming kernels of at least this size (several times any L2 cache here) measure the
+bandwidth and are reported as the ``memory`` curve's error; smaller ones, whose time is
+mostly the fixed latency and the kernel's ramp, as ``memory.latency``."""
+
+
+@dataclass(frozen=True)
+class _StreamSample:
+    r: Mapping[str, Any]
+    time_s: float
+
+
+def _stream_loo(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> np.ndarray:
+    """Leave-one-size-out relative time errors of the streaming curve (records of the same
+    operator and size are left out together)."""
+    return leave_one_out(
+        [(f"{r.get('op')}/{r['bytes']:.0f}", _StreamSample(r, r["time_s"])) for r in records],
+        lambda train: _fit_stream([s.r for s in train], acc),
+        lambda curve, test: stream_terms(
+            np.array([s.r["bytes"] for s in test]),
+            acc.memory_bandwidth,
+            curve.fraction,
+            curve.latency_s,
+        ),
+    )
+
+
+def fit_error_table(errors: Sequence[CurveError]) -> dict[str, dict[str, Any]]:
+    """Cross-validated errors as the ``fit_error`` mapping of a table or calibration file:
+    per curve key (``gemm.bf16``, ``memory``) the samples, the mean absolute error and the
+    mean absolute error per shape family."""
+    return {
+        (f"{e.curve}.{e.dtype}" if e.dtype else e.curve): {
+            "samples": e.samples,
+            "loso_mean_abs": round(e.mean_abs, 4),
+            "families": {f: round(v, 4) for f, v in e.families.items()},
+        }
+        for e in errors
+    }
 
 
 def _error(
@@ -619,12 +693,139 @@ def fitted_calibration(
     written by :func:`fit_kernel_params` from ``records``: what ``deepflow calibrate --fit``
     writes for a table measured elsewhere, and what a measuring run adds to its
     measurements. ``device`` defaults to the accelerator's first device name."""
-    name = acc.device_names[0] if acc.device_names else acc.name
-    fitted = fit_kernel_params(records, acc, source or f"deepflow calibrate --fit for {acc.name}")
-    return {
-        "schema": SCHEMA,
-        "device": dict(device or {"name": name, "backend": "cuda", "count": 1}),
+    data = {
+        "device": dict(device or {}),
         "environment": dict(environment or {}),
-        "measurements": [dict(r) for r in records],
-        "fitted": fitted.model_dump(mode="json"),
+        "measurements": records,
     }
+    return fit_measured_file(data, acc, "deepflow calibrate --fit", source)
+
+
+# --- deepflow calibrate: which accelerator a measured file is fitted for ---------------------
+
+
+def accelerator_for_device(device: str) -> str | None:
+    """The accelerator preset whose ``device_names`` match a measured device's name
+    (:func:`deepflow.specs.kernels.device_matches`; presets without names are skipped), or
+    ``None`` (a CPU, or a GPU without a preset)."""
+    from deepflow.specs import preset_names
+    from deepflow.specs.kernels import device_matches
+
+    for name in preset_names("accelerators"):
+        acc = accelerator_from_spec(name)
+        if acc.device_names and device_matches(device, acc.device_names):
+            return name
+    return None
+
+
+def accelerator_from_spec(spec: str, key: str = "--accelerator") -> AcceleratorSpec:
+    """An accelerator from a preset name, or from a YAML/JSON file holding an accelerator
+    mapping (the same mapping a scenario's ``system.accelerator`` takes: a custom chip, or
+    a preset with changes; ``device_names`` lists the devices it stands for)."""
+    from pathlib import Path
+
+    import yaml
+
+    from deepflow.specs import accelerator_from
+
+    path = Path(spec)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        try:
+            data = yaml.safe_load(path.read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read accelerator file: {exc.strerror}", key, spec) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", key, spec) from None
+        if not isinstance(data, Mapping):
+            raise ConfigError("an accelerator file must hold a mapping", key, spec)
+        try:
+            return accelerator_from(dict(data), "accelerator")
+        except ConfigError as exc:
+            raise exc.with_source(spec) from None
+    return accelerator_from(spec, key)
+
+
+def fit_measured_file(
+    data: Mapping[str, Any], acc: AcceleratorSpec, command: str, source: str = ""
+) -> dict[str, Any]:
+    """A measured calibration (``deepflow calibrate``'s output, or a measurements-only
+    file) with its ``fitted`` block written by :func:`fit_kernel_params`: the device,
+    environment and notes are kept, the fit's command and accelerator are recorded under
+    ``environment.fit``. A file without a device (a CSV table) is taken as measured on
+    ``acc`` (its first device name)."""
+    from deepflow.specs.kernels import device_matches
+
+    device = dict(data.get("device") or {})
+    if not device.get("name"):
+        device = {"name": acc.device_names[0] if acc.device_names else acc.name, "count": 1}
+    elif not device_matches(str(device["name"]), acc.device_names):
+        raise ConfigError(
+            f"the measured device {device['name']!r} does not match accelerator {acc.name!r} "
+            f"(device_names: {', '.join(acc.device_names)}); name an accelerator whose "
+            "device_names list it",
+            "--accelerator",
+        )
+    records = list(data.get("measurements") or [])
+    fitted = fit_kernel_params(
+        records, acc, source or f"{command}: fit_kernel_params for {acc.name}"
+    )
+    fitted = fitted.model_copy(update={"fit_error": fit_error_table(cross_validate(records, acc))})
+    environment = dict(data.get("environment") or {})
+    environment["fit"] = {"command": command, "accelerator": acc.name}
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "device": device,
+        "environment": environment,
+        "measurements": [dict(r) for r in records],
+    }
+    if "notes" in data:
+        out["notes"] = list(data["notes"] or [])
+    out["fitted"] = fitted.model_dump(mode="json", exclude_defaults=False)
+    return out
+
+
+def curve_errors(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, params: KernelParams
+) -> list[CurveError]:
+    """Errors of given curves ``params`` (not refitted) against measurement ``records``:
+    how far a shipped table is from a measurement of the same chip. Curves ``params`` lacks
+    and records of other kinds are skipped."""
+    records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
+    out: list[CurveError] = []
+    mu = params.memory.fraction if params.memory else acc.efficiency.memory
+    mem = [r for r in records if r["kind"] == "memory" and r["bytes"] >= STREAM_FLOOR_BYTES]
+    if mem and params.memory is not None:
+        pred = stream_terms(
+            np.array([r["bytes"] for r in mem]),
+            acc.memory_bandwidth,
+            params.memory.fraction,
+            params.memory.latency_s,
+        )
+        errs = pred / np.array([r["time_s"] for r in mem]) - 1.0
+        out.append(_error(acc.name, "memory", "", errs, [str(r.get("op")) for r in mem]))
+    for kind, curves in (("gemm", params.gemm), ("grouped_gemm", params.grouped_gemm)):
+        for dtype, recs in sorted(_by(records, kind).items()):
+            if dtype not in curves:
+                continue
+            samples = [s for _, s in _gemm_samples(recs)]
+            pred = predict_gemm(curves[dtype], samples, _device(acc, dtype, mu), dtype)
+            errs = pred / np.array([s.time_s for s in samples]) - 1.0
+            out.append(_error(acc.name, kind, dtype, errs, [s.family for s in samples]))
+    for dtype, recs in sorted(_by(records, "attention").items()):
+        if dtype not in params.attention:
+            continue
+        samples = [s for _, s in _attention_samples(recs)]
+        pred = predict_attention(params.attention[dtype], samples, _device(acc, dtype, mu))
+        errs = pred / np.array([s.time_s for s in samples]) - 1.0
+        out.append(_error(acc.name, "attention", dtype, errs, [s.family for s in samples]))
+    return out
+
+
+def measured_calibration(name: str) -> dict[str, Any]:
+    """A measured calibration file shipped under ``hardware/data/calibrations/`` (read and
+    checked), e.g. ``h200-sxm-141gb``: a ``deepflow calibrate`` run on the chip."""
+    from deepflow.hardware.calibrate.io import read_calibration
+
+    node = resources.files("deepflow.hardware") / "data" / "calibrations" / f"{name}.yaml"
+    with resources.as_file(node) as path:
+        return read_calibration(path)

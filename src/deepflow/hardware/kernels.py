@@ -403,7 +403,7 @@ def stream_time(bytes_moved: object, acc: AcceleratorSpec, kernels: object = 1) 
     t = kernel_table(acc)
     moved = np.asarray(bytes_moved, dtype=np.float64)
     overhead = np.asarray(kernels, dtype=np.float64) * t.memory_latency
-    return np.where(moved > 0, moved / t.memory_bandwidth + overhead, 0.0)
+    return np.where(moved > 0, stream_terms(moved, t.memory_bandwidth, 1.0, overhead), 0.0)
 
 
 # --- the fit -------------------------------------------------------------------------------
@@ -694,14 +694,76 @@ def fit_attention_curve(
 def fit_memory_curve(
     bandwidths: Iterable[float], datasheet_bandwidth: float, latency_s: float
 ) -> MemoryCurve:
-    """The memory curve from measured streaming bandwidths (bytes/s): their geometric mean
-    as a fraction of the data-sheet bandwidth (least mean absolute log error of time is the
-    median; the geometric mean is used for its stability with five STREAM kernels)."""
+    """The memory curve from measured streaming bandwidths (bytes/s) of large transfers
+    (the latency negligible): their geometric mean as a fraction of the data-sheet
+    bandwidth (least mean absolute log error of time is the median; the geometric mean is
+    used for its stability with five STREAM kernels)."""
     bw = np.array(list(bandwidths), dtype=np.float64)
     if bw.size == 0 or np.any(bw <= 0):
         raise ValueError("fit_memory_curve needs positive bandwidths")
     fraction = float(np.exp(np.mean(np.log(bw)))) / datasheet_bandwidth
     return MemoryCurve(fraction=round(fraction, 4), latency_s=latency_s)
+
+
+STREAM_LATENCY_SIZES = 4
+"""A streaming table fits its own latency when it measures at least this many sizes
+spanning :data:`STREAM_LATENCY_SPAN` or more (the small sizes then measure the latency
+floor); otherwise the latency is the accelerator's launch overhead and only the fraction
+is fitted."""
+STREAM_LATENCY_SPAN = 8.0
+
+
+def stream_terms(bytes_moved: object, bandwidth: float, fraction: object, latency: object):
+    """Time of a streaming kernel, ``bytes / (BW mu) + t_0`` (the memory curve of the module
+    docstring), from raw parameters: the one definition the evaluators and the fit share."""
+    return np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
+
+
+def fit_stream_curve(
+    bytes_moved: Sequence[float],
+    times: Sequence[float],
+    datasheet_bandwidth: float,
+    launch_latency: float,
+) -> MemoryCurve:
+    """Fit ``t = bytes / (BW mu) + t_0`` to measured streaming kernels, in two stages that
+    keep the two terms apart:
+
+    * ``t_0``: with :data:`STREAM_LATENCY_SIZES` sizes spanning :data:`STREAM_LATENCY_SPAN`
+      or more, the latency floor: the fastest kernel's time less its bytes at the
+      bandwidth of the second stage (iterated once); otherwise ``launch_latency``;
+    * ``mu``: the geometric mean of ``bytes / (t - t_0)`` over the kernels that take at
+      least :data:`STREAM_BANDWIDTH_SPAN` latencies (the bandwidth-bound ones; all kernels
+      where none does), over the data-sheet bandwidth.
+
+    One latency and one bandwidth do not describe the ramp between them (a kernel of a few
+    MiB reaches neither): the fit serves the large kernels of a training step and the
+    launch floor, and the error report shows the ramp apart (``memory.latency``)."""
+    b = np.asarray(bytes_moved, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if b.size == 0 or np.any(b <= 0) or np.any(t <= 0):
+        raise ValueError("fit_stream_curve needs positive bytes and times")
+    sizes = np.unique(b)
+    fit_latency = sizes.size >= STREAM_LATENCY_SIZES and sizes[-1] >= STREAM_LATENCY_SPAN * sizes[0]
+
+    def bandwidth(t0: float) -> float:
+        busy = t - t0
+        keep = busy >= (STREAM_BANDWIDTH_SPAN - 1.0) * t0
+        if not np.any(keep):
+            keep = busy > 0
+        return float(np.exp(np.mean(np.log(b[keep] / busy[keep]))))
+
+    t0 = launch_latency
+    if fit_latency:
+        i = int(np.argmin(t))
+        t0 = float(t[i])
+        for _ in range(2):
+            t0 = max(float(t[i] - b[i] / bandwidth(t0)), 0.05 * float(t[i]))
+    fraction = bandwidth(t0) / datasheet_bandwidth
+    return MemoryCurve(fraction=round(min(fraction, 1.25), 4), latency_s=float(f"{t0:.3g}"))
+
+
+STREAM_BANDWIDTH_SPAN = 10.0
+"""Streaming kernels taking at least this many latencies set the bandwidth of the fit."""
 
 
 LOSO_MAX_SHAPES = 40

@@ -8,7 +8,11 @@ holds and validates the numbers). One :class:`KernelParams` describes one accele
   ``fp8``); a precision that is absent falls back as :mod:`deepflow.hardware.kernels` says;
 * ``grouped_gemm``: the same curve for grouped GEMMs (MoE experts), per precision;
 * ``attention``: one :class:`AttentionCurve` per precision (fused flash attention);
-* ``memory``: one :class:`MemoryCurve` (streaming element-wise kernels);
+* ``memory``: one :class:`MemoryCurve` (streaming kernels: copies, and the element-wise
+  kernels of the estimator);
+* ``elementwise``: measured element-wise/norm/softmax operators, one :class:`MemoryCurve`
+  per operator (``layernorm``; ``layernorm.backward`` for forward + backward) over the
+  least traffic the operator needs: how far one framework's kernels are from streaming;
 * ``source``: where the numbers come from (tables, fit script, fit error).
 
 The shipped tables are ``hardware/data/kernels/<name>.yaml``; a calibration file
@@ -17,6 +21,7 @@ The shipped tables are ``hardware/data/kernels/<name>.yaml``; a calibration file
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,6 +96,7 @@ class KernelParams(Spec):
     grouped_gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     attention: dict[str, AttentionCurve] = Field(default_factory=dict)
     memory: MemoryCurve | None = None
+    elementwise: dict[str, MemoryCurve] = Field(default_factory=dict)
     source: str = ""
     fit_error: dict[str, Any] = Field(default_factory=dict)
 
@@ -236,6 +242,15 @@ def check_record(record: object, path: str) -> dict[str, Any]:
 # --- calibration files in scenarios ----------------------------------------------------------
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: the problem and where (PyYAML's message spans
+    several lines with a caret drawing)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def _normalized(name: str) -> str:
     return " ".join(name.lower().replace("-", " ").split())
 
@@ -269,11 +284,15 @@ def read_calibration(
     """
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text("utf-8"))
+        text = Path(path).read_text("utf-8")
+        # JSON through its own parser: YAML 1.1 reads JSON's ``1e-05`` as a string
+        data = json.loads(text) if source.lower().endswith(".json") else yaml.safe_load(text)
     except OSError as exc:
         raise ConfigError(f"cannot read calibration file: {exc.strerror}", source=source) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML/JSON: {exc}", source=source) from None
+        raise ConfigError(f"not valid YAML: {yaml_problem(exc)}", source=source) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON: {exc}", source=source) from None
     try:
         if not isinstance(data, Mapping):
             raise ConfigError("a calibration file must be a mapping", "")

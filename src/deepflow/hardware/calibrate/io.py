@@ -35,10 +35,12 @@ from typing import Any
 import yaml
 
 from deepflow.errors import ConfigError
+from deepflow.specs.kernels import yaml_problem
 
 __all__ = [
     "KINDS",
     "SCHEMA",
+    "calibration_text",
     "check_output_path",
     "read_calibration",
     "records_to_csv",
@@ -152,19 +154,7 @@ def write_calibration(data: dict[str, Any], path: str | os.PathLike[str]) -> Pat
     else YAML."""
     p = check_output_path(path)
     validate_calibration(data, str(p))
-    plain = _plain({k: data[k] for k in _TOP_KEYS if k in data})
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
-        text = records_to_csv(plain["measurements"])
-    elif suffix == ".json":
-        text = json.dumps(plain, indent=1) + "\n"
-    else:
-        # one record per line (flow style); notes and a fit's parameters in block style
-        records = {k: v for k, v in plain.items() if k not in ("notes", "fitted")}
-        text = yaml.safe_dump(records, sort_keys=False, default_flow_style=None, width=100)
-        rest = {k: plain[k] for k in ("notes", "fitted") if k in plain}
-        if rest:
-            text += yaml.safe_dump(rest, sort_keys=False, default_flow_style=False, width=100)
+    text = calibration_text(data, p.suffix)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -177,6 +167,24 @@ def write_calibration(data: dict[str, Any], path: str | os.PathLike[str]) -> Pat
             os.unlink(tmp)
         raise
     return p
+
+
+def calibration_text(data: dict[str, Any], suffix: str = ".yaml") -> str:
+    """The text :func:`write_calibration` writes for a file with ``suffix``."""
+    plain = _plain({k: data[k] for k in _TOP_KEYS if k in data})
+    suffix = suffix.lower()
+    if suffix == ".csv":
+        text = records_to_csv(plain["measurements"])
+    elif suffix == ".json":
+        text = json.dumps(plain, indent=1) + "\n"
+    else:
+        # one record per line (flow style); notes and a fit's parameters in block style
+        records = {k: v for k, v in plain.items() if k not in ("notes", "fitted")}
+        text = yaml.safe_dump(records, sort_keys=False, default_flow_style=None, width=100)
+        rest = {k: plain[k] for k in ("notes", "fitted") if k in plain}
+        if rest:
+            text += yaml.safe_dump(rest, sort_keys=False, default_flow_style=False, width=100)
+    return text
 
 
 def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -199,7 +207,7 @@ def read_calibration(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", "", str(p)) from None
+            raise ConfigError(f"not valid YAML: {yaml_problem(exc)}", "", str(p)) from None
     validate_calibration(data, str(p))
     return data
 
