@@ -55,6 +55,74 @@ def test_saved_tensor_inventory_of_one_llama_layer(framework):
     assert got == pytest.approx(INVENTORY[framework] + LSE, rel=1e-12)
 
 
+def _hf_gpt2_scenario():
+    from deepflow.validation.hf_step import measured_rows, scenario as hf_scenario
+
+    row = next(r for r in measured_rows() if r["name"] == "gpt2-l24-h1536-b8-s1024")
+    return hf_scenario(row, "h200-sxm-141gb")
+
+
+def test_hf_trainer_saved_tensors_of_one_gpt2_layer():
+    """transformers modeling_gpt2.py under CUDA autocast over fp32 parameters, per token:
+    ln_1 and ln_2 keep their fp32 inputs (the residual stream, 2 x 4h); c_attn, c_fc keep
+    their bf16 input casts (2 x 2h) and c_proj the bf16 attention output (2h, the tensor the
+    attention kernel keeps as its output); the attention kernel keeps the c_attn output (q,
+    k, v: 6h) and contiguous copies of k and v (4h) and its fp32 log-sum-exp (4 a); the
+    two residual dropouts keep bool masks (2 x h); gelu_new keeps pow's fp32 input, tanh's
+    fp32 output, (1 + tanh) in fp32 (3 x 4f) and 0.5 x in bf16 (2f); the MLP's c_proj its
+    bf16 input cast (2f). Matches bench/saved_tensors.py on an H200
+    (validation/data/hf_step_h200/saved_tensors.txt)."""
+    s = _hf_gpt2_scenario()
+    h, f, a = s.model.hidden_size, s.model.ffn_hidden_size, s.model.num_attention_heads
+    env = Env.build(s.model, s.system, batch_of(s), s.training.global_batch_size)
+    cost = layer_cost(env, layer_template(s.model, False, "hf-trainer"))
+    expected = 8 * h + 2 * 2 * h + 2 * h + 6 * h + 4 * h + 4 * a + 2 * h + 12 * f + 2 * f + 2 * f
+    assert cost.full_activations[0] / env.tokens[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_hf_trainer_loss_keeps_logits_and_its_gradients_at_the_backward_peak():
+    """fp32 log_softmax output kept (4 bytes per logit); at the start of backward the
+    nll_loss and log_softmax gradients (2 x 4) live with it. Megatron's fused vocab-parallel
+    cross-entropy writes its gradient over the saved softmax: nothing transient."""
+    from deepflow.estimate.edges import framework_head_cost
+
+    s = _hf_gpt2_scenario()
+    env = Env.build(s.model, s.system, batch_of(s), s.training.global_batch_size)
+    logits = env.tokens[0] * s.model.vocab_size
+    hf = framework_head_cost(env, "hf-trainer")
+    assert hf.transient_activations[0] == pytest.approx(8 * logits)
+    assert framework_head_cost(env, "megatron-core").transient_activations[0] == 0.0
+
+
+def test_gradients_made_in_backward_take_the_larger_phase():
+    """hf-trainer (zero_grad(set_to_none=True)): the peak is optimizer state + buffers +
+    the larger of (16-bit weight copies + activations) and the fp32 gradients, not their
+    sum; a short sequence peaks at the optimizer step, a long one at the start of backward."""
+    for seq, phase in ((16, "step"), (4096, "backward")):
+        s = scenario("llama2-7b", system="dgx-h100", gpus=1, gbs=1, framework="hf-trainer")
+        s = s.model_copy(update={"model": s.model.model_copy(update={"seq_len": seq})})
+        p = predict(s)
+        m = p.memory_bytes
+        live = m["weights"] + m["activations"] if phase == "backward" else m["gradients"]
+        assert p.peak_memory_bytes == pytest.approx(
+            m["optimizer_state"] + m["buffers"] + live, rel=1e-12
+        )
+        assert (m["gradients"] == 0.0) == (phase == "backward")
+
+
+def test_tied_embeddings_are_held_once_on_a_stage_with_both_ends():
+    """With pp = 1 the LM head uses the embedding table: the stage holds the parameters
+    the model has (GPT-2: tied embeddings), 12 bytes of optimizer state each, not the
+    table twice (Megatron-Core share_embeddings_and_output_weights)."""
+    from deepflow.workload.transformer import parameter_count
+
+    s = _hf_gpt2_scenario()
+    counts = parameter_count(s.model)
+    assert s.model.tie_embeddings and counts.lm_head == 0
+    p = predict(s)
+    assert p.memory_bytes["optimizer_state"] == pytest.approx(12.0 * counts.total, rel=1e-12)
+
+
 @pytest.mark.parametrize("framework", ["megatron-core", "megatron-lm", "megatron-deepspeed"])
 def test_megatron_profiles_reproduce_korthikanti_table_2(framework):
     """GPT layer without flash attention, no parallelism: 34 s b h + 5 a s^2 b bytes

@@ -79,3 +79,35 @@ def test_simumax_b200_regression_bound():
 def test_simumax_b200_within_12_percent():
     r = result("simumax-b200")
     assert r.mape <= 0.12
+
+
+def test_hf_step_h200_peak_memory_within_10_percent():
+    """issue 13: hf-trainer's peak memory on the measured single-H200 Hugging Face steps,
+    mean abs error at most 10 % (0.2 %: saved tensors of the transformers code under CUDA
+    autocast, the loss's gradients at the backward peak, gradients made in backward)."""
+    r = result("hf-step-h200")
+    assert r.infeasible == 0
+    assert r.memory_mape is not None and r.memory_mape <= 0.10
+    assert all(abs(row.memory_error) <= 0.02 for row in r.rows)
+
+
+def test_hf_step_h200_step_time_regression_bound():
+    """Where hf-trainer's step time stands: 16.5 % mean (was 22 % with the stand-in
+    switches), every row too fast; the GPT-2 rows -20 %, Llama -9 to -12 % (-23 % on the
+    smallest, host-bound step)."""
+    r = result("hf-step-h200")
+    assert r.infeasible == 0
+    assert r.mape <= 0.175
+    assert all(row.error < 0 for row in r.rows)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13's target 15 %: at 16.5 %, every row too fast. Not modelled: HF Llama's "
+    "separate q/k/v and gate/up GEMMs (about 2 %), eager mixed-dtype element-wise kernels "
+    "(bf16 + fp32 under autocast run PyTorch's non-vectorised casting loop) and cuDNN "
+    "attention with dropout (GPT-2) at their own measured speeds, Python issue time of the "
+    "smallest step (its steps range 58-83 ms)",
+)
+def test_hf_step_h200_within_15_percent():
+    assert result("hf-step-h200").mape <= 0.15

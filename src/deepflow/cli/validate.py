@@ -44,6 +44,11 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
                         "worst_bound": result.worst_bound,
                         "within_bounds": result.within_bounds,
                         "errors": {r.row_id: r.error for r in result.rows},
+                        "memory_mape": result.memory_mape,
+                        "memory_bound": result.memory_bound,
+                        "memory_errors": {
+                            r.row_id: r.memory_error for r in result.rows if r.measured_memory
+                        },
                     }
                 )
             )

@@ -17,12 +17,22 @@ def render_dataset(result: DatasetResult, console: Console, rows: bool = True) -
         table.add_column("predicted", justify="right")
         table.add_column("measured", justify="right")
         table.add_column("error", justify="right")
+        memory = any(row.measured_memory for row in result.rows)
+        if memory:
+            table.add_column("peak memory predicted", justify="right")
+            table.add_column("measured", justify="right")
+            table.add_column("error", justify="right")
         for row in result.rows:
             predicted = "infeasible" if row.predicted is None else f"{row.predicted:.4g} {row.unit}"
             error = "-" if row.error is None else f"{row.error:+.1%}"
-            table.add_row(
-                row.row_id, row.description, predicted, f"{row.measured:.4g} {row.unit}", error
-            )
+            cells = [row.row_id, row.description, predicted, f"{row.measured:.4g} {row.unit}", error]
+            if memory:
+                cells += [
+                    "-" if row.predicted_memory is None else f"{row.predicted_memory / 2**30:.2f} GiB",
+                    "-" if not row.measured_memory else f"{row.measured_memory / 2**30:.2f} GiB",
+                    "-" if row.memory_error is None else f"{row.memory_error:+.1%}",
+                ]
+            table.add_row(*cells)
         console.print(table)
     console.print(summary_line(result))
 
@@ -33,7 +43,12 @@ def summary_line(result: DatasetResult) -> str:
         bound = f" (bound: mean {result.mape_bound:.0%}"
         bound += f", worst {result.worst_bound:.0%})" if result.worst_bound is not None else ")"
     status = "" if result.mape_bound is None else (" ok" if result.within_bounds else " OVER BOUND")
+    memory = ""
+    if result.memory_mape is not None:
+        memory = f", peak memory mean abs error {result.memory_mape:.1%}"
+        if result.memory_bound is not None:
+            memory += f" (bound {result.memory_bound:.0%})"
     return (
         f"{result.name}: {len(result.rows)} rows, mean abs error {result.mape:.1%}, "
-        f"worst {result.worst:.1%}, infeasible {result.infeasible}{bound}{status}"
+        f"worst {result.worst:.1%}, infeasible {result.infeasible}{bound}{memory}{status}"
     )

@@ -92,7 +92,8 @@ class Case:
     ``scenario`` is a plain mapping in the format of spec/scenario.md (build it with
     :meth:`to_scenario`); ``measured_step_time_s`` is the measured time of one optimizer step
     in seconds; ``notes`` lists the configuration the source does not state and what was
-    assumed for it.
+    assumed for it; ``measured_peak_memory_bytes``, where the source measured it, is the
+    peak memory the tensors of one rank took (``torch.cuda.max_memory_allocated``).
     """
 
     dataset: str
@@ -101,6 +102,7 @@ class Case:
     scenario: dict[str, Any] = field(hash=False)
     measured_step_time_s: float
     notes: str = ""
+    measured_peak_memory_bytes: float | None = None
 
     def to_scenario(self) -> Scenario:
         """The validated :class:`~deepflow.specs.Scenario` of this case."""

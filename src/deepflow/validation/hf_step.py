@@ -30,13 +30,14 @@ from deepflow.estimate import predict
 from deepflow.specs import Scenario, StrategySpec, scenario_from_dict
 from deepflow.specs.kernels import device_matches
 from deepflow.specs.presets import preset_data, preset_names
-from deepflow.validation.datasets import read_data_csv
+from deepflow.validation.datasets import Case, read_data_csv
 
 __all__ = [
     "DATA_FOLDERS",
     "FRAMEWORK",
     "accelerator_for_device",
     "compare",
+    "hf_step_cases",
     "mean_abs_errors",
     "measured_rows",
     "scenario_dict",
@@ -194,3 +195,32 @@ def mean_abs_errors(comparisons: list[Mapping[str, Any]]) -> dict[str, float | N
         values = [abs(c[key]) for c in comparisons if c.get(key) is not None]
         out[key] = sum(values) / len(values) if values else None
     return out
+
+
+def hf_step_cases(folder: str = "hf_step_h200") -> list[Case]:
+    """The rows of a shipped measurement folder as validation cases (``deepflow validate``,
+    data set ``hf-step-h200``): each row's scenario (:func:`scenario_dict`, framework
+    ``hf-trainer``) with its median step time and its peak allocated memory."""
+    accelerator = DATA_FOLDERS[folder]
+    cases = []
+    for row in measured_rows(folder):
+        tokens = int(row["batch"]) * int(row["seq_len"])
+        cases.append(
+            Case(
+                dataset="hf-step-h200",
+                row_id=str(row["name"]),
+                description=(
+                    f"{row['family']} {int(row['num_params']) / 1e9:.2f}B, batch {row['batch']} "
+                    f"x seq {row['seq_len']} ({tokens} tokens), 1 GPU"
+                ),
+                scenario=scenario_dict(row, accelerator),
+                measured_step_time_s=float(row["step_time_median_s"]),
+                notes=(
+                    "transformers Trainer defaults for bf16=True (AMP over fp32 parameters, "
+                    "SDPA, fused AdamW, clipping at 1.0), random weights; median of 10 steps; "
+                    "peak = torch.cuda.max_memory_allocated (README of hf_step_h200)"
+                ),
+                measured_peak_memory_bytes=float(row["peak_allocated_bytes"]),
+            )
+        )
+    return cases

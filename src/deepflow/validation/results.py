@@ -22,12 +22,22 @@ class RowResult:
     predicted: float | None
     unit: str = "s"
     reason: str | None = None
+    measured_memory: float | None = None  # peak bytes, where the source measured them
+    predicted_memory: float | None = None
 
     @property
     def error(self) -> float | None:
         if self.predicted is None:
             return None
         return (self.predicted - self.measured) / self.measured
+
+    @property
+    def memory_error(self) -> float | None:
+        """Signed relative error of the predicted peak memory; None without a measurement
+        or a feasible prediction."""
+        if self.predicted_memory is None or not self.measured_memory:
+            return None
+        return (self.predicted_memory - self.measured_memory) / self.measured_memory
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,17 @@ class DatasetResult:
     worst_bound: float | None = None
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+    memory_bound: float | None = None  # bound on the mean abs peak-memory error
+
+    @property
+    def memory_errors(self) -> np.ndarray:
+        return np.array([abs(r.memory_error) for r in self.rows if r.memory_error is not None])
+
+    @property
+    def memory_mape(self) -> float | None:
+        """Mean absolute peak-memory error as a fraction; None where no row measured it."""
+        errs = self.memory_errors
+        return float(errs.mean()) if errs.size else None
 
     @property
     def errors(self) -> np.ndarray:
@@ -68,4 +89,7 @@ class DatasetResult:
             ok = ok and self.mape <= self.mape_bound
         if self.worst_bound is not None:
             ok = ok and self.worst <= self.worst_bound
+        if self.memory_bound is not None:
+            memory = self.memory_mape
+            ok = ok and memory is not None and memory <= self.memory_bound
         return ok

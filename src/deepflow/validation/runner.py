@@ -25,6 +25,7 @@ from deepflow.validation.datasets import (
     vtrain_multi_cases,
     vtrain_single_cases,
 )
+from deepflow.validation.hf_step import hf_step_cases
 from deepflow.validation.results import DatasetResult, RowResult
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class StepTimeDataset:
     source: str
     mape_bound: float | None
     worst_bound: float | None = None
+    memory_bound: float | None = None  # mean abs peak-memory error, where rows measured it
 
 
 STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
@@ -88,6 +90,14 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         None,
     ),
     StepTimeDataset(
+        "hf-step-h200",
+        "Hugging Face Llama and GPT-2 (0.76-0.84 B) training steps on one H200, Trainer defaults",
+        hf_step_cases,
+        "measured for deepflow: bench/framework_step.py (validation/data/hf_step_h200)",
+        0.15,
+        memory_bound=0.10,
+    ),
+    StepTimeDataset(
         "simumax-b200",
         "Megatron-LM Llama-3 70B/405B (truncated) on one 8x B200 node, TP 1-8, PP 1-2",
         simumax_b200_cases,
@@ -101,6 +111,7 @@ def run_case(case: Case) -> RowResult:
     """Predict one case and pair it with its measurement."""
     scenario = scenario_from_dict(case.scenario, name=case.row_id)
     prediction = predict(scenario)
+    memory = case.measured_peak_memory_bytes
     return RowResult(
         dataset=case.dataset,
         row_id=case.row_id,
@@ -108,6 +119,8 @@ def run_case(case: Case) -> RowResult:
         measured=case.measured_step_time_s,
         predicted=prediction.step_time_s if prediction.feasible else None,
         reason=prediction.reason,
+        measured_memory=memory,
+        predicted_memory=prediction.peak_memory_bytes if prediction.feasible and memory else None,
     )
 
 
@@ -121,6 +134,7 @@ def run_dataset(dataset: StepTimeDataset) -> DatasetResult:
         mape_bound=dataset.mape_bound,
         worst_bound=dataset.worst_bound,
         source=dataset.source,
+        memory_bound=dataset.memory_bound,
     )
 
 
