@@ -82,7 +82,7 @@ def inventory(family: str, device: str, batch: int, seq: int) -> list[dict[str, 
         for attr in sorted(a for a in dir(node) if a.startswith("_saved_")):
             try:
                 value = getattr(node, attr)
-            except Exception:  # noqa: BLE001 - a freed or non-tensor slot
+            except Exception:
                 continue
             for t in value if isinstance(value, (tuple, list)) else [value]:
                 if not isinstance(t, torch.Tensor) or t.numel() <= 1:
@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {family} (batch {args.batch}, seq {args.seq}): count, bytes/token each")
         for key, values in sorted(groups.items()):
             print(f"  {len(values):3d} x {values[0]:9.1f}  " + "  ".join(key))
-        total = sum(r["storage_bytes_per_token"] for r in rows if not r["duplicate"] and not r["param"])
+        total = sum(
+            r["storage_bytes_per_token"] for r in rows if not r["duplicate"] and not r["param"]
+        )
         print(f"  unique non-parameter storage, bytes/token: {total:.1f}")
     return 0
 

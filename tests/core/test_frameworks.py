@@ -56,7 +56,8 @@ def test_saved_tensor_inventory_of_one_llama_layer(framework):
 
 
 def _hf_gpt2_scenario():
-    from deepflow.validation.hf_step import measured_rows, scenario as hf_scenario
+    from deepflow.validation.hf_step import measured_rows
+    from deepflow.validation.hf_step import scenario as hf_scenario
 
     row = next(r for r in measured_rows() if r["name"] == "gpt2-l24-h1536-b8-s1024")
     return hf_scenario(row, "h200-sxm-141gb")

@@ -25,10 +25,18 @@ def render_dataset(result: DatasetResult, console: Console, rows: bool = True) -
         for row in result.rows:
             predicted = "infeasible" if row.predicted is None else f"{row.predicted:.4g} {row.unit}"
             error = "-" if row.error is None else f"{row.error:+.1%}"
-            cells = [row.row_id, row.description, predicted, f"{row.measured:.4g} {row.unit}", error]
+            cells = [
+                row.row_id,
+                row.description,
+                predicted,
+                f"{row.measured:.4g} {row.unit}",
+                error,
+            ]
             if memory:
                 cells += [
-                    "-" if row.predicted_memory is None else f"{row.predicted_memory / 2**30:.2f} GiB",
+                    "-"
+                    if row.predicted_memory is None
+                    else f"{row.predicted_memory / 2**30:.2f} GiB",
                     "-" if not row.measured_memory else f"{row.measured_memory / 2**30:.2f} GiB",
                     "-" if row.memory_error is None else f"{row.memory_error:+.1%}",
                 ]
