@@ -18,15 +18,19 @@ def pct(x: float | None) -> str:
 
 
 def main() -> None:
-    print("| data set | rows | mean abs. error | worst | bound in tests |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print("| data set | rows | mean abs. error | worst | peak memory | bound in tests |")
+    print("| --- | ---: | ---: | ---: | ---: | --- |")
     for name in all_dataset_names():
         r = run_by_name(name)
         bound = " / ".join(pct(b) for b in (r.mape_bound, r.worst_bound) if b is not None)
+        memory_bound = getattr(r, "memory_bound", None)
+        if memory_bound is not None:
+            bound = f"{bound}; memory {pct(memory_bound)}"
         label = DESCRIPTIONS.get(name, r.description)
+        memory = pct(getattr(r, "memory_mape", None))
         print(
             f"| `{name}`: {label} | {len(r.rows):,} | {pct(r.mape)} | {pct(r.worst)} | "
-            f"{bound or 'reported'} |"
+            f"{memory} | {bound or 'reported'} |"
         )
 
 
