@@ -32,8 +32,10 @@ context, data parallel, pipeline stage outermost). The step of each rank, in iss
   (Huang et al., "GPipe", NeurIPS 2019, sec. 2.2);
 * backward: the same in reverse, with backward COMP nodes (backward compute plus
   recomputation) and gradient messages;
-* a data-parallel all-reduce of the stage's gradients (expert gradients over the ``dp/ep``
-  replicas that hold the same experts);
+* the data-parallel synchronization of the stage's gradients over the ``dp x cp`` ranks
+  (expert gradients over the ``dp x cp / ep`` ranks that hold the same experts), as
+  :mod:`deepflow.parallel.sharding` lists it: an all-reduce (ZeRO 0), or a reduce-scatter
+  over the shard group and an all-reduce of the shard across replicas (ZeRO 1/2, HSDP);
 * the optimizer step as one COMP node: the estimator's memory-bound Adam update
   (:func:`deepflow.estimate.evaluate.evaluate`, breakdown ``optimizer``).
 
@@ -43,11 +45,12 @@ embedding and head on the first and last chunk), rounded to whole microseconds (
 resolution; at least 1 us).
 
 With sequence parallelism each tensor-parallel all-reduce becomes an all-gather and a
-reduce-scatter of the same buffer (Korthikanti et al. 2022, sec. 4.2.2). ZeRO 1/2 replace
-the gradient all-reduce by a reduce-scatter before the optimizer step and an all-gather of
-the parameters after it; ZeRO-3 gathers each layer's parameters before its forward and
-its backward compute and reduce-scatters its gradients after the backward (Rajbhandari et
-al. 2020, sec. 5), with no gradient sync at the end.
+reduce-scatter of the same buffer (Korthikanti et al. 2022, sec. 4.2.2). ZeRO 1/2 gather
+the updated parameters (in the parameter precision) after the optimizer step; ZeRO-3
+gathers each layer's parameters before its forward and (resharded after forward) its
+backward compute and reduce-scatters its gradients after the backward, with the replica
+all-reduce under hybrid sharding (Rajbhandari et al. 2020, sec. 5; Zhao et al. 2023), and no
+gradient sync at the end. Every volume and group comes from :mod:`deepflow.parallel.sharding`.
 
 Not exported: the estimator's overlaps (gradient sync under backward, ZeRO-3 prefetch):
 every node of a rank waits for the one before it, except the context-parallel exchanges.
