@@ -22,6 +22,7 @@ import os
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from deepflow.errors import TraceError
 from deepflow.interop.astra.executor import Backend, simulate_workload
@@ -29,7 +30,7 @@ from deepflow.interop.astra.groups import load_comm_groups
 from deepflow.interop.astra.network import load_network
 from deepflow.interop.astra.system import load_system
 from deepflow.interop.chakra.checks import DependencyPolicy
-from deepflow.interop.chakra.codec import decode_et, read_workload
+from deepflow.interop.chakra.codec import decode_et, read_workload, write_workload
 from deepflow.interop.chakra.model import ExecutionTrace, NodeType
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl
 
@@ -76,7 +77,8 @@ class CaseResult:
     def worst_rank_rel_diff(self) -> float:
         """The largest ``|deepflow - ASTRA-sim| / ASTRA-sim`` over the ranks."""
         return max(
-            abs(a - b) / b for a, b in zip(self.rank_finish_ns, self.case.rank_finish_ns, strict=True)
+            abs(a - b) / b
+            for a, b in zip(self.rank_finish_ns, self.case.rank_finish_ns, strict=True)
         )
 
     @property
@@ -140,8 +142,17 @@ class CaseInputs:
         self._workloads: dict[tuple[str, str], dict[int, ExecutionTrace]] = {}
         self._custom: dict[str, str] = {}
 
+    # files the shared fixture tree holds twice; the repository keeps one copy
+    _ALIASES: ClassVar[dict[str, str]] = {
+        "msccl/custom_allreduce.xml": "astra-sim/examples/system/custom_collectives/"
+        "custom_ring_allreduce_8npus_1MB/custom_allreduce.xml",
+    }
+
     def path(self, relative: str) -> str:
-        return os.path.join(self.fixtures, relative)
+        path = os.path.join(self.fixtures, relative)
+        if not os.path.exists(path) and relative in self._ALIASES:
+            path = os.path.join(self.fixtures, self._ALIASES[relative])
+        return path
 
     def generated(self) -> str:
         """The folder ``generated_workloads.tar.gz`` is unpacked into (once)."""
@@ -155,52 +166,57 @@ class CaseInputs:
 
     def workload(self, case: Case) -> dict[int, ExecutionTrace]:
         row = case.row
-        key = (row["workload_path"] or row["generated_workload"], row["transform"])
+        key = (
+            row.get("workload_path", "") or row.get("generated_workload", ""),
+            row.get("transform", ""),
+        )
         if key not in self._workloads:
-            if row["transform"]:
+            if row.get("transform", ""):
                 self._workloads[key] = self._d5(row)
-            elif row["workload_path"]:
-                self._workloads[key] = read_workload(self.path(row["workload_path"]))
+            elif row.get("workload_path", ""):
+                self._workloads[key] = read_workload(self.path(row.get("workload_path", "")))
             else:
-                prefix = os.path.join(self.generated(), row["generated_workload"])
+                prefix = os.path.join(self.generated(), row.get("generated_workload", ""))
                 self._workloads[key] = read_workload(prefix)
         return self._workloads[key]
 
     def _d5(self, row: Mapping[str, str]) -> dict[int, ExecutionTrace]:
-        archive, _, member = row["derived_from"].partition(":")
+        archive, _, member = row.get("derived_from", "").partition(":")
         if not member:
             archive, member = "chakra/feeder_tests_trace.tar.gz", "tests/data/chakra.0.et"
         with tarfile.open(self.path(archive)) as tar:
             fh = tar.extractfile(member)
             assert fh is not None
             trace = decode_et(fh.read(), f"{archive}:{member}")
-        edited = _transform(trace, row["transform"])
+        edited = _transform(trace, row.get("transform", ""))
         return {rank: edited for rank in range(int(row["npus"]))}
 
     def custom_dir(self, case: Case) -> str | None:
         row = case.row
-        if row["msccl_xml"]:
-            xml = row["msccl_xml"]
+        if row.get("msccl_xml", ""):
+            xml = row.get("msccl_xml", "")
             if xml not in self._custom:
                 base = os.path.join(self.scratch, "msccl")
                 algo = read_msccl(self.path(xml))
                 traces = msccl_to_chakra(algo, int(row["size_bytes"]), 50e9)
-                prefix = os.path.join(base, row["custom_et_prefix"])
+                prefix = os.path.join(base, row.get("custom_et_prefix", ""))
                 os.makedirs(os.path.dirname(prefix), exist_ok=True)
-                from deepflow.interop.chakra.codec import write_workload
-
                 write_workload(traces, prefix)
                 self._custom[xml] = base
             return self._custom[xml]
-        if row["custom_dir"]:
-            return self.path(row["custom_dir"])
+        if row.get("custom_dir", ""):
+            return self.path(row.get("custom_dir", ""))
         return None
 
 
 def run_case(case: Case, inputs: CaseInputs) -> CaseResult:
     """Replay ``case`` with deepflow under the case's backend."""
     row = case.row
-    groups = load_comm_groups(inputs.path(row["comm_groups_json"])) if row["comm_groups_json"] else None
+    groups = (
+        load_comm_groups(inputs.path(row.get("comm_groups_json", "")))
+        if row.get("comm_groups_json", "")
+        else None
+    )
     result = simulate_workload(
         inputs.workload(case),
         load_network(inputs.path(row["network_yaml"])),

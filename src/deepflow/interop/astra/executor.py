@@ -50,8 +50,8 @@ from deepflow.interop.astra.analytical import (
     to_ns,
 )
 from deepflow.interop.astra.groups import CommGroups
-from deepflow.interop.astra.network import NetworkConfig
 from deepflow.interop.astra.native import NativeEngine
+from deepflow.interop.astra.network import NetworkConfig
 from deepflow.interop.astra.system import CollectiveImpl, SystemConfig
 from deepflow.interop.chakra.checks import (
     DependencyPolicy,
@@ -75,6 +75,9 @@ _COLLECTIVE_OF = {
     CommType.ALL_GATHER: NativeCollective.ALL_GATHER,
     CommType.ALL_TO_ALL: NativeCollective.ALL_TO_ALL,
 }
+
+
+_COMM_TYPES = (NodeType.COMM_COLL_NODE, NodeType.COMM_SEND_NODE, NodeType.COMM_RECV_NODE)
 
 
 class Backend(str, Enum):
@@ -111,6 +114,8 @@ class SimulationResult:
 
     ranks: tuple[RankResult, ...]
     spans: dict[int, dict[int, tuple[int, int]]] = field(repr=False)
+    warnings: tuple[str, ...] = ()
+    """Inputs ASTRA-sim would reject or hang on that this replay ran anyway."""
 
     @property
     def makespan_ns(self) -> int:
@@ -351,8 +356,10 @@ class _Simulation:
         policy: DependencyPolicy,
         custom_loader: Callable[[str], Mapping[int, ExecutionTrace]],
         backend: Backend,
+        cpu_comm_as_compute: bool = False,
     ) -> None:
         self.env = Environment()
+        self.cpu_comm_as_compute = cpu_comm_as_compute
         self.network, self.system, self.groups, self.policy = network, system, groups, policy
         self.backend = backend
         self.links = _Network(self.env, network, backend)
@@ -374,7 +381,17 @@ class _Simulation:
         label = run.trace.label
         if node.type is NodeType.METADATA_NODE:
             return self.env.timeout(0)
-        if node.type is NodeType.COMP_NODE or attr_bool(node, "is_cpu_op", label):
+        cpu = attr_bool(node, "is_cpu_op", label)
+        if cpu and node.type in _COMM_TYPES and not self.cpu_comm_as_compute:
+            # ASTRA-sim: Workload::issue_comm throws "Comm node should not be on CPU" and the
+            # run ends with unreleased nodes and no finish line (conformance README, D5)
+            raise TraceError(
+                f"{label}: node {node.id} ({node.name}): {node.type_name} with is_cpu_op "
+                "true: ASTRA-sim refuses communication on the CPU (Workload::issue_comm, "
+                "'Comm node should not be on CPU') and never finishes; retype the node as "
+                "COMP_NODE, or replay it as CPU compute with --cpu-comm-as-compute"
+            )
+        if node.type is NodeType.COMP_NODE or cpu:
             return self.env.timeout(self._compute_ns(node, label))
         if node.type is NodeType.COMM_SEND_NODE:
             size = attr_int(node, "comm_size", label)
@@ -507,8 +524,19 @@ def simulate_workload(
     custom_dir: str | os.PathLike[str] | None = None,
     custom_traces: Mapping[str, Mapping[int, ExecutionTrace]] | None = None,
     backend: Backend = Backend.CONGESTION_UNAWARE,
+    cpu_comm_as_compute: bool = False,
 ) -> SimulationResult:
     """Simulate one ET per NPU (``traces[npu]``) and return per-rank finish times.
+
+    ``backend`` picks ASTRA-sim's analytical network: congestion-unaware (messages never
+    share a link) or congestion-aware (links are FIFO servers shared by every message that
+    crosses them, :class:`deepflow.network.links.LinkNetwork`). ASTRA-sim's congestion-aware
+    backend builds 1-D networks only; here a multi-dimensional one routes dimension by
+    dimension.
+
+    A communication node with ``is_cpu_op`` true is an error, as in ASTRA-sim (which never
+    finishes such a run); ``cpu_comm_as_compute`` replays it as CPU compute for its
+    ``duration_micros`` instead (deepflow's earlier behaviour).
 
     Custom collective implementations named in ``system`` are taken from
     ``custom_traces[prefix]`` when given, else read from ``<custom_dir>/<prefix>.<r>.et``
@@ -533,7 +561,8 @@ def simulate_workload(
         return loaded[prefix]
 
     sim = _Simulation(
-        network, system, comm_groups or CommGroups(), policy, load_custom, backend
+        network, system, comm_groups or CommGroups(), policy, load_custom, backend,
+        cpu_comm_as_compute,
     )
     runs = {
         npu: _GraphRun(
@@ -555,4 +584,39 @@ def simulate_workload(
         )
         for npu, run in runs.items()
     )
-    return SimulationResult(ranks, {npu: dict(run.spans) for npu, run in runs.items()})
+    return SimulationResult(
+        ranks,
+        {npu: dict(run.spans) for npu, run in runs.items()},
+        tuple(_warnings(traces, system, cpu_comm_as_compute)),
+    )
+
+
+def _warnings(
+    traces: Mapping[int, ExecutionTrace], system: SystemConfig, cpu_comm_as_compute: bool
+) -> list[str]:
+    """What ASTRA-sim would not have run (conformance README, U4 and D5)."""
+    out = []
+    if system.track_local_mem:
+        for rank in sorted(traces):
+            missing = next((n for n in traces[rank].nodes if n.inputs is None), None)
+            if missing is not None:
+                out.append(
+                    f"{system.source}: track-local-mem: 1, but {traces[rank].label} node "
+                    f"{missing.id} has no inputs; ASTRA-sim's LocalMemUsageTracker stops at "
+                    "\"Attribute 'inputs' not found\" and no rank finishes; deepflow does not "
+                    "track local memory and ran it anyway"
+                )
+                break
+    if cpu_comm_as_compute:
+        n = sum(
+            1
+            for t in traces.values()
+            for node in t.nodes
+            if node.type in _COMM_TYPES and node.attr_value("is_cpu_op") is True
+        )
+        if n:
+            out.append(
+                f"{n} communication node(s) with is_cpu_op true ran as CPU compute; "
+                "ASTRA-sim refuses them ('Comm node should not be on CPU') and never finishes"
+            )
+    return out

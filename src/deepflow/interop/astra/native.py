@@ -139,7 +139,9 @@ def plan_phases(
         ]
         out.append(
             PhaseSpec(
-                last, NativeCollective.ALL_REDUCE, impl_of(last, impls, op.value),
+                last,
+                NativeCollective.ALL_REDUCE,
+                impl_of(last, impls, op.value),
                 _dim_ring(npu, sizes, last),
             )
         )
@@ -348,10 +350,7 @@ class _HalvingDoubling(_Ring):
         self._peers()
 
     def _peers(self) -> None:
-        if self.rank_offset == 0:
-            clockwise = True
-        else:
-            clockwise = (self.index // self.rank_offset) % 2 == 0
+        clockwise = True if self.rank_offset == 0 else self.index // self.rank_offset % 2 == 0
         self.receiver = self.neighbour(self.sys.npu, clockwise, self.rank_offset)
         self.sender = self.receiver
 
@@ -421,7 +420,7 @@ class _DoubleBinaryTree(_Algorithm):
         self.state = "begin"
         self.reductions = 0
 
-    def run(self, event: str) -> None:  # noqa: C901 - a transliteration of the state machine
+    def run(self, event: str) -> None:
         s, k, sys_, size = self.state, self.kind, self.sys, self.size
         if k == "leaf":
             if s == "begin":
