@@ -13,8 +13,14 @@ import argparse
 import time
 
 from deepflow.interop.astra import Backend, parse_network, parse_system, simulate_workload
-from deepflow.interop.chakra import AttrKind, Attribute, ExecutionTrace, GlobalMetadata, Node
-from deepflow.interop.chakra import NodeType
+from deepflow.interop.chakra import (
+    Attribute,
+    AttrKind,
+    ExecutionTrace,
+    GlobalMetadata,
+    Node,
+    NodeType,
+)
 
 
 def main() -> None:
