@@ -163,12 +163,13 @@ def test_local_bw_aware_plan() -> None:
         NativeCollective.ALL_REDUCE,
         NativeCollective.ALL_GATHER,
     )
+    # every phase takes its algorithm from all-reduce-implementation (D3)
     assert plan == [
-        Phase(0, rs, 2),
-        Phase(1, rs, 8),
+        Phase(0, rs, 2, ar),
+        Phase(1, rs, 8, ar),
         Phase(2, ar, 4),
-        Phase(1, ag, 8),
-        Phase(0, ag, 2),
+        Phase(1, ag, 8, ar),
+        Phase(0, ag, 2, ar),
     ]
     base = phase_plan(NativeCollective.ALL_GATHER, dims, CollectiveOptimization.BASELINE)
     assert [p.dim for p in base] == [2, 1, 0]
@@ -193,10 +194,20 @@ def test_group_collective_runs_on_its_members_only() -> None:
         pg = Attribute("pg_name", AttrKind.STRING, "1" if r < 8 else "2")
         traces[r] = ExecutionTrace(GlobalMetadata("0.0.4"), (_collective(0, 0, 1 << 20, pg),))
     grouped = simulate_workload(traces, network, system, groups)
-    whole = {
-        r: ExecutionTrace(GlobalMetadata("0.0.4"), (_collective(0, 0, 1 << 20),)) for r in range(16)
+    # a group smaller than the job runs one flat ring over its members (here all in the
+    # 8-NPU switch dimension) whose packets wait the local ring's fixed 10 ns MemBus delay
+    # (CommunicatorGroup::get_collective_plan, MemBus::Transmition::Fast)
+    one_dim = load_network(ASTRA / "inputs/network/hgx_h100_8gpu.yml")
+    flat = replace(
+        system,
+        all_reduce_implementation=system.all_reduce_implementation[:1],
+        endpoint_delay_s=10e-9,
+    )
+    alone = {
+        r: ExecutionTrace(GlobalMetadata("0.0.4"), (_collective(0, 0, 1 << 20),)) for r in range(8)
     }
-    assert grouped.makespan_ns < simulate_workload(whole, network, system).makespan_ns
+    expected = simulate_workload(alone, one_dim, flat).makespan_ns
+    assert [r.finish_ns for r in grouped.ranks] == [expected] * 16
 
 
 def test_compute_and_resources() -> None:

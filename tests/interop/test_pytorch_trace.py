@@ -17,7 +17,9 @@ def test_pytorch_trace_simulates_to_completion(pytorch_et: Path) -> None:
 
     Compute nodes are timed from their ``duration_micros`` attribute (the system JSON has
     ``roofline-enabled`` 0, ASTRA-sim's replay mode); the broadcasts are replayed for their
-    recorded duration, as ASTRA-sim does; the all-reduces run the native ring. Dependencies
+    recorded duration, as ASTRA-sim does; the all-reduces run the native ring; the 14
+    CPU-side communication nodes, which ASTRA-sim refuses, run as CPU compute on request
+    (``cpu_comm_as_compute``). Dependencies
     are the data edges only: 1,277 control edges name host operators the trace omits
     (tests/fixtures/chakra/README.md)."""
     trace = read_et(pytorch_et)
@@ -25,7 +27,11 @@ def test_pytorch_trace_simulates_to_completion(pytorch_et: Path) -> None:
     network = parse_network("topology: [Ring]\nnpus_count: [2]\nbandwidth: [50]\nlatency: [500]\n")
     system = load_system(RT / "inputs/system_cfg.json")
     result = simulate_workload(
-        {0: trace, 1: trace}, network, system, policy=DependencyPolicy.DATA_ONLY
+        {0: trace, 1: trace},
+        network,
+        system,
+        policy=DependencyPolicy.DATA_ONLY,
+        cpu_comm_as_compute=True,  # its 14 c10d::broadcast/allreduce CPU ops
     )
     assert all(len(spans) == 3664 for spans in result.spans.values())  # every node ran
     assert math.isfinite(result.makespan_s) and 0 < result.makespan_s < 1.0

@@ -25,6 +25,7 @@ import click
 from deepflow.cli.app import exits_2_on_bad_input, main
 from deepflow.errors import TraceError
 from deepflow.interop.astra import (
+    Backend,
     export_scenario,
     load_comm_groups,
     load_network,
@@ -156,6 +157,20 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
     help="astra: ASTRA-sim's analytical semantics; sim: the simulator's executor, with "
     "communication costed by the network layer.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice([b.value for b in Backend]),
+    default=Backend.CONGESTION_UNAWARE.value,
+    show_default=True,
+    help="--engine astra: ASTRA-sim's analytical network, congestion-unaware or "
+    "congestion-aware (links shared by the messages that cross them).",
+)
+@click.option(
+    "--cpu-comm-as-compute",
+    is_flag=True,
+    help="Run communication nodes with is_cpu_op true as CPU compute (ASTRA-sim refuses "
+    "them; without this flag they are an error).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @exits_2_on_bad_input
 def simulate(
@@ -166,6 +181,8 @@ def simulate(
     custom_dir: str,
     deps: str,
     engine: str,
+    backend: str,
+    cpu_comm_as_compute: bool,
     as_json: bool,
 ) -> None:
     """Replay PREFIX.<rank>.et on an ASTRA-sim analytical network."""
@@ -214,11 +231,20 @@ def simulate(
         if system_path is None:
             raise click.UsageError("--system is required with --engine astra")
         result = simulate_workload(
-            traces, network, load_system(system_path), groups, policy, custom_dir=custom_dir
+            traces,
+            network,
+            load_system(system_path),
+            groups,
+            policy,
+            custom_dir=custom_dir,
+            backend=Backend(backend),
+            cpu_comm_as_compute=cpu_comm_as_compute,
         )
         rows = [(r.rank, r.finish_ns, r.compute_ns) for r in result.ranks]
         makespan = result.makespan_ns
-        extra = {}
+        extra = {"backend": backend} if backend != Backend.CONGESTION_UNAWARE.value else {}
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if as_json:
         ranks = [
             {
@@ -236,7 +262,7 @@ def simulate(
             f"rank {rank} finished, {finish} ns, exposed communication {finish - compute} ns"
         )
     click.echo(f"makespan {makespan} ns")
-    if extra:
+    if "durations" in extra:
         sources = ", ".join(f"{k} {v}" for k, v in extra["durations"].items())  # type: ignore[attr-defined]
         click.echo(f"engine sim; task durations from: {sources}")
 

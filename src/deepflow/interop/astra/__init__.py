@@ -2,7 +2,12 @@
 groups, remote memory) in SI units, and a replay of per-rank Chakra ETs with ASTRA-sim's
 analytical, congestion-unaware semantics; export of a deepflow scenario as ASTRA-sim inputs."""
 
-from deepflow.interop.astra.executor import RankResult, SimulationResult, simulate_workload
+from deepflow.interop.astra.executor import (
+    Backend,
+    RankResult,
+    SimulationResult,
+    simulate_workload,
+)
 from deepflow.interop.astra.export import ExportResult, export_scenario
 from deepflow.interop.astra.groups import (
     CommGroups,
@@ -32,6 +37,7 @@ from deepflow.interop.astra.system import (
 
 __all__ = [
     "NETWORK_GB",
+    "Backend",
     "CollectiveImpl",
     "CollectiveOptimization",
     "CommGroups",

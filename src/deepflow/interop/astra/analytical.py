@@ -49,14 +49,24 @@ own round, so this is the ring's count). ``hop(m, h) = floor(h * latency + m/ban
 
 * ``halvingDoubling`` (power-of-two ``p``; ``log2 p`` pairwise exchanges with the partner
   at distance ``1, 2, 4 ...``, the message halving from ``d/2``; the all-gather half
-  retraces them, distance ``p/2`` first)::
+  retraces them, distance ``p/2`` first). ``HalvingDoubling.cc`` releases the first packet
+  of each half unprocessed (``zero_latency_packets``), so only the later ``log2 p - 1``
+  messages of the reduce-scatter half are reduced, each at its own size (difference D1 of
+  the conformance README)::
 
-    reduce-scatter  sum_s [hop(d/2^(s+1), h_s) + red(d/2^(s+1))] + (log2 p + 1) ed
+    reduce-scatter  sum_s [hop(d/2^(s+1), h_s)] + sum_(s>=1) red(d/2^(s+1)) + (log2 p + 1) ed
     all-gather      sum_s hop(d 2^s, h_(L-1-s)) + (log2 p + 1) ed
     all-reduce      reduce-scatter rounds + all-gather rounds + (2 log2 p + 1) ed
 
   It has no all-to-all.
-* ``doubleBinaryTree`` (all-reduce only): NCCL's two binary trees
+* ``doubleBinaryTree`` (all-reduce only): ASTRA-sim's, the *whole* chunk reduced up one
+  binary tree and broadcast back down (``DoubleBinaryTreeAllReduce.cc``); consecutive
+  chunks alternate the trees ``RootMax`` and ``RootMin`` (``DoubleBinaryTreeTopology.cc``),
+  and the NPUs finish at different times, so the executor runs it message by message
+  (:mod:`deepflow.interop.astra.native`, difference D2); :func:`double_binary_tree_phase_ns`
+  is the one-chunk makespan.
+* ``ncclDoubleBinaryTree`` (deepflow's name, all-reduce only, not accepted by ASTRA-sim):
+  NCCL's two binary trees
   (:func:`deepflow.network.algorithms.double_binary_tree.double_tree`, shared with the
   network layer) each carry ``d/2``; a node sends up once each child's message has arrived
   (``ed + hop``) and been reduced (one ``red(d/2)`` per child), the root's result goes down
@@ -68,7 +78,7 @@ where they do not, with endpoint delay and reduction set to zero:
 
 * on a ``FullyConnected`` dimension (one link per peer, so ASTRA-sim's no-contention rule
   and the network layer's port model agree) ``direct``, ``halvingDoubling`` and
-  ``doubleBinaryTree`` equal the network layer's ``Direct``, ``HalvingDoubling`` (per-rank
+  ``ncclDoubleBinaryTree`` equal the network layer's ``Direct``, ``HalvingDoubling`` (per-rank
   bandwidth ``(p-1) B``, ``alpha = latency``) and ``DoubleBinaryTree`` (one chunk, tree links
   of ``B``) up to the ``floor`` of each message (at most 1 ns per round);
 * on a ``Switch`` ``halvingDoubling`` also matches (one message per round), but ``direct``
@@ -79,10 +89,9 @@ where they do not, with endpoint delay and reduction set to zero:
   their hop count in latency only (no link sharing), as in ASTRA-sim's congestion-unaware
   backend.
 
-The partner order of ``halvingDoubling`` (distance 1 first) and the tree of
-``doubleBinaryTree`` are this module's reading of ASTRA-sim's ``HalvingDoubling.cc`` and
-``DoubleBinaryTreeAllReduce.cc``, not checked against a golden ASTRA-sim run: no reference
-output for them is published (reference doc section 2.7 has the ring only). The ``one*``
+Every native implementation is checked against real ASTRA-sim runs: the conformance cases
+(``tests/fixtures/astra-sim/conformance``, ``tests/interop/test_astra_conformance.py``) match
+to the nanosecond on every rank. The ``one*``
 variants (``oneRing``, ``oneDirect``, ``oneHalvingDoubling``) are not modelled and raise.
 
 What comes from the network layer and what stays here: hop counts
@@ -116,11 +125,13 @@ __all__ = [
     "PHASE_COSTS",
     "NativeCollective",
     "Phase",
+    "binary_tree",
     "chunk_plan",
     "direct_phase_ns",
     "double_binary_tree_phase_ns",
     "halving_doubling_phase_ns",
     "link_time_ns",
+    "nccl_double_binary_tree_phase_ns",
     "p2p_delay_ns",
     "phase_ns",
     "phase_plan",
@@ -177,11 +188,19 @@ def reduction_ns(size: float, system: SystemConfig) -> int:
 @dataclass(frozen=True)
 class Phase:
     """One step of a chunk's journey: collective ``op`` over dimension ``dim`` (its index
-    in the network) among ``npus`` NPUs."""
+    in the network) among ``npus`` NPUs, with the algorithm that the system JSON lists for
+    collective ``listed`` (``op`` itself unless the phase belongs to a localBWAware
+    all-reduce, which takes every phase's algorithm from ``all-reduce-implementation``)."""
 
     dim: int
     op: NativeCollective
     npus: int
+    listed: NativeCollective | None = None
+
+    @property
+    def implementation_of(self) -> NativeCollective:
+        """The collective whose ``*-implementation`` list names this phase's algorithm."""
+        return self.op if self.listed is None else self.listed
 
 
 def phase_plan(
@@ -193,15 +212,18 @@ def phase_plan(
     as ``Sys::generate_collective`` orders them (reference doc section 2.6):
 
     * ``localBWAware`` all-reduce over D dimensions: reduce-scatter in dimensions
-      0..D-2, all-reduce in the last, all-gather back in D-2..0;
+      0..D-2, all-reduce in the last, all-gather back in D-2..0, every phase with the
+      algorithm of ``all-reduce-implementation[dim]`` (``Sys::generate_collective`` passes
+      the all-reduce list to every phase; the reduce-scatter and all-gather lists are not
+      read: difference D3 of the conformance README);
     * otherwise the same collective in every dimension, all-gather in reverse order.
     """
     if not dims:
         return []
     if op is NativeCollective.ALL_REDUCE and optimization is CollectiveOptimization.LOCAL_BW_AWARE:
         *inner, last = dims
-        rs = [Phase(i, NativeCollective.REDUCE_SCATTER, p) for i, p in inner]
-        ag = [Phase(i, NativeCollective.ALL_GATHER, p) for i, p in reversed(inner)]
+        rs = [Phase(i, NativeCollective.REDUCE_SCATTER, p, op) for i, p in inner]
+        ag = [Phase(i, NativeCollective.ALL_GATHER, p, op) for i, p in reversed(inner)]
         return [*rs, Phase(last[0], NativeCollective.ALL_REDUCE, last[1]), *ag]
     order = reversed(dims) if op is NativeCollective.ALL_GATHER else dims
     return [Phase(i, op, p) for i, p in order]
@@ -215,17 +237,18 @@ def ring_steps(p: int) -> tuple[int, int]:
 
 
 def _impl(phase: Phase, system: SystemConfig) -> CollectiveImpl:
-    impls = system.implementation(phase.op.value)
+    listed = phase.implementation_of.value
+    impls = system.implementation(listed)
     if phase.dim >= len(impls):
         raise TraceError(
-            f"{system.source}: {phase.op.value}-implementation: has {len(impls)} entries but "
+            f"{system.source}: {listed}-implementation: has {len(impls)} entries but "
             f"the network has a dimension {phase.dim} (one entry per dimension is needed)"
         )
     impl = impls[phase.dim]
     if impl not in PHASE_COSTS:
         modelled = ", ".join(repr(i.value) for i in PHASE_COSTS)
         raise TraceError(
-            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: {impl.value!r} is "
+            f"{system.source}: {listed}-implementation[{phase.dim}]: {impl.value!r} is "
             f"not modelled by deepflow's analytical replay (modelled: {modelled})"
         )
     return impl
@@ -320,9 +343,14 @@ def halving_doubling_phase_ns(
     total = 0
     if phase.op is not NativeCollective.ALL_GATHER:
         m = data
-        for o in offsets:  # reduce-scatter: halve the data each step
+        for s, o in enumerate(offsets):  # reduce-scatter: halve the data each step
             m /= 2
-            total += link_time_ns(dim, m, dim.hops(0, o)) + reduction_ns(m, system)
+            total += link_time_ns(dim, m, dim.hops(0, o))
+            if s > 0:
+                # HalvingDoubling.cc releases the first packet of each half through the
+                # zero-latency path unprocessed; the later log2(p) - 1 are reduced, each
+                # packet at the size it is sent with (difference D1)
+                total += reduction_ns(m, system)
         if phase.op is NativeCollective.REDUCE_SCATTER:
             return math.floor(total + (steps + 1) * ed), data / p
         for o in reversed(offsets):  # all-gather back: double the data each step
@@ -336,18 +364,113 @@ def halving_doubling_phase_ns(
     return math.floor(total + (steps + 1) * ed), data * p
 
 
+def binary_tree(ids: tuple[int, ...], root_max: bool) -> dict[int, tuple[int, int, int]]:
+    """``BinaryTree.cc``: node -> (parent, left child, right child), -1 for none. The root
+    has one child, a complete subtree of depth ``floor(log2 n)``; ids are assigned in order
+    (in-order walk), so the root is the largest id (``RootMax``) or the smallest
+    (``RootMin``)."""
+    n = len(ids)
+    depth = 1
+    tmp = n
+    while tmp > 1:
+        depth += 1
+        tmp //= 2
+    # nodes: [parent, left, right, id]
+    nodes: list[list[int]] = [[-1, -1, -1, -1]]
+
+    def build(d: int, parent: int) -> int:
+        me = len(nodes)
+        nodes.append([parent, -1, -1, -1])
+        if d > 1:
+            nodes[me][1] = build(d - 1, me)
+            nodes[me][2] = build(d - 1, me)
+        return me
+
+    sub = build(depth - 1, 0)
+    if root_max:
+        nodes[0][1] = sub
+    else:
+        nodes[0][2] = sub
+    counter = [0]
+
+    def assign(i: int) -> None:
+        if nodes[i][1] >= 0:
+            assign(nodes[i][1])
+        nodes[i][3] = ids[counter[0]] if counter[0] < n else -1
+        counter[0] += 1
+        if nodes[i][2] >= 0:
+            assign(nodes[i][2])
+
+    assign(0)
+
+    def nid(i: int) -> int:
+        return nodes[i][3] if i >= 0 else -1
+
+    return {nodes[i][3]: (nid(nodes[i][0]), nid(nodes[i][1]), nid(nodes[i][2])) for i in range(len(nodes))}
+
+
 def double_binary_tree_phase_ns(
     phase: Phase,
     data: float,
     network: NetworkConfig,
     system: SystemConfig,
 ) -> tuple[int, float]:
-    """One ``doubleBinaryTree`` all-reduce phase: each of two trees reduces half of the
-    data up to its root and broadcasts it down (see the module docstring)."""
+    """One ASTRA-sim ``doubleBinaryTree`` all-reduce phase on one chunk: the whole chunk is
+    reduced up one binary tree and broadcast back down it (``DoubleBinaryTreeAllReduce.cc``,
+    tree ``RootMax`` of ``BinaryTree.cc``; consecutive chunks alternate ``RootMax`` and
+    ``RootMin``, which the message-level replay :mod:`deepflow.interop.astra.native` follows).
+
+    A leaf sends after ``ed``; an inner node reduces each child's message (``ed + red(d)``
+    from its arrival) and sends up when both are done; the root reduces and sends down; an
+    inner node reduces what comes down (``ed + red(d)``) and forwards it; a leaf finishes
+    ``ed`` after it arrives. The phase lasts until the last NPU finishes."""
     if phase.op is not NativeCollective.ALL_REDUCE:
         raise TraceError(
-            f"{system.source}: {phase.op.value}-implementation[{phase.dim}]: "
+            f"{system.source}: {phase.implementation_of.value}-implementation[{phase.dim}]: "
             "'doubleBinaryTree' implements all-reduce only"
+        )
+    dim = network.dims[phase.dim]
+    ed = to_ns(system.endpoint_delay_s)
+    red = reduction_ns(data, system)
+    tree = binary_tree(tuple(range(phase.npus)), root_max=True)
+    root = next(r for r, (up, _, _) in tree.items() if up < 0)
+
+    def hop(a: int, b: int) -> int:
+        return link_time_ns(dim, data, dim.hops(a, b))
+
+    def kids(r: int) -> list[int]:
+        return [c for c in tree[r][1:] if c >= 0]
+
+    def sent_up(r: int) -> float:
+        if not kids(r):
+            return ed
+        return max(sent_up(c) + hop(c, r) for c in kids(r)) + ed + red
+
+    finish = 0.0
+    stack = [(root, sent_up(root))]  # the root sends down as soon as it has reduced
+    while stack:
+        r, t = stack.pop()
+        finish = max(finish, t)
+        for c in kids(r):
+            arrive = t + hop(r, c)
+            stack.append((c, arrive + (ed + red if kids(c) else ed)))
+    return math.floor(finish), data
+
+
+def nccl_double_binary_tree_phase_ns(
+    phase: Phase,
+    data: float,
+    network: NetworkConfig,
+    system: SystemConfig,
+) -> tuple[int, float]:
+    """deepflow's ``ncclDoubleBinaryTree`` (not an ASTRA-sim name): NCCL's two trees
+    (:func:`deepflow.network.algorithms.double_binary_tree.double_tree`) each carry half of
+    the data, reduced up and broadcast down, with ASTRA-sim's per-message integer costs; the
+    phase ends when the last leaf of the slower tree has the result, plus one ``ed``."""
+    if phase.op is not NativeCollective.ALL_REDUCE:
+        raise TraceError(
+            f"{system.source}: {phase.implementation_of.value}-implementation[{phase.dim}]: "
+            "'ncclDoubleBinaryTree' implements all-reduce only"
         )
     dim = network.dims[phase.dim]
     ed = to_ns(system.endpoint_delay_s)
@@ -392,6 +515,7 @@ PHASE_COSTS: dict[CollectiveImpl, PhaseCost] = {
     CollectiveImpl.DIRECT: direct_phase_ns,
     CollectiveImpl.HALVING_DOUBLING: halving_doubling_phase_ns,
     CollectiveImpl.DOUBLE_BINARY_TREE: double_binary_tree_phase_ns,
+    CollectiveImpl.NCCL_DOUBLE_BINARY_TREE: nccl_double_binary_tree_phase_ns,
 }
 """The native implementations this replay models, by name in the system JSON."""
 

@@ -47,10 +47,12 @@ from deepflow.interop.astra.analytical import (
     p2p_delay_ns,
     phase_ns,
     phase_plan,
+    to_ns,
 )
 from deepflow.interop.astra.groups import CommGroups
+from deepflow.interop.astra.native import NativeEngine
 from deepflow.interop.astra.network import NetworkConfig
-from deepflow.interop.astra.system import SystemConfig
+from deepflow.interop.astra.system import CollectiveImpl, SystemConfig
 from deepflow.interop.chakra.checks import (
     DependencyPolicy,
     attr_bool,
@@ -62,9 +64,10 @@ from deepflow.interop.chakra.checks import (
 )
 from deepflow.interop.chakra.codec import read_workload
 from deepflow.interop.chakra.model import CommType, ExecutionTrace, Node, NodeType
+from deepflow.network.links import LinkDim, LinkNetwork
 from deepflow.sim.engine import Environment, Event, Resource
 
-__all__ = ["RankResult", "SimulationResult", "simulate_workload"]
+__all__ = ["Backend", "RankResult", "SimulationResult", "simulate_workload"]
 
 _COLLECTIVE_OF = {
     CommType.ALL_REDUCE: NativeCollective.ALL_REDUCE,
@@ -72,6 +75,17 @@ _COLLECTIVE_OF = {
     CommType.ALL_GATHER: NativeCollective.ALL_GATHER,
     CommType.ALL_TO_ALL: NativeCollective.ALL_TO_ALL,
 }
+
+
+_COMM_TYPES = (NodeType.COMM_COLL_NODE, NodeType.COMM_SEND_NODE, NodeType.COMM_RECV_NODE)
+
+
+class Backend(str, Enum):
+    """ASTRA-sim's two analytical network backends (astra-network-analytical
+    ``congestion_unaware/`` and ``congestion_aware/``), by their ``--backend`` names."""
+
+    CONGESTION_UNAWARE = "congestion-unaware"
+    CONGESTION_AWARE = "congestion-aware"
 
 
 class _Unit(Enum):
@@ -100,6 +114,8 @@ class SimulationResult:
 
     ranks: tuple[RankResult, ...]
     spans: dict[int, dict[int, tuple[int, int]]] = field(repr=False)
+    warnings: tuple[str, ...] = ()
+    """Inputs ASTRA-sim would reject or hang on that this replay ran anyway."""
 
     @property
     def makespan_ns(self) -> int:
@@ -110,12 +126,47 @@ class SimulationResult:
         return self.makespan_ns * 1e-9
 
 
+class _Network:
+    """The analytical network messages travel on, with the replay's event kernel.
+
+    Congestion-unaware: a message from ``src`` to ``dst`` takes
+    :func:`~deepflow.interop.astra.analytical.p2p_delay_ns` (first differing dimension,
+    no contention). Congestion-aware: it crosses the links of
+    :class:`deepflow.network.links.LinkNetwork` (store-and-forward FIFO links, integer ns).
+    """
+
+    def __init__(self, env: Environment, network: NetworkConfig, backend: Backend) -> None:
+        self.env = env
+        self.network = network
+        self.links: LinkNetwork | None = None
+        if backend is Backend.CONGESTION_AWARE:
+            self.links = LinkNetwork(
+                [
+                    LinkDim(d.topology.kind, d.npus, d.bandwidth_Bps / 1e9, to_ns(d.latency_s))
+                    for d in network.dims
+                ],
+                self.schedule,
+                integer=True,
+            )
+
+    def schedule(self, delay: float, fn: Callable[[], None]) -> None:
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _e: fn())  # type: ignore[union-attr]
+
+    def send(self, src: int, dst: int, size: int, callback: Callable[[], None]) -> None:
+        if self.links is not None:
+            self.links.send(src, dst, size, callback)
+        else:
+            self.schedule(p2p_delay_ns(self.network, src, dst, size), callback)
+
+
 class _Mailbox:
     """Point-to-point matching: the k-th send and the k-th receive of a (namespace, tag,
     src, dst, size) key pair up (ASTRA-sim ``CommonNetworkApi.cc``)."""
 
-    def __init__(self, env: Environment) -> None:
+    def __init__(self, env: Environment, network: _Network) -> None:
         self.env = env
+        self.network = network
         self.slots: dict[tuple[object, ...], Event] = {}
         self.sent: dict[tuple[object, ...], int] = {}
         self.posted: dict[tuple[object, ...], int] = {}
@@ -123,12 +174,19 @@ class _Mailbox:
     def _slot(self, key: tuple[object, ...], k: int) -> Event:
         return self.slots.setdefault((*key, k), self.env.event())
 
-    def send(self, key: tuple[object, ...], delay_ns: int) -> Event:
+    def send(self, key: tuple[object, ...], src: int, dst: int, size: int) -> Event:
+        """Send; the returned event fires when the message has arrived (the analytical
+        backend calls the send handler on arrival)."""
         k = self.sent.get(key, 0)
         self.sent[key] = k + 1
         arrival = self._slot(key, k)
-        done = self.env.timeout(delay_ns)
-        done.callbacks.append(lambda _ev: arrival.succeed())  # type: ignore[union-attr]
+        done = self.env.event()
+
+        def arrive() -> None:
+            done.succeed()
+            arrival.succeed()
+
+        self.network.send(src, dst, size, arrive)
         return done
 
     def recv(self, key: tuple[object, ...]) -> Event:
@@ -155,11 +213,17 @@ class _Collectives:
         size: int,
         label: str,
         dims: list[tuple[int, int]],
+        involved: list[bool],
     ) -> Event:
         group_key = (members,)
         k = self.seq.get((*group_key, npu), 0)
         self.seq[(*group_key, npu)] = k + 1
         key = (members, k)
+        if self.sim.message_level(op, members):
+            ev = self.sim.env.event()
+            group = members if len(members) < self.sim.network.npus else None
+            self.sim.native.start(npu, op, size, involved, group, key, ev.succeed)
+            return ev
         ev = self.done.setdefault(key, self.sim.env.event())
         joined = self.joined.setdefault(key, [])
         joined.append(npu)
@@ -291,10 +355,22 @@ class _Simulation:
         groups: CommGroups,
         policy: DependencyPolicy,
         custom_loader: Callable[[str], Mapping[int, ExecutionTrace]],
+        backend: Backend,
+        cpu_comm_as_compute: bool = False,
     ) -> None:
         self.env = Environment()
+        self.cpu_comm_as_compute = cpu_comm_as_compute
         self.network, self.system, self.groups, self.policy = network, system, groups, policy
-        self.mailbox = _Mailbox(self.env)
+        self.backend = backend
+        self.links = _Network(self.env, network, backend)
+        self.mailbox = _Mailbox(self.env, self.links)
+        self.native = NativeEngine(
+            system,
+            network.npus,
+            [d.npus for d in network.dims],
+            self.links.schedule,
+            self.links.send,
+        )
         self.collectives = _Collectives(self)
         self.custom_loader = custom_loader
         self.sub_seq: dict[tuple[object, ...], int] = {}
@@ -305,13 +381,23 @@ class _Simulation:
         label = run.trace.label
         if node.type is NodeType.METADATA_NODE:
             return self.env.timeout(0)
-        if node.type is NodeType.COMP_NODE or attr_bool(node, "is_cpu_op", label):
+        cpu = attr_bool(node, "is_cpu_op", label)
+        if cpu and node.type in _COMM_TYPES and not self.cpu_comm_as_compute:
+            # ASTRA-sim: Workload::issue_comm throws "Comm node should not be on CPU" and the
+            # run ends with unreleased nodes and no finish line (conformance README, D5)
+            raise TraceError(
+                f"{label}: node {node.id} ({node.name}): {node.type_name} with is_cpu_op "
+                "true: ASTRA-sim refuses communication on the CPU (Workload::issue_comm, "
+                "'Comm node should not be on CPU') and never finishes; retype the node as "
+                "COMP_NODE, or replay it as CPU compute with --cpu-comm-as-compute"
+            )
+        if node.type is NodeType.COMP_NODE or cpu:
             return self.env.timeout(self._compute_ns(node, label))
         if node.type is NodeType.COMM_SEND_NODE:
             size = attr_int(node, "comm_size", label)
             dst = run.to_npu(attr_int(node, "comm_dst", label))
             key = (*run.namespace, attr_int(node, "comm_tag", label, 0), run.npu, dst, size)
-            return self.mailbox.send(key, p2p_delay_ns(self.network, run.npu, dst, size))
+            return self.mailbox.send(key, run.npu, dst, size)
         if node.type is NodeType.COMM_RECV_NODE:
             size = attr_int(node, "comm_size", label)
             src = run.to_npu(attr_int(node, "comm_src", label))
@@ -323,6 +409,15 @@ class _Simulation:
             f"{label}: node {node.id}: {node.type_name} needs a remote-memory model, which "
             "this replay does not have (ASTRA-sim aborts under NO_MEMORY_EXPANSION)"
         )
+
+    def message_level(self, op: NativeCollective, members: tuple[int, ...]) -> bool:
+        """Whether a native collective runs message by message (:mod:`.native`) rather
+        than by the lock-step closed forms: on the congestion-aware network, for a
+        communicator group smaller than the job, and for ``doubleBinaryTree``, whose NPUs
+        finish at different times."""
+        if self.backend is Backend.CONGESTION_AWARE or len(members) < self.network.npus:
+            return True
+        return CollectiveImpl.DOUBLE_BINARY_TREE in self.system.implementation(op.value)
 
     def _compute_ns(self, node: Node, label: str) -> int:
         system = self.system
@@ -360,10 +455,12 @@ class _Simulation:
         custom = self.system.custom_implementation(op.value)
         if custom is not None:
             return self._custom(run, node, members, custom)
-        dims = self._dims(node, members, label)
-        return self.collectives.join(members, run.npu, op, size, label, dims)
+        dims, involved = self._dims(node, members, label)
+        return self.collectives.join(members, run.npu, op, size, label, dims, involved)
 
-    def _dims(self, node: Node, members: tuple[int, ...], label: str) -> list[tuple[int, int]]:
+    def _dims(
+        self, node: Node, members: tuple[int, ...], label: str
+    ) -> tuple[list[tuple[int, int]], list[bool]]:
         involved = attr_bool_list(node, "involved_dim", label)
         n_dims = len(self.network.dims)
         if involved is not None and len(involved) != n_dims:
@@ -377,7 +474,7 @@ class _Simulation:
             extent = len({c[i] for c in coords})
             if extent > 1 and (involved is None or involved[i]):
                 dims.append((i, extent))
-        return dims
+        return dims, list(involved) if involved is not None else [True] * n_dims
 
     def _custom(self, run: _GraphRun, node: Node, members: tuple[int, ...], prefix: str) -> Event:
         algo = self.custom_loader(prefix)
@@ -426,8 +523,20 @@ def simulate_workload(
     policy: DependencyPolicy = DependencyPolicy.DATA_AND_CTRL,
     custom_dir: str | os.PathLike[str] | None = None,
     custom_traces: Mapping[str, Mapping[int, ExecutionTrace]] | None = None,
+    backend: Backend = Backend.CONGESTION_UNAWARE,
+    cpu_comm_as_compute: bool = False,
 ) -> SimulationResult:
     """Simulate one ET per NPU (``traces[npu]``) and return per-rank finish times.
+
+    ``backend`` picks ASTRA-sim's analytical network: congestion-unaware (messages never
+    share a link) or congestion-aware (links are FIFO servers shared by every message that
+    crosses them, :class:`deepflow.network.links.LinkNetwork`). ASTRA-sim's congestion-aware
+    backend builds 1-D networks only; here a multi-dimensional one routes dimension by
+    dimension.
+
+    A communication node with ``is_cpu_op`` true is an error, as in ASTRA-sim (which never
+    finishes such a run); ``cpu_comm_as_compute`` replays it as CPU compute for its
+    ``duration_micros`` instead (deepflow's earlier behaviour).
 
     Custom collective implementations named in ``system`` are taken from
     ``custom_traces[prefix]`` when given, else read from ``<custom_dir>/<prefix>.<r>.et``
@@ -451,7 +560,10 @@ def simulate_workload(
             loaded[prefix] = algo
         return loaded[prefix]
 
-    sim = _Simulation(network, system, comm_groups or CommGroups(), policy, load_custom)
+    sim = _Simulation(
+        network, system, comm_groups or CommGroups(), policy, load_custom, backend,
+        cpu_comm_as_compute,
+    )
     runs = {
         npu: _GraphRun(
             sim, npu, traces[npu], namespace=("workload",), to_npu=lambda r: r, limited=True
@@ -472,4 +584,39 @@ def simulate_workload(
         )
         for npu, run in runs.items()
     )
-    return SimulationResult(ranks, {npu: dict(run.spans) for npu, run in runs.items()})
+    return SimulationResult(
+        ranks,
+        {npu: dict(run.spans) for npu, run in runs.items()},
+        tuple(_warnings(traces, system, cpu_comm_as_compute)),
+    )
+
+
+def _warnings(
+    traces: Mapping[int, ExecutionTrace], system: SystemConfig, cpu_comm_as_compute: bool
+) -> list[str]:
+    """What ASTRA-sim would not have run (conformance README, U4 and D5)."""
+    out = []
+    if system.track_local_mem:
+        for rank in sorted(traces):
+            missing = next((n for n in traces[rank].nodes if n.inputs is None), None)
+            if missing is not None:
+                out.append(
+                    f"{system.source}: track-local-mem: 1, but {traces[rank].label} node "
+                    f"{missing.id} has no inputs; ASTRA-sim's LocalMemUsageTracker stops at "
+                    "\"Attribute 'inputs' not found\" and no rank finishes; deepflow does not "
+                    "track local memory and ran it anyway"
+                )
+                break
+    if cpu_comm_as_compute:
+        n = sum(
+            1
+            for t in traces.values()
+            for node in t.nodes
+            if node.type in _COMM_TYPES and node.attr_value("is_cpu_op") is True
+        )
+        if n:
+            out.append(
+                f"{n} communication node(s) with is_cpu_op true ran as CPU compute; "
+                "ASTRA-sim refuses them ('Comm node should not be on CPU') and never finishes"
+            )
+    return out

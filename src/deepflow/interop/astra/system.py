@@ -78,6 +78,9 @@ class CollectiveImpl(str, Enum):
     HALVING_DOUBLING = "halvingDoubling"
     ONE_HALVING_DOUBLING = "oneHalvingDoubling"
     DOUBLE_BINARY_TREE = "doubleBinaryTree"
+    NCCL_DOUBLE_BINARY_TREE = "ncclDoubleBinaryTree"
+    """deepflow's own name, not ASTRA-sim's (which rejects it): NCCL's double binary tree,
+    two trees each carrying half of the data (:mod:`deepflow.interop.astra.analytical`)."""
 
 
 _COLLECTIVES = ("all-reduce", "reduce-scatter", "all-gather", "all-to-all")
