@@ -7,7 +7,6 @@ import shlex
 import sys
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,6 +20,7 @@ from deepflow.hardware.calibrate import (
     run_calibration,
     write_calibration,
 )
+from deepflow.report.text import make_console
 from deepflow.workload.profiles import builtin_operator_shapes
 
 
@@ -99,7 +99,7 @@ def calibrate_command(
         if "operator" in options.sections
         else []
     )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(
         TextColumn("[bold]calibrate"),
         BarColumn(),

@@ -14,10 +14,10 @@ import json
 import math
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.report.text import make_console, styled
 from deepflow.units import format_bytes, format_time
 from deepflow.virtual.elastic import elastic_jct, load_timeline, plot_progress
 from deepflow.virtual.hetero import Plan, compare, load_cluster
@@ -42,7 +42,7 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     c = result.cluster
-    console = Console()
+    console = make_console()
     pools = Table(title=f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
     for name in (
         "pool",
@@ -67,7 +67,7 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     console.print(pools)
     for p in result.profiles:
         if not p.feasible:
-            console.print(f"[red]{p.pool.name}[/]: {p.reason}")
+            console.print(styled(p.pool.name, "red", f": {p.reason}"))
     plans = Table(title="plans (units per replica, by pool: VNs, or samples for form B)")
     for name in (
         "plan",
@@ -117,7 +117,7 @@ def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
-    console = Console()
+    console = make_console()
     table = Table(
         title=f"{job.steps} steps of B={job.global_batch_size}, V={job.virtual_nodes}, "
         f"designed for {job.demand} replicas"

@@ -8,13 +8,12 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from deepflow.cli.app import exits_2_on_bad_input, main
 from deepflow.errors import ConfigError
 from deepflow.interop.chakra import graph_to_et, write_workload
 from deepflow.interop.msccl import strategy_algorithms
-from deepflow.report.text import render_prediction
+from deepflow.report.text import make_console, render_prediction
 from deepflow.sim import simulate, write_trace
 from deepflow.specs import load_scenario
 
@@ -56,7 +55,7 @@ def simulate_command(
     if as_json:
         click.echo(json.dumps(sim.prediction.to_json()))
     else:
-        render_prediction(sim.prediction, loaded, Console())
+        render_prediction(sim.prediction, loaded, make_console())
         if trace_path:
             click.echo(f"timeline: {trace_path}")
         if et_paths:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 
 from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.report.text import make_console
 from deepflow.report.validation import render_dataset
 from deepflow.validation.runner import all_dataset_names, run_by_name
 
@@ -28,7 +28,7 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
             raise click.BadParameter(
                 f"unknown data set {name!r}; known: {', '.join(known)}", param_hint="--dataset"
             )
-    console = Console()
+    console = make_console()
     for name in names or tuple(known):
         result = run_by_name(name)
         if as_json:
