@@ -23,7 +23,7 @@ from collections import Counter
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, main
-from deepflow.errors import TraceError
+from deepflow.errors import ConfigError, TraceError
 from deepflow.interop.astra import (
     export_scenario,
     load_comm_groups,
@@ -47,7 +47,11 @@ from deepflow.interop.chakra import (
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
 from deepflow.sim import execute
 from deepflow.specs import load_scenario
+from deepflow.specs.files import check_output_path
 from deepflow.units import Dimension, parse_quantity
+
+MAX_COLLECTIVE_BYTES = 1 << 50
+"""Largest collective ``et convert`` writes (1 PiB; Chakra's ``comm_size`` is an int64)."""
 
 _DEPS = click.Choice([p.value for p in DependencyPolicy])
 
@@ -264,6 +268,10 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     size_bytes = parse_quantity(size, Dimension.BYTES, "--size")
     if not size_bytes.is_integer():
         raise TraceError(f"--size: {size!r} is not a whole number of bytes")
+    if not 1 <= size_bytes <= MAX_COLLECTIVE_BYTES:
+        raise ConfigError(
+            f"must be 1 B .. {MAX_COLLECTIVE_BYTES:,} B (1 PiB), got {size!r}", "--size"
+        )
     bandwidth = parse_quantity(local_mem_bw, Dimension.BANDWIDTH, "--local-mem-bw")
     if verify:
         verify_collective(algo)
@@ -271,6 +279,7 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     out_dir = os.path.dirname(prefix)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
+    check_output_path(f"{prefix}.0.et", "--out")
     paths = write_workload(traces, prefix)
     nodes = sum(len(t.nodes) for t in traces.values())
     click.echo(f"wrote {len(paths)} ET files ({nodes} nodes) to {prefix}.<rank>.et")

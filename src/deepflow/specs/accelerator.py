@@ -12,6 +12,7 @@ from deepflow.specs.base import (
     FlopRate,
     Fraction,
     Name,
+    PositiveBandwidth,
     PositiveInt,
     Seconds,
     Sources,
@@ -97,7 +98,7 @@ class AcceleratorSpec(Spec):
     vendor: str = ""
     peak_flops: PeakFlops
     memory_capacity: Bytes
-    memory_bandwidth: Bandwidth
+    memory_bandwidth: PositiveBandwidth
     scale_up_bandwidth: Bandwidth = 0.0
     tdp: Watts = 0.0
     compute_units: PositiveInt = Field(

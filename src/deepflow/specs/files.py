@@ -9,7 +9,8 @@ what                   bound                           why
 =====================  ==============================  ========================================
 config file (YAML,     :data:`MAX_CONFIG_BYTES` 8 MiB  the largest scenario, cluster or
 JSON, XML) bytes                                       calibration file is a few hundred KiB
-binary trace bytes     :data:`MAX_TRACE_BYTES` 1 GiB   a Chakra ET of a 16k-rank job's rank
+binary trace bytes     :data:`MAX_TRACE_BYTES`         a Chakra ET of one rank of a 16k-GPU
+                       256 MiB                         job is a few MiB
 decompressed gzip      :data:`MAX_TRACE_BYTES`         a gzip bomb stops at the bound, read in
                                                        1 MiB pieces
 nesting depth          :data:`MAX_DEPTH` 64            Python's parsers recurse; 5,000 levels
@@ -49,8 +50,8 @@ T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
 """Largest YAML, JSON or XML file read (8 MiB)."""
-MAX_TRACE_BYTES = 1024 * 1024 * 1024
-"""Largest binary trace read, and largest decompressed gzip stream (1 GiB)."""
+MAX_TRACE_BYTES = 256 * 1024 * 1024
+"""Largest binary trace read, and largest decompressed gzip stream (256 MiB)."""
 MAX_DEPTH = 64
 """Deepest nesting of mappings and lists (or XML elements) accepted."""
 MAX_NODES = 200_000
@@ -356,6 +357,9 @@ def check_output_path(
     folder = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise ConfigError(f"{brief(str(p))} is a folder; give a file name", key)
+    if p.exists() and not p.is_file():
+        # writing through a rename would replace a device node such as /dev/full
+        raise ConfigError(f"{brief(str(p))} exists and is not a regular file", key)
     if not folder.is_dir():
         raise ConfigError(f"folder {brief(str(folder))} does not exist", key)
     if not os.access(folder, os.W_OK):
@@ -372,7 +376,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes, key: str = "")
     ``os.replace`` (atomic on POSIX): readers see the old file or the whole new one, never a
     part, and a full disk leaves no file behind. Errors are a :class:`ConfigError` naming
     ``key`` (the option that named the file)."""
-    p = Path(path)
+    p = check_output_path(path, key)
     folder = p.parent if str(p.parent) else Path(".")
     raw = data.encode("utf-8") if isinstance(data, str) else data
     tmp = None
