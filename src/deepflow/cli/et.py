@@ -16,13 +16,12 @@ and the problem.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError, TraceError
 from deepflow.interop.astra import (
     export_scenario,
@@ -37,6 +36,7 @@ from deepflow.interop.chakra import (
     DependencyPolicy,
     NodeType,
     Roofline,
+    check_collectives,
     check_trace,
     check_workload,
     et_to_graph,
@@ -81,6 +81,7 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
     traces = {rank: read_et(path) for rank, path in enumerate(paths)}
     if len(traces) > 1:
         check_workload(traces, policy)
+        check_collectives(traces, pg_names_are_ids=False)
     else:
         check_trace(traces[0], policy)
     rows = []
@@ -102,7 +103,7 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
             }
         )
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows, indent=2))
         return
     for row in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in row["types"].items())  # type: ignore[attr-defined]
@@ -177,6 +178,10 @@ def simulate(
     groups = load_comm_groups(groups_path) if groups_path else None
     traces = read_workload(prefix)
     policy = DependencyPolicy(deps)
+    # a workload whose sends, receives or collectives do not pair up would be replayed with
+    # wrong (or missing) transfers: refuse it, as et inspect does
+    check_workload(traces, policy)
+    check_collectives(traces, pg_names_are_ids=groups is not None)
     if engine == "sim":
         system = load_system(system_path) if system_path else None
         roofline = None
@@ -233,7 +238,7 @@ def simulate(
             }
             for rank, finish, compute in rows
         ]
-        click.echo(json.dumps({"makespan_ns": makespan, "ranks": ranks, **extra}, indent=2))
+        click.echo(json_text({"makespan_ns": makespan, "ranks": ranks, **extra}, indent=2))
         return
     for rank, finish, compute in rows:
         click.echo(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.estimate import predict
 from deepflow.interop.msccl import strategy_algorithms
@@ -38,6 +37,6 @@ def predict_command(scenarios: tuple[str, ...], as_json: bool) -> None:
     for scenario, algos in zip(loaded, algorithms, strict=True):
         prediction = predict(scenario, algos or None)
         if as_json:
-            click.echo(json.dumps(prediction.to_json()))
+            click.echo(json_text(prediction.to_json()))
         else:
             render_prediction(prediction, scenario, console)

@@ -9,7 +9,6 @@ prints one JSON object whose ``top[*].strategy`` entries are in the scenario fil
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.report.text import make_console, styled
 from deepflow.search import (
@@ -265,7 +264,7 @@ def search_command(
                 }
                 for i, r in enumerate(checked, 1)
             ]
-        click.echo(json.dumps(data))
+        click.echo(json_text(data))
     else:
         _render(result, f"{loaded.name} ({loaded.model.name})", make_console())
         for i, r in enumerate(checked, 1):

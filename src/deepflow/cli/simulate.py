@@ -3,13 +3,12 @@ timeline as Chrome trace JSON (``--trace``), the lowered graphs as Chakra ETs (`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.interop.chakra import graph_to_et, write_workload
 from deepflow.interop.msccl import strategy_algorithms
@@ -62,7 +61,7 @@ def simulate_command(
     if et_prefix:
         et_paths = write_workload(graph_to_et(sim.lowered.graph), et_prefix)
     if as_json:
-        click.echo(json.dumps(sim.prediction.to_json()))
+        click.echo(json_text(sim.prediction.to_json()))
     else:
         render_prediction(sim.prediction, loaded, make_console())
         if trace_path:

@@ -3,11 +3,9 @@ package, row by row, with mean and worst error per data set."""
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.report.text import make_console
 from deepflow.report.validation import render_dataset
 from deepflow.validation.runner import all_dataset_names, run_by_name
@@ -33,7 +31,7 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
         result = run_by_name(name)
         if as_json:
             click.echo(
-                json.dumps(
+                json_text(
                     {
                         "dataset": result.name,
                         "rows": len(result.rows),

@@ -12,7 +12,6 @@ from deepflow.specs.base import (
     FlopRate,
     Fraction,
     Name,
-    PositiveBandwidth,
     PositiveInt,
     Seconds,
     Sources,
@@ -98,7 +97,7 @@ class AcceleratorSpec(Spec):
     vendor: str = ""
     peak_flops: PeakFlops
     memory_capacity: Bytes
-    memory_bandwidth: PositiveBandwidth
+    memory_bandwidth: Bandwidth
     scale_up_bandwidth: Bandwidth = 0.0
     tdp: Watts = 0.0
     compute_units: PositiveInt = Field(

@@ -35,9 +35,6 @@ def _quantity(dimension: Dimension):
 
 Bytes = Annotated[float, _quantity(Dimension.BYTES), Field(ge=0)]
 Bandwidth = Annotated[float, _quantity(Dimension.BANDWIDTH), Field(ge=0)]
-PositiveBandwidth = Annotated[float, _quantity(Dimension.BANDWIDTH), Field(gt=0)]
-"""A bandwidth that data must cross (memory, a network level): zero would make every
-transfer take forever, which is a typo, not a design."""
 Seconds = Annotated[float, _quantity(Dimension.TIME), Field(ge=0)]
 FlopRate = Annotated[float, _quantity(Dimension.FLOPS), Field(ge=0)]
 Watts = Annotated[float, _quantity(Dimension.POWER), Field(ge=0)]

@@ -191,9 +191,26 @@ def scenario_from_dict(
     resolved.setdefault("name", name)
     resolved.setdefault("strategy", {})
     try:
-        return Scenario.model_validate(resolved)
+        scenario = Scenario.model_validate(resolved)
     except ValidationError as exc:
         raise config_error_from(exc, Scenario) from None
+    _check_bandwidths(scenario)
+    return scenario
+
+
+def _check_bandwidths(scenario: Scenario) -> None:
+    """A scenario's memory and network bandwidths are positive: data crosses each of them,
+    and at zero every transfer would take forever (``step time nan``, a simulator
+    deadlock). Checked on user scenarios; the co-design generator may reach a zero
+    allocation, which its search scores as infeasible."""
+    system = scenario.system
+    for path, value in (
+        ("system.accelerator.memory_bandwidth", system.accelerator.memory_bandwidth),
+        ("system.intra_node.bandwidth", system.intra_node.bandwidth),
+        ("system.inter_node.bandwidth", system.inter_node.bandwidth),
+    ):
+        if not value > 0:
+            raise ConfigError(f"must be > 0 (got {value:g})", path)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from deepflow.specs.accelerator import AcceleratorSpec
-from deepflow.specs.base import Degree, Fraction, Name, PositiveBandwidth, Seconds, Sources, Spec
+from deepflow.specs.base import Bandwidth, Degree, Fraction, Name, Seconds, Sources, Spec
 
 
 class LinkSpec(Spec):
@@ -13,7 +13,7 @@ class LinkSpec(Spec):
     fraction of the bandwidth that collectives reach (``efficiency``, measured bus bandwidth
     over link bandwidth, with its ``efficiency_source``)."""
 
-    bandwidth: PositiveBandwidth
+    bandwidth: Bandwidth
     latency: Seconds = 0.0
     efficiency: Fraction = 1.0
     efficiency_source: str = ""

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from google.protobuf.message import DecodeError
 
 from deepflow.errors import TraceError
-from deepflow.specs.files import MAX_TRACE_BYTES, atomic_write, gunzip, read_bytes
 from deepflow.interop.chakra import et_def_pb2 as pb
 from deepflow.interop.chakra.model import (
     Attribute,
@@ -34,6 +33,7 @@ from deepflow.interop.chakra.model import (
     Node,
     NodeType,
 )
+from deepflow.specs.files import MAX_TRACE_BYTES, atomic_write, gunzip, read_bytes
 
 __all__ = [
     "decode_et",
