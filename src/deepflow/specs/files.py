@@ -242,7 +242,10 @@ def _expanded_size(node: Any) -> int:
 
 def parse_yaml(text: str, source: str, error: type[DeepflowError] = ConfigError) -> Any:
     """One YAML document, bounded in depth and expanded size, with unique keys."""
-    loader = _BoundedLoader(text)
+    try:
+        loader = _BoundedLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise _fail(error, source, f"not valid YAML: {_one_line(exc)}") from None
     try:
         node = loader.get_single_node()
         if node is None:
