@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -26,6 +28,27 @@ def exits_2_on_bad_input(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None``: JSON has no ``NaN`` or
+    ``Infinity`` (RFC 8259 sec. 6), and Python's ``json`` writes them unless told not to.
+    An infinite time or price means "none" (infeasible, no price set); the object's other
+    keys (``feasible``, ``reason``) say why."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalars
+        return finite_json(value.item())
+    return value
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """The JSON every ``--json`` option prints: strict (no ``NaN``/``Infinity``)."""
+    return json.dumps(finite_json(value), indent=indent, allow_nan=False)
 
 
 @click.group()

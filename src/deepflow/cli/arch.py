@@ -3,12 +3,11 @@ hardware, hardware/software co-design, and sensitivity of step time."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.codesign.budget import load_budget
 from deepflow.codesign.gradient import gradient_search
 from deepflow.codesign.pareto import nsga2_search
@@ -98,7 +97,7 @@ def _arch_text(g: GeneratedAccelerator) -> str:
 def arch_command(design: str, as_json: bool) -> None:
     """Derive the accelerator of a DESIGN file (technology + budgets + allocation)."""
     generated = generate(load_design(design))
-    click.echo(json.dumps(_arch_json(generated)) if as_json else _arch_text(generated))
+    click.echo(json_text(_arch_json(generated)) if as_json else _arch_text(generated))
 
 
 @main.command("codesign")
@@ -144,7 +143,7 @@ def codesign_command(
             },
         }
         if as_json:
-            click.echo(json.dumps(out))
+            click.echo(json_text(out))
             return
         for i, st in enumerate(result.starts):
             click.echo(
@@ -173,7 +172,7 @@ def codesign_command(
     rows.sort(key=lambda r: r[names[0]])
     if as_json:
         click.echo(
-            json.dumps({"objectives": list(names), "front": rows, "evaluated": len(pareto.points)})
+            json_text({"objectives": list(names), "front": rows, "evaluated": len(pareto.points)})
         )
         return
     click.echo(f"non-dominated front: {len(rows)} of {len(pareto.points)} points")
@@ -207,7 +206,7 @@ def sensitivity_command(
         plot_tornado(bars, plot_path, step)
     if as_json:
         click.echo(
-            json.dumps(
+            json_text(
                 [
                     {
                         k: (None if isinstance(v, float) and math.isnan(v) else v)

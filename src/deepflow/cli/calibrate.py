@@ -10,7 +10,6 @@ import shlex
 import sys
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,6 +30,7 @@ from deepflow.hardware.calibration import (
     accelerator_from_spec,
     fit_measured_file,
 )
+from deepflow.report.text import make_console
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.kernels import device_matches
 from deepflow.workload.profiles import builtin_operator_shapes
@@ -140,7 +140,7 @@ def calibrate_command(
         if "operator" in options.sections
         else []
     )
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(
         TextColumn("[bold]calibrate"),
         BarColumn(),
@@ -215,7 +215,7 @@ def _fit_only(fit_file: str, spec: str | None, path) -> None:
     result = fit_measured_file(data, acc, _command_line())
     written = write_calibration(result, path)
     fitted = result["fitted"]
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     table = Table(title=f"{result['device']['name']} fitted for {acc.name}")
     table.add_column("curve")
     table.add_column("precisions / ops")

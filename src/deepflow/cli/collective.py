@@ -15,11 +15,9 @@ link-level topology (scale-up switches joined by a scale-out switch).
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.interop.msccl import msccl_algorithm, read_msccl, verify_collective
 from deepflow.network import (
@@ -171,7 +169,7 @@ def collective_command(
         "ranks": n,
     }
     if as_json:
-        click.echo(json.dumps({**header, "results": rows} if sweep else {**header, **rows[0]}))
+        click.echo(json_text({**header, "results": rows} if sweep else {**header, **rows[0]}))
         return
     click.echo(f"# {collective.value}, {alg_name}, {n} ranks ({nodes} x {spec.name})")
     if not sweep:

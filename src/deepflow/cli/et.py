@@ -16,14 +16,13 @@ and the problem.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
-from deepflow.errors import TraceError
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.errors import ConfigError, TraceError
 from deepflow.interop.astra import (
     Backend,
     export_scenario,
@@ -38,6 +37,7 @@ from deepflow.interop.chakra import (
     DependencyPolicy,
     NodeType,
     Roofline,
+    check_collectives,
     check_trace,
     check_workload,
     et_to_graph,
@@ -48,7 +48,11 @@ from deepflow.interop.chakra import (
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
 from deepflow.sim import execute
 from deepflow.specs import load_scenario
+from deepflow.specs.files import check_output_path
 from deepflow.units import Dimension, parse_quantity
+
+MAX_COLLECTIVE_BYTES = 1 << 50
+"""Largest collective ``et convert`` writes (1 PiB; Chakra's ``comm_size`` is an int64)."""
 
 _DEPS = click.Choice([p.value for p in DependencyPolicy])
 
@@ -78,6 +82,7 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
     traces = {rank: read_et(path) for rank, path in enumerate(paths)}
     if len(traces) > 1:
         check_workload(traces, policy)
+        check_collectives(traces, pg_names_are_ids=False)
     else:
         check_trace(traces[0], policy)
     rows = []
@@ -99,7 +104,7 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
             }
         )
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json_text(rows, indent=2))
         return
     for row in rows:
         kinds = ", ".join(f"{k} {v}" for k, v in row["types"].items())  # type: ignore[attr-defined]
@@ -190,6 +195,10 @@ def simulate(
     groups = load_comm_groups(groups_path) if groups_path else None
     traces = read_workload(prefix)
     policy = DependencyPolicy(deps)
+    # a workload whose sends, receives or collectives do not pair up would be replayed with
+    # wrong (or missing) transfers: refuse it, as et inspect does
+    check_workload(traces, policy)
+    check_collectives(traces, pg_names_are_ids=groups is not None)
     if engine == "sim":
         system = load_system(system_path) if system_path else None
         roofline = None
@@ -255,7 +264,7 @@ def simulate(
             }
             for rank, finish, compute in rows
         ]
-        click.echo(json.dumps({"makespan_ns": makespan, "ranks": ranks, **extra}, indent=2))
+        click.echo(json_text({"makespan_ns": makespan, "ranks": ranks, **extra}, indent=2))
         return
     for rank, finish, compute in rows:
         click.echo(
@@ -290,6 +299,10 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     size_bytes = parse_quantity(size, Dimension.BYTES, "--size")
     if not size_bytes.is_integer():
         raise TraceError(f"--size: {size!r} is not a whole number of bytes")
+    if not 1 <= size_bytes <= MAX_COLLECTIVE_BYTES:
+        raise ConfigError(
+            f"must be 1 B .. {MAX_COLLECTIVE_BYTES:,} B (1 PiB), got {size!r}", "--size"
+        )
     bandwidth = parse_quantity(local_mem_bw, Dimension.BANDWIDTH, "--local-mem-bw")
     if verify:
         verify_collective(algo)
@@ -297,6 +310,7 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     out_dir = os.path.dirname(prefix)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
+    check_output_path(f"{prefix}.0.et", "--out")
     paths = write_workload(traces, prefix)
     nodes = sum(len(t.nodes) for t in traces.values())
     click.echo(f"wrote {len(paths)} ET files ({nodes} nodes) to {prefix}.<rank>.et")

@@ -8,13 +8,12 @@ kernel model (:mod:`deepflow.hardware.kernels`); ``--json`` prints one object wi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 import numpy as np
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import attention_time, gemm_kernel_time, kernel_table
 from deepflow.specs import accelerator_from
@@ -62,7 +61,7 @@ def _bound(compute: float, memory: float, latency: float) -> str:
 
 def _report(result: dict[str, object], as_json: bool, title: str) -> None:
     if as_json:
-        click.echo(json.dumps({k: result[k] for k in ("time_s", "tflops", "efficiency", "bound")}))
+        click.echo(json_text({k: result[k] for k in ("time_s", "tflops", "efficiency", "bound")}))
         return
     click.echo(title)
     click.echo(f"  time        {float(result['time_s']) * 1e6:,.2f} us")  # type: ignore[arg-type]

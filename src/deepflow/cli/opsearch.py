@@ -9,17 +9,16 @@ lists them as data).
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.hardware.calibrate import OperatorProfiles
 from deepflow.search.mcmc import describe, mcmc_search
 from deepflow.sim.opsim import MeasuredCost, OpSimulator
 from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.base import MAX_BATCH
 from deepflow.units import format_time
 from deepflow.workload import cnn, rnn
 
@@ -32,6 +31,13 @@ WORKLOADS = {
     "nmt": rnn.nmt,
     "lstm-lm": rnn.lstm_lm,
 }
+
+
+MAX_OPSEARCH_GPUS = 1024
+"""Largest cluster of the per-operator search: the operator simulator builds a task per
+operator partition per device (FlexFlow evaluated up to 64 GPUs, arXiv 1807.05358 sec. 8)."""
+MAX_OPSEARCH_ITERATIONS = 10_000_000
+"""Largest MCMC budget."""
 
 
 @main.command("search-ops")
@@ -79,12 +85,14 @@ def search_ops(
     as_json: bool,
 ) -> None:
     """Search per-operator parallelization strategies for WORKLOAD (FlexFlow's SOAP space)."""
+    if not 1 <= gpus <= MAX_OPSEARCH_GPUS:
+        raise ConfigError(f"must be 1 .. {MAX_OPSEARCH_GPUS:,}, got {gpus:,}", "--gpus")
     if gpus < 1 or nodes < 1 or gpus % nodes:
         raise ConfigError(f"{nodes} nodes must divide {gpus} accelerators", "--nodes")
-    if batch < 1:
-        raise ConfigError(f"must be positive, got {batch}", "--batch")
-    if budget < 0:
-        raise ConfigError(f"must be >= 0, got {budget}", "--budget")
+    if not 1 <= batch <= MAX_BATCH:
+        raise ConfigError(f"must be 1 .. {MAX_BATCH:,}, got {batch:,}", "--batch")
+    if not 0 <= budget <= MAX_OPSEARCH_ITERATIONS:
+        raise ConfigError(f"must be 0 .. {MAX_OPSEARCH_ITERATIONS:,}, got {budget:,}", "--budget")
     system = system_from(
         {"preset": preset, "num_accelerators": gpus, "accelerators_per_node": gpus // nodes},
         "--system",
@@ -121,7 +129,7 @@ def search_ops(
             "calibration": calibration,
             "ops": ops,
         }
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json_text(out, indent=2))
         return
     click.echo(f"{graph.name}: {len(graph.ops)} ops, {graph.parameter_count / 1e6:.1f} M params")
     click.echo(

@@ -10,14 +10,13 @@ number of virtual nodes and with restarts at a new batch size, phase by phase, a
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.report.text import make_console, styled
 from deepflow.units import format_bytes, format_time
 from deepflow.virtual.elastic import elastic_jct, load_timeline, plot_progress
 from deepflow.virtual.hetero import Plan, compare, load_cluster
@@ -39,10 +38,10 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     """Assign virtual nodes to a heterogeneous CLUSTER and compare with the even split."""
     result = compare(load_cluster(cluster))
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json_text(result.to_json(), indent=2))
         return
     c = result.cluster
-    console = Console()
+    console = make_console()
     pools = Table(title=f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
     for name in (
         "pool",
@@ -67,7 +66,7 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     console.print(pools)
     for p in result.profiles:
         if not p.feasible:
-            console.print(f"[red]{p.pool.name}[/]: {p.reason}")
+            console.print(styled(p.pool.name, "red", f": {p.reason}"))
     plans = Table(title="plans (units per replica, by pool: VNs, or samples for form B)")
     for name in (
         "plan",
@@ -98,9 +97,19 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     if not result.even.feasible:
         console.print(f"even split infeasible: {result.even.reason}")
     console.print(
-        f"throughput gain of the plan over the even split: {result.gain:+.1%} "
-        f"(form B: {result.gain_b:+.1%})"
+        f"throughput gain of the plan over the even split: {_percent(result.gain)} "
+        f"(form B: {_percent(result.gain_b)})"
     )
+
+
+def _percent(gain: float) -> str:
+    """A gain as a signed percentage; "n/a" where no plan is feasible (0/0), "inf" where
+    only the plan is."""
+    if math.isnan(gain):
+        return "n/a (no feasible plan)"
+    if math.isinf(gain):
+        return "unbounded (the even split is infeasible)"
+    return f"{gain:+.1%}"
 
 
 @main.command("elastic")
@@ -115,9 +124,9 @@ def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
     if plot_path:
         plot_progress(result, plot_path)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json_text(result.to_json(), indent=2))
         return
-    console = Console()
+    console = make_console()
     table = Table(
         title=f"{job.steps} steps of B={job.global_batch_size}, V={job.virtual_nodes}, "
         f"designed for {job.demand} replicas"
@@ -152,6 +161,8 @@ def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
         note = (
             "" if mode == "virtual_nodes" else " (global batch changes: other training semantics)"
         )
+        if mode in result.reasons:
+            note += f"; never finishes: {result.reasons[mode]}"
         console.print(f"{mode}: JCT {format_time(jct)}, {steps:,.1f} optimizer steps{note}")
     if plot_path:
         console.print(f"plot written to {plot_path}")

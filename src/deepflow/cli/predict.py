@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.estimate import predict
 from deepflow.interop.msccl import strategy_algorithms
-from deepflow.report.text import render_prediction
+from deepflow.report.text import make_console, render_prediction
 from deepflow.specs import default_scenario, load_scenario
 
 
@@ -35,10 +33,10 @@ def predict_command(scenarios: tuple[str, ...], as_json: bool) -> None:
             algorithms.append(strategy_algorithms(scenario.strategy, folder))
         except ConfigError as exc:
             raise (exc.with_source(str(path)) if path is not None else exc) from None
-    console = Console()
+    console = make_console()
     for scenario, algos in zip(loaded, algorithms, strict=True):
         prediction = predict(scenario, algos or None)
         if as_json:
-            click.echo(json.dumps(prediction.to_json()))
+            click.echo(json_text(prediction.to_json()))
         else:
             render_prediction(prediction, scenario, console)

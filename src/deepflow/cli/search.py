@@ -9,7 +9,6 @@ prints one JSON object whose ``top[*].strategy`` entries are in the scenario fil
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +17,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
+from deepflow.report.text import make_console, styled
 from deepflow.search import (
     DEFAULT_CHUNK_SIZE,
     Candidate,
@@ -93,7 +93,7 @@ def _render(result: SearchResult, title: str, console: Console) -> None:
         )
     console.print(table)
     if not result.top:
-        console.print("[red]no feasible strategy[/] in the space")
+        console.print(styled("no feasible strategy", "red", " in the space"))
     rate = f" ({result.evaluations_per_s:,.0f}/s)" if result.chunks_evaluated else ""
     resumed = f", {result.chunks_resumed} chunks read back" if result.chunks_resumed else ""
     console.print(
@@ -236,7 +236,7 @@ def search_command(
         )
     for space in spaces:
         check_objective(Objective(objective), space.system)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     progress, update = _progress(console)
     executor = make_executor(workers, scheduler)
     try:
@@ -264,9 +264,9 @@ def search_command(
                 }
                 for i, r in enumerate(checked, 1)
             ]
-        click.echo(json.dumps(data))
+        click.echo(json_text(data))
     else:
-        _render(result, f"{loaded.name} ({loaded.model.name})", Console())
+        _render(result, f"{loaded.name} ({loaded.model.name})", make_console())
         for i, r in enumerate(checked, 1):
             click.echo(
                 f"simulator re-check #{i}: closed form {r.candidate.step_time_s:.4g} s, "

@@ -3,20 +3,19 @@ timeline as Chrome trace JSON (``--trace``), the lowered graphs as Chakra ETs (`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
-from rich.console import Console
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.interop.chakra import graph_to_et, write_workload
 from deepflow.interop.msccl import strategy_algorithms
-from deepflow.report.text import render_prediction
+from deepflow.report.text import make_console, render_prediction
 from deepflow.sim import simulate, write_trace
 from deepflow.specs import load_scenario
+from deepflow.specs.files import check_output_path
 
 
 @main.command("simulate")
@@ -39,6 +38,17 @@ def simulate_command(
     scenario: str, trace_path: str | None, et_prefix: str | None, as_json: bool
 ) -> None:
     """Simulate one training step of SCENARIO on per-rank task graphs."""
+    # destinations are checked before the run, so a typo costs nothing
+    if trace_path:
+        check_output_path(trace_path, "--trace")
+    if et_prefix:
+        out_dir = os.path.dirname(et_prefix)
+        if out_dir and not os.path.isdir(out_dir):
+            try:
+                os.makedirs(out_dir, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create folder {out_dir!r}: {exc.strerror}", "--et-out") from None
+        check_output_path(f"{et_prefix}.0.et", "--et-out")
     loaded = load_scenario(scenario)
     try:
         algorithms = strategy_algorithms(loaded.strategy, Path(scenario).parent)
@@ -49,14 +59,11 @@ def simulate_command(
         write_trace(sim.execution, trace_path, sim.rank_labels())
     et_paths: list[str] = []
     if et_prefix:
-        out_dir = os.path.dirname(et_prefix)
-        if out_dir:
-            os.makedirs(out_dir, exist_ok=True)
         et_paths = write_workload(graph_to_et(sim.lowered.graph), et_prefix)
     if as_json:
-        click.echo(json.dumps(sim.prediction.to_json()))
+        click.echo(json_text(sim.prediction.to_json()))
     else:
-        render_prediction(sim.prediction, loaded, Console())
+        render_prediction(sim.prediction, loaded, make_console())
         if trace_path:
             click.echo(f"timeline: {trace_path}")
         if et_paths:

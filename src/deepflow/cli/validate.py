@@ -3,12 +3,10 @@ package, row by row, with mean and worst error per data set."""
 
 from __future__ import annotations
 
-import json
-
 import click
-from rich.console import Console
 
-from deepflow.cli.app import exits_2_on_bad_input, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.report.text import make_console
 from deepflow.report.validation import render_dataset
 from deepflow.validation.runner import all_dataset_names, run_by_name
 
@@ -28,12 +26,12 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
             raise click.BadParameter(
                 f"unknown data set {name!r}; known: {', '.join(known)}", param_hint="--dataset"
             )
-    console = Console()
+    console = make_console()
     for name in names or tuple(known):
         result = run_by_name(name)
         if as_json:
             click.echo(
-                json.dumps(
+                json_text(
                     {
                         "dataset": result.name,
                         "rows": len(result.rows),

@@ -13,6 +13,7 @@ allocation), what to vary, the candidate strategies and prices.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from typing import Any
 from deepflow.codesign.energy import CostSpec
 from deepflow.codesign.point import StrategyGrid
 from deepflow.errors import ConfigError
-from deepflow.specs.files import load_config_file
+from deepflow.specs.base import MAX_ACCELERATORS, MAX_BATCH
+from deepflow.specs.files import brief, load_config_file
 from deepflow.tech.design import DesignSpec, design_from
 
 
@@ -55,6 +57,65 @@ def _dataclass(cls: type, data: object, path: str) -> Any:
     return cls(**values)
 
 
+MAX_GRID = 100_000
+"""Most strategies in a budget file's grid (each is evaluated at every design point)."""
+
+
+def _strategy_grid(data: object) -> StrategyGrid:
+    """The ``strategies`` section: every knob a non-empty list of valid values, the grid
+    at most :data:`MAX_GRID` strategies."""
+    grid = _dataclass(StrategyGrid, data, "strategies")
+    size = 1
+    for key, valid in (
+        ("tp", lambda v: 1 <= v <= MAX_ACCELERATORS),
+        ("pp", lambda v: 1 <= v <= MAX_ACCELERATORS),
+        ("micro_batch_size", lambda v: 1 <= v <= MAX_BATCH),
+        ("zero", lambda v: 0 <= v <= 3),
+    ):
+        values = getattr(grid, key)
+        if not isinstance(values, tuple) or not values:
+            raise ConfigError(f"must be a non-empty list (got {brief(values)})", f"strategies.{key}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int) or not valid(v):
+                raise ConfigError(f"not a valid value (got {brief(v)})", f"strategies.{key}")
+        size *= len(values)
+    recompute = grid.recompute
+    if not isinstance(recompute, tuple) or not recompute:
+        raise ConfigError(f"must be a non-empty list (got {brief(recompute)})", "strategies.recompute")
+    for v in recompute:
+        if v not in ("none", "selective", "full"):
+            raise ConfigError(
+                f"must be none, selective or full (got {brief(v)})", "strategies.recompute"
+            )
+    size *= len(recompute)
+    if size > MAX_GRID:
+        raise ConfigError(f"{size:,} strategies, above the limit of {MAX_GRID:,}", "strategies")
+    return grid
+
+
+def _cost(data: object) -> CostSpec:
+    """The ``cost`` section: prices and years are finite and not negative (a negative
+    electricity price would make energy earn money), the PUE at least 1."""
+    cost = _dataclass(CostSpec, data, "cost")
+    for f in fields(CostSpec):
+        value = getattr(cost, f.name)
+        if value is None and f.name == "price_per_accelerator_hour":
+            continue
+        low = 1.0 if f.name == "pue" else 0.0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < low
+            or (f.name in ("markup", "service_years") and value <= 0)
+        ):
+            rule = "a number >= 1" if f.name == "pue" else "a finite number >= 0"
+            if f.name in ("markup", "service_years"):
+                rule = "a finite number > 0"
+            raise ConfigError(f"must be {rule} (got {brief(value)})", f"cost.{f.name}")
+    return cost
+
+
 def budget_from(data: object, name: str = "budget") -> BudgetFile:
     """Validate a budget mapping (module docstring); errors name the key path."""
     if not isinstance(data, dict):
@@ -71,8 +132,8 @@ def budget_from(data: object, name: str = "budget") -> BudgetFile:
     return BudgetFile(
         design=design,
         search=_dataclass(SearchSettings, data.get("search"), "search"),
-        strategies=_dataclass(StrategyGrid, data.get("strategies"), "strategies"),
-        cost=_dataclass(CostSpec, data.get("cost"), "cost"),
+        strategies=_strategy_grid(data.get("strategies")),
+        cost=_cost(data.get("cost")),
     )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost, step_energy
+from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate
 from deepflow.hardware.tiling import tiled_matmul_efficiency
 from deepflow.parallel import StrategyBatch
@@ -51,7 +52,12 @@ class StrategyGrid:
             )
             if num_accelerators % (tp * pp) == 0
         ]
-        assert rows, "strategy grid has no strategy that divides the cluster"
+        if not rows:
+            raise ConfigError(
+                f"no tp*pp of the grid (tp {list(self.tp)}, pp {list(self.pp)}) divides "
+                f"num_accelerators={num_accelerators}",
+                "strategies",
+            )
         cols = list(zip(*rows, strict=True))
         return StrategyBatch.from_arrays(
             dp=np.array(cols[0]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from deepflow.estimate.prediction import Prediction
 from deepflow.specs.framework import framework_profile
@@ -11,12 +12,28 @@ from deepflow.specs.scenario import Scenario
 from deepflow.units import format_bytes, format_si, format_time
 
 
+def make_console(stderr: bool = False) -> Console:
+    """The console every command prints through. Markup is off: names and reasons come
+    from user files, and a name such as ``[/]`` must print as itself, not raise rich's
+    ``MarkupError``; styles are applied with :class:`~rich.text.Text` instead."""
+    return Console(markup=False, stderr=stderr)
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style`` followed by plain ``rest`` (no markup parsing)."""
+    return Text.assemble((label, style), rest)
+
+
 def render_prediction(prediction: Prediction, scenario: Scenario, console: Console) -> None:
     """Print a prediction: headline numbers, where the time goes, where the memory goes."""
     s = scenario.strategy
     console.print(
-        f"[bold]{scenario.name}[/]: {scenario.model.name} on {scenario.system.num_accelerators} x "
-        f"{scenario.system.accelerator.name} ({scenario.system.name})"
+        styled(
+            scenario.name,
+            "bold",
+            f": {scenario.model.name} on {scenario.system.num_accelerators} x "
+            f"{scenario.system.accelerator.name} ({scenario.system.name})",
+        )
     )
     profile = framework_profile(s.framework)
     console.print(f"framework: {s.framework} ({profile.description})")
@@ -27,7 +44,7 @@ def render_prediction(prediction: Prediction, scenario: Scenario, console: Conso
         f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
     )
     if not prediction.feasible:
-        console.print(f"[red]infeasible[/]: {prediction.reason}")
+        console.print(styled("infeasible", "red", f": {prediction.reason}"))
         return
     head = Table(show_header=False, box=None)
     head.add_row("step time", format_time(prediction.step_time_s))

@@ -376,6 +376,15 @@ class ResultsFile:
                 break
             good_end += len(line)
         if not lines:
+            if raw.strip():
+                # appending to a file without our header would never resume: each run
+                # would append its chunks again after the garbage
+                raise ConfigError(
+                    "the file is not a deepflow search results file (its first line is not "
+                    "a results header); choose another --out or delete the file",
+                    "--out",
+                    source=str(self.path),
+                )
             return []
         if lines[0] != self.header:
             raise ConfigError(

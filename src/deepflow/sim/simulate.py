@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from deepflow.errors import ConfigError
 from deepflow.estimate import BREAKDOWN_KEYS, Prediction, predict
 from deepflow.network.collectives import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
@@ -22,7 +23,12 @@ from deepflow.sim.lowering import Lowered, lower
 from deepflow.sim.schedules import Table
 from deepflow.specs.scenario import Scenario
 
-__all__ = ["Simulation", "simulate"]
+__all__ = ["MAX_LAYER_PASSES", "Simulation", "simulate"]
+
+MAX_LAYER_PASSES = 100_000
+"""Most micro-batch x layer passes one simulation runs (about five tasks each; 100,000 run
+in a few seconds on one core). Above it the closed-form ``predict`` answers the question;
+checked before the graph is built."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,14 @@ def simulate(
     """Simulate one training step of ``scenario`` (``table`` overrides its schedule,
     ``algorithms`` the collective algorithm of a mesh axis, as in ``predict``)."""
     closed = predict(scenario, algorithms)
+    passes = closed.micro_batches * scenario.model.num_layers
+    if passes > MAX_LAYER_PASSES:
+        raise ConfigError(
+            f"the simulator would run {closed.micro_batches:,} micro-batches x "
+            f"{scenario.model.num_layers:,} layers = {passes:,} layer passes, above its limit "
+            f"of {MAX_LAYER_PASSES:,}; use predict, or a larger micro_batch_size or dp",
+            "training.global_batch_size",
+        )
     lowered = lower(scenario, table, algorithms)
     execution = execute(lowered.graph)
     critical, parts = breakdown(execution, BREAKDOWN_KEYS)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deepflow.sim.executor import Execution
+from deepflow.specs.files import atomic_write
 
 __all__ = ["STREAM_ORDER", "chrome_trace", "write_trace"]
 
@@ -92,5 +93,6 @@ def chrome_trace(execution: Execution, labels: dict[int, str] | None = None) -> 
 def write_trace(
     execution: Execution, path: str | Path, labels: dict[int, str] | None = None
 ) -> None:
-    """Write the Chrome trace of ``execution`` to ``path``."""
-    Path(path).write_text(json.dumps(chrome_trace(execution, labels)), "utf-8")
+    """Write the Chrome trace of ``execution`` to ``path`` (atomically: a failed write
+    leaves no partial file)."""
+    atomic_write(path, json.dumps(chrome_trace(execution, labels)), "--trace")

@@ -11,6 +11,7 @@ from deepflow.specs.base import (
     Bytes,
     FlopRate,
     Fraction,
+    Name,
     PositiveInt,
     Seconds,
     Sources,
@@ -92,7 +93,7 @@ class Efficiency(Spec):
 class AcceleratorSpec(Spec):
     """One accelerator (GPU or TPU chip). Bandwidths are per direction."""
 
-    name: str = "custom"
+    name: Name = "custom"
     vendor: str = ""
     peak_flops: PeakFlops
     memory_capacity: Bytes

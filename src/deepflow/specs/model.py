@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field, model_validator
+from pydantic import model_validator
 
-from deepflow.specs.base import PositiveInt, Sources, Spec
+from deepflow.specs.base import (
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_SEQ_LEN,
+    MAX_VOCAB,
+    Heads,
+    Layers,
+    Name,
+    Sources,
+    Spec,
+    Width,
+    count,
+)
 
 
 class FfnType(str, Enum):
@@ -22,12 +34,12 @@ class MoESpec(Spec):
     ``num_shared_experts`` experts that see every token (DeepSeek-V3, arXiv 2412.19437).
     """
 
-    num_experts: PositiveInt
-    top_k: PositiveInt
-    expert_ffn_hidden_size: PositiveInt | None = None
-    num_shared_experts: int = Field(default=0, ge=0)
-    layer_frequency: PositiveInt = 1
-    first_dense_layers: int = Field(default=0, ge=0)
+    num_experts: Heads
+    top_k: Heads
+    expert_ffn_hidden_size: Width | None = None
+    num_shared_experts: count(MAX_HEADS, 0) = 0
+    layer_frequency: Layers = 1
+    first_dense_layers: count(MAX_LAYERS, 0) = 0
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
@@ -44,26 +56,26 @@ class MLASpec(Spec):
     ``qk_rope_head_dim`` query/key dims and ``v_head_dim`` value dims.
     """
 
-    q_lora_rank: int = Field(default=0, ge=0)
-    kv_lora_rank: PositiveInt
-    qk_nope_head_dim: PositiveInt
-    qk_rope_head_dim: PositiveInt
-    v_head_dim: PositiveInt
+    q_lora_rank: count(1 << 20, 0) = 0
+    kv_lora_rank: Width
+    qk_nope_head_dim: Width
+    qk_rope_head_dim: Width
+    v_head_dim: Width
 
 
 class ModelSpec(Spec):
     """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families)."""
 
-    name: str = "custom"
-    num_layers: PositiveInt
-    hidden_size: PositiveInt
-    num_attention_heads: PositiveInt
-    num_kv_heads: PositiveInt
-    head_dim: PositiveInt
-    ffn_hidden_size: PositiveInt
+    name: Name = "custom"
+    num_layers: Layers
+    hidden_size: Width
+    num_attention_heads: Heads
+    num_kv_heads: Heads
+    head_dim: Width
+    ffn_hidden_size: Width
     ffn_type: FfnType = FfnType.GELU
-    vocab_size: PositiveInt
-    seq_len: PositiveInt
+    vocab_size: count(MAX_VOCAB)
+    seq_len: count(MAX_SEQ_LEN)
     tie_embeddings: bool = False
     learned_position_embeddings: bool = False
     moe: MoESpec | None = None
@@ -80,8 +92,22 @@ class ModelSpec(Spec):
             hidden = data.get("hidden_size")
             if heads is not None:
                 data.setdefault("num_kv_heads", heads)
-            if isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
-                data.setdefault("head_dim", max(1, hidden // heads))
+            if (
+                "head_dim" not in data
+                and isinstance(heads, int)
+                and isinstance(hidden, int)
+                and not isinstance(heads, bool)
+                and heads > 0
+            ):
+                # multi-head attention splits the hidden size across the heads (Vaswani et
+                # al. 2017, sec. 3.2.2: d_k = d_model / h); a model whose heads are not
+                # hidden/heads wide (Gemma, Qwen3) says so with head_dim
+                if hidden % heads:
+                    raise ValueError(
+                        f"hidden_size={hidden} is not divisible by "
+                        f"num_attention_heads={heads}; give head_dim explicitly"
+                    )
+                data["head_dim"] = max(1, hidden // heads)
             if isinstance(hidden, int):
                 data.setdefault("ffn_hidden_size", 4 * hidden)
         return data

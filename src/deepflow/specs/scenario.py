@@ -16,8 +16,8 @@ from pydantic import ValidationError, model_validator
 
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
-from deepflow.specs.base import Spec
-from deepflow.specs.files import load_config_file
+from deepflow.specs.base import Name, Spec
+from deepflow.specs.files import brief, load_config_file
 from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
@@ -33,7 +33,7 @@ class Scenario(Spec):
     to ``num_accelerators // (tp * pp * cp)``; whether it divides is a feasibility question,
     answered by the evaluators)."""
 
-    name: str = "scenario"
+    name: Name = "scenario"
     model: ModelSpec
     system: SystemSpec
     strategy: StrategySpec
@@ -172,7 +172,7 @@ def config_error_from(exc: ValidationError, root: type[Spec], prefix: str = "") 
     message = str(err["msg"]).removeprefix("Value error, ")
     value = err.get("input")
     if kind not in ("model_type",) and not isinstance(value, dict):
-        message = f"{message} (got {value!r})"
+        message = f"{message} (got {brief(value)})"
     return ConfigError(message, path)
 
 
@@ -191,9 +191,26 @@ def scenario_from_dict(
     resolved.setdefault("name", name)
     resolved.setdefault("strategy", {})
     try:
-        return Scenario.model_validate(resolved)
+        scenario = Scenario.model_validate(resolved)
     except ValidationError as exc:
         raise config_error_from(exc, Scenario) from None
+    _check_bandwidths(scenario)
+    return scenario
+
+
+def _check_bandwidths(scenario: Scenario) -> None:
+    """A scenario's memory and network bandwidths are positive: data crosses each of them,
+    and at zero every transfer would take forever (``step time nan``, a simulator
+    deadlock). Checked on user scenarios; the co-design generator may reach a zero
+    allocation, which its search scores as infeasible."""
+    system = scenario.system
+    for path, value in (
+        ("system.accelerator.memory_bandwidth", system.accelerator.memory_bandwidth),
+        ("system.intra_node.bandwidth", system.intra_node.bandwidth),
+        ("system.inter_node.bandwidth", system.inter_node.bandwidth),
+    ):
+        if not value > 0:
+            raise ConfigError(f"must be > 0 (got {value:g})", path)
 
 
 def load_scenario(path: str | Path) -> Scenario:

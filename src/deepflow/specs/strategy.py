@@ -5,11 +5,11 @@ from __future__ import annotations
 from enum import Enum
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Precision
-from deepflow.specs.base import PositiveInt, Spec
+from deepflow.specs.base import MAX_LAYERS, Batch, Degree, Layers, Spec, count
 from deepflow.specs.framework import (
     DEFAULT_FRAMEWORK,
     FRAMEWORKS,
@@ -178,21 +178,21 @@ class StrategySpec(Spec):
     """
 
     framework: str = DEFAULT_FRAMEWORK
-    dp: PositiveInt | Literal["auto"] = "auto"
-    tp: PositiveInt = 1
-    pp: PositiveInt = 1
-    vpp: PositiveInt = 1
-    cp: PositiveInt = 1
-    ep: PositiveInt = 1
+    dp: Degree | Literal["auto"] = "auto"
+    tp: Degree = 1
+    pp: Degree = 1
+    vpp: Layers = 1
+    cp: Degree = 1
+    ep: Degree = 1
     sequence_parallel: bool = False
     zero: int = Field(default=0, ge=0, le=3)
-    shard_degree: PositiveInt | None = None
+    shard_degree: Degree | None = None
     reshard_after_forward: bool = True
     recompute: Recompute = Recompute.NONE
     recompute_modules: tuple[RecomputeModule, ...] | None = None
-    recompute_layers: int | None = Field(default=None, ge=0)
-    micro_batch_size: PositiveInt = 1
-    virtual_nodes: PositiveInt | None = None
+    recompute_layers: count(MAX_LAYERS, 0) | None = None
+    micro_batch_size: Batch = 1
+    virtual_nodes: Batch | None = None
     precision: Precision = Precision.BF16
     pipeline_schedule: PipelineSchedule = PipelineSchedule.ONE_F_ONE_B
     flash_attention: bool = True
@@ -203,7 +203,7 @@ class StrategySpec(Spec):
     axis_order: tuple[Literal["tp", "cp", "dp", "pp"], ...] = MESH_AXES
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
-    stage_layers: tuple[NonNegativeInt, ...] | None = None
+    stage_layers: tuple[count(MAX_LAYERS, 0), ...] | None = None
 
     @model_validator(mode="before")
     @classmethod

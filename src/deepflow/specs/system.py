@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from deepflow.specs.accelerator import AcceleratorSpec
-from deepflow.specs.base import Bandwidth, Fraction, PositiveInt, Seconds, Sources, Spec
+from deepflow.specs.base import Bandwidth, Degree, Fraction, Name, Seconds, Sources, Spec
 
 
 class LinkSpec(Spec):
@@ -28,11 +28,11 @@ class SystemSpec(Spec):
     to ``accelerators_per_node``.
     """
 
-    name: str = "custom"
+    name: Name = "custom"
     accelerator: AcceleratorSpec
-    num_accelerators: PositiveInt
-    accelerators_per_node: PositiveInt
-    scale_up_size: PositiveInt
+    num_accelerators: Degree
+    accelerators_per_node: Degree
+    scale_up_size: Degree
     intra_node: LinkSpec
     inter_node: LinkSpec
     price_per_accelerator_hour: float = Field(default=0.0, ge=0)

@@ -58,6 +58,7 @@ from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs import ModelSpec, StrategySpec, SystemSpec, model_from, system_from
 from deepflow.specs.files import load_config_file
 from deepflow.specs.scenario import config_error_from
+from deepflow.units import format_time
 
 __all__ = [
     "DEFAULT_RESTART_OVERHEAD_S",
@@ -131,6 +132,8 @@ class ElasticResult:
     phases: dict[str, tuple[Phase, ...]]
     jct_s: dict[str, float]
     steps: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    """Per mode whose JCT is infinite: why the job never finishes."""
 
     def table(self) -> list[dict[str, Any]]:
         """Rows ``mode, start, end, accelerators, replicas, batch, step time, resize, steps``."""
@@ -145,6 +148,7 @@ class ElasticResult:
             "job": self.job.__dict__,
             "jct_s": {k: (v if math.isfinite(v) else None) for k, v in self.jct_s.items()},
             "steps": self.steps,
+            "reasons": self.reasons,
             "phases": self.table(),
         }
 
@@ -167,6 +171,7 @@ def elastic_jct(
     phases: dict[str, tuple[Phase, ...]] = {}
     jct: dict[str, float] = {}
     steps_taken: dict[str, float] = {}
+    reasons: dict[str, str] = {}
     per_replica = job.global_batch_size / job.demand
     vns_per_replica = job.virtual_nodes // job.demand
     for mode in MODES:
@@ -203,7 +208,25 @@ def elastic_jct(
                 end = finish
                 break
         phases[mode], jct[mode], steps_taken[mode] = tuple(out), end, done_steps
-    return ElasticResult(job, phases, jct, steps_taken)
+        if not math.isfinite(end):
+            reasons[mode] = _never_finishes(job, out, left)
+    return ElasticResult(job, phases, jct, steps_taken, reasons)
+
+
+def _never_finishes(job: ElasticJob, phases: Sequence[Phase], left: float) -> str:
+    """Why a mode's job completion time is infinite."""
+    last = phases[-1]
+    if last.replicas == 0:
+        return (
+            f"the timeline ends with {last.accelerators} accelerators, fewer than one "
+            f"replica of {job.replica_size} (no progress after t={format_time(last.start_s)})"
+        )
+    if not math.isfinite(last.step_time_s):
+        return (
+            f"the step does not fit on {last.replicas} replicas of {job.replica_size} "
+            "accelerators (infeasible: out of memory or indivisible)"
+        )
+    return f"{left:,.0f} samples remain when the timeline ends"
 
 
 def progress_series(result: ElasticResult) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -77,7 +77,8 @@ from deepflow.network.hierarchy import Hierarchy, Level, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs import LinkSpec, ModelSpec, StrategySpec, SystemSpec, model_from, system_from
-from deepflow.specs.files import load_config_file
+from deepflow.specs.base import MAX_ACCELERATORS, MAX_BATCH
+from deepflow.specs.files import brief, load_config_file
 from deepflow.specs.scenario import config_error_from
 
 __all__ = [
@@ -643,12 +644,23 @@ _POOL_KEYS = (
 )
 
 
-def _positive_int(data: dict[str, Any], key: str, path: str) -> int:
+MAX_PLAN_VECTORS = 1 << 20
+"""Most vectors of participating replica counts the exact planner bisects (product over the
+pools of replicas + 1; two pools of 1,000 replicas each are within it)."""
+MAX_PLAN_BATCH = 1 << 20
+"""Largest global batch planned: Form B keeps a table with one entry per sequence."""
+
+
+def _positive_int(data: dict[str, Any], key: str, path: str, maximum: int) -> int:
+    """A positive integer up to ``maximum`` (the bounds of :mod:`deepflow.specs.base`),
+    checked before anything sized by it is allocated."""
     if key not in data:
         raise ConfigError("missing required key", path)
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"expected a positive integer (got {value!r})", path)
+        raise ConfigError(f"expected a positive integer (got {brief(value)})", path)
+    if value > maximum:
+        raise ConfigError(f"must be <= {maximum:,} (got {value:,})", path)
     return value
 
 
@@ -668,7 +680,7 @@ def _pool_from(data: object, index: int) -> Pool:
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping, got {data!r}", path)
     _unknown(data, _POOL_KEYS, path)
-    count = _positive_int(data, "count", f"{path}.count")
+    count = _positive_int(data, "count", f"{path}.count", MAX_ACCELERATORS)
     system = data.get("system")
     if system is None and "accelerator" not in data:
         raise ConfigError("give 'system' (a preset or mapping) or 'accelerator'", path)
@@ -710,8 +722,8 @@ def cluster_from_dict(data: object, name: str = "cluster") -> Cluster:
     if "model" not in data:
         raise ConfigError("missing required key", "model")
     model = model_from(data["model"])
-    gbs = _positive_int(data, "global_batch_size", "global_batch_size")
-    vn = _positive_int(data, "virtual_nodes", "virtual_nodes")
+    gbs = _positive_int(data, "global_batch_size", "global_batch_size", MAX_PLAN_BATCH)
+    vn = _positive_int(data, "virtual_nodes", "virtual_nodes", MAX_BATCH)
     if gbs % vn:
         raise ConfigError(f"does not divide global_batch_size={gbs} (got {vn})", "virtual_nodes")
     pools_data = data.get("pools")
@@ -743,6 +755,18 @@ def cluster_from_dict(data: object, name: str = "cluster") -> Cluster:
                 f"count={pool.count} is not a multiple of tp*pp*cp="
                 f"{strategy.model_parallel_size} (one data-parallel replica)",
                 f"pools[{i}].count",
+            )
+    # the exact solver bisects every vector of participating replica counts at once
+    # (solve): bound their number before any array is built
+    vectors = 1
+    for pool in pools:
+        vectors *= pool.count // strategy.model_parallel_size + 1
+        if vectors > MAX_PLAN_VECTORS:
+            raise ConfigError(
+                f"the pools hold too many data-parallel replicas to plan exactly: the product "
+                f"of (replicas + 1) over the pools exceeds {MAX_PLAN_VECTORS:,} (at "
+                f"pools[{pools.index(pool)}].count={pool.count:,})",
+                f"pools[{pools.index(pool)}].count",
             )
     inter_pool = None
     if data.get("inter_pool") is not None:

@@ -12,7 +12,7 @@ together, once.
 
 An LSTM step is one GEMM ``[B, D_in + H] x [D_in + H, 4H]`` for the four gates plus the
 cell's element-wise arithmetic, which DeepFlow counts as ``5 B H`` FLOPs and ``13 B H``
-element reads and writes (Bhattacharya et al., "DeepFlow", arXiv 2211.03309; reference
+element reads and writes (Ardalani, Pal and Gupta, "DeepFlow", arXiv 2211.03309; reference
 notes, sec. 3). LSTM ops split on the sample dimension only, as in FlexFlow's simulator;
 embeddings split on the sample, the time steps and the embedding width (parameter); the
 projection onto the vocabulary splits on the sample, the time steps and the vocabulary
@@ -273,7 +273,7 @@ def lstm_lm(
     layers: int = 2,
     chunk: int = 5,
 ) -> OpGraph:
-    """DeepFlow's LSTM language model (Bhattacharya et al., arXiv 2211.03309; the published
+    """DeepFlow's LSTM language model (Ardalani, Pal and Gupta, arXiv 2211.03309; the published
     case study: B = 4096, S = 20, D = 19968, V = 800,000, 2 layers): embedding, stacked
     LSTM layers and a softmax projection onto the vocabulary at every step."""
     return _language_model(

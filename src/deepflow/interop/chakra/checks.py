@@ -297,6 +297,49 @@ def check_workload(
         )
 
 
+def check_collectives(traces: Mapping[int, ExecutionTrace], pg_names_are_ids: bool) -> None:
+    """Collectives must agree across the ranks that run them: the k-th collective of a
+    communicator on every member rank has the same ``comm_type`` and ``comm_size`` (NCCL
+    matches collectives by issue order within a communicator; a mismatch hangs or corrupts
+    the job, ``ncclInvalidUsage`` at best). Ranks are compared in id order; the first
+    disagreement names both nodes.
+
+    A collective without ``pg_name`` runs on every rank. ``pg_name`` names one communicator
+    only where a communicator-group file gives each group its own id (ASTRA-sim
+    ``--comm-group-configuration``, ``pg_names_are_ids``); elsewhere (deepflow's lowered
+    graphs name every tensor-parallel group ``tp``) those collectives are not compared."""
+    sequences: dict[str, dict[int, list[tuple[int, int, Node]]]] = {}
+    for rank in sorted(traces):
+        trace = traces[rank]
+        for node in sorted(trace.nodes, key=lambda n: n.id):
+            if node.type is not NodeType.COMM_COLL_NODE:
+                continue
+            group = node.attr_value("pg_name", "") or "<all ranks>"
+            if group != "<all ranks>" and not pg_names_are_ids:
+                continue
+            size = attr_int(node, "comm_size", trace.label)
+            kind = attr_int(node, "comm_type", trace.label)
+            sequences.setdefault(str(group), {}).setdefault(rank, []).append((kind, size, node))
+    for group, by_rank in sorted(sequences.items()):
+        ranks = sorted(by_rank)
+        ref_rank = ranks[0]
+        ref = by_rank[ref_rank]
+        for rank in ranks[1:]:
+            seq = by_rank[rank]
+            for k, ((kind0, size0, n0), (kind, size, node)) in enumerate(zip(ref, seq, strict=False)):
+                if (kind0, size0) != (kind, size):
+                    raise TraceError(
+                        f"{traces[rank].label}: node {node.id}: collective #{k} of group "
+                        f"{group} is {CommType(kind).name} of {size} B, but rank {ref_rank} "
+                        f"(node {n0.id}) runs {CommType(kind0).name} of {size0} B"
+                    )
+            if len(seq) != len(ref):
+                raise TraceError(
+                    f"{traces[rank].label}: group {group}: {len(seq)} collectives, but rank "
+                    f"{ref_rank} runs {len(ref)}"
+                )
+
+
 def _p2p_nodes(nodes: Iterable[Node]) -> Iterable[Node]:
     for node in nodes:
         if node.type in (NodeType.COMM_SEND_NODE, NodeType.COMM_RECV_NODE):

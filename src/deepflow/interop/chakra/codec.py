@@ -17,7 +17,6 @@ read with :func:`read_et` and written with :func:`write_et` comes back byte for 
 
 from __future__ import annotations
 
-import gzip
 import os
 from collections.abc import Iterator
 
@@ -34,6 +33,7 @@ from deepflow.interop.chakra.model import (
     Node,
     NodeType,
 )
+from deepflow.specs.files import MAX_TRACE_BYTES, atomic_write, gunzip, read_bytes
 
 __all__ = [
     "decode_et",
@@ -66,6 +66,10 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+MAX_TRACE_NODES = 2_000_000
+"""Most nodes read from one ET file (a rank of a 16k-GPU Llama 3 step holds ~100k)."""
+
+
 def _records(data: bytes, source: str) -> Iterator[tuple[int, bytes]]:
     """Yield ``(record index, message bytes)`` for each length-prefixed record."""
     pos, index, end = 0, 0, len(data)
@@ -92,6 +96,16 @@ def _records(data: bytes, source: str) -> Iterator[tuple[int, bytes]]:
             raise TraceError(
                 f"{source}: record {index} at byte {start}: length {length} runs past the end "
                 f"of the file ({end - pos} bytes left)"
+            )
+        if length == 0 and index > 0:
+            # Chakra's reader takes a zero length as the end of the stream (encode_et)
+            raise TraceError(
+                f"{source}: record {index} at byte {start}: zero-length Node record (readers "
+                "stop at it; a run of zero bytes is not a trace)"
+            )
+        if index > MAX_TRACE_NODES:
+            raise TraceError(
+                f"{source}: more than {MAX_TRACE_NODES:,} nodes, the limit of one ET file"
             )
         yield index, data[pos : pos + length]
         pos += length
@@ -192,13 +206,11 @@ def decode_et(data: bytes, source: str = "<bytes>") -> ExecutionTrace:
     dependencies, attribute types) are in :mod:`deepflow.interop.chakra.checks`.
     """
     if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise TraceError(f"{source}: corrupt gzip stream: {exc}") from None
+        data = gunzip(data, source, MAX_TRACE_BYTES, TraceError)
     metadata: GlobalMetadata | None = None
     nodes: list[Node] = []
-    for index, payload in _records(data, source):
+    # framing first: the record count is bounded before any message is decoded
+    for index, payload in list(_records(data, source)):
         try:
             if index == 0:
                 metadata = _metadata_from_pb(pb.GlobalMetadata.FromString(payload))
@@ -240,19 +252,12 @@ def encode_et(trace: ExecutionTrace) -> bytes:
 def read_et(path: str | os.PathLike[str]) -> ExecutionTrace:
     """Read one ``.et`` file."""
     source = os.fspath(path)
-    try:
-        with open(source, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise TraceError(f"{source}: cannot read: {exc.strerror}") from None
-    return decode_et(data, source)
+    return decode_et(read_bytes(source, MAX_TRACE_BYTES, TraceError), source)
 
 
 def write_et(trace: ExecutionTrace, path: str | os.PathLike[str]) -> None:
     """Write one ``.et`` file (uncompressed, as ASTRA-sim's ``feeder_v3`` requires)."""
-    data = encode_et(trace)
-    with open(os.fspath(path), "wb") as fh:
-        fh.write(data)
+    atomic_write(path, encode_et(trace), "--out")
 
 
 def et_path(prefix: str | os.PathLike[str], rank: int) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from deepflow.errors import TraceError
+from deepflow.specs.files import MAX_CONFIG_BYTES, brief, read_text
 
 __all__ = [
     "Buffer",
@@ -221,9 +222,15 @@ class _Ctx:
                 raise self.error(where, f"missing attribute {key!r}")
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
-            raise self.error(where, f"attribute {key!r} = {raw!r} is not an integer") from None
+            raise self.error(
+                where, f"attribute {key!r} = {brief(raw)} is not an integer"
+            ) from None
+        # the MSCCL runtime reads every attribute into a C int (msccl src/graph/topo.cc)
+        if not -(2**31) <= value < 2**31:
+            raise self.error(where, f"attribute {key!r} = {value} is outside a 32-bit integer")
+        return value
 
     def enum(self, enum_cls, elem: ET.Element, key: str, where: str):  # type: ignore[no-untyped-def]
         raw = elem.attrib[key]
@@ -318,8 +325,15 @@ def parse_msccl(text: str, source: str = "<msccl-ir>") -> MscclAlgorithm:
         raise ctx.error("", f"root element is <{root.tag}>, expected <algo>")
     ctx.attrs(root, "<algo>", _ALGO_REQUIRED, _ALGO_OPTIONAL)
     ngpus = ctx.int(root, "ngpus", "<algo>")
+    for key in ("ngpus", "nchannels", "nchunksperloop"):
+        if ctx.int(root, key, "<algo>") < 1:
+            raise ctx.error("<algo>", f"{key}={root.attrib[key]} must be >= 1")
+    gpu_elems = _children(ctx, root, "gpu", "<algo>")
+    if len(gpu_elems) != ngpus:
+        # checked before anything sized by ngpus is built
+        raise ctx.error("<algo>", f"ngpus={ngpus} but the file has {len(gpu_elems)} <gpu> elements")
     gpus = []
-    for elem in _children(ctx, root, "gpu", "<algo>"):
+    for elem in gpu_elems:
         ctx.attrs(elem, "<gpu>", _GPU_KEYS)
         gpu_id = ctx.int(elem, "id", "<gpu>")
         where = f"gpu {gpu_id}"
@@ -358,9 +372,4 @@ def parse_msccl(text: str, source: str = "<msccl-ir>") -> MscclAlgorithm:
 def read_msccl(path: str | os.PathLike[str]) -> MscclAlgorithm:
     """Read an MSCCL-IR XML file."""
     source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise TraceError(f"{source}: cannot read: {exc.strerror}") from None
-    return parse_msccl(text, source)
+    return parse_msccl(read_text(source, MAX_CONFIG_BYTES, TraceError), source)
