@@ -11,6 +11,7 @@ from deepflow.specs.scenario import (
     model_from,
     scenario_from_dict,
     system_from,
+    with_model,
 )
 from deepflow.specs.strategy import PipelineSchedule, Recompute, StrategySpec
 from deepflow.specs.system import LinkSpec, SystemSpec
@@ -39,4 +40,5 @@ __all__ = [
     "preset_names",
     "scenario_from_dict",
     "system_from",
+    "with_model",
 ]

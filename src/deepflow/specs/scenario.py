@@ -18,6 +18,7 @@ from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.base import Name, Spec
 from deepflow.specs.files import brief, load_config_file
+from deepflow.specs.hf import hf_model_section
 from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
@@ -104,7 +105,7 @@ class Scenario(Spec):
 def _resolve_presets(data: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
     out = dict(data)
     if "model" in out:
-        out["model"] = resolve_section("models", out["model"], "model")
+        out["model"] = resolve_model(out["model"], "model", base_dir)
     if "system" in out:
         system = resolve_section("systems", out["system"], "system")
         if "accelerator" in system:
@@ -114,6 +115,24 @@ def _resolve_presets(data: dict[str, Any], base_dir: Path | None = None) -> dict
             )
         out["system"] = system
     return out
+
+
+def resolve_model(section: object, path: str, base_dir: Path | None) -> dict[str, Any]:
+    """A model section's fields: a preset, a mapping, or a mapping with ``hf_config: FILE``
+    (a transformers config.json, relative to ``base_dir``, read by
+    :func:`~deepflow.specs.hf.read_hf_config`) whose other keys override the file's."""
+    if not (isinstance(section, dict) and "hf_config" in section):
+        return resolve_section("models", section, path)
+    section = dict(section)
+    name = section.pop("hf_config")
+    if "preset" in section:
+        raise ConfigError("give either preset or hf_config, not both", f"{path}.hf_config")
+    if not isinstance(name, (str, Path)) or not str(name):
+        raise ConfigError(f"expected a file name (got {brief(name)})", f"{path}.hf_config")
+    file = Path(name)
+    if not file.is_absolute() and base_dir is not None:
+        file = base_dir / file
+    return hf_model_section(file, section)
 
 
 def resolve_calibration(accelerator: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
@@ -128,7 +147,9 @@ def resolve_calibration(accelerator: dict[str, Any], base_dir: Path | None) -> d
     names = accelerator.get("device_names") or ()
     if not isinstance(names, (list, tuple)):
         names = ()
-    calibration = read_calibration(path, tuple(str(n) for n in names), str(accelerator.get("name", "")))
+    calibration = read_calibration(
+        path, tuple(str(n) for n in names), str(accelerator.get("name", ""))
+    )
     return {**accelerator, "calibration": calibration.model_dump()}
 
 
@@ -233,7 +254,7 @@ def accelerator_from(section: object, path: str = "accelerator") -> AcceleratorS
 def model_from(section: object, path: str = "model") -> ModelSpec:
     """Build a model spec from a preset name or mapping."""
     try:
-        return ModelSpec.model_validate(resolve_section("models", section, path))
+        return ModelSpec.model_validate(resolve_model(section, path, Path(".")))
     except ValidationError as exc:
         raise config_error_from(exc, ModelSpec, path) from None
 
@@ -250,6 +271,15 @@ def system_from(section: object, path: str = "system") -> SystemSpec:
         return SystemSpec.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(exc, SystemSpec, path) from None
+
+
+def with_model(scenario: Scenario, model: ModelSpec) -> Scenario:
+    """``scenario`` with its model replaced by ``model``, validated again (the strategy's
+    checks against the model, such as stage_layers summing to num_layers, apply)."""
+    try:
+        return Scenario.model_validate({**scenario.model_dump(), "model": model.model_dump()})
+    except ValidationError as exc:
+        raise config_error_from(exc, Scenario) from None
 
 
 def default_scenario() -> Scenario:
