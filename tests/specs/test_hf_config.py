@@ -166,3 +166,17 @@ def test_arbitrary_configs_give_a_spec_or_a_config_error(cfg):
         model_from({**fields, "sources": []})
     except ConfigError:
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 300), st.integers(0, 320), st.integers(1, 9))
+def test_moe_layer_count_closed_form_counts_the_layers(layers, first, freq):
+    spec = model_from("mixtral-8x7b").model_copy(
+        update={
+            "num_layers": layers,
+            "moe": model_from("mixtral-8x7b").moe.model_copy(
+                update={"first_dense_layers": first, "layer_frequency": freq}
+            ),
+        }
+    )
+    assert spec.num_moe_layers == sum(spec.is_moe_layer(i) for i in range(layers))

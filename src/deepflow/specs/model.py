@@ -129,4 +129,9 @@ class ModelSpec(Spec):
 
     @property
     def num_moe_layers(self) -> int:
-        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+        """How many layers :meth:`is_moe_layer` selects: indices ``first, first + k, ...``
+        below ``num_layers`` (closed form of counting them)."""
+        if self.moe is None:
+            return 0
+        span = self.num_layers - self.moe.first_dense_layers
+        return max(0, -(-span // self.moe.layer_frequency))

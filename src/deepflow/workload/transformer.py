@@ -29,7 +29,7 @@ after its norm ``moe`` (``moe/moe_layer.py``), the routed experts' activation al
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, lru_cache
 
 from deepflow.specs.framework import DEFAULT_FRAMEWORK, OperatorImpl, framework_profile
 from deepflow.specs.model import FfnType, ModelSpec
@@ -481,8 +481,9 @@ class ParameterCount:
         return self.total
 
 
+@lru_cache(maxsize=256)
 def parameter_count(model: ModelSpec) -> ParameterCount:
-    """Count the parameters of ``model`` by part."""
+    """Count the parameters of ``model`` by part (cached per model: specs are frozen)."""
     h, v = model.hidden_size, model.vocab_size
     dense = layer_template(model, moe=False).params
     moe = layer_template(model, moe=True).params if model.moe is not None else 0
@@ -507,8 +508,10 @@ def parameter_count(model: ModelSpec) -> ParameterCount:
     )
 
 
+@lru_cache(maxsize=256)
 def forward_flops_per_token(model: ModelSpec, causal: bool = False) -> float:
-    """Forward FLOPs per token of the whole model, matrix multiplications only.
+    """Forward FLOPs per token of the whole model, matrix multiplications only (cached per
+    model: specs are frozen, and the sum walks every layer).
 
     Attention counts the full ``s x s`` score matrix unless ``causal`` (Megatron's
     convention, Narayanan et al. 2021, eq. 3). Expert GEMMs count ``top_k`` experts.
