@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
+from deepflow.estimate import time_to_train_s
 from deepflow.report.text import make_console, styled
 from deepflow.search import (
     DEFAULT_CHUNK_SIZE,
@@ -26,13 +28,16 @@ from deepflow.search import (
     Objective,
     SearchResult,
     SearchSpace,
+    best_scenario,
     check_objective,
+    equivalent_groups,
     exhaustive_search,
     make_executor,
     parse_fixes,
 )
 from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
+from deepflow.specs.files import atomic_write, check_output_path
 from deepflow.specs.framework import SWITCHES, check_framework_name
 from deepflow.specs.strategy import StrategySpec
 from deepflow.units import format_bytes, format_si, format_time
@@ -74,23 +79,44 @@ def _strategy_text(c: Candidate) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _render(result: SearchResult, title: str, console: Console) -> None:
+def _difference(base: Candidate, other: Candidate) -> str:
+    """``other``'s strategy as the keys where it differs from ``base``'s: ``pipeline_schedule
+    1f1b`` (two strategies with identical results often differ in a knob that does not act,
+    such as the schedule of a one-stage pipeline, which the compact form leaves out)."""
+    a, b = base.strategy, other.strategy
+    changed = [k for k in b if a.get(k) != b[k]]
+    return ", ".join(f"{k} {b[k]}" for k in changed) or _strategy_text(other)
+
+
+def _render(
+    result: SearchResult, title: str, console: Console, ttt: Callable[[float], float | None]
+) -> None:
+    """The top table (identical results once, the equivalent strategies named under the
+    first), the counts and the Pareto front. ``ttt`` maps a step time to the time to
+    train, None where the scenario sets no ``training.tokens`` (then no column)."""
+    show_ttt = any(ttt(c.step_time_s) is not None for c in result.top)
     table = Table(title=f"best strategies by {result.objective.value}: {title}")
-    for name in ("#", "GPUs", "strategy", "step time", "MFU", "peak mem", "cost", "energy"):
+    names = ["#", "GPUs", "strategy", "step time"]
+    names += ["time to train"] if show_ttt else []
+    names += ["MFU", "peak mem", "cost", "energy"]
+    for name in names:
         table.add_column(name, justify="left" if name == "strategy" else "right")
-    for rank, c in enumerate(result.top, 1):
+    rank = 0
+    for group in equivalent_groups(list(result.top)):
+        c = group[0]
+        rank += 1
+        label = str(rank) if len(group) == 1 else f"{rank}-{rank + len(group) - 1}"
+        rank += len(group) - 1
+        strategy = _strategy_text(c)
+        if len(group) > 1:
+            strategy += "".join(f"\n= {_difference(c, o)}" for o in group[1:])
         cost = "no price" if c.cost_per_step is None else f"{c.cost_per_step:,.2f}"
         energy = "no TDP" if c.energy_per_step_j is None else format_si(c.energy_per_step_j, "J")
-        table.add_row(
-            str(rank),
-            str(c.num_accelerators),
-            _strategy_text(c),
-            format_time(c.step_time_s),
-            f"{c.mfu:.1%}",
-            format_bytes(c.peak_memory_bytes),
-            cost,
-            energy,
-        )
+        row = [label, str(c.num_accelerators), strategy, format_time(c.step_time_s)]
+        if show_ttt:
+            row.append(format_time(ttt(c.step_time_s) or float("nan")))
+        row += [f"{c.mfu:.1%}", format_bytes(c.peak_memory_bytes), cost, energy]
+        table.add_row(*row)
     console.print(table)
     if not result.top:
         console.print(styled("no feasible strategy", "red", " in the space"))
@@ -190,6 +216,12 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     help="Search within what this framework profile runs (strategy.framework; its switch "
     "defaults apply). Strategies it cannot run are infeasible, with the reason.",
 )
+@click.option(
+    "--save-best",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the best strategy as a complete scenario file (YAML) that predict reads.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @exits_2_on_bad_input
 def search_command(
@@ -205,15 +237,16 @@ def search_command(
     recheck: bool,
     recompute_policies: bool,
     framework: str | None,
+    save_best: str | None,
     as_json: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
     loaded = load_scenario(scenario)
+    if save_best is not None:
+        check_output_path(save_best, "--save-best", (".yaml", ".yml"))
     if framework is not None:
         check_framework_name(framework, "--framework")
-        data = {
-            k: v for k, v in loaded.strategy.model_dump().items() if k not in SWITCHES
-        }
+        data = {k: v for k, v in loaded.strategy.model_dump().items() if k not in SWITCHES}
         strategy = StrategySpec.model_validate({**data, "framework": framework})
         loaded = loaded.model_copy(update={"strategy": strategy})
     if loaded.strategy.collective_algorithms:
@@ -253,6 +286,15 @@ def search_command(
     finally:
         executor.close()
     checked = recheck_top(loaded, list(result.top)) if recheck else []
+    if save_best is not None:
+        if not result.top:
+            raise ConfigError("no feasible strategy to save", "--save-best")
+        header = (
+            f"# The best strategy by {result.objective.value} of deepflow search {scenario}: "
+            f"{_strategy_text(result.top[0])}\n"
+        )
+        text = yaml.safe_dump(best_scenario(loaded, result.top[0]), sort_keys=False)
+        atomic_write(save_best, header + text, "--save-best")
     if as_json:
         data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
         if recheck:
@@ -266,7 +308,13 @@ def search_command(
             ]
         click.echo(json_text(data))
     else:
-        _render(result, f"{loaded.name} ({loaded.model.name})", make_console())
+        tokens, per_step = loaded.training.tokens, loaded.training.global_batch_size
+        seq_len = loaded.model.seq_len
+
+        def ttt(step_time_s: float) -> float | None:
+            return time_to_train_s(tokens, per_step * seq_len / step_time_s)
+
+        _render(result, f"{loaded.name} ({loaded.model.name})", make_console(), ttt)
         for i, r in enumerate(checked, 1):
             click.echo(
                 f"simulator re-check #{i}: closed form {r.candidate.step_time_s:.4g} s, "

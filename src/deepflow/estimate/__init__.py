@@ -3,7 +3,7 @@ memory and breakdown."""
 
 from deepflow.estimate.evaluate import BREAKDOWN_KEYS, MEMORY_KEYS, BatchResult, evaluate
 from deepflow.estimate.pipeline import bubble_fraction
-from deepflow.estimate.prediction import Prediction, predict, prediction_at
+from deepflow.estimate.prediction import Prediction, predict, prediction_at, time_to_train_s
 
 __all__ = [
     "BREAKDOWN_KEYS",
@@ -14,4 +14,5 @@ __all__ = [
     "evaluate",
     "predict",
     "prediction_at",
+    "time_to_train_s",
 ]

@@ -65,6 +65,15 @@ class Prediction:
         }
 
 
+def time_to_train_s(tokens: float | None, tokens_per_s: float) -> float | None:
+    """Wall-clock time to train on ``tokens`` tokens at ``tokens_per_s`` (the whole job's
+    ``global_batch_size * seq_len / step_time_s``): ``tokens / tokens_per_s``, steady
+    state, no restarts or evaluation; None without a token count or throughput."""
+    if not tokens or not tokens_per_s > 0:
+        return None
+    return tokens / tokens_per_s
+
+
 def prediction_at(
     result: BatchResult, i: int, name: str = "scenario", tokens: float | None = None
 ) -> Prediction:
@@ -87,7 +96,7 @@ def prediction_at(
             reason = explain(ctx, rule, strategy)
     step = float(result.step_time[i])
     tps = float(result.tokens_per_s[i]) if feasible else 0.0
-    ttt = tokens / tps if (tokens and feasible and tps > 0) else None
+    ttt = time_to_train_s(tokens, tps) if feasible else None
     return Prediction(
         scenario=name,
         feasible=feasible,

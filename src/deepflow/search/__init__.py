@@ -6,6 +6,7 @@ The per-operator MCMC search of FlexFlow runs on the event-driven simulator and 
 here yet.
 """
 
+from deepflow.search.best import best_scenario, equivalent_groups
 from deepflow.search.executors import (
     DaskExecutor,
     Executor,
@@ -50,8 +51,10 @@ __all__ = [
     "SearchResult",
     "SearchSpace",
     "SerialExecutor",
+    "best_scenario",
     "check_objective",
     "combine",
+    "equivalent_groups",
     "exhaustive_search",
     "make_executor",
     "objective_values",
