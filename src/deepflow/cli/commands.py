@@ -4,6 +4,7 @@ from deepflow.cli import (
     arch,  # noqa: F401
     calibrate,  # noqa: F401
     collective,  # noqa: F401
+    compare,  # noqa: F401
     et,  # noqa: F401
     kernels,  # noqa: F401
     opsearch,  # noqa: F401

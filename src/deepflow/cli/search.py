@@ -21,6 +21,7 @@ from rich.table import Table
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main
 from deepflow.errors import ConfigError
 from deepflow.estimate import time_to_train_s
+from deepflow.report.tabular import csv_text, flatten
 from deepflow.report.text import make_console, styled
 from deepflow.search import (
     DEFAULT_CHUNK_SIZE,
@@ -223,6 +224,9 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     help="Write the best strategy as a complete scenario file (YAML) that predict reads.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option(
+    "--csv", "as_csv", is_flag=True, help="CSV of the top strategies (nested keys dotted)."
+)
 @exits_2_on_bad_input
 def search_command(
     scenario: str,
@@ -239,8 +243,11 @@ def search_command(
     framework: str | None,
     save_best: str | None,
     as_json: bool,
+    as_csv: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
+    if as_json and as_csv:
+        raise ConfigError("give one of --json and --csv", "--csv")
     loaded = load_scenario(scenario)
     if save_best is not None:
         check_output_path(save_best, "--save-best", (".yaml", ".yml"))
@@ -295,7 +302,24 @@ def search_command(
         )
         text = yaml.safe_dump(best_scenario(loaded, result.top[0]), sort_keys=False)
         atomic_write(save_best, header + text, "--save-best")
-    if as_json:
+    tokens, per_step = loaded.training.tokens, loaded.training.global_batch_size
+    seq_len = loaded.model.seq_len
+
+    def ttt(step_time_s: float) -> float | None:
+        return time_to_train_s(tokens, per_step * seq_len / step_time_s)
+
+    if as_csv:
+        simulated = {i: r.simulated_step_time_s for i, r in enumerate(checked, 1)}
+        rows = []
+        for rank, c in enumerate(result.top, 1):
+            row: dict[str, Any] = {"rank": rank, "num_accelerators": c.num_accelerators}
+            row.update(step_time_s=c.step_time_s, time_to_train_s=ttt(c.step_time_s))
+            row.update(flatten(c.to_json()))
+            if recheck:
+                row["simulated_step_time_s"] = simulated.get(rank)
+            rows.append(row)
+        click.echo(csv_text(rows), nl=False)
+    elif as_json:
         data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
         if recheck:
             data["recheck"] = [
@@ -308,12 +332,6 @@ def search_command(
             ]
         click.echo(json_text(data))
     else:
-        tokens, per_step = loaded.training.tokens, loaded.training.global_batch_size
-        seq_len = loaded.model.seq_len
-
-        def ttt(step_time_s: float) -> float | None:
-            return time_to_train_s(tokens, per_step * seq_len / step_time_s)
-
         _render(result, f"{loaded.name} ({loaded.model.name})", make_console(), ttt)
         for i, r in enumerate(checked, 1):
             click.echo(

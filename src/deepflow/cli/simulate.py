@@ -47,7 +47,9 @@ def simulate_command(
             try:
                 os.makedirs(out_dir, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(f"cannot create folder {out_dir!r}: {exc.strerror}", "--et-out") from None
+                raise ConfigError(
+                    f"cannot create folder {out_dir!r}: {exc.strerror}", "--et-out"
+                ) from None
         check_output_path(f"{et_prefix}.0.et", "--et-out")
     loaded = load_scenario(scenario)
     try:

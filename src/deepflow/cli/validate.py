@@ -6,8 +6,10 @@ from __future__ import annotations
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.errors import ConfigError
+from deepflow.report.tabular import csv_text
 from deepflow.report.text import make_console
-from deepflow.report.validation import render_dataset
+from deepflow.report.validation import measurement_rows, render_dataset, summary_rows
 from deepflow.validation.runner import all_dataset_names, run_by_name
 
 
@@ -17,9 +19,17 @@ from deepflow.validation.runner import all_dataset_names, run_by_name
 )
 @click.option("--summary", is_flag=True, help="Only the per-data-set summary lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per data set.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="CSV: one row per measurement (with --summary, one per data set).",
+)
 @exits_2_on_bad_input
-def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> None:
+def validate_command(names: tuple[str, ...], summary: bool, as_json: bool, as_csv: bool) -> None:
     """Compare predictions with published measurements (errors per row, mean and worst)."""
+    if as_json and as_csv:
+        raise ConfigError("give one of --json and --csv", "--csv")
     known = all_dataset_names()
     for name in names:
         if name not in known:
@@ -27,6 +37,12 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
                 f"unknown data set {name!r}; known: {', '.join(known)}", param_hint="--dataset"
             )
     console = make_console()
+    if as_csv:
+        results = [run_by_name(name) for name in names or tuple(known)]
+        click.echo(
+            csv_text(summary_rows(results) if summary else measurement_rows(results)), nl=False
+        )
+        return
     for name in names or tuple(known):
         result = run_by_name(name)
         if as_json:

@@ -60,3 +60,46 @@ def summary_line(result: DatasetResult) -> str:
         f"{result.name}: {len(result.rows)} rows, mean abs error {result.mape:.1%}, "
         f"worst {result.worst:.1%}, infeasible {result.infeasible}{bound}{memory}{status}"
     )
+
+
+def measurement_rows(results: list[DatasetResult]) -> list[dict[str, object]]:
+    """One mapping per measurement of ``results`` (the CSV of ``validate --csv``): the
+    row, measured and predicted values in ``unit``, the signed relative error, and the
+    peak memory where the source measured it."""
+    return [
+        {
+            "dataset": r.dataset,
+            "row_id": r.row_id,
+            "description": r.description,
+            "unit": r.unit,
+            "measured": r.measured,
+            "predicted": r.predicted,
+            "error": r.error,
+            "reason": r.reason,
+            "measured_memory_bytes": r.measured_memory,
+            "predicted_memory_bytes": r.predicted_memory,
+            "memory_error": r.memory_error,
+        }
+        for result in results
+        for r in result.rows
+    ]
+
+
+def summary_rows(results: list[DatasetResult]) -> list[dict[str, object]]:
+    """One mapping per data set (``validate --summary --csv``): rows, mean and worst
+    absolute error, infeasible rows, the bounds the tests hold it to."""
+    return [
+        {
+            "dataset": r.name,
+            "rows": len(r.rows),
+            "mape": r.mape,
+            "worst": r.worst,
+            "infeasible": r.infeasible,
+            "mape_bound": r.mape_bound,
+            "worst_bound": r.worst_bound,
+            "within_bounds": r.within_bounds,
+            "memory_mape": r.memory_mape,
+            "memory_bound": r.memory_bound,
+        }
+        for r in results
+    ]
