@@ -319,8 +319,9 @@ def _pooled(by_dtype: dict[str, list[Mapping[str, Any]]]) -> dict[str, list[Mapp
 
 WAVE_LOSS_FIT_MIN = 20
 """Tables with fewer shapes than this do not fit the wave loss: with a handful of shapes it
-trades off against the K-fill and the peak fraction (fits of 8-18 shapes ranged from 0 to
-0.83 across chips of one architecture); they take the value of the architecture's richest
+trades off against the K-fill and the peak fraction (fitted, the 9 Azure and the 18
+DeepGEMM fp8 shapes of one GH100 die gave 1.0 on the H100 and 0.34 on the H800); they take the
+value of the architecture's richest
 table (``wave_loss`` of :func:`fit_kernel_params`); an architecture without a richer
 table fits it."""
 
