@@ -25,7 +25,11 @@ import yaml
 from deepflow.hardware.calibrate.io import calibration_text
 from deepflow.hardware.calibration import (
     SCHEMA,
+    WAVE_LOSS_ARCHITECTURE,
+    WAVE_LOSS_FIT_MIN,
+    WAVE_LOSS_REFERENCE,
     CurveError,
+    architecture_wave_loss,
     cross_validate,
     curve_errors,
     fit_error_table,
@@ -204,6 +208,15 @@ def build() -> dict[str, dict]:
             )
         if notes:
             source += ". Taken from the nearest measured chip: " + ", ".join(notes)
+        wave = architecture_wave_loss(acc)
+        if wave is not None:
+            arch = WAVE_LOSS_ARCHITECTURE[preset]
+            kind, ref = WAVE_LOSS_REFERENCE[arch]
+            source += (
+                f". Dense GEMM curves of fewer than {WAVE_LOSS_FIT_MIN} shapes use the {arch} "
+                f"wave loss {wave:g}, fitted to the 16-bit GEMMs of the {ref} "
+                + ("measured calibration" if kind == "calibration" else "published table")
+            )
         params = params.model_copy(update={"source": source, "fit_error": fit_error})
         fitted[preset] = params
         out[preset] = {

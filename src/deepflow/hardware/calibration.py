@@ -29,6 +29,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -187,6 +188,7 @@ def fit_kernel_params(
     acc: AcceleratorSpec,
     source: str = "",
     backward_ratio: float | None = None,
+    wave_loss: float | None = None,
 ) -> KernelParams:
     """Fit the kernel curves of ``acc`` to measurement ``records`` (checked records; see the
     module docstring). The rules, in order:
@@ -203,6 +205,13 @@ def fit_kernel_params(
       run in 16-bit under fp8 training recipes); forward-only tables take the backward
       fraction as ``backward_ratio`` times the forward one.
 
+    * the wave loss is fitted only for tables of :data:`WAVE_LOSS_FIT_MIN` shapes or more;
+      a smaller table takes ``wave_loss``, by default the value fitted to the richest table
+      of the same GPU architecture (:func:`architecture_wave_loss`: the library's stream-K /
+      split-K policy is the architecture's, not the chip's); where the architecture has no
+      richer table (A100, MI300X) it is fitted (a fixed 1, classic wave quantization, made
+      the A100's large Megatron GEMMs 3 % slower and its vTrain-multi rows worse).
+
     Precisions without records are left out: they fall back to the accelerator's shipped
     table or efficiency block (:func:`deepflow.hardware.kernels.kernel_params`).
     """
@@ -217,7 +226,7 @@ def fit_kernel_params(
     dense = _pooled(_by(records, "gemm"))
     rich = [d for d in sorted(dense, key=lambda d: -len(dense[d])) if _shapes(dense[d]) >= 3]
     for dtype in rich:
-        gemm[dtype] = _fit_gemm(dense[dtype], acc, dtype, mu)
+        gemm[dtype] = _fit_gemm(dense[dtype], acc, dtype, mu, wave_loss)
     for dtype, recs in dense.items():
         if dtype in gemm:
             continue
@@ -241,7 +250,7 @@ def fit_kernel_params(
     grouped: dict[str, GemmCurve] = {}
     for dtype, recs in _by(records, "grouped_gemm").items():
         if _shapes(recs) >= 3:
-            grouped[dtype] = _fit_gemm(recs, acc, dtype, mu)
+            grouped[dtype] = _fit_gemm(recs, acc, dtype, mu, None, shared_wave=False)
     for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
         if a in grouped and b not in grouped:
             grouped[b] = grouped[a]
@@ -308,12 +317,93 @@ def _pooled(by_dtype: dict[str, list[Mapping[str, Any]]]) -> dict[str, list[Mapp
     return out
 
 
+WAVE_LOSS_FIT_MIN = 20
+"""Tables with fewer shapes than this do not fit the wave loss: with a handful of shapes it
+trades off against the K-fill and the peak fraction (fitted, the 9 Azure and the 18
+DeepGEMM fp8 shapes of one GH100 die gave 1.0 on the H100 and 0.34 on the H800); they take the
+value of the architecture's richest
+table (``wave_loss`` of :func:`fit_kernel_params`); an architecture without a richer
+table fits it."""
+
+
+WAVE_LOSS_ARCHITECTURE = {
+    "h100-sxm5-80gb": "hopper",
+    "h200-sxm-141gb": "hopper",
+    "h800-sxm5-80gb": "hopper",
+    "b200": "blackwell",
+    "gb200": "blackwell",
+}
+"""GPU architecture of each preset whose architecture has a table rich enough to fit the
+wave loss (:data:`WAVE_LOSS_REFERENCE`); other chips (A100, MI300X) fit their own."""
+
+WAVE_LOSS_REFERENCE = {
+    "hopper": ("calibration", "h200-sxm-141gb"),
+    "blackwell": ("published", "b200"),
+}
+"""The richest GEMM table of each architecture: the measured H200 calibration file (114
+16-bit shapes incl. M = 64/128/512 and Llama training shapes, hardware/data/calibrations/)
+and SimuMax's B200 operator table (514 16-bit shapes,
+hardware/data/microbenchmarks/simumax_b200)."""
+
+
+@cache
+def _reference_wave_loss(architecture: str) -> float:
+    from deepflow.specs import accelerator_from
+
+    kind, name = WAVE_LOSS_REFERENCE[architecture]
+    if kind == "calibration":
+        records = measured_calibration(name)["measurements"]
+    else:
+        records = published_records()[name]
+    records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
+    acc = accelerator_from(name)
+    dense = _pooled(_by(records, "gemm"))
+    dtype = "fp16" if "fp16" in dense else "bf16"
+    mem = [r for r in records if r["kind"] == "memory"]
+    mu = _fit_stream(mem, acc).fraction if mem else acc.efficiency.memory
+    return _fit_gemm(dense[dtype], acc, dtype, mu, None).wave_loss
+
+
+def architecture_wave_loss(acc: AcceleratorSpec) -> float | None:
+    """The wave loss fitted to the 16-bit GEMMs of the richest table of ``acc``'s GPU
+    architecture (:data:`WAVE_LOSS_REFERENCE`), or ``None`` where there is none. The
+    library's tail policy (stream-K, split-K, data-parallel tiles; Osama et al. 2023,
+    arXiv 2301.03598) belongs to the architecture's kernels, not to one chip's table."""
+    arch = WAVE_LOSS_ARCHITECTURE.get(acc.name)
+    return None if arch is None else _reference_wave_loss(arch)
+
+
+def _fixed_terms(
+    records: Sequence[Mapping[str, Any]],
+    acc: AcceleratorSpec,
+    wave_loss: float | None,
+    shared_wave: bool = True,
+) -> tuple[float | None, float | None]:
+    """``(fixed_latency, fixed_wave_loss)`` of the GEMM fit of ``records``: ``None`` where
+    the term is fitted. Grouped GEMMs (``shared_wave`` false) fit their own wave loss: their
+    kernels (``torch._grouped_mm``, DeepGEMM's grouped GEMM) schedule the tiles of all groups
+    in one persistent grid, not with the dense GEMM's tail policy (sharing the dense value
+    made the H800 grouped fp8 cross-validated error 7.6 % -> 11.6 %)."""
+    shapes = _shapes(records)
+    latency = None if shapes >= LATENCY_FIT_MIN else acc.efficiency.kernel_overhead
+    if shapes >= WAVE_LOSS_FIT_MIN or not shared_wave:
+        return latency, None
+    if wave_loss is None:
+        wave_loss = architecture_wave_loss(acc)
+    return latency, wave_loss
+
+
 def _fit_gemm(
-    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, dtype: str, mu: float
+    records: Sequence[Mapping[str, Any]],
+    acc: AcceleratorSpec,
+    dtype: str,
+    mu: float,
+    wave_loss: float | None = None,
+    shared_wave: bool = True,
 ) -> GemmCurve:
     samples = [s for _, s in _gemm_samples(records)]
-    fixed = None if _shapes(records) >= LATENCY_FIT_MIN else acc.efficiency.kernel_overhead
-    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, fixed)
+    latency, wave = _fixed_terms(records, acc, wave_loss, shared_wave)
+    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave)
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -345,9 +435,12 @@ class CurveError:
         return max(self.families.values()) if self.families else 0.0
 
 
-def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> list[CurveError]:
+def cross_validate(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, wave_loss: float | None = None
+) -> list[CurveError]:
     """Leave-one-shape-out errors of the curves :func:`fit_kernel_params` fits from
-    ``records`` (each shape predicted by the curve fitted without it, with the same fit)."""
+    ``records`` (each shape predicted by the curve fitted without it, with the same fit and
+    the same ``wave_loss``)."""
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
     out: list[CurveError] = []
     mem = [r for r in records if r["kind"] == "memory"]
@@ -380,10 +473,10 @@ def cross_validate(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -
             if len({key for key, _ in samples}) < 4:
                 continue
             device = _device(acc, dtype, mu)
-            fixed = None if _shapes(recs) >= LATENCY_FIT_MIN else acc.efficiency.kernel_overhead
+            fixed, wave = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed: fit_gemm_curve(train, d, t, f),
+                lambda train, d=device, t=dtype, f=fixed, w=wave: fit_gemm_curve(train, d, t, f, w),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
             out.append(_error(acc.name, kind, dtype, errs, [s.family for _, s in samples]))

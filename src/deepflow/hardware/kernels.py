@@ -469,7 +469,8 @@ def _refine(
     loss = math.inf
     dims = len(bounds)
     for _ in range(rounds):
-        axes = [np.linspace(lo[i], hi[i], points) for i in range(dims)]
+        # a fixed parameter (equal bounds) is one grid point, not ``points`` copies of it
+        axes = [np.linspace(lo[i], hi[i], points if hi[i] > lo[i] else 1) for i in range(dims)]
         grid = np.meshgrid(*axes, indexing="ij")
         values = [np.exp(g) if logs[i] else g for i, g in enumerate(grid)]
         losses = objective(*[v.reshape(-1, 1) for v in values])
@@ -484,13 +485,21 @@ def _refine(
 
 
 def fit_gemm_curve(
-    samples: Sequence[GemmSample], device: Device, dtype: str, fixed_latency: float | None = None
+    samples: Sequence[GemmSample],
+    device: Device,
+    dtype: str,
+    fixed_latency: float | None = None,
+    fixed_wave_loss: float | None = None,
 ) -> GemmCurve:
-    """Fit ``eta``, ``k_fill``, ``t_0`` and the tile of the GEMM curve to ``samples``
+    """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
 
-    With one or two samples only ``eta`` is fitted (``k_fill`` 0, ``t_0``
-    ``fixed_latency`` or 0): too few points for more parameters."""
+    ``fixed_latency`` / ``fixed_wave_loss`` hold ``t_0`` / ``w`` at a given value instead of
+    fitting them: a table of a few shapes cannot separate the latency, the wave and the
+    K-fill terms (each makes the small shapes slower), so the caller supplies values measured
+    elsewhere (:func:`deepflow.hardware.calibration.fit_kernel_params`). With one or two
+    samples only ``eta`` is fitted (``k_fill`` 0, ``t_0`` ``fixed_latency`` or 0, ``w``
+    ``fixed_wave_loss`` or 1): too few points for more parameters."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
     code = PRECISION_NAMES.index(dtype)
@@ -527,19 +536,27 @@ def fit_gemm_curve(
 
         if few:
             lat = fixed_latency or 0.0
+            w = 1.0 if fixed_wave_loss is None else fixed_wave_loss
             x, loss = _refine(
-                lambda eta, _o=objective, _lat=lat: _o(eta, 0.0, _lat, 1.0), [(0.05, 1.0)], [False]
+                lambda eta, _o=objective, _lat=lat, _w=w: _o(eta, 0.0, _lat, _w),
+                [(0.05, 1.0)],
+                [False],
             )
-            curve = GemmCurve(peak_fraction=float(x[0]), tile_m=tm, tile_n=tn, latency_s=lat)
+            curve = GemmCurve(
+                peak_fraction=float(x[0]), tile_m=tm, tile_n=tn, wave_loss=w, latency_s=lat
+            )
         else:
             lat_bounds = (
                 (fixed_latency * 0.999 + 1e-9, fixed_latency + 1e-9)
                 if fixed_latency is not None
                 else (1e-7, 2e-4)
             )
+            wave_bounds = (
+                (fixed_wave_loss, fixed_wave_loss) if fixed_wave_loss is not None else (0.0, 1.0)
+            )
             x, loss = _refine(
                 objective,
-                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, (0.0, 1.0)],
+                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds],
                 [False, True, True, False],
                 points=7,
             )
