@@ -9,6 +9,7 @@ from deepflow.cli import (
     opsearch,  # noqa: F401
     plan,  # noqa: F401
     predict,  # noqa: F401
+    report,  # noqa: F401
     search,  # noqa: F401
     simulate,  # noqa: F401
     validate,  # noqa: F401

@@ -24,6 +24,18 @@ def styled(label: str, style: str, rest: str = "") -> Text:
     return Text.assemble((label, style), rest)
 
 
+def strategy_line(scenario: Scenario) -> str:
+    """The strategy of ``scenario`` in one line, as every report prints it (enum values,
+    never their Python reprs)."""
+    s = scenario.strategy
+    return (
+        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
+        f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
+        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
+        f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
+    )
+
+
 def render_prediction(prediction: Prediction, scenario: Scenario, console: Console) -> None:
     """Print a prediction: headline numbers, where the time goes, where the memory goes."""
     s = scenario.strategy
@@ -37,12 +49,7 @@ def render_prediction(prediction: Prediction, scenario: Scenario, console: Conso
     )
     profile = framework_profile(s.framework)
     console.print(f"framework: {s.framework} ({profile.description})")
-    console.print(
-        f"strategy: dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
-        f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
-        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
-        f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
-    )
+    console.print(f"strategy: {strategy_line(scenario)}")
     if not prediction.feasible:
         console.print(styled("infeasible", "red", f": {prediction.reason}"))
         return
