@@ -9,16 +9,15 @@ prints one JSON object whose ``top[*].strategy`` entries are in the scenario fil
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
+from deepflow.report.progress import progress
 from deepflow.report.text import make_console, styled
 from deepflow.search import (
     DEFAULT_CHUNK_SIZE,
@@ -34,7 +33,7 @@ from deepflow.search import (
 from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
 from deepflow.specs.framework import SWITCHES, check_framework_name
-from deepflow.specs.strategy import StrategySpec
+from deepflow.specs.strategy import StrategySpec, strategy_text
 from deepflow.units import format_bytes, format_si, format_time
 
 
@@ -56,22 +55,7 @@ def _parse_gpus(text: str | None) -> list[int | None]:
 
 
 def _strategy_text(c: Candidate) -> str:
-    """A compact one-line form: ``dp32 tp4 pp8 vpp12 sp zero2 mbs3 interleaved``."""
-    s = c.strategy
-    parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
-    parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s[k] > 1]
-    if s["sequence_parallel"]:
-        parts.append("sp")
-    if s["zero"]:
-        parts.append(f"zero{s['zero']}")
-    if s["recompute"] != "none":
-        parts.append(f"rc-{s['recompute']}")
-    if s.get("recompute_modules"):
-        parts.append("+".join(s["recompute_modules"]))
-    if s.get("recompute_layers") is not None:
-        parts.append(f"rc-layers{s['recompute_layers']}")
-    parts += [f"mbs{s['micro_batch_size']}", s["pipeline_schedule"] if s["pp"] > 1 else ""]
-    return " ".join(p for p in parts if p)
+    return strategy_text(c.strategy)
 
 
 def _render(result: SearchResult, title: str, console: Console) -> None:
@@ -116,24 +100,6 @@ def _render(result: SearchResult, title: str, console: Console) -> None:
             _strategy_text(c),
         )
     console.print(front)
-
-
-def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
-    progress = Progress(
-        TextColumn("searching"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task("search", total=None)
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    return progress, update
 
 
 @main.command("search")
@@ -191,6 +157,7 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
     "defaults apply). Strategies it cannot run are infeasible, with the reason.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@quiet_option
 @exits_2_on_bad_input
 def search_command(
     scenario: str,
@@ -206,6 +173,7 @@ def search_command(
     recompute_policies: bool,
     framework: str | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
     loaded = load_scenario(scenario)
@@ -236,11 +204,9 @@ def search_command(
         )
     for space in spaces:
         check_objective(Objective(objective), space.system)
-    console = make_console(stderr=True)
-    progress, update = _progress(console)
     executor = make_executor(workers, scheduler)
     try:
-        with progress:
+        with progress("searching: chunks", quiet) as bar:
             result = exhaustive_search(
                 spaces,
                 objective=objective,
@@ -248,11 +214,14 @@ def search_command(
                 executor=executor,
                 chunk_size=chunk_size,
                 out=out,
-                on_chunk=update,
+                on_chunk=bar.update,
             )
+            checked = []
+            if recheck:
+                bar.step("simulator re-check of the top strategies")
+                checked = recheck_top(loaded, list(result.top))
     finally:
         executor.close()
-    checked = recheck_top(loaded, list(result.top)) if recheck else []
     if as_json:
         data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
         if recheck:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
+from deepflow.report.progress import progress
 from deepflow.report.text import make_console
 from deepflow.report.validation import render_dataset
 from deepflow.validation.runner import all_dataset_names, run_by_name
@@ -17,8 +18,9 @@ from deepflow.validation.runner import all_dataset_names, run_by_name
 )
 @click.option("--summary", is_flag=True, help="Only the per-data-set summary lines.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per data set.")
+@quiet_option
 @exits_2_on_bad_input
-def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> None:
+def validate_command(names: tuple[str, ...], summary: bool, as_json: bool, quiet: bool) -> None:
     """Compare predictions with published measurements (errors per row, mean and worst)."""
     known = all_dataset_names()
     for name in names:
@@ -27,8 +29,11 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool) -> No
                 f"unknown data set {name!r}; known: {', '.join(known)}", param_hint="--dataset"
             )
     console = make_console()
-    for name in names or tuple(known):
-        result = run_by_name(name)
+    chosen = names or tuple(known)
+    for i, name in enumerate(chosen):
+        with progress(f"validating: {name}, data set", quiet) as bar:
+            bar.update(i, len(chosen))
+            result = run_by_name(name)
         if as_json:
             click.echo(
                 json_text(
