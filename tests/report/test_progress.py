@@ -4,6 +4,7 @@ that feed them count honestly and cannot change a result."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,14 @@ def test_simulate_prints_no_bar_when_not_a_terminal(tmp_path):
     result = CliRunner().invoke(main, ["simulate", str(path)])
     assert result.exit_code == 0, result.output
     assert "simulating" not in result.output and "\x1b[" not in result.output
+
+
+def test_export_progress_counts_ranks_and_changes_nothing(tmp_path):
+    from deepflow.interop.astra import export_scenario
+
+    calls: list[tuple[int, int]] = []
+    a = export_scenario(_scenario(), tmp_path / "a", on_progress=lambda d, t: calls.append((d, t)))
+    b = export_scenario(_scenario(), tmp_path / "b")
+    assert calls == [(i, a.ranks) for i in range(1, a.ranks + 1)]
+    for fa, fb in zip(sorted(a.files), sorted(b.files), strict=True):
+        assert Path(fa).read_bytes() == Path(fb).read_bytes()

@@ -344,8 +344,11 @@ def export(
 ) -> None:
     """Write ASTRA-sim inputs for one training step of SCENARIO into OUT."""
     scenario = load_scenario(scenario_path)
-    with progress(f"writing ASTRA-sim inputs to {out_dir}", quiet):
-        result = export_scenario(scenario, out_dir, max_ranks=max_ranks, merge_layers=merge_layers)
+    with progress("building rank traces", quiet) as bar:
+        result = export_scenario(
+            scenario, out_dir, max_ranks=max_ranks, merge_layers=merge_layers,
+            on_progress=bar.update,
+        )  # fmt: skip
     size = sum(os.path.getsize(f) for f in result.files)
     click.echo(
         f"wrote {len(result.files)} files ({size} B) to {result.directory}: {result.ranks} "
