@@ -123,8 +123,10 @@ def codesign_command(
     space = DesignSpace.of(budget.design, budget.search.vary, budget.search.lower)
     s = budget.search
     if names == ("time",):
-        with progress(f"gradient search from {s.starts} starts", quiet):
-            result = gradient_search(space, problem, s.starts, s.iterations, seed)
+        with progress("gradient search: starts", quiet) as bar:
+            result = gradient_search(
+                space, problem, s.starts, s.iterations, seed, on_progress=bar.update
+            )
         best = result.best
         out = {
             "objective": "time",
@@ -160,8 +162,10 @@ def codesign_command(
         click.echo(f"  strategy: {out['best']['strategy']}")
         click.echo(_arch_text(best.generated))
         return
-    with progress(f"NSGA-II search, {s.trials} trials", quiet):
-        pareto = nsga2_search(space, problem, names, s.trials, s.population, seed)
+    with progress("NSGA-II search: trials", quiet) as bar:
+        pareto = nsga2_search(
+            space, problem, names, s.trials, s.population, seed, on_progress=bar.update
+        )
     rows = []
     for i in pareto.front:
         rows.append(
