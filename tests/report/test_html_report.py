@@ -175,3 +175,18 @@ def test_page_renders_in_headless_chromium(tmp_path):
     # the bar colours of the charts are on the page
     present = {c for _, c in colors}
     assert (0x4E, 0x79, 0xA7) in present and (0xF2, 0x8E, 0x2B) in present
+
+
+def test_a_step_too_big_to_simulate_is_reported_without_a_timeline():
+    scenario = scenario_from_dict(
+        {
+            "model": "gpt3-175b",
+            "system": {"preset": "dgx-a100-80gb", "num_accelerators": 1024},
+            "strategy": {"tp": 8, "pp": 8, "micro_batch_size": 1, "recompute": "full"},
+            "training": {"global_batch_size": 16 * 1100},
+        }
+    )
+    data = report_data(scenario)
+    assert data.prediction.feasible and data.simulated_step_s is None
+    assert data.timeline == () and "layer passes" in (data.timeline_note or "")
+    assert "layer passes" in render_html(data)
