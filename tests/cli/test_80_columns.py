@@ -9,6 +9,7 @@ or dropped; no line may be wider than 80. Wall-clock times of the run itself are
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,7 @@ from deepflow.cli import main
 from deepflow.specs import default_scenario
 from deepflow.specs.strategy import PipelineSchedule, Recompute, StrategySpec
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENUM_REPR = re.compile(r"<[A-Za-z_][\w.]*: ['\"]?[^>]*>")
 WALL_CLOCK = re.compile(r"(?:iterations, |strategies in )[\d.]+ s(?: \([\d,]+/s\))?")
 NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?")
@@ -49,10 +51,12 @@ def _commands(tmp_path) -> list[list[str]]:
         ["search", str(path), "--fix", "tp=1,2", "--fix", "pp=1,2,4", "--top", "5"],
         ["validate", "-d", "megatron-2021", "-d", "hf-step-h200", "-d", "nccl-a100"],
         ["search-ops", "rnnlm", "--gpus", "4", "--nodes", "1", "--budget", "40"],
+        ["plan-hetero", str(EXAMPLES / "hetero-a100-v100.yaml")],
+        ["elastic", str(EXAMPLES / "elastic-timeline.yaml")],
     ]
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(8))
 def test_fits_80_columns_without_cutting_numbers(tmp_path, index):
     args = _commands(tmp_path)[index]
     narrow = _run(args, 80)
@@ -64,7 +68,7 @@ def test_fits_80_columns_without_cutting_numbers(tmp_path, index):
     assert not ENUM_REPR.search(narrow), args
 
 
-@pytest.mark.parametrize("index", range(6))
+@pytest.mark.parametrize("index", range(8))
 def test_json_has_no_enum_reprs(tmp_path, index):
     args = _commands(tmp_path)[index]
     out = _run([*args, "--json"], 80)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +18,24 @@ def make_console(stderr: bool = False) -> Console:
     from user files, and a name such as ``[/]`` must print as itself, not raise rich's
     ``MarkupError``; styles are applied with :class:`~rich.text.Text` instead."""
     return Console(markup=False, stderr=stderr)
+
+
+def compact_table(title: str) -> Table:
+    """A table for many columns: a rule under the header, no vertical lines, one space
+    between columns, so that eight or nine numbers fit 80 columns side by side."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
+
+
+def add_columns(table: Table, names: tuple[str, ...], text: tuple[str, ...] = ()) -> None:
+    """Add columns to ``table``: those in ``text`` left-aligned and wrapping, the others
+    numbers, right-aligned and never wrapped. Nothing is shortened to an ellipsis: where 80
+    columns cannot hold a cell it folds onto the next line ("fold"), so every digit stays
+    on the screen."""
+    for name in names:
+        if name in text:
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=True, overflow="fold")
 
 
 def styled(label: str, style: str, rest: str = "") -> Text:
