@@ -65,9 +65,13 @@ def test_gradient_best_within_5_percent_of_grid(search, problem):
 
 def test_search_is_deterministic(problem):
     space = DesignSpace.of(open_design(), TWO)
+    calls: list[tuple[int, int]] = []
     a = gradient_search(space, problem, starts=2, iterations=3, seed=7)
-    b = gradient_search(space, problem, starts=2, iterations=3, seed=7)
+    b = gradient_search(
+        space, problem, starts=2, iterations=3, seed=7, on_progress=lambda d, t: calls.append((d, t))
+    )
     assert [s.time for s in a.starts] == [s.time for s in b.starts]
+    assert calls == [(1, 2), (2, 2)]  # the progress bar's count, one per finished start
 
 
 @given(
@@ -97,7 +101,12 @@ def test_non_dominated_front_property(values):
 def test_nsga2_returns_a_non_dominated_front(problem):
     pytest.importorskip("optuna", reason="optuna is an optional dependency (pip install optuna)")
     space = DesignSpace.of(open_design(), TWO)
-    result = nsga2_search(space, problem, ("time", "energy"), trials=24, population=8, seed=3)
+    calls: list[tuple[int, int]] = []
+    result = nsga2_search(
+        space, problem, ("time", "energy"), trials=24, population=8, seed=3,
+        on_progress=lambda d, t: calls.append((d, t)),
+    )  # fmt: skip
+    assert calls == [(i, 24) for i in range(1, 25)]
     front = result.values[list(result.front)]
     assert len(front) >= 1 and np.all(np.isfinite(front))
     for a in front:

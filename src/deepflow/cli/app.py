@@ -51,6 +51,15 @@ def json_text(value: Any, indent: int | None = None) -> str:
     return json.dumps(finite_json(value), indent=indent, allow_nan=False)
 
 
+quiet_option = click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="No progress bar (there is none either when stderr is not a terminal).",
+)
+"""The ``--quiet`` flag of every command that shows a progress bar."""
+
+
 @click.group()
 @click.version_option(package_name="deepflow")
 def main() -> None:

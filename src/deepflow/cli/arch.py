@@ -7,7 +7,7 @@ import math
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.codesign.budget import load_budget
 from deepflow.codesign.gradient import gradient_search
 from deepflow.codesign.pareto import nsga2_search
@@ -15,6 +15,7 @@ from deepflow.codesign.point import Problem
 from deepflow.codesign.sensitivity import elasticities, plot_tornado, tornado_data
 from deepflow.codesign.space import DesignSpace
 from deepflow.errors import ConfigError
+from deepflow.report.progress import progress
 from deepflow.specs import load_scenario
 from deepflow.tech import GeneratedAccelerator, generate, load_design
 from deepflow.units import format_bytes, format_si, format_time
@@ -106,9 +107,10 @@ def arch_command(design: str, as_json: bool) -> None:
 @click.option("--objectives", default="time", show_default=True, help="time[,energy][,cost]")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
+@quiet_option
 @exits_2_on_bad_input
 def codesign_command(
-    scenario: str, budget_path: str, objectives: str, seed: int, as_json: bool
+    scenario: str, budget_path: str, objectives: str, seed: int, as_json: bool, quiet: bool
 ) -> None:
     """Search the allocation of a BUDGET for SCENARIO's workload: gradient descent on step
     time, or NSGA-II when several objectives are given."""
@@ -121,7 +123,10 @@ def codesign_command(
     space = DesignSpace.of(budget.design, budget.search.vary, budget.search.lower)
     s = budget.search
     if names == ("time",):
-        result = gradient_search(space, problem, s.starts, s.iterations, seed)
+        with progress("gradient search: starts", quiet) as bar:
+            result = gradient_search(
+                space, problem, s.starts, s.iterations, seed, on_progress=bar.update
+            )
         best = result.best
         out = {
             "objective": "time",
@@ -157,7 +162,10 @@ def codesign_command(
         click.echo(f"  strategy: {out['best']['strategy']}")
         click.echo(_arch_text(best.generated))
         return
-    pareto = nsga2_search(space, problem, names, s.trials, s.population, seed)
+    with progress("NSGA-II search: trials", quiet) as bar:
+        pareto = nsga2_search(
+            space, problem, names, s.trials, s.population, seed, on_progress=bar.update
+        )
     rows = []
     for i in pareto.front:
         rows.append(

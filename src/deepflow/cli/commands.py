@@ -11,6 +11,7 @@ from deepflow.cli import (
     plan,  # noqa: F401
     predict,  # noqa: F401
     presets,  # noqa: F401
+    report,  # noqa: F401
     search,  # noqa: F401
     simulate,  # noqa: F401
     validate,  # noqa: F401

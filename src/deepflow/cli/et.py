@@ -21,7 +21,7 @@ from collections import Counter
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError, TraceError
 from deepflow.interop.astra import (
     Backend,
@@ -46,6 +46,7 @@ from deepflow.interop.chakra import (
     write_workload,
 )
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl, verify_collective
+from deepflow.report.progress import progress
 from deepflow.sim import execute
 from deepflow.specs import load_scenario
 from deepflow.specs.files import check_output_path
@@ -177,6 +178,7 @@ def inspect(paths: tuple[str, ...], deps: str, as_json: bool) -> None:
     "them; without this flag they are an error).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@quiet_option
 @exits_2_on_bad_input
 def simulate(
     prefix: str,
@@ -189,71 +191,75 @@ def simulate(
     backend: str,
     cpu_comm_as_compute: bool,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Replay PREFIX.<rank>.et on an ASTRA-sim analytical network."""
-    network = load_network(network_path)
-    groups = load_comm_groups(groups_path) if groups_path else None
-    traces = read_workload(prefix)
-    policy = DependencyPolicy(deps)
-    # a workload whose sends, receives or collectives do not pair up would be replayed with
-    # wrong (or missing) transfers: refuse it, as et inspect does
-    check_workload(traces, policy)
-    check_collectives(traces, pg_names_are_ids=groups is not None)
-    if engine == "sim":
-        system = load_system(system_path) if system_path else None
-        roofline = None
-        if system is not None and system.peak_perf_flops and system.local_mem_bw_Bps:
-            roofline = Roofline(system.peak_perf_flops, system.local_mem_bw_Bps)
-        if len(traces) > network.npus:
-            raise TraceError(
-                f"{network.source}: the network has {network.npus} NPUs but the workload "
-                f"has {len(traces)} ranks"
-            )
-        imported = et_to_graph(
-            traces,
-            CommModel.from_astra(network),
-            groups=groups,
-            policy=policy,
-            roofline=roofline,
-            compute=(
-                ComputeTiming.ROOFLINE
-                if system is not None and system.roofline_enabled
-                else ComputeTiming.TRACE
-            ),
-        )
-        execution = execute(imported.graph)
-        rows = []
-        for rank in sorted(traces):
-            finish = round(execution.rank_end(rank) * 1e9)
-            compute = round(
-                sum(
-                    t.duration_s
-                    for t in imported.graph.tasks
-                    if t.rank == rank and t.stream == "compute"
+    with progress("reading traces", quiet) as bar:
+        network = load_network(network_path)
+        groups = load_comm_groups(groups_path) if groups_path else None
+        traces = read_workload(prefix)
+        policy = DependencyPolicy(deps)
+        # a workload whose sends, receives or collectives do not pair up would be replayed with
+        # wrong (or missing) transfers: refuse it, as et inspect does
+        check_workload(traces, policy)
+        check_collectives(traces, pg_names_are_ids=groups is not None)
+        if engine == "sim":
+            system = load_system(system_path) if system_path else None
+            roofline = None
+            if system is not None and system.peak_perf_flops and system.local_mem_bw_Bps:
+                roofline = Roofline(system.peak_perf_flops, system.local_mem_bw_Bps)
+            if len(traces) > network.npus:
+                raise TraceError(
+                    f"{network.source}: the network has {network.npus} NPUs but the workload "
+                    f"has {len(traces)} ranks"
                 )
-                * 1e9
+            imported = et_to_graph(
+                traces,
+                CommModel.from_astra(network),
+                groups=groups,
+                policy=policy,
+                roofline=roofline,
+                compute=(
+                    ComputeTiming.ROOFLINE
+                    if system is not None and system.roofline_enabled
+                    else ComputeTiming.TRACE
+                ),
             )
-            rows.append((rank, finish, compute))
-        makespan = round(execution.makespan * 1e9)
-        extra = {"engine": "sim", "durations": dict(imported.sources)}
-    else:
-        if system_path is None:
-            raise click.UsageError("--system is required with --engine astra")
-        result = simulate_workload(
-            traces,
-            network,
-            load_system(system_path),
-            groups,
-            policy,
-            custom_dir=custom_dir,
-            backend=Backend(backend),
-            cpu_comm_as_compute=cpu_comm_as_compute,
-        )
-        rows = [(r.rank, r.finish_ns, r.compute_ns) for r in result.ranks]
-        makespan = result.makespan_ns
-        extra = {"backend": backend} if backend != Backend.CONGESTION_UNAWARE.value else {}
-        for warning in result.warnings:
-            click.echo(f"warning: {warning}", err=True)
+            bar.step("replaying: tasks")
+            execution = execute(imported.graph, bar.update)
+            rows = []
+            for rank in sorted(traces):
+                finish = round(execution.rank_end(rank) * 1e9)
+                compute = round(
+                    sum(
+                        t.duration_s
+                        for t in imported.graph.tasks
+                        if t.rank == rank and t.stream == "compute"
+                    )
+                    * 1e9
+                )
+                rows.append((rank, finish, compute))
+            makespan = round(execution.makespan * 1e9)
+            extra = {"engine": "sim", "durations": dict(imported.sources)}
+        else:
+            if system_path is None:
+                raise click.UsageError("--system is required with --engine astra")
+            bar.step("replaying on the ASTRA-sim analytical network")
+            result = simulate_workload(
+                traces,
+                network,
+                load_system(system_path),
+                groups,
+                policy,
+                custom_dir=custom_dir,
+                backend=Backend(backend),
+                cpu_comm_as_compute=cpu_comm_as_compute,
+            )
+            rows = [(r.rank, r.finish_ns, r.compute_ns) for r in result.ranks]
+            makespan = result.makespan_ns
+            extra = {"backend": backend} if backend != Backend.CONGESTION_UNAWARE.value else {}
+            for warning in result.warnings:
+                click.echo(f"warning: {warning}", err=True)
     if as_json:
         ranks = [
             {
@@ -331,11 +337,18 @@ def convert(xml_path: str, size: str, prefix: str, local_mem_bw: str, verify: bo
     is_flag=True,
     help="One compute node and one tensor-parallel all-reduce per stage and micro-batch.",
 )
+@quiet_option
 @exits_2_on_bad_input
-def export(scenario_path: str, out_dir: str, max_ranks: int, merge_layers: bool) -> None:
+def export(
+    scenario_path: str, out_dir: str, max_ranks: int, merge_layers: bool, quiet: bool
+) -> None:
     """Write ASTRA-sim inputs for one training step of SCENARIO into OUT."""
     scenario = load_scenario(scenario_path)
-    result = export_scenario(scenario, out_dir, max_ranks=max_ranks, merge_layers=merge_layers)
+    with progress("building rank traces", quiet) as bar:
+        result = export_scenario(
+            scenario, out_dir, max_ranks=max_ranks, merge_layers=merge_layers,
+            on_progress=bar.update,
+        )  # fmt: skip
     size = sum(os.path.getsize(f) for f in result.files)
     click.echo(
         f"wrote {len(result.files)} files ({size} B) to {result.directory}: {result.ranks} "

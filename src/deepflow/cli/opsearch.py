@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
 from deepflow.hardware.calibrate import OperatorProfiles
+from deepflow.report.progress import progress
 from deepflow.search.mcmc import describe, mcmc_search
 from deepflow.sim.opsim import MeasuredCost, OpSimulator
 from deepflow.specs import system_from
@@ -70,6 +71,7 @@ MAX_OPSEARCH_ITERATIONS = 10_000_000
     "measured at --precision by their measured times.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@quiet_option
 @exits_2_on_bad_input
 def search_ops(
     workload: str,
@@ -83,6 +85,7 @@ def search_ops(
     sync: str,
     calibration: str | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Search per-operator parallelization strategies for WORKLOAD (FlexFlow's SOAP space)."""
     if not 1 <= gpus <= MAX_OPSEARCH_GPUS:
@@ -106,7 +109,8 @@ def search_ops(
         overlap_sync=sync == "overlapped",
         profiles=profiles,
     )
-    result = mcmc_search(sim, iterations=budget, seed=seed)
+    with progress("searching: MCMC chains", quiet) as bar:
+        result = mcmc_search(sim, iterations=budget, seed=seed, on_progress=bar.update)
     ops = describe(graph, result.best)
     if as_json:
         out = {

@@ -13,10 +13,9 @@ from __future__ import annotations
 import math
 
 import click
-from rich.table import Table
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main
-from deepflow.report.text import make_console, styled
+from deepflow.report.text import add_columns, compact_table, make_console, styled
 from deepflow.units import format_bytes, format_time
 from deepflow.virtual.elastic import elastic_jct, load_timeline, plot_progress
 from deepflow.virtual.hetero import Plan, compare, load_cluster
@@ -42,17 +41,12 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
         return
     c = result.cluster
     console = make_console()
-    pools = Table(title=f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
-    for name in (
-        "pool",
-        "accelerator",
-        "replicas",
-        "per-VN time",
-        "per-step extra",
-        "peak mem",
-        "capacity",
-    ):
-        pools.add_column(name, justify="left" if name in ("pool", "accelerator") else "right")
+    pools = compact_table(f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
+    add_columns(
+        pools,
+        ("pool", "accelerator", "replicas", "per-VN time", "per-step extra", "peak mem", "capacity"),
+        text=("pool", "accelerator"),
+    )
     for p in result.profiles:
         pools.add_row(
             p.pool.name,
@@ -67,17 +61,12 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     for p in result.profiles:
         if not p.feasible:
             console.print(styled(p.pool.name, "red", f": {p.reason}"))
-    plans = Table(title="plans (units per replica, by pool: VNs, or samples for form B)")
-    for name in (
-        "plan",
-        "units per replica",
-        "compute",
-        "all-reduce",
-        "step time",
-        "samples/s",
-        "gain",
-    ):
-        plans.add_column(name, justify="left" if name in ("plan", "units per replica") else "right")
+    plans = compact_table("plans (units per replica, by pool: VNs, or samples for form B)")
+    add_columns(
+        plans,
+        ("plan", "units per replica", "compute", "all-reduce", "step time", "samples/s", "gain"),
+        text=("plan", "units per replica"),
+    )
     for label, plan, gain in (
         ("even split", result.even, None),
         ("form A (equal VNs)", result.form_a, result.gain),
@@ -127,22 +116,15 @@ def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
         click.echo(json_text(result.to_json(), indent=2))
         return
     console = make_console()
-    table = Table(
-        title=f"{job.steps} steps of B={job.global_batch_size}, V={job.virtual_nodes}, "
+    table = compact_table(
+        f"{job.steps} steps of B={job.global_batch_size}, V={job.virtual_nodes}, "
         f"designed for {job.demand} replicas"
     )
-    for name in (
-        "mode",
-        "start",
-        "end",
-        "GPUs",
-        "replicas",
-        "batch",
-        "step time",
-        "resize",
-        "steps",
-    ):
-        table.add_column(name, justify="left" if name == "mode" else "right")
+    add_columns(
+        table,
+        ("mode", "start", "end", "GPUs", "replicas", "batch", "step time", "resize", "steps"),
+        text=("mode",),
+    )
     for row in result.table():
         table.add_row(
             row["mode"],

@@ -15,12 +15,12 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
 from deepflow.estimate import time_to_train_s
+from deepflow.report.progress import progress
 from deepflow.report.tabular import csv_text, flatten
 from deepflow.report.text import make_console, styled
 from deepflow.search import (
@@ -40,7 +40,7 @@ from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
 from deepflow.specs.files import atomic_write, check_output_path
 from deepflow.specs.framework import SWITCHES, check_framework_name
-from deepflow.specs.strategy import StrategySpec
+from deepflow.specs.strategy import StrategySpec, strategy_text
 from deepflow.units import format_bytes, format_si, format_time
 
 
@@ -62,22 +62,7 @@ def _parse_gpus(text: str | None) -> list[int | None]:
 
 
 def _strategy_text(c: Candidate) -> str:
-    """A compact one-line form: ``dp32 tp4 pp8 vpp12 sp zero2 mbs3 interleaved``."""
-    s = c.strategy
-    parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
-    parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s[k] > 1]
-    if s["sequence_parallel"]:
-        parts.append("sp")
-    if s["zero"]:
-        parts.append(f"zero{s['zero']}")
-    if s["recompute"] != "none":
-        parts.append(f"rc-{s['recompute']}")
-    if s.get("recompute_modules"):
-        parts.append("+".join(s["recompute_modules"]))
-    if s.get("recompute_layers") is not None:
-        parts.append(f"rc-layers{s['recompute_layers']}")
-    parts += [f"mbs{s['micro_batch_size']}", s["pipeline_schedule"] if s["pp"] > 1 else ""]
-    return " ".join(p for p in parts if p)
+    return strategy_text(c.strategy)
 
 
 def _difference(base: Candidate, other: Candidate) -> str:
@@ -101,7 +86,14 @@ def _render(
     names += ["time to train"] if show_ttt else []
     names += ["MFU", "peak mem", "cost", "energy"]
     for name in names:
-        table.add_column(name, justify="left" if name == "strategy" else "right")
+        # the strategy column keeps its header whole; the others wrap between words
+        width = len(name) if name == "strategy" else None
+        table.add_column(
+            name,
+            justify="left" if name == "strategy" else "right",
+            min_width=width,
+            overflow="fold" if name == "strategy" else "ellipsis",
+        )
     rank = 0
     for group in equivalent_groups(list(result.top)):
         c = group[0]
@@ -143,24 +135,6 @@ def _render(
             _strategy_text(c),
         )
     console.print(front)
-
-
-def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
-    progress = Progress(
-        TextColumn("searching"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task("search", total=None)
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    return progress, update
 
 
 @main.command("search")
@@ -227,6 +201,7 @@ def _progress(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
 @click.option(
     "--csv", "as_csv", is_flag=True, help="CSV of the top strategies (nested keys dotted)."
 )
+@quiet_option
 @exits_2_on_bad_input
 def search_command(
     scenario: str,
@@ -244,6 +219,7 @@ def search_command(
     save_best: str | None,
     as_json: bool,
     as_csv: bool,
+    quiet: bool,
 ) -> None:
     """Find the best parallelization strategies of SCENARIO by exhaustive search."""
     if as_json and as_csv:
@@ -276,11 +252,9 @@ def search_command(
         )
     for space in spaces:
         check_objective(Objective(objective), space.system)
-    console = make_console(stderr=True)
-    progress, update = _progress(console)
     executor = make_executor(workers, scheduler)
     try:
-        with progress:
+        with progress("searching: chunks", quiet) as bar:
             result = exhaustive_search(
                 spaces,
                 objective=objective,
@@ -288,11 +262,14 @@ def search_command(
                 executor=executor,
                 chunk_size=chunk_size,
                 out=out,
-                on_chunk=update,
+                on_chunk=bar.update,
             )
+            checked = []
+            if recheck:
+                bar.step("simulator re-check of the top strategies")
+                checked = recheck_top(loaded, list(result.top))
     finally:
         executor.close()
-    checked = recheck_top(loaded, list(result.top)) if recheck else []
     if save_best is not None:
         if not result.top:
             raise ConfigError("no feasible strategy to save", "--save-best")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
 from deepflow.interop.chakra import graph_to_et, write_workload
 from deepflow.interop.msccl import strategy_algorithms
+from deepflow.report.progress import progress
 from deepflow.report.text import make_console, render_prediction
 from deepflow.sim import simulate, write_trace
 from deepflow.specs import load_scenario
@@ -33,9 +34,10 @@ from deepflow.specs.files import check_output_path
     help="Write the lowered graphs as Chakra ETs, PREFIX.<rank>.et (one per simulated rank).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, the keys of predict.")
+@quiet_option
 @exits_2_on_bad_input
 def simulate_command(
-    scenario: str, trace_path: str | None, et_prefix: str | None, as_json: bool
+    scenario: str, trace_path: str | None, et_prefix: str | None, as_json: bool, quiet: bool
 ) -> None:
     """Simulate one training step of SCENARIO on per-rank task graphs."""
     # destinations are checked before the run, so a typo costs nothing
@@ -56,12 +58,15 @@ def simulate_command(
         algorithms = strategy_algorithms(loaded.strategy, Path(scenario).parent)
     except ConfigError as exc:
         raise exc.with_source(scenario) from None
-    sim = simulate(loaded, algorithms=algorithms or None)
-    if trace_path:
-        write_trace(sim.execution, trace_path, sim.rank_labels())
     et_paths: list[str] = []
-    if et_prefix:
-        et_paths = write_workload(graph_to_et(sim.lowered.graph), et_prefix)
+    with progress("simulating: tasks", quiet) as bar:
+        sim = simulate(loaded, algorithms=algorithms or None, on_progress=bar.update)
+        if trace_path:
+            bar.step(f"writing {trace_path}")
+            write_trace(sim.execution, trace_path, sim.rank_labels())
+        if et_prefix:
+            bar.step("writing Chakra ETs")
+            et_paths = write_workload(graph_to_et(sim.lowered.graph), et_prefix)
     if as_json:
         click.echo(json_text(sim.prediction.to_json()))
     else:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import click
 
-from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
+from deepflow.report.progress import progress
 from deepflow.report.tabular import csv_text
 from deepflow.report.text import make_console
 from deepflow.report.validation import measurement_rows, render_dataset, summary_rows
@@ -25,8 +26,11 @@ from deepflow.validation.runner import all_dataset_names, run_by_name
     is_flag=True,
     help="CSV: one row per measurement (with --summary, one per data set).",
 )
+@quiet_option
 @exits_2_on_bad_input
-def validate_command(names: tuple[str, ...], summary: bool, as_json: bool, as_csv: bool) -> None:
+def validate_command(
+    names: tuple[str, ...], summary: bool, as_json: bool, as_csv: bool, quiet: bool
+) -> None:
     """Compare predictions with published measurements (errors per row, mean and worst)."""
     if as_json and as_csv:
         raise ConfigError("give one of --json and --csv", "--csv")
@@ -43,8 +47,11 @@ def validate_command(names: tuple[str, ...], summary: bool, as_json: bool, as_cs
             csv_text(summary_rows(results) if summary else measurement_rows(results)), nl=False
         )
         return
-    for name in names or tuple(known):
-        result = run_by_name(name)
+    chosen = names or tuple(known)
+    for i, name in enumerate(chosen):
+        with progress(f"validating: {name}, data set", quiet) as bar:
+            bar.update(i, len(chosen))
+            result = run_by_name(name)
         if as_json:
             click.echo(
                 json_text(

@@ -154,14 +154,21 @@ def gradient_search(
     probe: float = 0.01,
     tol: float = 1e-4,
     objective: Objective | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> GradientResult:
     """Multi-start projected-gradient search for the fastest allocation (module docstring).
 
-    ``starts`` counts the base design; the others are seeded random points of the space."""
+    ``starts`` counts the base design; the others are seeded random points of the space.
+    ``on_progress(done, total)`` hears the finished start count (it cannot change the run)."""
     rng = np.random.default_rng(seed)
     f = objective or time_objective(space, problem)
     x_starts = [space.start()] + [space.random(rng) for _ in range(max(0, starts - 1))]
-    results = tuple(_descend(space, f, x0, iterations, probe, tol) for x0 in x_starts)
+    descents = []
+    for x0 in x_starts:
+        descents.append(_descend(space, f, x0, iterations, probe, tol))
+        if on_progress is not None:
+            on_progress(len(descents), len(x_starts))
+    results = tuple(descents)
     best = min(results, key=lambda s: s.time)
     return GradientResult(space, results, evaluate_design(space.design(best.x), problem))
 

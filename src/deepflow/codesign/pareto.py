@@ -8,7 +8,7 @@ is told as a failed trial. Nothing is written to disk (in-memory storage).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +48,10 @@ def nsga2_search(
     trials: int = 60,
     population: int = 20,
     seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ParetoResult:
-    """NSGA-II over the allocation fractions of ``space`` (module docstring)."""
+    """NSGA-II over the allocation fractions of ``space`` (module docstring).
+    ``on_progress(done, total)`` hears the finished trial count (it cannot change the run)."""
     for name in objectives:
         if name not in OBJECTIVES:
             raise DeepflowError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
@@ -81,6 +83,8 @@ def nsga2_search(
             study.tell(trial, vals)
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if on_progress is not None:
+            on_progress(len(values), trials)
     v = np.array(values)
     finite = np.all(np.isfinite(v), axis=1)
     idx = np.nonzero(finite)[0]

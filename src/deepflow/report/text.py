@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,9 +20,39 @@ def make_console(stderr: bool = False) -> Console:
     return Console(markup=False, stderr=stderr)
 
 
+def compact_table(title: str) -> Table:
+    """A table for many columns: a rule under the header, no vertical lines, one space
+    between columns, so that eight or nine numbers fit 80 columns side by side."""
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
+
+
+def add_columns(table: Table, names: tuple[str, ...], text: tuple[str, ...] = ()) -> None:
+    """Add columns to ``table``: those in ``text`` left-aligned and wrapping, the others
+    numbers, right-aligned and never wrapped. Nothing is shortened to an ellipsis: where 80
+    columns cannot hold a cell it folds onto the next line ("fold"), so every digit stays
+    on the screen."""
+    for name in names:
+        if name in text:
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+
+
 def styled(label: str, style: str, rest: str = "") -> Text:
     """``label`` in ``style`` followed by plain ``rest`` (no markup parsing)."""
     return Text.assemble((label, style), rest)
+
+
+def strategy_line(scenario: Scenario) -> str:
+    """The strategy of ``scenario`` in one line, as every report prints it (enum values,
+    never their Python reprs)."""
+    s = scenario.strategy
+    return (
+        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
+        f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
+        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
+        f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
+    )
 
 
 def render_prediction(prediction: Prediction, scenario: Scenario, console: Console) -> None:
@@ -37,12 +68,7 @@ def render_prediction(prediction: Prediction, scenario: Scenario, console: Conso
     )
     profile = framework_profile(s.framework)
     console.print(f"framework: {s.framework} ({profile.description})")
-    console.print(
-        f"strategy: dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
-        f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
-        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
-        f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
-    )
+    console.print(f"strategy: {strategy_line(scenario)}")
     if not prediction.feasible:
         console.print(styled("infeasible", "red", f": {prediction.reason}"))
         return

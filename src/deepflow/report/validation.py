@@ -8,40 +8,46 @@ from rich.table import Table
 from deepflow.validation.results import DatasetResult
 
 
+def _numeric(table: Table, name: str) -> None:
+    # a number is never wrapped or shortened ("fold" only should 80 columns not hold it)
+    table.add_column(name, justify="right", no_wrap=True, overflow="fold")
+
+
 def render_dataset(result: DatasetResult, console: Console, rows: bool = True) -> None:
-    """Print every row of ``result`` (when ``rows``), then its mean and worst error."""
+    """Print every row of ``result`` (when ``rows``), then its mean and worst error.
+
+    Step times and, where the source measured them, peak memories go in two tables, so
+    that each fits 80 columns; the free-text scenario column takes what width is left."""
     if rows:
         table = Table(title=f"{result.name}: {result.description}")
-        table.add_column("row")
-        table.add_column("scenario")
-        table.add_column("predicted", justify="right")
-        table.add_column("measured", justify="right")
-        table.add_column("error", justify="right")
-        memory = any(row.measured_memory for row in result.rows)
-        if memory:
-            table.add_column("peak memory predicted", justify="right")
-            table.add_column("measured", justify="right")
-            table.add_column("error", justify="right")
+        table.add_column("row", no_wrap=True, overflow="fold")
+        table.add_column("scenario", ratio=1, min_width=10)
+        for name in ("predicted", "measured", "error"):
+            _numeric(table, name)
         for row in result.rows:
             predicted = "infeasible" if row.predicted is None else f"{row.predicted:.4g} {row.unit}"
             error = "-" if row.error is None else f"{row.error:+.1%}"
-            cells = [
-                row.row_id,
-                row.description,
-                predicted,
-                f"{row.measured:.4g} {row.unit}",
-                error,
-            ]
-            if memory:
-                cells += [
+            table.add_row(
+                row.row_id, row.description, predicted, f"{row.measured:.4g} {row.unit}", error
+            )
+        console.print(table)
+        if any(row.measured_memory for row in result.rows):
+            mem = Table(title=f"{result.name}: peak memory per device")
+            mem.add_column("row", no_wrap=True, overflow="fold")
+            for name in ("predicted", "measured", "error"):
+                _numeric(mem, name)
+            for row in result.rows:
+                if not row.measured_memory:
+                    continue
+                mem.add_row(
+                    row.row_id,
                     "-"
                     if row.predicted_memory is None
                     else f"{row.predicted_memory / 2**30:.2f} GiB",
-                    "-" if not row.measured_memory else f"{row.measured_memory / 2**30:.2f} GiB",
+                    f"{row.measured_memory / 2**30:.2f} GiB",
                     "-" if row.memory_error is None else f"{row.memory_error:+.1%}",
-                ]
-            table.add_row(*cells)
-        console.print(table)
+                )
+            console.print(mem)
     console.print(summary_line(result))
 
 

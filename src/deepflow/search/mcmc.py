@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,6 +257,7 @@ def mcmc_search(
     random_starts: int = 1,
     starts: dict[str, Strategy] | None = None,
     min_iterations: int = 50,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> McmcResult:
     """Search the per-operator strategies of ``simulator``'s graph on its system.
 
@@ -265,6 +266,7 @@ def mcmc_search(
     has not improved for half of its elapsed iterations (or seconds), after at least
     ``min_iterations``. ``starts`` replaces the default starts (data parallel, the expert
     strategies of :func:`expert_strategies` and ``random_starts`` random strategies).
+    ``on_progress(done, total)`` hears the finished chain count (it cannot change the run).
     """
     if iterations is None and time_budget_s is None:
         raise ConfigError("give an iteration budget or a time budget", "budget")
@@ -336,6 +338,8 @@ def mcmc_search(
             trace.append(TraceEntry(c, total, cost, accepted, min(best_cost, chain.best_cost)))
         if chain.best_cost < best_cost:
             best, best_cost, best_label = chain.best, chain.best_cost, label
+        if on_progress is not None:
+            on_progress(c + 1, n_chains)
     return McmcResult(
         best,
         best_cost,

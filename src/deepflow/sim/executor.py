@@ -16,6 +16,7 @@ The executor knows nothing about where a graph came from; :func:`breakdown` read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +48,14 @@ class Execution:
         return float(self.end[ids].max()) if ids else 0.0
 
 
-def execute(graph: TaskGraph) -> Execution:
-    """Run ``graph`` to completion; raises :class:`DeadlockError` if it cannot finish."""
+PROGRESS_EVERY = 8192
+"""Finished tasks between two ``on_progress`` calls of :func:`execute`."""
+
+
+def execute(graph: TaskGraph, on_progress: Callable[[int, int], None] | None = None) -> Execution:
+    """Run ``graph`` to completion; raises :class:`DeadlockError` if it cannot finish.
+    ``on_progress(done, total)`` hears the finished task count every
+    :data:`PROGRESS_EVERY` tasks and at the end (it cannot change the run)."""
     env = Environment()
     tasks = graph.tasks
     n = len(tasks)
@@ -88,6 +95,8 @@ def execute(graph: TaskGraph) -> Execution:
         tid = ev._value
         end[tid] = env.now
         done[0] += 1
+        if on_progress is not None and not done[0] % PROGRESS_EVERY:
+            on_progress(done[0], n)
         si = stream_of[tid]
         busy[si] = False
         head[si] += 1
@@ -100,6 +109,8 @@ def execute(graph: TaskGraph) -> Execution:
     for si in range(len(queues)):
         try_start(si)
     env.run()
+    if on_progress is not None:
+        on_progress(done[0], n)
     if done[0] != n:
         waiting = [queues[si][head[si]] for si in range(len(queues)) if head[si] < len(queues[si])]
         names = ", ".join(tasks[t].name for t in waiting[:4])

@@ -11,7 +11,7 @@ evaluator, which shares the cost models.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from deepflow.errors import ConfigError
@@ -54,9 +54,11 @@ def simulate(
     scenario: Scenario,
     table: Table | None = None,
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Simulation:
     """Simulate one training step of ``scenario`` (``table`` overrides its schedule,
-    ``algorithms`` the collective algorithm of a mesh axis, as in ``predict``)."""
+    ``algorithms`` the collective algorithm of a mesh axis, as in ``predict``;
+    ``on_progress(done, total)`` hears the executor's finished task count)."""
     closed = predict(scenario, algorithms)
     passes = closed.micro_batches * scenario.model.num_layers
     if passes > MAX_LAYER_PASSES:
@@ -67,7 +69,7 @@ def simulate(
             "training.global_batch_size",
         )
     lowered = lower(scenario, table, algorithms)
-    execution = execute(lowered.graph)
+    execution = execute(lowered.graph, on_progress)
     critical, parts = breakdown(execution, BREAKDOWN_KEYS)
     step = execution.makespan
     scale = closed.step_time_s / step if math.isfinite(closed.step_time_s) and step > 0 else 0.0

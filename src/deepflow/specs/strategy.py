@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -286,3 +287,33 @@ class StrategySpec(Spec):
     @property
     def model_parallel_size(self) -> int:
         return self.tp * self.pp * self.cp
+
+    def __str__(self) -> str:
+        """The compact form every report prints (:func:`strategy_text`), never the
+        Python reprs of the enum fields."""
+        return strategy_text(
+            {**self.model_dump(mode="json"), "pipeline_schedule": self.schedule.value}
+        )
+
+
+def strategy_text(s: Mapping[str, Any]) -> str:
+    """A strategy in one compact line, ``dp32 tp4 pp8 vpp12 sp zero2 mbs3 interleaved``,
+    from its JSON form (``StrategySpec.model_dump(mode="json")`` or a search result's
+    ``strategy``): degrees above 1, switches that are on, the recompute policy unless
+    ``none``, the micro-batch size and, with a pipeline, the schedule."""
+    parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
+    parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
+    if s.get("sequence_parallel"):
+        parts.append("sp")
+    if s.get("zero"):
+        parts.append(f"zero{s['zero']}")
+    if s.get("recompute", "none") != "none":
+        parts.append(f"rc-{s['recompute']}")
+    if s.get("recompute_modules"):
+        parts.append("+".join(s["recompute_modules"]))
+    if s.get("recompute_layers") is not None:
+        parts.append(f"rc-layers{s['recompute_layers']}")
+    parts.append(f"mbs{s['micro_batch_size']}")
+    if s["pp"] > 1:
+        parts.append(str(s["pipeline_schedule"]))
+    return " ".join(parts)

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,8 +253,12 @@ def export_scenario(
     out_dir: str | os.PathLike[str],
     max_ranks: int = 64,
     merge_layers: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Write ASTRA-sim inputs for one training step of ``scenario`` into ``out_dir``.
+
+    ``on_progress(done, total)`` hears the number of ranks whose trace is built (it cannot
+    change the output).
 
     ``merge_layers`` writes one COMP node and one tensor-parallel all-reduce (of the summed
     size) per stage chunk and micro-batch instead of one per layer: the files shrink by the
@@ -515,6 +520,8 @@ def export_scenario(
         nb.comp("optimizer_step", optimizer_s)
         dp_colls(nb, (t, c, d, p), tuple(k for k in sync if k.phase == "forward"), "dp")
         traces[me] = ExecutionTrace(GlobalMetadata(ET_VERSION), tuple(nb.nodes))
+        if on_progress is not None:
+            on_progress(len(traces), len(coords))
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     net_text, dims = _network_yaml(Hierarchy.from_system(system), ranks)
