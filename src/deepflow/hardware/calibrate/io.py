@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 
 from deepflow.errors import ConfigError
-from deepflow.specs.kernels import yaml_problem
+from deepflow.specs import files
+from deepflow.specs.kernels import KINDS, SCHEMA, yaml_problem
 
 __all__ = [
     "KINDS",
@@ -48,33 +49,14 @@ __all__ = [
     "write_calibration",
 ]
 
-SCHEMA = "deepflow.calibration/1"
-KINDS = (
-    "gemm",
-    "grouped_gemm",
-    "attention",
-    "memory",
-    "elementwise",
-    "collective",
-    "operator",
-)
 _TOP_KEYS = ("schema", "device", "environment", "measurements", "notes", "fitted")
 
 
 def check_output_path(path: str | os.PathLike[str], key: str = "--out") -> Path:
-    """The destination as a :class:`Path`, after checking that its folder exists and is
-    writable and that it is not a folder itself (before any measuring starts)."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise ConfigError(f"{str(p)!r} is a folder; give a file name", key)
-    if not folder.is_dir():
-        raise ConfigError(f"folder {str(folder)!r} does not exist", key)
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"folder {str(folder)!r} is not writable", key)
-    if p.suffix.lower() not in (".yaml", ".yml", ".csv", ".json"):
-        raise ConfigError(f"{str(p)!r}: the suffix must be .yaml, .yml, .json or .csv", key)
-    return p
+    """The destination as a :class:`Path`, checked before any measuring starts by the
+    shared rule (:func:`deepflow.specs.files.check_output_path`) with the calibration
+    suffixes."""
+    return files.check_output_path(path, key, (".yaml", ".yml", ".json", ".csv"))
 
 
 def _plain(value: Any) -> Any:
