@@ -184,16 +184,31 @@ class LinkNetwork:
         self._routes[key] = links
         return links
 
+    def named_route(
+        self, names: Sequence[object], bandwidth: float, latency: float = 0.0
+    ) -> list[_Link]:
+        """Links named by the caller rather than by the wiring (one per name, created on
+        first use with ``bandwidth`` and ``latency``): the training-step simulator's
+        per-rank NIC and NVLink ports (:mod:`deepflow.sim.contention`)."""
+        dim = LinkDim(net_dims.DimKind.FULLY_CONNECTED, 1, bandwidth, latency)
+        return [self._link(("named", name), dim) for name in names]
+
     # -- transmission ---------------------------------------------------------------------
     def send(self, src: int, dst: int, size: float, callback: Callable[[], None]) -> None:
         """Inject a chunk of ``size`` bytes at ``src`` now; ``callback()`` runs when it has
         reached ``dst``. A chunk to itself arrives at once."""
-        route = self.route(src, dst)
+        self.send_route(self.route(src, dst), size, callback)
+
+    def send_route(
+        self, route: Sequence[_Link], size: float, callback: Callable[[], None]
+    ) -> None:
+        """Inject a chunk of ``size`` bytes on ``route`` (from :meth:`route` or
+        :meth:`named_route`) now; ``callback()`` runs when it has crossed the last link."""
         self.bytes_sent += size
         if not route:
             self.schedule(0, callback)
             return
-        self._enter(_Chunk(size, route, callback))
+        self._enter(_Chunk(size, list(route), callback))
 
     def _enter(self, chunk: _Chunk) -> None:
         link = chunk.route[chunk.hop]

@@ -83,6 +83,7 @@ class Lowered:
     chunks: int
     micro_batches: int
     stage_ranks: tuple[int, ...]  # representative global rank of each pipeline stage
+    env: Env  # the cost context it was lowered with (group placements)
 
 
 # a piece of a pass: (label, category, duration, kind)
@@ -540,7 +541,7 @@ def lower(
             "stage_ranks": list(ranks),
         }
     )
-    return Lowered(graph, table, p, v, m, ranks)
+    return Lowered(graph, table, p, v, m, ranks, env)
 
 
 def vs_has_edge(vs: int, s: int, p: int) -> bool:
