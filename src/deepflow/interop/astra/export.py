@@ -269,6 +269,15 @@ def export_scenario(
     tp, pp, cp, ep, vpp = int(s.tp), int(s.pp), int(s.cp), int(s.ep), int(s.vpp)
     job_dp = scenario.dp
     dp = job_dp
+    if ep > 1 and (job_dp * cp) % ep:
+        # the expert groups are the innermost ep ranks of dp x cp
+        # (deepflow.parallel.sharding.data_parallel_groups): ep must divide it
+        raise ConfigError(
+            f"ep {ep} must divide dp x cp = {job_dp} x {cp} = {job_dp * cp} (an expert-"
+            "parallel group is ep whole ranks of the data- and context-parallel grid); the "
+            "export cannot place its groups",
+            "strategy.ep",
+        )
     # fewer replicas for big jobs; expert parallelism needs whole groups of ep replicas
     shard_degree = s.shard_degree or 0
     while tp * cp * pp * dp > max_ranks and dp * cp > ep:
