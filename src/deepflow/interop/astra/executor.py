@@ -19,7 +19,9 @@ discrete-event kernel :mod:`deepflow.sim.engine`, with a 1 ns integer clock:
 * any other collective runs ASTRA-sim's native algorithm (:mod:`deepflow.interop.astra.analytical`)
   or, when the system configuration names one, a custom algorithm given as per-rank ETs
   (``CustomAlgorithm.cc``), whose nodes run as soon as they are ready, without the
-  per-NPU limits.
+  per-NPU limits, issued in the order ASTRA-sim's feeder iterates its ready set
+  (:mod:`deepflow.interop.astra.feeder_order`), which decides who queues first on a shared
+  congestion-aware link.
 
 Approximation, written down: a native collective starts when the last NPU of its
 communicator has issued it and finishes on all of them at once; its chunks queue per
@@ -49,6 +51,7 @@ from deepflow.interop.astra.analytical import (
     phase_plan,
     to_ns,
 )
+from deepflow.interop.astra.feeder_order import FeederOrder
 from deepflow.interop.astra.groups import CommGroups
 from deepflow.interop.astra.native import NativeEngine
 from deepflow.interop.astra.network import NetworkConfig
@@ -270,10 +273,18 @@ class _GraphRun:
         namespace: tuple[object, ...],
         to_npu: Callable[[int], int],
         limited: bool,
+        feeder_order: bool = False,
     ) -> None:
         self.sim, self.npu, self.trace = sim, npu, trace
         self.namespace, self.to_npu, self.limited = namespace, to_npu, limited
         self.nodes = trace.node_map()
+        # a custom collective's ET issues its ready nodes in the iteration order of
+        # feeder_v3's unordered set (CustomAlgorithm::issue_dep_free_nodes), not by id
+        self.order = (
+            FeederOrder((n.id, dependencies(n, sim.policy)) for n in trace.nodes)
+            if feeder_order
+            else None
+        )
         self.children: dict[int, list[int]] = {i: [] for i in self.nodes}
         self.waiting: dict[int, int] = {}
         for node in trace.nodes:
@@ -293,7 +304,7 @@ class _GraphRun:
 
     def start(self) -> Event:
         for nid, n in self.waiting.items():
-            if n == 0:
+            if n == 0 and self.order is None:
                 self._make_ready(nid)
         self._issue()
         if not self.nodes:
@@ -318,6 +329,10 @@ class _GraphRun:
         nodes and the lowest ready id of each free unit (once a unit takes a node it is
         busy, so a scan in id order over all ready nodes issues exactly these)."""
         picked: list[tuple[int, _Unit | None]] = []
+        if self.order is not None:
+            for nid in self.order.take_all():
+                self._start(nid, None)
+            return
         for unit, heap in self.ready.items():
             if unit is None:
                 picked += [(nid, None) for nid in heap]
@@ -326,12 +341,15 @@ class _GraphRun:
                 picked.append((heapq.heappop(heap), unit))
         picked.sort(key=lambda p: p[0])
         for nid, unit in picked:
-            node = self.nodes[nid]
-            if unit is not None:
-                self.busy.add(unit)
-            self.running[nid] = int(self.sim.env.now)
-            ev = self.sim.handle(self, node)
-            ev.callbacks.append(lambda _e, node=node, unit=unit: self._finish(node, unit))  # type: ignore[union-attr]
+            self._start(nid, unit)
+
+    def _start(self, nid: int, unit: _Unit | None) -> None:
+        node = self.nodes[nid]
+        if unit is not None:
+            self.busy.add(unit)
+        self.running[nid] = int(self.sim.env.now)
+        ev = self.sim.handle(self, node)
+        ev.callbacks.append(lambda _e, node=node, unit=unit: self._finish(node, unit))  # type: ignore[union-attr]
 
     def _finish(self, node: Node, unit: _Unit | None) -> None:
         now = int(self.sim.env.now)
@@ -341,7 +359,9 @@ class _GraphRun:
             self.compute_ns += now - start
         if unit is not None:
             self.busy.discard(unit)
-        for child in self.children[node.id]:
+        if self.order is not None:
+            self.order.finish(node.id)
+        for child in self.children[node.id] if self.order is None else ():
             self.waiting[child] -= 1
             if self.waiting[child] == 0:
                 self._make_ready(child)
@@ -501,6 +521,7 @@ class _Simulation:
             namespace=("custom", members, k),
             to_npu=lambda r: members[r],
             limited=False,
+            feeder_order=True,
         )
         self.sub_runs.append(sub)
         return sub.start()
