@@ -149,3 +149,29 @@ def test_uncontended_grid_agrees_within_3_percent() -> None:
         shared = simulate(sc, contention=True).step_time_s
         assert -1e-9 <= shared / free - 1 < 0.01, sc.name
         assert abs(shared / predict(sc).step_time_s - 1) < 0.03, sc.name
+
+
+def test_cli_simulate_contention(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``deepflow simulate --contention --json``: the contended step (expert all-to-alls
+    and gradient buckets on the same NICs) is longer; the keys stay those of predict."""
+    import json
+
+    from click.testing import CliRunner
+
+    from deepflow.cli import main
+
+    doc = {
+        "model": "mixtral-8x7b",
+        "system": {"preset": "dgx-h100", "num_accelerators": 64},
+        "strategy": {"tp": 8, "ep": 4, "sequence_parallel": True, "micro_batch_size": 1},
+        "training": {"global_batch_size": 16},
+    }
+    path = tmp_path / "moe.json"
+    path.write_text(json.dumps(doc))
+    runs = {}
+    for flags in ([], ["--contention"]):
+        result = CliRunner().invoke(main, ["simulate", str(path), "--json", *flags])
+        assert result.exit_code == 0, result.output
+        runs[bool(flags)] = json.loads(result.output)
+    assert runs[True]["step_time_s"] > runs[False]["step_time_s"]
+    assert runs[True].keys() == runs[False].keys()
