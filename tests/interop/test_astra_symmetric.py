@@ -97,7 +97,7 @@ def _case(draw):  # type: ignore[no-untyped-def]
 @given(_case())
 def test_symmetric_fast_path_equals_full_replay(case) -> None:  # type: ignore[no-untyped-def]
     network, system, traces = case
-    assert symmetric_workload(traces, system, None, Backend.CONGESTION_AWARE)
+    assert symmetric_workload(traces, system, Backend.CONGESTION_AWARE)
     fast = simulate_workload(traces, network, system, backend=Backend.CONGESTION_AWARE)
     full = simulate_workload(
         traces, network, system, backend=Backend.CONGESTION_AWARE, fast_symmetric=False
@@ -115,13 +115,13 @@ def test_fast_path_refuses_asymmetric_inputs() -> None:
     ar, ag = _trace([(0, 1 << 16)]), _trace([(2, 1 << 16)])
     ca = Backend.CONGESTION_AWARE
     # halvingDoubling pairs NPUs by absolute position
-    assert not symmetric_workload({r: ar for r in range(4)}, system, None, ca)
+    assert not symmetric_workload({r: ar for r in range(4)}, system, ca)
     # different ETs on different NPUs
-    assert not symmetric_workload({0: ag, 1: ag, 2: ag, 3: ar}, system, None, ca)
-    assert symmetric_workload({r: ag for r in range(4)}, system, None, ca)
+    assert not symmetric_workload({0: ag, 1: ag, 2: ag, 3: ar}, system, ca)
+    assert symmetric_workload({r: ag for r in range(4)}, system, ca)
     # the congestion-unaware backend has closed forms already
     assert not symmetric_workload(
-        {r: ag for r in range(4)}, system, None, Backend.CONGESTION_UNAWARE
+        {r: ag for r in range(4)}, system, Backend.CONGESTION_UNAWARE
     )
 
 

@@ -543,10 +543,7 @@ def _stuck_report(run: _GraphRun, rank_label: str) -> str:
 
 
 def symmetric_workload(
-    traces: Mapping[int, ExecutionTrace],
-    system: SystemConfig,
-    comm_groups: CommGroups | None,
-    backend: Backend,
+    traces: Mapping[int, ExecutionTrace], system: SystemConfig, backend: Backend
 ) -> bool:
     """Whether the congestion-aware replay may simulate NPU 0 alone (the symmetric fast
     path of :mod:`deepflow.interop.astra.native` and :class:`~deepflow.network.links.LinkNetwork`):
@@ -560,7 +557,6 @@ def symmetric_workload(
     first = traces[0]
     if any(t is not first and t != first for t in traces.values()):
         return False
-    del comm_groups  # only the whole-job group ("" or "0") qualifies, checked per node
     allowed = (CollectiveImpl.RING, CollectiveImpl.DIRECT)
     for node in first.nodes:
         if node.type in (NodeType.COMP_NODE, NodeType.METADATA_NODE):
@@ -630,7 +626,7 @@ def simulate_workload(
             loaded[prefix] = algo
         return loaded[prefix]
 
-    symmetric = fast_symmetric and symmetric_workload(traces, system, comm_groups, backend)
+    symmetric = fast_symmetric and symmetric_workload(traces, system, backend)
     sim = _Simulation(
         network, system, comm_groups or CommGroups(), policy, load_custom, backend,
         cpu_comm_as_compute, symmetric,
