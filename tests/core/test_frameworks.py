@@ -234,3 +234,42 @@ def test_search_within_a_framework_and_unknown_name_exits_2(tmp_path):
     top = json.loads(good.output)["top"]
     assert top and all(c["strategy"]["tp"] == 1 and c["strategy"]["pp"] == 1 for c in top)
     assert all(c["strategy"]["framework"] == "fsdp" for c in top)
+
+
+def test_fsdp_profiles_run_flash_attention_2_at_its_published_curve():
+    """fms-fsdp's PyTorch ran SDPA's FlashAttention-2 backend; the Hopper attention curve is
+    the cuDNN kernel of the H200 calibration. The FA2 curve is the fit to the chip's own
+    Azure FlashAttention-2 record alone: 327.9 TFLOP/s forward on H100 (non-causal, head
+    dim 128, batch 2, seq 8192), about a third of the 989 TFLOP/s peak."""
+    from deepflow.hardware.kernels import attention_time, kernel_params
+    from deepflow.specs import accelerator_from
+
+    for name in ("fsdp", "fsdp-compiled"):
+        assert framework_profile(name).attention_kernel == "flash-attention-2"
+        assert "sdp_utils.cpp" in framework_profile(name).attention_kernel_source
+    assert framework_profile("megatron-core").attention_kernel == "default"
+    h100 = accelerator_from("h100-sxm5-80gb")
+    fa2 = kernel_params(h100).flash_attention_2["bf16"]
+    peak = 989e12
+    fwd, _, flops = attention_time(2, 16, 8192, 8192, 128, 128, False, h100, peak, None,
+                                   "flash-attention-2")  # fmt: skip
+    assert float(flops / (fwd - fa2.latency_s)) / 1e12 == pytest.approx(327.9, rel=0.03)
+    default, _, _ = attention_time(2, 16, 8192, 8192, 128, 128, False, h100, peak)
+    assert float(fwd) > 1.5 * float(default)  # cuDNN on Hopper: well above FA2
+    # a chip without FlashAttention-2 records keeps its attention curve
+    b200 = accelerator_from("b200")
+    a = attention_time(2, 16, 8192, 8192, 128, 128, True, b200, 2250e12)
+    b = attention_time(2, 16, 8192, 8192, 128, 128, True, b200, 2250e12, None, "flash-attention-2")
+    assert np.allclose(a, b)
+
+
+def test_fsdp_attention_kernel_slows_only_attention_on_h100():
+    s = scenario("llama2-7b", system="dgx-h100", gpus=8, gbs=8, dp=8, zero=3, framework="fsdp")
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    fa2 = layer_cost(env, layer_template(s.model, False, "fsdp"))
+    template = layer_template(s.model, False, "fsdp")
+    from dataclasses import replace
+
+    cudnn = layer_cost(env, replace(template, attention=replace(template.attention, kernel="default")))
+    assert float(fa2.forward[0]) > float(cudnn.forward[0])
+    assert float(fa2.full_activations[0]) == float(cudnn.full_activations[0])

@@ -299,7 +299,7 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     # under FP8 as the matrix rate
     code = env.precision_high
     flash_fwd, flash_bwd, flash_flops = attention_time(
-        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code
+        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
     )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads

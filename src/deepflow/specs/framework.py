@@ -15,6 +15,11 @@ fp32 copy of its input for the backward pass. A *profile* records, as data with 
   reads and writes per element, and the values saved for backward
   (:class:`OperatorImpl`); an operator left out runs the fused kernels of the layer
   template (:mod:`deepflow.workload.transformer`, Megatron's);
+* the fused attention kernel of its flash path (``attention_kernel``): ``default``, the
+  chip's attention curve (on Hopper the cuDNN kernel today's PyTorch dispatches to), or
+  ``flash-attention-2`` (Dao 2023), the kernel of the ``scaled_dot_product_attention``
+  flash backend of the PyTorch a data set ran, at the chip's FlashAttention-2 curve
+  (:func:`deepflow.hardware.kernels.attention_time`);
 * what the framework can run (:class:`Supports`): a strategy outside it is an infeasible
   result with the reason, and ``deepflow search --framework`` searches within it.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
+from typing import Literal
 from importlib import resources
 
 import yaml
@@ -196,6 +202,8 @@ class FrameworkProfile(Spec):
     description: str
     version: str = ""
     defaults: dict[str, bool] = Field(default_factory=dict)
+    attention_kernel: Literal["default", "flash-attention-2"] = "default"
+    attention_kernel_source: str = ""
     norm: OperatorImpl | None = None
     mlp_norm: OperatorImpl | None = None
     residual: OperatorImpl | None = None

@@ -173,6 +173,9 @@ class AttentionCore:
 
     ``source`` names the op whose output holds Q, K and V (the QKV projection, or MLA's
     key/value up-projection); the core belongs to the ``core_attn`` recompute module.
+    ``kernel`` is the fused kernel that runs it (the framework profile's
+    ``attention_kernel``: ``default`` or ``flash-attention-2``,
+    :func:`deepflow.hardware.kernels.attention_time`).
     """
 
     heads: int
@@ -180,6 +183,7 @@ class AttentionCore:
     qk_dim: int
     v_dim: int
     source: str = "qkv"
+    kernel: str = "default"
 
 
 @dataclass(frozen=True)

@@ -367,6 +367,7 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
     return replace(
         base,
         attention_ops=convert(base.attention_ops),
+        attention=replace(base.attention, kernel=profile.attention_kernel),
         post_attention_ops=convert(base.post_attention_ops),
         mlp_ops=convert(base.mlp_ops),
         autocast_weights=profile.step is not None and profile.step.autocast_weights,
