@@ -186,9 +186,12 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         peak, code = env.peak, env.batch.precision
     else:
         peak, code = env.peak_high, env.precision_high
-    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups, code)
-    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups, code)
-    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups, code)
+    # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
+    # kernel per layer and pass, each at its own shape's efficiency
+    widths = [n * (w / op.n) for w in op.splits] or [n]
+    fwd = sum(gemm_time(rows, w, k, acc, peak, env.elem, groups, code) for w in widths)
+    dgrad = sum(gemm_time(rows, k, w, acc, peak, env.elem, groups, code) for w in widths)
+    wgrad = sum(gemm_time(k, w, rows, acc, peak, env.elem, groups, code) for w in widths)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -212,7 +215,7 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
-        "kernels": 1.0 + own_bias,
+        "kernels": float(len(widths)) + own_bias,
     }
 
 

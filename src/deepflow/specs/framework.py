@@ -153,6 +153,7 @@ class FamilyImpl(Spec):
     mlp_norm: OperatorImpl | None = None
     residual: OperatorImpl | None = None
     qkv_split: OperatorImpl | None = None
+    separate_projections: bool | None = None
     source: str
 
 
@@ -204,6 +205,8 @@ class FrameworkProfile(Spec):
     defaults: dict[str, bool] = Field(default_factory=dict)
     attention_kernel: Literal["default", "flash-attention-2"] = "default"
     attention_kernel_source: str = ""
+    separate_projections: bool = False
+    separate_projections_source: str = ""
     norm: OperatorImpl | None = None
     mlp_norm: OperatorImpl | None = None
     residual: OperatorImpl | None = None
@@ -238,6 +241,14 @@ class FrameworkProfile(Spec):
             out["residual"] = over.residual or out["residual"]
             out["qkv_split"] = over.qkv_split
         return out
+
+    def projections_separate(self, gpt: bool) -> bool:
+        """Whether the layer's QKV projection runs as separate q, k, v linear layers and a
+        gated MLP's up projection as separate gate and up layers (``separate_projections``;
+        for a GPT-style layer the ``gpt`` section's value where it sets one)."""
+        if gpt and self.gpt is not None and self.gpt.separate_projections is not None:
+            return self.gpt.separate_projections
+        return self.separate_projections
 
     def default(self, switch: str) -> bool | None:
         """The profile's default of strategy field ``switch``, ``None`` if it sets none."""
