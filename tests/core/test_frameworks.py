@@ -273,3 +273,35 @@ def test_fsdp_attention_kernel_slows_only_attention_on_h100():
     cudnn = layer_cost(env, replace(template, attention=replace(template.attention, kernel="default")))
     assert float(fa2.forward[0]) > float(cudnn.forward[0])
     assert float(fa2.full_activations[0]) == float(cudnn.full_activations[0])
+
+
+def test_separate_projections_split_the_gemms_not_the_memory():
+    """Hugging Face Llama (q_proj, k_proj, v_proj; gate_proj, up_proj) and ibm-fms (query,
+    key, value; wg, w1) run separate linears: one GEMM per layer and pass, the same FLOPs,
+    parameters and saved bytes as one fused GEMM; GPT-2's Conv1D c_attn stays one GEMM."""
+    from deepflow.specs import model_from
+
+    llama = model_from("llama2-7b")
+    for name in ("hf-trainer", "fsdp", "fsdp-compiled"):
+        ops = {op.name: op for op in layer_template(llama, False, name).ops}
+        assert ops["qkv"].splits == (A * 128, A * 128, A * 128)
+        assert ops["mlp_up"].splits == (F, F)
+    assert all(not getattr(op, "splits", ()) for op in layer_template(llama, False).ops)
+    gpt2 = _hf_gpt2_scenario().model
+    assert all(not getattr(op, "splits", ()) for op in layer_template(gpt2, False, "hf-trainer").ops)
+
+    s = scenario("llama2-7b", system="dgx-h100", gpus=8, gbs=8, dp=8, zero=3, framework="fsdp")
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    from dataclasses import replace
+
+    split = layer_template(s.model, False, "fsdp")
+    fused = replace(
+        split,
+        attention_ops=tuple(replace(o, splits=()) if hasattr(o, "splits") else o
+                            for o in split.attention_ops),  # fmt: skip
+        mlp_ops=tuple(replace(o, splits=()) if hasattr(o, "splits") else o for o in split.mlp_ops),
+    )
+    a, b = layer_cost(env, split), layer_cost(env, fused)
+    assert float(a.forward_compute[0]) > float(b.forward_compute[0])
+    assert float(a.full_activations[0]) == float(b.full_activations[0])
+    assert float(a.params[0]) == float(b.params[0])
