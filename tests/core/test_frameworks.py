@@ -270,7 +270,9 @@ def test_fsdp_attention_kernel_slows_only_attention_on_h100():
     template = layer_template(s.model, False, "fsdp")
     from dataclasses import replace
 
-    cudnn = layer_cost(env, replace(template, attention=replace(template.attention, kernel="default")))
+    cudnn = layer_cost(
+        env, replace(template, attention=replace(template.attention, kernel="default"))
+    )
     assert float(fa2.forward[0]) > float(cudnn.forward[0])
     assert float(fa2.full_activations[0]) == float(cudnn.full_activations[0])
 
@@ -288,18 +290,22 @@ def test_separate_projections_split_the_gemms_not_the_memory():
         assert ops["mlp_up"].splits == (F, F)
     assert all(not getattr(op, "splits", ()) for op in layer_template(llama, False).ops)
     gpt2 = _hf_gpt2_scenario().model
-    assert all(not getattr(op, "splits", ()) for op in layer_template(gpt2, False, "hf-trainer").ops)
+    assert all(
+        not getattr(op, "splits", ()) for op in layer_template(gpt2, False, "hf-trainer").ops
+    )
 
     s = scenario("llama2-7b", system="dgx-h100", gpus=8, gbs=8, dp=8, zero=3, framework="fsdp")
     env = Env.build(s.model, s.system, batch_of(s), 8)
     from dataclasses import replace
 
+    def unsplit(op):
+        return replace(op, splits=()) if hasattr(op, "splits") else op
+
     split = layer_template(s.model, False, "fsdp")
     fused = replace(
         split,
-        attention_ops=tuple(replace(o, splits=()) if hasattr(o, "splits") else o
-                            for o in split.attention_ops),  # fmt: skip
-        mlp_ops=tuple(replace(o, splits=()) if hasattr(o, "splits") else o for o in split.mlp_ops),
+        attention_ops=tuple(unsplit(o) for o in split.attention_ops),
+        mlp_ops=tuple(unsplit(o) for o in split.mlp_ops),
     )
     a, b = layer_cost(env, split), layer_cost(env, fused)
     assert float(a.forward_compute[0]) > float(b.forward_compute[0])

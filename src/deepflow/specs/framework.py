@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
-from typing import Literal
 from importlib import resources
+from typing import Literal
 
 import yaml
 from pydantic import Field
