@@ -311,3 +311,28 @@ def test_separate_projections_split_the_gemms_not_the_memory():
     assert float(a.forward_compute[0]) > float(b.forward_compute[0])
     assert float(a.full_activations[0]) == float(b.full_activations[0])
     assert float(a.params[0]) == float(b.params[0])
+
+
+def test_autocast_casts_each_linear_weight_and_the_lm_head():
+    """Under torch.autocast over fp32 parameters every linear layer's weight is cast per
+    forward (read 4 + write 2 bytes per parameter, one kernel per weight tensor: q_proj,
+    k_proj and v_proj are three) and the LM head's weight too; not in fp32 runs."""
+    from deepflow.estimate.edges import framework_head_cost
+    from deepflow.estimate.layer_cost import autocast_cast_time
+    from deepflow.hardware.roofline import memory_time
+    from deepflow.workload.transformer import parameter_count
+
+    s = _hf_gpt2_scenario()
+    env = Env.build(s.model, s.system, batch_of(s), 1)
+    p = np.array([1.0e8])
+    fwd, bwd, kernels = autocast_cast_time(env, True, p, 3.0)
+    assert float(fwd[0]) == float(memory_time(p * 6.0, s.system.accelerator, 3.0)[0])
+    assert float(bwd[0]) == float(fwd[0]) and float(kernels[0]) == 3.0
+    assert float(autocast_cast_time(env, False, p, 3.0)[0][0]) == 0.0
+    # the tied GPT-2 embedding is cast where the LM head uses it
+    tied = parameter_count(s.model).embedding
+    head = framework_head_cost(env, "hf-trainer")
+    cast = autocast_cast_time(env, True, np.array([float(tied)]), 1.0)[0]
+    plain = framework_head_cost(env, "fsdp")  # 16-bit parameters: no cast
+    assert float(head.forward_compute[0]) > float(cast[0]) > 0.0
+    assert float(plain.forward_compute[0]) < float(head.forward_compute[0])

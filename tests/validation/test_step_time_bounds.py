@@ -85,23 +85,16 @@ def test_hf_step_h200_peak_memory_within_10_percent():
     assert all(abs(row.memory_error) <= 0.02 for row in r.rows)
 
 
-def test_hf_step_h200_step_time_regression_bound():
-    """Where hf-trainer's step time stands: 15.4 % mean (16.5 % before Llama's separate
-    q/k/v and gate/up GEMMs, 22 % with the stand-in switches), every row too fast; the
-    GPT-2 rows -20 to -21 %, Llama -8 to -11 % (-19 % on the smallest, host-bound step)."""
+def test_hf_step_h200_within_15_percent():
+    """issue 13's target: hf-trainer's step time on the measured single-H200 steps, mean
+    abs error at most 15 % (14.3 %: 16.5 % before Llama's separate q/k/v and gate/up
+    linears, each its own GEMM, autocast cast and gradient accumulation, and the LM head's
+    autocast weight cast; 22 % with the stand-in switches). Every row is still too fast:
+    GPT-2 -20 to -21 %, Llama -7 to -14 %. Not modelled: eager mixed-dtype element-wise
+    kernels (bf16 + fp32 under autocast run PyTorch's non-vectorised casting loop), cuDNN
+    attention with dropout (GPT-2) at its own measured speed, GPT-2's odd vocabulary
+    (50257) in the LM head GEMM."""
     r = result("hf-step-h200")
     assert r.infeasible == 0
-    assert r.mape <= 0.16
+    assert r.mape <= 0.15
     assert all(row.error < 0 for row in r.rows)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13's target 15 %: at 15.4 %, every row too fast. Not modelled: "
-    "eager mixed-dtype element-wise kernels "
-    "(bf16 + fp32 under autocast run PyTorch's non-vectorised casting loop) and cuDNN "
-    "attention with dropout (GPT-2) at their own measured speeds, Python issue time of the "
-    "smallest step (its steps range 58-83 ms)",
-)
-def test_hf_step_h200_within_15_percent():
-    assert result("hf-step-h200").mape <= 0.15

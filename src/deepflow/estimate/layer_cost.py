@@ -277,9 +277,20 @@ def _autocast_weights(
     fp32 (read ``elem`` + write 4). One kernel each per weight tensor."""
     gemm = [(op, p) for op, p in zip(layer.ops, parts, strict=True) if isinstance(op, Gemm)]
     local = sum((p["params"] for _, p in gemm), np.zeros_like(env.elem))
-    on = layer.autocast_weights & (env.elem < 4.0)
-    moved = local * (4.0 + env.elem)
-    kernels = float(len(gemm))
+    # one weight tensor per linear layer: a GEMM run as separate layers casts each
+    kernels = float(sum(len(op.splits) or 1 for op, _ in gemm))
+    return autocast_cast_time(env, layer.autocast_weights, local, kernels)
+
+
+def autocast_cast_time(
+    env: Env, autocast: bool, params: np.ndarray, kernels: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward and backward time, and kernels per pass, of the ``torch.autocast`` casts of
+    ``params`` fp32 weights in ``kernels`` tensors (zero unless ``autocast`` and 16-bit
+    activations): read 4 + write ``elem`` bytes per parameter forward, read ``elem`` +
+    write 4 backward (:func:`_autocast_weights`)."""
+    on = autocast & (env.elem < 4.0)
+    moved = params * (4.0 + env.elem)
     t = np.where(on, memory_time(moved, env.system.accelerator, kernels), 0.0)
     return t, t, np.where(on, kernels, 0.0)
 
@@ -435,7 +446,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     host = env.system.accelerator.efficiency.host_overhead
     checkpoint = env.system.accelerator.efficiency.checkpoint_host_factor
     compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"] + cast_kernels
-    param_tensors = sum(1 for op in layer.ops if op.params)
+    param_tensors = sum(len(getattr(op, "splits", ())) or 1 for op in layer.ops if op.params)
     comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
     comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0) + (b.tp > layer.attention.kv_heads)
     host_fwd = (compute_kernels + comm_kernels) * host
