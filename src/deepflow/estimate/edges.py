@@ -13,7 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.estimate.layer_cost import elementwise_cost, select_by_framework, tp_pair_time
+from deepflow.estimate.layer_cost import (
+    autocast_cast_time,
+    elementwise_cost,
+    select_by_framework,
+    tp_pair_time,
+)
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.specs.framework import DEFAULT_FRAMEWORK, LossImpl, framework_profile
@@ -124,9 +129,13 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     tp_half = 0.5 * tp_pair_time(env, hidden_bytes)
     counts = parameter_count(env.model)
     head_params = (counts.lm_head if counts.lm_head else counts.embedding) / tp
+    # fp32 parameters under torch.autocast: the LM head's weight (a tied embedding's too:
+    # F.linear casts it, the lookup does not) is cast per forward, its gradient back
+    autocast = profile.step is not None and profile.step.autocast_weights
+    cast_fwd, cast_bwd, _ = autocast_cast_time(env, autocast, np.asarray(head_params), 1.0)
     return EdgeCost(
-        forward_compute=norm_fwd + head_fwd + ce_fwd,
-        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd,
+        forward_compute=norm_fwd + head_fwd + ce_fwd + cast_fwd,
+        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd,
         weight_grad=wgrad,
         tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
         tp_comm_backward=tp_half,

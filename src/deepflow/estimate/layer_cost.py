@@ -186,9 +186,12 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         peak, code = env.peak, env.batch.precision
     else:
         peak, code = env.peak_high, env.precision_high
-    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups, code)
-    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups, code)
-    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups, code)
+    # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
+    # kernel per layer and pass, each at its own shape's efficiency
+    widths = [n * (w / op.n) for w in op.splits] or [n]
+    fwd = sum(gemm_time(rows, w, k, acc, peak, env.elem, groups, code) for w in widths)
+    dgrad = sum(gemm_time(rows, k, w, acc, peak, env.elem, groups, code) for w in widths)
+    wgrad = sum(gemm_time(k, w, rows, acc, peak, env.elem, groups, code) for w in widths)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -212,7 +215,7 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
-        "kernels": 1.0 + own_bias,
+        "kernels": float(len(widths)) + own_bias,
     }
 
 
@@ -274,9 +277,20 @@ def _autocast_weights(
     fp32 (read ``elem`` + write 4). One kernel each per weight tensor."""
     gemm = [(op, p) for op, p in zip(layer.ops, parts, strict=True) if isinstance(op, Gemm)]
     local = sum((p["params"] for _, p in gemm), np.zeros_like(env.elem))
-    on = layer.autocast_weights & (env.elem < 4.0)
-    moved = local * (4.0 + env.elem)
-    kernels = float(len(gemm))
+    # one weight tensor per linear layer: a GEMM run as separate layers casts each
+    kernels = float(sum(len(op.splits) or 1 for op, _ in gemm))
+    return autocast_cast_time(env, layer.autocast_weights, local, kernels)
+
+
+def autocast_cast_time(
+    env: Env, autocast: bool, params: np.ndarray, kernels: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward and backward time, and kernels per pass, of the ``torch.autocast`` casts of
+    ``params`` fp32 weights in ``kernels`` tensors (zero unless ``autocast`` and 16-bit
+    activations): read 4 + write ``elem`` bytes per parameter forward, read ``elem`` +
+    write 4 backward (:func:`_autocast_weights`)."""
+    on = autocast & (env.elem < 4.0)
+    moved = params * (4.0 + env.elem)
     t = np.where(on, memory_time(moved, env.system.accelerator, kernels), 0.0)
     return t, t, np.where(on, kernels, 0.0)
 
@@ -299,7 +313,7 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     # under FP8 as the matrix rate
     code = env.precision_high
     flash_fwd, flash_bwd, flash_flops = attention_time(
-        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code
+        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
     )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
@@ -432,7 +446,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     host = env.system.accelerator.efficiency.host_overhead
     checkpoint = env.system.accelerator.efficiency.checkpoint_host_factor
     compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"] + cast_kernels
-    param_tensors = sum(1 for op in layer.ops if op.params)
+    param_tensors = sum(len(getattr(op, "splits", ())) or 1 for op in layer.ops if op.params)
     comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
     comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0) + (b.tp > layer.attention.kv_heads)
     host_fwd = (compute_kernels + comm_kernels) * host

@@ -154,6 +154,7 @@ def kernel_params(acc: AcceleratorSpec) -> KernelParams:
     gemm: dict[str, GemmCurve] = {}
     grouped: dict[str, GemmCurve] = {}
     attention: dict[str, AttentionCurve] = {}
+    fa2: dict[str, AttentionCurve] = {}
     memory = layers[0].memory
     sources = []
     for layer in layers:
@@ -161,12 +162,14 @@ def kernel_params(acc: AcceleratorSpec) -> KernelParams:
         # a table without grouped curves groups at its dense curves
         grouped.update(layer.grouped_gemm or layer.gemm)
         attention.update(layer.attention)
+        fa2.update(layer.flash_attention_2)
         memory = layer.memory or memory
         sources.append(layer.source)
     return KernelParams(
         gemm=gemm,
         grouped_gemm=grouped,
         attention=attention,
+        flash_attention_2=fa2,
         memory=memory,
         source=" | ".join(reversed(sources)),
     )
@@ -205,6 +208,10 @@ class KernelTable:
     attn_backward: np.ndarray
     attn_tile_q: np.ndarray
     attn_latency: np.ndarray
+    fa2_forward: np.ndarray
+    fa2_backward: np.ndarray
+    fa2_tile_q: np.ndarray
+    fa2_latency: np.ndarray
     memory_bandwidth: float  # achievable bytes/s
     memory_latency: float
     compute_units: float
@@ -220,6 +227,8 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
         return hit[1]
     p = kernel_params(acc)
     attn = [p.attention[x] for x in PRECISION_NAMES]
+    # FlashAttention-2 where the chip has its own published curve, else the attention curve
+    fa2 = [p.flash_attention_2.get(x, p.attention[x]) for x in PRECISION_NAMES]
     assert p.memory is not None
     table = KernelTable(
         params=p,
@@ -229,6 +238,10 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
         attn_backward=np.array([a.backward_fraction for a in attn]),
         attn_tile_q=np.array([float(a.tile_q) for a in attn]),
         attn_latency=np.array([a.latency_s for a in attn]),
+        fa2_forward=np.array([a.forward_fraction for a in fa2]),
+        fa2_backward=np.array([a.backward_fraction for a in fa2]),
+        fa2_tile_q=np.array([float(a.tile_q) for a in fa2]),
+        fa2_latency=np.array([a.latency_s for a in fa2]),
         memory_bandwidth=acc.memory_bandwidth * p.memory.fraction,
         memory_latency=p.memory.latency_s,
         compute_units=float(acc.compute_units),
@@ -378,22 +391,27 @@ def attention_time(
     acc: AcceleratorSpec,
     peak: object,
     dtype: object = None,
+    kernel: str = "default",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(t_fwd, t_bwd, flops_fwd)`` of fused (flash) attention on ``acc``; the FLOPs are
-    those executed (causal: half the unmasked count)."""
+    those executed (causal: half the unmasked count). ``kernel`` ``"flash-attention-2"``
+    takes the chip's FlashAttention-2 curve (``KernelParams.flash_attention_2``) where it
+    has one, ``"default"`` its attention curve."""
     t = kernel_table(acc)
     code = precision_code(dtype)
     full = attention_flops(batch, heads, seq_q, seq_kv, qk_dim, v_dim)
     flops = np.where(causal, 0.5 * full, full)
-    tiles = np.asarray(batch, dtype=np.float64) * heads * np.ceil(seq_q / t.attn_tile_q[code])
+    fa2 = kernel == "flash-attention-2"
+    tile_q = (t.fa2_tile_q if fa2 else t.attn_tile_q)[code]
+    tiles = np.asarray(batch, dtype=np.float64) * heads * np.ceil(seq_q / tile_q)
     fwd, bwd = attention_terms(
         flops,
         tiles,
         peak,
         t.compute_units,
-        t.attn_forward[code],
-        t.attn_backward[code],
-        t.attn_latency[code],
+        (t.fa2_forward if fa2 else t.attn_forward)[code],
+        (t.fa2_backward if fa2 else t.attn_backward)[code],
+        (t.fa2_latency if fa2 else t.attn_latency)[code],
     )
     return fwd, bwd, flops
 

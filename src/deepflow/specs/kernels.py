@@ -8,6 +8,11 @@ holds and validates the numbers). One :class:`KernelParams` describes one accele
   ``fp8``); a precision that is absent falls back as :mod:`deepflow.hardware.kernels` says;
 * ``grouped_gemm``: the same curve for grouped GEMMs (MoE experts), per precision;
 * ``attention``: one :class:`AttentionCurve` per precision (fused flash attention);
+* ``flash_attention_2``: the same curve fitted to published FlashAttention-2 measurements
+  only (Dao 2023), where a chip has them: the kernel PyTorch's
+  ``scaled_dot_product_attention`` ran before it dispatched to cuDNN on Hopper, which a
+  framework profile selects with ``attention_kernel: flash-attention-2`` (a chip without
+  such records uses ``attention``);
 * ``memory``: one :class:`MemoryCurve` (streaming kernels: copies, and the element-wise
   kernels of the estimator);
 * ``elementwise``: measured element-wise/norm/softmax operators, one :class:`MemoryCurve`
@@ -95,12 +100,13 @@ class KernelParams(Spec):
     gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     grouped_gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     attention: dict[str, AttentionCurve] = Field(default_factory=dict)
+    flash_attention_2: dict[str, AttentionCurve] = Field(default_factory=dict)
     memory: MemoryCurve | None = None
     elementwise: dict[str, MemoryCurve] = Field(default_factory=dict)
     source: str = ""
     fit_error: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("gemm", "grouped_gemm", "attention")
+    @field_validator("gemm", "grouped_gemm", "attention", "flash_attention_2")
     @classmethod
     def _known_precisions(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:

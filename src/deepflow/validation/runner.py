@@ -80,7 +80,7 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         "PyTorch FSDP/HSDP Llama 2 7B-70B on 128 A100 and 96 H100 (eager and compiled)",
         fms_fsdp_cases,
         "IBM fms-fsdp README, 'Training throughput benchmarks' (2024)",
-        0.15,
+        0.12,
     ),
     StepTimeDataset(
         "megatron-moe-modelzoo",

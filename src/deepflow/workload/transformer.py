@@ -352,11 +352,21 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
         "shared_expert_act": act,
     }
 
+    splits: dict[str, tuple[int, ...]] = {}
+    if profile.projections_separate(_gpt_style(model)) and model.mla is None:
+        d = model.head_dim
+        kv = model.num_kv_heads * d
+        splits["qkv"] = (model.num_attention_heads * d, kv, kv)
+        if model.ffn_type is FfnType.SWIGLU:
+            splits["mlp_up"] = (model.ffn_hidden_size, model.ffn_hidden_size)
+
     def convert(ops: tuple[Gemm | Elementwise, ...]) -> tuple[Gemm | Elementwise, ...]:
         out: list[Gemm | Elementwise] = []
         for op in ops:
             if isinstance(op, Elementwise):
                 op = with_impl(op, impls.get(op.name))
+            elif op.name in splits and sum(splits[op.name]) == op.n:
+                op = replace(op, splits=splits[op.name])
             out.append(op)
             if op.name == "qkv":
                 for extra in (rope_op(model, framework), qkv_split_op(model, framework)):
@@ -367,6 +377,7 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
     return replace(
         base,
         attention_ops=convert(base.attention_ops),
+        attention=replace(base.attention, kernel=profile.attention_kernel),
         post_attention_ops=convert(base.post_attention_ops),
         mlp_ops=convert(base.mlp_ops),
         autocast_weights=profile.step is not None and profile.step.autocast_weights,
