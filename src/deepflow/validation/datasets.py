@@ -631,9 +631,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
         seq = int(r["seq_len"])
         gpus = int(r["num_accelerators"])
         gbs = int(r["global_batch_seqs"])
-        tp, pp, vpp, cp, ep = (
-            int(r[k]) for k in ("tp", "pp", "vpp_chunks", "cp", "ep")
-        )
+        tp, pp, vpp, cp, ep = (int(r[k]) for k in ("tp", "pp", "vpp_chunks", "cp", "ep"))
         fsdp = "FSDP" in r["zero_or_fsdp"]
         strategy: dict[str, Any] = {
             "dp": int(r["dp"]),
@@ -642,6 +640,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "vpp": vpp,
             "cp": cp,
             "ep": ep,
+            "expert_tp": int(r["expert_tensor_parallel"]),
             "sequence_parallel": r["sp"].startswith("yes"),
             "zero": 3 if fsdp else 1,
             "micro_batch_size": int(r["micro_batch_size"]),
