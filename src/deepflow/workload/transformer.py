@@ -268,6 +268,71 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
     return tuple(ops), core, out
 
 
+def _routing_ops(experts: int, top_k: int, h: int, side: str) -> tuple[Elementwise, ...]:
+    """The memory-bound kernels of routing, per token, as Megatron-Core runs them with
+    ``--moe-permute-fusion`` and ``--moe-router-fusion`` (Transformer Engine's fused
+    ``moe_permute``/``moe_unpermute`` and ``fused_topk_with_score_function``; the
+    all-to-all dispatcher ``moe/token_dispatcher.py``, ``MoEAlltoAllTokenDispatcher``).
+
+    ``dispatch``: the router's score function and top-k over the fp32 logits (read the
+    logits, write the scores, read them for the top-k; the scores are saved for backward,
+    ``moe/router.py``, ``TopKRouter.routing``); the permutation of the rank's tokens into
+    ``top_k`` expert-ordered copies (``moe_utils.permute``: read ``h``, write ``top_k h``
+    per token, an int32 row map saved); after the all-to-all, the sort of the received
+    chunks by local expert (``sort_chunks_by_idxs``: read and write ``top_k h`` per routed
+    token, expert scope). ``combine``: the sort back, and the unpermutation that sums each
+    token's ``top_k`` expert outputs weighted by their probabilities (``moe_utils.unpermute``:
+    read ``top_k h``, write ``h``; it saves the expert outputs for the probabilities'
+    gradient). Backward moves the same bytes the other way (the unpermutation's backward
+    also writes the ``top_k h`` gradient of its saved input). Recomputed with ``moe``."""
+    moe = (MOE,)
+    k = float(top_k)
+    sort = Elementwise(
+        f"{side}_sort",
+        h,
+        Shard.SEQUENCE,
+        passes=2,
+        backward_passes=2,
+        scope=Scope.EXPERT,
+        tokens_factor=k,
+        modules=moe,
+        source=f"{side}_sort",
+    )
+    if side == "dispatch":
+        topk = Elementwise(
+            "router_topk",
+            experts,
+            Shard.SEQUENCE,
+            forward_traffic=Traffic(0.0, 3.0, 1),
+            backward_traffic=Traffic(0.0, 3.0, 1),
+            saved_fp32=float(experts),
+            modules=moe,
+            source="router_topk",
+        )
+        permute = Elementwise(
+            "permute",
+            h,
+            Shard.SEQUENCE,
+            forward_traffic=Traffic(1.0 + k, 0.0, 2),
+            backward_traffic=Traffic(1.0 + k, 0.0, 1),
+            saved_fp32=k,
+            modules=moe,
+            source="permute",
+        )
+        return topk, permute, sort
+    unpermute = Elementwise(
+        "unpermute",
+        h,
+        Shard.SEQUENCE,
+        forward_traffic=Traffic(1.0 + k, 0.0, 1),
+        backward_traffic=Traffic(1.0 + 2.0 * k, 0.0, 1),
+        saved=k * h,
+        modules=moe,
+        source="combine_sort",
+    )
+    return sort, unpermute
+
+
 def _mlp_ops(
     name: str,
     h: int,
@@ -398,6 +463,7 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
                 source="mlp_norm",
                 low_precision=False,
             ),
+            *_routing_ops(spec.num_experts, spec.top_k, h, "dispatch"),
             # routed experts: a rank holds num_experts/ep experts and receives
             # tokens*top_k/ep... per expert; params here are for all experts (ep shards them).
             # Their input is the dispatched tokens, made inside the MoE layer (by routing)
@@ -412,8 +478,9 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
                 groups=spec.num_experts,
                 modules=moe_only,
                 act_modules=(RecomputeModule.MOE_ACT,),
-                source="router",
+                source="dispatch_sort",
             ),
+            *_routing_ops(spec.num_experts, spec.top_k, h, "combine"),
         )
         if spec.num_shared_experts:
             mlp += _mlp_ops(
