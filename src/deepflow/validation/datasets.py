@@ -608,14 +608,16 @@ _MODELZOO_SOURCE = (
 )
 _MODELZOO_NOTES = (
     "Megatron-Core with Transformer Engine on 8-GPU H100 nodes (dgx-h100 preset: NVLink 4, "
-    "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source). Expert tensor "
-    "parallelism 1 is not modelled separately: the experts are split over tp like the dense "
-    "layers, and expert parallelism takes consecutive data/context-parallel ranks. Routing is "
-    "modelled balanced (the forced-balance rows); the dropless rows measure learned routing "
-    "on the same configuration. Rows with TFLOP/s only: measured step time = Megatron-LM's "
-    "model FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
-    "stages with the embedding and the loss counted as a layer each (the source's runtime.conf "
-    "lists 96 'layers' for that reason)."
+    "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source) or 4-GPU "
+    "GB200 trays in one NVL72 domain (gb200-nvl72). Expert tensor parallelism from the row's "
+    "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
+    "(deepflow.parallel.experts). The DeepEP/HybridEP dispatcher is costed as an NCCL "
+    "all-to-all. Routing is modelled balanced (moe.imbalance 1.0: the forced-balance rows); "
+    "the dropless rows measure learned routing on the same configuration and the source "
+    "states no imbalance. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
+    "FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
+    "stages with the embedding and the loss counted as a layer each (the source's "
+    "runtime.conf lists 96 'layers' for that reason)."
 )
 #: rows of the source used here: 3 (Megatron-FSDP), 4-5 (distributed optimizer, PP 32 and
 #: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16). Not used: 6 (Qwen3-Next:
@@ -625,8 +627,9 @@ _MODELZOO_ROWS = ("3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "1
 
 
 def megatron_moe_modelzoo_cases() -> list[Case]:
-    """Qwen3-235B-A22B with Megatron-Core on 256 H100s: the Megatron-FSDP row and the
-    long-context rows (16K-128K tokens, context parallelism 1-8) of V2-S07."""
+    """Qwen3-235B-A22B with Megatron-Core on 256 H100s and GB200s (``_MODELZOO_ROWS``): the
+    Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context rows
+    (16K-128K tokens, context parallelism 1-8) and the BF16 GB200 NVL72 row of V2-S07."""
     cases = []
     for r in read_data_csv("v2", "megatron_moe_modelzoo", "qwen3_moe_throughput.csv"):
         if r["row_id"] not in _MODELZOO_ROWS:
