@@ -100,8 +100,16 @@ def test_moe_models_search_expert_parallelism():
         scenario, ["tp=8", "pp=4", "cp=1", "zero=1", "recompute=full", "micro_batch_size=1"]
     )
     c = space.columns
-    assert set(c["ep"].tolist()) == {1, 2}  # dp = 2; 8 experts
-    assert np.all(c["dp"] % c["ep"] == 0)
+    # MoE parallel folding: ep * expert_tp divides tp * cp * dp = 16; 8 experts; expert_tp
+    # divides tp = 8 and the expert hidden size 14336
+    assert set(c["ep"].tolist()) == {1, 2, 4, 8}
+    assert set(c["expert_tp"].tolist()) == {1, 2, 4, 8}
+    assert np.all((c["tp"] * c["cp"] * c["dp"]) % (c["ep"] * c["expert_tp"]) == 0)
+    pairs = set(zip(c["ep"].tolist(), c["expert_tp"].tolist(), strict=True))
+    assert (8, 2) in pairs and (2, 8) in pairs and (4, 8) not in pairs
+    # without folding (expert_tp = tp) ep divides dp, as before
+    unfolded = c["expert_tp"] == c["tp"]
+    assert set(c["ep"][unfolded].tolist()) == {1, 2}
 
 
 def test_collapsing_equivalent_settings_loses_no_point():
