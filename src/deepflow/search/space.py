@@ -34,9 +34,11 @@ knob                          candidates (before the user's restriction)
                               of ``num_experts`` that fold with ``expert_tp`` onto the
                               ``tp cp dp`` ranks (``ep expert_tp`` divides ``tp cp dp``;
                               MoE parallel folding, :mod:`deepflow.parallel.experts`)
-``expert_tp``                 ``tp`` for dense models; divisors of ``tp`` (1 .. ``tp``)
-                              that divide the expert hidden size for mixture-of-experts
-                              models
+``expert_tp``                 ``tp`` for dense models; 1 and ``tp`` (where it divides the
+                              expert hidden size) for mixture-of-experts models: the two
+                              grids Megatron-Core's MoE recipes use (experts folded
+                              without tensor parallelism, or split like the dense layers);
+                              other values with ``--fix expert_tp=...``
 ``micro_batch_size``          divisors of ``global_batch_size / dp``
 ``sequence_parallel``         both
 ``zero``                      0, 1, 2, 3
@@ -389,8 +391,8 @@ class SearchSpace:
 
     def _expert_grids(self, tp: int, cp: int, dp: int) -> list[tuple[int, int]]:
         """The ``(ep, expert_tp)`` pairs of a dense mesh: ``(1, tp)`` for a dense model;
-        for a mixture-of-experts model each allowed ``expert_tp`` dividing ``tp`` and the
-        expert hidden size, with each allowed ``ep`` dividing ``num_experts`` such that
+        for a mixture-of-experts model ``expert_tp`` 1 or ``tp`` (any divisor of ``tp``
+        that a ``--fix`` admits) dividing the expert hidden size, with each allowed ``ep`` dividing ``num_experts`` such that
         ``ep * expert_tp`` divides ``tp * cp * dp`` (Megatron-Core's expert grid)."""
         m = self.model
         if m.moe is None:
@@ -400,7 +402,9 @@ class SearchSpace:
         ffn = m.moe.expert_ffn_hidden_size or m.ffn_hidden_size
         ranks = tp * cp * dp
         out = []
-        for etp in self._allowed("expert_tp", [t for t in divisors(tp) if ffn % t == 0]):
+        restriction = self.restrictions.get("expert_tp")
+        candidates = divisors(tp) if restriction is not None else sorted({1, tp})
+        for etp in self._allowed("expert_tp", [t for t in candidates if ffn % t == 0]):
             eps = [e for e in divisors(ranks // etp) if m.moe.num_experts % e == 0]
             out += [(e, etp) for e in self._allowed("ep", eps)]
         return out
