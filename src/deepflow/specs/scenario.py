@@ -88,7 +88,7 @@ class Scenario(Spec):
         # an explicit expert_tp names an expert grid; Megatron-Core refuses one that does
         # not fold onto the dense ranks (parallel_state.initialize_model_parallel raises)
         s = self.strategy
-        if s.expert_tp is None or s.expert_tp == s.tp and s.ep == 1:
+        if s.expert_tp is None or s.expert_tp == s.tp:
             return self  # the default grid
         if self.model.moe is None:
             raise ConfigError(
