@@ -213,3 +213,19 @@ def test_batch_round_trip_keeps_expert_tp():
     assert batch.spec(0) == specs[0] and batch.spec(1).expert_tp is None
     arrays = StrategyBatch.from_arrays(tp=np.array([4, 4]), expert_tp=np.array([1, 0]))
     assert arrays.etp.tolist() == [1, 4]
+
+
+@pytest.mark.parametrize(
+    ("name", "billions"),
+    [
+        ("gpt-oss-120b", 116.8),  # model card, arXiv 2508.10925: 116.8 B total
+        ("qwen3-30b-a3b", 30.5),  # Qwen3 report, Table 2: 30.5 B total
+        ("qwen3-235b-a22b", 235.0),  # 235 B
+        ("deepseek-v3", 671.0),  # DeepSeek-V3 report: 671 B (without the MTP module)
+    ],
+)
+def test_moe_presets_reproduce_published_sizes(name, billions):
+    from deepflow.specs import model_from
+    from deepflow.workload.transformer import parameter_count
+
+    assert parameter_count(model_from(name)).total / 1e9 == pytest.approx(billions, rel=0.005)
