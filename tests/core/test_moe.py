@@ -221,7 +221,6 @@ def test_batch_round_trip_keeps_expert_tp():
         ("gpt-oss-120b", 116.8),  # model card, arXiv 2508.10925: 116.8 B total
         ("qwen3-30b-a3b", 30.5),  # Qwen3 report, Table 2: 30.5 B total
         ("qwen3-235b-a22b", 235.0),  # 235 B
-        ("deepseek-v3", 671.0),  # DeepSeek-V3 report: 671 B (without the MTP module)
     ],
 )
 def test_moe_presets_reproduce_published_sizes(name, billions):
@@ -229,3 +228,35 @@ def test_moe_presets_reproduce_published_sizes(name, billions):
     from deepflow.workload.transformer import parameter_count
 
     assert parameter_count(model_from(name)).total / 1e9 == pytest.approx(billions, rel=0.005)
+
+
+def test_deepseek_v3_with_its_multi_token_prediction_module():
+    """671 B main model (technical report, sec. 4.2) plus one MTP module; the released
+    checkpoint's 685 B count the module's own copies of the embedding and the head too
+    (2 x 129,280 x 7,168)."""
+    from deepflow.specs import model_from
+    from deepflow.workload.transformer import parameter_count
+
+    model = model_from("deepseek-v3")
+    assert model.mtp_layers == 1
+    counts = parameter_count(model)
+    assert (counts.total - counts.mtp) / 1e9 == pytest.approx(671.0, rel=0.005)
+    assert (counts.total + 2 * 129_280 * 7_168) / 1e9 == pytest.approx(685.0, rel=0.005)
+    # the module runs on the last stage: a deeper model of one more MoE layer and head
+    with_mtp = predict(_deepseek(1))
+    without = predict(_deepseek(0))
+    assert with_mtp.feasible and without.feasible
+    assert with_mtp.step_time_s > without.step_time_s
+    assert with_mtp.model_flops_per_step > without.model_flops_per_step
+
+
+def _deepseek(mtp):
+    return scenario_from_dict(
+        {
+            "model": {"preset": "deepseek-v3", "mtp_layers": mtp},
+            "system": {"preset": "dgx-h100", "num_accelerators": 1024},
+            "strategy": {"tp": 2, "pp": 16, "ep": 32, "expert_tp": 1, "zero": 1,
+                         "sequence_parallel": True, "recompute": "full"},
+            "training": {"global_batch_size": 1024},
+        }
+    )  # fmt: skip

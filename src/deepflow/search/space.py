@@ -38,7 +38,9 @@ knob                          candidates (before the user's restriction)
                               expert hidden size) for mixture-of-experts models: the two
                               grids Megatron-Core's MoE recipes use (experts folded
                               without tensor parallelism, or split like the dense layers);
-                              other values with ``--fix expert_tp=...``
+                              other values with ``--fix expert_tp=...``; an ``expert_tp``
+                              other than ``tp`` only with sequence parallelism (rule
+                              ``etp-sp``: the rest is not enumerated)
 ``micro_batch_size``          divisors of ``global_batch_size / dp``
 ``sequence_parallel``         both
 ``zero``                      0, 1, 2, 3
@@ -533,7 +535,12 @@ class SearchSpace:
             flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
             grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
             flat[5:6] = [grids[:, 0], grids[:, 1]]
-            parts.append(np.stack(flat, axis=1))
+            table = np.stack(flat, axis=1)
+            if tp > 1:
+                # a folded expert_tp needs sequence parallelism (rule etp-sp): the points
+                # without it are never enumerated
+                table = table[(table[:, 6] == tp) | (table[:, 8] == 1)]
+            parts.append(table)
         names = (
             "pp",
             "vpp",

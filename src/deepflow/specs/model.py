@@ -90,7 +90,15 @@ class MLASpec(Spec):
 
 
 class ModelSpec(Spec):
-    """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families)."""
+    """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families).
+
+    ``mtp_layers``: multi-token-prediction modules after the last layer (DeepSeek-V3, arXiv
+    2412.19437, sec. 2.2; Megatron-Core ``--mtp-num-layers``,
+    ``transformer/multi_token_prediction.py``): each normalizes the hidden state and the
+    next token's embedding (two RMSNorms), projects their concatenation ``2h -> h``, runs
+    one transformer layer (an MoE layer in an MoE model) and the shared LM head and loss.
+    They sit on the last pipeline stage and share the embedding and the head.
+    """
 
     name: Name = "custom"
     num_layers: Layers
@@ -106,6 +114,7 @@ class ModelSpec(Spec):
     learned_position_embeddings: bool = False
     moe: MoESpec | None = None
     mla: MLASpec | None = None
+    mtp_layers: count(8, 0) = 0
     sources: Sources
 
     @model_validator(mode="before")

@@ -530,11 +530,13 @@ class ParameterCount:
     final_norm: int
     lm_head: int
     expert_params_per_moe_layer: int
+    mtp: int = 0  # multi-token-prediction modules (their norms, projection and layer)
 
     @property
     def total(self) -> int:
         return (
-            self.embedding
+            self.mtp
+            + self.embedding
             + self.position_embedding
             + self.final_norm
             + self.lm_head
@@ -572,7 +574,22 @@ def parameter_count(model: ModelSpec) -> ParameterCount:
         final_norm=h if model.ffn_type is FfnType.SWIGLU else 2 * h,
         lm_head=0 if model.tie_embeddings else v * h,
         expert_params_per_moe_layer=expert,
+        mtp=model.mtp_layers * mtp_module_params(model),
     )
+
+
+def mtp_layer(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> LayerTemplate:
+    """The transformer layer of a multi-token-prediction module: an MoE layer in an MoE
+    model (DeepSeek-V3's MTP block; Megatron-Core builds it with the decoder's layer spec)."""
+    return layer_template(model, model.moe is not None, framework)
+
+
+def mtp_module_params(model: ModelSpec) -> int:
+    """Parameters of one multi-token-prediction module besides the shared embedding and
+    head: two RMSNorms (``h`` each), the ``2h -> h`` projection and one layer (DeepSeek-V3,
+    sec. 2.2: ``M_k`` of ``d x 2d``)."""
+    h = model.hidden_size
+    return 2 * h + 2 * h * h + mtp_layer(model).params
 
 
 @lru_cache(maxsize=256)
@@ -594,6 +611,19 @@ def forward_flops_per_token(model: ModelSpec, causal: bool = False) -> float:
         attn = 2.0 * core.heads * (core.qk_dim + core.v_dim) * s
         total += attn / 2.0 if causal else attn
     total += 2.0 * model.hidden_size * model.vocab_size  # LM head
+    if model.mtp_layers:
+        # each module: its projection, its layer, the shared LM head again
+        h = model.hidden_size
+        layer = mtp_layer(model)
+        gemms = sum(
+            2.0 * op.tokens_factor * op.k * op.n for op in layer.ops if isinstance(op, Gemm)
+        )
+        core = layer.attention
+        attn = 2.0 * core.heads * (core.qk_dim + core.v_dim) * s
+        per = (
+            2.0 * 2 * h * h + gemms + (attn / 2.0 if causal else attn) + 2.0 * h * model.vocab_size
+        )
+        total += model.mtp_layers * per
     return total
 
 
