@@ -103,7 +103,6 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         "simumax-b200",
         "Megatron-LM Llama-3 70B/405B (truncated) on one 8x B200 node, TP 1-8, PP 1-2",
         simumax_b200_cases,
-        simumax_b200_moe_cases,
         "SimuMax B200 release v1.2 (MooreThreads/SimuMax 4dcaae5), measured runs",
         0.12,
     ),
