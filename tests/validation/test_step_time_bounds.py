@@ -158,3 +158,10 @@ def test_simumax_b200_moe_feasible_memory_within_10_percent_worst_30():
 )
 def test_simumax_b200_moe_within_12_percent():
     assert result("simumax-b200-moe").mape <= 0.12
+
+
+def test_every_data_set_states_its_source_and_numeric_bounds():
+    for d in STEP_TIME_DATASETS:
+        assert isinstance(d.source, str) and d.source.strip(), d.name
+        for bound in (d.mape_bound, d.worst_bound, d.memory_bound):
+            assert bound is None or isinstance(bound, float), d.name
