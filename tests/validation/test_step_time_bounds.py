@@ -98,3 +98,57 @@ def test_hf_step_h200_within_15_percent():
     assert r.infeasible == 0
     assert r.mape <= 0.15
     assert all(row.error < 0 for row in r.rows)
+
+
+def test_megatron_moe_modelzoo_every_row_feasible_regression_bound():
+    """issue 14: the 12 Qwen3-235B rows that deepflow can express (H100 and GB200; MoE
+    parallel folding with ETP 1 keeps EP 8 inside a node). 13.2 % mean, worst 30.2 % (the
+    GB200 row, on Hopper-derived Blackwell efficiencies); was 50.7 % on 9 rows with EP
+    spread over nodes."""
+    r = result("megatron-moe-modelzoo")
+    assert r.infeasible == 0
+    assert len(r.rows) == 12
+    assert r.mape <= 0.135
+    assert r.worst <= 0.31
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14's target 12 % mean, 30 % worst: at 13.2 % / 30.2 %. The dropless rows "
+    "(learned routing) are modelled with balanced routing (moe.imbalance 1.0; the source "
+    "states no imbalance) and run 4-16 % too fast; the GB200 row uses the B200 efficiency "
+    "data without CUDA graphs (+30 %); row 5 (tp4 pp8 vpp4, 4K) is 30 % too fast",
+)
+def test_megatron_moe_modelzoo_within_12_percent_30_worst():
+    r = result("megatron-moe-modelzoo")
+    assert r.mape <= 0.12
+    assert r.worst <= 0.30
+
+
+def test_simumax_b200_moe_feasible_memory_within_10_percent_worst_30():
+    """issue 14: the DeepSeek-V2/V3-shaped MoE runs on 8 B200: every row feasible, peak
+    memory within 10 % (1.0 % mean), no row worse than 30 % (21.3 %)."""
+    r = result("simumax-b200-moe")
+    assert r.infeasible == 0
+    assert len(r.rows) == 12
+    assert r.worst <= 0.30
+    assert r.memory_mape is not None and r.memory_mape <= 0.10
+    assert all(abs(row.memory_error) <= 0.02 for row in r.rows)
+    assert r.mape <= 0.16
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14's target 12 %: at 15.3 %, every row too fast (-8 to -21 %, EP 8 rows "
+    "most); the NCCL all-to-all's NVLink efficiency is the ring collectives' and the MLA "
+    "attention (192/128 head dims) runs at the calibrated flash-attention rate",
+)
+def test_simumax_b200_moe_within_12_percent():
+    assert result("simumax-b200-moe").mape <= 0.12
+
+
+def test_every_data_set_states_its_source_and_numeric_bounds():
+    for d in STEP_TIME_DATASETS:
+        assert isinstance(d.source, str) and d.source.strip(), d.name
+        for bound in (d.mape_bound, d.worst_bound, d.memory_bound):
+            assert bound is None or isinstance(bound, float), d.name

@@ -284,7 +284,7 @@ def evaluate(
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
     dense, moe = layer_costs(env)
-    emb, head = embedding_cost(env), head_cost(env)
+    emb, head = embedding_cost(env), head_cost(env, (dense, moe))
     b = batch
     m = env.micro_batches
     elem = env.elem

@@ -49,6 +49,7 @@ from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
+from deepflow.parallel.experts import alltoall_bytes
 from deepflow.specs.framework import FRAMEWORKS
 from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
@@ -156,19 +157,33 @@ def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
     return np.where(env.batch.sequence_parallel, rs + ag, ar)
 
 
+def expert_load(env: Env) -> float:
+    """Busiest rank's routed tokens over the mean (:attr:`MoESpec.expert_load`; 1 for a
+    dense model)."""
+    return env.model.moe.expert_load if env.model.moe is not None else 1.0
+
+
 def _tokens(
     env: Env, layer: LayerTemplate | None, scope: Scope, factor: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched."""
+    """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched.
+
+    Expert scope: the rank's ``expert_rows`` (its own tokens, all-gathered over the expert
+    tensor-parallel group) times ``factor`` (``top_k``) times the expert load, spread over
+    its ``num_experts / ep`` local experts (Megatron-Core ``GroupedMLP``/``TEGroupedMLP``:
+    one grouped GEMM over ``tokens_per_expert``)."""
     if scope is Scope.EXPERT:
         assert layer is not None, "an expert-scoped op needs its layer"
         local_experts = layer.num_experts / env.batch.ep
-        return env.tokens * factor / local_experts, local_experts
+        routed = env.expert_rows * factor * expert_load(env)
+        return routed / local_experts, local_experts
     return env.tokens * factor, np.ones_like(env.tokens)
 
 
-def _shard_div(env: Env, shard: Shard) -> np.ndarray:
-    tp = env.batch.tp.astype(np.float64)
+def _shard_div(env: Env, shard: Shard, scope: Scope = Scope.TOKEN) -> np.ndarray:
+    tp = _tp_of(env, scope)
+    if scope is Scope.EXPERT and shard is Shard.SEQUENCE:
+        return np.ones_like(tp)  # routed tokens are not sequence-sharded
     if shard in (Shard.COLUMN, Shard.ROW, Shard.TENSOR):
         return tp
     if shard is Shard.SEQUENCE:
@@ -176,9 +191,15 @@ def _shard_div(env: Env, shard: Shard) -> np.ndarray:
     return np.ones_like(tp)
 
 
+def _tp_of(env: Env, scope: Scope) -> np.ndarray:
+    """Tensor-parallel degree that shards an op: ``expert_tp`` for the routed experts
+    (Megatron-Core's expert tensor-parallel group), ``tp`` otherwise."""
+    return (env.batch.etp if scope is Scope.EXPERT else env.batch.tp).astype(np.float64)
+
+
 def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     acc = env.system.accelerator
-    tp = env.batch.tp.astype(np.float64)
+    tp = _tp_of(env, op.scope)
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
@@ -204,7 +225,9 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     bias_grad = np.where(
         eager & (op.bias is not Bias.NONE), memory_time(out_values * env.elem, acc), 0.0
     )
-    saved_rows = rows * groups / np.where(op.input_shard is Shard.SEQUENCE, env.sp_div, 1.0)
+    # an expert GEMM saves its whole (gathered, routed) input
+    seq_saved = op.input_shard is Shard.SEQUENCE and op.scope is not Scope.EXPERT
+    saved_rows = rows * groups / np.where(seq_saved, env.sp_div, 1.0)
     params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
     if op.scope is Scope.EXPERT:
         params = params / env.batch.ep
@@ -241,7 +264,7 @@ def elementwise_cost(
     micro-batch on one rank (``layer`` is needed for expert-scoped ops only)."""
     acc = env.system.accelerator
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
-    values = rows * groups * op.elements / _shard_div(env, op.shard)
+    values = rows * groups * op.elements / _shard_div(env, op.shard, op.scope)
     fwd = _pass_time(env, values, op.forward)
     bwd = _pass_time(env, values, op.backward)
     if op.weight_grad_passes:
@@ -252,7 +275,8 @@ def elementwise_cost(
     saved = values * (op.saved / op.elements) * width
     if op.saved_fp32 or op.saved_mask:
         saved = saved + values / op.elements * (op.saved_fp32 * 4.0 + op.saved_mask)
-    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))
+    div = _shard_div(env, op.shard, op.scope)
+    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, div)
     zero = np.zeros_like(fwd)
     return {
         "fwd": fwd,
@@ -366,6 +390,44 @@ def kv_gather_time(env: Env, core: AttentionCore) -> tuple[np.ndarray, np.ndarra
     return np.where(gathered, ag, 0.0), np.where(gathered, rs, 0.0)
 
 
+def moe_comm_time(
+    env: Env, layer: LayerTemplate, tp_one: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One expert-parallel all-to-all (dispatch, or combine: the same bytes back) and the
+    MoE layer's tensor-parallel communication, per micro-batch, on the busiest rank.
+
+    All-to-all: each rank sends its routed tokens, ``top_k`` copies of its own tokens
+    (:func:`~deepflow.parallel.experts.alltoall_bytes`), over the folded EP group
+    (Megatron-Core ``MoEAlltoAllTokenDispatcher.token_dispatch``/``token_combine``:
+    ``all_to_all(self.ep_group, ...)``); the busiest rank receives and sends the expert
+    load times the mean. Expert tensor parallelism all-gathers the received tokens over
+    the expert tp group before the experts and reduce-scatters their output after
+    (``gather_from_sequence_parallel_region``/``reduce_scatter_to_sequence_parallel_region``
+    with ``group=self.tp_group``, the expert tp group): that replaces the dense MLP's
+    tensor-parallel pair under sequence parallelism (required with MoE and tp > 1,
+    ``megatron/training/arguments.py``); without it the tp ranks hold the same tokens and
+    the layer keeps the dense pair ``tp_one``."""
+    b = env.batch
+    h = env.model.hidden_size
+    load = expert_load(env)
+    sent = alltoall_bytes(env.tokens / env.sp_div, layer.top_k, h, env.elem) * load
+    a2a = collective_time(
+        Collective.ALL_TO_ALL,
+        sent,
+        env.ep_group,
+        env.hierarchy,
+        env.algorithms.get("ep", Algorithm.RING),
+    )
+    gathered = env.expert_rows * layer.top_k * load * h * env.elem
+    algo = env.algorithms.get("tp") or _algorithm(env)
+    group = env.experts.etp
+    ag = collective_time(Collective.ALL_GATHER, gathered, group, env.hierarchy, algo)
+    rs = collective_time(Collective.REDUCE_SCATTER, gathered, group, env.hierarchy, algo)
+    etp_pair = np.where(b.etp > 1, ag + rs, 0.0)
+    mlp_tp = np.where(b.sequence_parallel | (b.tp == 1), etp_pair, tp_one)
+    return np.where(b.ep > 1, a2a, 0.0), mlp_tp
+
+
 def recomputed_fraction(env: Env) -> np.ndarray:
     """Fraction of a stage's layers that full recomputation checkpoints: 1, or
     ``recompute_layers`` over the layers of a pipeline model chunk ``L / (pp vpp)`` of the
@@ -414,8 +476,6 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     hidden_bytes = env.tokens * env.model.hidden_size * env.elem
     tp_one = tp_pair_time(env, hidden_bytes)
     kv_ag, kv_rs = kv_gather_time(env, layer.attention)
-    tp_fwd = 2.0 * tp_one + kv_ag
-    tp_bwd = 2.0 * tp_one + kv_rs
     # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
     # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
     cp_steps = b.cp - 1.0
@@ -423,22 +483,18 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     cp_fwd = np.where(b.cp > 1, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
     cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
     if layer.moe:
-        routed = env.tokens * layer.top_k * env.model.hidden_size * env.elem / env.sp_div
-        a2a = collective_time(
-            Collective.ALL_TO_ALL,
-            routed,
-            env.ep_group,
-            env.hierarchy,
-            env.algorithms.get("ep", Algorithm.RING),
-        )
-        ep_fwd, ep_bwd = 2.0 * a2a, 2.0 * a2a
+        ep_one, mlp_tp = moe_comm_time(env, layer, tp_one)
+        ep_fwd, ep_bwd = 2.0 * ep_one, 2.0 * ep_one
     else:
         ep_fwd = ep_bwd = np.zeros_like(fwd_compute)
+        mlp_tp = tp_one
+    tp_fwd = tp_one + mlp_tp + kv_ag
+    tp_bwd = tp_one + mlp_tp + kv_rs
 
     recompute_mode = b.recompute
     full = recompute_mode == FULL
     f = np.where(full, recomputed_fraction(env), 0.0)
-    sel = _selective(env, layer, parts, attn, tp_one, ep_fwd)
+    sel = _selective(env, layer, parts, attn, mlp_tp, ep_fwd)
     # host issue time: a backward op issues about two kernels per forward kernel (input and
     # weight gradients) plus one gradient accumulation per parameter tensor; collectives
     # issue one kernel each (Paszke et al. 2019, PyTorch, sec. 5.1: eager ops are issued

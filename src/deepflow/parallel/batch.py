@@ -59,6 +59,7 @@ class StrategyBatch:
     vpp: np.ndarray
     cp: np.ndarray
     ep: np.ndarray
+    etp: np.ndarray  # expert tensor parallelism, resolved (``expert_tp`` or ``tp``)
     sequence_parallel: np.ndarray
     zero: np.ndarray
     shard_degree: np.ndarray  # 0 = the whole dp x cp group
@@ -118,6 +119,7 @@ class StrategyBatch:
             vpp=col(lambda s: s.vpp),
             cp=degrees["cp"],
             ep=col(lambda s: s.ep),
+            etp=col(lambda s: s.etp),
             sequence_parallel=col(lambda s: s.sequence_parallel, bool),
             zero=col(lambda s: s.zero),
             shard_degree=col(lambda s: s.shard_degree or 0),
@@ -206,6 +208,11 @@ class StrategyBatch:
         layers = np.broadcast_to(
             np.asarray(-1 if layers is None else layers, dtype=np.int64), (n,)
         ).copy()
+        # expert_tp: None (the spec's default) is tp (Megatron-Core parallel_state)
+        # (0 in an array means the same)
+        etp = arrays.get("expert_tp")
+        etp_a = np.broadcast_to(np.asarray(0 if etp is None else etp, dtype=np.int64), (n,))
+        etp_a = np.where(etp_a > 0, etp_a, degrees["tp"])
         return cls(
             dp=degrees["dp"],
             tp=degrees["tp"],
@@ -213,6 +220,7 @@ class StrategyBatch:
             vpp=vpp,
             cp=degrees["cp"],
             ep=arr("ep"),
+            etp=etp_a,
             sequence_parallel=arr("sequence_parallel", bool),
             zero=arr("zero"),
             shard_degree=shard_degree,
@@ -250,6 +258,7 @@ class StrategyBatch:
             vpp=int(self.vpp[i]),
             cp=int(self.cp[i]),
             ep=int(self.ep[i]),
+            expert_tp=None if self.etp[i] == self.tp[i] else int(self.etp[i]),
             sequence_parallel=bool(self.sequence_parallel[i]),
             zero=int(self.zero[i]),
             shard_degree=int(self.shard_degree[i]) or None,

@@ -30,8 +30,17 @@ knob                          candidates (before the user's restriction)
                               global batch
 ``vpp``                       divisors of ``ceil(num_layers / pp)`` (the layers of the
                               fullest stage) with ``pp vpp <= num_layers + 2``
-``ep``                        1 for dense models; divisors of ``dp`` that divide
-                              ``num_experts`` for mixture-of-experts models
+``ep``                        1 for dense models; for mixture-of-experts models, divisors
+                              of ``num_experts`` that fold with ``expert_tp`` onto the
+                              ``tp cp dp`` ranks (``ep expert_tp`` divides ``tp cp dp``;
+                              MoE parallel folding, :mod:`deepflow.parallel.experts`)
+``expert_tp``                 ``tp`` for dense models; 1 and ``tp`` (where it divides the
+                              expert hidden size) for mixture-of-experts models: the two
+                              grids Megatron-Core's MoE recipes use (experts folded
+                              without tensor parallelism, or split like the dense layers);
+                              other values with ``--fix expert_tp=...``; an ``expert_tp``
+                              other than ``tp`` only with sequence parallelism (rule
+                              ``etp-sp``: the rest is not enumerated)
 ``micro_batch_size``          divisors of ``global_batch_size / dp``
 ``sequence_parallel``         both
 ``zero``                      0, 1, 2, 3
@@ -92,6 +101,7 @@ SEARCH_KNOBS = (
     "vpp",
     "cp",
     "ep",
+    "expert_tp",
     "sequence_parallel",
     "zero",
     "recompute",
@@ -133,6 +143,7 @@ INTEGER_KNOBS = (
     "vpp",
     "cp",
     "ep",
+    "expert_tp",
     "zero",
     "micro_batch_size",
     "recompute_layers",
@@ -380,6 +391,26 @@ class SearchSpace:
                 out.append(allowed[0])
         return out
 
+    def _expert_grids(self, tp: int, cp: int, dp: int) -> list[tuple[int, int]]:
+        """The ``(ep, expert_tp)`` pairs of a dense mesh: ``(1, tp)`` for a dense model;
+        for a mixture-of-experts model ``expert_tp`` 1 or ``tp`` (any divisor of ``tp``
+        that a ``--fix`` admits) dividing the expert hidden size, with each allowed ``ep`` dividing ``num_experts`` such that
+        ``ep * expert_tp`` divides ``tp * cp * dp`` (Megatron-Core's expert grid)."""
+        m = self.model
+        if m.moe is None:
+            return [
+                (e, t) for e in self._allowed("ep", [1]) for t in self._allowed("expert_tp", [tp])
+            ]
+        ffn = m.moe.expert_ffn_hidden_size or m.ffn_hidden_size
+        ranks = tp * cp * dp
+        out = []
+        restriction = self.restrictions.get("expert_tp")
+        candidates = divisors(tp) if restriction is not None else sorted({1, tp})
+        for etp in self._allowed("expert_tp", [t for t in candidates if ffn % t == 0]):
+            eps = [e for e in divisors(ranks // etp) if m.moe.num_experts % e == 0]
+            out += [(e, etp) for e in self._allowed("ep", eps)]
+        return out
+
     def _schedules(self, pp: int, vpp: int) -> list[int]:
         restriction = self.restrictions.get("pipeline_schedule")
         allowed = [
@@ -479,11 +510,7 @@ class SearchSpace:
             policies = np.array(
                 self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
             ).reshape(-1, 3)
-            if m.moe is None:
-                eps = self._allowed("ep", [1])
-            else:
-                eps = [e for e in divisors(dp) if m.moe.num_experts % e == 0]
-                eps = self._allowed("ep", eps)
+            experts = self._expert_grids(tp, cp, dp)
             sps = (
                 self._representatives("sequence_parallel", [(False, True)])
                 if tp == 1
@@ -495,7 +522,7 @@ class SearchSpace:
                 [tp],
                 [cp],
                 [dp],
-                eps,
+                np.arange(len(experts)),
                 self._allowed("micro_batch_size", divisors(gbs // dp)),
                 [int(s) for s in sps],
                 zeros,
@@ -506,7 +533,14 @@ class SearchSpace:
             flat = [g.ravel() for g in grid]
             policy = policies[flat[9]]
             flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
-            parts.append(np.stack(flat, axis=1))
+            grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
+            flat[5:6] = [grids[:, 0], grids[:, 1]]
+            table = np.stack(flat, axis=1)
+            if tp > 1:
+                # a folded expert_tp needs sequence parallelism (rule etp-sp): the points
+                # without it are never enumerated
+                table = table[(table[:, 6] == tp) | (table[:, 8] == 1)]
+            parts.append(table)
         names = (
             "pp",
             "vpp",
@@ -514,6 +548,7 @@ class SearchSpace:
             "cp",
             "dp",
             "ep",
+            "expert_tp",
             "micro_batch_size",
             "sequence_parallel",
             "zero",
@@ -591,6 +626,9 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
             data[knob] = SCHEDULES[int(value)].value
         elif knob == "sequence_parallel":
             data[knob] = bool(value)
+        elif knob == "expert_tp":
+            # the default (tp) is left unset, as the strategy spec writes it
+            data[knob] = None if int(value) == int(columns["tp"][i]) else int(value)
         else:
             data[knob] = int(value)
     return data

@@ -119,7 +119,7 @@ class _Costs:
             False: (_f(dense.params) * self.grad_elem, _f(dense.expert_params) * self.grad_elem),
             True: (_f(moe.params) * self.grad_elem, _f(moe.expert_params) * self.grad_elem),
         }
-        emb, head = embedding_cost(env), head_cost(env)
+        emb, head = embedding_cost(env), head_cost(env, (dense, moe))
         self.emb = self._edge(emb, "emb", split=False)
         self.head = self._edge(head, "head", split=self.split)
         self.emb_grad = _f(emb.params) * self.grad_elem
@@ -288,7 +288,7 @@ def lower(
         costs.split = split
         dense, moe = layer_costs(costs.env)
         costs.layers = {False: costs._layer(dense), True: costs._layer(moe)}
-        costs.head = costs._edge(head_cost(costs.env), "head", split=split)
+        costs.head = costs._edge(head_cost(costs.env, (dense, moe)), "head", split=split)
     stride_pp = int(costs.env.batch.stride_pp[0])
     ranks = tuple(s * stride_pp for s in range(p))
     n_virtual = p * v

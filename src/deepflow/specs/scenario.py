@@ -22,7 +22,13 @@ from deepflow.specs.hf import hf_model_section
 from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
-from deepflow.specs.strategy import RecomputeModule, StrategySpec, check_stage_layers
+from deepflow.specs.strategy import (
+    FOLD_RULE,
+    RecomputeModule,
+    StrategySpec,
+    check_stage_layers,
+    folds,
+)
 from deepflow.specs.system import SystemSpec
 from deepflow.specs.training import TrainingSpec
 
@@ -75,6 +81,26 @@ class Scenario(Spec):
             # the virtual node's batch is the micro-batch (VirtualFlow, sec. 3)
             strategy = self.strategy.replace(micro_batch_size=gbs // vn)
             object.__setattr__(self, "strategy", strategy)
+        return self
+
+    @model_validator(mode="after")
+    def _expert_grid(self) -> Scenario:
+        # an explicit expert_tp names an expert grid; Megatron-Core refuses one that does
+        # not fold onto the dense ranks (parallel_state.initialize_model_parallel raises)
+        s = self.strategy
+        if s.expert_tp is None or s.expert_tp == s.tp:
+            return self  # the default grid
+        if self.model.moe is None:
+            raise ConfigError(
+                f"needs a mixture-of-experts model (model.moe is not set; got {s.expert_tp})",
+                "strategy.expert_tp",
+            )
+        if not bool(folds(s.tp, s.cp, s.dp, s.ep, s.expert_tp)):
+            raise ConfigError(
+                f"{FOLD_RULE}; got ep*expert_tp={s.ep}*{s.expert_tp}, "
+                f"tp*cp*dp={s.tp}*{s.cp}*{s.dp}",
+                "strategy.expert_tp",
+            )
         return self
 
     @model_validator(mode="after")

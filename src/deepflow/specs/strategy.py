@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from deepflow.errors import ConfigError
@@ -115,12 +116,31 @@ def check_stage_layers(
         )
 
 
+FOLD_RULE = (
+    "ep*expert_tp must divide tp*cp*dp (Megatron-Core MoE parallel folding: "
+    "expert_tp x ep x expert-dp = tp x cp x dp ranks per pipeline stage)"
+)
+
+
+def folds(tp: object, cp: object, dp: object, ep: object, etp: object) -> np.ndarray:
+    """True where the expert grid ``etp x ep x edp`` fits the ``tp x cp x dp`` ranks."""
+    dense = np.asarray(tp) * np.asarray(cp) * np.asarray(dp)
+    return np.mod(dense, np.asarray(ep) * np.asarray(etp)) == 0
+
+
 class StrategySpec(Spec):
     """How one training step is parallelized.
 
-    Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators; expert parallelism
-    ``ep`` shards the experts over data-parallel ranks (Megatron-Core convention), so it
-    divides ``dp``. ``axis_order`` places the axes on the network hierarchy, innermost
+    Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators. The MoE layers have
+    their own grid over the same ranks (Megatron-Core's MoE parallel folding,
+    ``megatron/core/parallel_state.py``, ``initialize_model_parallel``: the expert rank
+    generator ``RankGenerator(tp=expert_tensor_parallel_size, ep=expert_model_parallel_size,
+    dp=expert_data_parallel_size, pp=pp)``): ``expert_tp`` (ETP) x ``ep`` x EDP x ``pp`` =
+    accelerators, so ``ep * expert_tp`` divides ``tp * cp * dp`` and the expert-data-parallel
+    degree is ``tp * cp * dp / (ep * expert_tp)``. ``expert_tp`` unset means ``tp``
+    (``if expert_tensor_parallel_size is None: expert_tensor_parallel_size =
+    tensor_model_parallel_size`` there); :mod:`deepflow.parallel.experts` places the groups.
+    ``axis_order`` places the axes on the network hierarchy, innermost
     (fastest-varying rank index) first. ``fp32_main_grads`` keeps gradients in fp32 buffers
     into which every micro-batch accumulates (Megatron-LM's ``main_grad``); otherwise they
     stay in the parameter precision.
@@ -185,6 +205,7 @@ class StrategySpec(Spec):
     vpp: Layers = 1
     cp: Degree = 1
     ep: Degree = 1
+    expert_tp: Degree | None = None
     sequence_parallel: bool = False
     zero: int = Field(default=0, ge=0, le=3)
     shard_degree: Degree | None = None
@@ -285,6 +306,12 @@ class StrategySpec(Spec):
         return self.pipeline_schedule
 
     @property
+    def etp(self) -> int:
+        """The expert tensor-parallel degree: ``expert_tp``, or ``tp`` when unset
+        (Megatron-Core ``parallel_state.initialize_model_parallel``)."""
+        return self.tp if self.expert_tp is None else self.expert_tp
+
+    @property
     def model_parallel_size(self) -> int:
         return self.tp * self.pp * self.cp
 
@@ -303,6 +330,8 @@ def strategy_text(s: Mapping[str, Any]) -> str:
     ``none``, the micro-batch size and, with a pipeline, the schedule."""
     parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
     parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
+    if s.get("expert_tp") is not None and s["expert_tp"] != s["tp"]:
+        parts.append(f"etp{s['expert_tp']}")
     if s.get("sequence_parallel"):
         parts.append("sp")
     if s.get("zero"):

@@ -267,6 +267,13 @@ def export_scenario(
     s = scenario.strategy
     model, system = scenario.model, scenario.system
     tp, pp, cp, ep, vpp = int(s.tp), int(s.pp), int(s.cp), int(s.ep), int(s.vpp)
+    if s.etp != tp:
+        # the export's communicator lists follow the unfolded expert grid (EP over dp*cp)
+        raise ConfigError(
+            f"the ASTRA-sim export writes expert groups over dp*cp only; expert_tp={s.etp} "
+            f"differs from tp={tp} (MoE parallel folding is costed by predict and simulate)",
+            "strategy.expert_tp",
+        )
     job_dp = scenario.dp
     dp = job_dp
     if ep > 1 and (job_dp * cp) % ep:
