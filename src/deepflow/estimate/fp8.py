@@ -57,9 +57,12 @@ def quantization_time(
     ``rows`` (all local experts' rows together) on ``k`` inputs and ``n`` outputs with
     ``params`` local weight elements, per micro-batch and rank."""
     acc = env.system.accelerator
+    fp8 = env.batch.fp8_recipe >= 0
+    if not fp8.any():  # no FP8 strategy in the batch: nothing to cost (and no time spent)
+        zero = np.zeros(len(env.batch))
+        return zero, zero
     per_elem = _table(env, quantize_bytes)
     amax = _table(env, lambda r, mx: float(RECIPES[r].amax_pass))
-    fp8 = env.batch.fp8_recipe >= 0
     weight = np.where(env.batch.fp8_param_gather, 0.0, _table(env, weight_quantize_bytes))
     x_bytes = rows * k * per_elem + params * weight / env.micro_batches
     dy_bytes = rows * n * per_elem
