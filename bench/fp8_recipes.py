@@ -52,9 +52,8 @@ def main() -> None:
             name = v.get("fp8_recipe", "bf16") + (
                 " +fp8_param_gather" if v.get("fp8_param_gather") else ""
             )
-            print(
-                f"{system:<9} {name:<30} step {t:7.3f} s  peak {mem / 1e9:6.2f} GB  weights {w / 1e9:6.2f} GB"
-            )
+            gb = f"peak {mem / 1e9:6.2f} GB  weights {w / 1e9:6.2f} GB"
+            print(f"{system:<9} {name:<30} step {t:7.3f} s  {gb}")
 
 
 if __name__ == "__main__":

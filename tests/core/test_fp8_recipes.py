@@ -62,7 +62,9 @@ def test_default_recipe_is_megatrons_delayed() -> None:
     s = scenario("llama2-7b", "dgx-h100", 8, 64, tp=2, zero=1, precision="fp8")
     assert s.strategy.fp8_recipe is None
     assert s.strategy.effective_fp8_recipe is DEFAULT_FP8_RECIPE is FP8Recipe.DELAYED
-    explicit = scenario("llama2-7b", "dgx-h100", 8, 64, tp=2, zero=1, precision="fp8", fp8_recipe="delayed")
+    explicit = scenario(
+        "llama2-7b", "dgx-h100", 8, 64, tp=2, zero=1, precision="fp8", fp8_recipe="delayed"
+    )
     current = scenario(
         "llama2-7b", "dgx-h100", 8, 64, tp=2, zero=1, precision="fp8", fp8_recipe="tensorwise"
     )
@@ -190,3 +192,18 @@ def test_current_scaling_costs_at_least_delayed(kw, system) -> None:
     r = evaluate(delayed.model, delayed.system, 64, batch_of(delayed, current))
     if r.feasible.all():
         assert r.step_time[1] >= r.step_time[0] * (1 - 1e-12)
+
+
+def test_blackwell_ultra_presets() -> None:
+    """B300/GB300 take the Blackwell kernel curves at their own data-sheet peaks; GB300 NVL72
+    is one 72-GPU NVLink domain at 1.8 TB/s bidirectional per GPU."""
+    from deepflow.specs import accelerator_from, system_from
+
+    for name, table, fp8 in (("b300", "b200", 4.5e15), ("gb300", "gb200", 5e15)):
+        acc = accelerator_from(name)
+        assert acc.kernel_table == table and acc.microscaling and acc.sources
+        assert acc.peak_flops.fp8 == fp8 and acc.peak_flops.bf16 == fp8 / 2
+    nvl = system_from({"preset": "gb300-nvl72", "num_accelerators": 144})
+    assert nvl.accelerator.name == "gb300" and nvl.scale_up_size == 72
+    assert nvl.intra_node.bandwidth == 900e9
+    assert not accelerator_from("h100-sxm5-80gb").microscaling

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from deepflow.specs.accelerator import Precision
-from deepflow.specs.fp8 import DEFAULT_FP8_RECIPE, FP8_RECIPES
+from deepflow.specs.fp8 import DEFAULT_FP8_RECIPE, FP8_RECIPES, FP8Recipe
 from deepflow.specs.framework import DEFAULT_FRAMEWORK, FRAMEWORKS, SWITCHES, framework_profile
 from deepflow.specs.strategy import (
     DEFAULT_RECOMPUTE_MODULES,
@@ -164,7 +164,9 @@ class StrategyBatch:
             stride_pp=strides["pp"],
             axis_orders=orders,
             stage_layers=tuple(s.stage_layers for s in specs),
-            fp8_recipe=col(lambda s: -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe)),
+            fp8_recipe=col(
+                lambda s: -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe)
+            ),
             fp8_param_gather=col(lambda s: s.fp8_param_gather, bool),
         )
 
@@ -335,13 +337,15 @@ def _recipe_codes(value: object, n: int) -> np.ndarray:
     default recipe where the precision is fp8): one name or code, or one per strategy."""
     if value is None:
         return np.full(n, -1, dtype=np.int64)
-    items = [value] if isinstance(value, (str, int, np.integer)) else list(value)  # type: ignore[call-overload]
-    codes = [
-        int(v) if isinstance(v, (int, np.integer)) else (
-            -1 if v is None else FP8_RECIPES.index(type(FP8_RECIPES[0])(getattr(v, "value", v)))
-        )
-        for v in items
-    ]
+    one = isinstance(value, (str, int, np.integer))
+    items = [value] if one else list(value)  # type: ignore[call-overload]
+
+    def code(v: object) -> int:
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        return -1 if v is None else FP8_RECIPES.index(FP8Recipe(getattr(v, "value", v)))
+
+    codes = [code(v) for v in items]
     return np.broadcast_to(np.asarray(codes, dtype=np.int64), (n,)).copy()
 
 
