@@ -287,6 +287,7 @@ def evaluate(
     grads_in_backward = _step_flags(env)
     dpg = env.dp_groups
     fp8_extra = weight_extra_bytes(env)
+    fp8_any = bool(fp8_extra.any())
     gather_w = gather_bytes(env)  # the parameter all-gather's bytes (FP8 with fp8_param_gather)
     hidden_bytes = env.tokens * model.hidden_size * elem
     p2p = np.where(
@@ -407,8 +408,10 @@ def evaluate(
         weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
         # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py;
         # the norms' few parameters are counted with them, embedding and head stay 16-bit)
-        fp8_dense = n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
-        weights = weights + sharded_state(fp8_dense, expert, sz, 3, sgroups) * fp8_extra[idx]
+        if fp8_any:
+            fp8_dense = n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
+            fp8_w = sharded_state(fp8_dense, expert, sz, 3, sgroups) * fp8_extra[idx]
+            weights = weights + fp8_w
         grads = sharded_state(params, expert, sz, 2, sgroups) * env.grad_bytes[idx]
         opt = sharded_state(params, expert, sz, 1, sgroups) * opt_state[idx]
         per_mb = (
