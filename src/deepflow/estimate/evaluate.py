@@ -35,6 +35,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
+from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
@@ -293,6 +294,9 @@ def evaluate(
     opt_traffic = optimizer_traffic(env)
     grads_in_backward = _step_flags(env)
     dpg = env.dp_groups
+    fp8_extra = weight_extra_bytes(env)
+    fp8_any = bool(fp8_extra.any())
+    gather_w = gather_bytes(env)  # the parameter all-gather's bytes (FP8 with fp8_param_gather)
     hidden_bytes = env.tokens * model.hidden_size * elem
     p2p = np.where(
         b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
@@ -410,6 +414,12 @@ def evaluate(
         sz = zero[idx]
         sgroups = _take_groups(dpg, idx)
         weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
+        # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py;
+        # the norms' few parameters are counted with them, embedding and head stay 16-bit)
+        if fp8_any:
+            fp8_dense = n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
+            fp8_w = sharded_state(fp8_dense, expert, sz, 3, sgroups) * fp8_extra[idx]
+            weights = weights + fp8_w
         grads = sharded_state(params, expert, sz, 2, sgroups) * env.grad_bytes[idx]
         opt = sharded_state(params, expert, sz, 1, sgroups) * opt_state[idx]
         per_mb = (
@@ -463,7 +473,7 @@ def evaluate(
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
     sync_colls = step_sync(
-        stage_params, stage_expert_params, zero, dpg, w_bytes, env.grad_bytes
+        stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes
     )
     sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
     grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
@@ -471,7 +481,7 @@ def evaluate(
     overlapped = np.maximum(sync - stage_backward, last_bucket)
     dp_exposed = np.where(b.overlap_grad_reduce, overlapped, sync)
     gather = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="forward")
-    param_bytes = (stage_params + stage_expert_params) * w_bytes
+    param_bytes = (stage_params + stage_expert_params) * gather_w
     gather_bucket = gather * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(param_bytes, 1.0))
     dp_exposed = dp_exposed + param_gather_exposed(env, gather, stage_forward, gather_bucket)
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed

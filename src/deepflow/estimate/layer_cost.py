@@ -45,6 +45,7 @@ from typing import TypeVar
 import numpy as np
 
 from deepflow.estimate.context import Env
+from deepflow.estimate.fp8 import quantization_time
 from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
@@ -231,6 +232,10 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
     if op.scope is Scope.EXPERT:
         params = params / env.batch.ep
+    if op.low_precision:
+        # the FP8 recipe's quantization kernels (zero outside fp8; estimate/fp8.py)
+        q_fwd, q_bwd = quantization_time(env, rows * groups, k, n, params)
+        fwd, dgrad = fwd + q_fwd, dgrad + q_bwd
     return {
         "fwd": fwd + bias_add,
         "bwd": dgrad + wgrad + bias_grad,

@@ -51,6 +51,9 @@ knob                          candidates (before the user's restriction)
 ``recompute_layers``          with full: every layer; with ``recompute_policies``, also
                               :data:`RECOMPUTE_LAYER_FRACTIONS` of a pipeline chunk's layers
 ``pipeline_schedule``         gpipe, 1f1b, interleaved, zero-bubble
+``fp8_recipe``                under ``precision: fp8``: tensorwise, delayed, blockwise, and
+                              mxfp8 where the accelerator has microscaling tensor cores;
+                              none at other precisions
 ============================  ================================================================
 
 The recompute policies multiply the space by up to ``len(RECOMPUTE_MODULE_CHOICES) +
@@ -81,6 +84,8 @@ from pydantic import ValidationError
 
 from deepflow.errors import ConfigError
 from deepflow.parallel.batch import DEFAULT_MODULES_MASK, RECOMPUTES, SCHEDULES, StrategyBatch
+from deepflow.specs.accelerator import Precision
+from deepflow.specs.fp8 import FP8_RECIPES, RECIPES
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.scenario import Scenario
 from deepflow.specs.strategy import (
@@ -109,6 +114,7 @@ SEARCH_KNOBS = (
     "recompute_layers",
     "micro_batch_size",
     "pipeline_schedule",
+    "fp8_recipe",
 )
 """The knobs a search varies; every other strategy field comes from the base strategy."""
 
@@ -150,6 +156,7 @@ INTEGER_KNOBS = (
 )
 # the recompute mode a knob's value is checked under
 _NEEDS = {"recompute_modules": "selective", "recompute_layers": "full"}
+_NEEDS_PRECISION = {"fp8_recipe": "fp8", "fp8_param_gather": "fp8"}
 _NOT_BATCHED = ("axis_order", "stage_layers")
 """Base fields that are not arrays of a batch: the axis order is passed on its own, and an
 explicit pipeline split belongs to one ``pp``, so a search uses the default split."""
@@ -229,6 +236,8 @@ def _parse_value(key: str, text: str) -> Any:
         value = text
     try:
         extra = {"recompute": _NEEDS[key]} if key in _NEEDS else {}
+        if key in _NEEDS_PRECISION:
+            extra = {"precision": _NEEDS_PRECISION[key]}
         checked = StrategySpec.model_validate({"dp": 1, **extra, key: value})
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
@@ -447,6 +456,17 @@ class SearchSpace:
             sets = [DEFAULT_RECOMPUTE_MODULES]
         return list(dict.fromkeys(module_mask(modules) for modules in sets))
 
+    @cached_property
+    def _fp8_recipes(self) -> list[int]:
+        """Codes (into :data:`~deepflow.specs.fp8.FP8_RECIPES`) of the FP8 recipes tried:
+        under ``precision: fp8``, every recipe the accelerator runs (MXFP8 needs
+        microscaling tensor cores), or the restriction's; ``[-1]`` (none) otherwise."""
+        if self.base.precision is not Precision.FP8:
+            return [-1]
+        mx = self.system.accelerator.microscaling
+        runs = [r for r in FP8_RECIPES if mx or not RECIPES[r].needs_microscaling]
+        return [FP8_RECIPES.index(r) for r in self._allowed("fp8_recipe", runs)]
+
     def _recompute_policies(self, per_chunk: int) -> list[tuple[int, int, int]]:
         """``(recompute code, module mask, recompute_layers)`` of each recompute setting
         tried on a pipeline layout with ``per_chunk`` layers per chunk."""
@@ -528,6 +548,7 @@ class SearchSpace:
                 zeros,
                 np.arange(len(policies)),
                 self._schedules(pp, vpp),
+                self._fp8_recipes,
                 indexing="ij",
             )
             flat = [g.ravel() for g in grid]
@@ -556,6 +577,7 @@ class SearchSpace:
             "recompute_modules",
             "recompute_layers",
             "pipeline_schedule",
+            "fp8_recipe",
         )
         table = np.concatenate(parts) if parts else np.zeros((0, len(names)), dtype=np.int64)
         table = table.astype(np.int64)
@@ -629,6 +651,8 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
         elif knob == "expert_tp":
             # the default (tp) is left unset, as the strategy spec writes it
             data[knob] = None if int(value) == int(columns["tp"][i]) else int(value)
+        elif knob == "fp8_recipe":
+            data[knob] = FP8_RECIPES[int(value)].value if int(value) >= 0 else None
         else:
             data[knob] = int(value)
     return data

@@ -18,6 +18,7 @@ from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.base import Name, Spec
 from deepflow.specs.files import brief, load_config_file
+from deepflow.specs.fp8 import RECIPES
 from deepflow.specs.hf import hf_model_section
 from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
@@ -112,6 +113,20 @@ class Scenario(Spec):
             raise ValueError(
                 "strategy.recompute_modules: mla_up_proj needs a multi-latent-attention "
                 "model (model.mla is not set)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_recipe_on_chip(self) -> Scenario:
+        # MXFP8 needs block-scaled tensor cores (TE: MXFP8BlockScaling is Blackwell-only)
+        recipe = self.strategy.effective_fp8_recipe
+        acc = self.system.accelerator
+        if recipe is not None and RECIPES[recipe].needs_microscaling and not acc.microscaling:
+            raise ConfigError(
+                f"fp8_recipe={recipe.value} needs block-scaled (MX) tensor cores, which "
+                f"{acc.name} lacks (accelerator microscaling: false); use tensorwise, "
+                "delayed or blockwise",
+                "strategy.fp8_recipe",
             )
         return self
 

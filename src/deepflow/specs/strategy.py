@@ -12,6 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_LAYERS, Batch, Degree, Layers, Spec, count
+from deepflow.specs.fp8 import DEFAULT_FP8_RECIPE, FP8Recipe
 from deepflow.specs.framework import (
     DEFAULT_FRAMEWORK,
     FRAMEWORKS,
@@ -226,6 +227,12 @@ class StrategySpec(Spec):
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
     stage_layers: tuple[count(MAX_LAYERS, 0), ...] | None = None
+    # FP8 training (deepflow.specs.fp8): the scaling recipe under precision fp8 (unset:
+    # Megatron-LM's default, delayed) and FP8 primary weights gathered in FP8 (Megatron-LM
+    # --fp8-param-gather: pretrain_gpt.py model_provider builds the model under TE's
+    # fp8_model_init, so no 16-bit weight copy exists)
+    fp8_recipe: FP8Recipe | None = None
+    fp8_param_gather: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -259,6 +266,29 @@ class StrategySpec(Spec):
             if not path.strip().lower().endswith(".xml"):
                 raise ValueError(f"{axis}: {path!r} is not an MSCCL-IR file (expected *.xml)")
         return value
+
+    @model_validator(mode="after")
+    def _fp8_needs_precision(self) -> StrategySpec:
+        if self.precision is Precision.FP8:
+            return self
+        given = {"fp8_recipe": self.fp8_recipe, "fp8_param_gather": self.fp8_param_gather}
+        for key, value in given.items():
+            if value not in (None, False):
+                shown = value.value if isinstance(value, FP8Recipe) else value
+                raise ConfigError(
+                    f"{key}={shown} needs precision: fp8 (precision is "
+                    f"{self.precision.value!r})",
+                    f"strategy.{key}",
+                )
+        return self
+
+    @property
+    def effective_fp8_recipe(self) -> FP8Recipe | None:
+        """The FP8 recipe in use: ``fp8_recipe`` or :data:`DEFAULT_FP8_RECIPE` under
+        ``precision: fp8``; ``None`` at any other precision."""
+        if self.precision is not Precision.FP8:
+            return None
+        return self.fp8_recipe or DEFAULT_FP8_RECIPE
 
     @model_validator(mode="after")
     def _stage_layers_length(self) -> StrategySpec:
