@@ -28,6 +28,7 @@ from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
 from deepflow.estimate.edges import embedding_cost, head_cost
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
+from deepflow.estimate.memo import Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -83,6 +84,9 @@ GRAD_BUCKET_BYTES = 25e6
 OOM_RULE = len(RULES)
 ALGORITHM_AXES = ("tp", "dp", "ep")
 """Mesh axes whose collectives can take an algorithm other than the built-in one."""
+# one-strategy evaluations (``deepflow.predict`` in a loop) reuse the layer and edge costs
+# of earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)
+LAYER_COSTS, EMBEDDING_COST, HEAD_COST = Memo(layer_costs), Memo(embedding_cost), Memo(head_cost)
 
 
 @dataclass(frozen=True)
@@ -275,8 +279,8 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    dense, moe = layer_costs(env)
-    emb, head = embedding_cost(env), head_cost(env)
+    dense, moe = LAYER_COSTS(env)
+    emb, head = EMBEDDING_COST(env), HEAD_COST(env)
     b = batch
     m = env.micro_batches
     elem = env.elem
