@@ -295,7 +295,8 @@ def evaluate(
     )
 
     final_norm_params = float(parameter_count(model).final_norm)
-    z3_dense, z3_moe = zero3_exposed(env, dense), zero3_exposed(env, moe)
+    z3_dense = zero3_exposed(env, dense)
+    z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense model: one layer kind
     z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
 
     def layer_parts(cost: LayerCost, z3: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:

@@ -80,24 +80,35 @@ def _resolve(env: Env, path: str) -> object:
     return obj
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
 def fingerprint(value: object, refs: list[object]) -> Hashable:
     """A hashable key equal for two values exactly when they are interchangeable inputs
     (see the module docstring); objects keyed by identity are appended to ``refs``."""
-    if isinstance(value, np.ndarray):
-        return ("array", value.dtype.str, value.shape, value.tobytes())
+    kind = type(value)
+    if kind is np.ndarray:
+        return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
     if isinstance(value, np.generic):
         return ("scalar", value.dtype.str, value.tobytes())
     if isinstance(value, _SCALARS):
-        return (type(value), value)
+        return (kind, value)
     if isinstance(value, tuple):
         return ("tuple", *(fingerprint(v, refs) for v in value))
     if isinstance(value, Mapping):
         items = sorted(
             ((repr(k), fingerprint(v, refs)) for k, v in value.items()), key=lambda kv: kv[0]
         )
-        return ("mapping", type(value), *items)
+        return ("mapping", kind, *items)
     if is_dataclass(value) and not isinstance(value, type):
-        return (type(value), *(fingerprint(getattr(value, f.name), refs) for f in fields(value)))
+        return (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
     refs.append(value)
     return ("id", id(value))
 
