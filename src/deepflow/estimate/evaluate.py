@@ -26,7 +26,7 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
-from deepflow.estimate.edges import embedding_cost, head_cost
+from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
 from deepflow.estimate.memo import Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
@@ -84,9 +84,17 @@ GRAD_BUCKET_BYTES = 25e6
 OOM_RULE = len(RULES)
 ALGORITHM_AXES = ("tp", "dp", "ep")
 """Mesh axes whose collectives can take an algorithm other than the built-in one."""
-# one-strategy evaluations (``deepflow.predict`` in a loop) reuse the layer and edge costs
-# of earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)
-LAYER_COSTS, EMBEDDING_COST, HEAD_COST = Memo(layer_costs), Memo(embedding_cost), Memo(head_cost)
+
+
+def part_costs(env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+    """The dense and MoE layer costs and the embedding and head costs of ``env``."""
+    dense, moe = layer_costs(env)
+    return dense, moe, embedding_cost(env), head_cost(env)
+
+
+PART_COSTS = Memo(part_costs)
+"""One-strategy evaluations (``deepflow.predict`` in a loop) reuse the part costs of
+earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)."""
 
 
 @dataclass(frozen=True)
@@ -279,8 +287,7 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    dense, moe = LAYER_COSTS(env)
-    emb, head = EMBEDDING_COST(env), HEAD_COST(env)
+    dense, moe, emb, head = PART_COSTS(env)
     b = batch
     m = env.micro_batches
     elem = env.elem
@@ -405,7 +412,8 @@ def evaluate(
         )
         expert = n_moe[:, None] * moe.expert_params[idx]
         sz = zero[idx]
-        sgroups = _take_groups(dpg, idx)
+        # one pipeline split (always, for one strategy): the groups are those of the batch
+        sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
         weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
         grads = sharded_state(params, expert, sz, 2, sgroups) * env.grad_bytes[idx]
         opt = sharded_state(params, expert, sz, 1, sgroups) * opt_state[idx]

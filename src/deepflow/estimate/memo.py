@@ -113,18 +113,26 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
     return ("id", id(value))
 
 
-def frozen(value: T) -> T:
+def frozen(value: T, done: dict[int, object] | None = None) -> T:
     """``value`` with every array replaced by a read-only copy (tuples and dataclasses
-    rebuilt), so that a cached result shares no writable memory with any caller."""
+    rebuilt, an object met twice rebuilt once so that identities are kept), so that a
+    cached result shares no writable memory with any caller."""
+    done = {} if done is None else done
+    hit = done.get(id(value))
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    out: object = value
     if isinstance(value, np.ndarray):
         out = value.copy()
-        out.flags.writeable = False
-        return out  # type: ignore[return-value]
-    if isinstance(value, tuple):
-        return type(value)(frozen(v) for v in value)  # type: ignore[return-value]
-    if is_dataclass(value) and not isinstance(value, type):
-        return replace(value, **{f.name: frozen(getattr(value, f.name)) for f in fields(value)})
-    return value
+        out.flags.writeable = False  # type: ignore[attr-defined]
+    elif isinstance(value, tuple):
+        out = type(value)(frozen(v, done) for v in value)
+    elif is_dataclass(value) and not isinstance(value, type):
+        out = replace(
+            value, **{n: frozen(getattr(value, n), done) for n in _field_names(type(value))}
+        )
+    done[id(value)] = out
+    return out  # type: ignore[return-value]
 
 
 @dataclass
