@@ -11,7 +11,7 @@ from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate, predict
 from deepflow.estimate.context import Env
 from deepflow.estimate.evaluate import PART_COSTS
-from deepflow.estimate.memo import Memo
+from deepflow.estimate.memo import Memo, fingerprint
 from deepflow.estimate.prediction import Prediction, prediction_at
 from deepflow.parallel import StrategyBatch
 from deepflow.specs import Scenario, scenario_from_dict
@@ -158,3 +158,17 @@ def test_cached_arrays_are_read_only_copies():
     dense = PART_COSTS(env)[0]
     with pytest.raises(ValueError):
         dense.forward_compute[0] = 0.0
+
+
+def test_fingerprints_tell_apart_what_computes_differently():
+    def key(value):
+        return fingerprint(value, [])
+
+    assert key(0.0) != key(-0.0)
+    assert key(float("nan")) == key(float("nan"))
+    assert len({key(1), key(1.0), key(True), key(np.float64(1.0)), key(np.array([1.0]))}) == 5
+    assert key(np.array([1.0])) != key(np.array([1.0, 1.0])) != key(np.array([1], dtype=int))
+    assert key(np.array([0.0])) != key(np.array([-0.0]))
+    spec = object()
+    refs: list[object] = []
+    assert fingerprint(spec, refs) == ("id", id(spec)) and refs == [spec]

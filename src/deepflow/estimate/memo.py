@@ -9,7 +9,7 @@ an :class:`~deepflow.estimate.context.Env` keyed on exactly what the function re
   attribute it reads; the union of the attribute paths ever read is the key's schema;
 * the key is the content of those attributes in the new ``Env``: NumPy arrays by dtype,
   shape and bytes, dataclasses (the hierarchy, group placements) field by field,
-  mappings item by item, numbers by type and value; any other object (the frozen
+  mappings item by item, numbers by type and value (floats bit by bit); any other object (the frozen
   model, system and accelerator specs, algorithm objects) by identity, the entry holding
   a reference so that the identity cannot be reused while the entry lives;
 * when a computation reads a path not yet in the schema, the schema grows and every entry
@@ -94,10 +94,12 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
     """A hashable key equal for two values exactly when they are interchangeable inputs
     (see the module docstring); objects keyed by identity are appended to ``refs``."""
     kind = type(value)
-    if kind is np.ndarray:
+    if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
         return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic) and not value.dtype.hasobject:
         return ("scalar", value.dtype.str, value.tobytes())
+    if kind is float:  # every bit: -0.0 is not 0.0, NaN matches NaN
+        return (kind, value.hex())  # type: ignore[attr-defined]
     if isinstance(value, _SCALARS):
         return (kind, value)
     if isinstance(value, tuple):
