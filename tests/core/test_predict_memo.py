@@ -172,3 +172,18 @@ def test_fingerprints_tell_apart_what_computes_differently():
     spec = object()
     refs: list[object] = []
     assert fingerprint(spec, refs) == ("id", id(spec)) and refs == [spec]
+
+
+def test_specs_rebuilt_from_the_same_mapping_share_the_costs():
+    data = {
+        "model": "llama2-7b",
+        "system": {"preset": "dgx-h100", "num_accelerators": 64},
+        "strategy": {"tp": 4, "pp": 2, "micro_batch_size": 2},
+        "training": {"global_batch_size": 256},
+    }
+    first, again = scenario_from_dict(data), scenario_from_dict(data)
+    assert first.model is not again.model and first.system is not again.system
+    predict(first)
+    hits = PART_COSTS.hits
+    assert_same(predict(again), full(again))
+    assert PART_COSTS.hits == hits + 1

@@ -2,16 +2,18 @@
 
 An optimizer that calls :func:`deepflow.predict` once per strategy re-derives, on every
 call, layer costs that depend on only a few strategy fields (a dense layer's cost does not
-change with ``pp`` or ``dp``). :func:`memo_call` remembers the result of such a function of
+change with ``pp`` or ``dp``). :class:`Memo` remembers the result of such a function of
 an :class:`~deepflow.estimate.context.Env` keyed on exactly what the function read:
 
 * the function runs on a recorder over the ``Env`` (and its ``batch``) that logs every
   attribute it reads; the union of the attribute paths ever read is the key's schema;
 * the key is the content of those attributes in the new ``Env``: NumPy arrays by dtype,
   shape and bytes, dataclasses (the hierarchy, group placements) field by field,
-  mappings item by item, numbers by type and value (floats bit by bit); any other object (the frozen
-  model, system and accelerator specs, algorithm objects) by identity, the entry holding
-  a reference so that the identity cannot be reused while the entry lives;
+  mappings item by item, numbers by type and value (floats bit by bit), the frozen specs
+  (model, system) by value (pydantic equality of their validated fields, so a scenario
+  rebuilt from the same mapping reuses the costs); any other object
+  (algorithm objects) by identity, the entry holding a reference so that the identity
+  cannot be reused while the entry lives;
 * when a computation reads a path not yet in the schema, the schema grows and every entry
   is dropped, so no entry is ever looked up with a key that omits something it read.
 
@@ -38,6 +40,7 @@ import numpy as np
 
 from deepflow.estimate.context import Env
 from deepflow.parallel.batch import StrategyBatch
+from deepflow.specs.base import Spec
 
 T = TypeVar("T")
 
@@ -111,6 +114,13 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
         return ("mapping", kind, *items)
     if is_dataclass(value) and not isinstance(value, type):
         return (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
+    if isinstance(value, Spec):  # frozen and validated: equal fields compute the same
+        try:
+            hash(value)
+        except TypeError:  # a field that cannot hash: fall back to identity
+            pass
+        else:
+            return ("spec", kind, value)
     refs.append(value)
     return ("id", id(value))
 
