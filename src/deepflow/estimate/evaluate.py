@@ -34,9 +34,10 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env
-from deepflow.estimate.edges import embedding_cost, head_cost
+from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
+from deepflow.estimate.memo import Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -92,6 +93,17 @@ GRAD_BUCKET_BYTES = 25e6
 OOM_RULE = len(RULES)
 ALGORITHM_AXES = ("tp", "dp", "ep")
 """Mesh axes whose collectives can take an algorithm other than the built-in one."""
+
+
+def part_costs(env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+    """The dense and MoE layer costs and the embedding and head costs of ``env``."""
+    dense, moe = layer_costs(env)
+    return dense, moe, embedding_cost(env), head_cost(env, (dense, moe))
+
+
+PART_COSTS = Memo(part_costs)
+"""One-strategy evaluations (``deepflow.predict`` in a loop) reuse the part costs of
+earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)."""
 
 
 @dataclass(frozen=True)
@@ -284,8 +296,7 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    dense, moe = layer_costs(env)
-    emb, head = embedding_cost(env), head_cost(env, (dense, moe))
+    dense, moe, emb, head = PART_COSTS(env)
     b = batch
     m = env.micro_batches
     elem = env.elem
@@ -303,7 +314,8 @@ def evaluate(
     )
 
     final_norm_params = float(parameter_count(model).final_norm)
-    z3_dense, z3_moe = zero3_exposed(env, dense), zero3_exposed(env, moe)
+    z3_dense = zero3_exposed(env, dense)
+    z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense model: one layer kind
     z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
 
     def layer_parts(cost: LayerCost, z3: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
@@ -412,7 +424,8 @@ def evaluate(
         )
         expert = n_moe[:, None] * moe.expert_params[idx]
         sz = zero[idx]
-        sgroups = _take_groups(dpg, idx)
+        # one pipeline split (always, for one strategy): the groups are those of the batch
+        sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
         weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
         # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py;
         # the norms' few parameters are counted with them, embedding and head stay 16-bit)

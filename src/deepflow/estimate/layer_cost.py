@@ -439,8 +439,10 @@ def recomputed_fraction(env: Env) -> np.ndarray:
     even split (Megatron's block method checkpoints the first ``recompute_layers`` layers of
     each chunk, ``megatron/core/recompute.py``), at most 1."""
     b = env.batch
-    per_chunk = env.model.num_layers / (b.pp * b.vpp)
     k = b.recompute_layers
+    if not (k >= 0).any():  # all layers everywhere: the pipeline split is not read
+        return np.ones(k.shape)
+    per_chunk = env.model.num_layers / (b.pp * b.vpp)
     return np.where(k < 0, 1.0, np.minimum(1.0, np.maximum(k, 0) / per_chunk))
 
 

@@ -321,11 +321,11 @@ def gemm_kernel_time(
     g = np.asarray(groups, dtype=np.float64)
     single, grouped = t.gemm, t.grouped
     pick = g > 1
+    mixed = bool(pick.any())  # once per call: every parameter takes the same branch
 
     def param(name: str) -> np.ndarray:
         a = getattr(single, name)[code]
-        b = getattr(grouped, name)[code]
-        return np.where(pick, b, a) if np.any(pick) else a
+        return np.where(pick, getattr(grouped, name)[code], a) if mixed else a
 
     return gemm_terms(
         m,

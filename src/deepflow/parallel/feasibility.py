@@ -257,8 +257,9 @@ def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
     """Index of the first violated rule per strategy (``-1`` where all hold)."""
     first = np.full(len(batch), -1, dtype=np.int64)
     for index, rule in enumerate(RULES):
-        bad = np.asarray(rule.violated(ctx, batch), dtype=bool) & (first < 0)
-        first[np.broadcast_to(bad, first.shape)] = index
+        bad = np.asarray(rule.violated(ctx, batch), dtype=bool)
+        if bad.any():
+            first[np.broadcast_to(bad, first.shape) & (first < 0)] = index
     return first
 
 

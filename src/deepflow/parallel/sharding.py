@@ -358,6 +358,12 @@ def sync_time(
     for c in collectives:
         if phase is not None and c.phase != phase:
             continue
-        t = collective_time(c.op, c.size, getattr(groups, c.group), hierarchy, algorithm)
-        total = total + np.where(c.size > 0, t, 0.0)
+        group = getattr(groups, c.group)
+        moves = np.asarray(c.size > 0)
+        if not moves.any():  # nothing to move anywhere: zeros of the collective's shape
+            shape = np.broadcast(c.size, group.size, group.members_per_domain, group.domains)
+            total = total + np.zeros(shape.shape)
+            continue
+        t = collective_time(c.op, c.size, group, hierarchy, algorithm)
+        total = total + np.where(moves, t, 0.0)
     return total
