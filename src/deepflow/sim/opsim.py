@@ -47,10 +47,10 @@ the maximum over the group, computed once per group.
 
 **Delta simulation** (paper sec. 5.3). FlexFlow's MCMC proposal changes one op's config;
 the paper's simulator then replaces that op's tasks and the transfers on its edges and
-re-times the tasks downstream. Here the lowering saves, at the start of each op's forward
-segment, the ends of all streams; a proposal that changes op ``i`` resumes there (every
-task before it, including all forward tasks of ops ``0 .. i-1``, keeps its time and is
-not re-simulated) and lowers the rest. Everything after it is re-timed: with in-order
+re-times the tasks downstream. Here the lowering saves the ends of all streams at the
+start of the forward segment of every ``delta_stride``-th op; a proposal that changes op
+``i`` resumes at the last such op ``k <= i`` (every task before op ``k``'s forward tasks
+keeps its time and is not re-simulated) and lowers the rest. Everything after it is re-timed: with in-order
 streams a change in one task's end moves every later task of its device, so the set of
 tasks whose times change is, in a data-parallel-like strategy, all of them downstream.
 The step time is the full simulation's bit for bit (tested on 1,000 random proposals per
@@ -311,28 +311,16 @@ class _SyncGroup:
 
 @dataclass(frozen=True, slots=True)
 class _Checkpoints:
-    """What delta simulation resumes from: a simulated strategy, the stream ends after its
-    forward pass, the undo log of each op's forward segment (the compute-stream ends it
-    overwrote, from device ``start`` on, and ``(stream, previous end)`` of each transfer it
-    emitted), so that the stream ends at the start of any op's forward segment can be
-    restored, and the end of each forward task (``forward_ends[i][v]``)."""
+    """What delta simulation resumes from: a simulated strategy, the stream ends at the
+    start of the forward segment of every ``stride``-th op (``snapshots[i // stride]``;
+    filled from ``first`` on by the run that made them) and the end of each forward task
+    (``forward_ends[i][v]``)."""
 
     strategy: Strategy
     first: int
-    after_forward: list[float]
-    undo: list[tuple[int, list[float], list[tuple[int, float]]]]
+    snapshots: list[list[float]]
     forward_ends: list[list[float]]
     step_time: float
-
-    def stream_ends_at(self, k: int) -> list[float]:
-        """The stream ends at the start of op ``k``'s forward segment."""
-        st = self.after_forward[:]
-        for i in range(len(self.undo) - 1, k - 1, -1):
-            s, old, log = self.undo[i]
-            st[s : s + len(old)] = old
-            for j, v in reversed(log):
-                st[j] = v
-        return st
 
 
 class OpSimulator:
@@ -359,6 +347,7 @@ class OpSimulator:
         profiles: OperatorProfiles | None = None,
         delta: bool = True,
         delta_keep: int = 4,
+        delta_stride: int | None = None,
     ) -> None:
         self.graph = graph
         self.overlap_sync = overlap_sync
@@ -386,6 +375,8 @@ class OpSimulator:
         self._sync_plans: dict[tuple[object, ...], list[_SyncGroup]] = {}
         self.delta = delta
         self.delta_keep = max(1, delta_keep)
+        # stream ends are saved every `delta_stride` ops (default: 16 snapshots a step)
+        self.delta_stride = max(1, delta_stride or len(graph.ops) // 16)
         self._recent: list[_Checkpoints] = []
         self.evaluations = 0
         self.resumed = 0
@@ -546,18 +537,18 @@ class OpSimulator:
         overlap = self._overlap
         op_cost = self._op_cost
         rec = builder is not None
+        stride = self.delta_stride
         if resume is None:
             k0 = 0
             st = [0.0] * (nic0 + nd)
             fend: list[list[float]] = [[] for _ in range(n)]
+            snapshots: list[list[float]] = []
         else:
             k0 = resume.first
-            st = resume.stream_ends_at(k0)
+            assert k0 % stride == 0
+            st = resume.snapshots[k0 // stride][:]
             fend = [*resume.forward_ends[:k0], *([] for _ in range(n - k0))]
-        undo: list[tuple[int, list[float], list[tuple[int, float]]]] = (
-            [] if resume is None else resume.undo[:k0]
-        )
-        log: list[tuple[int, float]] = []
+            snapshots = resume.snapshots[: k0 // stride]
         fid: list[list[int]] = [[] for _ in range(n)]
         bid: list[list[int]] = [[] for _ in range(n)]
 
@@ -572,8 +563,6 @@ class OpSimulator:
                 dur = p2p(size, crosses)
             k = nic0 + src if crosses else link0 + src * nd + dst
             t = st[k]
-            if save:
-                log.append((k, t))
             if dep_end > t:
                 t = dep_end
             t += dur
@@ -634,10 +623,9 @@ class OpSimulator:
             s = cfg.start
             deg = cfg.degrees
             parts = parts_of.get(deg) or parts_of.setdefault(deg, cfg.parts)
+            if save and i % stride == 0:
+                snapshots.append(st[:])
             t0s = st[s : s + parts]
-            if save:
-                log = []
-                undo.append((s, t0s[:], log))
             deps: list[list[int]] = [[] for _ in range(parts)] if rec else []
             for j, e in enumerate(op.inputs):
                 pcfg = strategy[e.src]
@@ -673,7 +661,6 @@ class OpSimulator:
                 fend[i] = ends = [t + dur for t in t0s]
                 st[s : s + parts] = ends
 
-        after_forward = st[:] if save else []
         bend: list[list[float]] = [[] for _ in range(n)]
         consumers = graph.consumers
         deferred: list[str] = []
@@ -749,7 +736,7 @@ class OpSimulator:
             for w in deferred:
                 self._sync(st, strategy, w, bend, bid, after, last_ids, builder, last_sync, totals)
         t = max(st)
-        return t, _Checkpoints(strategy, k0, after_forward, undo, fend, t)
+        return t, _Checkpoints(strategy, k0, snapshots, fend, t)
 
     def _sync(
         self,
@@ -826,12 +813,12 @@ class OpSimulator:
         With ``delta`` (the default) this is FlexFlow's delta simulation (sec. 5.3): the
         strategy is compared with the recently simulated ones (kept by most recent use);
         from the one that agrees with it on the longest prefix of ops, the simulation
-        resumes at the forward segment of the first op whose config differs, from the
-        stream ends saved there, and only the tasks from there on are re-simulated. A
-        proposal that changes op ``i`` leaves every task before op ``i``'s forward tasks
-        as it was; the result is bit for bit the full simulation's (the times are computed
-        by the same operations on the same inputs; a property test checks 1,000 random
-        proposals per network).
+        resumes from the stream ends saved at the start of the forward segment of op
+        ``k``, the last snapshot (one every ``delta_stride`` ops) at or before the first
+        op whose config differs; the tasks before op ``k``'s forward tasks are not
+        re-simulated. The result is bit for bit the full simulation's (the times are
+        computed by the same operations on the same inputs; a property test checks 1,000
+        random proposals per network).
         """
         self.evaluations += 1
         if not self.delta:
@@ -851,12 +838,12 @@ class OpSimulator:
             if k > best_k:
                 best, best_k = cp, k
         resume = None
-        if best is not None and best_k > 0:
-            resume = _Checkpoints(
-                best.strategy, best_k, best.after_forward, best.undo, best.forward_ends, 0.0
-            )
+        # resume at the last snapshot at or before the first changed op
+        k0 = best_k - best_k % self.delta_stride
+        if best is not None and k0 > 0:
+            resume = _Checkpoints(best.strategy, k0, best.snapshots, best.forward_ends, 0.0)
             self.resumed += 1
-            self.skipped_segments += best_k
+            self.skipped_segments += k0
             self._recent.remove(best)
             self._recent.insert(0, best)
         t, cp = self._lower(strategy, resume=resume)
