@@ -38,6 +38,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import (
     OPERAND_BYTES,
+    TE_GROUPED_STREAMS,
     AttentionSample,
     Device,
     GemmSample,
@@ -409,6 +410,26 @@ def _fixed_terms(
     return latency, wave_loss
 
 
+def group_launch(records: Sequence[Mapping[str, Any]], dtype: str) -> int:
+    """How the library that measured ``records`` launches the groups of a grouped GEMM
+    (``GemmCurve.group_streams``), from its code:
+
+    * SimuMax's table (Transformer Engine's grouped GEMM): one cuBLAS GEMM per group over
+      :data:`~deepflow.hardware.kernels.TE_GROUPED_STREAMS` streams
+      (``nvte_multi_stream_cublas_gemm``, transformer_engine/common/gemm/cublaslt_gemm.cu);
+    * ``deepflow calibrate`` with ``torch._grouped_mm`` (``impl: grouped_mm``): one CUTLASS
+      kernel for bf16 (``bf16bf16_grouped_mm``, sm90/sm100), else ``_grouped_mm_fallback``,
+      a loop of ``mm_out`` over the groups on one stream
+      (aten/src/ATen/native/cuda/GroupedBlas.cpp, ``_grouped_mm_cuda``);
+    * DeepGEMM's grouped kernels, ``torch.bmm`` and anything else: one kernel (0)."""
+    sources = {r.get("source") for r in records}
+    if sources == {"simumax"}:
+        return TE_GROUPED_STREAMS
+    if all(r.get("impl") == "grouped_mm" for r in records) and dtype != "bf16":
+        return 1
+    return 0
+
+
 def _fit_gemm(
     records: Sequence[Mapping[str, Any]],
     acc: AcceleratorSpec,
@@ -419,7 +440,8 @@ def _fit_gemm(
 ) -> GemmCurve:
     samples = [s for _, s in _gemm_samples(records)]
     latency, wave = _fixed_terms(records, acc, wave_loss, shared_wave)
-    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave)
+    streams = 0 if shared_wave else group_launch(records, dtype)
+    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave, streams)
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -490,9 +512,12 @@ def cross_validate(
                 continue
             device = _device(acc, dtype, mu)
             fixed, wave = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
+            streams = 0 if kind == "gemm" else group_launch(recs, dtype)
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave: fit_gemm_curve(train, d, t, f, w),
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams: fit_gemm_curve(
+                    train, d, t, f, w, s
+                ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
             out.append(_error(acc.name, kind, dtype, errs, [s.family for _, s in samples]))
@@ -699,6 +724,17 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
             )
         elif r["op"] == "group_matmul":
             g, m, n, k = (float(r[x]) for x in ("num_groups", "m_per_group", "n", "k"))
+            # SimuMax lists the forward shape Y[M, N] = X[M, K] W[K, N] for every stage; the
+            # backward GEMMs are dX[M, K] = dY[M, N] W^T (contraction N) and
+            # dW[N, K] = dY^T X (contraction M, the tokens of a group), accumulated into the
+            # fp32 main gradient (accumulate=True: beta 1, C read and written, 8 bytes)
+            out_bytes = 2.0
+            if r["stage"] == "bwd_grad_act":
+                m, n, k = m, k, n
+            elif r["stage"] == "bwd_grad_w":
+                m, n, k = n, k, m
+                if r["accumulate"] == "True":
+                    out_bytes = 8.0
             add(
                 r["accelerator"],
                 {
@@ -708,6 +744,7 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
                     "n": n,
                     "k": k,
                     "groups": g,
+                    "out_bytes": out_bytes,
                     "family": f"grouped {r['stage']}",
                     "time_s": 2.0 * g * m * n * k / (eff * peak),
                     "source": "simumax",
