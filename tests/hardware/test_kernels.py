@@ -108,7 +108,8 @@ def test_cross_validated_fit_error(name: str, key: str, request: pytest.FixtureR
     if name in MEASURED:
         candidates += [e for e in _cv_measured(name) if _key(e) == key]
     e = next(
-        (c for c in candidates if c.samples == shipped["samples"]), candidates[0] if candidates else None
+        (c for c in candidates if c.samples == shipped["samples"]),
+        candidates[0] if candidates else None,
     )
     assert e is not None, key
     print(
@@ -342,6 +343,7 @@ def test_grouped_gemm_launch_is_chosen_by_the_fit() -> None:
 
     assert shipped_table("b200").grouped_gemm["bf16"].group_streams == TE_GROUPED_STREAMS
     assert shipped_table("h800-sxm5-80gb").grouped_gemm["fp8"].group_streams == 0
+
     def t(groups: float, streams: int, latency: float) -> float:
         args = (1e15, 8e12, 148.0, 0.5, 128.0, 128.0, 1.0, 0.0, latency, 2.0, 2.0)
         return float(gemm_terms(256.0, 4096.0, 4096.0, groups, *args, streams)[0])
@@ -368,3 +370,19 @@ def test_simumax_grouped_backward_shapes() -> None:
         elif r["family"].endswith("bwd_grad_w"):
             assert (g, r["k"], r["m"], r["n"]) in fwd
             assert r["out_bytes"] == 8.0
+
+
+def test_group_launch_follows_the_library_code() -> None:
+    """SimuMax (Transformer Engine) launches per group over four streams; PyTorch's
+    ``_grouped_mm`` is one kernel only for bf16 on Hopper/Blackwell, a per-group loop
+    otherwise; DeepGEMM and torch.bmm are one kernel."""
+    from deepflow.hardware.calibration import group_launch
+
+    te = [{"source": "simumax"}]
+    torch_mm = [{"impl": "grouped_mm"}]
+    assert group_launch(te, "bf16") == 4
+    assert group_launch([{"source": "deepgemm"}], "fp8") == 0
+    assert group_launch([{"impl": "bmm"}], "fp16") == 0
+    assert group_launch(torch_mm, "bf16", accelerator_from("h200-sxm-141gb")) == 0
+    assert group_launch(torch_mm, "fp16", accelerator_from("h200-sxm-141gb")) == 1
+    assert group_launch(torch_mm, "bf16", accelerator_from("a100-sxm4-80gb")) == 1

@@ -410,7 +410,9 @@ def _fixed_terms(
     return latency, wave_loss
 
 
-def group_launch(records: Sequence[Mapping[str, Any]], dtype: str) -> int:
+def group_launch(
+    records: Sequence[Mapping[str, Any]], dtype: str, acc: AcceleratorSpec | None = None
+) -> int:
     """How the library that measured ``records`` launches the groups of a grouped GEMM
     (``GemmCurve.group_streams``), from its code:
 
@@ -418,15 +420,17 @@ def group_launch(records: Sequence[Mapping[str, Any]], dtype: str) -> int:
       :data:`~deepflow.hardware.kernels.TE_GROUPED_STREAMS` streams
       (``nvte_multi_stream_cublas_gemm``, transformer_engine/common/gemm/cublaslt_gemm.cu);
     * ``deepflow calibrate`` with ``torch._grouped_mm`` (``impl: grouped_mm``): one CUTLASS
-      kernel for bf16 (``bf16bf16_grouped_mm``, sm90/sm100), else ``_grouped_mm_fallback``,
-      a loop of ``mm_out`` over the groups on one stream
-      (aten/src/ATen/native/cuda/GroupedBlas.cpp, ``_grouped_mm_cuda``);
+      kernel for bf16 on sm90/sm100 (``bf16bf16_grouped_mm``; the Hopper and Blackwell
+      presets of :data:`WAVE_LOSS_ARCHITECTURE`), else ``_grouped_mm_fallback``, a loop of
+      ``mm_out`` over the groups on one stream (aten/src/ATen/native/cuda/GroupedBlas.cpp,
+      ``_grouped_mm_cuda``);
     * DeepGEMM's grouped kernels, ``torch.bmm`` and anything else: one kernel (0)."""
     sources = {r.get("source") for r in records}
     if sources == {"simumax"}:
         return TE_GROUPED_STREAMS
-    if all(r.get("impl") == "grouped_mm" for r in records) and dtype != "bf16":
-        return 1
+    if all(r.get("impl") == "grouped_mm" for r in records):
+        fast = dtype == "bf16" and acc is not None and acc.name in WAVE_LOSS_ARCHITECTURE
+        return 0 if fast else 1
     return 0
 
 
@@ -440,7 +444,7 @@ def _fit_gemm(
 ) -> GemmCurve:
     samples = [s for _, s in _gemm_samples(records)]
     latency, wave = _fixed_terms(records, acc, wave_loss, shared_wave)
-    streams = 0 if shared_wave else group_launch(records, dtype)
+    streams = 0 if shared_wave else group_launch(records, dtype, acc)
     return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave, streams)
 
 
@@ -492,9 +496,7 @@ def cross_validate(
             for name, keep in (("memory", True), ("memory.latency", False)):
                 idx = [i for i, b in enumerate(big) if b == keep]
                 if idx:
-                    out.append(
-                        _error(acc.name, name, "", errs[idx], [fams[i] for i in idx])
-                    )
+                    out.append(_error(acc.name, name, "", errs[idx], [fams[i] for i in idx]))
     ew_errs: list[float] = []
     ew_fams: list[str] = []
     for key, recs in sorted(_elementwise(records).items()):
@@ -512,7 +514,7 @@ def cross_validate(
                 continue
             device = _device(acc, dtype, mu)
             fixed, wave = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
-            streams = 0 if kind == "gemm" else group_launch(recs, dtype)
+            streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
             errs = leave_one_out(
                 samples,
                 lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams: fit_gemm_curve(

@@ -98,7 +98,6 @@ TE_GROUPED_STREAMS = 4
 ``nvte_multi_stream_cublas_gemm`` in transformer_engine/common/gemm/cublaslt_gemm.cu)."""
 
 
-
 # --- parameters: resolution and per-accelerator arrays ---------------------------------------
 
 
