@@ -20,6 +20,10 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
     t       = max(compute, memory) + t_0
 
+A grouped GEMM whose library launches one kernel per group over ``s`` streams
+(``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
+the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+
 Tile and wave quantization are those of NVIDIA's "Matrix Multiplication Background User's
 Guide" (sections "Tile Quantization", "Wave Quantization"); the K-depth fill is the
 prologue/epilogue of each output tile (load pipeline fill, accumulator write-back) amortized
@@ -87,6 +91,11 @@ matmuls to the forward's two)."""
 
 TILE_CANDIDATES = ((64, 128), (128, 64), (128, 128), (128, 256), (256, 128), (256, 256))
 """Output tiles the fit chooses among (CUTLASS / cuBLASLt / hipBLASLt threadblock tiles)."""
+
+TE_GROUPED_STREAMS = 4
+"""Streams over which Transformer Engine issues the per-group cuBLAS GEMMs of a grouped GEMM
+(transformer_engine/common/include/transformer_engine/gemm.h, ``num_streams = 4``; used by
+``nvte_multi_stream_cublas_gemm`` in transformer_engine/common/gemm/cublaslt_gemm.cu)."""
 
 
 # --- parameters: resolution and per-accelerator arrays ---------------------------------------
@@ -183,6 +192,7 @@ class _GemmArrays:
     wave_loss: np.ndarray
     k_fill: np.ndarray
     latency: np.ndarray
+    group_streams: np.ndarray
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve]) -> _GemmArrays:
@@ -194,6 +204,7 @@ class _GemmArrays:
             wave_loss=np.array([x.wave_loss for x in c]),
             k_fill=np.array([x.k_fill for x in c]),
             latency=np.array([x.latency_s for x in c]),
+            group_streams=np.array([float(x.group_streams) for x in c]),
         )
 
 
@@ -283,9 +294,14 @@ def gemm_terms(
     latency: object,
     in_bytes: object,
     out_bytes: object,
+    group_streams: object = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
-    the one definition that the evaluators and the fit share."""
+    the one definition that the evaluators and the fit share.
+
+    ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
+    (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
+    together and each round of ``s`` groups pays ``latency``."""
     m = np.maximum(np.asarray(m, dtype=np.float64), 1.0)
     n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
     k = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
@@ -293,13 +309,20 @@ def gemm_terms(
     tiles_m = np.ceil(m / tile_m)
     tiles_n = np.ceil(n / tile_n)
     q_tile = (m * n) / (tiles_m * tile_m * tiles_n * tile_n)
-    tiles = tiles_m * tiles_n * g
+    streams = np.asarray(group_streams, dtype=np.float64)
+    if np.any(streams > 0):
+        per_group = streams > 0
+        together = np.where(per_group, np.minimum(np.maximum(streams, 1.0), g), g)
+        rounds = np.where(per_group, np.ceil(g / np.maximum(streams, 1.0)), 1.0)
+    else:
+        together, rounds = g, 1.0
+    tiles = tiles_m * tiles_n * together
     q_wave = 1.0 - wave_loss * (1.0 - tiles / (np.ceil(tiles / units) * units))
     q_k = k / (k + k_fill)
     flops = 2.0 * m * n * k * g
     compute = flops / (np.asarray(peak, dtype=np.float64) * eta * q_tile * q_wave * q_k)
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
-    return np.maximum(compute, memory) + latency, compute, memory
+    return np.maximum(compute, memory) + latency * rounds, compute, memory
 
 
 def gemm_kernel_time(
@@ -343,6 +366,7 @@ def gemm_kernel_time(
         param("latency"),
         OPERAND_BYTES[code],
         out_bytes,
+        param("group_streams") if np.any(pick) else 0.0,
     )
 
 
@@ -508,6 +532,7 @@ def fit_gemm_curve(
     dtype: str,
     fixed_latency: float | None = None,
     fixed_wave_loss: float | None = None,
+    group_streams: int = 0,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -517,7 +542,10 @@ def fit_gemm_curve(
     K-fill terms (each makes the small shapes slower), so the caller supplies values measured
     elsewhere (:func:`deepflow.hardware.calibration.fit_kernel_params`). With one or two
     samples only ``eta`` is fitted (``k_fill`` 0, ``t_0`` ``fixed_latency`` or 0, ``w``
-    ``fixed_wave_loss`` or 1): too few points for more parameters."""
+    ``fixed_wave_loss`` or 1): too few points for more parameters. ``group_streams`` is how
+    the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
+    property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
+    not fitted)."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
     code = PRECISION_NAMES.index(dtype)
@@ -530,9 +558,10 @@ def fit_gemm_curve(
     bw = device.memory_bandwidth * device.memory_fraction
     few = len(samples) < 3
     best: tuple[float, GemmCurve] | None = None
+    streams = group_streams
     for tm, tn in TILE_CANDIDATES:
 
-        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn):
+        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams):
             pred, _, _ = gemm_terms(
                 m,
                 n,
@@ -549,6 +578,7 @@ def fit_gemm_curve(
                 latency,
                 OPERAND_BYTES[code],
                 ob,
+                streams,
             )
             return _log_error(pred, meas)
 
@@ -561,7 +591,12 @@ def fit_gemm_curve(
                 [False],
             )
             curve = GemmCurve(
-                peak_fraction=float(x[0]), tile_m=tm, tile_n=tn, wave_loss=w, latency_s=lat
+                peak_fraction=float(x[0]),
+                tile_m=tm,
+                tile_n=tn,
+                wave_loss=w,
+                latency_s=lat,
+                group_streams=streams,
             )
         else:
             lat_bounds = (
@@ -585,6 +620,7 @@ def fit_gemm_curve(
                 wave_loss=float(x[3]),
                 k_fill=float(x[1]),
                 latency_s=float(x[2]),
+                group_streams=streams,
             )
         if best is None or loss < best[0] - 1e-12:
             best = (loss, curve)
@@ -600,6 +636,7 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         wave_loss=round(c.wave_loss, 3),
         k_fill=round(c.k_fill, 1),
         latency_s=float(f"{c.latency_s:.3g}"),
+        group_streams=c.group_streams,
     )
 
 
@@ -622,6 +659,7 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         curve.latency_s,
         OPERAND_BYTES[code],
         np.array([s.out_bytes for s in samples]),
+        curve.group_streams,
     )
     return t
 

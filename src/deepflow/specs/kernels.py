@@ -61,7 +61,13 @@ class GemmCurve(Spec):
       Osama et al. 2023, "Stream-K", arXiv 2301.03598);
     * ``k_fill``: K-depth fill, ``q_k = k / (k + k_fill)`` (prologue and epilogue of each
       output tile amortized over its main loop);
-    * ``latency_s``: fixed time per kernel (launch, prologue, tail).
+    * ``latency_s``: fixed time per kernel (launch, prologue, tail);
+    * ``group_streams`` (grouped GEMMs): 0 when one kernel runs all groups (a persistent
+      grouped kernel: DeepGEMM, ``torch._grouped_mm``, CUTLASS grouped GEMM); ``s > 0`` when
+      each group is its own GEMM kernel, issued round-robin over ``s`` streams (Transformer
+      Engine's ``nvte_multi_stream_cublas_gemm``, ``num_streams = 4``): ``min(s, g)`` groups
+      share the compute units at a time (their tiles make one wave count) and every round of
+      ``s`` groups pays the latency, ``ceil(g / s) t_0``.
     """
 
     peak_fraction: UnitFraction
@@ -70,6 +76,7 @@ class GemmCurve(Spec):
     wave_loss: float = Field(default=1.0, ge=0, le=1)
     k_fill: float = Field(default=0.0, ge=0)
     latency_s: Seconds = 0.0
+    group_streams: int = Field(default=0, ge=0)
 
 
 class AttentionCurve(Spec):
