@@ -37,6 +37,7 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures"
 CONF = FIX / "astra-sim/conformance"
 CASES = load_cases(CONF / "cases.csv")
 
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> CaseInputs:
     return CaseInputs(FIX, tmp_path_factory.mktemp("conformance"))

@@ -63,9 +63,7 @@ def _case(draw):  # type: ignore[no-untyped-def]
     impl = draw(st.sampled_from(["ring", "direct"]))
     ops = draw(
         st.lists(
-            st.tuples(
-                st.sampled_from(sorted(_OPS)), st.sampled_from([1 << 12, 1 << 16, 1 << 20])
-            ),
+            st.tuples(st.sampled_from(sorted(_OPS)), st.sampled_from([1 << 12, 1 << 16, 1 << 20])),
             min_size=1,
             max_size=2,
         )
@@ -108,8 +106,7 @@ def test_symmetric_fast_path_equals_full_replay(case) -> None:  # type: ignore[n
 
 def test_fast_path_refuses_asymmetric_inputs() -> None:
     system = parse_system(
-        '{"all-reduce-implementation": ["halvingDoubling"], "all-gather-implementation": '
-        '["ring"]}',
+        '{"all-reduce-implementation": ["halvingDoubling"], "all-gather-implementation": ["ring"]}',
         "s.json",
     )
     ar, ag = _trace([(0, 1 << 16)]), _trace([(2, 1 << 16)])
@@ -120,9 +117,7 @@ def test_fast_path_refuses_asymmetric_inputs() -> None:
     assert not symmetric_workload({0: ag, 1: ag, 2: ag, 3: ar}, system, ca)
     assert symmetric_workload({r: ag for r in range(4)}, system, ca)
     # the congestion-unaware backend has closed forms already
-    assert not symmetric_workload(
-        {r: ag for r in range(4)}, system, Backend.CONGESTION_UNAWARE
-    )
+    assert not symmetric_workload({r: ag for r in range(4)}, system, Backend.CONGESTION_UNAWARE)
 
 
 def test_shift_is_a_translation() -> None:
