@@ -51,6 +51,16 @@ EXPERTS = 256
 test_internode.py and tests/elastic/test_ep.py)."""
 
 
+NOMINAL_GBPS = {
+    # per-direction link rates of the benchmark systems: H800 NVLink 4 (8 links x 25 GB/s,
+    # accelerators.yaml h800-sxm5-80gb scale_up_bandwidth), B200 NVLink 5 (18 links x 50 GB/s,
+    # b200 scale_up_bandwidth), ConnectX-7 400 Gb/s InfiniBand per GPU (DeepEP's README)
+    "v1-normal-h800": {"nvlink": 200.0, "rdma": 50.0},
+    "v2-sm100": {"nvlink": 900.0, "rdma": 50.0},
+    "v2-sm90": {"rdma": 50.0},
+}
+
+
 def row_traffic(r: dict[str, str]) -> DeepEPTraffic:
     """Expected bytes of a table row under DeepEP's benchmark routing."""
     ep, per_node = int(r["num_ep_ranks"]), int(r["gpus_per_node"])
@@ -112,6 +122,11 @@ def fit() -> dict[str, object]:
             "the table's times by scripts/fit_deepep.py"
         ),
         "bandwidth_gbps": table,
+        "nominal_gbps": NOMINAL_GBPS,
+        "efficiency": {
+            fam: {link: round(b / NOMINAL_GBPS[fam][link], 4) for link, b in links.items()}
+            for fam, links in table.items()
+        },
     }
 
 

@@ -51,8 +51,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from math import comb
 
+import numpy as np
 import yaml
 
 __all__ = [
@@ -60,8 +60,11 @@ __all__ = [
     "DeepEPTraffic",
     "deepep_bandwidth",
     "deepep_families",
+    "deepep_link_efficiency",
     "deepep_time",
     "deepep_traffic",
+    "dispatch_time",
+    "hit_probabilities",
     "hit_probability",
 ]
 
@@ -69,14 +72,21 @@ FP8_BYTES = 1.0 + 4.0 / 128.0
 """Bytes per value of DeepEP's FP8 dispatch: e4m3 values plus an fp32 scale per 128."""
 
 
-def hit_probability(allowed: int, held: int, top_k: int) -> float:
+def hit_probabilities(allowed: object, held: object, top_k: int) -> np.ndarray:
     """Probability that a uniform ``top_k``-subset of ``allowed`` experts contains at least
-    one of ``held`` given ones: ``1 - C(allowed - held, k) / C(allowed, k)``."""
-    if held <= 0:
-        return 0.0
-    if top_k > allowed - held:
-        return 1.0
-    return 1.0 - comb(allowed - held, top_k) / comb(allowed, top_k)
+    one of ``held`` given ones: ``1 - C(allowed - held, k) / C(allowed, k)``, as the
+    product ``1 - prod_{i<k} (allowed - held - i) / (allowed - i)`` (arrays broadcast)."""
+    a = np.asarray(allowed, dtype=np.float64)
+    m = np.asarray(held, dtype=np.float64)
+    miss = np.ones(np.broadcast(a, m).shape)
+    for i in range(top_k):
+        miss = miss * np.maximum(a - m - i, 0.0) / np.maximum(a - i, 1.0)
+    return np.where(m > 0, 1.0 - miss, 0.0)
+
+
+def hit_probability(allowed: int, held: int, top_k: int) -> float:
+    """:func:`hit_probabilities` of one rank (node)."""
+    return float(hit_probabilities(allowed, held, top_k))
 
 
 @dataclass(frozen=True)
@@ -129,9 +139,13 @@ def deepep_traffic(
 
 
 @cache
-def _fits() -> dict[str, dict[str, float]]:
+def _table() -> dict[str, dict[str, dict[str, float]]]:
     text = resources.files("deepflow.network").joinpath("data/deepep.yaml").read_text()
-    return yaml.safe_load(text)["bandwidth_gbps"]
+    return yaml.safe_load(text)
+
+
+def _fits() -> dict[str, dict[str, float]]:
+    return _table()["bandwidth_gbps"]
 
 
 def deepep_families() -> tuple[str, ...]:
@@ -156,3 +170,50 @@ def deepep_time(traffic: DeepEPTraffic, family: str) -> float:
         if moved > 0.0 and bw is not None:
             t = max(t, moved / bw)
     return t
+
+
+STEP_FAMILY = "v1-normal-h800"
+"""The kernels a training step runs: Megatron-Core's flex dispatcher with the DeepEP
+backend calls ``deep_ep.Buffer.dispatch``/``combine`` (the V1 "normal" kernels;
+``megatron/core/transformer/moe/fused_a2a.py``, ``FusedDispatch``/``FusedCombine``)."""
+
+
+def deepep_link_efficiency(family: str, link: str) -> float:
+    """The fitted bandwidth of ``family`` on ``link`` over the benchmark system's nominal
+    per-direction rate of that link (``nominal_gbps`` in ``network/data/deepep.yaml``)."""
+    return _table()["efficiency"][family][link]
+
+
+def dispatch_time(
+    tokens: object,
+    hidden: int,
+    top_k: int,
+    experts: int,
+    ep: object,
+    per_domain: object,
+    domains: object,
+    elem: float,
+    scale_up_bandwidth: float,
+    scale_out_bandwidth: float,
+    load: float = 1.0,
+    family: str = STEP_FAMILY,
+) -> np.ndarray:
+    """Time of one DeepEP dispatch (or combine, the same bytes back) in a training step,
+    per rank (arrays broadcast, for batch evaluation).
+
+    The moved bytes of :func:`deepep_traffic` with every node allowed (no node-limited
+    routing) for an EP group of ``ep`` ranks, ``per_domain`` of them in each of ``domains``
+    scale-up domains, times the busiest rank's ``load``; each link at the fitted DeepEP
+    efficiency (:func:`deepep_link_efficiency`) of the system's per-direction bandwidth;
+    the slower link sets the time."""
+    n = np.asarray(ep, dtype=np.float64)
+    nodes = np.asarray(domains, dtype=np.float64)
+    local_experts = experts / n
+    p_rank = hit_probabilities(experts, local_experts, top_k)
+    p_node = hit_probabilities(experts, local_experts * np.asarray(per_domain), top_k)
+    token_bytes = np.asarray(tokens, dtype=np.float64) * hidden * elem * load
+    nvl = (n - nodes) * p_rank * token_bytes
+    rdma = (nodes - 1.0) * p_node * token_bytes
+    b_nvl = deepep_link_efficiency(family, "nvlink") * scale_up_bandwidth
+    b_rdma = deepep_link_efficiency(family, "rdma") * scale_out_bandwidth
+    return np.maximum(nvl / b_nvl, rdma / b_rdma)

@@ -611,9 +611,10 @@ _MODELZOO_NOTES = (
     "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source) or 4-GPU "
     "GB200 trays in one NVL72 domain (gb200-nvl72). Expert tensor parallelism from the row's "
     "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
-    "(deepflow.parallel.experts). The DeepEP/HybridEP dispatcher is costed as an NCCL "
-    "all-to-all. Routing is modelled balanced (moe.imbalance 1.0: the forced-balance rows); "
-    "the dropless rows measure learned routing on the same configuration and the source "
+    "(deepflow.parallel.experts). The 'flex dispatcher, DeepEP backend' rows run "
+    "strategy.moe_dispatcher: deepep (deepflow.network.deepep); the HybridEP backend (GB200) "
+    "is costed as an NCCL all-to-all. Routing is modelled balanced (moe.imbalance 1.0: "
+    "the forced-balance rows); the dropless rows measure learned routing on the same configuration and the source "
     "states no imbalance. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
     "FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
     "stages with the embedding and the loss counted as a layer each (the source's "
@@ -652,6 +653,9 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "micro_batch_size": int(r["micro_batch_size"]),
             "precision": "bf16",
             "framework": "megatron-core",
+            # "flex dispatcher, DeepEP backend": DeepEP's kernels (deepflow.network.deepep);
+            # "alltoall" and the GB200 row's HybridEP backend: an NCCL all-to-all
+            "moe_dispatcher": "deepep" if "DeepEP backend" in r["moe_dispatcher"] else "alltoall",
         }
         rc = r["recompute"]
         if rc.startswith("full"):
