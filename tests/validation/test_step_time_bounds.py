@@ -100,30 +100,29 @@ def test_hf_step_h200_within_15_percent():
     assert all(row.error < 0 for row in r.rows)
 
 
-def test_megatron_moe_modelzoo_every_row_feasible_regression_bound():
-    """issue 14: the 12 Qwen3-235B rows that deepflow can express (H100 and GB200; MoE
-    parallel folding with ETP 1 keeps EP 8 inside a node), the "flex dispatcher, DeepEP
-    backend" rows with DeepEP's kernels (strategy.moe_dispatcher: deepep). 13.3 % mean,
-    worst 32.1 % (row 5); 13.2 % / 30.2 % with every dispatch an NCCL all-to-all; was
-    50.7 % on 9 rows with EP spread over nodes."""
+def test_megatron_moe_modelzoo_every_row_feasible_within_12_percent():
+    """issue 14: the 15 Qwen3-235B rows that deepflow can express (H100, GB200 and GB300,
+    BF16 and MXFP8; MoE parallel folding with ETP 1), the "flex dispatcher, DeepEP backend"
+    rows with DeepEP's kernels (strategy.moe_dispatcher: deepep), the GB200/GB300 fused
+    attention from the B200's TransformerEngine records (scripts/fit_kernels.py). 11.8 %
+    mean, worst 32.1 % (row 5). Before: 13.2 % / 30.2 % on the 12 BF16 rows with NCCL
+    all-to-alls and the GB200 attention at the FlashAttention-2 rate."""
     r = result("megatron-moe-modelzoo")
     assert r.infeasible == 0
-    assert len(r.rows) == 12
-    assert r.mape <= 0.135
+    assert len(r.rows) == 15
+    assert r.mape <= 0.12
     assert r.worst <= 0.325
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 14's target 12 % mean, 30 % worst: at 13.3 % / 32.1 %. The dropless rows "
-    "(learned routing) are modelled with balanced routing (moe.imbalance 1.0; the source "
-    "states no imbalance) and run 5-19 % too fast; the GB200 row uses the B200 efficiency "
-    "data without CUDA graphs (+30 %); row 5 (tp4 pp8 vpp4, 4K) is 32 % too fast",
+    reason="issue 14's target: no MoE row worse than 30 %: row 5 (tp4 pp8 vpp4, 4K, dropless) "
+    "is 32.1 % too fast; the dropless rows (learned routing) are modelled with balanced "
+    "routing (moe.imbalance 1.0; the source states no imbalance) and run 5-19 % too fast, "
+    "the MXFP8 GB200 CP 4 row 17 is 27 % too slow",
 )
-def test_megatron_moe_modelzoo_within_12_percent_30_worst():
-    r = result("megatron-moe-modelzoo")
-    assert r.mape <= 0.12
-    assert r.worst <= 0.30
+def test_megatron_moe_modelzoo_no_row_worse_than_30_percent():
+    assert result("megatron-moe-modelzoo").worst <= 0.30
 
 
 def test_simumax_b200_moe_feasible_memory_within_10_percent_worst_30():

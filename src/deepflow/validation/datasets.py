@@ -609,7 +609,9 @@ _MODELZOO_SOURCE = (
 _MODELZOO_NOTES = (
     "Megatron-Core with Transformer Engine on 8-GPU H100 nodes (dgx-h100 preset: NVLink 4, "
     "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source) or 4-GPU "
-    "GB200 trays in one NVL72 domain (gb200-nvl72). Expert tensor parallelism from the row's "
+    "GB200 (GB300) trays in one NVL72 domain (gb200-nvl72, gb300-nvl72); MXFP8 rows "
+    "as fp8_recipe mxfp8 with fp8_param_gather (the precision-aware optimizer's bf16 Adam "
+    "moments and the fine-grained activation offloading of row 16 are not modelled). Expert tensor parallelism from the row's "
     "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
     "(deepflow.parallel.experts). The 'flex dispatcher, DeepEP backend' rows run "
     "strategy.moe_dispatcher: deepep (deepflow.network.deepep); the HybridEP backend (GB200) "
@@ -621,16 +623,24 @@ _MODELZOO_NOTES = (
     "runtime.conf lists 96 'layers' for that reason)."
 )
 #: rows of the source used here: 3 (Megatron-FSDP), 4-5 (distributed optimizer, PP 32 and
-#: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16). Not used: 6 (Qwen3-Next:
-#: gated DeltaNet linear attention, which deepflow's transformer does not build) and 16-18
-#: (MXFP8 recipes and GB300, outside this data set's scope here)
-_MODELZOO_ROWS = ("3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "15")
+#: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16), 16-17 (GB200 NVL72, MXFP8:
+#: fp8_recipe mxfp8 with fp8_param_gather) and 18 (GB300 NVL72, MXFP8). Not used: 6
+#: (Qwen3-Next: gated DeltaNet linear attention, which deepflow's transformer does not build)
+_MODELZOO_ROWS = tuple(str(i) for i in (3, 4, 5, *range(7, 19)))
+
+
+_MODELZOO_SYSTEMS = {
+    "NVIDIA H100": "dgx-h100",
+    "NVIDIA GB200": "gb200-nvl72",
+    "NVIDIA GB300": "gb300-nvl72",
+}
 
 
 def megatron_moe_modelzoo_cases() -> list[Case]:
-    """Qwen3-235B-A22B with Megatron-Core on 256 H100s and GB200s (``_MODELZOO_ROWS``): the
-    Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context rows
-    (16K-128K tokens, context parallelism 1-8) and the BF16 GB200 NVL72 row of V2-S07."""
+    """Qwen3-235B-A22B with Megatron-Core on H100s, GB200s and GB300s (``_MODELZOO_ROWS``):
+    the Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context
+    rows (16K-128K tokens, context parallelism 1-8), the BF16 and MXFP8 GB200 NVL72 rows
+    and the MXFP8 GB300 NVL72 row of V2-S07."""
     cases = []
     for r in read_data_csv("v2", "megatron_moe_modelzoo", "qwen3_moe_throughput.csv"):
         if r["row_id"] not in _MODELZOO_ROWS:
@@ -651,12 +661,16 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "sequence_parallel": r["sp"].startswith("yes"),
             "zero": 3 if fsdp else 1,
             "micro_batch_size": int(r["micro_batch_size"]),
-            "precision": "bf16",
             "framework": "megatron-core",
             # "flex dispatcher, DeepEP backend": DeepEP's kernels (deepflow.network.deepep);
             # "alltoall" and the GB200 row's HybridEP backend: an NCCL all-to-all
             "moe_dispatcher": "deepep" if "DeepEP backend" in r["moe_dispatcher"] else "alltoall",
         }
+        if r["precision"].startswith("MXFP8"):
+            # sbatch_benchmarking.sh PR=mxfp8: --fp8-recipe mxfp8 --fp8-param-gather
+            strategy.update(precision="fp8", fp8_recipe="mxfp8", fp8_param_gather=True)
+        else:
+            strategy["precision"] = "bf16"
         rc = r["recompute"]
         if rc.startswith("full"):
             strategy["recompute"] = "full"
@@ -672,7 +686,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
                 "seq_len": seq,
             },
             "system": {
-                "preset": "gb200-nvl72" if "GB200" in r["accelerator"] else "dgx-h100",
+                "preset": _MODELZOO_SYSTEMS[r["accelerator"]],
                 "num_accelerators": gpus,
             },
             "strategy": strategy,
