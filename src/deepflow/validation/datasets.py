@@ -728,8 +728,9 @@ _SIMUMAX_NOTES = (
     "parallelism, distributed optimizer (ZeRO-1), no TP communication overlap, no "
     "recomputation (--recompute-num-layers 0), micro batch 1, mock data. Truncated model: "
     "the layer count of the case name. Llama-3 405B with 16 KV heads, as the launcher sets it. "
-    "Gradient reduce-scatter overlap with backward is not stated: overlap assumed "
-    "(Megatron-Core's default with the distributed optimizer)."
+    "The launcher (simu_tools/megatron_scripts/scripts/run_pretrain_llama3.sh) passes neither "
+    "--overlap-grad-reduce nor --overlap-param-gather (Megatron-LM defaults: off): the "
+    "gradient reduce-scatter and parameter all-gather run after the backward."
 )
 
 
@@ -768,6 +769,11 @@ def simumax_b200_cases() -> list[Case]:
                 "precision": "bf16",
                 "framework": "megatron-core",
                 "zero": 1,
+                # the launcher passes neither --overlap-grad-reduce nor
+                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
+                # store_true, default False)
+                "overlap_grad_reduce": False,
+                "overlap_param_gather": False,
             },
             "training": {"global_batch_size": gb},
         }
@@ -792,7 +798,10 @@ _SIMUMAX_MOE_NOTES = (
     "truncated to 4 layers (the first dense, three MoE) as run_pretrain_deepseekv2.sh sets "
     "it: MLA, routed experts with shared experts, all-to-all dispatcher with grouped GEMM "
     "and permute fusion, capacity factor 1 with --moe-pad-expert-input-to-capacity (every "
-    "expert computes exactly its capacity: expert load 1). Expert tensor parallelism 1."
+    "expert computes exactly its capacity: expert load 1). Expert tensor parallelism 1. "
+    "The launcher passes neither --overlap-grad-reduce nor --overlap-param-gather "
+    "(Megatron-LM defaults: off): the gradient reduce-scatter and parameter all-gather run "
+    "after the backward."
 )
 
 #: DeepSeek-shaped models of SimuMax's MoE runs (run_pretrain_deepseekv2.sh), by case prefix
@@ -865,6 +874,11 @@ def simumax_b200_moe_cases() -> list[Case]:
                 "precision": "bf16",
                 "framework": "megatron-core",
                 "zero": 1,
+                # the launcher passes neither --overlap-grad-reduce nor
+                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
+                # store_true, default False)
+                "overlap_grad_reduce": False,
+                "overlap_param_gather": False,
             },
             "training": {"global_batch_size": gb},
         }
