@@ -286,6 +286,8 @@ def test_deepep_dispatcher_costs_dispatch_and_combine_with_the_deepep_model():
     assert batch.deepep.tolist() == [True, False]
     assert batch.spec(0) == scenario.strategy
     assert predict(scenario).feasible
+    assert "ep8 etp1 deepep" in str(scenario.strategy)
+    assert "deepep" not in str(moe_scenario(strategy).strategy)
 
 
 @SETTINGS

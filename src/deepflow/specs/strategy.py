@@ -368,6 +368,8 @@ def strategy_text(s: Mapping[str, Any]) -> str:
     parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
     if s.get("expert_tp") is not None and s["expert_tp"] != s["tp"]:
         parts.append(f"etp{s['expert_tp']}")
+    if s.get("moe_dispatcher", "alltoall") != "alltoall":
+        parts.append(str(s["moe_dispatcher"]))
     if s.get("sequence_parallel"):
         parts.append("sp")
     if s.get("zero"):
