@@ -183,8 +183,23 @@ def build() -> dict[str, dict]:
         # the chip's own published FlashAttention-2 records (Azure: Dao-AILab
         # benchmark_flash_attention.py) fit the FlashAttention-2 curve, kept apart from the
         # attention curve that a measured calibration (cuDNN on Hopper) may replace
-        if any(r["kind"] == "attention" and r["source"] == "azure" for r in recs):
+        attention_sources = {r["source"] for r in recs if r["kind"] == "attention"}
+        if "azure" in attention_sources:
             params = params.model_copy(update={"flash_attention_2": dict(params.attention)})
+        fallback = NEAREST.get(preset, (None, "all"))
+        if (
+            attention_sources == {"azure"}
+            and preset not in MEASURED
+            and fallback[0] in fitted
+            and fallback[1] in ("all", "compute")
+            and fitted[fallback[0]].attention
+        ):
+            # FlashAttention-2 and eager attention are the chip's only attention records:
+            # they stay the flash_attention_2 curve, and the framework's fused attention
+            # (Transformer Engine's cuDNN path) comes from the nearest chip that measures it
+            # (GB200: the B200's SimuMax records, TransformerEngine causal attention on the
+            # same Blackwell die; Dao-AILab FlashAttention-2 runs Ampere-style MMA there)
+            params = params.model_copy(update={"attention": {}})
         notes = []
         seen = {preset}
         fallback, scope = NEAREST.get(preset, (None, "all"))

@@ -260,3 +260,59 @@ def _deepseek(mtp):
             "training": {"global_batch_size": 1024},
         }
     )  # fmt: skip
+
+
+def test_deepep_dispatcher_costs_dispatch_and_combine_with_the_deepep_model():
+    """strategy.moe_dispatcher: deepep replaces the NCCL all-to-all by DeepEP's kernels:
+    Mixtral (8 experts, top-2) at EP 8 inside a DGX H100, 2048 tokens per rank, bf16: each
+    rank receives from the 7 other ranks the tokens with one of its expert (hit
+    probability 1 - 7/8 * 6/7 = 1/4), at the fitted V1 NVLink fraction of 450 GB/s."""
+    from deepflow.network.deepep import deepep_link_efficiency, dispatch_time
+
+    strategy = {"tp": 4, "pp": 2, "ep": 8, "expert_tp": 1, "micro_batch_size": 2}
+    scenario = moe_scenario({**strategy, "moe_dispatcher": "deepep"})
+    env = env_of(scenario)
+    cost = layer_cost(env, layer_template(scenario.model, True, "megatron-core"))
+    moved = 7 * 0.25 * 2048 * 4096 * 2
+    t = moved / (deepep_link_efficiency("v1-normal-h800", "nvlink") * 450e9)
+    assert dispatch_time(2048, 4096, 2, 8, 8, 8, 1, 2.0, 450e9, 50e9)[()] == pytest.approx(t)
+    assert cost.ep_comm_forward[0] == pytest.approx(2 * t, rel=1e-9)
+    assert cost.ep_comm_backward[0] == pytest.approx(2 * t, rel=1e-9)
+    # one token per destination rank instead of one per expert copy: cheaper than NCCL
+    nccl = layer_cost(env_of(moe_scenario(strategy)), layer_template(scenario.model, True))
+    assert cost.ep_comm_forward[0] < nccl.ep_comm_forward[0]
+    # the batch keeps the dispatcher, and predict runs with it
+    batch = StrategyBatch.from_specs([scenario.strategy, moe_scenario(strategy).strategy])
+    assert batch.deepep.tolist() == [True, False]
+    assert batch.spec(0) == scenario.strategy
+    assert predict(scenario).feasible
+    assert "ep8 etp1 deepep" in str(scenario.strategy)
+    assert "deepep" not in str(moe_scenario(strategy).strategy)
+
+
+@SETTINGS
+@given(
+    tokens=st.floats(1.0, 1e5),
+    ep_log=st.integers(0, 7),
+    load=st.floats(1.0, 3.0),
+    more=st.floats(0.0, 2.0),
+)
+def test_deepep_dispatch_time_grows_with_load_and_is_zero_without_peers(tokens, ep_log, load, more):
+    from deepflow.network.deepep import dispatch_time
+
+    ep = 2**ep_log
+    per = min(ep, 8)
+    args = (tokens, 7168, 8, 256, ep, per, ep // per, 2.0, 450e9, 50e9)
+    a = dispatch_time(*args, load)
+    b = dispatch_time(*args, load + more)
+    assert b >= a * (1 - 1e-12)
+    if ep == 1:
+        assert a == 0.0
+    else:
+        assert a > 0.0
+
+
+def test_unknown_moe_dispatcher_is_a_config_error():
+    with pytest.raises(ConfigError) as info:
+        moe_scenario({"tp": 4, "pp": 2, "ep": 8, "moe_dispatcher": "hybridep"})
+    assert "moe_dispatcher" in info.value.path

@@ -309,3 +309,34 @@ def test_export_refuses_an_expert_group_that_does_not_divide_dp(tmp_path: Path) 
     cli = CliRunner().invoke(main, ["et", "export", str(path), "--out", str(tmp_path / "o")])
     assert cli.exit_code == 2
     assert "strategy.ep" in cli.output and "ep 8 must divide" in cli.output
+
+
+def test_deepep_dispatch_exports_as_the_estimators_kernel_time(tmp_path: Path) -> None:
+    """strategy.moe_dispatcher: deepep: no all-to-all collective, a COMP node per dispatch
+    and combine of the estimator's DeepEP time (one definition)."""
+    from deepflow.estimate.context import Env
+    from deepflow.estimate.layer_cost import layer_cost
+    from deepflow.parallel.batch import StrategyBatch
+    from deepflow.workload.transformer import layer_template
+
+    data = {
+        "model": "mixtral-8x7b",
+        "system": {"preset": "dgx-h100", "num_accelerators": 16},
+        "strategy": {"tp": 2, "ep": 4, "recompute": "full", "zero": 1,
+                     "sequence_parallel": True, "moe_dispatcher": "deepep"},
+        "training": {"global_batch_size": 16},
+    }  # fmt: skip
+    scenario = scenario_from_dict(data, name="deepep")
+    result = export_scenario(scenario, tmp_path)
+    traces, sim = _simulate(result)
+    first = traces[0].nodes
+    assert not [n for n in first if n.attr_value("comm_type") == 6]
+    deepep = [n for n in first if "_ep_deepep" in n.name]
+    micro = sum(1 for n in first if n.name.startswith("fwd_embedding"))
+    assert len(deepep) == 4 * scenario.model.num_layers * micro
+    batch = StrategyBatch.from_specs([scenario.strategy])
+    env = Env.build(scenario.model, scenario.system, batch, 16)
+    cost = layer_cost(env, layer_template(scenario.model, True, "megatron-core"))
+    fwd = next(n for n in deepep if n.name.startswith("fwd"))
+    assert fwd.duration_micros == max(1, round(float(cost.ep_comm_forward[0]) / 2 * 1e6))
+    assert sim.makespan_s > 0

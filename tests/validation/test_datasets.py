@@ -229,8 +229,18 @@ def test_v2_training_sets_load_with_provenance() -> None:
     fms, zoo = CASES["fms-fsdp"], CASES["megatron-moe-modelzoo"]
     assert len(fms) == 16 and len({c.row_id for c in fms}) == 16
     assert [c.row_id for c in zoo] == [
-        "3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "15"
+        "3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16", "17", "18"
     ]  # fmt: skip
+    by_id = {c.row_id: c.scenario for c in zoo}
+    # MXFP8 rows: --fp8-recipe mxfp8 --fp8-param-gather; GB300 row on the gb300-nvl72 preset
+    assert by_id["16"]["strategy"]["fp8_recipe"] == "mxfp8"
+    assert by_id["16"]["strategy"]["fp8_param_gather"] is True
+    assert by_id["18"]["system"]["preset"] == "gb300-nvl72"
+    assert by_id["15"]["strategy"]["precision"] == "bf16"
+    # "flex dispatcher, DeepEP backend" -> DeepEP's kernels; HybridEP and alltoall -> NCCL
+    assert by_id["3"]["strategy"]["moe_dispatcher"] == "deepep"
+    assert by_id["4"]["strategy"]["moe_dispatcher"] == "alltoall"
+    assert by_id["15"]["strategy"]["moe_dispatcher"] == "alltoall"
     for name in ("fms_fsdp", "megatron_moe_modelzoo"):
         folder = resources.files("deepflow.validation") / "data" / "v2" / name
         assert (folder / "README.md").is_file()

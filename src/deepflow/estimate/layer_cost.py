@@ -49,6 +49,7 @@ from deepflow.estimate.fp8 import quantization_time
 from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
+from deepflow.network.deepep import dispatch_time
 from deepflow.parallel.batch import ALGORITHMS
 from deepflow.parallel.experts import alltoall_bytes
 from deepflow.specs.framework import FRAMEWORKS
@@ -411,11 +412,18 @@ def moe_comm_time(
     with ``group=self.tp_group``, the expert tp group): that replaces the dense MLP's
     tensor-parallel pair under sequence parallelism (required with MoE and tp > 1,
     ``megatron/training/arguments.py``); without it the tp ranks hold the same tokens and
-    the layer keeps the dense pair ``tp_one``."""
+    the layer keeps the dense pair ``tp_one``.
+
+    With ``strategy.moe_dispatcher: deepep`` (Megatron-Core's ``MoEFlexTokenDispatcher``
+    with the DeepEP backend, ``fused_a2a.py`` ``fused_dispatch``/``fused_combine``) the
+    dispatch and the combine are DeepEP's kernels instead:
+    :func:`~deepflow.network.deepep.dispatch_time` of the same tokens over the same EP
+    group."""
     b = env.batch
     h = env.model.hidden_size
     load = expert_load(env)
-    sent = alltoall_bytes(env.tokens / env.sp_div, layer.top_k, h, env.elem) * load
+    tokens = env.tokens / env.sp_div
+    sent = alltoall_bytes(tokens, layer.top_k, h, env.elem) * load
     a2a = collective_time(
         Collective.ALL_TO_ALL,
         sent,
@@ -423,6 +431,22 @@ def moe_comm_time(
         env.hierarchy,
         env.algorithms.get("ep", Algorithm.RING),
     )
+    if b.deepep.any():
+        hier = env.hierarchy
+        deepep = dispatch_time(
+            tokens,
+            h,
+            layer.top_k,
+            layer.num_experts,
+            env.ep_group.size,
+            env.ep_group.members_per_domain,
+            env.ep_group.domains,
+            env.elem,
+            hier.scale_up.bandwidth,
+            hier.scale_out.bandwidth,
+            load,
+        )
+        a2a = np.where(b.deepep, deepep, a2a)
     gathered = env.expert_rows * layer.top_k * load * h * env.elem
     algo = env.algorithms.get("tp") or _algorithm(env)
     group = env.experts.etp

@@ -91,6 +91,8 @@ class StrategyBatch:
     # the precision is not fp8; FP8 primary weights gathered in FP8
     fp8_recipe: np.ndarray | None = None
     fp8_param_gather: np.ndarray | None = None
+    # MoE dispatch and combine by DeepEP's kernels (strategy.moe_dispatcher: deepep)
+    deepep: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self)
@@ -104,6 +106,8 @@ class StrategyBatch:
         gather = np.zeros(n, bool) if self.fp8_param_gather is None else self.fp8_param_gather
         gather = np.broadcast_to(np.asarray(gather, dtype=bool), (n,)) & fp8
         object.__setattr__(self, "fp8_param_gather", gather)
+        deepep = np.zeros(n, bool) if self.deepep is None else self.deepep
+        object.__setattr__(self, "deepep", np.broadcast_to(np.asarray(deepep, bool), (n,)))
 
     def __len__(self) -> int:
         return int(self.dp.shape[0])
@@ -170,6 +174,7 @@ class StrategyBatch:
                 lambda s: -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe)
             ),
             fp8_param_gather=col(lambda s: s.fp8_param_gather, bool),
+            deepep=col(lambda s: s.moe_dispatcher == "deepep", bool),
         )
 
     @classmethod
@@ -311,6 +316,7 @@ class StrategyBatch:
             stage_layers=self.stage_layers[i],
             fp8_recipe=FP8_RECIPES[int(self.fp8_recipe[i])] if self.fp8_recipe[i] >= 0 else None,
             fp8_param_gather=bool(self.fp8_param_gather[i]),
+            moe_dispatcher="deepep" if self.deepep[i] else "alltoall",
         )
 
     def _modules(self, i: int) -> tuple[RecomputeModule, ...] | None:

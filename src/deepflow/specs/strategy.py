@@ -233,6 +233,12 @@ class StrategySpec(Spec):
     # fp8_model_init, so no 16-bit weight copy exists)
     fp8_recipe: FP8Recipe | None = None
     fp8_param_gather: bool = False
+    # MoE token dispatcher: an NCCL all-to-all of the permuted tokens (Megatron-Core
+    # --moe-token-dispatcher-type alltoall, MoEAlltoAllTokenDispatcher) or DeepEP's fused
+    # dispatch/combine kernels (--moe-token-dispatcher-type flex --moe-enable-deepep,
+    # MoEFlexTokenDispatcher with the DeepEP backend; megatron/core/transformer/moe/
+    # token_dispatcher.py), costed by deepflow.network.deepep
+    moe_dispatcher: Literal["alltoall", "deepep"] = "alltoall"
 
     @model_validator(mode="before")
     @classmethod
@@ -362,6 +368,8 @@ def strategy_text(s: Mapping[str, Any]) -> str:
     parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
     if s.get("expert_tp") is not None and s["expert_tp"] != s["tp"]:
         parts.append(f"etp{s['expert_tp']}")
+    if s.get("moe_dispatcher", "alltoall") != "alltoall":
+        parts.append(str(s["moe_dispatcher"]))
     if s.get("sequence_parallel"):
         parts.append("sp")
     if s.get("zero"):

@@ -609,27 +609,38 @@ _MODELZOO_SOURCE = (
 _MODELZOO_NOTES = (
     "Megatron-Core with Transformer Engine on 8-GPU H100 nodes (dgx-h100 preset: NVLink 4, "
     "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source) or 4-GPU "
-    "GB200 trays in one NVL72 domain (gb200-nvl72). Expert tensor parallelism from the row's "
+    "GB200 (GB300) trays in one NVL72 domain (gb200-nvl72, gb300-nvl72); MXFP8 rows "
+    "as fp8_recipe mxfp8 with fp8_param_gather (the precision-aware optimizer's bf16 Adam "
+    "moments and the fine-grained activation offloading of row 16 are not modelled). Expert tensor parallelism from the row's "
     "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
-    "(deepflow.parallel.experts). The DeepEP/HybridEP dispatcher is costed as an NCCL "
-    "all-to-all. Routing is modelled balanced (moe.imbalance 1.0: the forced-balance rows); "
-    "the dropless rows measure learned routing on the same configuration and the source "
+    "(deepflow.parallel.experts). The 'flex dispatcher, DeepEP backend' rows run "
+    "strategy.moe_dispatcher: deepep (deepflow.network.deepep); the HybridEP backend (GB200) "
+    "is costed as an NCCL all-to-all. Routing is modelled balanced (moe.imbalance 1.0: "
+    "the forced-balance rows); the dropless rows measure learned routing on the same configuration and the source "
     "states no imbalance. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
     "FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
     "stages with the embedding and the loss counted as a layer each (the source's "
     "runtime.conf lists 96 'layers' for that reason)."
 )
 #: rows of the source used here: 3 (Megatron-FSDP), 4-5 (distributed optimizer, PP 32 and
-#: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16). Not used: 6 (Qwen3-Next:
-#: gated DeltaNet linear attention, which deepflow's transformer does not build) and 16-18
-#: (MXFP8 recipes and GB300, outside this data set's scope here)
-_MODELZOO_ROWS = ("3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "15")
+#: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16), 16-17 (GB200 NVL72, MXFP8:
+#: fp8_recipe mxfp8 with fp8_param_gather) and 18 (GB300 NVL72, MXFP8). Not used: 6
+#: (Qwen3-Next: gated DeltaNet linear attention, which deepflow's transformer does not build)
+_MODELZOO_ROWS = tuple(str(i) for i in (3, 4, 5, *range(7, 19)))
+
+
+_MODELZOO_SYSTEMS = {
+    "NVIDIA H100": "dgx-h100",
+    "NVIDIA GB200": "gb200-nvl72",
+    "NVIDIA GB300": "gb300-nvl72",
+}
 
 
 def megatron_moe_modelzoo_cases() -> list[Case]:
-    """Qwen3-235B-A22B with Megatron-Core on 256 H100s and GB200s (``_MODELZOO_ROWS``): the
-    Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context rows
-    (16K-128K tokens, context parallelism 1-8) and the BF16 GB200 NVL72 row of V2-S07."""
+    """Qwen3-235B-A22B with Megatron-Core on H100s, GB200s and GB300s (``_MODELZOO_ROWS``):
+    the Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context
+    rows (16K-128K tokens, context parallelism 1-8), the BF16 and MXFP8 GB200 NVL72 rows
+    and the MXFP8 GB300 NVL72 row of V2-S07."""
     cases = []
     for r in read_data_csv("v2", "megatron_moe_modelzoo", "qwen3_moe_throughput.csv"):
         if r["row_id"] not in _MODELZOO_ROWS:
@@ -650,9 +661,16 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "sequence_parallel": r["sp"].startswith("yes"),
             "zero": 3 if fsdp else 1,
             "micro_batch_size": int(r["micro_batch_size"]),
-            "precision": "bf16",
             "framework": "megatron-core",
+            # "flex dispatcher, DeepEP backend": DeepEP's kernels (deepflow.network.deepep);
+            # "alltoall" and the GB200 row's HybridEP backend: an NCCL all-to-all
+            "moe_dispatcher": "deepep" if "DeepEP backend" in r["moe_dispatcher"] else "alltoall",
         }
+        if r["precision"].startswith("MXFP8"):
+            # sbatch_benchmarking.sh PR=mxfp8: --fp8-recipe mxfp8 --fp8-param-gather
+            strategy.update(precision="fp8", fp8_recipe="mxfp8", fp8_param_gather=True)
+        else:
+            strategy["precision"] = "bf16"
         rc = r["recompute"]
         if rc.startswith("full"):
             strategy["recompute"] = "full"
@@ -668,7 +686,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
                 "seq_len": seq,
             },
             "system": {
-                "preset": "gb200-nvl72" if "GB200" in r["accelerator"] else "dgx-h100",
+                "preset": _MODELZOO_SYSTEMS[r["accelerator"]],
                 "num_accelerators": gpus,
             },
             "strategy": strategy,
@@ -710,8 +728,9 @@ _SIMUMAX_NOTES = (
     "parallelism, distributed optimizer (ZeRO-1), no TP communication overlap, no "
     "recomputation (--recompute-num-layers 0), micro batch 1, mock data. Truncated model: "
     "the layer count of the case name. Llama-3 405B with 16 KV heads, as the launcher sets it. "
-    "Gradient reduce-scatter overlap with backward is not stated: overlap assumed "
-    "(Megatron-Core's default with the distributed optimizer)."
+    "The launcher (simu_tools/megatron_scripts/scripts/run_pretrain_llama3.sh) passes neither "
+    "--overlap-grad-reduce nor --overlap-param-gather (Megatron-LM defaults: off): the "
+    "gradient reduce-scatter and parameter all-gather run after the backward."
 )
 
 
@@ -750,6 +769,11 @@ def simumax_b200_cases() -> list[Case]:
                 "precision": "bf16",
                 "framework": "megatron-core",
                 "zero": 1,
+                # the launcher passes neither --overlap-grad-reduce nor
+                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
+                # store_true, default False)
+                "overlap_grad_reduce": False,
+                "overlap_param_gather": False,
             },
             "training": {"global_batch_size": gb},
         }
@@ -774,7 +798,10 @@ _SIMUMAX_MOE_NOTES = (
     "truncated to 4 layers (the first dense, three MoE) as run_pretrain_deepseekv2.sh sets "
     "it: MLA, routed experts with shared experts, all-to-all dispatcher with grouped GEMM "
     "and permute fusion, capacity factor 1 with --moe-pad-expert-input-to-capacity (every "
-    "expert computes exactly its capacity: expert load 1). Expert tensor parallelism 1."
+    "expert computes exactly its capacity: expert load 1). Expert tensor parallelism 1. "
+    "The launcher passes neither --overlap-grad-reduce nor --overlap-param-gather "
+    "(Megatron-LM defaults: off): the gradient reduce-scatter and parameter all-gather run "
+    "after the backward."
 )
 
 #: DeepSeek-shaped models of SimuMax's MoE runs (run_pretrain_deepseekv2.sh), by case prefix
@@ -847,6 +874,11 @@ def simumax_b200_moe_cases() -> list[Case]:
                 "precision": "bf16",
                 "framework": "megatron-core",
                 "zero": 1,
+                # the launcher passes neither --overlap-grad-reduce nor
+                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
+                # store_true, default False)
+                "overlap_grad_reduce": False,
+                "overlap_param_gather": False,
             },
             "training": {"global_batch_size": gb},
         }

@@ -21,7 +21,9 @@ context, data parallel, pipeline stage outermost). The step of each rank, in iss
   any), the embedding on the first chunk, then per layer a forward COMP, the layer's two
   tensor-parallel all-reduces of ``b s h`` bytes (Shoeybi et al. 2019, sec. 3, Fig. 4) and,
   on MoE layers with ``ep > 1``, two expert all-to-alls over the ``ep`` group (dispatch and
-  combine, Lepikhin et al. 2020, sec. 3.2); the head on the last chunk; then send to the
+  combine, Lepikhin et al. 2020, sec. 3.2; with ``strategy.moe_dispatcher: deepep`` two COMP
+  nodes of the estimator's DeepEP dispatch and combine times instead, DeepEP's kernels
+  having no ASTRA-sim collective); the head on the last chunk; then send to the
   next virtual stage. With ``cp > 1`` each layer's COMP has beside it (both depend on the
   node before, the next node on both) the ring-attention exchange: ``cp - 1`` steps of a
   send of the local K,V block to the next context rank and a receive from the previous one
@@ -299,6 +301,7 @@ def export_scenario(
     dense_t = layer_template(model, moe=False)
     moe_t = layer_template(model, moe=True) if model.moe is not None else dense_t
     costs = {False: layer_cost(env, dense_t), True: layer_cost(env, moe_t)}
+    deepep = bool(batch.deepep[0])
     emb, head = embedding_cost(env), head_cost(env)
     optimizer_s = float(evaluate(model, system, gbs, batch).breakdown["optimizer"][0])
     micro = int(env.micro_batches[0])
@@ -441,7 +444,14 @@ def export_scenario(
                     else:
                         nb.coll(f"{name}_tp_ar{j}", CommType.ALL_REDUCE, size,
                                 tp_group[(c, d, p)])  # fmt: skip
-            if ep > 1 and n_moe:
+            if ep > 1 and n_moe and deepep:
+                # DeepEP's dispatch/combine kernels (strategy.moe_dispatcher: deepep) have no
+                # ASTRA-sim collective: each is a node of the estimator's time for it
+                # (deepflow.network.deepep.dispatch_time), half the layer's pair
+                ep_s = costs[True].ep_comm_forward if fwd else costs[True].ep_comm_backward
+                for j in range(2 * n_moe):
+                    nb.comp(f"{name}_ep_deepep{j}", float(ep_s[0]) / 2.0)
+            elif ep > 1 and n_moe:
                 routed = hidden * moe_t.top_k / sp_div
                 for j in range(2 * n_moe):
                     nb.coll(f"{name}_ep_a2a{j}", CommType.ALL_TO_ALL, routed,
