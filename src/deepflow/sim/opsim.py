@@ -58,10 +58,12 @@ from typing import Protocol
 import numpy as np
 
 from deepflow.errors import ConfigError
+from deepflow.estimate.evaluate import OPTIMIZER_STATE_BYTES
 from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
 from deepflow.hardware.calibrate.profiles import OperatorProfiles
 from deepflow.hardware.roofline import memory_time, split_k_gemm_time
 from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
+from deepflow.sim.kernelpar import KernelKind, KernelSplit, kernel_problem, kernel_times
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.opgraph import DimKind, GemmAxis, Op, OpGraph
@@ -83,18 +85,33 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class OpConfig:
     """The parallel config of one op: a degree per output dimension and the first device of
-    its contiguous block."""
+    its contiguous block.
+
+    ``kernel`` splits each partition's GEMM further over a kernel group of ``kernel.size``
+    devices (DeepFlow's CR / RC kernel parallelism, :mod:`deepflow.sim.kernelpar`):
+    partition ``v`` then runs on devices ``start + v g .. start + v g + g - 1``; its tasks
+    are placed on the first of them (the group acts as one device whose kernels include
+    the group's collectives, as in DeepFlow's ``GEMM_time + reduction_time``)."""
 
     degrees: tuple[int, ...]
     start: int = 0
+    kernel: KernelSplit | None = None
 
     @property
     def parts(self) -> int:
         return math.prod(self.degrees)
 
     @property
+    def group(self) -> int:
+        return 1 if self.kernel is None else self.kernel.size
+
+    @property
     def devices(self) -> range:
-        return range(self.start, self.start + self.parts)
+        return range(self.start, self.start + self.parts * self.group)
+
+    def device(self, part: int) -> int:
+        """The device that runs partition ``part`` (the first of its kernel group)."""
+        return self.start + part * self.group
 
 
 Strategy = tuple[OpConfig, ...]
@@ -136,11 +153,32 @@ def check_strategy(graph: OpGraph, strategy: Sequence[OpConfig], num_devices: in
             if k < 1 or d.size % k or (k > 1 and not d.splittable):
                 why = "is not splittable" if not d.splittable else f"has size {d.size}"
                 raise ConfigError(f"degree {k} on dimension {d.name!r}, which {why}", path)
-        if cfg.start < 0 or cfg.start + cfg.parts > num_devices:
-            raise ConfigError(
-                f"devices {cfg.start}..{cfg.start + cfg.parts - 1} outside 0..{num_devices - 1}",
-                path,
-            )
+        if cfg.kernel is not None:
+            if op.gemm is None:
+                raise ConfigError(f"kernel split {cfg.kernel} on an op without a GEMM", path)
+            m, n, k, _ = partition_gemm(op, cfg.degrees)
+            why = kernel_problem(m, n, k, cfg.kernel)
+            if why is not None:
+                raise ConfigError(f"kernel split {cfg.kernel}: {why}", path)
+        last = cfg.start + cfg.parts * cfg.group - 1
+        if cfg.start < 0 or last >= num_devices:
+            raise ConfigError(f"devices {cfg.start}..{last} outside 0..{num_devices - 1}", path)
+
+
+def partition_gemm(op: Op, degrees: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """``(m, n, k, batch)`` of one partition's GEMM: the op's GEMM view shrunk by the degrees
+    of the dimensions on each axis (:class:`RooflineCost`)."""
+    g = op.gemm
+    assert g is not None
+    split = {GemmAxis.M: 1, GemmAxis.N: 1, GemmAxis.BATCH: 1, GemmAxis.NONE: 1}
+    for d, k in zip(op.dims, degrees, strict=True):
+        split[d.axis] *= k
+    return (
+        max(1, g.m // split[GemmAxis.M]),
+        max(1, g.n // split[GemmAxis.N]),
+        g.k,
+        max(1, g.batch // split[GemmAxis.BATCH]),
+    )
 
 
 class OpCostModel(Protocol):
@@ -189,12 +227,7 @@ class RooflineCost:
         fwd = bwd = 0.0
         g = op.gemm
         if g is not None:
-            split = {GemmAxis.M: 1, GemmAxis.N: 1, GemmAxis.BATCH: 1, GemmAxis.NONE: 1}
-            for d, k in zip(op.dims, degrees, strict=True):
-                split[d.axis] *= k
-            m = max(1, g.m // split[GemmAxis.M])
-            n = max(1, g.n // split[GemmAxis.N])
-            b = max(1, g.batch // split[GemmAxis.BATCH])
+            m, n, _, b = partition_gemm(op, degrees)
             fwd += op.steps * self._gemm(m, n, g.k, b)
             bwd += op.steps * (self._gemm(m, g.k, n, b) + self._gemm(g.k, n, m, b))
         elif op.flops_fwd > 0:
@@ -277,6 +310,8 @@ class StepResult:
     transfer_bytes: float
     sync_bytes: float
     tasks: int
+    peak_memory_bytes: float = 0.0
+    infeasible: str | None = None
 
 
 class _Timeline:
@@ -357,6 +392,7 @@ class OpSimulator:
         *,
         overlap_sync: bool = True,
         profiles: OperatorProfiles | None = None,
+        check_memory: bool = True,
     ) -> None:
         self.graph = graph
         self.overlap_sync = overlap_sync
@@ -378,6 +414,107 @@ class OpSimulator:
             if op.params:
                 self._weights.setdefault(op.weight_key, []).append(i)
         self.evaluations = 0
+        self.check_memory = check_memory
+        self._roofline: RooflineCost | None = None
+        self._kernel: dict[tuple[object, ...], tuple[float, float]] = {}
+
+    # -- kernel parallelism and memory --------------------------------------------------
+    def _group_time(self, op: Collective, size: float, start: int, stride: int, p: int) -> float:
+        nodes: dict[int, int] = {}
+        for i in range(p):
+            d = start + i * stride
+            nodes[d // self.per_node] = nodes.get(d // self.per_node, 0) + 1
+        group = GroupPlacement(
+            np.float64(p), np.float64(max(nodes.values())), np.float64(len(nodes))
+        )
+        return float(collective_time(op, size, group, self.hierarchy))
+
+    def _kernel_times(self, op: Op, cfg: OpConfig) -> tuple[float, float]:
+        """Forward and backward seconds of a partition run by a kernel group: ``steps``
+        kernel-parallel GEMMs (:func:`deepflow.sim.kernelpar.kernel_times`; the weight
+        synchronization collective of an RC split once per step, with the backward pass)
+        plus the op's memory-bound traffic shared by the whole group."""
+        split = cfg.kernel
+        assert split is not None
+        key = (op.cost_key, cfg.degrees, split, cfg.start % self.per_node)
+        hit = self._kernel.get(key)
+        if hit is not None:
+            return hit
+        m, n, k, b = partition_gemm(op, cfg.degrees)
+        if self._roofline is None:
+            self._roofline = (
+                self.cost
+                if isinstance(self.cost, RooflineCost)
+                else RooflineCost(self.system.accelerator, self.precision)
+            )
+        rl = self._roofline
+        p1_stride = 1 if split.kind is KernelKind.CR else split.kp2
+
+        def coll(kind: Collective, size: float, p: int) -> float:
+            stride = p1_stride if p == split.kp1 and split.kind is KernelKind.RC else 1
+            return self._group_time(kind, size, cfg.start, stride, p)
+
+        f, bw, sync = kernel_times(
+            m, n, k, split, lambda a, c, d: rl._gemm(a, c, d, b), coll, self.elem_bytes
+        )
+        share = cfg.parts * split.size
+        acc = self.system.accelerator
+        fwd = op.steps * f + float(memory_time(op.mem_fwd * self.elem_bytes / share, acc, op.steps))
+        bwd = op.steps * bw + sync
+        bwd += float(memory_time(op.mem_bwd * self.elem_bytes / share, acc, op.steps))
+        self._kernel[key] = (fwd, bwd)
+        return fwd, bwd
+
+    def _forward(self, op: Op, cfg: OpConfig) -> float:
+        if cfg.kernel is None:
+            return self.cost.forward_time(op, cfg.degrees)
+        return self._kernel_times(op, cfg)[0]
+
+    def _backward(self, op: Op, cfg: OpConfig) -> float:
+        if cfg.kernel is None:
+            return self.cost.backward_time(op, cfg.degrees)
+        return self._kernel_times(op, cfg)[1]
+
+    def memory_per_device(self, strategy: Strategy) -> np.ndarray:
+        """Bytes each device holds during a step: its weight shards with their gradients and
+        Adam optimizer state (``deepflow.estimate.evaluate.OPTIMIZER_STATE_BYTES``: ZeRO's
+        ``2 + 2 + 12`` bytes per parameter in mixed precision, ``4 + 4 + 8`` in fp32; a
+        weight shared by several ops counted once per device), and the output of every
+        partition it runs, kept for the backward pass. A kernel group shares its
+        partition's weights and outputs (CR: ``1/kp1`` of the output after the
+        reduce-scatter; RC: ``1/kp1`` rows after the all-gather over ``kp2``). Transient
+        buffers of the collectives are not counted."""
+        eb = self.elem_bytes
+        per_param = 2.0 * eb + OPTIMIZER_STATE_BYTES[4 if eb > 2 else 2]
+        mem = np.zeros(self.num_devices)
+        held: set[tuple[int, str, tuple[int, ...]]] = set()
+        for op, cfg in zip(self.graph.ops, strategy, strict=True):
+            g = cfg.group
+            out_share = 1 if cfg.kernel is None else cfg.kernel.kp1
+            act = op.out_elems * eb / (cfg.parts * out_share)
+            pdeg, shards = self._shards(op, cfg) if op.params else ((), [])
+            w = op.params / (math.prod(pdeg) * g) * per_param if op.params else 0.0
+            for v in range(cfg.parts):
+                first = cfg.device(v)
+                mem[first : first + g] += act
+                if op.params:
+                    key = (first, op.weight_key, (*shards[v], g))
+                    if key not in held:
+                        held.add(key)
+                        mem[first : first + g] += w
+        return mem
+
+    def memory_problem(self, strategy: Strategy) -> str | None:
+        """Why ``strategy`` does not fit the devices' memory, or ``None``."""
+        mem = self.memory_per_device(strategy)
+        cap = float(self.system.accelerator.memory_capacity)
+        worst = int(np.argmax(mem))
+        if mem[worst] > cap:
+            return (
+                f"device {worst} needs {mem[worst] / 1e9:.1f} GB (weights, gradients, optimizer "
+                f"state, activations) but holds {cap / 1e9:.1f} GB"
+            )
+        return None
 
     # -- caches -------------------------------------------------------------------------
     def _overlap(
@@ -466,9 +603,11 @@ class OpSimulator:
         for i in ops:
             cfg = strategy[i]
             pdeg, shards = self._shards(self.graph.ops[i], cfg)
+            # a kernel group splits each shard further (kernelpar: CR k n/kp1, RC k n/kp1kp2)
+            pdeg = (*pdeg, cfg.group)
             pdegs.add(pdeg)
             for v, sh in enumerate(shards):
-                groups.setdefault(sh, {}).setdefault(cfg.start + v, []).append(bwd[i][v])
+                groups.setdefault(sh, {}).setdefault(cfg.device(v), []).append(bwd[i][v])
         if len(pdegs) == 1:
             shard_bytes = full_bytes / math.prod(next(iter(pdegs)))
         else:
@@ -513,7 +652,6 @@ class OpSimulator:
         ops = graph.ops
         eb = self.elem_bytes
         tl = _Timeline(record)
-        cost = self.cost
         n = len(ops)
         fwd: list[list[int]] = [[] for _ in range(n)]
         for i, op in enumerate(ops):
@@ -525,18 +663,18 @@ class OpSimulator:
                 vol = ops[e.src].out_elems * e.fraction * eb
                 src_tasks = fwd[e.src]
                 for u, v, f in self._overlap(i, j, pcfg.degrees, cfg.degrees):
-                    du, dv = pcfg.start + u, cfg.start + v
+                    du, dv = pcfg.device(u), cfg.device(v)
                     if du == dv:
                         deps[v].append(src_tasks[u])
                     else:
                         deps[v].append(
                             self._transfer(tl, du, dv, f * vol, src_tasks[u], op.name, "F")
                         )
-            dur = cost.forward_time(op, cfg.degrees)
-            tl.totals[0] += dur * parts
+            dur = self._forward(op, cfg)
+            tl.totals[0] += dur * parts * cfg.group
             fwd[i] = [
                 tl.add(
-                    cfg.start + v, "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "F", i
+                    cfg.device(v), "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "F", i
                 )
                 for v in range(parts)
             ]
@@ -554,7 +692,7 @@ class OpSimulator:
                 e = ops[c].inputs[j]
                 dst_tasks = bwd[c]
                 for u, v, f in self._overlap(c, j, cfg.degrees, ccfg.degrees):
-                    du, dv = cfg.start + u, ccfg.start + v
+                    du, dv = cfg.device(u), ccfg.device(v)
                     if du == dv:
                         deps[u].append(dst_tasks[v])
                     else:
@@ -563,11 +701,11 @@ class OpSimulator:
                                 tl, dv, du, f * vol * e.fraction, dst_tasks[v], op.name, "B"
                             )
                         )
-            dur = cost.backward_time(op, cfg.degrees)
-            tl.totals[0] += dur * parts
+            dur = self._backward(op, cfg)
+            tl.totals[0] += dur * parts * cfg.group
             bwd[i] = [
                 tl.add(
-                    cfg.start + v, "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "B", i
+                    cfg.device(v), "compute", dur, deps[v], TaskKind.COMPUTE, op.name, 0.0, "B", i
                 )
                 for v in range(parts)
             ]
@@ -582,7 +720,7 @@ class OpSimulator:
             ends: dict[int, int] = {}
             for i in range(n):
                 for v, tid in enumerate(bwd[i]):
-                    d = strategy[i].start + v
+                    d = strategy[i].device(v)
                     ends[d] = max(ends.get(d, -1), tid)
             last = sorted(ends.values())
             for w in deferred:
@@ -593,6 +731,8 @@ class OpSimulator:
     def step_time(self, strategy: Strategy) -> float:
         """Simulated time of one training step under ``strategy`` (seconds)."""
         self.evaluations += 1
+        if self.check_memory and self.memory_problem(strategy) is not None:
+            return math.inf
         end = self._lower(strategy, record=False).end
         return max(end) if end else 0.0
 
@@ -601,7 +741,12 @@ class OpSimulator:
         check_strategy(self.graph, strategy, self.num_devices)
         tl = self._lower(strategy, record=False)
         c, t, s, tb, sb = tl.totals
-        return StepResult(max(tl.end) if tl.end else 0.0, c, t, s, tb, sb, len(tl.end))
+        mem = self.memory_per_device(strategy)
+        why = self.memory_problem(strategy) if self.check_memory else None
+        step = max(tl.end) if tl.end else 0.0
+        return StepResult(
+            math.inf if why else step, c, t, s, tb, sb, len(tl.end), float(mem.max()), why
+        )
 
     def task_graph(self, strategy: Strategy) -> TaskGraph:
         """The lowered step as a task graph, for :func:`deepflow.sim.executor.execute` and
