@@ -82,6 +82,10 @@ __all__ = [
 ]
 
 
+MEMORY_PENALTY_S = 1.0e6
+"""Seconds per unit of memory over-subscription in :meth:`OpSimulator.search_cost`."""
+
+
 @dataclass(frozen=True, slots=True)
 class OpConfig:
     """The parallel config of one op: a degree per output dimension and the first device of
@@ -733,6 +737,20 @@ class OpSimulator:
         self.evaluations += 1
         if self.check_memory and self.memory_problem(strategy) is not None:
             return math.inf
+        end = self._lower(strategy, record=False).end
+        return max(end) if end else 0.0
+
+    def search_cost(self, strategy: Strategy) -> float:
+        """The step time of a strategy that fits in memory; for one that does not, a soft
+        penalty ``MEMORY_PENALTY_S x`` (largest device need / capacity), above any step
+        time, so that a search can descend towards strategies that fit (FlexFlow's 2021
+        runtime also penalizes memory instead of forbidding it)."""
+        self.evaluations += 1
+        if self.check_memory:
+            mem = self.memory_per_device(strategy)
+            cap = float(self.system.accelerator.memory_capacity)
+            if float(mem.max()) > cap:
+                return MEMORY_PENALTY_S * float(mem.max()) / cap
         end = self._lower(strategy, record=False).end
         return max(end) if end else 0.0
 
