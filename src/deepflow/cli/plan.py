@@ -44,7 +44,15 @@ def plan_hetero(cluster: str, as_json: bool) -> None:
     pools = compact_table(f"{c.name}: B={c.global_batch_size}, V={c.virtual_nodes}, s={c.vn_batch}")
     add_columns(
         pools,
-        ("pool", "accelerator", "replicas", "per-VN time", "per-step extra", "peak mem", "capacity"),
+        (
+            "pool",
+            "accelerator",
+            "replicas",
+            "per-VN time",
+            "per-step extra",
+            "peak mem",
+            "capacity",
+        ),
         text=("pool", "accelerator"),
     )
     for p in result.profiles:
