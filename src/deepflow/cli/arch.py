@@ -4,18 +4,21 @@ hardware, hardware/software co-design, and sensitivity of step time."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
-from deepflow.codesign.budget import load_budget
+from deepflow.codesign.budget import BudgetFile, load_budget
 from deepflow.codesign.gradient import gradient_search
+from deepflow.codesign.opgraph import is_opgraph_scenario, load_opgraph_problem
 from deepflow.codesign.pareto import nsga2_search
-from deepflow.codesign.point import Problem
+from deepflow.codesign.point import Problem, WorkloadProblem
 from deepflow.codesign.sensitivity import elasticities, plot_tornado, tornado_data
 from deepflow.codesign.space import DesignSpace
 from deepflow.errors import ConfigError
 from deepflow.report.progress import progress
+from deepflow.search.mcmc import expert_strategies
 from deepflow.specs import load_scenario
 from deepflow.tech import GeneratedAccelerator, generate, load_design
 from deepflow.units import format_bytes, format_si, format_time
@@ -101,6 +104,17 @@ def arch_command(design: str, as_json: bool) -> None:
     click.echo(json_text(_arch_json(generated)) if as_json else _arch_text(generated))
 
 
+def _problem(scenario: str, budget: BudgetFile) -> WorkloadProblem:
+    """A transformer scenario with the budget's strategy grid, or an operator-graph
+    scenario (a file naming a ``workload``: LSTM LM, RNNs, CNNs) with its candidates."""
+    if is_opgraph_scenario(scenario):
+        problem = load_opgraph_problem(scenario, budget.cost)
+        sys_ = problem.system
+        experts = expert_strategies(problem.graph, sys_.num_accelerators, sys_.scale_up_size)
+        return replace(problem, extra_starts=tuple(experts.items()))
+    return Problem.from_scenario(load_scenario(scenario), budget.strategies, budget.cost)
+
+
 @main.command("codesign")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--budget", "budget_path", required=True, type=click.Path(dir_okay=False))
@@ -114,12 +128,11 @@ def codesign_command(
 ) -> None:
     """Search the allocation of a BUDGET for SCENARIO's workload: gradient descent on step
     time, or NSGA-II when several objectives are given."""
-    sc = load_scenario(scenario)
     budget = load_budget(budget_path)
     names = tuple(o.strip() for o in objectives.split(",") if o.strip())
     if not names:
         raise ConfigError("give at least one objective", "--objectives")
-    problem = Problem.from_scenario(sc, budget.strategies, budget.cost)
+    problem = _problem(scenario, budget)
     space = DesignSpace.of(budget.design, budget.search.vary, budget.search.lower)
     s = budget.search
     if names == ("time",):
@@ -142,7 +155,7 @@ def codesign_command(
                     f"{g}.{k}": float(v)
                     for (g, k), v in zip(space.variables, result.best_start.x, strict=True)
                 },
-                "strategy": str(problem.strategies.spec(best.strategy_index))
+                "strategy": problem.describe_strategy(best.strategy_index)
                 if best.feasible
                 else None,
             },

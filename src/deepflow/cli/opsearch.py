@@ -23,17 +23,9 @@ from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_BATCH
 from deepflow.units import format_time
-from deepflow.workload import cnn, rnn
+from deepflow.workload.graphs import OPGRAPH_WORKLOADS
 
-WORKLOADS = {
-    "alexnet": cnn.alexnet,
-    "inception-v3": cnn.inception_v3,
-    "resnet-101": cnn.resnet101,
-    "rnntc": rnn.rnntc,
-    "rnnlm": rnn.rnnlm,
-    "nmt": rnn.nmt,
-    "lstm-lm": rnn.lstm_lm,
-}
+WORKLOADS = OPGRAPH_WORKLOADS
 
 
 MAX_OPSEARCH_GPUS = 1024

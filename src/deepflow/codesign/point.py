@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -107,6 +108,12 @@ class Problem:
             precision=scenario.strategy.precision,
         )
 
+    def evaluate(self, generated: GeneratedAccelerator) -> PointResult:
+        return _evaluate_transformer(generated, self)
+
+    def describe_strategy(self, index: int) -> str:
+        return str(self.strategies.spec(index)) if index >= 0 else "none"
+
     def gemm_shapes(self, tp: int = 1) -> list[tuple[float, float, float]]:
         """The dense layer's GEMMs for one sequence at tensor-parallel degree ``tp``: the
         shapes that set the hierarchical-roofline efficiency of a design."""
@@ -167,8 +174,27 @@ def system_for(
     return system.model_copy(update={"accelerator": acc, "intra_node": intra, "inter_node": inter})
 
 
-def evaluate_generated(generated: GeneratedAccelerator, problem: Problem) -> PointResult:
-    """Evaluate a generated accelerator on ``problem`` with its fastest feasible strategy.
+class WorkloadProblem(Protocol):
+    """What a design point can be evaluated on: a transformer :class:`Problem` or an
+    operator-graph problem (:class:`deepflow.codesign.opgraph.OpGraphProblem`)."""
+
+    system: SystemSpec
+    precision: Precision
+
+    def evaluate(self, generated: GeneratedAccelerator) -> PointResult: ...
+
+    def describe_strategy(self, index: int) -> str: ...
+
+
+def evaluate_generated(generated: GeneratedAccelerator, problem: WorkloadProblem) -> PointResult:
+    """Evaluate a generated accelerator on ``problem`` with its fastest feasible strategy."""
+    if not isinstance(problem, Problem):
+        return problem.evaluate(generated)
+    return _evaluate_transformer(generated, problem)
+
+
+def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> PointResult:
+    """Evaluate a generated accelerator on a transformer ``problem``.
 
     The hierarchical-roofline efficiency depends on the GEMM shapes each device runs, and
     those shrink with the tensor-parallel degree (``Problem.gemm_shapes(tp)``: the column
@@ -217,6 +243,6 @@ def evaluate_generated(generated: GeneratedAccelerator, problem: Problem) -> Poi
     return PointResult(generated, system, True, None, best_step, energy, cost, best_index)
 
 
-def evaluate_design(design: DesignSpec, problem: Problem) -> PointResult:
+def evaluate_design(design: DesignSpec, problem: WorkloadProblem) -> PointResult:
     """Generate ``design`` and evaluate it on ``problem`` (module docstring)."""
     return evaluate_generated(generate(design), problem)

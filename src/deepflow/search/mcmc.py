@@ -42,16 +42,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.errors import ConfigError
-from deepflow.sim.kernelpar import KernelKind, KernelSplit, kernel_problem
+from deepflow.sim.kernelpar import KernelSplit
 from deepflow.sim.opsim import (
     MEMORY_PENALTY_S,
     OpConfig,
     OpSimulator,
     Strategy,
     data_parallel,
-    partition_gemm,
 )
-from deepflow.workload.opgraph import DimKind, Op, OpGraph, OpKind
+from deepflow.sim.opstarts import divisors as _divisors
+from deepflow.sim.opstarts import kernel_parallel_start
+from deepflow.sim.opstarts import kernel_splits as _kernel_splits
+from deepflow.sim.opstarts import split_param as _split_param
+from deepflow.workload.opgraph import DimKind, OpGraph, OpKind
 
 __all__ = [
     "McmcResult",
@@ -62,10 +65,6 @@ __all__ = [
     "kernel_parallel_start",
     "mcmc_search",
 ]
-
-
-def _divisors(n: int, limit: int) -> list[int]:
-    return [k for k in range(1, min(n, limit) + 1) if n % k == 0]
 
 
 @dataclass(frozen=True)
@@ -129,40 +128,6 @@ class OpSpace:
         return float(sum(math.log10(self.size(i)) for i in range(len(self.graph.ops))))
 
 
-def _kernel_splits(op: Op, degrees: tuple[int, ...], room: int) -> list[KernelSplit]:
-    """CR and RC splits of the partition GEMM of ``op`` at ``degrees`` on power-of-two
-    grids of at most ``room`` devices."""
-    m, n, k, _ = partition_gemm(op, degrees)
-    pows = [2**i for i in range(room.bit_length()) if 2**i <= room]
-    out = [KernelSplit(KernelKind.CR, p) for p in pows if p > 1]
-    out += [KernelSplit(KernelKind.RC, p1, p2) for p1 in pows for p2 in pows if 1 < p1 * p2 <= room]
-    return [s for s in out if kernel_problem(m, n, k, s) is None]
-
-
-def kernel_parallel_start(graph: OpGraph, num_devices: int) -> Strategy:
-    """DeepFlow's LSTM-LM layout as a start (arXiv 2211.03309; ``kp_hidden_type`` /
-    ``kp_softmax_type`` ... in its configs): every op with a splittable parameter
-    dimension (embedding width, vocabulary) split on it over all devices, every other op
-    with a GEMM (an LSTM cell, whose gates FlexFlow cannot split) run as a CR kernel group
-    over the largest power-of-two group that divides its ``k``, the rest data parallel.
-    Every weight is then sharded over the machine, which is what lets a model whose
-    weights and optimizer state exceed one device's memory fit."""
-    dp = data_parallel(graph, num_devices)
-    out = []
-    for op, base in zip(graph.ops, dp, strict=True):
-        if any(d.kind is DimKind.PARAMETER and d.splittable for d in op.dims):
-            out.append(_split_param(op, num_devices, 0))
-            continue
-        if op.gemm is not None:
-            ones = tuple(1 for _ in op.dims)
-            cr = [s for s in _kernel_splits(op, ones, num_devices) if s.kind is KernelKind.CR]
-            if cr:
-                out.append(OpConfig(ones, 0, max(cr, key=lambda s: s.kp1)))
-                continue
-        out.append(base)
-    return tuple(out)
-
-
 def expert_strategies(graph: OpGraph, num_devices: int, per_node: int) -> dict[str, Strategy]:
     """Hand-designed starts.
 
@@ -201,19 +166,6 @@ def expert_strategies(graph: OpGraph, num_devices: int, per_node: int) -> dict[s
             s.append(OpConfig(tuple(degrees), start))
         out["layer-placement"] = tuple(s)
     return out
-
-
-def _split_param(op, num_devices: int, start: int) -> OpConfig:
-    degrees = []
-    left = num_devices
-    for d in op.dims:
-        if d.kind is DimKind.PARAMETER and d.splittable:
-            k = max(_divisors(d.size, left))
-            degrees.append(k)
-            left //= k
-        else:
-            degrees.append(1)
-    return OpConfig(tuple(degrees), start)
 
 
 @dataclass(frozen=True, slots=True)
