@@ -91,3 +91,27 @@ def test_bad_opgraph_scenario_exits_2(tmp_path: Path) -> None:
     bad.write_text("workload: lstm-lm\nbatch: -1\n")
     r = CliRunner().invoke(main, ["codesign", str(bad), "--budget", str(BUDGET)])
     assert r.exit_code == 2 and "batch" in r.output
+
+
+def test_arch_and_sensitivity_take_operator_graph_scenarios() -> None:
+    design = str(Path(__file__).resolve().parents[2] / "examples" / "arch" / "h100-class.yaml")
+    r = CliRunner().invoke(
+        main, ["arch", design, "--scenario", str(CROSSFLOW / "rnnlm-8.yaml"), "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    w = json.loads(r.output)["workload"]
+    assert w["feasible"] and w["step_time_s"] > 0 and "rnnlm" in w["strategy"]
+    s = CliRunner().invoke(
+        main,
+        [
+            "sensitivity",
+            str(CROSSFLOW / "alexnet-8.yaml"),
+            "--vary",
+            "accelerator.peak_flops",
+            "--json",
+        ],
+    )
+    assert s.exit_code == 0, s.output
+    (bar,) = json.loads(s.output)
+    # AlexNet on 8 GPUs is mostly compute-bound: faster FLOPs, shorter steps
+    assert -1.0 <= bar["elasticity"] < -0.3

@@ -11,15 +11,16 @@ import click
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.codesign.budget import BudgetFile, load_budget
 from deepflow.codesign.gradient import gradient_search
-from deepflow.codesign.opgraph import is_opgraph_scenario, load_opgraph_problem
+from deepflow.codesign.opgraph import OpGraphProblem, is_opgraph_scenario, load_opgraph_problem
 from deepflow.codesign.pareto import nsga2_search
-from deepflow.codesign.point import Problem, WorkloadProblem
+from deepflow.codesign.point import Problem, WorkloadProblem, evaluate_generated
 from deepflow.codesign.sensitivity import elasticities, plot_tornado, tornado_data
 from deepflow.codesign.space import DesignSpace
 from deepflow.errors import ConfigError
 from deepflow.report.progress import progress
 from deepflow.search.mcmc import expert_strategies
 from deepflow.specs import load_scenario
+from deepflow.specs.scenario import Scenario
 from deepflow.tech import GeneratedAccelerator, generate, load_design
 from deepflow.units import format_bytes, format_si, format_time
 
@@ -96,22 +97,53 @@ def _arch_text(g: GeneratedAccelerator) -> str:
 
 @main.command("arch")
 @click.argument("design", type=click.Path(dir_okay=False))
+@click.option(
+    "--scenario",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also evaluate the accelerator on a workload: a transformer scenario (its own "
+    "strategy) or an operator-graph scenario (LSTM LM, RNNs, CNNs; its best candidate).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the derived accelerator as JSON.")
 @exits_2_on_bad_input
-def arch_command(design: str, as_json: bool) -> None:
+def arch_command(design: str, scenario: str | None, as_json: bool) -> None:
     """Derive the accelerator of a DESIGN file (technology + budgets + allocation)."""
     generated = generate(load_design(design))
-    click.echo(json_text(_arch_json(generated)) if as_json else _arch_text(generated))
+    point = None
+    problem: WorkloadProblem | None = None
+    if scenario is not None:
+        if is_opgraph_scenario(scenario):
+            problem = _with_experts(load_opgraph_problem(scenario))
+        else:
+            problem = Problem.from_scenario(load_scenario(scenario))
+        point = evaluate_generated(generated, problem)
+    if as_json:
+        out = _arch_json(generated)
+        if point is not None and problem is not None:
+            out["workload"] = {
+                "feasible": point.feasible,
+                "reason": point.reason,
+                "step_time_s": point.step_time_s if point.feasible else None,
+                "strategy": problem.describe_strategy(point.strategy_index),
+            }
+        click.echo(json_text(out))
+        return
+    click.echo(_arch_text(generated))
+    if point is not None and problem is not None:
+        if point.feasible:
+            click.echo(
+                f"  workload  {format_time(point.step_time_s)} per step with "
+                f"{problem.describe_strategy(point.strategy_index)}"
+            )
+        else:
+            click.echo(f"  workload  INFEASIBLE: {point.reason}")
 
 
 def _problem(scenario: str, budget: BudgetFile) -> WorkloadProblem:
     """A transformer scenario with the budget's strategy grid, or an operator-graph
     scenario (a file naming a ``workload``: LSTM LM, RNNs, CNNs) with its candidates."""
     if is_opgraph_scenario(scenario):
-        problem = load_opgraph_problem(scenario, budget.cost)
-        sys_ = problem.system
-        experts = expert_strategies(problem.graph, sys_.num_accelerators, sys_.scale_up_size)
-        return replace(problem, extra_starts=tuple(experts.items()))
+        return _with_experts(load_opgraph_problem(scenario, budget.cost))
     return Problem.from_scenario(load_scenario(scenario), budget.strategies, budget.cost)
 
 
@@ -201,6 +233,19 @@ def codesign_command(
         click.echo("  " + ", ".join(f"{n} {r[n]:.4g}" for n in names))
 
 
+def _with_experts(problem: OpGraphProblem) -> OpGraphProblem:
+    """The problem with the search's expert strategies as extra candidates."""
+    s = problem.system
+    experts = expert_strategies(problem.graph, s.num_accelerators, s.scale_up_size)
+    return replace(problem, extra_starts=tuple(experts.items()))
+
+
+def _sensitivity_scenario(path: str) -> Scenario | OpGraphProblem:
+    if is_opgraph_scenario(path):
+        return _with_experts(load_opgraph_problem(path))
+    return load_scenario(path)
+
+
 @main.command("sensitivity")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--vary", required=True, help="Comma-separated keys (system or design paths).")
@@ -218,7 +263,7 @@ def sensitivity_command(
     as_json: bool,
 ) -> None:
     """Elasticity d ln T / d ln x of SCENARIO's step time to each --vary key."""
-    sc = load_scenario(scenario)
+    sc = _sensitivity_scenario(scenario)
     design = load_design(design_path) if design_path else None
     keys = [k.strip() for k in vary.split(",") if k.strip()]
     rows = elasticities(sc, keys, design, step)
