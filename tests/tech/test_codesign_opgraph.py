@@ -115,3 +115,26 @@ def test_arch_and_sensitivity_take_operator_graph_scenarios() -> None:
     (bar,) = json.loads(s.output)
     # AlexNet on 8 GPUs is mostly compute-bound: faster FLOPs, shorter steps
     assert -1.0 <= bar["elasticity"] < -0.3
+
+
+def test_pitfalls_orderings_that_must_hold() -> None:
+    """Adding the strategy choice never slows a step: software only <= baseline, hardware
+    then software <= hardware only, and the joint and software-then-hardware searches
+    start from the software-only point and never rise above it."""
+    from deepflow.codesign.examples import allocation_sweep, pitfalls
+
+    budget = load_budget(BUDGET)
+    p = pitfalls(budget.design, _problem("alexnet-8.yaml"), budget.search.vary, 0, 1, 3, 0)
+    assert p.software_only <= p.baseline
+    assert p.hardware_then_software <= p.hardware_only
+    assert p.joint <= p.software_only and p.software_then_hardware <= p.software_only
+    assert p.strategies["baseline"].startswith("data-parallel")
+    rows = allocation_sweep(
+        budget.design,
+        _problem("alexnet-8.yaml"),
+        "area.memory_controller",
+        "area.compute",
+        [0.05, 0.15],
+    )
+    assert rows[0].memory_bandwidth < rows[1].memory_bandwidth
+    assert rows[0].peak_flops > rows[1].peak_flops

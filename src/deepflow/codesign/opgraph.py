@@ -68,6 +68,7 @@ class OpGraphProblem:
     kernel_parallel: bool = False
     cost: CostSpec = field(default_factory=CostSpec)
     extra_starts: tuple[tuple[str, Strategy], ...] = ()
+    only: str | None = None
 
     def candidates(self) -> dict[str, Strategy]:
         n = self.system.num_accelerators
@@ -75,6 +76,8 @@ class OpGraphProblem:
         out.update(dict(self.extra_starts))
         if self.kernel_parallel:
             out["kernel-parallel"] = kernel_parallel_start(self.graph, n)
+        if self.only is not None:
+            return {self.only: out[self.only]}
         return out
 
     def describe_strategy(self, index: int) -> str:
