@@ -106,12 +106,13 @@ class OpGraphProblem:
             sim = OpSimulator(self.graph, system, self.precision)
             res = sim.run(strategy)
             if res.infeasible:
-                reasons.append(res.infeasible)
+                reasons.append((res.peak_memory_bytes, res.infeasible))
                 continue
             if best is None or res.step_time_s < best[0]:
                 best = (res.step_time_s, i, system, strategy, sim)
         if best is None:
-            reason = "no candidate strategy fits: " + (reasons[0] if reasons else "none")
+            # the candidate closest to fitting says why
+            reason = "no candidate strategy fits: " + (min(reasons)[1] if reasons else "none")
             return PointResult(generated, base, False, reason, math.inf, None, math.inf, -1)
         step, index, system, strategy, sim = best
         energy = self._energy(generated, system, strategy, sim, step)
