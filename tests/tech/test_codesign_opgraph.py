@@ -138,3 +138,37 @@ def test_pitfalls_orderings_that_must_hold() -> None:
     )
     assert rows[0].memory_bandwidth < rows[1].memory_bandwidth
     assert rows[0].peak_flops > rows[1].peak_flops
+
+
+def test_lstm_lm_end_to_end_arch_search_codesign(tmp_path: Path) -> None:
+    """DeepFlow's LSTM LM on 64 accelerators: the design's accelerator runs it
+    (``arch --scenario``), the per-operator search with CR/RC kernel parallelism finds a
+    strategy that fits, and ``codesign`` improves the design, memory checked throughout."""
+    design = str(Path(__file__).resolve().parents[2] / "examples" / "arch" / "h100-class.yaml")
+    scenario = str(CROSSFLOW / "lstm-lm-64.yaml")
+    a = CliRunner().invoke(main, ["arch", design, "--scenario", scenario, "--json"])
+    assert a.exit_code == 0, a.output
+    assert json.loads(a.output)["workload"]["feasible"]
+    args = ["search-ops", "lstm-lm", "--gpus", "64", "--nodes", "8", "--batch", "4096"]
+    s = CliRunner().invoke(
+        main,
+        [*args, "--precision", "fp16", "--budget", "150", "--kernel-parallel", "--json", "--quiet"],
+    )
+    assert s.exit_code == 0, s.output
+    found = json.loads(s.output)
+    assert found["infeasible"] is None and found["peak_memory_bytes"] < 34.4e9
+    assert any("kernel" in o for o in found["ops"])
+    text = (
+        BUDGET.read_text()
+        .replace("starts: 2", "starts: 1")
+        .replace("iterations: 8", "iterations: 2")
+    )
+    small = tmp_path / "budget.yaml"
+    small.write_text(text)
+    c = CliRunner().invoke(
+        main, ["codesign", scenario, "--budget", str(small), "--json", "--quiet"]
+    )
+    assert c.exit_code == 0, c.output
+    out = json.loads(c.output)
+    assert out["best"]["step_time_s"] < out["starts"][0]["time0_s"]
+    assert "kernel-parallel" in out["best"]["strategy"]
