@@ -421,6 +421,7 @@ class OpSimulator:
         self.check_memory = check_memory
         self._roofline: RooflineCost | None = None
         self._kernel: dict[tuple[object, ...], tuple[float, float]] = {}
+        self._memory: dict[tuple[int, OpConfig], tuple[np.ndarray, np.ndarray]] = {}
 
     # -- kernel parallelism and memory --------------------------------------------------
     def _group_time(self, op: Collective, size: float, start: int, stride: int, p: int) -> float:
@@ -483,30 +484,45 @@ class OpSimulator:
         """Bytes each device holds during a step: its weight shards with their gradients and
         Adam optimizer state (``deepflow.estimate.evaluate.OPTIMIZER_STATE_BYTES``: ZeRO's
         ``2 + 2 + 12`` bytes per parameter in mixed precision, ``4 + 4 + 8`` in fp32; a
-        weight shared by several ops counted once per device), and the output of every
+        weight shared by several ops with one config counted once), and the output of every
         partition it runs, kept for the backward pass. A kernel group shares its
         partition's weights and outputs (CR: ``1/kp1`` of the output after the
         reduce-scatter; RC: ``1/kp1`` rows after the all-gather over ``kp2``). Transient
         buffers of the collectives are not counted."""
+        mem = np.zeros(self.num_devices)
+        held: set[tuple[str, OpConfig]] = set()
+        for i, (op, cfg) in enumerate(zip(self.graph.ops, strategy, strict=True)):
+            act, weights = self._op_memory(i, cfg)
+            mem += act
+            # ops sharing a weight with the same config hold the same shards on the same
+            # devices: counted once (different configs are counted apart: an upper bound)
+            if op.params and (op.weight_key, cfg) not in held:
+                held.add((op.weight_key, cfg))
+                mem += weights
+        return mem
+
+    def _op_memory(self, i: int, cfg: OpConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Per-device bytes of op ``i``'s stored output and of its weight shards with their
+        gradients and optimizer state, under ``cfg`` (cached: a search revisits configs)."""
+        key = (i, cfg)
+        hit = self._memory.get(key)
+        if hit is not None:
+            return hit
+        op = self.graph.ops[i]
         eb = self.elem_bytes
         per_param = 2.0 * eb + OPTIMIZER_STATE_BYTES[4 if eb > 2 else 2]
-        mem = np.zeros(self.num_devices)
-        held: set[tuple[int, str, tuple[int, ...]]] = set()
-        for op, cfg in zip(self.graph.ops, strategy, strict=True):
-            g = cfg.group
-            out_share = 1 if cfg.kernel is None else cfg.kernel.kp1
-            act = op.out_elems * eb / (cfg.parts * out_share)
-            pdeg, shards = self._shards(op, cfg) if op.params else ((), [])
-            w = op.params / (math.prod(pdeg) * g) * per_param if op.params else 0.0
-            for v in range(cfg.parts):
-                first = cfg.device(v)
-                mem[first : first + g] += act
-                if op.params:
-                    key = (first, op.weight_key, (*shards[v], g))
-                    if key not in held:
-                        held.add(key)
-                        mem[first : first + g] += w
-        return mem
+        g = cfg.group
+        out_share = 1 if cfg.kernel is None else cfg.kernel.kp1
+        act = np.zeros(self.num_devices)
+        weights = np.zeros(self.num_devices)
+        pdeg = self._shards(op, cfg)[0] if op.params else ()
+        w = op.params / (math.prod(pdeg) * g) * per_param if op.params else 0.0
+        for v in range(cfg.parts):
+            first = cfg.device(v)
+            act[first : first + g] += op.out_elems * eb / (cfg.parts * out_share)
+            weights[first : first + g] += w
+        self._memory[key] = (act, weights)
+        return act, weights
 
     def memory_problem(self, strategy: Strategy) -> str | None:
         """Why ``strategy`` does not fit the devices' memory, or ``None``."""
