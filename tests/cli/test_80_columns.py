@@ -53,10 +53,11 @@ def _commands(tmp_path) -> list[list[str]]:
         ["search-ops", "rnnlm", "--gpus", "4", "--nodes", "1", "--budget", "40"],
         ["plan-hetero", str(EXAMPLES / "hetero-a100-v100.yaml")],
         ["elastic", str(EXAMPLES / "elastic-timeline.yaml")],
+        ["elastic", "--cluster", str(EXAMPLES / "cluster-jobs.yaml")],
     ]
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(9))
 def test_fits_80_columns_without_cutting_numbers(tmp_path, index):
     args = _commands(tmp_path)[index]
     narrow = _run(args, 80)
@@ -68,7 +69,7 @@ def test_fits_80_columns_without_cutting_numbers(tmp_path, index):
     assert not ENUM_REPR.search(narrow), args
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(9))
 def test_json_has_no_enum_reprs(tmp_path, index):
     args = _commands(tmp_path)[index]
     out = _run([*args, "--json"], 80)

@@ -234,3 +234,105 @@ def test_search_within_a_framework_and_unknown_name_exits_2(tmp_path):
     top = json.loads(good.output)["top"]
     assert top and all(c["strategy"]["tp"] == 1 and c["strategy"]["pp"] == 1 for c in top)
     assert all(c["strategy"]["framework"] == "fsdp" for c in top)
+
+
+def test_fsdp_profiles_run_flash_attention_2_at_its_published_curve():
+    """fms-fsdp's PyTorch ran SDPA's FlashAttention-2 backend; the Hopper attention curve is
+    the cuDNN kernel of the H200 calibration. The FA2 curve is the fit to the chip's own
+    Azure FlashAttention-2 record alone: 327.9 TFLOP/s forward on H100 (non-causal, head
+    dim 128, batch 2, seq 8192), about a third of the 989 TFLOP/s peak."""
+    from deepflow.hardware.kernels import attention_time, kernel_params
+    from deepflow.specs import accelerator_from
+
+    for name in ("fsdp", "fsdp-compiled"):
+        assert framework_profile(name).attention_kernel == "flash-attention-2"
+        assert "sdp_utils.cpp" in framework_profile(name).attention_kernel_source
+    assert framework_profile("megatron-core").attention_kernel == "default"
+    h100 = accelerator_from("h100-sxm5-80gb")
+    fa2 = kernel_params(h100).flash_attention_2["bf16"]
+    peak = 989e12
+    fwd, _, flops = attention_time(2, 16, 8192, 8192, 128, 128, False, h100, peak, None,
+                                   "flash-attention-2")  # fmt: skip
+    assert float(flops / (fwd - fa2.latency_s)) / 1e12 == pytest.approx(327.9, rel=0.03)
+    default, _, _ = attention_time(2, 16, 8192, 8192, 128, 128, False, h100, peak)
+    assert float(fwd) > 1.5 * float(default)  # cuDNN on Hopper: well above FA2
+    # a chip without FlashAttention-2 records keeps its attention curve
+    b200 = accelerator_from("b200")
+    a = attention_time(2, 16, 8192, 8192, 128, 128, True, b200, 2250e12)
+    b = attention_time(2, 16, 8192, 8192, 128, 128, True, b200, 2250e12, None, "flash-attention-2")
+    assert np.allclose(a, b)
+
+
+def test_fsdp_attention_kernel_slows_only_attention_on_h100():
+    s = scenario("llama2-7b", system="dgx-h100", gpus=8, gbs=8, dp=8, zero=3, framework="fsdp")
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    fa2 = layer_cost(env, layer_template(s.model, False, "fsdp"))
+    template = layer_template(s.model, False, "fsdp")
+    from dataclasses import replace
+
+    cudnn = layer_cost(
+        env, replace(template, attention=replace(template.attention, kernel="default"))
+    )
+    assert float(fa2.forward[0]) > float(cudnn.forward[0])
+    assert float(fa2.full_activations[0]) == float(cudnn.full_activations[0])
+
+
+def test_separate_projections_split_the_gemms_not_the_memory():
+    """Hugging Face Llama (q_proj, k_proj, v_proj; gate_proj, up_proj) and ibm-fms (query,
+    key, value; wg, w1) run separate linears: one GEMM per layer and pass, the same FLOPs,
+    parameters and saved bytes as one fused GEMM; GPT-2's Conv1D c_attn stays one GEMM."""
+    from deepflow.specs import model_from
+
+    llama = model_from("llama2-7b")
+    for name in ("hf-trainer", "fsdp", "fsdp-compiled"):
+        ops = {op.name: op for op in layer_template(llama, False, name).ops}
+        assert ops["qkv"].splits == (A * 128, A * 128, A * 128)
+        assert ops["mlp_up"].splits == (F, F)
+    assert all(not getattr(op, "splits", ()) for op in layer_template(llama, False).ops)
+    gpt2 = _hf_gpt2_scenario().model
+    assert all(
+        not getattr(op, "splits", ()) for op in layer_template(gpt2, False, "hf-trainer").ops
+    )
+
+    s = scenario("llama2-7b", system="dgx-h100", gpus=8, gbs=8, dp=8, zero=3, framework="fsdp")
+    env = Env.build(s.model, s.system, batch_of(s), 8)
+    from dataclasses import replace
+
+    def unsplit(op):
+        return replace(op, splits=()) if hasattr(op, "splits") else op
+
+    split = layer_template(s.model, False, "fsdp")
+    fused = replace(
+        split,
+        attention_ops=tuple(unsplit(o) for o in split.attention_ops),
+        mlp_ops=tuple(unsplit(o) for o in split.mlp_ops),
+    )
+    a, b = layer_cost(env, split), layer_cost(env, fused)
+    assert float(a.forward_compute[0]) > float(b.forward_compute[0])
+    assert float(a.full_activations[0]) == float(b.full_activations[0])
+    assert float(a.params[0]) == float(b.params[0])
+
+
+def test_autocast_casts_each_linear_weight_and_the_lm_head():
+    """Under torch.autocast over fp32 parameters every linear layer's weight is cast per
+    forward (read 4 + write 2 bytes per parameter, one kernel per weight tensor: q_proj,
+    k_proj and v_proj are three) and the LM head's weight too; not in fp32 runs."""
+    from deepflow.estimate.edges import framework_head_cost
+    from deepflow.estimate.layer_cost import autocast_cast_time
+    from deepflow.hardware.roofline import memory_time
+    from deepflow.workload.transformer import parameter_count
+
+    s = _hf_gpt2_scenario()
+    env = Env.build(s.model, s.system, batch_of(s), 1)
+    p = np.array([1.0e8])
+    fwd, bwd, kernels = autocast_cast_time(env, True, p, 3.0)
+    assert float(fwd[0]) == float(memory_time(p * 6.0, s.system.accelerator, 3.0)[0])
+    assert float(bwd[0]) == float(fwd[0]) and float(kernels[0]) == 3.0
+    assert float(autocast_cast_time(env, False, p, 3.0)[0][0]) == 0.0
+    # the tied GPT-2 embedding is cast where the LM head uses it
+    tied = parameter_count(s.model).embedding
+    head = framework_head_cost(env, "hf-trainer")
+    cast = autocast_cast_time(env, True, np.array([float(tied)]), 1.0)[0]
+    plain = framework_head_cost(env, "fsdp")  # 16-bit parameters: no cast
+    assert float(head.forward_compute[0]) > float(cast[0]) > 0.0
+    assert float(plain.forward_compute[0]) < float(head.forward_compute[0])

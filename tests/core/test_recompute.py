@@ -114,11 +114,14 @@ def moe_cost(**strategy):
         # K tokens x f values x 2 bytes per token; SwiGLU does no matrix math
         (["moe_act"], K * tokens * f * 2, 0.0),
         # keeps the router's input; drops the routed experts' inputs (K h), activation
-        # inputs (K 2f), down inputs (K f), and the shared expert's activation input (2f)
-        # and down input (f); reruns router, experts and shared expert
+        # inputs (K 2f), down inputs (K f), the shared expert's activation input (2f)
+        # and down input (f), and the routing's saved tensors: fp32 router scores (E),
+        # the permutation's int32 row map (K) and the unpermutation's expert outputs
+        # (K h); reruns router, experts and shared expert
         (
             ["moe"],
-            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f),
+            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h)
+            + tokens * 4 * (E + K),
             2 * tokens * (h * E + K * 3 * h * f + 3 * h * f),
         ),
         (["shared_experts"], tokens * 2 * (2 * f + f), 2 * tokens * 3 * h * f),
@@ -130,7 +133,8 @@ def moe_cost(**strategy):
         # a module inside another is rerun once, its bytes dropped once
         (
             ["moe", "moe_act", "shared_experts"],
-            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f),
+            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h)
+            + tokens * 4 * (E + K),
             2 * tokens * (h * E + K * 3 * h * f + 3 * h * f),
         ),
         # mlp is the dense MLP: nothing in an MoE layer

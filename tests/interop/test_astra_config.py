@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.interop.paths import ASTRA, RT
 
 from deepflow.errors import TraceError
 from deepflow.interop.astra import (
@@ -20,17 +21,6 @@ from deepflow.interop.astra import (
     parse_network,
     parse_system,
 )
-
-# fixture files (tests/fixtures; see the READMEs there)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ASTRA = FIXTURES / "astra-sim"
-MSCCL = FIXTURES / "msccl"
-CUSTOM_DIR = ASTRA / "examples/system/custom_collectives/custom_ring_allreduce_8npus_1MB"
-CUSTOM_PREFIX = CUSTOM_DIR / "custom_allreduce"
-MICROBENCH = ASTRA / "examples/workload/microbenchmarks"
-RT = ASTRA / "tests/rt_template"
-MSCCL_XMLS = [*sorted(MSCCL.glob("*.xml")), CUSTOM_DIR / "custom_allreduce.xml"]
-
 
 GOOD_NETWORKS = sorted(p for p in ASTRA.rglob("*.yml") if p.name != "dgx_v100_8gpu.yml")
 SYSTEMS = sorted(

@@ -4,10 +4,9 @@ Every row of ``cases.csv`` is replayed with the backend it was run on:
 
 * congestion-unaware (385 rows): makespan, every rank's finish time and exposed
   communication equal to the nanosecond;
-* congestion-aware (320 rows): exact for the native collectives; the custom (MSCCL and
-  ASTRA-sim's own) ET collectives within 1 %, except the rows listed in
-  ``CA_CUSTOM_OPEN`` (strict xfail: a row that starts to pass fails the suite until it is
-  removed from the list).
+* congestion-aware (320 rows): the same, exact, the custom (MSCCL and ASTRA-sim's own) ET
+  collectives included: their simultaneous sends enter the shared links in the order
+  ASTRA-sim issues them (:mod:`deepflow.interop.astra.feeder_order`).
 
 The rows ASTRA-sim never finished (``unfinished.csv``) are checked for the diagnosis
 deepflow gives instead of a silent number.
@@ -38,45 +37,18 @@ FIX = Path(__file__).resolve().parents[1] / "fixtures"
 CONF = FIX / "astra-sim/conformance"
 CASES = load_cases(CONF / "cases.csv")
 
-# congestion-aware custom-collective rows not yet within 1 % (deepflow's makespan against
-# ASTRA-sim's): the order in which a custom ET's simultaneous sends enter a shared link
-CA_CUSTOM_OPEN = {
-    "MSCCL_ag_hier_4_LL_Switch",
-    "MSCCL_a2a_allpairs_8_Switch",
-    "MSCCL_ag-1k-512k_Switch",
-    "MSCCL_a2a_allpairs_8_Ring",
-    "MSCCL_a2a2ll_Switch",
-    "MSCCL_ar_hier_4x2_Switch",
-    "MSCCL_ar_hier_4x2_FullyConnected",
-    "MSCCL_ar_hier_4x2_Ring",
-    "MSCCL_ap1_nop_Switch",
-    "MSCCL_ar_allpairs_8_Switch",
-}
-
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> CaseInputs:
     return CaseInputs(FIX, tmp_path_factory.mktemp("conformance"))
 
 
-def _param(case):  # type: ignore[no-untyped-def]
-    marks = []
-    if case.backend is Backend.CONGESTION_AWARE and case.case_id in CA_CUSTOM_OPEN:
-        marks.append(pytest.mark.xfail(strict=True, reason="CA custom collective send order"))
-    return pytest.param(case, id=f"{case.row['backend']}-{case.case_id}", marks=marks)
-
-
-@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c.row['backend']}-{c.case_id}")
 def test_case(case, inputs: CaseInputs) -> None:  # type: ignore[no-untyped-def]
     result = run_case(case, inputs)
-    custom = case.row["implementation"] == "custom"
-    if case.backend is Backend.CONGESTION_UNAWARE or not custom:
-        assert result.makespan_ns == case.makespan_ns
-        assert result.rank_finish_ns == case.rank_finish_ns
-        assert result.rank_exposed_comm_ns == case.rank_exposed_comm_ns
-    else:
-        assert abs(result.rel_diff) <= 0.01
-        assert result.worst_rank_rel_diff <= 0.01
+    assert result.makespan_ns == case.makespan_ns
+    assert result.rank_finish_ns == case.rank_finish_ns
+    assert result.rank_exposed_comm_ns == case.rank_exposed_comm_ns
 
 
 def test_every_row_is_run() -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from tests.interop.paths import ASTRA, CUSTOM_DIR, CUSTOM_PREFIX, MICROBENCH, MSCCL, RT
 
 from deepflow.errors import TraceError
 from deepflow.interop.astra import (
@@ -35,17 +35,6 @@ from deepflow.interop.chakra import (
     read_workload,
 )
 from deepflow.interop.msccl import msccl_to_chakra, read_msccl
-
-# fixture files (tests/fixtures; see the READMEs there)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ASTRA = FIXTURES / "astra-sim"
-MSCCL = FIXTURES / "msccl"
-CUSTOM_DIR = ASTRA / "examples/system/custom_collectives/custom_ring_allreduce_8npus_1MB"
-CUSTOM_PREFIX = CUSTOM_DIR / "custom_allreduce"
-MICROBENCH = ASTRA / "examples/workload/microbenchmarks"
-RT = ASTRA / "tests/rt_template"
-MSCCL_XMLS = [*sorted(MSCCL.glob("*.xml")), CUSTOM_DIR / "custom_allreduce.xml"]
-
 
 RING8 = ASTRA / "examples/network/analytical/Ring_8npus.yml"
 CUSTOM_SYSTEM = ASTRA / "examples/system/custom_collectives/custom_collective.json"

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tests.interop.paths import CUSTOM_PREFIX
 
 from deepflow.errors import TraceError
 from deepflow.interop.chakra import (
@@ -25,16 +26,6 @@ from deepflow.interop.chakra import (
     read_workload,
     topological_order,
 )
-
-# fixture files (tests/fixtures; see the READMEs there)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ASTRA = FIXTURES / "astra-sim"
-MSCCL = FIXTURES / "msccl"
-CUSTOM_DIR = ASTRA / "examples/system/custom_collectives/custom_ring_allreduce_8npus_1MB"
-CUSTOM_PREFIX = CUSTOM_DIR / "custom_allreduce"
-MICROBENCH = ASTRA / "examples/workload/microbenchmarks"
-RT = ASTRA / "tests/rt_template"
-MSCCL_XMLS = [*sorted(MSCCL.glob("*.xml")), CUSTOM_DIR / "custom_allreduce.xml"]
 
 
 def _comp(nid: int, *deps: int, ctrl: tuple[int, ...] = ()) -> Node:

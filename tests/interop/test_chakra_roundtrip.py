@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.interop.paths import ASTRA, CUSTOM_PREFIX, MICROBENCH
 
 from deepflow.errors import TraceError
 from deepflow.interop.chakra import (
@@ -26,17 +27,6 @@ from deepflow.interop.chakra import (
     read_workload,
     write_et,
 )
-
-# fixture files (tests/fixtures; see the READMEs there)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ASTRA = FIXTURES / "astra-sim"
-MSCCL = FIXTURES / "msccl"
-CUSTOM_DIR = ASTRA / "examples/system/custom_collectives/custom_ring_allreduce_8npus_1MB"
-CUSTOM_PREFIX = CUSTOM_DIR / "custom_allreduce"
-MICROBENCH = ASTRA / "examples/workload/microbenchmarks"
-RT = ASTRA / "tests/rt_template"
-MSCCL_XMLS = [*sorted(MSCCL.glob("*.xml")), CUSTOM_DIR / "custom_allreduce.xml"]
-
 
 ET_FILES = sorted(ASTRA.rglob("*.et"))
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.interop.paths import ASTRA, CUSTOM_PREFIX, MICROBENCH
 
 from deepflow.cli import main
 from deepflow.errors import TraceError
@@ -40,8 +41,6 @@ from deepflow.network import Collective, Ring
 from deepflow.sim import execute, lower, simulate
 from deepflow.sim.executor import Execution
 from deepflow.specs import scenario_from_dict
-
-from .conftest import ASTRA, CUSTOM_PREFIX, MICROBENCH
 
 RING8 = ASTRA / "examples/network/analytical/Ring_8npus.yml"
 RING8_BW = 50 * 2**30  # bytes/s per link, the YAML's GB = 2**30 bytes

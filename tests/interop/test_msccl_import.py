@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# (file, coll, gpus, total steps, step-type counts) from tests/fixtures/msccl/README.md's source
+from tests.interop.paths import CUSTOM_DIR, CUSTOM_PREFIX, MSCCL, MSCCL_XMLS
+
 from deepflow.errors import TraceError
 from deepflow.interop.chakra import NodeType, check_workload, encode_et, read_et
 from deepflow.interop.msccl import (
@@ -21,18 +24,6 @@ from deepflow.interop.msccl import (
     run_dataflow,
     verify_collective,
 )
-
-# (file, coll, gpus, total steps, step-type counts) from tests/fixtures/msccl/README.md's source
-# fixture files (tests/fixtures; see the READMEs there)
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-ASTRA = FIXTURES / "astra-sim"
-MSCCL = FIXTURES / "msccl"
-CUSTOM_DIR = ASTRA / "examples/system/custom_collectives/custom_ring_allreduce_8npus_1MB"
-CUSTOM_PREFIX = CUSTOM_DIR / "custom_allreduce"
-MICROBENCH = ASTRA / "examples/workload/microbenchmarks"
-RT = ASTRA / "tests/rt_template"
-MSCCL_XMLS = [*sorted(MSCCL.glob("*.xml")), CUSTOM_DIR / "custom_allreduce.xml"]
-
 
 FACTS = {
     "custom_allreduce.xml": ("allreduce", 8, 224, {"s": 112, "rrc": 56, "r": 56}),

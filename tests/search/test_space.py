@@ -100,8 +100,23 @@ def test_moe_models_search_expert_parallelism():
         scenario, ["tp=8", "pp=4", "cp=1", "zero=1", "recompute=full", "micro_batch_size=1"]
     )
     c = space.columns
-    assert set(c["ep"].tolist()) == {1, 2}  # dp = 2; 8 experts
-    assert np.all(c["dp"] % c["ep"] == 0)
+    # MoE parallel folding: ep * expert_tp divides tp * cp * dp = 16; 8 experts; expert_tp
+    # 1 or tp = 8
+    assert set(c["ep"].tolist()) == {1, 2, 4, 8}
+    assert set(c["expert_tp"].tolist()) == {1, 8}
+    assert np.all((c["tp"] * c["cp"] * c["dp"]) % (c["ep"] * c["expert_tp"]) == 0)
+    pairs = set(zip(c["ep"].tolist(), c["expert_tp"].tolist(), strict=True))
+    assert (8, 1) in pairs and (2, 8) in pairs and (4, 8) not in pairs
+    fixed = SearchSpace.from_scenario(
+        scenario, ["tp=8", "pp=4", "cp=1", "zero=1", "recompute=full", "micro_batch_size=1",
+                   "expert_tp=2,4"]
+    ).columns  # fmt: skip
+    assert set(zip(fixed["ep"].tolist(), fixed["expert_tp"].tolist(), strict=True)) == {
+        (1, 2), (2, 2), (4, 2), (8, 2), (1, 4), (2, 4), (4, 4)
+    }  # fmt: skip
+    # without folding (expert_tp = tp) ep divides dp, as before
+    unfolded = c["expert_tp"] == c["tp"]
+    assert set(c["ep"][unfolded].tolist()) == {1, 2}
 
 
 def test_collapsing_equivalent_settings_loses_no_point():

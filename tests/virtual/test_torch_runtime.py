@@ -84,3 +84,62 @@ def test_rejects_indivisible_virtual_nodes() -> None:
     x, y = batch(0)
     with pytest.raises(ValueError, match="does not divide"):
         virtual_node_step(model, opt, loss, x, y, virtual_nodes=5)
+
+
+def make_stale(model: torch.nn.Module) -> None:
+    """What a joining worker holds before it receives the job's state: other numbers."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+
+
+def test_resize_4_2_3_workers_matches_the_fixed_size_run() -> None:
+    """The job shrinks from 4 workers to 2 and grows to 3 (8 VNs as 3 + 3 + 2) while
+    training; workers 1..3 start from other parameters and an empty optimizer state, so
+    the result is the fixed-size run's only if every (re)joining worker receives the
+    parameters and the momentum buffers."""
+    reference = train(1)
+    resized = train_virtual_nodes(
+        make_model,
+        functools.partial(make_optimizer),
+        loss,
+        batch,
+        virtual_nodes=V,
+        steps=STEPS,
+        resize=[(0, 4), (7, 2), (14, 3)],
+        stale_fn=make_stale,
+    )
+    for key, value in reference.items():
+        torch.testing.assert_close(resized[key], value, rtol=1e-12, atol=1e-12)
+
+
+def test_uneven_virtual_node_counts_match_the_even_run() -> None:
+    """Counts as the heterogeneous planner gives them (5 and 3 of 8 VNs; then 8 and 0)
+    update as the even 4 + 4 mapping does."""
+    even = train(2)
+    uneven = train_virtual_nodes(
+        make_model,
+        functools.partial(make_optimizer),
+        loss,
+        batch,
+        virtual_nodes=V,
+        steps=STEPS,
+        resize=[(0, (5, 3)), (10, (8, 0))],
+    )
+    for key, value in even.items():
+        torch.testing.assert_close(uneven[key], value, rtol=1e-12, atol=1e-12)
+
+
+def test_even_counts_and_bad_resize() -> None:
+    from deepflow.virtual.torch_runtime import even_counts
+
+    assert even_counts(8, 3) == (3, 3, 2)
+    assert sum(even_counts(13, 5)) == 13
+    with pytest.raises(ValueError, match="start at step 0"):
+        train_virtual_nodes(
+            make_model, make_optimizer, loss, batch, virtual_nodes=V, steps=2, resize=[(1, 2)]
+        )
+    with pytest.raises(ValueError, match="sum to 8"):
+        train_virtual_nodes(
+            make_model, make_optimizer, loss, batch, virtual_nodes=V, steps=2, resize=[(0, (4, 3))]
+        )

@@ -15,8 +15,10 @@ import math
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main
+from deepflow.errors import ConfigError
 from deepflow.report.text import add_columns, compact_table, make_console, styled
 from deepflow.units import format_bytes, format_time
+from deepflow.virtual.cluster import POLICIES, load_cluster_trace, simulate_cluster
 from deepflow.virtual.elastic import elastic_jct, load_timeline, plot_progress
 from deepflow.virtual.hetero import Plan, compare, load_cluster
 
@@ -110,12 +112,38 @@ def _percent(gain: float) -> str:
 
 
 @main.command("elastic")
-@click.argument("timeline", type=click.Path(dir_okay=False))
+@click.argument("timeline", type=click.Path(dir_okay=False), required=False)
+@click.option(
+    "--cluster",
+    "cluster_path",
+    type=click.Path(dir_okay=False),
+    help="A cluster trace of jobs: elastic (VirtualFlow) vs static scheduling.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of a generated trace (--cluster).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a progress plot.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @exits_2_on_bad_input
-def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
-    """Job completion time on an accelerator TIMELINE: fixed virtual nodes vs new batch."""
+def elastic(
+    timeline: str | None,
+    cluster_path: str | None,
+    seed: int | None,
+    plot_path: str | None,
+    as_json: bool,
+) -> None:
+    """Job completion time on an accelerator TIMELINE (fixed virtual nodes vs new batch),
+    or of a trace of jobs on a cluster (--cluster JOBS.yaml: elastic vs static)."""
+    if (timeline is None) == (cluster_path is None):
+        raise ConfigError("give a TIMELINE file or --cluster JOBS.yaml (one of them)", "elastic")
+    if cluster_path is not None:
+        if plot_path:
+            raise ConfigError("plots are for a single-job timeline", "--plot")
+        if seed is not None and seed < 0:
+            raise ConfigError(f"expected an integer >= 0 (got {seed})", "--seed")
+        _cluster(cluster_path, seed, as_json)
+        return
+    if seed is not None:
+        raise ConfigError("a seed is for a generated cluster trace (--cluster)", "--seed")
+    assert timeline is not None
     job, entries, model = load_timeline(timeline)
     result = elastic_jct(job, entries, model)
     if plot_path:
@@ -156,3 +184,52 @@ def elastic(timeline: str, plot_path: str | None, as_json: bool) -> None:
         console.print(f"{mode}: JCT {format_time(jct)}, {steps:,.1f} optimizer steps{note}")
     if plot_path:
         console.print(f"plot written to {plot_path}")
+
+
+def _cluster(path: str, seed: int | None, as_json: bool) -> None:
+    trace = load_cluster_trace(path, seed)
+    results = {
+        p: simulate_cluster(trace.jobs, trace.gpus, trace.step_time, trace.resize_time, p)
+        for p in POLICIES
+    }
+    if as_json:
+        click.echo(
+            json_text(
+                {"trace": trace.name, "gpus": trace.gpus}
+                | {p: r.to_json() for p, r in results.items()},
+                indent=2,
+            )
+        )
+        return
+    console = make_console()
+    el, st = results["elastic"], results["static"]
+    table = compact_table(f"{trace.name}: {len(trace.jobs)} jobs on {trace.gpus} GPUs")
+    add_columns(
+        table,
+        ("job", "model", "arrival", "GPUs", "prio", "JCT elastic", "JCT static", "resizes"),
+        text=("job", "model"),
+    )
+    for a, b, job in zip(el.jobs, st.jobs, trace.jobs, strict=True):
+        table.add_row(
+            job.name,
+            job.model,
+            format_time(job.arrival_s),
+            str(job.demand),
+            f"{job.priority:g}",
+            format_time(a.jct_s) if not a.reason else "infeasible",
+            format_time(b.jct_s) if not b.reason else "infeasible",
+            str(a.resizes),
+        )
+    console.print(table)
+    for p, r in results.items():
+        console.print(
+            f"{p}: average JCT {format_time(r.average_jct_s)}, makespan "
+            f"{format_time(r.makespan_s)}, {r.resizes} resizes"
+        )
+    if st.average_jct_s > 0:
+        console.print(
+            f"elastic vs static average JCT: {el.average_jct_s / st.average_jct_s - 1:+.1%}"
+        )
+    for j in el.jobs:
+        if j.reason:
+            console.print(f"{j.name}: {j.reason}")

@@ -1,5 +1,7 @@
 """``deepflow simulate``: event-driven simulation of one training step per scenario; the
-timeline as Chrome trace JSON (``--trace``), the lowered graphs as Chakra ETs (``--et-out``)."""
+timeline as Chrome trace JSON (``--trace``), the lowered graphs as Chakra ETs (``--et-out``);
+``--contention`` lets concurrent collectives that share a NIC or NVLink port slow each
+other (:mod:`deepflow.sim.contention`)."""
 
 from __future__ import annotations
 
@@ -33,11 +35,22 @@ from deepflow.specs.files import check_output_path
     default=None,
     help="Write the lowered graphs as Chakra ETs, PREFIX.<rank>.et (one per simulated rank).",
 )
+@click.option(
+    "--contention",
+    is_flag=True,
+    help="Concurrent collectives that share a NIC or NVLink port slow each other "
+    "(congestion-aware link engine).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, the keys of predict.")
 @quiet_option
 @exits_2_on_bad_input
 def simulate_command(
-    scenario: str, trace_path: str | None, et_prefix: str | None, as_json: bool, quiet: bool
+    scenario: str,
+    trace_path: str | None,
+    et_prefix: str | None,
+    contention: bool,
+    as_json: bool,
+    quiet: bool,
 ) -> None:
     """Simulate one training step of SCENARIO on per-rank task graphs."""
     # destinations are checked before the run, so a typo costs nothing
@@ -60,7 +73,12 @@ def simulate_command(
         raise exc.with_source(scenario) from None
     et_paths: list[str] = []
     with progress("simulating: tasks", quiet) as bar:
-        sim = simulate(loaded, algorithms=algorithms or None, on_progress=bar.update)
+        sim = simulate(
+            loaded,
+            algorithms=algorithms or None,
+            on_progress=bar.update,
+            contention=contention,
+        )
         if trace_path:
             bar.step(f"writing {trace_path}")
             write_trace(sim.execution, trace_path, sim.rank_labels())

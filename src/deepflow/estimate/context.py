@@ -11,6 +11,7 @@ from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import PRECISIONS, StrategyBatch
+from deepflow.parallel.experts import ExpertGroups, expert_groups
 from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.model import ModelSpec
@@ -24,6 +25,10 @@ class Env:
     ``tokens`` is the token count of one micro-batch on one rank inside the tensor-parallel
     region: ``micro_batch_size * seq_len / cp`` (context parallelism splits the sequence;
     Liu et al. 2023, ring attention).
+
+    ``experts`` are the MoE layers' folded groups (:mod:`deepflow.parallel.experts`);
+    ``expert_rows`` the tokens whose routed copies one rank's experts compute, per
+    micro-batch (times ``top_k`` and the expert load for the rows of its grouped GEMMs).
 
     ``dp_groups`` are the communicators of (sharded) data parallelism over the ``dp x cp``
     ranks, expert parallelism included (:mod:`deepflow.parallel.sharding`).
@@ -55,6 +60,8 @@ class Env:
     cp_group: GroupPlacement
     dp_groups: DataParallelGroups
     ep_group: GroupPlacement
+    experts: ExpertGroups
+    expert_rows: np.ndarray  # tokens one rank's experts compute per micro-batch, / top_k
     pp_crosses_domain: np.ndarray
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm]
 
@@ -77,9 +84,12 @@ class Env:
         b = batch
         hierarchy = Hierarchy.from_system(system)
         size = hierarchy.scale_up_size
+        experts = expert_groups(b.tp, b.cp, b.dp, b.pp, b.ep, b.etp, b.stride_pp, size)
         groups = data_parallel_groups(
-            b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size
+            b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size, experts
         )
+        tokens = b.micro_batch_size * model.seq_len / b.cp
+        sp_div = np.where(b.sequence_parallel, b.tp, 1).astype(np.float64)
         return cls(
             model=model,
             system=system,
@@ -96,15 +106,23 @@ class Env:
             ),
             elem=elems[b.precision],
             grad_bytes=np.where(b.fp32_main_grads, 4.0, elems[b.precision]),
-            tokens=b.micro_batch_size * model.seq_len / b.cp,
+            tokens=tokens,
             micro_batches=np.maximum(
                 1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))
             ),
-            sp_div=np.where(b.sequence_parallel, b.tp, 1).astype(np.float64),
+            sp_div=sp_div,
             tp_group=place_group(b.tp, b.stride_tp, size),
             cp_group=place_group(b.cp, b.stride_cp, size),
             dp_groups=groups,
             ep_group=groups.ep,
+            experts=experts,
+            # each rank routes its own tokens (tokens / tp under sequence parallelism) and
+            # its expert-tensor-parallel group all-gathers what the all-to-all brought
+            # (Megatron-Core MoEAlltoAllTokenDispatcher: gather over the expert tp group);
+            # without sequence parallelism the tp ranks hold the same tokens (etp = tp)
+            expert_rows=np.where(
+                b.sequence_parallel | (b.tp == 1), tokens / sp_div * b.etp, tokens
+            ),
             pp_crosses_domain=b.stride_pp >= size,
             algorithms=dict(algorithms or {}),
         )

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.estimate.layer_cost import elementwise_cost, select_by_framework, tp_pair_time
+from deepflow.estimate.layer_cost import (
+    LayerCost,
+    autocast_cast_time,
+    elementwise_cost,
+    layer_costs,
+    select_by_framework,
+    tp_pair_time,
+)
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.specs.framework import DEFAULT_FRAMEWORK, LossImpl, framework_profile
@@ -83,10 +90,31 @@ def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> n
     return memory_time(logits * per_logit, env.system.accelerator, kernels)
 
 
-def head_cost(env: Env) -> EdgeCost:
+def head_cost(env: Env, layers: tuple[LayerCost, LayerCost] | None = None) -> EdgeCost:
     """Final norm, column-parallel LM head and cross-entropy, each strategy with its
-    framework's kernels (:func:`framework_head_cost`)."""
-    return select_by_framework(env, lambda framework: framework_head_cost(env, framework))
+    framework's kernels (:func:`framework_head_cost`), and the multi-token-prediction
+    modules of a model that has them (:func:`_with_mtp`). ``layers`` are the dense and
+    MoE layer costs when the caller has them (:func:`~deepflow.estimate.layer_cost.
+    layer_costs`), so that the module's layer is not costed twice."""
+    head = select_by_framework(env, lambda framework: framework_head_cost(env, framework))
+    if not env.model.mtp_layers:
+        return head
+    dense, moe = layers if layers is not None else layer_costs(env)
+    norm = select_by_framework(
+        env, lambda framework: _NormCost(**elementwise_cost(env, final_norm(env.model, framework)))
+    )
+    return _with_mtp(env, head, norm, moe if env.model.moe is not None else dense)
+
+
+@dataclass(frozen=True)
+class _NormCost:
+    fwd: np.ndarray
+    bwd: np.ndarray
+    wgrad: np.ndarray
+    saved: np.ndarray
+    params: np.ndarray
+    flops: np.ndarray
+    kernels: np.ndarray
 
 
 def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCost:
@@ -124,9 +152,13 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     tp_half = 0.5 * tp_pair_time(env, hidden_bytes)
     counts = parameter_count(env.model)
     head_params = (counts.lm_head if counts.lm_head else counts.embedding) / tp
-    return EdgeCost(
-        forward_compute=norm_fwd + head_fwd + ce_fwd,
-        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd,
+    # fp32 parameters under torch.autocast: the LM head's weight (a tied embedding's too:
+    # F.linear casts it, the lookup does not) is cast per forward, its gradient back
+    autocast = profile.step is not None and profile.step.autocast_weights
+    cast_fwd, cast_bwd, _ = autocast_cast_time(env, autocast, np.asarray(head_params), 1.0)
+    head = EdgeCost(
+        forward_compute=norm_fwd + head_fwd + ce_fwd + cast_fwd,
+        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd,
         weight_grad=wgrad,
         tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
         tp_comm_backward=tp_half,
@@ -137,4 +169,56 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         params=(head_params + counts.final_norm).astype(np.float64),
         forward_flops=2.0 * rows * h * v / tp,
         transient_activations=logits * loss.transient_fp32 * 4.0,
+    )
+    return head
+
+
+def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> EdgeCost:
+    """The last stage's head plus ``model.mtp_layers`` multi-token-prediction modules
+    (:attr:`~deepflow.specs.model.ModelSpec.mtp_layers`; Megatron-Core
+    ``MultiTokenPredictionBlock`` on the last stage): per module two RMSNorms (the final
+    norm's cost each), the column-parallel ``2h -> h`` projection (``eh_proj``), one
+    transformer layer with its communication (the MoE layer's expert parameters counted
+    with the stage's, sharded over ``ep x expert_tp``), and the shared LM head and loss
+    again (the head's cost without its parameters)."""
+    acc = env.system.accelerator
+    d = float(env.model.mtp_layers)
+    h = env.model.hidden_size
+    tp = env.batch.tp.astype(np.float64)
+    rows = env.tokens
+    peak, code = env.peak, env.batch.precision
+    proj_fwd = gemm_time(rows, h / tp, 2 * h, acc, peak, env.elem, 1, code)
+    proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code)
+    proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code)
+    module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
+    return EdgeCost(
+        forward_compute=head.forward_compute
+        + d * (head.forward_compute + norm.fwd + proj_fwd + layer.forward_compute),
+        backward_compute=head.backward_compute
+        + d
+        * (
+            head.backward_compute
+            + norm.bwd
+            + proj_dgrad
+            + proj_wgrad
+            + layer.backward_compute
+            + layer.recompute
+        ),
+        weight_grad=head.weight_grad + d * (head.weight_grad + proj_wgrad + layer.weight_grad),
+        tp_comm_forward=head.tp_comm_forward
+        + d * (head.tp_comm_forward + layer.forward - layer.forward_compute),
+        tp_comm_backward=head.tp_comm_backward
+        + d * (head.tp_comm_backward + layer.backward - layer.backward_compute - layer.recompute),
+        saved_activations=head.saved_activations
+        + d
+        * (
+            head.saved_activations
+            + norm.saved
+            + rows * 2.0 * h * env.elem / env.sp_div
+            + layer.saved_activations
+        ),
+        params=head.params + d * module_params,
+        forward_flops=head.forward_flops
+        + d * (head.forward_flops + 2.0 * rows * 2 * h * h / tp + layer.forward_flops),
+        transient_activations=head.transient_activations,
     )

@@ -45,10 +45,12 @@ from typing import TypeVar
 import numpy as np
 
 from deepflow.estimate.context import Env
+from deepflow.estimate.fp8 import quantization_time
 from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.parallel.batch import ALGORITHMS
+from deepflow.parallel.experts import alltoall_bytes
 from deepflow.specs.framework import FRAMEWORKS
 from deepflow.specs.strategy import RecomputeModule
 from deepflow.workload.operators import (
@@ -156,19 +158,33 @@ def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
     return np.where(env.batch.sequence_parallel, rs + ag, ar)
 
 
+def expert_load(env: Env) -> float:
+    """Busiest rank's routed tokens over the mean (:attr:`MoESpec.expert_load`; 1 for a
+    dense model)."""
+    return env.model.moe.expert_load if env.model.moe is not None else 1.0
+
+
 def _tokens(
     env: Env, layer: LayerTemplate | None, scope: Scope, factor: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched."""
+    """Rows of an op's GEMMs and how many such GEMMs (local experts) run batched.
+
+    Expert scope: the rank's ``expert_rows`` (its own tokens, all-gathered over the expert
+    tensor-parallel group) times ``factor`` (``top_k``) times the expert load, spread over
+    its ``num_experts / ep`` local experts (Megatron-Core ``GroupedMLP``/``TEGroupedMLP``:
+    one grouped GEMM over ``tokens_per_expert``)."""
     if scope is Scope.EXPERT:
         assert layer is not None, "an expert-scoped op needs its layer"
         local_experts = layer.num_experts / env.batch.ep
-        return env.tokens * factor / local_experts, local_experts
+        routed = env.expert_rows * factor * expert_load(env)
+        return routed / local_experts, local_experts
     return env.tokens * factor, np.ones_like(env.tokens)
 
 
-def _shard_div(env: Env, shard: Shard) -> np.ndarray:
-    tp = env.batch.tp.astype(np.float64)
+def _shard_div(env: Env, shard: Shard, scope: Scope = Scope.TOKEN) -> np.ndarray:
+    tp = _tp_of(env, scope)
+    if scope is Scope.EXPERT and shard is Shard.SEQUENCE:
+        return np.ones_like(tp)  # routed tokens are not sequence-sharded
     if shard in (Shard.COLUMN, Shard.ROW, Shard.TENSOR):
         return tp
     if shard is Shard.SEQUENCE:
@@ -176,9 +192,15 @@ def _shard_div(env: Env, shard: Shard) -> np.ndarray:
     return np.ones_like(tp)
 
 
+def _tp_of(env: Env, scope: Scope) -> np.ndarray:
+    """Tensor-parallel degree that shards an op: ``expert_tp`` for the routed experts
+    (Megatron-Core's expert tensor-parallel group), ``tp`` otherwise."""
+    return (env.batch.etp if scope is Scope.EXPERT else env.batch.tp).astype(np.float64)
+
+
 def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     acc = env.system.accelerator
-    tp = env.batch.tp.astype(np.float64)
+    tp = _tp_of(env, op.scope)
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
@@ -186,9 +208,12 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         peak, code = env.peak, env.batch.precision
     else:
         peak, code = env.peak_high, env.precision_high
-    fwd = gemm_time(rows, n, k, acc, peak, env.elem, groups, code)
-    dgrad = gemm_time(rows, k, n, acc, peak, env.elem, groups, code)
-    wgrad = gemm_time(k, n, rows, acc, peak, env.elem, groups, code)
+    # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
+    # kernel per layer and pass, each at its own shape's efficiency
+    widths = [n * (w / op.n) for w in op.splits] or [n]
+    fwd = sum(gemm_time(rows, w, k, acc, peak, env.elem, groups, code) for w in widths)
+    dgrad = sum(gemm_time(rows, k, w, acc, peak, env.elem, groups, code) for w in widths)
+    wgrad = sum(gemm_time(k, w, rows, acc, peak, env.elem, groups, code) for w in widths)
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -201,10 +226,16 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     bias_grad = np.where(
         eager & (op.bias is not Bias.NONE), memory_time(out_values * env.elem, acc), 0.0
     )
-    saved_rows = rows * groups / np.where(op.input_shard is Shard.SEQUENCE, env.sp_div, 1.0)
+    # an expert GEMM saves its whole (gathered, routed) input
+    seq_saved = op.input_shard is Shard.SEQUENCE and op.scope is not Scope.EXPERT
+    saved_rows = rows * groups / np.where(seq_saved, env.sp_div, 1.0)
     params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
     if op.scope is Scope.EXPERT:
         params = params / env.batch.ep
+    if op.low_precision:
+        # the FP8 recipe's quantization kernels (zero outside fp8; estimate/fp8.py)
+        q_fwd, q_bwd = quantization_time(env, rows * groups, k, n, params)
+        fwd, dgrad = fwd + q_fwd, dgrad + q_bwd
     return {
         "fwd": fwd + bias_add,
         "bwd": dgrad + wgrad + bias_grad,
@@ -212,7 +243,7 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
-        "kernels": 1.0 + own_bias,
+        "kernels": float(len(widths)) + own_bias,
     }
 
 
@@ -238,7 +269,7 @@ def elementwise_cost(
     micro-batch on one rank (``layer`` is needed for expert-scoped ops only)."""
     acc = env.system.accelerator
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
-    values = rows * groups * op.elements / _shard_div(env, op.shard)
+    values = rows * groups * op.elements / _shard_div(env, op.shard, op.scope)
     fwd = _pass_time(env, values, op.forward)
     bwd = _pass_time(env, values, op.backward)
     if op.weight_grad_passes:
@@ -249,7 +280,8 @@ def elementwise_cost(
     saved = values * (op.saved / op.elements) * width
     if op.saved_fp32 or op.saved_mask:
         saved = saved + values / op.elements * (op.saved_fp32 * 4.0 + op.saved_mask)
-    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, _shard_div(env, op.shard))
+    div = _shard_div(env, op.shard, op.scope)
+    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, div)
     zero = np.zeros_like(fwd)
     return {
         "fwd": fwd,
@@ -274,9 +306,20 @@ def _autocast_weights(
     fp32 (read ``elem`` + write 4). One kernel each per weight tensor."""
     gemm = [(op, p) for op, p in zip(layer.ops, parts, strict=True) if isinstance(op, Gemm)]
     local = sum((p["params"] for _, p in gemm), np.zeros_like(env.elem))
-    on = layer.autocast_weights & (env.elem < 4.0)
-    moved = local * (4.0 + env.elem)
-    kernels = float(len(gemm))
+    # one weight tensor per linear layer: a GEMM run as separate layers casts each
+    kernels = float(sum(len(op.splits) or 1 for op, _ in gemm))
+    return autocast_cast_time(env, layer.autocast_weights, local, kernels)
+
+
+def autocast_cast_time(
+    env: Env, autocast: bool, params: np.ndarray, kernels: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forward and backward time, and kernels per pass, of the ``torch.autocast`` casts of
+    ``params`` fp32 weights in ``kernels`` tensors (zero unless ``autocast`` and 16-bit
+    activations): read 4 + write ``elem`` bytes per parameter forward, read ``elem`` +
+    write 4 backward (:func:`_autocast_weights`)."""
+    on = autocast & (env.elem < 4.0)
+    moved = params * (4.0 + env.elem)
     t = np.where(on, memory_time(moved, env.system.accelerator, kernels), 0.0)
     return t, t, np.where(on, kernels, 0.0)
 
@@ -299,7 +342,7 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     # under FP8 as the matrix rate
     code = env.precision_high
     flash_fwd, flash_bwd, flash_flops = attention_time(
-        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code
+        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
     )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
@@ -352,14 +395,54 @@ def kv_gather_time(env: Env, core: AttentionCore) -> tuple[np.ndarray, np.ndarra
     return np.where(gathered, ag, 0.0), np.where(gathered, rs, 0.0)
 
 
+def moe_comm_time(
+    env: Env, layer: LayerTemplate, tp_one: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One expert-parallel all-to-all (dispatch, or combine: the same bytes back) and the
+    MoE layer's tensor-parallel communication, per micro-batch, on the busiest rank.
+
+    All-to-all: each rank sends its routed tokens, ``top_k`` copies of its own tokens
+    (:func:`~deepflow.parallel.experts.alltoall_bytes`), over the folded EP group
+    (Megatron-Core ``MoEAlltoAllTokenDispatcher.token_dispatch``/``token_combine``:
+    ``all_to_all(self.ep_group, ...)``); the busiest rank receives and sends the expert
+    load times the mean. Expert tensor parallelism all-gathers the received tokens over
+    the expert tp group before the experts and reduce-scatters their output after
+    (``gather_from_sequence_parallel_region``/``reduce_scatter_to_sequence_parallel_region``
+    with ``group=self.tp_group``, the expert tp group): that replaces the dense MLP's
+    tensor-parallel pair under sequence parallelism (required with MoE and tp > 1,
+    ``megatron/training/arguments.py``); without it the tp ranks hold the same tokens and
+    the layer keeps the dense pair ``tp_one``."""
+    b = env.batch
+    h = env.model.hidden_size
+    load = expert_load(env)
+    sent = alltoall_bytes(env.tokens / env.sp_div, layer.top_k, h, env.elem) * load
+    a2a = collective_time(
+        Collective.ALL_TO_ALL,
+        sent,
+        env.ep_group,
+        env.hierarchy,
+        env.algorithms.get("ep", Algorithm.RING),
+    )
+    gathered = env.expert_rows * layer.top_k * load * h * env.elem
+    algo = env.algorithms.get("tp") or _algorithm(env)
+    group = env.experts.etp
+    ag = collective_time(Collective.ALL_GATHER, gathered, group, env.hierarchy, algo)
+    rs = collective_time(Collective.REDUCE_SCATTER, gathered, group, env.hierarchy, algo)
+    etp_pair = np.where(b.etp > 1, ag + rs, 0.0)
+    mlp_tp = np.where(b.sequence_parallel | (b.tp == 1), etp_pair, tp_one)
+    return np.where(b.ep > 1, a2a, 0.0), mlp_tp
+
+
 def recomputed_fraction(env: Env) -> np.ndarray:
     """Fraction of a stage's layers that full recomputation checkpoints: 1, or
     ``recompute_layers`` over the layers of a pipeline model chunk ``L / (pp vpp)`` of the
     even split (Megatron's block method checkpoints the first ``recompute_layers`` layers of
     each chunk, ``megatron/core/recompute.py``), at most 1."""
     b = env.batch
-    per_chunk = env.model.num_layers / (b.pp * b.vpp)
     k = b.recompute_layers
+    if not (k >= 0).any():  # all layers everywhere: the pipeline split is not read
+        return np.ones(k.shape)
+    per_chunk = env.model.num_layers / (b.pp * b.vpp)
     return np.where(k < 0, 1.0, np.minimum(1.0, np.maximum(k, 0) / per_chunk))
 
 
@@ -400,8 +483,6 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     hidden_bytes = env.tokens * env.model.hidden_size * env.elem
     tp_one = tp_pair_time(env, hidden_bytes)
     kv_ag, kv_rs = kv_gather_time(env, layer.attention)
-    tp_fwd = 2.0 * tp_one + kv_ag
-    tp_bwd = 2.0 * tp_one + kv_rs
     # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
     # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
     cp_steps = b.cp - 1.0
@@ -409,22 +490,18 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     cp_fwd = np.where(b.cp > 1, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
     cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
     if layer.moe:
-        routed = env.tokens * layer.top_k * env.model.hidden_size * env.elem / env.sp_div
-        a2a = collective_time(
-            Collective.ALL_TO_ALL,
-            routed,
-            env.ep_group,
-            env.hierarchy,
-            env.algorithms.get("ep", Algorithm.RING),
-        )
-        ep_fwd, ep_bwd = 2.0 * a2a, 2.0 * a2a
+        ep_one, mlp_tp = moe_comm_time(env, layer, tp_one)
+        ep_fwd, ep_bwd = 2.0 * ep_one, 2.0 * ep_one
     else:
         ep_fwd = ep_bwd = np.zeros_like(fwd_compute)
+        mlp_tp = tp_one
+    tp_fwd = tp_one + mlp_tp + kv_ag
+    tp_bwd = tp_one + mlp_tp + kv_rs
 
     recompute_mode = b.recompute
     full = recompute_mode == FULL
     f = np.where(full, recomputed_fraction(env), 0.0)
-    sel = _selective(env, layer, parts, attn, tp_one, ep_fwd)
+    sel = _selective(env, layer, parts, attn, mlp_tp, ep_fwd)
     # host issue time: a backward op issues about two kernels per forward kernel (input and
     # weight gradients) plus one gradient accumulation per parameter tensor; collectives
     # issue one kernel each (Paszke et al. 2019, PyTorch, sec. 5.1: eager ops are issued
@@ -432,7 +509,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     host = env.system.accelerator.efficiency.host_overhead
     checkpoint = env.system.accelerator.efficiency.checkpoint_host_factor
     compute_kernels = sum(p["kernels"] for p in parts) + attn["kernels"] + cast_kernels
-    param_tensors = sum(1 for op in layer.ops if op.params)
+    param_tensors = sum(len(getattr(op, "splits", ())) or 1 for op in layer.ops if op.params)
     comm_kernels = np.where(b.sequence_parallel, 4.0, 2.0) + (2.0 if layer.moe else 0.0)
     comm_kernels = comm_kernels + 2.0 * (b.cp - 1.0) + (b.tp > layer.attention.kv_heads)
     host_fwd = (compute_kernels + comm_kernels) * host

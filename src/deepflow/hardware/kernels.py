@@ -20,6 +20,10 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
     t       = max(compute, memory) + t_0
 
+A grouped GEMM whose library launches one kernel per group over ``s`` streams
+(``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
+the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+
 Tile and wave quantization are those of NVIDIA's "Matrix Multiplication Background User's
 Guide" (sections "Tile Quantization", "Wave Quantization"); the K-depth fill is the
 prologue/epilogue of each output tile (load pipeline fill, accumulator write-back) amortized
@@ -88,6 +92,11 @@ matmuls to the forward's two)."""
 TILE_CANDIDATES = ((64, 128), (128, 64), (128, 128), (128, 256), (256, 128), (256, 256))
 """Output tiles the fit chooses among (CUTLASS / cuBLASLt / hipBLASLt threadblock tiles)."""
 
+TE_GROUPED_STREAMS = 4
+"""Streams over which Transformer Engine issues the per-group cuBLAS GEMMs of a grouped GEMM
+(transformer_engine/common/include/transformer_engine/gemm.h, ``num_streams = 4``; used by
+``nvte_multi_stream_cublas_gemm`` in transformer_engine/common/gemm/cublaslt_gemm.cu)."""
+
 
 # --- parameters: resolution and per-accelerator arrays ---------------------------------------
 
@@ -154,6 +163,7 @@ def kernel_params(acc: AcceleratorSpec) -> KernelParams:
     gemm: dict[str, GemmCurve] = {}
     grouped: dict[str, GemmCurve] = {}
     attention: dict[str, AttentionCurve] = {}
+    fa2: dict[str, AttentionCurve] = {}
     memory = layers[0].memory
     sources = []
     for layer in layers:
@@ -161,12 +171,14 @@ def kernel_params(acc: AcceleratorSpec) -> KernelParams:
         # a table without grouped curves groups at its dense curves
         grouped.update(layer.grouped_gemm or layer.gemm)
         attention.update(layer.attention)
+        fa2.update(layer.flash_attention_2)
         memory = layer.memory or memory
         sources.append(layer.source)
     return KernelParams(
         gemm=gemm,
         grouped_gemm=grouped,
         attention=attention,
+        flash_attention_2=fa2,
         memory=memory,
         source=" | ".join(reversed(sources)),
     )
@@ -180,6 +192,7 @@ class _GemmArrays:
     wave_loss: np.ndarray
     k_fill: np.ndarray
     latency: np.ndarray
+    group_streams: np.ndarray
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve]) -> _GemmArrays:
@@ -191,6 +204,7 @@ class _GemmArrays:
             wave_loss=np.array([x.wave_loss for x in c]),
             k_fill=np.array([x.k_fill for x in c]),
             latency=np.array([x.latency_s for x in c]),
+            group_streams=np.array([float(x.group_streams) for x in c]),
         )
 
 
@@ -205,6 +219,10 @@ class KernelTable:
     attn_backward: np.ndarray
     attn_tile_q: np.ndarray
     attn_latency: np.ndarray
+    fa2_forward: np.ndarray
+    fa2_backward: np.ndarray
+    fa2_tile_q: np.ndarray
+    fa2_latency: np.ndarray
     memory_bandwidth: float  # achievable bytes/s
     memory_latency: float
     compute_units: float
@@ -220,6 +238,8 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
         return hit[1]
     p = kernel_params(acc)
     attn = [p.attention[x] for x in PRECISION_NAMES]
+    # FlashAttention-2 where the chip has its own published curve, else the attention curve
+    fa2 = [p.flash_attention_2.get(x, p.attention[x]) for x in PRECISION_NAMES]
     assert p.memory is not None
     table = KernelTable(
         params=p,
@@ -229,6 +249,10 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
         attn_backward=np.array([a.backward_fraction for a in attn]),
         attn_tile_q=np.array([float(a.tile_q) for a in attn]),
         attn_latency=np.array([a.latency_s for a in attn]),
+        fa2_forward=np.array([a.forward_fraction for a in fa2]),
+        fa2_backward=np.array([a.backward_fraction for a in fa2]),
+        fa2_tile_q=np.array([float(a.tile_q) for a in fa2]),
+        fa2_latency=np.array([a.latency_s for a in fa2]),
         memory_bandwidth=acc.memory_bandwidth * p.memory.fraction,
         memory_latency=p.memory.latency_s,
         compute_units=float(acc.compute_units),
@@ -270,9 +294,14 @@ def gemm_terms(
     latency: object,
     in_bytes: object,
     out_bytes: object,
+    group_streams: object = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
-    the one definition that the evaluators and the fit share."""
+    the one definition that the evaluators and the fit share.
+
+    ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
+    (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
+    together and each round of ``s`` groups pays ``latency``."""
     m = np.maximum(np.asarray(m, dtype=np.float64), 1.0)
     n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
     k = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
@@ -280,13 +309,20 @@ def gemm_terms(
     tiles_m = np.ceil(m / tile_m)
     tiles_n = np.ceil(n / tile_n)
     q_tile = (m * n) / (tiles_m * tile_m * tiles_n * tile_n)
-    tiles = tiles_m * tiles_n * g
+    streams = np.asarray(group_streams, dtype=np.float64)
+    if np.any(streams > 0):
+        per_group = streams > 0
+        together = np.where(per_group, np.minimum(np.maximum(streams, 1.0), g), g)
+        rounds = np.where(per_group, np.ceil(g / np.maximum(streams, 1.0)), 1.0)
+    else:
+        together, rounds = g, 1.0
+    tiles = tiles_m * tiles_n * together
     q_wave = 1.0 - wave_loss * (1.0 - tiles / (np.ceil(tiles / units) * units))
     q_k = k / (k + k_fill)
     flops = 2.0 * m * n * k * g
     compute = flops / (np.asarray(peak, dtype=np.float64) * eta * q_tile * q_wave * q_k)
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
-    return np.maximum(compute, memory) + latency, compute, memory
+    return np.maximum(compute, memory) + latency * rounds, compute, memory
 
 
 def gemm_kernel_time(
@@ -308,11 +344,11 @@ def gemm_kernel_time(
     g = np.asarray(groups, dtype=np.float64)
     single, grouped = t.gemm, t.grouped
     pick = g > 1
+    mixed = bool(pick.any())  # once per call: every parameter takes the same branch
 
     def param(name: str) -> np.ndarray:
         a = getattr(single, name)[code]
-        b = getattr(grouped, name)[code]
-        return np.where(pick, b, a) if np.any(pick) else a
+        return np.where(pick, getattr(grouped, name)[code], a) if mixed else a
 
     return gemm_terms(
         m,
@@ -330,6 +366,7 @@ def gemm_kernel_time(
         param("latency"),
         OPERAND_BYTES[code],
         out_bytes,
+        param("group_streams") if np.any(pick) else 0.0,
     )
 
 
@@ -378,22 +415,27 @@ def attention_time(
     acc: AcceleratorSpec,
     peak: object,
     dtype: object = None,
+    kernel: str = "default",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(t_fwd, t_bwd, flops_fwd)`` of fused (flash) attention on ``acc``; the FLOPs are
-    those executed (causal: half the unmasked count)."""
+    those executed (causal: half the unmasked count). ``kernel`` ``"flash-attention-2"``
+    takes the chip's FlashAttention-2 curve (``KernelParams.flash_attention_2``) where it
+    has one, ``"default"`` its attention curve."""
     t = kernel_table(acc)
     code = precision_code(dtype)
     full = attention_flops(batch, heads, seq_q, seq_kv, qk_dim, v_dim)
     flops = np.where(causal, 0.5 * full, full)
-    tiles = np.asarray(batch, dtype=np.float64) * heads * np.ceil(seq_q / t.attn_tile_q[code])
+    fa2 = kernel == "flash-attention-2"
+    tile_q = (t.fa2_tile_q if fa2 else t.attn_tile_q)[code]
+    tiles = np.asarray(batch, dtype=np.float64) * heads * np.ceil(seq_q / tile_q)
     fwd, bwd = attention_terms(
         flops,
         tiles,
         peak,
         t.compute_units,
-        t.attn_forward[code],
-        t.attn_backward[code],
-        t.attn_latency[code],
+        (t.fa2_forward if fa2 else t.attn_forward)[code],
+        (t.fa2_backward if fa2 else t.attn_backward)[code],
+        (t.fa2_latency if fa2 else t.attn_latency)[code],
     )
     return fwd, bwd, flops
 
@@ -490,6 +532,7 @@ def fit_gemm_curve(
     dtype: str,
     fixed_latency: float | None = None,
     fixed_wave_loss: float | None = None,
+    group_streams: int = 0,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -499,7 +542,10 @@ def fit_gemm_curve(
     K-fill terms (each makes the small shapes slower), so the caller supplies values measured
     elsewhere (:func:`deepflow.hardware.calibration.fit_kernel_params`). With one or two
     samples only ``eta`` is fitted (``k_fill`` 0, ``t_0`` ``fixed_latency`` or 0, ``w``
-    ``fixed_wave_loss`` or 1): too few points for more parameters."""
+    ``fixed_wave_loss`` or 1): too few points for more parameters. ``group_streams`` is how
+    the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
+    property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
+    not fitted)."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
     code = PRECISION_NAMES.index(dtype)
@@ -512,9 +558,10 @@ def fit_gemm_curve(
     bw = device.memory_bandwidth * device.memory_fraction
     few = len(samples) < 3
     best: tuple[float, GemmCurve] | None = None
+    streams = group_streams
     for tm, tn in TILE_CANDIDATES:
 
-        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn):
+        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams):
             pred, _, _ = gemm_terms(
                 m,
                 n,
@@ -531,6 +578,7 @@ def fit_gemm_curve(
                 latency,
                 OPERAND_BYTES[code],
                 ob,
+                streams,
             )
             return _log_error(pred, meas)
 
@@ -543,7 +591,12 @@ def fit_gemm_curve(
                 [False],
             )
             curve = GemmCurve(
-                peak_fraction=float(x[0]), tile_m=tm, tile_n=tn, wave_loss=w, latency_s=lat
+                peak_fraction=float(x[0]),
+                tile_m=tm,
+                tile_n=tn,
+                wave_loss=w,
+                latency_s=lat,
+                group_streams=streams,
             )
         else:
             lat_bounds = (
@@ -567,6 +620,7 @@ def fit_gemm_curve(
                 wave_loss=float(x[3]),
                 k_fill=float(x[1]),
                 latency_s=float(x[2]),
+                group_streams=streams,
             )
         if best is None or loss < best[0] - 1e-12:
             best = (loss, curve)
@@ -582,6 +636,7 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         wave_loss=round(c.wave_loss, 3),
         k_fill=round(c.k_fill, 1),
         latency_s=float(f"{c.latency_s:.3g}"),
+        group_streams=c.group_streams,
     )
 
 
@@ -604,6 +659,7 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         curve.latency_s,
         OPERAND_BYTES[code],
         np.array([s.out_bytes for s in samples]),
+        curve.group_streams,
     )
     return t
 

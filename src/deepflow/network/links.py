@@ -30,6 +30,18 @@ lowest first, through every dimension in which the two NPUs' coordinates differ
 The engine is domain-free: it knows nothing of collectives. It takes a ``schedule(delay,
 callback)`` function from the caller's event kernel, so it runs inside the ASTRA-sim replay
 (integer ns) and inside deepflow's training-step simulator (float s) alike.
+
+**Symmetric runs** (``symmetric=True``): every topology here is invariant under the
+translations of the NPU ids (adding a vector to the mixed-radix coordinates, modulo each
+dimension's size), and so is the routing (a ring's shorter direction and its tie rule
+depend only on the distance). When every NPU runs the same program shifted by its own id,
+the state of link ``L`` at any time is that of ``L`` shifted, so one FIFO server per
+*class* of links under translation (a ring's clockwise links of dimension ``d``, all the
+up-links of a switch dimension, the ``+k`` links of a fully connected one) carries, as the
+representative NPU 0's chunks, exactly the chunks that meet on any one real link of that
+class: a chunk of NPU ``r`` on link ``L`` is NPU 0's chunk on ``L`` shifted by ``-r``.
+Only NPU 0 sends then (``send(0, dst, ...)``); the translations act freely on links, so
+no two real chunks are folded onto one.
 """
 
 from __future__ import annotations
@@ -84,8 +96,15 @@ class LinkNetwork:
     until it carries traffic.
     """
 
-    def __init__(self, dims: Sequence[LinkDim], schedule: Schedule, integer: bool = False):
+    def __init__(
+        self,
+        dims: Sequence[LinkDim],
+        schedule: Schedule,
+        integer: bool = False,
+        symmetric: bool = False,
+    ):
         self.dims = tuple(dims)
+        self.symmetric = symmetric
         self.schedule = schedule
         self.integer = integer
         self.sizes = [d.npus for d in self.dims]
@@ -106,6 +125,8 @@ class LinkNetwork:
         """Links from position ``a`` to ``b`` of the dimension-``d`` line through NPU
         ``base`` (its position in ``d`` set to 0)."""
         dim = self.dims[d]
+        if self.symmetric:
+            return self._class_route(d, a, b)
         if dim.kind is net_dims.DimKind.SWITCH:
             return [
                 self._link(("up", d, base, a), dim),
@@ -123,6 +144,27 @@ class LinkNetwork:
             links.append(self._link(("ring", d, base, pos, nxt), dim))
             pos = nxt
         return links
+
+    def _class_route(self, d: int, a: int, b: int) -> list[_Link]:
+        """:meth:`_dim_route` with every link replaced by its class under translation
+        (the link shifted so that its source NPU has coordinate 0)."""
+        dim = self.dims[d]
+        n = dim.npus
+        if dim.kind is net_dims.DimKind.SWITCH:
+            return [self._link(("up", d), dim), self._link(("down", d), dim)]
+        if dim.kind is net_dims.DimKind.FULLY_CONNECTED:
+            return [self._link(("fc", d, (b - a) % n), dim)]
+        clockwise = (b - a) % n
+        step = -1 if n - clockwise < clockwise else 1
+        hops = n - clockwise if step < 0 else clockwise
+        return [self._link(("ring", d, step % n), dim)] * hops
+
+    def shift(self, npu: int, by: int) -> int:
+        """``npu`` translated by ``-by``: each coordinate minus ``by``'s, modulo the size."""
+        out = 0
+        for size, stride in zip(self.sizes, self.strides, strict=True):
+            out += ((npu // stride - by // stride) % size) * stride
+        return out
 
     def route(self, src: int, dst: int) -> list[_Link]:
         """The links a chunk from ``src`` to ``dst`` crosses, in order."""
@@ -142,16 +184,31 @@ class LinkNetwork:
         self._routes[key] = links
         return links
 
+    def named_route(
+        self, names: Sequence[object], bandwidth: float, latency: float = 0.0
+    ) -> list[_Link]:
+        """Links named by the caller rather than by the wiring (one per name, created on
+        first use with ``bandwidth`` and ``latency``): the training-step simulator's
+        per-rank NIC and NVLink ports (:mod:`deepflow.sim.contention`)."""
+        dim = LinkDim(net_dims.DimKind.FULLY_CONNECTED, 1, bandwidth, latency)
+        return [self._link(("named", name), dim) for name in names]
+
     # -- transmission ---------------------------------------------------------------------
     def send(self, src: int, dst: int, size: float, callback: Callable[[], None]) -> None:
         """Inject a chunk of ``size`` bytes at ``src`` now; ``callback()`` runs when it has
         reached ``dst``. A chunk to itself arrives at once."""
-        route = self.route(src, dst)
+        self.send_route(self.route(src, dst), size, callback)
+
+    def send_route(
+        self, route: Sequence[_Link], size: float, callback: Callable[[], None]
+    ) -> None:
+        """Inject a chunk of ``size`` bytes on ``route`` (from :meth:`route` or
+        :meth:`named_route`) now; ``callback()`` runs when it has crossed the last link."""
         self.bytes_sent += size
         if not route:
             self.schedule(0, callback)
             return
-        self._enter(_Chunk(size, route, callback))
+        self._enter(_Chunk(size, list(route), callback))
 
     def _enter(self, chunk: _Chunk) -> None:
         link = chunk.route[chunk.hop]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.fp8 import DEFAULT_FP8_RECIPE, FP8_RECIPES, FP8Recipe
 from deepflow.specs.framework import DEFAULT_FRAMEWORK, FRAMEWORKS, SWITCHES, framework_profile
 from deepflow.specs.strategy import (
     DEFAULT_RECOMPUTE_MODULES,
@@ -32,6 +33,8 @@ ALGORITHMS = ("ring", "tree", "auto")
 _SELECTIVE = RECOMPUTES.index(Recompute.SELECTIVE)
 _FULL = RECOMPUTES.index(Recompute.FULL)
 DEFAULT_MODULES_MASK = module_mask(DEFAULT_RECOMPUTE_MODULES)
+_FP8 = PRECISIONS.index(Precision.FP8)
+_DEFAULT_RECIPE = FP8_RECIPES.index(DEFAULT_FP8_RECIPE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class StrategyBatch:
     vpp: np.ndarray
     cp: np.ndarray
     ep: np.ndarray
+    etp: np.ndarray  # expert tensor parallelism, resolved (``expert_tp`` or ``tp``)
     sequence_parallel: np.ndarray
     zero: np.ndarray
     shard_degree: np.ndarray  # 0 = the whole dp x cp group
@@ -83,6 +87,23 @@ class StrategyBatch:
     stride_pp: np.ndarray
     axis_orders: tuple[tuple[str, ...], ...]
     stage_layers: tuple[tuple[int, ...] | None, ...]
+    # FP8 (deepflow.specs.fp8): index into FP8_RECIPES of the effective recipe, -1 where
+    # the precision is not fp8; FP8 primary weights gathered in FP8
+    fp8_recipe: np.ndarray | None = None
+    fp8_param_gather: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self)
+        fp8 = self.precision == _FP8
+        if self.fp8_recipe is None:
+            object.__setattr__(self, "fp8_recipe", np.where(fp8, _DEFAULT_RECIPE, -1))
+        else:
+            codes = np.broadcast_to(np.asarray(self.fp8_recipe, dtype=np.int64), (n,))
+            codes = np.where(fp8, np.where(codes < 0, _DEFAULT_RECIPE, codes), -1)
+            object.__setattr__(self, "fp8_recipe", codes)
+        gather = np.zeros(n, bool) if self.fp8_param_gather is None else self.fp8_param_gather
+        gather = np.broadcast_to(np.asarray(gather, dtype=bool), (n,)) & fp8
+        object.__setattr__(self, "fp8_param_gather", gather)
 
     def __len__(self) -> int:
         return int(self.dp.shape[0])
@@ -118,6 +139,7 @@ class StrategyBatch:
             vpp=col(lambda s: s.vpp),
             cp=degrees["cp"],
             ep=col(lambda s: s.ep),
+            etp=col(lambda s: s.etp),
             sequence_parallel=col(lambda s: s.sequence_parallel, bool),
             zero=col(lambda s: s.zero),
             shard_degree=col(lambda s: s.shard_degree or 0),
@@ -144,6 +166,10 @@ class StrategyBatch:
             stride_pp=strides["pp"],
             axis_orders=orders,
             stage_layers=tuple(s.stage_layers for s in specs),
+            fp8_recipe=col(
+                lambda s: -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe)
+            ),
+            fp8_param_gather=col(lambda s: s.fp8_param_gather, bool),
         )
 
     @classmethod
@@ -206,6 +232,11 @@ class StrategyBatch:
         layers = np.broadcast_to(
             np.asarray(-1 if layers is None else layers, dtype=np.int64), (n,)
         ).copy()
+        # expert_tp: None (the spec's default) is tp (Megatron-Core parallel_state)
+        # (0 in an array means the same)
+        etp = arrays.get("expert_tp")
+        etp_a = np.broadcast_to(np.asarray(0 if etp is None else etp, dtype=np.int64), (n,))
+        etp_a = np.where(etp_a > 0, etp_a, degrees["tp"])
         return cls(
             dp=degrees["dp"],
             tp=degrees["tp"],
@@ -213,6 +244,7 @@ class StrategyBatch:
             vpp=vpp,
             cp=degrees["cp"],
             ep=arr("ep"),
+            etp=etp_a,
             sequence_parallel=arr("sequence_parallel", bool),
             zero=arr("zero"),
             shard_degree=shard_degree,
@@ -239,6 +271,10 @@ class StrategyBatch:
             stride_pp=strides["pp"],
             axis_orders=(axis_order,) * n,
             stage_layers=(None,) * n,
+            fp8_recipe=_recipe_codes(arrays.get("fp8_recipe"), n),
+            fp8_param_gather=np.broadcast_to(
+                np.asarray(arrays.get("fp8_param_gather", False), dtype=bool), (n,)
+            ).copy(),
         )
 
     def spec(self, i: int) -> StrategySpec:
@@ -250,6 +286,7 @@ class StrategyBatch:
             vpp=int(self.vpp[i]),
             cp=int(self.cp[i]),
             ep=int(self.ep[i]),
+            expert_tp=None if self.etp[i] == self.tp[i] else int(self.etp[i]),
             sequence_parallel=bool(self.sequence_parallel[i]),
             zero=int(self.zero[i]),
             shard_degree=int(self.shard_degree[i]) or None,
@@ -272,6 +309,8 @@ class StrategyBatch:
             axis_order=self.axis_orders[i],  # type: ignore[arg-type]
             collective_algorithm=ALGORITHMS[int(self.algorithm[i])],  # type: ignore[arg-type]
             stage_layers=self.stage_layers[i],
+            fp8_recipe=FP8_RECIPES[int(self.fp8_recipe[i])] if self.fp8_recipe[i] >= 0 else None,
+            fp8_param_gather=bool(self.fp8_param_gather[i]),
         )
 
     def _modules(self, i: int) -> tuple[RecomputeModule, ...] | None:
@@ -299,6 +338,23 @@ def _framework_codes(value: object, n: int) -> np.ndarray:
     codes = [
         int(v) if isinstance(v, (int, np.integer)) else FRAMEWORKS.index(str(v)) for v in items
     ]
+    return np.broadcast_to(np.asarray(codes, dtype=np.int64), (n,)).copy()
+
+
+def _recipe_codes(value: object, n: int) -> np.ndarray:
+    """``fp8_recipe`` of :meth:`StrategyBatch.from_arrays` as ``n`` codes (None or -1: the
+    default recipe where the precision is fp8): one name or code, or one per strategy."""
+    if value is None:
+        return np.full(n, -1, dtype=np.int64)
+    one = isinstance(value, (str, int, np.integer))
+    items = [value] if one else list(value)  # type: ignore[call-overload]
+
+    def code(v: object) -> int:
+        if isinstance(v, (int, np.integer)):
+            return int(v)
+        return -1 if v is None else FP8_RECIPES.index(FP8Recipe(getattr(v, "value", v)))
+
+    codes = [code(v) for v in items]
     return np.broadcast_to(np.asarray(codes, dtype=np.int64), (n,)).copy()
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from deepflow.parallel.batch import PRECISIONS, SCHEDULES, StrategyBatch
 from deepflow.specs.framework import FRAMEWORKS, framework_profile
 from deepflow.specs.model import ModelSpec
-from deepflow.specs.strategy import PipelineSchedule, StrategySpec
+from deepflow.specs.strategy import PipelineSchedule, StrategySpec, folds
 from deepflow.specs.system import SystemSpec
 
 
@@ -37,6 +37,12 @@ class Rule:
     name: str
     violated: Callable[[Context, StrategyBatch], np.ndarray]
     explain: Callable[[Context, StrategySpec], str]
+
+
+def _expert_ffn(model: ModelSpec) -> int:
+    if model.moe is None:
+        return 1
+    return model.moe.expert_ffn_hidden_size or model.ffn_hidden_size
 
 
 def _micro_batches(ctx: Context, b: StrategyBatch) -> np.ndarray:
@@ -195,10 +201,27 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "ep-dp",
-        lambda c, b: np.mod(b.dp * b.cp, b.ep) != 0,
+        lambda c, b: ~folds(b.tp, b.cp, b.dp, b.ep, b.etp),
         lambda c, s: (
-            f"ep={s.ep} does not divide dp*cp={s.dp}*{s.cp} (experts are sharded over the "
-            "data- and context-parallel ranks)"
+            f"ep*expert_tp={s.ep}*{s.etp} does not divide tp*cp*dp={s.tp}*{s.cp}*{s.dp} "
+            "(MoE parallel folding: the expert grid expert_tp x ep x expert-dp refolds the "
+            "dense tp x cp x dp ranks)"
+        ),
+    ),
+    Rule(
+        "etp-sp",
+        lambda c, b: (b.etp != b.tp) & (b.tp > 1) & ~b.sequence_parallel,
+        lambda c, s: (
+            f"expert_tp={s.etp} differs from tp={s.tp} without sequence parallelism "
+            "(Megatron-LM needs --sequence-parallel for MoE with tensor parallelism; "
+            "the tp ranks would route the same tokens)"
+        ),
+    ),
+    Rule(
+        "etp-ffn",
+        lambda c, b: (c.model.moe is not None) & (np.mod(_expert_ffn(c.model), b.etp) != 0),
+        lambda c, s: (
+            f"expert_tp={s.etp} does not divide the expert hidden size {_expert_ffn(c.model)}"
         ),
     ),
     Rule(
@@ -234,8 +257,9 @@ def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
     """Index of the first violated rule per strategy (``-1`` where all hold)."""
     first = np.full(len(batch), -1, dtype=np.int64)
     for index, rule in enumerate(RULES):
-        bad = np.asarray(rule.violated(ctx, batch), dtype=bool) & (first < 0)
-        first[np.broadcast_to(bad, first.shape)] = index
+        bad = np.asarray(rule.violated(ctx, batch), dtype=bool)
+        if bad.any():
+            first[np.broadcast_to(bad, first.shape) & (first < 0)] = index
     return first
 
 

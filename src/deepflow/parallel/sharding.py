@@ -8,8 +8,10 @@ written once. Arrays broadcast over a batch of strategies.
 *and* the context-parallel ranks, which hold the same weights and see other tokens
 (Megatron-Core ``parallel_state.get_data_parallel_group(with_context_parallel=True)``; its
 distributed optimizer shards over that group). Expert parallelism is carved out of the same
-``dp x cp`` ranks, innermost (Megatron-Core's expert grid ``tp-ep-dp-pp``: the expert
-data-parallel size is ``dp * cp / ep``). State is sharded over a *shard group* of
+``tp x cp x dp`` ranks of a stage, refolded as ``expert_tp x ep x expert-dp``
+(Megatron-Core's MoE parallel folding, :mod:`deepflow.parallel.experts`: the expert
+data-parallel size is ``tp * cp * dp / (ep * expert_tp)``, ``dp * cp / ep`` when
+``expert_tp = tp``). State is sharded over a *shard group* of
 ``shard_degree`` consecutive ranks of that group (default: all of it) and replicated across
 the ``replicas = dp * cp / shard_degree`` shard groups: hybrid sharding (PyTorch FSDP
 ``ShardingStrategy.HYBRID_SHARD``, FSDP2 ``fully_shard(mesh=2-D)``; Megatron-Core
@@ -51,6 +53,7 @@ from deepflow.network.collectives import collective_time
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.parallel.experts import ExpertGroups
 
 __all__ = [
     "DataParallelGroups",
@@ -118,8 +121,13 @@ def data_parallel_groups(
     stride_dp: object,
     stride_cp: object,
     scale_up_size: int,
+    experts: ExpertGroups | None = None,
 ) -> DataParallelGroups:
     """Place the data-parallel communicators of each strategy.
+
+    ``experts`` (:func:`deepflow.parallel.experts.expert_groups`) gives the folded
+    expert-parallel and expert-data-parallel groups; without it expert parallelism takes
+    the innermost ``ep`` ranks of ``dp x cp`` (``expert_tp = tp``).
 
     ``shard_degree`` 0 means the whole ``dp x cp`` group. The ``dp x cp`` group packs the
     members of both axes that share a scale-up domain (exact when the axes nest, as the mesh
@@ -138,8 +146,11 @@ def data_parallel_groups(
     shard_n = np.where(sd > 0, np.minimum(sd, n), n)
     shard = inner_subgroup(grad, shard_n)
     replica = outer_subgroup(grad, shard_n)
-    ep_group = inner_subgroup(grad, ep_a)
-    expert_grad = outer_subgroup(grad, ep_a)
+    if experts is None:
+        ep_group = inner_subgroup(grad, ep_a)
+        expert_grad = outer_subgroup(grad, ep_a)
+    else:
+        ep_group, expert_grad = experts.ep, experts.edp
     reps = replica.size
     edp = expert_grad.size
     expert_reps = np.where(np.mod(edp, reps) == 0, reps, 1.0)
@@ -347,6 +358,12 @@ def sync_time(
     for c in collectives:
         if phase is not None and c.phase != phase:
             continue
-        t = collective_time(c.op, c.size, getattr(groups, c.group), hierarchy, algorithm)
-        total = total + np.where(c.size > 0, t, 0.0)
+        group = getattr(groups, c.group)
+        moves = np.asarray(c.size > 0)
+        if not moves.any():  # nothing to move anywhere: zeros of the collective's shape
+            shape = np.broadcast(c.size, group.size, group.members_per_domain, group.domains)
+            total = total + np.zeros(shape.shape)
+            continue
+        t = collective_time(c.op, c.size, group, hierarchy, algorithm)
+        total = total + np.where(moves, t, 0.0)
     return total

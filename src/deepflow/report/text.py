@@ -47,8 +47,9 @@ def strategy_line(scenario: Scenario) -> str:
     """The strategy of ``scenario`` in one line, as every report prints it (enum values,
     never their Python reprs)."""
     s = scenario.strategy
+    etp = f"expert_tp={s.etp} " if s.etp != s.tp else ""
     return (
-        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} "
+        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} {etp}"
         f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
         f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
         f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"

@@ -30,8 +30,17 @@ knob                          candidates (before the user's restriction)
                               global batch
 ``vpp``                       divisors of ``ceil(num_layers / pp)`` (the layers of the
                               fullest stage) with ``pp vpp <= num_layers + 2``
-``ep``                        1 for dense models; divisors of ``dp`` that divide
-                              ``num_experts`` for mixture-of-experts models
+``ep``                        1 for dense models; for mixture-of-experts models, divisors
+                              of ``num_experts`` that fold with ``expert_tp`` onto the
+                              ``tp cp dp`` ranks (``ep expert_tp`` divides ``tp cp dp``;
+                              MoE parallel folding, :mod:`deepflow.parallel.experts`)
+``expert_tp``                 ``tp`` for dense models; 1 and ``tp`` (where it divides the
+                              expert hidden size) for mixture-of-experts models: the two
+                              grids Megatron-Core's MoE recipes use (experts folded
+                              without tensor parallelism, or split like the dense layers);
+                              other values with ``--fix expert_tp=...``; an ``expert_tp``
+                              other than ``tp`` only with sequence parallelism (rule
+                              ``etp-sp``: the rest is not enumerated)
 ``micro_batch_size``          divisors of ``global_batch_size / dp``
 ``sequence_parallel``         both
 ``zero``                      0, 1, 2, 3
@@ -42,6 +51,9 @@ knob                          candidates (before the user's restriction)
 ``recompute_layers``          with full: every layer; with ``recompute_policies``, also
                               :data:`RECOMPUTE_LAYER_FRACTIONS` of a pipeline chunk's layers
 ``pipeline_schedule``         gpipe, 1f1b, interleaved, zero-bubble
+``fp8_recipe``                under ``precision: fp8``: tensorwise, delayed, blockwise, and
+                              mxfp8 where the accelerator has microscaling tensor cores;
+                              none at other precisions
 ============================  ================================================================
 
 The recompute policies multiply the space by up to ``len(RECOMPUTE_MODULE_CHOICES) +
@@ -72,6 +84,8 @@ from pydantic import ValidationError
 
 from deepflow.errors import ConfigError
 from deepflow.parallel.batch import DEFAULT_MODULES_MASK, RECOMPUTES, SCHEDULES, StrategyBatch
+from deepflow.specs.accelerator import Precision
+from deepflow.specs.fp8 import FP8_RECIPES, RECIPES
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.scenario import Scenario
 from deepflow.specs.strategy import (
@@ -92,6 +106,7 @@ SEARCH_KNOBS = (
     "vpp",
     "cp",
     "ep",
+    "expert_tp",
     "sequence_parallel",
     "zero",
     "recompute",
@@ -99,6 +114,7 @@ SEARCH_KNOBS = (
     "recompute_layers",
     "micro_batch_size",
     "pipeline_schedule",
+    "fp8_recipe",
 )
 """The knobs a search varies; every other strategy field comes from the base strategy."""
 
@@ -133,12 +149,14 @@ INTEGER_KNOBS = (
     "vpp",
     "cp",
     "ep",
+    "expert_tp",
     "zero",
     "micro_batch_size",
     "recompute_layers",
 )
 # the recompute mode a knob's value is checked under
 _NEEDS = {"recompute_modules": "selective", "recompute_layers": "full"}
+_NEEDS_PRECISION = {"fp8_recipe": "fp8", "fp8_param_gather": "fp8"}
 _NOT_BATCHED = ("axis_order", "stage_layers")
 """Base fields that are not arrays of a batch: the axis order is passed on its own, and an
 explicit pipeline split belongs to one ``pp``, so a search uses the default split."""
@@ -218,6 +236,8 @@ def _parse_value(key: str, text: str) -> Any:
         value = text
     try:
         extra = {"recompute": _NEEDS[key]} if key in _NEEDS else {}
+        if key in _NEEDS_PRECISION:
+            extra = {"precision": _NEEDS_PRECISION[key]}
         checked = StrategySpec.model_validate({"dp": 1, **extra, key: value})
     except ValidationError as exc:
         message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
@@ -380,6 +400,26 @@ class SearchSpace:
                 out.append(allowed[0])
         return out
 
+    def _expert_grids(self, tp: int, cp: int, dp: int) -> list[tuple[int, int]]:
+        """The ``(ep, expert_tp)`` pairs of a dense mesh: ``(1, tp)`` for a dense model;
+        for a mixture-of-experts model ``expert_tp`` 1 or ``tp`` (any divisor of ``tp``
+        that a ``--fix`` admits) dividing the expert hidden size, with each allowed ``ep`` dividing ``num_experts`` such that
+        ``ep * expert_tp`` divides ``tp * cp * dp`` (Megatron-Core's expert grid)."""
+        m = self.model
+        if m.moe is None:
+            return [
+                (e, t) for e in self._allowed("ep", [1]) for t in self._allowed("expert_tp", [tp])
+            ]
+        ffn = m.moe.expert_ffn_hidden_size or m.ffn_hidden_size
+        ranks = tp * cp * dp
+        out = []
+        restriction = self.restrictions.get("expert_tp")
+        candidates = divisors(tp) if restriction is not None else sorted({1, tp})
+        for etp in self._allowed("expert_tp", [t for t in candidates if ffn % t == 0]):
+            eps = [e for e in divisors(ranks // etp) if m.moe.num_experts % e == 0]
+            out += [(e, etp) for e in self._allowed("ep", eps)]
+        return out
+
     def _schedules(self, pp: int, vpp: int) -> list[int]:
         restriction = self.restrictions.get("pipeline_schedule")
         allowed = [
@@ -415,6 +455,17 @@ class SearchSpace:
         else:
             sets = [DEFAULT_RECOMPUTE_MODULES]
         return list(dict.fromkeys(module_mask(modules) for modules in sets))
+
+    @cached_property
+    def _fp8_recipes(self) -> list[int]:
+        """Codes (into :data:`~deepflow.specs.fp8.FP8_RECIPES`) of the FP8 recipes tried:
+        under ``precision: fp8``, every recipe the accelerator runs (MXFP8 needs
+        microscaling tensor cores), or the restriction's; ``[-1]`` (none) otherwise."""
+        if self.base.precision is not Precision.FP8:
+            return [-1]
+        mx = self.system.accelerator.microscaling
+        runs = [r for r in FP8_RECIPES if mx or not RECIPES[r].needs_microscaling]
+        return [FP8_RECIPES.index(r) for r in self._allowed("fp8_recipe", runs)]
 
     def _recompute_policies(self, per_chunk: int) -> list[tuple[int, int, int]]:
         """``(recompute code, module mask, recompute_layers)`` of each recompute setting
@@ -479,11 +530,7 @@ class SearchSpace:
             policies = np.array(
                 self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
             ).reshape(-1, 3)
-            if m.moe is None:
-                eps = self._allowed("ep", [1])
-            else:
-                eps = [e for e in divisors(dp) if m.moe.num_experts % e == 0]
-                eps = self._allowed("ep", eps)
+            experts = self._expert_grids(tp, cp, dp)
             sps = (
                 self._representatives("sequence_parallel", [(False, True)])
                 if tp == 1
@@ -495,18 +542,26 @@ class SearchSpace:
                 [tp],
                 [cp],
                 [dp],
-                eps,
+                np.arange(len(experts)),
                 self._allowed("micro_batch_size", divisors(gbs // dp)),
                 [int(s) for s in sps],
                 zeros,
                 np.arange(len(policies)),
                 self._schedules(pp, vpp),
+                self._fp8_recipes,
                 indexing="ij",
             )
             flat = [g.ravel() for g in grid]
             policy = policies[flat[9]]
             flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
-            parts.append(np.stack(flat, axis=1))
+            grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
+            flat[5:6] = [grids[:, 0], grids[:, 1]]
+            table = np.stack(flat, axis=1)
+            if tp > 1:
+                # a folded expert_tp needs sequence parallelism (rule etp-sp): the points
+                # without it are never enumerated
+                table = table[(table[:, 6] == tp) | (table[:, 8] == 1)]
+            parts.append(table)
         names = (
             "pp",
             "vpp",
@@ -514,6 +569,7 @@ class SearchSpace:
             "cp",
             "dp",
             "ep",
+            "expert_tp",
             "micro_batch_size",
             "sequence_parallel",
             "zero",
@@ -521,6 +577,7 @@ class SearchSpace:
             "recompute_modules",
             "recompute_layers",
             "pipeline_schedule",
+            "fp8_recipe",
         )
         table = np.concatenate(parts) if parts else np.zeros((0, len(names)), dtype=np.int64)
         table = table.astype(np.int64)
@@ -591,6 +648,11 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
             data[knob] = SCHEDULES[int(value)].value
         elif knob == "sequence_parallel":
             data[knob] = bool(value)
+        elif knob == "expert_tp":
+            # the default (tp) is left unset, as the strategy spec writes it
+            data[knob] = None if int(value) == int(columns["tp"][i]) else int(value)
+        elif knob == "fp8_recipe":
+            data[knob] = FP8_RECIPES[int(value)].value if int(value) >= 0 else None
         else:
             data[knob] = int(value)
     return data

@@ -10,6 +10,11 @@ event on the engine's heap, and its callback releases the stream and the success
 Ties at the same instant are broken by the engine's sequence numbers, so a run is
 deterministic.
 
+With a :class:`deepflow.sim.contention.Contention`, a communication task does not simply
+hold its stream for its duration: its chunks cross its rank's port on the congestion-aware
+link engine, so that concurrent tasks on one port slow each other (``simulate
+--contention``).
+
 The executor knows nothing about where a graph came from; :func:`breakdown` reads the
 ``category`` of each task to split a lowered step into the estimator's breakdown keys.
 """
@@ -18,11 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from deepflow.graph.ir import TaskGraph
 from deepflow.sim.engine import NORMAL, Environment, Event
+
+if TYPE_CHECKING:
+    from deepflow.sim.contention import Contention
 
 __all__ = ["DeadlockError", "Execution", "breakdown", "execute"]
 
@@ -52,11 +61,18 @@ PROGRESS_EVERY = 8192
 """Finished tasks between two ``on_progress`` calls of :func:`execute`."""
 
 
-def execute(graph: TaskGraph, on_progress: Callable[[int, int], None] | None = None) -> Execution:
+def execute(
+    graph: TaskGraph,
+    on_progress: Callable[[int, int], None] | None = None,
+    contention: Contention | None = None,
+) -> Execution:
     """Run ``graph`` to completion; raises :class:`DeadlockError` if it cannot finish.
     ``on_progress(done, total)`` hears the finished task count every
-    :data:`PROGRESS_EVERY` tasks and at the end (it cannot change the run)."""
+    :data:`PROGRESS_EVERY` tasks and at the end (it cannot change the run);
+    ``contention`` plays communication tasks on shared ports (module docstring)."""
     env = Environment()
+    if contention is not None:
+        contention.bind(env)
     tasks = graph.tasks
     n = len(tasks)
     left = [len(t.deps) for t in tasks]
@@ -86,13 +102,20 @@ def execute(graph: TaskGraph, on_progress: Callable[[int, int], None] | None = N
             return
         busy[si] = True
         start[tid] = env.now
+        if contention is not None:
+            port = contention.port_of(tasks[tid])
+            if port is not None:
+                contention.run(tasks[tid], port, lambda: finished(tid))
+                return
         ev = Event(env)
         ev._value = tid
         ev.callbacks.append(finish)  # type: ignore[union-attr]
         env.schedule(ev, NORMAL, durations[tid])
 
     def finish(ev: Event) -> None:
-        tid = ev._value
+        finished(ev._value)
+
+    def finished(tid: int) -> None:
         end[tid] = env.now
         done[0] += 1
         if on_progress is not None and not done[0] % PROGRESS_EVERY:

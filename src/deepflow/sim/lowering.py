@@ -48,6 +48,7 @@ from deepflow.estimate.evaluate import (
     zero3_edges,
     zero3_exposed,
 )
+from deepflow.estimate.fp8 import gather_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
 from deepflow.graph.ir import Task, TaskGraph, TaskKind
 from deepflow.hardware.roofline import memory_time
@@ -83,6 +84,7 @@ class Lowered:
     chunks: int
     micro_batches: int
     stage_ranks: tuple[int, ...]  # representative global rank of each pipeline stage
+    env: Env  # the cost context it was lowered with (group placements)
 
 
 # a piece of a pass: (label, category, duration, kind)
@@ -108,6 +110,8 @@ class _Costs:
         self.split = strategy.schedule is PipelineSchedule.ZERO_BUBBLE
         dense, moe = layer_costs(env)
         self.elem = _f(env.elem)
+        # the parameter all-gather's bytes per parameter (FP8 with fp8_param_gather)
+        self.gather_elem = _f(gather_bytes(env))
         # gradient bytes per parameter in the accumulation buffers that are all-reduced
         self.grad_elem = _f(env.grad_bytes)
         self.layers = {False: self._layer(dense), True: self._layer(moe)}
@@ -118,7 +122,7 @@ class _Costs:
             False: (_f(dense.params) * self.grad_elem, _f(dense.expert_params) * self.grad_elem),
             True: (_f(moe.params) * self.grad_elem, _f(moe.expert_params) * self.grad_elem),
         }
-        emb, head = embedding_cost(env), head_cost(env)
+        emb, head = embedding_cost(env), head_cost(env, (dense, moe))
         self.emb = self._edge(emb, "emb", split=False)
         self.head = self._edge(head, "head", split=self.split)
         self.emb_grad = _f(emb.params) * self.grad_elem
@@ -287,7 +291,7 @@ def lower(
         costs.split = split
         dense, moe = layer_costs(costs.env)
         costs.layers = {False: costs._layer(dense), True: costs._layer(moe)}
-        costs.head = costs._edge(head_cost(costs.env), "head", split=split)
+        costs.head = costs._edge(head_cost(costs.env, (dense, moe)), "head", split=split)
     stride_pp = int(costs.env.batch.stride_pp[0])
     ranks = tuple(s * stride_pp for s in range(p))
     n_virtual = p * v
@@ -314,19 +318,21 @@ def lower(
         ge = costs.grad_elem
         sync_dense = _f(
             sync_time(
-                step_sync(stage_dense / ge, 0.0, costs.zero, env.dp_groups, costs.elem, ge),
+                step_sync(stage_dense / ge, 0.0, costs.zero, env.dp_groups,
+                          costs.gather_elem, ge),
                 env.dp_groups, env.hierarchy, dp_algo, phase="backward",
             )
         )  # fmt: skip
         sync_expert = _f(
             sync_time(
-                step_sync(0.0, stage_expert / ge, costs.zero, env.dp_groups, costs.elem, ge),
+                step_sync(0.0, stage_expert / ge, costs.zero, env.dp_groups,
+                          costs.gather_elem, ge),
                 env.dp_groups, env.hierarchy, dp_algo, phase="backward",
             )
         )  # fmt: skip
         param_gather = sync_time(
             step_sync(stage_dense / ge, stage_expert / ge, costs.zero, env.dp_groups,
-                      costs.elem, ge),
+                      costs.gather_elem, ge),
             env.dp_groups, env.hierarchy, dp_algo, phase="forward",
         )  # fmt: skip
         rate_d = sync_dense / stage_dense if stage_dense > 0 else 0.0
@@ -515,7 +521,7 @@ def lower(
         )
         # ZeRO 1/2: the updated parameters are gathered; with overlap_param_gather under
         # the next step's first forward pass (the estimator's rule)
-        param_bytes = (stage_dense + stage_expert) / ge * costs.elem
+        param_bytes = (stage_dense + stage_expert) / ge * costs.gather_elem
         gather_bucket = param_gather * min(1.0, bucket_cap / max(param_bytes, 1.0))
         stage_fwd = sum(
             costs.forward[model.is_moe_layer(layer)]
@@ -544,7 +550,7 @@ def lower(
             "stage_ranks": list(ranks),
         }
     )
-    return Lowered(graph, table, p, v, m, ranks)
+    return Lowered(graph, table, p, v, m, ranks, env)
 
 
 def vs_has_edge(vs: int, s: int, p: int) -> bool:

@@ -18,6 +18,7 @@ from deepflow.errors import ConfigError
 from deepflow.estimate import BREAKDOWN_KEYS, Prediction, predict
 from deepflow.network.collectives import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.sim.contention import Contention, ports_of
 from deepflow.sim.executor import Execution, breakdown, execute
 from deepflow.sim.lowering import Lowered, lower
 from deepflow.sim.schedules import Table
@@ -55,10 +56,13 @@ def simulate(
     table: Table | None = None,
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    contention: bool = False,
 ) -> Simulation:
     """Simulate one training step of ``scenario`` (``table`` overrides its schedule,
     ``algorithms`` the collective algorithm of a mesh axis, as in ``predict``;
-    ``on_progress(done, total)`` hears the executor's finished task count)."""
+    ``on_progress(done, total)`` hears the executor's finished task count). With
+    ``contention``, concurrent collectives that load the same NIC or NVLink port slow each
+    other on the congestion-aware link engine (:mod:`deepflow.sim.contention`)."""
     closed = predict(scenario, algorithms)
     passes = closed.micro_batches * scenario.model.num_layers
     if passes > MAX_LAYER_PASSES:
@@ -69,7 +73,8 @@ def simulate(
             "training.global_batch_size",
         )
     lowered = lower(scenario, table, algorithms)
-    execution = execute(lowered.graph, on_progress)
+    links = Contention(ports_of(lowered.env)) if contention else None
+    execution = execute(lowered.graph, on_progress, links)
     critical, parts = breakdown(execution, BREAKDOWN_KEYS)
     step = execution.makespan
     scale = closed.step_time_s / step if math.isfinite(closed.step_time_s) and step > 0 else 0.0
@@ -90,6 +95,7 @@ def simulate(
             "simulated_ranks": len(lowered.stage_ranks),
             "critical_rank": critical,
             "closed_form_step_time_s": closed.step_time_s,
+            "contention": contention,
         },
     )
     return Simulation(prediction, lowered, execution, critical)

@@ -116,6 +116,12 @@ class AcceleratorSpec(Spec):
         "(as torch.cuda.get_device_name reports them); empty: any",
     )
     calibration: Calibration | None = None
+    microscaling: bool = Field(
+        default=False,
+        description="tensor cores take OCP Microscaling (MX) block-scaled FP8 operands and "
+        "FP8 GEMMs in any operand layout (NVIDIA Blackwell, sm_100: tcgen05 block-scaled "
+        "MMA); needed by strategy.fp8_recipe mxfp8 (deepflow.specs.fp8)",
+    )
     sources: Sources
 
     def peak(self, precision: Precision) -> float:

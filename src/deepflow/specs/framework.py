@@ -15,6 +15,11 @@ fp32 copy of its input for the backward pass. A *profile* records, as data with 
   reads and writes per element, and the values saved for backward
   (:class:`OperatorImpl`); an operator left out runs the fused kernels of the layer
   template (:mod:`deepflow.workload.transformer`, Megatron's);
+* the fused attention kernel of its flash path (``attention_kernel``): ``default``, the
+  chip's attention curve (on Hopper the cuDNN kernel today's PyTorch dispatches to), or
+  ``flash-attention-2`` (Dao 2023), the kernel of the ``scaled_dot_product_attention``
+  flash backend of the PyTorch a data set ran, at the chip's FlashAttention-2 curve
+  (:func:`deepflow.hardware.kernels.attention_time`);
 * what the framework can run (:class:`Supports`): a strategy outside it is an infeasible
   result with the reason, and ``deepflow search --framework`` searches within it.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 import difflib
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 import yaml
 from pydantic import Field
@@ -147,6 +153,7 @@ class FamilyImpl(Spec):
     mlp_norm: OperatorImpl | None = None
     residual: OperatorImpl | None = None
     qkv_split: OperatorImpl | None = None
+    separate_projections: bool | None = None
     source: str
 
 
@@ -196,6 +203,10 @@ class FrameworkProfile(Spec):
     description: str
     version: str = ""
     defaults: dict[str, bool] = Field(default_factory=dict)
+    attention_kernel: Literal["default", "flash-attention-2"] = "default"
+    attention_kernel_source: str = ""
+    separate_projections: bool = False
+    separate_projections_source: str = ""
     norm: OperatorImpl | None = None
     mlp_norm: OperatorImpl | None = None
     residual: OperatorImpl | None = None
@@ -230,6 +241,14 @@ class FrameworkProfile(Spec):
             out["residual"] = over.residual or out["residual"]
             out["qkv_split"] = over.qkv_split
         return out
+
+    def projections_separate(self, gpt: bool) -> bool:
+        """Whether the layer's QKV projection runs as separate q, k, v linear layers and a
+        gated MLP's up projection as separate gate and up layers (``separate_projections``;
+        for a GPT-style layer the ``gpt`` section's value where it sets one)."""
+        if gpt and self.gpt is not None and self.gpt.separate_projections is not None:
+            return self.gpt.separate_projections
+        return self.separate_projections
 
     def default(self, switch: str) -> bool | None:
         """The profile's default of strategy field ``switch``, ``None`` if it sets none."""

@@ -26,7 +26,8 @@ deepseek_v3     as llama + n_routed_experts, num_experts_per_tok,               
                 moe_layer_freq and the MLA ranks q_lora_rank, kv_lora_rank,
                 qk_nope_head_dim, qk_rope_head_dim, v_head_dim (DeepSeek-V3
                 ``modeling_deepseek.py``: layer ``i`` is MoE when
-                ``i >= first_k_dense_replace and i % moe_layer_freq == 0``)
+                ``i >= first_k_dense_replace and i % moe_layer_freq == 0``);
+                num_nextn_predict_layers -> mtp_layers
 gpt2            n_embd, n_layer, n_head, n_inner (default 4 * n_embd), vocab_size,  GeLU
                 n_positions; learned position embeddings, tied output layer
                 (``modeling_gpt2.py``)
@@ -234,6 +235,8 @@ def _deepseek_v3(cfg: dict[str, Any]) -> dict[str, Any]:
         "qk_rope_head_dim": _int(cfg, "qk_rope_head_dim"),
         "v_head_dim": _int(cfg, "v_head_dim"),
     }
+    # the multi-token-prediction modules (DeepSeek-V3, sec. 2.2)
+    fields["mtp_layers"] = _int(cfg, "num_nextn_predict_layers", 0)
     return fields
 
 

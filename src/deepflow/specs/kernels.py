@@ -8,6 +8,11 @@ holds and validates the numbers). One :class:`KernelParams` describes one accele
   ``fp8``); a precision that is absent falls back as :mod:`deepflow.hardware.kernels` says;
 * ``grouped_gemm``: the same curve for grouped GEMMs (MoE experts), per precision;
 * ``attention``: one :class:`AttentionCurve` per precision (fused flash attention);
+* ``flash_attention_2``: the same curve fitted to published FlashAttention-2 measurements
+  only (Dao 2023), where a chip has them: the kernel PyTorch's
+  ``scaled_dot_product_attention`` ran before it dispatched to cuDNN on Hopper, which a
+  framework profile selects with ``attention_kernel: flash-attention-2`` (a chip without
+  such records uses ``attention``);
 * ``memory``: one :class:`MemoryCurve` (streaming kernels: copies, and the element-wise
   kernels of the estimator);
 * ``elementwise``: measured element-wise/norm/softmax operators, one :class:`MemoryCurve`
@@ -56,7 +61,13 @@ class GemmCurve(Spec):
       Osama et al. 2023, "Stream-K", arXiv 2301.03598);
     * ``k_fill``: K-depth fill, ``q_k = k / (k + k_fill)`` (prologue and epilogue of each
       output tile amortized over its main loop);
-    * ``latency_s``: fixed time per kernel (launch, prologue, tail).
+    * ``latency_s``: fixed time per kernel (launch, prologue, tail);
+    * ``group_streams`` (grouped GEMMs): 0 when one kernel runs all groups (a persistent
+      grouped kernel: DeepGEMM, ``torch._grouped_mm``, CUTLASS grouped GEMM); ``s > 0`` when
+      each group is its own GEMM kernel, issued round-robin over ``s`` streams (Transformer
+      Engine's ``nvte_multi_stream_cublas_gemm``, ``num_streams = 4``): ``min(s, g)`` groups
+      share the compute units at a time (their tiles make one wave count) and every round of
+      ``s`` groups pays the latency, ``ceil(g / s) t_0``.
     """
 
     peak_fraction: UnitFraction
@@ -65,6 +76,7 @@ class GemmCurve(Spec):
     wave_loss: float = Field(default=1.0, ge=0, le=1)
     k_fill: float = Field(default=0.0, ge=0)
     latency_s: Seconds = 0.0
+    group_streams: int = Field(default=0, ge=0)
 
 
 class AttentionCurve(Spec):
@@ -95,12 +107,13 @@ class KernelParams(Spec):
     gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     grouped_gemm: dict[str, GemmCurve] = Field(default_factory=dict)
     attention: dict[str, AttentionCurve] = Field(default_factory=dict)
+    flash_attention_2: dict[str, AttentionCurve] = Field(default_factory=dict)
     memory: MemoryCurve | None = None
     elementwise: dict[str, MemoryCurve] = Field(default_factory=dict)
     source: str = ""
     fit_error: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("gemm", "grouped_gemm", "attention")
+    @field_validator("gemm", "grouped_gemm", "attention", "flash_attention_2")
     @classmethod
     def _known_precisions(cls, value: dict[str, Any]) -> dict[str, Any]:
         for key in value:

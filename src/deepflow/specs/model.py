@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from deepflow.specs.base import (
     MAX_HEADS,
@@ -32,6 +32,16 @@ class MoESpec(Spec):
     Layers ``first_dense_layers..`` with index multiple of ``layer_frequency`` are MoE
     layers; each routes every token to ``top_k`` of ``num_experts`` experts, plus
     ``num_shared_experts`` experts that see every token (DeepSeek-V3, arXiv 2412.19437).
+
+    Routing outcome, a stated parameter (nothing predicts it): ``imbalance`` is the expected
+    ratio of the busiest expert-parallel rank's routed tokens to the mean (1.0: balanced,
+    as Megatron-Core's ``--moe-router-force-load-balancing`` makes it). The all-to-all
+    synchronizes the ranks, so the busiest one sets the pace. ``capacity_factor`` caps the
+    tokens per expert at that multiple of the mean and drops the rest (GShard, Lepikhin et
+    al. 2020, sec. 2.2; Megatron-Core ``--moe-expert-capacity-factor``; unset: dropless);
+    ``pad_to_capacity`` pads every expert to its capacity (``--moe-pad-expert-input-to-
+    capacity``), so the experts compute exactly ``capacity_factor`` times the mean.
+    :attr:`expert_load` combines them.
     """
 
     num_experts: Heads
@@ -40,12 +50,28 @@ class MoESpec(Spec):
     num_shared_experts: count(MAX_HEADS, 0) = 0
     layer_frequency: Layers = 1
     first_dense_layers: count(MAX_LAYERS, 0) = 0
+    imbalance: float = Field(default=1.0, ge=1.0, le=1024.0)
+    capacity_factor: float | None = Field(default=None, gt=0.0, le=1024.0)
+    pad_to_capacity: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> MoESpec:
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k={self.top_k} exceeds num_experts={self.num_experts}")
+        if self.pad_to_capacity and self.capacity_factor is None:
+            raise ValueError("pad_to_capacity needs a capacity_factor")
         return self
+
+    @property
+    def expert_load(self) -> float:
+        """Routed tokens the busiest rank's experts compute, over the balanced mean:
+        ``imbalance`` dropless; ``min(imbalance, capacity_factor)`` with token dropping;
+        ``capacity_factor`` when padded to capacity."""
+        if self.capacity_factor is None:
+            return self.imbalance
+        if self.pad_to_capacity:
+            return self.capacity_factor
+        return min(self.imbalance, self.capacity_factor)
 
 
 class MLASpec(Spec):
@@ -64,7 +90,15 @@ class MLASpec(Spec):
 
 
 class ModelSpec(Spec):
-    """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families)."""
+    """A decoder-only transformer (GPT, Llama, Mixtral, DeepSeek families).
+
+    ``mtp_layers``: multi-token-prediction modules after the last layer (DeepSeek-V3, arXiv
+    2412.19437, sec. 2.2; Megatron-Core ``--mtp-num-layers``,
+    ``transformer/multi_token_prediction.py``): each normalizes the hidden state and the
+    next token's embedding (two RMSNorms), projects their concatenation ``2h -> h``, runs
+    one transformer layer (an MoE layer in an MoE model) and the shared LM head and loss.
+    They sit on the last pipeline stage and share the embedding and the head.
+    """
 
     name: Name = "custom"
     num_layers: Layers
@@ -80,6 +114,7 @@ class ModelSpec(Spec):
     learned_position_embeddings: bool = False
     moe: MoESpec | None = None
     mla: MLASpec | None = None
+    mtp_layers: count(8, 0) = 0
     sources: Sources
 
     @model_validator(mode="before")

@@ -18,11 +18,18 @@ from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.base import Name, Spec
 from deepflow.specs.files import brief, load_config_file
+from deepflow.specs.fp8 import RECIPES
 from deepflow.specs.hf import hf_model_section
 from deepflow.specs.kernels import read_calibration
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.presets import resolve_section
-from deepflow.specs.strategy import RecomputeModule, StrategySpec, check_stage_layers
+from deepflow.specs.strategy import (
+    FOLD_RULE,
+    RecomputeModule,
+    StrategySpec,
+    check_stage_layers,
+    folds,
+)
 from deepflow.specs.system import SystemSpec
 from deepflow.specs.training import TrainingSpec
 
@@ -78,6 +85,26 @@ class Scenario(Spec):
         return self
 
     @model_validator(mode="after")
+    def _expert_grid(self) -> Scenario:
+        # an explicit expert_tp names an expert grid; Megatron-Core refuses one that does
+        # not fold onto the dense ranks (parallel_state.initialize_model_parallel raises)
+        s = self.strategy
+        if s.expert_tp is None or s.expert_tp == s.tp:
+            return self  # the default grid
+        if self.model.moe is None:
+            raise ConfigError(
+                f"needs a mixture-of-experts model (model.moe is not set; got {s.expert_tp})",
+                "strategy.expert_tp",
+            )
+        if not bool(folds(s.tp, s.cp, s.dp, s.ep, s.expert_tp)):
+            raise ConfigError(
+                f"{FOLD_RULE}; got ep*expert_tp={s.ep}*{s.expert_tp}, "
+                f"tp*cp*dp={s.tp}*{s.cp}*{s.dp}",
+                "strategy.expert_tp",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _recompute_modules_exist(self) -> Scenario:
         # Megatron-Core refuses mla_up_proj without multi-latent attention
         # (transformer_config.py, __post_init__)
@@ -86,6 +113,20 @@ class Scenario(Spec):
             raise ValueError(
                 "strategy.recompute_modules: mla_up_proj needs a multi-latent-attention "
                 "model (model.mla is not set)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_recipe_on_chip(self) -> Scenario:
+        # MXFP8 needs block-scaled tensor cores (TE: MXFP8BlockScaling is Blackwell-only)
+        recipe = self.strategy.effective_fp8_recipe
+        acc = self.system.accelerator
+        if recipe is not None and RECIPES[recipe].needs_microscaling and not acc.microscaling:
+            raise ConfigError(
+                f"fp8_recipe={recipe.value} needs block-scaled (MX) tensor cores, which "
+                f"{acc.name} lacks (accelerator microscaling: false); use tensorwise, "
+                "delayed or blockwise",
+                "strategy.fp8_recipe",
             )
         return self
 

@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from deepflow.errors import ConfigError
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_LAYERS, Batch, Degree, Layers, Spec, count
+from deepflow.specs.fp8 import DEFAULT_FP8_RECIPE, FP8Recipe
 from deepflow.specs.framework import (
     DEFAULT_FRAMEWORK,
     FRAMEWORKS,
@@ -115,12 +117,31 @@ def check_stage_layers(
         )
 
 
+FOLD_RULE = (
+    "ep*expert_tp must divide tp*cp*dp (Megatron-Core MoE parallel folding: "
+    "expert_tp x ep x expert-dp = tp x cp x dp ranks per pipeline stage)"
+)
+
+
+def folds(tp: object, cp: object, dp: object, ep: object, etp: object) -> np.ndarray:
+    """True where the expert grid ``etp x ep x edp`` fits the ``tp x cp x dp`` ranks."""
+    dense = np.asarray(tp) * np.asarray(cp) * np.asarray(dp)
+    return np.mod(dense, np.asarray(ep) * np.asarray(etp)) == 0
+
+
 class StrategySpec(Spec):
     """How one training step is parallelized.
 
-    Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators; expert parallelism
-    ``ep`` shards the experts over data-parallel ranks (Megatron-Core convention), so it
-    divides ``dp``. ``axis_order`` places the axes on the network hierarchy, innermost
+    Mesh axes are ``tp`` x ``cp`` x ``dp`` x ``pp`` = accelerators. The MoE layers have
+    their own grid over the same ranks (Megatron-Core's MoE parallel folding,
+    ``megatron/core/parallel_state.py``, ``initialize_model_parallel``: the expert rank
+    generator ``RankGenerator(tp=expert_tensor_parallel_size, ep=expert_model_parallel_size,
+    dp=expert_data_parallel_size, pp=pp)``): ``expert_tp`` (ETP) x ``ep`` x EDP x ``pp`` =
+    accelerators, so ``ep * expert_tp`` divides ``tp * cp * dp`` and the expert-data-parallel
+    degree is ``tp * cp * dp / (ep * expert_tp)``. ``expert_tp`` unset means ``tp``
+    (``if expert_tensor_parallel_size is None: expert_tensor_parallel_size =
+    tensor_model_parallel_size`` there); :mod:`deepflow.parallel.experts` places the groups.
+    ``axis_order`` places the axes on the network hierarchy, innermost
     (fastest-varying rank index) first. ``fp32_main_grads`` keeps gradients in fp32 buffers
     into which every micro-batch accumulates (Megatron-LM's ``main_grad``); otherwise they
     stay in the parameter precision.
@@ -185,6 +206,7 @@ class StrategySpec(Spec):
     vpp: Layers = 1
     cp: Degree = 1
     ep: Degree = 1
+    expert_tp: Degree | None = None
     sequence_parallel: bool = False
     zero: int = Field(default=0, ge=0, le=3)
     shard_degree: Degree | None = None
@@ -205,6 +227,12 @@ class StrategySpec(Spec):
     collective_algorithm: Literal["ring", "tree", "auto"] = "ring"
     collective_algorithms: dict[Literal["tp", "dp", "cp", "ep", "pp"], str] | None = None
     stage_layers: tuple[count(MAX_LAYERS, 0), ...] | None = None
+    # FP8 training (deepflow.specs.fp8): the scaling recipe under precision fp8 (unset:
+    # Megatron-LM's default, delayed) and FP8 primary weights gathered in FP8 (Megatron-LM
+    # --fp8-param-gather: pretrain_gpt.py model_provider builds the model under TE's
+    # fp8_model_init, so no 16-bit weight copy exists)
+    fp8_recipe: FP8Recipe | None = None
+    fp8_param_gather: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -238,6 +266,29 @@ class StrategySpec(Spec):
             if not path.strip().lower().endswith(".xml"):
                 raise ValueError(f"{axis}: {path!r} is not an MSCCL-IR file (expected *.xml)")
         return value
+
+    @model_validator(mode="after")
+    def _fp8_needs_precision(self) -> StrategySpec:
+        if self.precision is Precision.FP8:
+            return self
+        given = {"fp8_recipe": self.fp8_recipe, "fp8_param_gather": self.fp8_param_gather}
+        for key, value in given.items():
+            if value not in (None, False):
+                shown = value.value if isinstance(value, FP8Recipe) else value
+                raise ConfigError(
+                    f"{key}={shown} needs precision: fp8 (precision is "
+                    f"{self.precision.value!r})",
+                    f"strategy.{key}",
+                )
+        return self
+
+    @property
+    def effective_fp8_recipe(self) -> FP8Recipe | None:
+        """The FP8 recipe in use: ``fp8_recipe`` or :data:`DEFAULT_FP8_RECIPE` under
+        ``precision: fp8``; ``None`` at any other precision."""
+        if self.precision is not Precision.FP8:
+            return None
+        return self.fp8_recipe or DEFAULT_FP8_RECIPE
 
     @model_validator(mode="after")
     def _stage_layers_length(self) -> StrategySpec:
@@ -285,6 +336,12 @@ class StrategySpec(Spec):
         return self.pipeline_schedule
 
     @property
+    def etp(self) -> int:
+        """The expert tensor-parallel degree: ``expert_tp``, or ``tp`` when unset
+        (Megatron-Core ``parallel_state.initialize_model_parallel``)."""
+        return self.tp if self.expert_tp is None else self.expert_tp
+
+    @property
     def model_parallel_size(self) -> int:
         return self.tp * self.pp * self.cp
 
@@ -303,6 +360,8 @@ def strategy_text(s: Mapping[str, Any]) -> str:
     ``none``, the micro-batch size and, with a pipeline, the schedule."""
     parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
     parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
+    if s.get("expert_tp") is not None and s["expert_tp"] != s["tp"]:
+        parts.append(f"etp{s['expert_tp']}")
     if s.get("sequence_parallel"):
         parts.append("sp")
     if s.get("zero"):

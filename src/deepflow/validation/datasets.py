@@ -608,22 +608,28 @@ _MODELZOO_SOURCE = (
 )
 _MODELZOO_NOTES = (
     "Megatron-Core with Transformer Engine on 8-GPU H100 nodes (dgx-h100 preset: NVLink 4, "
-    "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source). Expert tensor "
-    "parallelism 1 is not modelled separately: the experts are split over tp like the dense "
-    "layers, and expert parallelism takes consecutive data/context-parallel ranks. Routing is "
-    "modelled balanced (the forced-balance rows); the dropless rows measure learned routing "
-    "on the same configuration. Rows with TFLOP/s only: measured step time = Megatron-LM's "
-    "model FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
-    "stages with the embedding and the loss counted as a layer each (the source's runtime.conf "
-    "lists 96 'layers' for that reason)."
+    "one 400 Gb/s NIC per GPU, 'InfiniBand 8x50 GB/s per node' in the source) or 4-GPU "
+    "GB200 trays in one NVL72 domain (gb200-nvl72). Expert tensor parallelism from the row's "
+    "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
+    "(deepflow.parallel.experts). The DeepEP/HybridEP dispatcher is costed as an NCCL "
+    "all-to-all. Routing is modelled balanced (moe.imbalance 1.0: the forced-balance rows); "
+    "the dropless rows measure learned routing on the same configuration and the source "
+    "states no imbalance. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
+    "FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
+    "stages with the embedding and the loss counted as a layer each (the source's "
+    "runtime.conf lists 96 'layers' for that reason)."
 )
-#: rows of the source used here: 3 (Megatron-FSDP) and 7-14 (16K-128K context, CP 1-8)
-_MODELZOO_ROWS = ("3", "7", "8", "9", "10", "11", "12", "13", "14")
+#: rows of the source used here: 3 (Megatron-FSDP), 4-5 (distributed optimizer, PP 32 and
+#: 8), 7-14 (16K-128K context, CP 1-8), 15 (GB200 NVL72, BF16). Not used: 6 (Qwen3-Next:
+#: gated DeltaNet linear attention, which deepflow's transformer does not build) and 16-18
+#: (MXFP8 recipes and GB300, outside this data set's scope here)
+_MODELZOO_ROWS = ("3", "4", "5", "7", "8", "9", "10", "11", "12", "13", "14", "15")
 
 
 def megatron_moe_modelzoo_cases() -> list[Case]:
-    """Qwen3-235B-A22B with Megatron-Core on 256 H100s: the Megatron-FSDP row and the
-    long-context rows (16K-128K tokens, context parallelism 1-8) of V2-S07."""
+    """Qwen3-235B-A22B with Megatron-Core on 256 H100s and GB200s (``_MODELZOO_ROWS``): the
+    Megatron-FSDP row, the distributed-optimizer rows at PP 32 and 8, the long-context rows
+    (16K-128K tokens, context parallelism 1-8) and the BF16 GB200 NVL72 row of V2-S07."""
     cases = []
     for r in read_data_csv("v2", "megatron_moe_modelzoo", "qwen3_moe_throughput.csv"):
         if r["row_id"] not in _MODELZOO_ROWS:
@@ -631,9 +637,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
         seq = int(r["seq_len"])
         gpus = int(r["num_accelerators"])
         gbs = int(r["global_batch_seqs"])
-        tp, pp, vpp, cp, ep = (
-            int(r[k]) for k in ("tp", "pp", "vpp_chunks", "cp", "ep")
-        )
+        tp, pp, vpp, cp, ep = (int(r[k]) for k in ("tp", "pp", "vpp_chunks", "cp", "ep"))
         fsdp = "FSDP" in r["zero_or_fsdp"]
         strategy: dict[str, Any] = {
             "dp": int(r["dp"]),
@@ -642,6 +646,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             "vpp": vpp,
             "cp": cp,
             "ep": ep,
+            "expert_tp": int(r["expert_tensor_parallel"]),
             "sequence_parallel": r["sp"].startswith("yes"),
             "zero": 3 if fsdp else 1,
             "micro_batch_size": int(r["micro_batch_size"]),
@@ -653,14 +658,19 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             strategy["recompute"] = "full"
         elif rc.startswith("selective"):
             strategy["recompute"] = "selective"
-            strategy["recompute_modules"] = ["layernorm", "moe"]
+            # "norm, act" (row 4): layernorm and moe_act; "layernorm, moe" (rows 7-14)
+            act = "act" in rc.split(":", 1)[1] and "moe" not in rc.split(":", 1)[1]
+            strategy["recompute_modules"] = ["layernorm", "moe_act" if act else "moe"]
         scenario = {
             "model": {
                 "preset": "qwen3-235b-a22b",
                 "num_layers": int(r["num_layers"]),
                 "seq_len": seq,
             },
-            "system": {"preset": "dgx-h100", "num_accelerators": gpus},
+            "system": {
+                "preset": "gb200-nvl72" if "GB200" in r["accelerator"] else "dgx-h100",
+                "num_accelerators": gpus,
+            },
             "strategy": strategy,
             "training": {"global_batch_size": gbs},
         }
@@ -676,7 +686,8 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
                 dataset="megatron-moe-modelzoo",
                 row_id=r["row_id"],
                 description=(
-                    f"Qwen3-235B-A22B {gpus}x H100 seq {seq} tp{tp} pp{pp} vpp{vpp} cp{cp} "
+                    f"Qwen3-235B-A22B {gpus}x {r['accelerator'].split()[-1]} seq {seq} tp{tp} "
+                    f"pp{pp} vpp{vpp} cp{cp} "
                     f"ep{ep} {'FSDP' if fsdp else 'dist-opt'} {routing}"
                 ),
                 scenario=scenario,
@@ -756,6 +767,113 @@ def simumax_b200_cases() -> list[Case]:
     return cases
 
 
+_SIMUMAX_MOE_NOTES = (
+    "Measured minimum Megatron-LM iteration time (iterations 2-3) and peak allocated memory "
+    "on one 8x B200 node; Megatron-LM 23e00ed, Transformer Engine 2.11, BF16, distributed "
+    "optimizer, no recomputation, micro batch 1, mock data. DeepSeek-V2/V3-shaped model "
+    "truncated to 4 layers (the first dense, three MoE) as run_pretrain_deepseekv2.sh sets "
+    "it: MLA, routed experts with shared experts, all-to-all dispatcher with grouped GEMM "
+    "and permute fusion, capacity factor 1 with --moe-pad-expert-input-to-capacity (every "
+    "expert computes exactly its capacity: expert load 1). Expert tensor parallelism 1."
+)
+
+#: DeepSeek-shaped models of SimuMax's MoE runs (run_pretrain_deepseekv2.sh), by case prefix
+_SIMUMAX_MOE_MODELS: dict[str, dict[str, Any]] = {
+    "deepseekv2": {
+        "hidden_size": 5120,
+        "ffn_hidden_size": 12288,
+        "vocab_size": 102400,
+        "moe": {"num_experts": 160, "top_k": 6, "expert_ffn_hidden_size": 1536,
+                "num_shared_experts": 2},
+    },
+    "deepseekv3": {
+        "hidden_size": 7168,
+        "ffn_hidden_size": 18432,
+        "vocab_size": 129280,
+        "moe": {"num_experts": 256, "top_k": 8, "expert_ffn_hidden_size": 2048,
+                "num_shared_experts": 1},
+    },
+}  # fmt: skip
+
+
+def simumax_b200_moe_cases() -> list[Case]:
+    """The 12 MoE rows (DeepSeek-V2 and -V3 shapes, 4 layers, EP 4-8, PP 1-2) of SimuMax's
+    B200 runs, with step time and peak allocated memory."""
+    cases = []
+    for r in read_data_csv("simumax_b200", "b200_megatron_runs.csv"):
+        prefix = r["model_name"].split()[0]
+        if prefix not in _SIMUMAX_MOE_MODELS:
+            continue
+        shape = _SIMUMAX_MOE_MODELS[prefix]
+        heads = int(r["num_attention_heads"])
+        model = {
+            "name": f"{prefix}-l{r['num_layers']}",
+            "num_layers": int(r["num_layers"]),
+            "num_attention_heads": heads,
+            "ffn_type": "swiglu",
+            "seq_len": int(r["seq_len"]),
+            **shape,
+            "moe": {
+                **shape["moe"],
+                "first_dense_layers": int(r["moe_dense_layers"]),
+                "capacity_factor": float(r["moe_capacity_factor"].split()[0]),
+                "pad_to_capacity": True,
+            },
+            # MLA as the launcher sets it (q_lora_rank 1536, kv_lora_rank 512, qk_head_dim
+            # 128, qk_pos_emb_head_dim 64, v_head_dim 128)
+            "mla": {
+                "q_lora_rank": 1536,
+                "kv_lora_rank": 512,
+                "qk_nope_head_dim": 128,
+                "qk_rope_head_dim": 64,
+                "v_head_dim": 128,
+            },
+            "sources": [_SIMUMAX_SOURCE, r["source_url"].split(" ; ")[-1]],
+        }
+        tp, pp, dp, ep = (int(r[k]) for k in ("tp", "pp", "dp", "ep"))
+        gb = int(r["global_batch_seqs"])
+        scenario = {
+            "model": model,
+            "system": {"preset": "dgx-b200", "num_accelerators": int(r["num_accelerators"])},
+            "strategy": {
+                "tp": tp,
+                "pp": pp,
+                "dp": dp,
+                "ep": ep,
+                "expert_tp": int(r["expert_tensor_parallel"]),
+                "micro_batch_size": int(r["micro_batch_size"]),
+                "recompute": "none",
+                "sequence_parallel": tp > 1,
+                "precision": "bf16",
+                "framework": "megatron-core",
+                "zero": 1,
+            },
+            "training": {"global_batch_size": gb},
+        }
+        cases.append(
+            Case(
+                dataset="simumax-b200-moe",
+                row_id=r["row_id"],
+                description=_description(
+                    f"{prefix}-l{r['num_layers']}",
+                    int(r["num_accelerators"]),
+                    tp,
+                    pp,
+                    1,
+                    dp,
+                    1,
+                    gb,
+                )
+                + f" ep{ep}",
+                scenario=scenario,
+                measured_step_time_s=float(r["iter_time_s"]),
+                notes=_SIMUMAX_MOE_NOTES,
+                measured_peak_memory_bytes=float(r["peak_mem_alloc_gib"]) * 2**30,
+            )
+        )
+    return cases
+
+
 #: Data-set name -> loader, in the order reports list them.
 DATASETS: dict[str, Callable[[], list[Case]]] = {
     "megatron-2021": megatron_2021_cases,
@@ -765,4 +883,5 @@ DATASETS: dict[str, Callable[[], list[Case]]] = {
     "fms-fsdp": fms_fsdp_cases,
     "megatron-moe-modelzoo": megatron_moe_modelzoo_cases,
     "simumax-b200": simumax_b200_cases,
+    "simumax-b200-moe": simumax_b200_moe_cases,
 }

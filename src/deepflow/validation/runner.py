@@ -22,6 +22,7 @@ from deepflow.validation.datasets import (
     megatron_2021_cases,
     megatron_moe_modelzoo_cases,
     simumax_b200_cases,
+    simumax_b200_moe_cases,
     vtrain_multi_cases,
     vtrain_single_cases,
 )
@@ -80,14 +81,15 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         "PyTorch FSDP/HSDP Llama 2 7B-70B on 128 A100 and 96 H100 (eager and compiled)",
         fms_fsdp_cases,
         "IBM fms-fsdp README, 'Training throughput benchmarks' (2024)",
-        0.15,
+        0.12,
     ),
     StepTimeDataset(
         "megatron-moe-modelzoo",
-        "Megatron-Core Qwen3-235B-A22B on 256 H100: Megatron-FSDP and 16K-128K context",
+        "Megatron-Core Qwen3-235B-A22B on 256 H100 and GB200: FSDP, PP 1-32, 4K-128K context",
         megatron_moe_modelzoo_cases,
         "Megatron-MoE-ModelZoo best_practice/qwen3 (2026)",
-        None,
+        0.12,
+        0.30,
     ),
     StepTimeDataset(
         "hf-step-h200",
@@ -103,6 +105,15 @@ STEP_TIME_DATASETS: tuple[StepTimeDataset, ...] = (
         simumax_b200_cases,
         "SimuMax B200 release v1.2 (MooreThreads/SimuMax 4dcaae5), measured runs",
         0.12,
+    ),
+    StepTimeDataset(
+        "simumax-b200-moe",
+        "Megatron-LM DeepSeek-V2/V3 shapes (4 layers, MoE) on one 8x B200 node, EP 4-8",
+        simumax_b200_moe_cases,
+        "SimuMax B200 release v1.2 (MooreThreads/SimuMax 4dcaae5), measured runs",
+        0.12,
+        0.30,
+        memory_bound=0.10,
     ),
 )
 

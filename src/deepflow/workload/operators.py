@@ -69,6 +69,10 @@ class Gemm:
     ``precision: fp8`` (``te.Linear`` and friends inside ``fp8_autocast``); False for a
     plain PyTorch matmul that stays in 16 bits (Megatron-Core's MoE router,
     ``moe/moe_utils.py::router_gating_linear``).
+
+    ``splits``: the output widths of the separate linear layers a framework runs this GEMM
+    as (summing to ``n``; e.g. Hugging Face Llama's ``q_proj``, ``k_proj``, ``v_proj``),
+    each its own kernel in forward, input gradient and weight gradient; empty: one GEMM.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Gemm:
     modules: tuple[RecomputeModule, ...] = ()
     source: str = ""
     low_precision: bool = True
+    splits: tuple[int, ...] = ()
 
     @property
     def input_shard(self) -> Shard:
@@ -173,6 +178,9 @@ class AttentionCore:
 
     ``source`` names the op whose output holds Q, K and V (the QKV projection, or MLA's
     key/value up-projection); the core belongs to the ``core_attn`` recompute module.
+    ``kernel`` is the fused kernel that runs it (the framework profile's
+    ``attention_kernel``: ``default`` or ``flash-attention-2``,
+    :func:`deepflow.hardware.kernels.attention_time`).
     """
 
     heads: int
@@ -180,6 +188,7 @@ class AttentionCore:
     qk_dim: int
     v_dim: int
     source: str = "qkv"
+    kernel: str = "default"
 
 
 @dataclass(frozen=True)

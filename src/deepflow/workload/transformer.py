@@ -268,6 +268,71 @@ def _attention_ops(model: ModelSpec) -> tuple[tuple[Gemm | Elementwise, ...], At
     return tuple(ops), core, out
 
 
+def _routing_ops(experts: int, top_k: int, h: int, side: str) -> tuple[Elementwise, ...]:
+    """The memory-bound kernels of routing, per token, as Megatron-Core runs them with
+    ``--moe-permute-fusion`` and ``--moe-router-fusion`` (Transformer Engine's fused
+    ``moe_permute``/``moe_unpermute`` and ``fused_topk_with_score_function``; the
+    all-to-all dispatcher ``moe/token_dispatcher.py``, ``MoEAlltoAllTokenDispatcher``).
+
+    ``dispatch``: the router's score function and top-k over the fp32 logits (read the
+    logits, write the scores, read them for the top-k; the scores are saved for backward,
+    ``moe/router.py``, ``TopKRouter.routing``); the permutation of the rank's tokens into
+    ``top_k`` expert-ordered copies (``moe_utils.permute``: read ``h``, write ``top_k h``
+    per token, an int32 row map saved); after the all-to-all, the sort of the received
+    chunks by local expert (``sort_chunks_by_idxs``: read and write ``top_k h`` per routed
+    token, expert scope). ``combine``: the sort back, and the unpermutation that sums each
+    token's ``top_k`` expert outputs weighted by their probabilities (``moe_utils.unpermute``:
+    read ``top_k h``, write ``h``; it saves the expert outputs for the probabilities'
+    gradient). Backward moves the same bytes the other way (the unpermutation's backward
+    also writes the ``top_k h`` gradient of its saved input). Recomputed with ``moe``."""
+    moe = (MOE,)
+    k = float(top_k)
+    sort = Elementwise(
+        f"{side}_sort",
+        h,
+        Shard.SEQUENCE,
+        passes=2,
+        backward_passes=2,
+        scope=Scope.EXPERT,
+        tokens_factor=k,
+        modules=moe,
+        source=f"{side}_sort",
+    )
+    if side == "dispatch":
+        topk = Elementwise(
+            "router_topk",
+            experts,
+            Shard.SEQUENCE,
+            forward_traffic=Traffic(0.0, 3.0, 1),
+            backward_traffic=Traffic(0.0, 3.0, 1),
+            saved_fp32=float(experts),
+            modules=moe,
+            source="router_topk",
+        )
+        permute = Elementwise(
+            "permute",
+            h,
+            Shard.SEQUENCE,
+            forward_traffic=Traffic(1.0 + k, 0.0, 2),
+            backward_traffic=Traffic(1.0 + k, 0.0, 1),
+            saved_fp32=k,
+            modules=moe,
+            source="permute",
+        )
+        return topk, permute, sort
+    unpermute = Elementwise(
+        "unpermute",
+        h,
+        Shard.SEQUENCE,
+        forward_traffic=Traffic(1.0 + k, 0.0, 1),
+        backward_traffic=Traffic(1.0 + 2.0 * k, 0.0, 1),
+        saved=k * h,
+        modules=moe,
+        source="combine_sort",
+    )
+    return sort, unpermute
+
+
 def _mlp_ops(
     name: str,
     h: int,
@@ -352,11 +417,21 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
         "shared_expert_act": act,
     }
 
+    splits: dict[str, tuple[int, ...]] = {}
+    if profile.projections_separate(_gpt_style(model)) and model.mla is None:
+        d = model.head_dim
+        kv = model.num_kv_heads * d
+        splits["qkv"] = (model.num_attention_heads * d, kv, kv)
+        if model.ffn_type is FfnType.SWIGLU:
+            splits["mlp_up"] = (model.ffn_hidden_size, model.ffn_hidden_size)
+
     def convert(ops: tuple[Gemm | Elementwise, ...]) -> tuple[Gemm | Elementwise, ...]:
         out: list[Gemm | Elementwise] = []
         for op in ops:
             if isinstance(op, Elementwise):
                 op = with_impl(op, impls.get(op.name))
+            elif op.name in splits and sum(splits[op.name]) == op.n:
+                op = replace(op, splits=splits[op.name])
             out.append(op)
             if op.name == "qkv":
                 for extra in (rope_op(model, framework), qkv_split_op(model, framework)):
@@ -367,6 +442,7 @@ def _framework_template(model: ModelSpec, moe: bool, framework: str) -> LayerTem
     return replace(
         base,
         attention_ops=convert(base.attention_ops),
+        attention=replace(base.attention, kernel=profile.attention_kernel),
         post_attention_ops=convert(base.post_attention_ops),
         mlp_ops=convert(base.mlp_ops),
         autocast_weights=profile.step is not None and profile.step.autocast_weights,
@@ -398,6 +474,7 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
                 source="mlp_norm",
                 low_precision=False,
             ),
+            *_routing_ops(spec.num_experts, spec.top_k, h, "dispatch"),
             # routed experts: a rank holds num_experts/ep experts and receives
             # tokens*top_k/ep... per expert; params here are for all experts (ep shards them).
             # Their input is the dispatched tokens, made inside the MoE layer (by routing)
@@ -412,8 +489,9 @@ def _layer_template(model: ModelSpec, moe: bool) -> LayerTemplate:
                 groups=spec.num_experts,
                 modules=moe_only,
                 act_modules=(RecomputeModule.MOE_ACT,),
-                source="router",
+                source="dispatch_sort",
             ),
+            *_routing_ops(spec.num_experts, spec.top_k, h, "combine"),
         )
         if spec.num_shared_experts:
             mlp += _mlp_ops(
@@ -463,11 +541,13 @@ class ParameterCount:
     final_norm: int
     lm_head: int
     expert_params_per_moe_layer: int
+    mtp: int = 0  # multi-token-prediction modules (their norms, projection and layer)
 
     @property
     def total(self) -> int:
         return (
-            self.embedding
+            self.mtp
+            + self.embedding
             + self.position_embedding
             + self.final_norm
             + self.lm_head
@@ -505,7 +585,22 @@ def parameter_count(model: ModelSpec) -> ParameterCount:
         final_norm=h if model.ffn_type is FfnType.SWIGLU else 2 * h,
         lm_head=0 if model.tie_embeddings else v * h,
         expert_params_per_moe_layer=expert,
+        mtp=model.mtp_layers * mtp_module_params(model),
     )
+
+
+def mtp_layer(model: ModelSpec, framework: str = DEFAULT_FRAMEWORK) -> LayerTemplate:
+    """The transformer layer of a multi-token-prediction module: an MoE layer in an MoE
+    model (DeepSeek-V3's MTP block; Megatron-Core builds it with the decoder's layer spec)."""
+    return layer_template(model, model.moe is not None, framework)
+
+
+def mtp_module_params(model: ModelSpec) -> int:
+    """Parameters of one multi-token-prediction module besides the shared embedding and
+    head: two RMSNorms (``h`` each), the ``2h -> h`` projection and one layer (DeepSeek-V3,
+    sec. 2.2: ``M_k`` of ``d x 2d``)."""
+    h = model.hidden_size
+    return 2 * h + 2 * h * h + mtp_layer(model).params
 
 
 @lru_cache(maxsize=256)
@@ -527,6 +622,19 @@ def forward_flops_per_token(model: ModelSpec, causal: bool = False) -> float:
         attn = 2.0 * core.heads * (core.qk_dim + core.v_dim) * s
         total += attn / 2.0 if causal else attn
     total += 2.0 * model.hidden_size * model.vocab_size  # LM head
+    if model.mtp_layers:
+        # each module: its projection, its layer, the shared LM head again
+        h = model.hidden_size
+        layer = mtp_layer(model)
+        gemms = sum(
+            2.0 * op.tokens_factor * op.k * op.n for op in layer.ops if isinstance(op, Gemm)
+        )
+        core = layer.attention
+        attn = 2.0 * core.heads * (core.qk_dim + core.v_dim) * s
+        per = (
+            2.0 * 2 * h * h + gemms + (attn / 2.0 if causal else attn) + 2.0 * h * model.vocab_size
+        )
+        total += model.mtp_layers * per
     return total
 
 

@@ -19,7 +19,9 @@ discrete-event kernel :mod:`deepflow.sim.engine`, with a 1 ns integer clock:
 * any other collective runs ASTRA-sim's native algorithm (:mod:`deepflow.interop.astra.analytical`)
   or, when the system configuration names one, a custom algorithm given as per-rank ETs
   (``CustomAlgorithm.cc``), whose nodes run as soon as they are ready, without the
-  per-NPU limits.
+  per-NPU limits, issued in the order ASTRA-sim's feeder iterates its ready set
+  (:mod:`deepflow.interop.astra.feeder_order`), which decides who queues first on a shared
+  congestion-aware link.
 
 Approximation, written down: a native collective starts when the last NPU of its
 communicator has issued it and finishes on all of them at once; its chunks queue per
@@ -49,6 +51,7 @@ from deepflow.interop.astra.analytical import (
     phase_plan,
     to_ns,
 )
+from deepflow.interop.astra.feeder_order import FeederOrder
 from deepflow.interop.astra.groups import CommGroups
 from deepflow.interop.astra.native import NativeEngine
 from deepflow.interop.astra.network import NetworkConfig
@@ -67,7 +70,7 @@ from deepflow.interop.chakra.model import CommType, ExecutionTrace, Node, NodeTy
 from deepflow.network.links import LinkDim, LinkNetwork
 from deepflow.sim.engine import Environment, Event, Resource
 
-__all__ = ["Backend", "RankResult", "SimulationResult", "simulate_workload"]
+__all__ = ["Backend", "RankResult", "SimulationResult", "simulate_workload", "symmetric_workload"]
 
 _COLLECTIVE_OF = {
     CommType.ALL_REDUCE: NativeCollective.ALL_REDUCE,
@@ -135,7 +138,9 @@ class _Network:
     :class:`deepflow.network.links.LinkNetwork` (store-and-forward FIFO links, integer ns).
     """
 
-    def __init__(self, env: Environment, network: NetworkConfig, backend: Backend) -> None:
+    def __init__(
+        self, env: Environment, network: NetworkConfig, backend: Backend, symmetric: bool = False
+    ) -> None:
         self.env = env
         self.network = network
         self.links: LinkNetwork | None = None
@@ -147,6 +152,7 @@ class _Network:
                 ],
                 self.schedule,
                 integer=True,
+                symmetric=symmetric,
             )
 
     def schedule(self, delay: float, fn: Callable[[], None]) -> None:
@@ -267,10 +273,18 @@ class _GraphRun:
         namespace: tuple[object, ...],
         to_npu: Callable[[int], int],
         limited: bool,
+        feeder_order: bool = False,
     ) -> None:
         self.sim, self.npu, self.trace = sim, npu, trace
         self.namespace, self.to_npu, self.limited = namespace, to_npu, limited
         self.nodes = trace.node_map()
+        # a custom collective's ET issues its ready nodes in the iteration order of
+        # feeder_v3's unordered set (CustomAlgorithm::issue_dep_free_nodes), not by id
+        self.order = (
+            FeederOrder((n.id, dependencies(n, sim.policy)) for n in trace.nodes)
+            if feeder_order
+            else None
+        )
         self.children: dict[int, list[int]] = {i: [] for i in self.nodes}
         self.waiting: dict[int, int] = {}
         for node in trace.nodes:
@@ -290,7 +304,7 @@ class _GraphRun:
 
     def start(self) -> Event:
         for nid, n in self.waiting.items():
-            if n == 0:
+            if n == 0 and self.order is None:
                 self._make_ready(nid)
         self._issue()
         if not self.nodes:
@@ -315,6 +329,10 @@ class _GraphRun:
         nodes and the lowest ready id of each free unit (once a unit takes a node it is
         busy, so a scan in id order over all ready nodes issues exactly these)."""
         picked: list[tuple[int, _Unit | None]] = []
+        if self.order is not None:
+            for nid in self.order.take_all():
+                self._start(nid, None)
+            return
         for unit, heap in self.ready.items():
             if unit is None:
                 picked += [(nid, None) for nid in heap]
@@ -323,12 +341,15 @@ class _GraphRun:
                 picked.append((heapq.heappop(heap), unit))
         picked.sort(key=lambda p: p[0])
         for nid, unit in picked:
-            node = self.nodes[nid]
-            if unit is not None:
-                self.busy.add(unit)
-            self.running[nid] = int(self.sim.env.now)
-            ev = self.sim.handle(self, node)
-            ev.callbacks.append(lambda _e, node=node, unit=unit: self._finish(node, unit))  # type: ignore[union-attr]
+            self._start(nid, unit)
+
+    def _start(self, nid: int, unit: _Unit | None) -> None:
+        node = self.nodes[nid]
+        if unit is not None:
+            self.busy.add(unit)
+        self.running[nid] = int(self.sim.env.now)
+        ev = self.sim.handle(self, node)
+        ev.callbacks.append(lambda _e, node=node, unit=unit: self._finish(node, unit))  # type: ignore[union-attr]
 
     def _finish(self, node: Node, unit: _Unit | None) -> None:
         now = int(self.sim.env.now)
@@ -338,7 +359,9 @@ class _GraphRun:
             self.compute_ns += now - start
         if unit is not None:
             self.busy.discard(unit)
-        for child in self.children[node.id]:
+        if self.order is not None:
+            self.order.finish(node.id)
+        for child in self.children[node.id] if self.order is None else ():
             self.waiting[child] -= 1
             if self.waiting[child] == 0:
                 self._make_ready(child)
@@ -357,19 +380,22 @@ class _Simulation:
         custom_loader: Callable[[str], Mapping[int, ExecutionTrace]],
         backend: Backend,
         cpu_comm_as_compute: bool = False,
+        symmetric: bool = False,
     ) -> None:
         self.env = Environment()
         self.cpu_comm_as_compute = cpu_comm_as_compute
         self.network, self.system, self.groups, self.policy = network, system, groups, policy
         self.backend = backend
-        self.links = _Network(self.env, network, backend)
+        self.links = _Network(self.env, network, backend, symmetric)
         self.mailbox = _Mailbox(self.env, self.links)
+        link_net = self.links.links
         self.native = NativeEngine(
             system,
             network.npus,
             [d.npus for d in network.dims],
             self.links.schedule,
             self.links.send,
+            shift=link_net.shift if symmetric and link_net is not None else None,
         )
         self.collectives = _Collectives(self)
         self.custom_loader = custom_loader
@@ -495,6 +521,7 @@ class _Simulation:
             namespace=("custom", members, k),
             to_npu=lambda r: members[r],
             limited=False,
+            feeder_order=True,
         )
         self.sub_runs.append(sub)
         return sub.start()
@@ -515,6 +542,40 @@ def _stuck_report(run: _GraphRun, rank_label: str) -> str:
     return f"{rank_label}: node {nid}: never became ready"
 
 
+def symmetric_workload(
+    traces: Mapping[int, ExecutionTrace], system: SystemConfig, backend: Backend
+) -> bool:
+    """Whether the congestion-aware replay may simulate NPU 0 alone (the symmetric fast
+    path of :mod:`deepflow.interop.astra.native` and :class:`~deepflow.network.links.LinkNetwork`):
+    every NPU has the same ET; it holds compute and metadata nodes and native collectives
+    over the whole job only (no point to point, no communicator group, no custom
+    algorithm), each implemented by ``ring`` or ``direct`` in every dimension (the
+    algorithms whose peers depend on ring position alone; ``halvingDoubling`` and
+    ``doubleBinaryTree`` pair NPUs by absolute position)."""
+    if backend is not Backend.CONGESTION_AWARE or len(traces) < 2:
+        return False
+    first = traces[0]
+    if any(t is not first and t != first for t in traces.values()):
+        return False
+    allowed = (CollectiveImpl.RING, CollectiveImpl.DIRECT)
+    for node in first.nodes:
+        if node.type in (NodeType.COMP_NODE, NodeType.METADATA_NODE):
+            continue
+        if node.type is not NodeType.COMM_COLL_NODE or node.attr_value("is_cpu_op") is True:
+            return False
+        if node.attr_value("pg_name") not in (None, "", "0"):
+            return False
+        comm_type = node.attr_value("comm_type")
+        if comm_type == CommType.BROADCAST.value:
+            continue
+        op = next((v for k, v in _COLLECTIVE_OF.items() if k.value == comm_type), None)
+        if op is None or system.custom_implementation(op.value) is not None:
+            return False
+        if not all(impl in allowed for impl in system.implementation(op.value)):
+            return False
+    return True
+
+
 def simulate_workload(
     traces: Mapping[int, ExecutionTrace],
     network: NetworkConfig,
@@ -525,6 +586,7 @@ def simulate_workload(
     custom_traces: Mapping[str, Mapping[int, ExecutionTrace]] | None = None,
     backend: Backend = Backend.CONGESTION_UNAWARE,
     cpu_comm_as_compute: bool = False,
+    fast_symmetric: bool = True,
 ) -> SimulationResult:
     """Simulate one ET per NPU (``traces[npu]``) and return per-rank finish times.
 
@@ -537,6 +599,10 @@ def simulate_workload(
     A communication node with ``is_cpu_op`` true is an error, as in ASTRA-sim (which never
     finishes such a run); ``cpu_comm_as_compute`` replays it as CPU compute for its
     ``duration_micros`` instead (deepflow's earlier behaviour).
+
+    With ``fast_symmetric`` (the default), a congestion-aware run that
+    :func:`symmetric_workload` accepts simulates NPU 0 alone and gives every NPU its
+    finish time (exact: the test suite compares it with the full run).
 
     Custom collective implementations named in ``system`` are taken from
     ``custom_traces[prefix]`` when given, else read from ``<custom_dir>/<prefix>.<r>.et``
@@ -560,15 +626,16 @@ def simulate_workload(
             loaded[prefix] = algo
         return loaded[prefix]
 
+    symmetric = fast_symmetric and symmetric_workload(traces, system, backend)
     sim = _Simulation(
         network, system, comm_groups or CommGroups(), policy, load_custom, backend,
-        cpu_comm_as_compute,
+        cpu_comm_as_compute, symmetric,
     )
     runs = {
         npu: _GraphRun(
             sim, npu, traces[npu], namespace=("workload",), to_npu=lambda r: r, limited=True
         )
-        for npu in sorted(traces)
+        for npu in ([0] if symmetric else sorted(traces))
     }
     for run in runs.values():
         run.start()
@@ -576,6 +643,8 @@ def simulate_workload(
     for npu, run in runs.items():
         if not run.finished.triggered:
             raise TraceError(_stuck_report(run, f"rank {npu} ({run.trace.label})"))
+    if symmetric:  # NPU r did what NPU 0 did
+        runs = {npu: runs[0] for npu in sorted(traces)}
     ranks = tuple(
         RankResult(
             npu,

@@ -267,8 +267,24 @@ def export_scenario(
     s = scenario.strategy
     model, system = scenario.model, scenario.system
     tp, pp, cp, ep, vpp = int(s.tp), int(s.pp), int(s.cp), int(s.ep), int(s.vpp)
+    if s.etp != tp:
+        # the export's communicator lists follow the unfolded expert grid (EP over dp*cp)
+        raise ConfigError(
+            f"the ASTRA-sim export writes expert groups over dp*cp only; expert_tp={s.etp} "
+            f"differs from tp={tp} (MoE parallel folding is costed by predict and simulate)",
+            "strategy.expert_tp",
+        )
     job_dp = scenario.dp
     dp = job_dp
+    if ep > 1 and (job_dp * cp) % ep:
+        # the expert groups are the innermost ep ranks of dp x cp
+        # (deepflow.parallel.sharding.data_parallel_groups): ep must divide it
+        raise ConfigError(
+            f"ep {ep} must divide dp x cp = {job_dp} x {cp} = {job_dp * cp} (an expert-"
+            "parallel group is ep whole ranks of the data- and context-parallel grid); the "
+            "export cannot place its groups",
+            "strategy.ep",
+        )
     # fewer replicas for big jobs; expert parallelism needs whole groups of ep replicas
     shard_degree = s.shard_degree or 0
     while tp * cp * pp * dp > max_ranks and dp * cp > ep:

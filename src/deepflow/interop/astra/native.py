@@ -39,6 +39,14 @@ What is reproduced (astra-sim ``518bd51``, ``astra-sim/system/``):
 The network is a ``send(src, dst, bytes, callback)`` function: congestion-unaware, a fixed
 delay (first differing dimension, :func:`deepflow.interop.astra.analytical.p2p_delay_ns`),
 or congestion-aware, :class:`deepflow.network.links.LinkNetwork`.
+
+**Symmetric runs**: ``ring`` and ``direct`` pick their peers by ring position only
+(``neighbour``), so when every NPU runs the same collectives over the whole job, NPU ``r``
+does what NPU 0 does, shifted by ``r``. With ``shift`` given (the network's translation,
+:meth:`deepflow.network.links.LinkNetwork.shift`) only NPU 0 is simulated: a message it
+sends to ``d`` stands for the message ``d`` receives from ``-d`` (shifted by ``-d``:
+from ``shift(0, d)`` to 0), which NPU 0 is waiting for; the links are folded by class
+(``LinkNetwork(symmetric=True)``). One NPU's events replace ``p``'s.
 """
 
 from __future__ import annotations
@@ -595,8 +603,10 @@ class NativeEngine:
         sizes: list[int],
         schedule: Schedule,
         send: Send,
+        shift: Callable[[int, int], int] | None = None,
     ) -> None:
         self.system = system
+        self.shift = shift
         self.sizes = sizes
         self.schedule = schedule
         self.network_send = send
@@ -611,6 +621,9 @@ class NativeEngine:
     # -- messages -------------------------------------------------------------------------
     def message(self, tag: object, src: int, dst: int, size: int) -> None:
         key = (tag, src, dst, size)
+        if self.shift is not None:
+            # symmetric run: this message, shifted by -dst, is the one NPU 0 receives
+            key = (tag, self.shift(src, dst), 0, size)
 
         def arrive() -> None:
             waiting = self.waiting.get(key)

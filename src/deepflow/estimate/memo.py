@@ -1,0 +1,194 @@
+"""Bounded memo of the per-layer cost functions for one-strategy evaluations.
+
+An optimizer that calls :func:`deepflow.predict` once per strategy re-derives, on every
+call, layer costs that depend on only a few strategy fields (a dense layer's cost does not
+change with ``pp`` or ``dp``). :class:`Memo` remembers the result of such a function of
+an :class:`~deepflow.estimate.context.Env` keyed on exactly what the function read:
+
+* the function runs on a recorder over the ``Env`` (and its ``batch``) that logs every
+  attribute it reads; the union of the attribute paths ever read is the key's schema;
+* the key is the content of those attributes in the new ``Env``: NumPy arrays by dtype,
+  shape and bytes, dataclasses (the hierarchy, group placements) field by field,
+  mappings item by item, numbers by type and value (floats bit by bit), the frozen specs
+  (model, system) by value (pydantic equality of their validated fields, so a scenario
+  rebuilt from the same mapping reuses the costs); any other object
+  (algorithm objects) by identity, the entry holding a reference so that the identity
+  cannot be reused while the entry lives;
+* when a computation reads a path not yet in the schema, the schema grows and every entry
+  is dropped, so no entry is ever looked up with a key that omits something it read.
+
+A function of the ``Env`` that reads only through attributes is then a function of the
+key: two environments equal on every path of the schema make it read the same values in
+the same order and return the same result, so a hit returns exactly what the call would
+compute (``tests/core/test_predict_memo.py`` checks this over random scenarios and each
+changed input). Only batches of one strategy are memoized (a large batch is evaluated in
+one vectorized pass anyway); each function keeps at most :data:`MAXSIZE` entries, least
+recently used first out. Cached arrays are made read-only, so a caller cannot alter a
+later hit.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from deepflow.estimate.context import Env
+from deepflow.parallel.batch import StrategyBatch
+from deepflow.specs.base import Spec
+
+T = TypeVar("T")
+
+MAXSIZE = 512
+"""Entries kept per memoized function (least recently used evicted first)."""
+
+_SCALARS = (bool, int, float, str, bytes, type(None), Enum)
+
+
+class _Recorder:
+    """Read-only view of an ``Env`` (or its batch) that logs the attribute paths read."""
+
+    __slots__ = ("_log", "_obj", "_prefix")
+
+    def __init__(self, obj: object, prefix: str, log: list[str]) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._obj, name)
+        path = self._prefix + name
+        if isinstance(value, StrategyBatch):
+            return _Recorder(value, path + ".", self._log)
+        self._log.append(path)
+        return value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{name}: the environment is read-only")
+
+    def __len__(self) -> int:
+        self._log.append(self._prefix + "__len__")
+        return len(self._obj)  # type: ignore[arg-type]
+
+
+def _resolve(env: Env, path: str) -> object:
+    obj: object = env
+    for name in path.split("."):
+        obj = len(obj) if name == "__len__" else getattr(obj, name)  # type: ignore[arg-type]
+    return obj
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...]:
+    names = _FIELDS.get(kind)
+    if names is None:
+        names = _FIELDS[kind] = tuple(f.name for f in fields(kind))
+    return names
+
+
+def fingerprint(value: object, refs: list[object]) -> Hashable:
+    """A hashable key equal for two values exactly when they are interchangeable inputs
+    (see the module docstring); objects keyed by identity are appended to ``refs``."""
+    kind = type(value)
+    if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
+        return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
+    if isinstance(value, np.generic) and not value.dtype.hasobject:
+        return ("scalar", value.dtype.str, value.tobytes())
+    if kind is float:  # every bit: -0.0 is not 0.0, NaN matches NaN
+        return (kind, value.hex())  # type: ignore[attr-defined]
+    if isinstance(value, _SCALARS):
+        return (kind, value)
+    if isinstance(value, tuple):
+        return ("tuple", *(fingerprint(v, refs) for v in value))
+    if isinstance(value, Mapping):
+        items = sorted(
+            ((repr(k), fingerprint(v, refs)) for k, v in value.items()), key=lambda kv: kv[0]
+        )
+        return ("mapping", kind, *items)
+    if is_dataclass(value) and not isinstance(value, type):
+        return (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
+    if isinstance(value, Spec):  # frozen and validated: equal fields compute the same
+        try:
+            hash(value)
+        except TypeError:  # a field that cannot hash: fall back to identity
+            pass
+        else:
+            return ("spec", kind, value)
+    refs.append(value)
+    return ("id", id(value))
+
+
+def frozen(value: T, done: dict[int, object] | None = None) -> T:
+    """``value`` with every array replaced by a read-only copy (tuples and dataclasses
+    rebuilt, an object met twice rebuilt once so that identities are kept), so that a
+    cached result shares no writable memory with any caller."""
+    done = {} if done is None else done
+    hit = done.get(id(value))
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    out: object = value
+    if isinstance(value, np.ndarray):
+        out = value.copy()
+        out.flags.writeable = False  # type: ignore[attr-defined]
+    elif isinstance(value, tuple):
+        out = type(value)(frozen(v, done) for v in value)
+    elif is_dataclass(value) and not isinstance(value, type):
+        out = replace(
+            value, **{n: frozen(getattr(value, n), done) for n in _field_names(type(value))}
+        )
+    done[id(value)] = out
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class Memo(Generic[T]):
+    """The memo of one function of an ``Env`` (see the module docstring)."""
+
+    function: Callable[[Env], T]
+    maxsize: int = MAXSIZE
+    paths: tuple[str, ...] = ()
+    entries: OrderedDict[Hashable, tuple[T, list[object]]] = field(default_factory=OrderedDict)
+    hits: int = 0
+    misses: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def key(self, env: Env) -> tuple[Hashable, list[object]]:
+        refs: list[object] = []
+        return tuple(fingerprint(_resolve(env, p), refs) for p in self.paths), refs
+
+    def __call__(self, env: Env) -> T:
+        if len(env.batch) != 1:
+            return self.function(env)
+        with self.lock:
+            key, refs = self.key(env)
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                self.hits += 1
+                return hit[0]
+        log: list[str] = []
+        value = frozen(self.function(_Recorder(env, "", log)))  # type: ignore[arg-type]
+        with self.lock:
+            self.misses += 1
+            new = tuple(p for p in dict.fromkeys(log) if p not in self.paths)
+            if new:
+                self.paths = self.paths + new
+                self.entries.clear()
+            key, refs = self.key(env)
+            self.entries[key] = (value, refs)
+            while len(self.entries) > self.maxsize:
+                self.entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.paths = ()
+            self.hits = self.misses = 0

@@ -1,0 +1,189 @@
+"""``deepflow.predict`` one strategy at a time: the memo of part costs
+(:mod:`deepflow.estimate.memo`) returns exactly what the full evaluation computes."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.core.test_estimate_properties import SETTINGS, build, models, strategies
+
+from deepflow.errors import ConfigError
+from deepflow.estimate import evaluate, predict
+from deepflow.estimate.context import Env
+from deepflow.estimate.evaluate import PART_COSTS
+from deepflow.estimate.memo import Memo, fingerprint
+from deepflow.estimate.prediction import Prediction, prediction_at
+from deepflow.parallel import StrategyBatch
+from deepflow.specs import Scenario, scenario_from_dict
+
+
+def full(scenario: Scenario) -> Prediction:
+    """The prediction without the memo: a batch of two copies is evaluated in one pass."""
+    batch = StrategyBatch.from_specs([scenario.strategy, scenario.strategy])
+    result = evaluate(scenario.model, scenario.system, scenario.training.global_batch_size, batch)
+    return prediction_at(result, 0, scenario.name, scenario.training.tokens)
+
+
+def assert_same(a: Prediction, b: Prediction) -> None:
+    """Bit-identical predictions (``repr`` keeps every bit of a float, and NaN equal)."""
+    assert repr(a) == repr(b)
+
+
+def sharing(base: Scenario, strategy) -> Scenario:
+    """``base`` with another strategy, the same model and system objects (as an optimizer
+    loop holds them)."""
+    return Scenario.model_construct(**{**dict(base), "strategy": strategy})
+
+
+@SETTINGS
+@given(models, st.lists(strategies, min_size=2, max_size=6))
+def test_one_at_a_time_matches_the_full_evaluation(model, specs):
+    base = build(model, specs[0])
+    loop = [sharing(base, build(model, s).strategy) for s in specs]
+    for scenario in loop + loop:  # a later strategy may add a path and drop the entries
+        assert_same(predict(scenario), full(scenario))
+    hits = PART_COSTS.hits
+    for scenario in loop:  # every path is in the key now: all served from the memo
+        assert_same(predict(scenario), full(scenario))
+    assert PART_COSTS.hits == hits + len(loop)
+
+
+# one knob changed at a time: a key that missed the knob would serve the base's costs
+one_change = st.sampled_from(
+    [
+        ("tp", 1), ("tp", 2), ("tp", 8), ("cp", 1), ("cp", 2), ("pp", 1), ("pp", 4),
+        ("vpp", 2), ("micro_batch_size", 1), ("micro_batch_size", 4), ("zero", 0),
+        ("zero", 3), ("sequence_parallel", True), ("sequence_parallel", False),
+        ("recompute", "none"), ("recompute", "full"), ("recompute", "selective"),
+        ("recompute_layers", 1), ("flash_attention", False), ("flash_attention", True),
+        ("precision", "fp8"), ("precision", "fp16"), ("fused_epilogues", False),
+        ("fp32_main_grads", False), ("overlap_grad_reduce", False),
+        ("overlap_param_gather", True), ("reshard_after_forward", False),
+        ("collective_algorithm", "tree"), ("framework", "fsdp"), ("framework", "deepspeed"),
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(models, strategies, st.lists(one_change, min_size=1, max_size=6))
+def test_each_changed_knob_is_in_the_key(model, spec, changes):
+    base = build(model, spec)
+    loop = [base]
+    for key, value in changes:
+        kept = {k: v for k, v in spec.items() if not k.startswith("recompute")}
+        changed = {**(kept if key.startswith("recompute") else spec), key: value}
+        if key == "recompute_layers":
+            changed["recompute"] = "full"
+        try:
+            loop.append(sharing(base, build(model, changed).strategy))
+        except ConfigError:
+            continue
+    for scenario in loop + loop:
+        assert_same(predict(scenario), full(scenario))
+
+
+@SETTINGS
+@given(models, strategies, st.sampled_from(["dgx-a100-80gb", "dgx-h100", "dgx-b200"]))
+def test_a_changed_model_or_system_is_never_served_stale(model, spec, system):
+    warm = build(model, spec)
+    predict(warm)
+    other_system = scenario_from_dict(
+        {
+            "model": model,
+            "system": {"preset": system, "num_accelerators": 64},
+            "strategy": warm.strategy.model_dump(exclude_none=True),
+            "training": {"global_batch_size": 256},
+        }
+    )
+    assert_same(predict(other_system), full(other_system))
+    deeper = warm.model.model_copy(update={"hidden_size": warm.model.hidden_size * 2})
+    other_model = Scenario.model_construct(**{**dict(warm), "model": deeper})
+    assert_same(predict(other_model), full(other_model))
+
+
+def env_of(**strategy) -> Env:
+    scenario = build("llama2-7b", strategy)
+    batch = StrategyBatch.from_specs([scenario.strategy])
+    return Env.build(scenario.model, scenario.system, batch, 256)
+
+
+def test_reads_behind_a_branch_join_the_key():
+    """A path read only on some branch joins the key when first read, and the entries
+    stored before, keyed without it, are dropped."""
+
+    def pick(env: Env) -> int:
+        return int(env.batch.tp[0]) if env.batch.cp[0] == 1 else int(env.batch.pp[0])
+
+    memo = Memo(pick)
+    assert memo(env_of(tp=2, cp=1)) == 2
+    assert memo.paths == ("batch.cp", "batch.tp")
+    assert memo(env_of(tp=2, cp=2, pp=4)) == 4
+    assert memo.paths == ("batch.cp", "batch.tp", "batch.pp")
+    assert len(memo.entries) == 1
+    assert memo(env_of(tp=2, cp=2, pp=2)) == 2  # pp is in the key now
+    assert memo(env_of(tp=4, cp=1)) == 4
+    assert memo(env_of(tp=2, cp=2, pp=4)) == 4
+    assert (memo.hits, memo.misses) == (1, 4)
+
+
+def test_entries_are_bounded_least_recently_used_first_out():
+    memo = Memo(lambda env: int(env.batch.tp[0]), maxsize=2)
+    for tp in (1, 2, 1, 4):
+        memo(env_of(tp=tp))
+    assert len(memo.entries) == 2
+    assert memo.misses == 3
+    memo(env_of(tp=1))  # kept: used after tp=2
+    assert memo.misses == 3
+    memo(env_of(tp=2))  # evicted
+    assert memo.misses == 4
+
+
+def test_a_batch_of_several_strategies_is_not_memoized():
+    memo = Memo(lambda env: env.batch.tp * 1.0)
+    scenario = build("llama2-7b", {"tp": 2})
+    batch = StrategyBatch.from_specs([scenario.strategy] * 3)
+    memo(Env.build(scenario.model, scenario.system, batch, 256))
+    assert (memo.hits, memo.misses, len(memo.entries)) == (0, 0, 0)
+
+
+def test_cached_arrays_are_read_only_copies():
+    env = env_of(tp=2)
+    source = np.array([1.0, 2.0])
+    memo = Memo(lambda e: (source, source))
+    first, second = memo(env)
+    assert first is second  # shared parts stay shared
+    assert first is not source and source.flags.writeable
+    with pytest.raises(ValueError):
+        first[0] = 3.0
+    dense = PART_COSTS(env)[0]
+    with pytest.raises(ValueError):
+        dense.forward_compute[0] = 0.0
+
+
+def test_fingerprints_tell_apart_what_computes_differently():
+    def key(value):
+        return fingerprint(value, [])
+
+    assert key(0.0) != key(-0.0)
+    assert key(float("nan")) == key(float("nan"))
+    assert len({key(1), key(1.0), key(True), key(np.float64(1.0)), key(np.array([1.0]))}) == 5
+    assert key(np.array([1.0])) != key(np.array([1.0, 1.0])) != key(np.array([1], dtype=int))
+    assert key(np.array([0.0])) != key(np.array([-0.0]))
+    spec = object()
+    refs: list[object] = []
+    assert fingerprint(spec, refs) == ("id", id(spec)) and refs == [spec]
+
+
+def test_specs_rebuilt_from_the_same_mapping_share_the_costs():
+    data = {
+        "model": "llama2-7b",
+        "system": {"preset": "dgx-h100", "num_accelerators": 64},
+        "strategy": {"tp": 4, "pp": 2, "micro_batch_size": 2},
+        "training": {"global_batch_size": 256},
+    }
+    first, again = scenario_from_dict(data), scenario_from_dict(data)
+    assert first.model is not again.model and first.system is not again.system
+    predict(first)
+    hits = PART_COSTS.hits
+    assert_same(predict(again), full(again))
+    assert PART_COSTS.hits == hits + 1
