@@ -22,8 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost
 from deepflow.codesign.point import PointResult, system_for
 from deepflow.errors import ConfigError
@@ -34,6 +32,7 @@ from deepflow.sim.opstarts import kernel_parallel_start
 from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_BATCH
+from deepflow.specs.files import read_config_data
 from deepflow.specs.system import SystemSpec
 from deepflow.tech.generator import GeneratedAccelerator
 from deepflow.workload.graphs import OPGRAPH_WORKLOADS
@@ -197,19 +196,16 @@ def opgraph_problem_from(data: Any, cost: CostSpec | None = None) -> OpGraphProb
 
 def is_opgraph_scenario(path: str | Path) -> bool:
     """Whether a scenario file names an operator-graph ``workload`` (else it is a
-    transformer scenario)."""
+    transformer scenario, whose reader reports a file that cannot be read or parsed)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_config_data(path)
+    except ConfigError:
         return False
     return isinstance(data, dict) and "workload" in data
 
 
 def load_opgraph_problem(path: str | Path, cost: CostSpec | None = None) -> OpGraphProblem:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", str(path)) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not YAML: {exc}", str(path)) from None
+    """The problem of an operator-graph scenario file (bounded UTF-8 YAML or JSON,
+    :func:`deepflow.specs.files.read_config_data`)."""
+    data = read_config_data(path)
     return opgraph_problem_from(data, cost)
