@@ -30,3 +30,18 @@ def test_search_ops_sync_after_backward_is_slower_for_data_parallel() -> None:
     after = json.loads(CliRunner().invoke(main, [*args, "--sync", "after-backward"]).output)
     assert over["sync"] == "overlapped" and after["sync"] == "after-backward"
     assert after["data_parallel_s"] > over["data_parallel_s"]
+
+
+def test_search_ops_kernel_parallel_lstm_lm_fits_64_v100s() -> None:
+    from click.testing import CliRunner
+
+    from deepflow.cli import main
+
+    args = ["search-ops", "lstm-lm", "--gpus", "64", "--nodes", "8", "--batch", "4096"]
+    args += ["--precision", "fp16", "--budget", "200", "--quiet"]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 0, plain.output
+    assert "does not fit in memory" in plain.output and "infeasible" in plain.output
+    kp = CliRunner().invoke(main, [*args, "--kernel-parallel"])
+    assert kp.exit_code == 0, kp.output
+    assert "infeasible" not in kp.output and " CR" in kp.output

@@ -24,11 +24,12 @@ NETWORKS = {
 }
 
 
-def walk(graph, n_dev: int, proposals: int, seed: int):
+def walk(graph, n_dev: int, proposals: int, seed: int, kernel_parallel: bool = False):
     """Proposals of a Metropolis-Hastings-like chain: each redraws one op's config of the
     current strategy, half of them are accepted, and every 97th is a whole random
-    strategy (a restart)."""
-    space = OpSpace.build(graph, n_dev)
+    strategy (a restart). ``kernel_parallel`` draws configs with CR / RC kernel groups
+    too."""
+    space = OpSpace.build(graph, n_dev, kernel_parallel)
     rng = np.random.default_rng(seed)
     current = data_parallel(graph, n_dev)
     yield current
@@ -86,3 +87,48 @@ def test_repeated_strategy_is_not_resimulated() -> None:
     assert sim.step_time(tuple(dp)) == t
     assert sim.skipped_segments == 0 and sim.resumed == 0
     assert sim.evaluations == 2
+
+
+@pytest.mark.parametrize("name", ["alexnet", "nmt", "rnnlm"])
+def test_delta_equals_full_with_kernel_groups(name: str) -> None:
+    """Walks through configs with CR / RC kernel groups (partitions on every ``g``-th device,
+    tasks on the first of each group): delta simulation still gives the full simulation's
+    step time, bit for bit, and resumes past changed kernel splits."""
+    graph = NETWORKS[name](batch=64)
+    delta = OpSimulator(graph, CLUSTER, check_memory=False)
+    full = OpSimulator(graph, CLUSTER, check_memory=False, delta=False)
+    proposals = 300
+    kernel_configs = 0
+    for k, s in enumerate(walk(graph, 16, proposals, seed=7, kernel_parallel=True)):
+        kernel_configs += sum(c.kernel is not None for c in s)
+        assert delta.step_time(s) == full.step_time(s), (name, k)
+    assert kernel_configs > proposals
+    assert delta.resumed > proposals // 2
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), keep=st.integers(1, 4), overlap=st.booleans())
+def test_delta_equals_full_with_kernel_groups_for_any_history(
+    seed: int, keep: int, overlap: bool
+) -> None:
+    system = system_from({"preset": "dgx-v100", "num_accelerators": 8, "accelerators_per_node": 4})
+    graph = nmt(batch=16, seq_len=8, hidden=64, vocab=256, chunk=4)
+    delta = OpSimulator(graph, system, overlap_sync=overlap, delta_keep=keep, delta_stride=2)
+    full = OpSimulator(graph, system, overlap_sync=overlap, delta=False)
+    for s in walk(graph, 8, 30, seed, kernel_parallel=True):
+        assert delta.step_time(s) == full.step_time(s)
+        assert delta.search_cost(s) == full.search_cost(s)
+
+
+def test_search_cost_resumes_like_step_time() -> None:
+    """The MCMC search prices proposals with ``search_cost`` (memory penalty, then the step
+    time): it goes through delta simulation too, with the full simulation's costs."""
+    from deepflow.search.mcmc import mcmc_search
+
+    graph = alexnet(batch=64)
+    delta = OpSimulator(graph, CLUSTER)
+    full = OpSimulator(graph, CLUSTER, delta=False)
+    a = mcmc_search(delta, iterations=200, seed=0, starts={}, min_iterations=200)
+    b = mcmc_search(full, iterations=200, seed=0, starts={}, min_iterations=200)
+    assert [t.cost for t in a.trace] == [t.cost for t in b.trace]
+    assert delta.resumed > 100 and full.resumed == 0

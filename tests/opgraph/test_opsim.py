@@ -70,18 +70,49 @@ def test_transfer_between_partitions_uses_p2p_volume() -> None:
     assert r.sync_bytes == 0
 
 
+@pytest.mark.parametrize("kernel", [False, True], ids=["plain", "kernel-groups"])
 @pytest.mark.parametrize("overlap", [True, False])
-def test_fast_path_equals_event_driven_executor(overlap: bool) -> None:
+def test_fast_path_equals_event_driven_executor(overlap: bool, kernel: bool) -> None:
+    """The step time computed while lowering equals the executor's makespan of the emitted
+    task graph, bit for bit, also when ops run on CR / RC kernel groups (tasks on the first
+    device of each group, partitions ``g`` devices apart)."""
     g = nmt(batch=16, seq_len=8, hidden=64, vocab=256, chunk=4)
     sim = OpSimulator(g, system(), overlap_sync=overlap)
     import numpy as np
 
     from deepflow.search.mcmc import OpSpace
 
-    space = OpSpace.build(g, 16)
+    space = OpSpace.build(g, 16, kernel_parallel=kernel)
     rng = np.random.default_rng(3)
-    for s in (data_parallel(g, 16), space.random_strategy(rng), space.random_strategy(rng)):
-        assert execute(sim.task_graph(s)).makespan == sim.step_time(s)
+    strategies = [data_parallel(g, 16)] + [space.random_strategy(rng) for _ in range(4)]
+    if kernel:
+        assert sum(c.kernel is not None for s in strategies for c in s) > len(g.ops)
+    for s in strategies:
+        t = sim.step_time(s)
+        assert t < float("inf")
+        assert execute(sim.task_graph(s)).makespan == t
+        assert sim.run(s).step_time_s == t
+
+
+def test_kernel_group_places_partitions_g_devices_apart() -> None:
+    """a on a CR2 kernel group, b plain, both split 2-way on the sample from device 0: a's
+    partitions run on devices 0 and 2, b's on 0 and 1, so partition 1's activation (half
+    of a's output) moves 2 -> 1 forward and its gradient 1 -> 2 backward,
+    although the two configs have the same degrees and start."""
+    from deepflow.sim.kernelpar import KernelKind, KernelSplit
+
+    sys4 = system(4, 4)
+    g = tiny_graph()
+    sim = OpSimulator(g, sys4)
+    cr2 = KernelSplit(KernelKind.CR, 2)
+    s = (OpConfig((2, 1), 0, cr2), OpConfig((2, 1), 0))
+    r = sim.run(s)
+    assert r.transfer_bytes == pytest.approx(2 * 4 * 64 * 4.0)
+    assert execute(sim.task_graph(s)).makespan == sim.step_time(s) == r.step_time_s
+    # the same groups on both ops: each partition's input is on its own device
+    same = (OpConfig((2, 1), 0, cr2), OpConfig((2, 1), 0, cr2))
+    assert sim.run(same).transfer_bytes == 0
+    assert execute(sim.task_graph(same)).makespan == sim.step_time(same)
 
 
 def test_bad_strategy_names_the_op() -> None:

@@ -3,6 +3,7 @@ NSGA-II returns a non-dominated front; sensitivity and the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -68,7 +69,12 @@ def test_search_is_deterministic(problem):
     calls: list[tuple[int, int]] = []
     a = gradient_search(space, problem, starts=2, iterations=3, seed=7)
     b = gradient_search(
-        space, problem, starts=2, iterations=3, seed=7, on_progress=lambda d, t: calls.append((d, t))
+        space,
+        problem,
+        starts=2,
+        iterations=3,
+        seed=7,
+        on_progress=lambda d, t: calls.append((d, t)),
     )
     assert [s.time for s in a.starts] == [s.time for s in b.starts]
     assert calls == [(1, 2), (2, 2)]  # the progress bar's count, one per finished start
@@ -136,3 +142,33 @@ def test_arch_cli_prints_the_accelerator():
     data = json.loads(out.output)
     assert data["feasible"] and data["compute_units"] == 132
     assert math.isfinite(data["accelerator"]["peak_flops"]["bf16"])
+
+
+def test_hierarchical_roofline_of_a_point_follows_tp():
+    """The matmul efficiency of a co-design point comes from the GEMMs sharded by the
+    strategy's tp: smaller per-device GEMMs tile worse, so it falls as tp grows, and a
+    mixed-tp grid reports the system of the tp its best strategy uses."""
+    from deepflow.codesign.point import StrategyGrid, evaluate_design
+
+    design = open_design()
+    base = generate(design).accelerator.efficiency.matmul
+    effs = []
+    for tp in (1, 2, 4, 8):
+        grid = StrategyGrid(
+            tp=(tp,), pp=(1,), micro_batch_size=(1,), recompute=("selective",), zero=(0,)
+        )
+        prob = Problem.from_scenario(small_scenario(), grid=grid)
+        point = evaluate_design(design, prob)
+        assert point.feasible
+        effs.append(point.system.accelerator.efficiency.matmul / base)
+        assert prob.gemm_shapes(tp) != prob.gemm_shapes(1) or tp == 1
+    assert all(a > b for a, b in itertools.pairwise(effs)), effs
+    grid = StrategyGrid(
+        tp=(8, 1), pp=(1,), micro_batch_size=(1,), recompute=("selective",), zero=(0,)
+    )
+    mixed = Problem.from_scenario(small_scenario(), grid=grid)
+    point = evaluate_design(design, mixed)
+    tp_best = int(mixed.strategies.tp[point.strategy_index])
+    assert point.system.accelerator.efficiency.matmul / base == pytest.approx(
+        effs[(1, 2, 4, 8).index(tp_best)]
+    )

@@ -20,8 +20,8 @@ def test_every_entry_loads_with_sources(kind):
 
 
 def test_required_entries_exist():
-    assert {"n16", "n7", "n5", "n4", "n3", "n2"} <= set(names("nodes"))
-    assert {"hbm2", "hbm2e", "hbm3", "hbm3e", "hbm4", "gddr6x", "gddr7", "lpddr5x"} <= set(
+    assert {"n16", "n10", "n7", "n5", "n4", "n3", "n2", "n1"} <= set(names("nodes"))
+    assert {"hbm1", "hbm2", "hbm2e", "hbm3", "hbm3e", "hbm4", "gddr6x", "gddr7", "lpddr5x"} <= set(
         names("memories")
     )
     assert {
@@ -38,7 +38,24 @@ def test_required_entries_exist():
         "ethernet-800g",
         "ucie-advanced",
     } <= set(names("links"))
-    assert {"monolithic", "cowos-s", "cowos-l", "wafer-scale"} <= set(names("packaging"))
+    assert {"monolithic", "mcm", "cowos-s", "cowos-l", "wafer-scale"} <= set(names("packaging"))
+
+
+def test_node_series_scales_and_the_1nm_node_is_labelled_a_projection():
+    """14/12 (n16) to 1 nm: density rises and energy per FLOP falls node after node; the
+    node without a product or foundry data says so in its class and its sources."""
+    order = ["n16", "n10", "n7", "n5", "n4", "n3", "n2", "n1"]
+    nodes = [resolve("nodes", n, "nodes") for n in order]
+    dens = [n.logic_density for n in nodes]
+    assert dens == sorted(dens)
+    e = [float(n.energy_per_flop.bf16) for n in nodes]
+    assert e == sorted(e, reverse=True)
+    n1 = nodes[-1]
+    assert "projection" in n1.node_class
+    assert all("projection" in src.lower() for src in n1.sources)
+    hbm = [resolve("memories", m, "memories") for m in ("hbm1", "hbm2", "hbm3", "hbm4")]
+    bw = [m.pins * m.pin_rate for m in hbm]
+    assert bw == sorted(bw) and len(set(bw)) == 4
 
 
 def test_unknown_entry_names_the_key():

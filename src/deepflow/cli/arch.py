@@ -4,19 +4,23 @@ hardware, hardware/software co-design, and sensitivity of step time."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
-from deepflow.codesign.budget import load_budget
+from deepflow.codesign.budget import BudgetFile, load_budget
 from deepflow.codesign.gradient import gradient_search
+from deepflow.codesign.opgraph import OpGraphProblem, is_opgraph_scenario, load_opgraph_problem
 from deepflow.codesign.pareto import nsga2_search
-from deepflow.codesign.point import Problem
+from deepflow.codesign.point import Problem, WorkloadProblem, evaluate_generated
 from deepflow.codesign.sensitivity import elasticities, plot_tornado, tornado_data
 from deepflow.codesign.space import DesignSpace
 from deepflow.errors import ConfigError
 from deepflow.report.progress import progress
+from deepflow.search.mcmc import expert_strategies
 from deepflow.specs import load_scenario
+from deepflow.specs.scenario import Scenario
 from deepflow.tech import GeneratedAccelerator, generate, load_design
 from deepflow.units import format_bytes, format_si, format_time
 
@@ -93,12 +97,54 @@ def _arch_text(g: GeneratedAccelerator) -> str:
 
 @main.command("arch")
 @click.argument("design", type=click.Path(dir_okay=False))
+@click.option(
+    "--scenario",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also evaluate the accelerator on a workload: a transformer scenario (its own "
+    "strategy) or an operator-graph scenario (LSTM LM, RNNs, CNNs; its best candidate).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the derived accelerator as JSON.")
 @exits_2_on_bad_input
-def arch_command(design: str, as_json: bool) -> None:
+def arch_command(design: str, scenario: str | None, as_json: bool) -> None:
     """Derive the accelerator of a DESIGN file (technology + budgets + allocation)."""
     generated = generate(load_design(design))
-    click.echo(json_text(_arch_json(generated)) if as_json else _arch_text(generated))
+    point = None
+    problem: WorkloadProblem | None = None
+    if scenario is not None:
+        if is_opgraph_scenario(scenario):
+            problem = _with_experts(load_opgraph_problem(scenario))
+        else:
+            problem = Problem.from_scenario(load_scenario(scenario))
+        point = evaluate_generated(generated, problem)
+    if as_json:
+        out = _arch_json(generated)
+        if point is not None and problem is not None:
+            out["workload"] = {
+                "feasible": point.feasible,
+                "reason": point.reason,
+                "step_time_s": point.step_time_s if point.feasible else None,
+                "strategy": problem.describe_strategy(point.strategy_index),
+            }
+        click.echo(json_text(out))
+        return
+    click.echo(_arch_text(generated))
+    if point is not None and problem is not None:
+        if point.feasible:
+            click.echo(
+                f"  workload  {format_time(point.step_time_s)} per step with "
+                f"{problem.describe_strategy(point.strategy_index)}"
+            )
+        else:
+            click.echo(f"  workload  INFEASIBLE: {point.reason}")
+
+
+def _problem(scenario: str, budget: BudgetFile) -> WorkloadProblem:
+    """A transformer scenario with the budget's strategy grid, or an operator-graph
+    scenario (a file naming a ``workload``: LSTM LM, RNNs, CNNs) with its candidates."""
+    if is_opgraph_scenario(scenario):
+        return _with_experts(load_opgraph_problem(scenario, budget.cost))
+    return Problem.from_scenario(load_scenario(scenario), budget.strategies, budget.cost)
 
 
 @main.command("codesign")
@@ -114,12 +160,11 @@ def codesign_command(
 ) -> None:
     """Search the allocation of a BUDGET for SCENARIO's workload: gradient descent on step
     time, or NSGA-II when several objectives are given."""
-    sc = load_scenario(scenario)
     budget = load_budget(budget_path)
     names = tuple(o.strip() for o in objectives.split(",") if o.strip())
     if not names:
         raise ConfigError("give at least one objective", "--objectives")
-    problem = Problem.from_scenario(sc, budget.strategies, budget.cost)
+    problem = _problem(scenario, budget)
     space = DesignSpace.of(budget.design, budget.search.vary, budget.search.lower)
     s = budget.search
     if names == ("time",):
@@ -142,7 +187,7 @@ def codesign_command(
                     f"{g}.{k}": float(v)
                     for (g, k), v in zip(space.variables, result.best_start.x, strict=True)
                 },
-                "strategy": str(problem.strategies.spec(best.strategy_index))
+                "strategy": problem.describe_strategy(best.strategy_index)
                 if best.feasible
                 else None,
             },
@@ -188,6 +233,19 @@ def codesign_command(
         click.echo("  " + ", ".join(f"{n} {r[n]:.4g}" for n in names))
 
 
+def _with_experts(problem: OpGraphProblem) -> OpGraphProblem:
+    """The problem with the search's expert strategies as extra candidates."""
+    s = problem.system
+    experts = expert_strategies(problem.graph, s.num_accelerators, s.scale_up_size)
+    return replace(problem, extra_starts=tuple(experts.items()))
+
+
+def _sensitivity_scenario(path: str) -> Scenario | OpGraphProblem:
+    if is_opgraph_scenario(path):
+        return _with_experts(load_opgraph_problem(path))
+    return load_scenario(path)
+
+
 @main.command("sensitivity")
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--vary", required=True, help="Comma-separated keys (system or design paths).")
@@ -205,7 +263,7 @@ def sensitivity_command(
     as_json: bool,
 ) -> None:
     """Elasticity d ln T / d ln x of SCENARIO's step time to each --vary key."""
-    sc = load_scenario(scenario)
+    sc = _sensitivity_scenario(scenario)
     design = load_design(design_path) if design_path else None
     keys = [k.strip() for k in vary.split(",") if k.strip()]
     rows = elasticities(sc, keys, design, step)

@@ -9,6 +9,8 @@ lists them as data).
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
@@ -21,17 +23,9 @@ from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_BATCH
 from deepflow.units import format_time
-from deepflow.workload import cnn, rnn
+from deepflow.workload.graphs import OPGRAPH_WORKLOADS
 
-WORKLOADS = {
-    "alexnet": cnn.alexnet,
-    "inception-v3": cnn.inception_v3,
-    "resnet-101": cnn.resnet101,
-    "rnntc": rnn.rnntc,
-    "rnnlm": rnn.rnnlm,
-    "nmt": rnn.nmt,
-    "lstm-lm": rnn.lstm_lm,
-}
+WORKLOADS = OPGRAPH_WORKLOADS
 
 
 MAX_OPSEARCH_GPUS = 1024
@@ -70,6 +64,11 @@ MAX_OPSEARCH_ITERATIONS = 10_000_000
     help="A calibration file (deepflow calibrate): price the operator partitions it "
     "measured at --precision by their measured times.",
 )
+@click.option(
+    "--kernel-parallel",
+    is_flag=True,
+    help="Also search DeepFlow's CR/RC kernel splits of each GEMM over a device grid.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @quiet_option
 @exits_2_on_bad_input
@@ -84,6 +83,7 @@ def search_ops(
     precision: str,
     sync: str,
     calibration: str | None,
+    kernel_parallel: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -110,8 +110,15 @@ def search_ops(
         profiles=profiles,
     )
     with progress("searching: MCMC chains", quiet) as bar:
-        result = mcmc_search(sim, iterations=budget, seed=seed, on_progress=bar.update)
+        result = mcmc_search(
+            sim,
+            iterations=budget,
+            seed=seed,
+            on_progress=bar.update,
+            kernel_parallel=kernel_parallel,
+        )
     ops = describe(graph, result.best)
+    step = sim.run(result.best)
     if as_json:
         out = {
             "workload": workload,
@@ -131,6 +138,9 @@ def search_ops(
             "elapsed_s": result.elapsed_s,
             "stopped": result.stopped,
             "calibration": calibration,
+            "kernel_parallel": kernel_parallel,
+            "peak_memory_bytes": step.peak_memory_bytes,
+            "infeasible": step.infeasible,
             "ops": ops,
         }
         click.echo(json_text(out, indent=2))
@@ -139,12 +149,18 @@ def search_ops(
     click.echo(
         f"system: {system.name}, {gpus} accelerators on {nodes} nodes, batch {batch}, sync {sync}"
     )
-    click.echo(f"data parallel : {format_time(result.data_parallel_cost)}")
+    dp_fits = math.isfinite(result.data_parallel_cost)
+    dp_text = format_time(result.data_parallel_cost) if dp_fits else "does not fit in memory"
+    click.echo(f"data parallel : {dp_text}")
     click.echo(
         f"best found    : {format_time(result.best_cost)}  (from {result.best_start}, "
         f"{result.iterations} iterations, {result.elapsed_s:.1f} s, {result.stopped})"
     )
-    click.echo(f"speed-up      : {result.speedup:.3f}x")
+    if dp_fits:
+        click.echo(f"speed-up      : {result.speedup:.3f}x")
+    click.echo(f"peak memory   : {step.peak_memory_bytes / 1e9:.1f} GB per device")
+    if step.infeasible:
+        click.echo(f"infeasible    : {step.infeasible}")
     if isinstance(sim.cost, MeasuredCost):
         click.echo(
             f"operator cost : {sim.cost.measured} partitions measured ({calibration}), "
@@ -153,4 +169,5 @@ def search_ops(
     for o in ops:
         deg = " ".join(f"{k}={v}" for k, v in o["degrees"].items()) or "1"  # type: ignore[union-attr]
         first, last = o["devices"]  # type: ignore[misc]
-        click.echo(f"  {o['op']:<36} {deg:<28} devices {first}-{last}")
+        kern = f" {o['kernel']}" if "kernel" in o else ""
+        click.echo(f"  {o['op']:<36} {deg + kern:<28} devices {first}-{last}")

@@ -74,14 +74,18 @@ def _strategy_grid(data: object) -> StrategyGrid:
     ):
         values = getattr(grid, key)
         if not isinstance(values, tuple) or not values:
-            raise ConfigError(f"must be a non-empty list (got {brief(values)})", f"strategies.{key}")
+            raise ConfigError(
+                f"must be a non-empty list (got {brief(values)})", f"strategies.{key}"
+            )
         for v in values:
             if isinstance(v, bool) or not isinstance(v, int) or not valid(v):
                 raise ConfigError(f"not a valid value (got {brief(v)})", f"strategies.{key}")
         size *= len(values)
     recompute = grid.recompute
     if not isinstance(recompute, tuple) or not recompute:
-        raise ConfigError(f"must be a non-empty list (got {brief(recompute)})", "strategies.recompute")
+        raise ConfigError(
+            f"must be a non-empty list (got {brief(recompute)})", "strategies.recompute"
+        )
     for v in recompute:
         if v not in ("none", "selective", "full"):
             raise ConfigError(

@@ -23,8 +23,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from deepflow.codesign.gradient import gradient_search
-from deepflow.codesign.point import PointResult, Problem, StrategyGrid, evaluate_design
+from deepflow.codesign.opgraph import OpGraphProblem
+from deepflow.codesign.point import (
+    PointResult,
+    Problem,
+    StrategyGrid,
+    WorkloadProblem,
+    evaluate_design,
+)
 from deepflow.codesign.space import DesignSpace
 from deepflow.specs.scenario import Scenario
 from deepflow.tech.design import GROUPS, DesignSpec, design_from
@@ -218,4 +227,113 @@ def integration_options(
         )
         problem = Problem.from_scenario(scenario.model_copy(update={"system": sys_v}), wide)
         rows.append(Row.of(opt.label, evaluate_design(variant, problem)))
+    return rows
+
+
+def fix_strategy(problem: WorkloadProblem, index: int) -> WorkloadProblem:
+    """``problem`` with its candidate strategies cut to the one at ``index`` (a transformer
+    grid row, or an operator-graph candidate): hardware-only optimization."""
+    if isinstance(problem, Problem):
+        return replace(problem, strategies=problem.strategies.take(np.array([index])))
+    if isinstance(problem, OpGraphProblem):
+        label = list(problem.candidates())[index]
+        return replace(problem, only=label)
+    raise TypeError(f"cannot fix the strategy of {type(problem).__name__}")
+
+
+@dataclass(frozen=True)
+class Pitfalls:
+    """Step times of the cross-stack pitfalls study (CrossFlow, arXiv 2211.03309): the
+    baseline (start hardware, baseline strategy), software only, hardware only, hardware
+    then software, software then hardware, and joint co-design; each ``*_strategy`` names
+    the strategy it ends with."""
+
+    baseline: float
+    software_only: float
+    hardware_only: float
+    hardware_then_software: float
+    software_then_hardware: float
+    joint: float
+    strategies: dict[str, str]
+
+    def gains(self) -> dict[str, float]:
+        """Relative change of step time against the baseline (negative: faster)."""
+        names = (
+            "software_only",
+            "hardware_only",
+            "hardware_then_software",
+            "software_then_hardware",
+            "joint",
+        )
+        return {n: getattr(self, n) / self.baseline - 1.0 for n in names}
+
+
+def pitfalls(
+    design: DesignSpec,
+    problem: WorkloadProblem,
+    vary: Sequence[str],
+    baseline_index: int = 0,
+    starts: int = 2,
+    iterations: int = 8,
+    seed: int = 0,
+) -> Pitfalls:
+    """The five optimizations of the pitfalls study on one budget:
+
+    * software only: the start hardware, the best strategy (``problem``'s candidates);
+    * hardware only: the baseline strategy held, the allocation searched;
+    * hardware then software: the allocation found for the baseline strategy, then the
+      best strategy on it;
+    * software then hardware: the best strategy on the start hardware held, then the
+      allocation searched for it;
+    * joint: the allocation searched with the best strategy at every point.
+    """
+    space = DesignSpace.of(design, list(vary))
+    fixed = fix_strategy(problem, baseline_index)
+    base = evaluate_design(design, fixed)
+    sw = evaluate_design(design, problem)
+    hw = gradient_search(space, fixed, starts=starts, iterations=iterations, seed=seed).best
+    hw_sw = problem.evaluate(hw.generated)
+    sw_fixed = fix_strategy(problem, sw.strategy_index)
+    sw_hw = gradient_search(space, sw_fixed, starts=starts, iterations=iterations, seed=seed).best
+    joint = gradient_search(space, problem, starts=starts, iterations=iterations, seed=seed).best
+    d = problem.describe_strategy
+    return Pitfalls(
+        baseline=base.step_time_s,
+        software_only=sw.step_time_s,
+        hardware_only=hw.step_time_s,
+        hardware_then_software=hw_sw.step_time_s,
+        software_then_hardware=sw_hw.step_time_s,
+        joint=joint.step_time_s,
+        strategies={
+            "baseline": d(baseline_index),
+            "software_only": d(sw.strategy_index),
+            "hardware_then_software": d(hw_sw.strategy_index),
+            "software_then_hardware": d(sw.strategy_index),
+            "joint": d(joint.strategy_index),
+        },
+    )
+
+
+def allocation_sweep(
+    design: DesignSpec,
+    problem: WorkloadProblem,
+    key: str,
+    partner: str,
+    fractions: Sequence[float],
+) -> list[Row]:
+    """Memory versus compute: ``key`` set to each of ``fractions`` with ``partner`` (same
+    group) taking up the difference, so the group's sum is held."""
+    grp, k = key.split(".")
+    grp2, k2 = partner.split(".")
+    if grp != grp2:
+        raise ValueError(f"{key} and {partner} are not in one group")
+    alloc = dict(design.allocation.group(grp))
+    total = alloc[k] + alloc[k2]
+    rows = []
+    for f in fractions:
+        data = design.model_dump()
+        data["allocation"][grp][k] = f
+        data["allocation"][grp][k2] = total - f
+        variant = design_from(data, name=f"{design.name}-{k}-{f:g}")
+        rows.append(Row.of(f"{key}={f:.3f}", evaluate_design(variant, problem)))
     return rows

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepflow.codesign.point import PointResult, Problem, evaluate_design
+from deepflow.codesign.point import PointResult, WorkloadProblem, evaluate_design
 from deepflow.codesign.space import DesignSpace
 
 Objective = Callable[[list[np.ndarray]], np.ndarray]
@@ -63,7 +63,7 @@ class GradientResult:
         return min(self.starts, key=lambda s: s.time)
 
 
-def time_objective(space: DesignSpace, problem: Problem) -> Objective:
+def time_objective(space: DesignSpace, problem: WorkloadProblem) -> Objective:
     """Step times (s) of a list of points, each with its best strategy (inf: infeasible)."""
 
     def f(points: list[np.ndarray]) -> np.ndarray:
@@ -147,7 +147,7 @@ def _descend(
 
 def gradient_search(
     space: DesignSpace,
-    problem: Problem,
+    problem: WorkloadProblem,
     starts: int = 4,
     iterations: int = 30,
     seed: int = 0,
@@ -173,7 +173,9 @@ def gradient_search(
     return GradientResult(space, results, evaluate_design(space.design(best.x), problem))
 
 
-def grid_search(space: DesignSpace, problem: Problem, points: int = 41) -> tuple[np.ndarray, float]:
+def grid_search(
+    space: DesignSpace, problem: WorkloadProblem, points: int = 41
+) -> tuple[np.ndarray, float]:
     """Dense grid over a space of two groups of two variables (one free fraction each): the
     reference optimum the gradient search is checked against."""
     groups = list(space.groups().values())

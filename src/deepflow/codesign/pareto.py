@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepflow.codesign.point import PointResult, Problem, evaluate_design
+from deepflow.codesign.point import PointResult, WorkloadProblem, evaluate_design
 from deepflow.codesign.space import DesignSpace
 from deepflow.errors import DeepflowError
 
@@ -43,7 +43,7 @@ class ParetoResult:
 
 def nsga2_search(
     space: DesignSpace,
-    problem: Problem,
+    problem: WorkloadProblem,
     objectives: Sequence[str] = ("time", "energy"),
     trials: int = 60,
     population: int = 20,

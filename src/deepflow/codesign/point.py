@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -107,6 +108,12 @@ class Problem:
             precision=scenario.strategy.precision,
         )
 
+    def evaluate(self, generated: GeneratedAccelerator) -> PointResult:
+        return _evaluate_transformer(generated, self)
+
+    def describe_strategy(self, index: int) -> str:
+        return str(self.strategies.spec(index)) if index >= 0 else "none"
+
     def gemm_shapes(self, tp: int = 1) -> list[tuple[float, float, float]]:
         """The dense layer's GEMMs for one sequence at tensor-parallel degree ``tp``: the
         shapes that set the hierarchical-roofline efficiency of a design."""
@@ -167,20 +174,59 @@ def system_for(
     return system.model_copy(update={"accelerator": acc, "intra_node": intra, "inter_node": inter})
 
 
-def evaluate_generated(generated: GeneratedAccelerator, problem: Problem) -> PointResult:
+class WorkloadProblem(Protocol):
+    """What a design point can be evaluated on: a transformer :class:`Problem` or an
+    operator-graph problem (:class:`deepflow.codesign.opgraph.OpGraphProblem`)."""
+
+    system: SystemSpec
+    precision: Precision
+
+    def evaluate(self, generated: GeneratedAccelerator) -> PointResult: ...
+
+    def describe_strategy(self, index: int) -> str: ...
+
+
+def evaluate_generated(generated: GeneratedAccelerator, problem: WorkloadProblem) -> PointResult:
     """Evaluate a generated accelerator on ``problem`` with its fastest feasible strategy."""
-    shapes = problem.gemm_shapes()
-    system = system_for(generated, problem.system, shapes, problem.precision)
+    if not isinstance(problem, Problem):
+        return problem.evaluate(generated)
+    return _evaluate_transformer(generated, problem)
+
+
+def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> PointResult:
+    """Evaluate a generated accelerator on a transformer ``problem``.
+
+    The hierarchical-roofline efficiency depends on the GEMM shapes each device runs, and
+    those shrink with the tensor-parallel degree (``Problem.gemm_shapes(tp)``: the column
+    split divides ``n``, the row split ``k``, as in Megatron-LM's ``ColumnParallelLinear`` /
+    ``RowParallelLinear``). The strategies are therefore grouped by ``tp``; each group is
+    evaluated on the system whose matmul efficiency comes from its own sharded shapes."""
+    tps = np.asarray(problem.strategies.tp)
+    first_tp = int(tps[0]) if len(tps) else 1
     if not generated.feasible:
+        shapes = problem.gemm_shapes(first_tp)
+        system = system_for(generated, problem.system, shapes, problem.precision)
         return PointResult(generated, system, False, generated.reason, math.inf, None, math.inf, -1)
-    if system.num_accelerators > system.scale_up_size and system.inter_node.bandwidth <= 0:
-        reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
-        return PointResult(generated, system, False, reason, math.inf, None, math.inf, -1)
-    result = evaluate(problem.model, system, problem.global_batch_size, problem.strategies)
-    times = np.where(result.feasible, result.step_time, np.inf)
-    best = int(np.argmin(times))
-    step = float(times[best])
-    if not math.isfinite(step):
+    best_step, best_index, best = math.inf, -1, None
+    system = None
+    for tp in sorted({int(t) for t in tps}):
+        index = np.flatnonzero(tps == tp)
+        shapes = problem.gemm_shapes(tp)
+        sys_tp = system_for(generated, problem.system, shapes, problem.precision)
+        if system is None:
+            system = sys_tp
+        if sys_tp.num_accelerators > sys_tp.scale_up_size and sys_tp.inter_node.bandwidth <= 0:
+            reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
+            return PointResult(generated, sys_tp, False, reason, math.inf, None, math.inf, -1)
+        sub = problem.strategies.take(index)
+        result = evaluate(problem.model, sys_tp, problem.global_batch_size, sub)
+        times = np.where(result.feasible, result.step_time, np.inf)
+        j = int(np.argmin(times))
+        if float(times[j]) < best_step:
+            best_step, best_index = float(times[j]), int(index[j])
+            best = (result, j, shapes, sys_tp)
+    assert system is not None
+    if best is None:
         return PointResult(
             generated,
             system,
@@ -189,13 +235,14 @@ def evaluate_generated(generated: GeneratedAccelerator, problem: Problem) -> Poi
             math.inf,
             None,
             math.inf,
-            best,
+            -1,
         )
-    energy = step_energy(generated, result, best, shapes, problem.precision)
-    cost = step_cost(generated, system, step, energy.total, problem.cost)
-    return PointResult(generated, system, True, None, step, energy, cost, best)
+    result, j, shapes, system = best
+    energy = step_energy(generated, result, j, shapes, problem.precision)
+    cost = step_cost(generated, system, best_step, energy.total, problem.cost)
+    return PointResult(generated, system, True, None, best_step, energy, cost, best_index)
 
 
-def evaluate_design(design: DesignSpec, problem: Problem) -> PointResult:
+def evaluate_design(design: DesignSpec, problem: WorkloadProblem) -> PointResult:
     """Generate ``design`` and evaluate it on ``problem`` (module docstring)."""
     return evaluate_generated(generate(design), problem)

@@ -24,7 +24,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from deepflow.codesign.point import Problem, evaluate_design
+from deepflow.codesign.opgraph import OpGraphProblem
+from deepflow.codesign.point import Problem, WorkloadProblem, evaluate_design
 from deepflow.errors import ConfigError, DeepflowError
 from deepflow.estimate import predict
 from deepflow.specs.scenario import Scenario
@@ -65,24 +66,38 @@ def _scaled(data: Any, path: list[str], factor: float, full: str) -> Any:
     return {**data, path[0]: _scaled(data[path[0]], path[1:], factor, full)}
 
 
-def _time(scenario: Scenario, design: DesignSpec | None, key: str, factor: float) -> float:
+def _problem(scenario: Scenario | OpGraphProblem) -> WorkloadProblem:
+    return scenario if isinstance(scenario, OpGraphProblem) else Problem.from_scenario(scenario)
+
+
+def _system_time(scenario: Scenario | OpGraphProblem, system: SystemSpec) -> float:
+    """Step time on ``system`` with the scenario's own strategy (an operator-graph
+    workload: its fastest feasible candidate strategy)."""
+    if isinstance(scenario, OpGraphProblem):
+        return scenario.with_system(system).step_time()
+    return predict(scenario.model_copy(update={"system": system})).step_time_s
+
+
+def _time(
+    scenario: Scenario | OpGraphProblem, design: DesignSpec | None, key: str, factor: float
+) -> float:
     path = key.split(".")
     try:
         if design is None:
             data = _scaled(scenario.system.model_dump(), path, factor, key)
             system = SystemSpec.model_validate(data)
-            return predict(scenario.model_copy(update={"system": system})).step_time_s
+            return _system_time(scenario, system)
         data = _scaled(design.model_dump(), path, factor, key)
         varied = DesignSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
             f"scaled by {factor:g} the value is invalid: {exc.errors()[0]['msg']}", key
         ) from None
-    return evaluate_design(varied, Problem.from_scenario(scenario)).step_time_s
+    return evaluate_design(varied, _problem(scenario)).step_time_s
 
 
 def elasticities(
-    scenario: Scenario,
+    scenario: Scenario | OpGraphProblem,
     keys: Sequence[str],
     design: DesignSpec | None = None,
     step: float = 0.05,
@@ -91,9 +106,9 @@ def elasticities(
     if not 0 < step < 1:
         raise DeepflowError(f"step must be in (0, 1), got {step}")
     base = (
-        predict(scenario).step_time_s
+        _system_time(scenario, scenario.system)
         if design is None
-        else evaluate_design(design, Problem.from_scenario(scenario)).step_time_s
+        else evaluate_design(design, _problem(scenario)).step_time_s
     )
     out = []
     for key in keys:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from math import prod
 
 from deepflow.network.dims import DimKind, NetworkDim, coordinates
-from deepflow.network.topology import LinkGraph
+from deepflow.network.topology import LinkGraph, link_loads
 
 Link = tuple[int, int, float, float]
 
@@ -108,6 +108,55 @@ def torus(shape: Sequence[int], bandwidth: float, latency: float = 0.0) -> LinkG
         return tuple(path)
 
     return LinkGraph.build("torus" + "x".join(map(str, shape)), n, range(n), links, router)
+
+
+def mesh(shape: Sequence[int], bandwidth: float, latency: float = 0.0) -> LinkGraph:
+    """A 2D (any-D) mesh without wrap-around links and with dimension-order (X-Y) routing:
+    the on-wafer network of a wafer-scale system of dies (DeepFlow/CrossFlow's wafer mesh,
+    ``nanocad-lab/DeepFlow``, ``deviceMapping.py``, class ``Projection``: ring neighbours
+    routed X then Y on ``wafer_dim x wafer_dim`` meshes)."""
+    shape = tuple(int(s) for s in shape)
+    n = prod(shape)
+    strides = [prod(shape[:i]) for i in range(len(shape))]
+    links: list[Link] = []
+    for node in range(n):
+        c = coordinates(node, shape)
+        for d, size in enumerate(shape):
+            if c[d] + 1 < size:
+                nxt = node + strides[d]
+                links += [(node, nxt, bandwidth, latency), (nxt, node, bandwidth, latency)]
+
+    def router(g: LinkGraph, a: int, b: int) -> tuple[int, ...]:
+        path: list[int] = []
+        cur = a
+        ca, cb = list(coordinates(a, shape)), coordinates(b, shape)
+        for d in range(len(shape)):
+            step = 1 if cb[d] > ca[d] else -1
+            while ca[d] != cb[d]:
+                nxt = cur + step * strides[d]
+                path.append(g.link_between(cur, nxt))
+                cur, ca[d] = nxt, ca[d] + step
+        return tuple(path)
+
+    return LinkGraph.build("mesh" + "x".join(map(str, shape)), n, range(n), links, router)
+
+
+def ring_link_derate(graph: LinkGraph, rings: Sequence[Sequence[int]]) -> int:
+    """The most ring flows that share one directed link when, in every ring of ``rings``
+    at once, each member sends to the next (the last to the first) along the graph's
+    routes: a ring collective then gets ``1 / derate`` of a link's bandwidth per step.
+    DeepFlow derates its wafer links the same way (the maximum flows per x-edge and y-edge
+    become the derates; ``deviceMapping.Projection``). 0 when no ring has two members."""
+    src: list[int] = []
+    dst: list[int] = []
+    for ring in rings:
+        members = list(ring)
+        if len(members) > 1:
+            src += members
+            dst += members[1:] + members[:1]
+    if not src:
+        return 0
+    return round(float(link_loads(graph, src, dst, 1.0).max()))
 
 
 def fat_tree(

@@ -42,7 +42,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.errors import ConfigError
-from deepflow.sim.opsim import OpConfig, OpSimulator, Strategy, data_parallel
+from deepflow.sim.kernelpar import KernelSplit
+from deepflow.sim.opsim import (
+    MEMORY_PENALTY_S,
+    OpConfig,
+    OpSimulator,
+    Strategy,
+    data_parallel,
+)
+from deepflow.sim.opstarts import divisors as _divisors
+from deepflow.sim.opstarts import kernel_parallel_start
+from deepflow.sim.opstarts import kernel_splits as _kernel_splits
+from deepflow.sim.opstarts import split_param as _split_param
 from deepflow.workload.opgraph import DimKind, OpGraph, OpKind
 
 __all__ = [
@@ -51,12 +62,9 @@ __all__ = [
     "OpSpace",
     "TraceEntry",
     "expert_strategies",
+    "kernel_parallel_start",
     "mcmc_search",
 ]
-
-
-def _divisors(n: int, limit: int) -> list[int]:
-    return [k for k in range(1, min(n, limit) + 1) if n % k == 0]
 
 
 @dataclass(frozen=True)
@@ -69,10 +77,15 @@ class OpSpace:
     num_devices: int
     degrees: tuple[tuple[tuple[int, ...], ...], ...]
     cum_counts: tuple[np.ndarray, ...]
+    kernels: tuple[tuple[KernelSplit | None, ...], ...] = ()
 
     @classmethod
-    def build(cls, graph: OpGraph, num_devices: int) -> OpSpace:
+    def build(cls, graph: OpGraph, num_devices: int, kernel_parallel: bool = False) -> OpSpace:
+        """``kernel_parallel`` adds, for every op with a GEMM and every degree tuple, the
+        CR and RC kernel splits of its partition GEMM (:mod:`deepflow.sim.kernelpar`) on
+        power-of-two grids that fit the remaining devices."""
         all_degrees = []
+        all_kernels = []
         cums = []
         for op in graph.ops:
             options: list[tuple[int, ...]] = [()]
@@ -80,10 +93,17 @@ class OpSpace:
                 ks = _divisors(d.size, num_devices) if d.splittable else [1]
                 options = [(*o, k) for o in options for k in ks]
             options = [o for o in options if math.prod(o) <= num_devices]
-            all_degrees.append(tuple(options))
-            counts = np.array([num_devices - math.prod(o) + 1 for o in options])
+            rows: list[tuple[tuple[int, ...], KernelSplit | None]] = [(o, None) for o in options]
+            if kernel_parallel and op.gemm is not None:
+                for o in options:
+                    rows += [(o, ks) for ks in _kernel_splits(op, o, num_devices // math.prod(o))]
+            all_degrees.append(tuple(r[0] for r in rows))
+            all_kernels.append(tuple(r[1] for r in rows))
+            counts = np.array(
+                [num_devices - math.prod(o) * (ks.size if ks else 1) + 1 for o, ks in rows]
+            )
             cums.append(np.cumsum(counts))
-        return cls(graph, num_devices, tuple(all_degrees), tuple(cums))
+        return cls(graph, num_devices, tuple(all_degrees), tuple(cums), tuple(all_kernels))
 
     def size(self, op: int) -> int:
         """Number of configs of op ``op``."""
@@ -94,7 +114,8 @@ class OpSpace:
         cum = self.cum_counts[op]
         j = int(np.searchsorted(cum, index, side="right"))
         before = int(cum[j - 1]) if j else 0
-        return OpConfig(self.degrees[op][j], index - before)
+        kernel = self.kernels[op][j] if self.kernels else None
+        return OpConfig(self.degrees[op][j], index - before, kernel)
 
     def random_config(self, op: int, rng: np.random.Generator) -> OpConfig:
         return self.config(op, int(rng.integers(self.size(op))))
@@ -145,19 +166,6 @@ def expert_strategies(graph: OpGraph, num_devices: int, per_node: int) -> dict[s
             s.append(OpConfig(tuple(degrees), start))
         out["layer-placement"] = tuple(s)
     return out
-
-
-def _split_param(op, num_devices: int, start: int) -> OpConfig:
-    degrees = []
-    left = num_devices
-    for d in op.dims:
-        if d.kind is DimKind.PARAMETER and d.splittable:
-            k = max(_divisors(d.size, left))
-            degrees.append(k)
-            left //= k
-        else:
-            degrees.append(1)
-    return OpConfig(tuple(degrees), start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +266,7 @@ def mcmc_search(
     starts: dict[str, Strategy] | None = None,
     min_iterations: int = 50,
     on_progress: Callable[[int, int], None] | None = None,
+    kernel_parallel: bool = False,
 ) -> McmcResult:
     """Search the per-operator strategies of ``simulator``'s graph on its system.
 
@@ -274,19 +283,28 @@ def mcmc_search(
         raise ConfigError(f"must be >= 0, got {iterations}", "budget")
     graph = simulator.graph
     n_dev = simulator.num_devices
-    space = OpSpace.build(graph, n_dev)
+    space = OpSpace.build(graph, n_dev, kernel_parallel)
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()
     dp = data_parallel(graph, n_dev)
     if starts is None:
         starts = {"data-parallel": dp}
         starts.update(expert_strategies(graph, n_dev, simulator.per_node))
+        if kernel_parallel:
+            starts["kernel-parallel"] = kernel_parallel_start(graph, n_dev)
         for r in range(random_starts):
             starts[f"random-{r}"] = space.random_strategy(rng)
     elif "data-parallel" not in starts:
         starts = {"data-parallel": dp, **starts}
-    start_costs = {label: simulator.step_time(s) for label, s in starts.items()}
+    # memory over-subscription is a soft penalty (OpSimulator.search_cost); a result that
+    # never fits is reported with an infinite cost
+    cost_of = simulator.search_cost
+    start_costs = {label: cost_of(s) for label, s in starts.items()}
     reference = start_costs["data-parallel"]
+    if reference >= MEMORY_PENALTY_S:
+        # data parallelism does not fit in memory: scale by the best start that does
+        finite = [c for c in start_costs.values() if c < MEMORY_PENALTY_S]
+        reference = min(finite) if finite else 1.0
     n_chains = len(starts)
     per_iters = None if iterations is None else iterations // n_chains
     per_time = None if time_budget_s is None else time_budget_s / n_chains
@@ -328,7 +346,7 @@ def mcmc_search(
                     stopped = "no-improvement"
                     break
             proposal = chain.ask()
-            cost = simulator.step_time(proposal)
+            cost = cost_of(proposal)
             before = chain.best_cost
             accepted = chain.tell(proposal, cost)
             it += 1
@@ -340,6 +358,9 @@ def mcmc_search(
             best, best_cost, best_label = chain.best, chain.best_cost, label
         if on_progress is not None:
             on_progress(c + 1, n_chains)
+    if best_cost >= MEMORY_PENALTY_S:
+        best_cost = math.inf
+    start_costs = {k: (math.inf if c >= MEMORY_PENALTY_S else c) for k, c in start_costs.items()}
     return McmcResult(
         best,
         best_cost,
@@ -362,7 +383,8 @@ def describe(graph: OpGraph, strategy: Sequence[OpConfig]) -> list[dict[str, obj
                 "op": op.name,
                 "kind": op.kind.value,
                 "degrees": {d.name: k for d, k in zip(op.dims, cfg.degrees, strict=True) if k > 1},
-                "devices": [cfg.start, cfg.start + cfg.parts - 1],
+                "devices": [cfg.start, cfg.start + cfg.parts * cfg.group - 1],
+                **({"kernel": str(cfg.kernel)} if cfg.kernel is not None else {}),
             }
         )
     return out

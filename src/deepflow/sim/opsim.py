@@ -10,6 +10,12 @@ placement: the ``prod(degrees)`` equal partitions, enumerated row-major over the
 ``start .. start + parts - 1`` (FlexFlow's 2021 runtime, ``Op::get_random_parallel_config``).
 A :data:`Strategy` is one config per operator (paper sec. 4: ``S = {c_i}``).
 
+**Kernel groups.** A config may also split each partition's GEMM over a kernel group of
+``g`` devices (DeepFlow's CR / RC kernel parallelism, :mod:`deepflow.sim.kernelpar`):
+partition ``v`` then runs on devices ``start + v g .. start + v g + g - 1`` and its tasks
+on the first of them (:meth:`OpConfig.device`), priced as the group's GEMMs plus the
+group's collectives (DeepFlow's ``GEMM_time + reduction_time``).
+
 **Lowering** (paper sec. 5.1). For a training step:
 
 * *forward*: one compute task per partition, in topological order, priced by the
@@ -57,8 +63,19 @@ The step time is the full simulation's bit for bit (tested on 1,000 random propo
 network). FlexFlow reports delta simulation 2.2-6.9x faster than its full simulation; its
 full simulation rebuilds the task graph, which this lowering never builds for a search.
 
-Not modelled: memory capacity (FlexFlow 2021 adds a soft penalty), the optimizer update,
-halo exchanges of spatially split convolutions.
+The snapshots hold the ends of every stream of every device, so a resumed simulation sees
+the same stream state whatever the configs' kernel groups and placements; a proposal that
+changes only an op's kernel split or its start is a changed config like any other (tested
+on kernel-parallel walks too).
+
+**Memory.** :meth:`OpSimulator.memory_per_device` counts each device's weight shards with
+their gradients and optimizer state and the outputs kept for the backward pass; with
+``check_memory`` a strategy that does not fit takes infinite time
+(:meth:`OpSimulator.step_time`, with the reason in :class:`StepResult`) and a search sees
+a soft penalty (:meth:`OpSimulator.search_cost`, as FlexFlow's 2021 runtime).
+
+Not modelled: the optimizer update, halo exchanges of spatially split convolutions,
+transient buffers of collectives.
 """
 
 from __future__ import annotations
@@ -71,10 +88,12 @@ from typing import Protocol
 import numpy as np
 
 from deepflow.errors import ConfigError
+from deepflow.estimate.evaluate import OPTIMIZER_STATE_BYTES
 from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
 from deepflow.hardware.calibrate.profiles import OperatorProfiles
 from deepflow.hardware.roofline import memory_time, split_k_gemm_time
 from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
+from deepflow.sim.kernelpar import KernelKind, KernelSplit, kernel_problem, kernel_times
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.opgraph import DimKind, GemmAxis, Op, OpGraph
@@ -93,21 +112,40 @@ __all__ = [
 ]
 
 
+MEMORY_PENALTY_S = 1.0e6
+"""Seconds per unit of memory over-subscription in :meth:`OpSimulator.search_cost`."""
+
+
 @dataclass(frozen=True, slots=True)
 class OpConfig:
     """The parallel config of one op: a degree per output dimension and the first device of
-    its contiguous block."""
+    its contiguous block.
+
+    ``kernel`` splits each partition's GEMM further over a kernel group of ``kernel.size``
+    devices (DeepFlow's CR / RC kernel parallelism, :mod:`deepflow.sim.kernelpar`):
+    partition ``v`` then runs on devices ``start + v g .. start + v g + g - 1``; its tasks
+    are placed on the first of them (the group acts as one device whose kernels include
+    the group's collectives, as in DeepFlow's ``GEMM_time + reduction_time``)."""
 
     degrees: tuple[int, ...]
     start: int = 0
+    kernel: KernelSplit | None = None
 
     @property
     def parts(self) -> int:
         return math.prod(self.degrees)
 
     @property
+    def group(self) -> int:
+        return 1 if self.kernel is None else self.kernel.size
+
+    @property
     def devices(self) -> range:
-        return range(self.start, self.start + self.parts)
+        return range(self.start, self.start + self.parts * self.group)
+
+    def device(self, part: int) -> int:
+        """The device that runs partition ``part`` (the first of its kernel group)."""
+        return self.start + part * self.group
 
 
 Strategy = tuple[OpConfig, ...]
@@ -149,11 +187,32 @@ def check_strategy(graph: OpGraph, strategy: Sequence[OpConfig], num_devices: in
             if k < 1 or d.size % k or (k > 1 and not d.splittable):
                 why = "is not splittable" if not d.splittable else f"has size {d.size}"
                 raise ConfigError(f"degree {k} on dimension {d.name!r}, which {why}", path)
-        if cfg.start < 0 or cfg.start + cfg.parts > num_devices:
-            raise ConfigError(
-                f"devices {cfg.start}..{cfg.start + cfg.parts - 1} outside 0..{num_devices - 1}",
-                path,
-            )
+        if cfg.kernel is not None:
+            if op.gemm is None:
+                raise ConfigError(f"kernel split {cfg.kernel} on an op without a GEMM", path)
+            m, n, k, _ = partition_gemm(op, cfg.degrees)
+            why = kernel_problem(m, n, k, cfg.kernel)
+            if why is not None:
+                raise ConfigError(f"kernel split {cfg.kernel}: {why}", path)
+        last = cfg.start + cfg.parts * cfg.group - 1
+        if cfg.start < 0 or last >= num_devices:
+            raise ConfigError(f"devices {cfg.start}..{last} outside 0..{num_devices - 1}", path)
+
+
+def partition_gemm(op: Op, degrees: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """``(m, n, k, batch)`` of one partition's GEMM: the op's GEMM view shrunk by the degrees
+    of the dimensions on each axis (:class:`RooflineCost`)."""
+    g = op.gemm
+    assert g is not None
+    split = {GemmAxis.M: 1, GemmAxis.N: 1, GemmAxis.BATCH: 1, GemmAxis.NONE: 1}
+    for d, k in zip(op.dims, degrees, strict=True):
+        split[d.axis] *= k
+    return (
+        max(1, g.m // split[GemmAxis.M]),
+        max(1, g.n // split[GemmAxis.N]),
+        g.k,
+        max(1, g.batch // split[GemmAxis.BATCH]),
+    )
 
 
 class OpCostModel(Protocol):
@@ -202,12 +261,7 @@ class RooflineCost:
         fwd = bwd = 0.0
         g = op.gemm
         if g is not None:
-            split = {GemmAxis.M: 1, GemmAxis.N: 1, GemmAxis.BATCH: 1, GemmAxis.NONE: 1}
-            for d, k in zip(op.dims, degrees, strict=True):
-                split[d.axis] *= k
-            m = max(1, g.m // split[GemmAxis.M])
-            n = max(1, g.n // split[GemmAxis.N])
-            b = max(1, g.batch // split[GemmAxis.BATCH])
+            m, n, _, b = partition_gemm(op, degrees)
             fwd += op.steps * self._gemm(m, n, g.k, b)
             bwd += op.steps * (self._gemm(m, g.k, n, b) + self._gemm(g.k, n, m, b))
         elif op.flops_fwd > 0:
@@ -290,6 +344,8 @@ class StepResult:
     transfer_bytes: float
     sync_bytes: float
     tasks: int
+    peak_memory_bytes: float = 0.0
+    infeasible: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +404,7 @@ class OpSimulator:
         delta: bool = True,
         delta_keep: int = 4,
         delta_stride: int | None = None,
+        check_memory: bool = True,
     ) -> None:
         self.graph = graph
         self.overlap_sync = overlap_sync
@@ -371,7 +428,7 @@ class OpSimulator:
             if op.params:
                 self._weights.setdefault(op.weight_key, []).append(i)
         self._first_user = {ws[0]: w for w, ws in self._weights.items()}
-        self._op_costs: dict[tuple[int, tuple[int, ...]], tuple[float, float]] = {}
+        self._op_costs: dict[tuple[object, ...], tuple[float, float]] = {}
         self._sync_plans: dict[tuple[object, ...], list[_SyncGroup]] = {}
         self.delta = delta
         self.delta_keep = max(1, delta_keep)
@@ -383,6 +440,135 @@ class OpSimulator:
         """evaluations that delta simulation resumed past the first op"""
         self.skipped_segments = 0
         """forward segments (one per op) that delta simulation did not re-simulate"""
+        self.check_memory = check_memory
+        self._roofline: RooflineCost | None = None
+        self._kernel: dict[tuple[object, ...], tuple[float, float]] = {}
+        self._memory: dict[tuple[int, OpConfig], tuple[np.ndarray, np.ndarray]] = {}
+        # per op: its weight key when other ops share the weight, else None
+        self._shared_weight = [
+            op.weight_key if op.params and len(self._weights[op.weight_key]) > 1 else None
+            for op in graph.ops
+        ]
+
+    # -- kernel parallelism and memory --------------------------------------------------
+    def _group_time(self, op: Collective, size: float, start: int, stride: int, p: int) -> float:
+        nodes: dict[int, int] = {}
+        for i in range(p):
+            d = start + i * stride
+            nodes[d // self.per_node] = nodes.get(d // self.per_node, 0) + 1
+        group = GroupPlacement(
+            np.float64(p), np.float64(max(nodes.values())), np.float64(len(nodes))
+        )
+        return float(collective_time(op, size, group, self.hierarchy))
+
+    def _kernel_times(self, op: Op, cfg: OpConfig) -> tuple[float, float]:
+        """Forward and backward seconds of a partition run by a kernel group: ``steps``
+        kernel-parallel GEMMs (:func:`deepflow.sim.kernelpar.kernel_times`; the weight
+        synchronization collective of an RC split once per step, with the backward pass)
+        plus the op's memory-bound traffic shared by the whole group."""
+        split = cfg.kernel
+        assert split is not None
+        key = (op.cost_key, cfg.degrees, split, cfg.start % self.per_node)
+        hit = self._kernel.get(key)
+        if hit is not None:
+            return hit
+        m, n, k, b = partition_gemm(op, cfg.degrees)
+        if self._roofline is None:
+            self._roofline = (
+                self.cost
+                if isinstance(self.cost, RooflineCost)
+                else RooflineCost(self.system.accelerator, self.precision)
+            )
+        rl = self._roofline
+        p1_stride = 1 if split.kind is KernelKind.CR else split.kp2
+
+        def coll(kind: Collective, size: float, p: int) -> float:
+            stride = p1_stride if p == split.kp1 and split.kind is KernelKind.RC else 1
+            return self._group_time(kind, size, cfg.start, stride, p)
+
+        f, bw, sync = kernel_times(
+            m, n, k, split, lambda a, c, d: rl._gemm(a, c, d, b), coll, self.elem_bytes
+        )
+        share = cfg.parts * split.size
+        acc = self.system.accelerator
+        fwd = op.steps * f + float(memory_time(op.mem_fwd * self.elem_bytes / share, acc, op.steps))
+        bwd = op.steps * bw + sync
+        bwd += float(memory_time(op.mem_bwd * self.elem_bytes / share, acc, op.steps))
+        self._kernel[key] = (fwd, bwd)
+        return fwd, bwd
+
+    def memory_per_device(self, strategy: Strategy) -> np.ndarray:
+        """Bytes each device holds during a step: its weight shards with their gradients and
+        Adam optimizer state (``deepflow.estimate.evaluate.OPTIMIZER_STATE_BYTES``: ZeRO's
+        ``2 + 2 + 12`` bytes per parameter in mixed precision, ``4 + 4 + 8`` in fp32; a
+        weight shared by several ops with one config counted once), and the output of every
+        partition it runs, kept for the backward pass. A kernel group shares its
+        partition's weights and outputs (CR: ``1/kp1`` of the output after the
+        reduce-scatter; RC: ``1/kp1`` rows after the all-gather over ``kp2``). Transient
+        buffers of the collectives are not counted."""
+        if len(strategy) != len(self.graph.ops):
+            raise ConfigError(
+                f"a strategy needs one config per op: {len(self.graph.ops)} ops, "
+                f"{len(strategy)} configs",
+                "strategy",
+            )
+        cache = self._memory
+        shared = self._shared_weight
+        held: set[tuple[str, OpConfig]] = set()
+        rows: list[np.ndarray] = []
+        for i, cfg in enumerate(strategy):
+            hit = cache.get((i, cfg))
+            act, both = hit if hit is not None else self._op_memory(i, cfg)
+            w = shared[i]
+            if w is None:
+                # no weight, or one no other op shares: its shards count with its output
+                rows.append(both)
+            elif (w, cfg) in held:
+                # ops sharing a weight with the same config hold the same shards on the same
+                # devices: counted once (different configs are counted apart: an upper bound)
+                rows.append(act)
+            else:
+                held.add((w, cfg))
+                rows.append(both)
+        return np.add.reduce(np.array(rows), axis=0)
+
+    def _op_memory(self, i: int, cfg: OpConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Per-device bytes of op ``i``'s stored output, alone and with its weight shards
+        with their gradients and optimizer state, under ``cfg`` (cached: a search revisits
+        configs)."""
+        op = self.graph.ops[i]
+        eb = self.elem_bytes
+        per_param = 2.0 * eb + OPTIMIZER_STATE_BYTES[4 if eb > 2 else 2]
+        g = cfg.group
+        out_share = 1 if cfg.kernel is None else cfg.kernel.kp1
+        # partition v and its kernel group hold devices start + v g .. start + v g + g - 1:
+        # together the block cfg.devices, one partition's share on each device
+        block = slice(cfg.devices.start, cfg.devices.stop)
+        act = np.zeros(self.num_devices)
+        act[block] = op.out_elems * eb / (cfg.parts * out_share)
+        both = act
+        if op.params:
+            pdeg = math.prod(
+                k for d, k in zip(op.dims, cfg.degrees, strict=True) if d.kind is DimKind.PARAMETER
+            )
+            weights = np.zeros(self.num_devices)
+            weights[block] = op.params / (pdeg * g) * per_param
+            both = act + weights
+        out = (act, both)
+        self._memory[(i, cfg)] = out
+        return out
+
+    def memory_problem(self, strategy: Strategy) -> str | None:
+        """Why ``strategy`` does not fit the devices' memory, or ``None``."""
+        mem = self.memory_per_device(strategy)
+        cap = float(self.system.accelerator.memory_capacity)
+        worst = int(np.argmax(mem))
+        if mem[worst] > cap:
+            return (
+                f"device {worst} needs {mem[worst] / 1e9:.1f} GB (weights, gradients, optimizer "
+                f"state, activations) but holds {cap / 1e9:.1f} GB"
+            )
+        return None
 
     # -- caches -------------------------------------------------------------------------
     def _overlap(
@@ -441,13 +627,27 @@ class OpSimulator:
         return t
 
     # -- lowering -----------------------------------------------------------------------
-    def _op_cost(self, i: int, degrees: tuple[int, ...]) -> tuple[float, float]:
-        """Forward and backward time of one partition of op ``i`` under ``degrees``."""
-        key = (i, degrees)
+    def _group_key(self, i: int, cfg: OpConfig) -> tuple[int, tuple[object, ...]]:
+        """The kernel group size of op ``i`` under ``cfg`` and the key of its partition
+        costs in :attr:`_op_costs`: the degrees, and for a kernel group also its split and
+        its start within a node (which places the group's collectives on the hierarchy)."""
+        kern = cfg.kernel
+        if kern is None:
+            return 1, (i, cfg.degrees)
+        return kern.size, (i, cfg.degrees, kern, cfg.start % self.per_node)
+
+    def _op_cost(self, i: int, cfg: OpConfig) -> tuple[float, float]:
+        """Forward and backward time of one partition of op ``i`` under ``cfg`` (for a
+        kernel group, the group's time: :meth:`_kernel_times`)."""
+        key = self._group_key(i, cfg)[1]
         hit = self._op_costs.get(key)
         if hit is None:
             op = self.graph.ops[i]
-            hit = (self.cost.forward_time(op, degrees), self.cost.backward_time(op, degrees))
+            if cfg.kernel is not None:
+                hit = self._kernel_times(op, cfg)
+            else:
+                degrees = cfg.degrees
+                hit = (self.cost.forward_time(op, degrees), self.cost.backward_time(op, degrees))
             self._op_costs[key] = hit
         return hit
 
@@ -474,9 +674,11 @@ class OpSimulator:
         for i in ops:
             cfg = strategy[i]
             pdeg, shards = self._shards(self.graph.ops[i], cfg)
+            # a kernel group splits each shard further (kernelpar: CR k n/kp1, RC k n/kp1kp2)
+            pdeg = (*pdeg, cfg.group)
             pdegs.add(pdeg)
             for v, sh in enumerate(shards):
-                groups.setdefault(sh, {}).setdefault(cfg.start + v, []).append((i, v))
+                groups.setdefault(sh, {}).setdefault(cfg.device(v), []).append((i, v))
         if len(pdegs) == 1:
             shard_bytes = full_bytes / math.prod(next(iter(pdegs)))
         else:
@@ -588,11 +790,12 @@ class OpSimulator:
                 )
             return t, tid
 
-        def compute(i: int, s: int, t0s: list[float], dur: float, deps, ph: str):
+        def compute(i: int, s: int, g: int, t0s: list[float], dur: float, deps, ph: str):
+            # partition v runs on device s + v g (the first of its kernel group)
             ends = [t + dur for t in t0s]
-            st[s : s + len(ends)] = ends
+            st[s : s + len(ends) * g : g] = ends
             if totals is not None:
-                totals[0] += dur * len(ends)
+                totals[0] += dur * len(ends) * g
                 totals[5] += len(ends)
             ids: list[int] = []
             if rec:
@@ -601,7 +804,7 @@ class OpSimulator:
                     builder.add(  # type: ignore[union-attr]
                         name,
                         TaskKind.COMPUTE,
-                        s + v,
+                        s + v * g,
                         "compute",
                         dur,
                         deps[v],
@@ -617,30 +820,35 @@ class OpSimulator:
         out_elems = self._out_elems
         parts_of = self._parts
         op_costs = self._op_costs
+        group_key = self._group_key
         for i in range(k0, n):
             op = ops[i]
             cfg = strategy[i]
             s = cfg.start
             deg = cfg.degrees
             parts = parts_of.get(deg) or parts_of.setdefault(deg, cfg.parts)
+            g, ckey = group_key(i, cfg)
+            hi = s + parts * g
             if save and i % stride == 0:
                 snapshots.append(st[:])
-            t0s = st[s : s + parts]
+            t0s = st[s:hi:g]
             deps: list[list[int]] = [[] for _ in range(parts)] if rec else []
             for j, e in enumerate(op.inputs):
                 pcfg = strategy[e.src]
                 ps = pcfg.start
+                pk = pcfg.kernel
+                pg = 1 if pk is None else pk.size
                 src_end = fend[e.src]
                 hit = overlaps.get((i, j, pcfg.degrees, deg))
                 pairs, identity = hit if hit is not None else overlap(i, j, pcfg.degrees, deg)
-                if identity and ps == s and not rec:
+                if identity and ps == s and pg == g and not rec:
                     # every partition needs only the producer partition on its own device
                     t0s = [x if x > y else y for x, y in zip(src_end, t0s, strict=True)]
                     continue
                 vol = out_elems[e.src] * e.fraction * eb
                 src_id = fid[e.src]
                 for u, v, f in pairs:
-                    du, dv = ps + u, s + v
+                    du, dv = ps + u * pg, s + v * g
                     if du == dv:
                         x = src_end[u]
                         if rec:
@@ -653,13 +861,13 @@ class OpSimulator:
                             deps[v].append(tid)
                     if x > t0s[v]:
                         t0s[v] = x
-            dur = op_costs.get((i, deg))
-            dur = (dur if dur is not None else op_cost(i, deg))[0]
+            dur = op_costs.get(ckey)
+            dur = (dur if dur is not None else op_cost(i, cfg))[0]
             if rec or totals is not None:
-                fend[i], fid[i] = compute(i, s, t0s, dur, deps, "F")
+                fend[i], fid[i] = compute(i, s, g, t0s, dur, deps, "F")
             else:
                 fend[i] = ends = [t + dur for t in t0s]
-                st[s : s + parts] = ends
+                st[s:hi:g] = ends
 
         bend: list[list[float]] = [[] for _ in range(n)]
         consumers = graph.consumers
@@ -671,24 +879,28 @@ class OpSimulator:
             s = cfg.start
             deg = cfg.degrees
             parts = parts_of[deg]
+            g, ckey = group_key(i, cfg)
+            hi = s + parts * g
             # each partition also waits for its own forward task, which ended earlier on
-            # the same compute stream: st[s + v] already covers it
-            t0s = st[s : s + parts]
+            # the same compute stream: st[s + v g] already covers it
+            t0s = st[s:hi:g]
             deps = [[fid[i][v]] for v in range(parts)] if rec else []
             vol = out_elems[i] * eb
             for c, j in consumers[i]:
                 ccfg = strategy[c]
                 cs = ccfg.start
+                ck = ccfg.kernel
+                cg = 1 if ck is None else ck.size
                 dst_end = bend[c]
                 hit = overlaps.get((c, j, deg, ccfg.degrees))
                 pairs, identity = hit if hit is not None else overlap(c, j, deg, ccfg.degrees)
-                if identity and cs == s and not rec:
+                if identity and cs == s and cg == g and not rec:
                     t0s = [x if x > y else y for x, y in zip(dst_end, t0s, strict=True)]
                     continue
                 frac = ops[c].inputs[j].fraction
                 dst_id = bid[c]
                 for u, v, f in pairs:
-                    du, dv = s + u, cs + v
+                    du, dv = s + u * g, cs + v * cg
                     if du == dv:
                         x = dst_end[v]
                         if rec:
@@ -707,13 +919,13 @@ class OpSimulator:
                             deps[u].append(tid)
                     if x > t0s[u]:
                         t0s[u] = x
-            dur = op_costs.get((i, deg))
-            dur = (dur if dur is not None else op_cost(i, deg))[1]
+            dur = op_costs.get(ckey)
+            dur = (dur if dur is not None else op_cost(i, cfg))[1]
             if rec or totals is not None:
-                bend[i], bid[i] = compute(i, s, t0s, dur, deps, "B")
+                bend[i], bid[i] = compute(i, s, g, t0s, dur, deps, "B")
             else:
                 bend[i] = ends = [t + dur for t in t0s]
-                st[s : s + parts] = ends
+                st[s:hi:g] = ends
             w = self._first_user.get(i)
             if w is not None:
                 if self.overlap_sync:
@@ -730,7 +942,7 @@ class OpSimulator:
                 ends: dict[int, int] = {}
                 for i in range(n):
                     for v, tid in enumerate(bid[i]):
-                        d = strategy[i].start + v
+                        d = strategy[i].device(v)
                         ends[d] = max(ends.get(d, -1), tid)
                 last_ids = sorted(ends.values())
             for w in deferred:
@@ -819,8 +1031,31 @@ class OpSimulator:
         re-simulated. The result is bit for bit the full simulation's (the times are
         computed by the same operations on the same inputs; a property test checks 1,000
         random proposals per network).
+
+        With ``check_memory`` (the default), a strategy that does not fit the devices'
+        memory (:meth:`memory_problem`) takes infinite time and is not simulated.
         """
         self.evaluations += 1
+        if self.check_memory and self.memory_problem(strategy) is not None:
+            return math.inf
+        return self._simulate(strategy)
+
+    def search_cost(self, strategy: Strategy) -> float:
+        """The step time of a strategy that fits in memory (:meth:`step_time`, with delta
+        simulation); for one that does not, a soft penalty ``MEMORY_PENALTY_S x`` (largest
+        device need / capacity), above any step time, so that a search can descend towards
+        strategies that fit (FlexFlow's 2021 runtime also penalizes memory instead of
+        forbidding it)."""
+        self.evaluations += 1
+        if self.check_memory:
+            worst = float(self.memory_per_device(strategy).max())
+            cap = float(self.system.accelerator.memory_capacity)
+            if worst > cap:
+                return MEMORY_PENALTY_S * worst / cap
+        return self._simulate(strategy)
+
+    def _simulate(self, strategy: Strategy) -> float:
+        """The step time of ``strategy``, by delta simulation when ``delta`` is set."""
         if not self.delta:
             return self._lower(strategy)[0]
         n = len(strategy)
@@ -852,12 +1087,18 @@ class OpSimulator:
         return t
 
     def run(self, strategy: Strategy) -> StepResult:
-        """The step time with its breakdown (task seconds summed over devices, bytes)."""
+        """The step time with its breakdown (task seconds summed over devices, bytes), the
+        largest memory a device needs and, with ``check_memory``, why the strategy does
+        not fit (its step time is then infinite)."""
         check_strategy(self.graph, strategy, self.num_devices)
         totals = [0.0] * 6
         t, _ = self._lower(strategy, totals=totals)
         c, tr, s, tb, sb, tasks = totals
-        return StepResult(t, c, tr, s, tb, sb, int(tasks))
+        mem = self.memory_per_device(strategy)
+        why = self.memory_problem(strategy) if self.check_memory else None
+        return StepResult(
+            math.inf if why else t, c, tr, s, tb, sb, int(tasks), float(mem.max()), why
+        )
 
     def task_graph(self, strategy: Strategy) -> TaskGraph:
         """The lowered step as a task graph, for :func:`deepflow.sim.executor.execute` and
