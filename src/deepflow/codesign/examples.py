@@ -12,6 +12,8 @@ Nothing here imports matplotlib or writes a file (docs/STYLE.md, practice 13).
 * :func:`integration_options`: the same silicon and power density per die, integrated as
   one die per package, two dies per package, or one wafer-scale part with memory on the
   wafer.
+* :func:`packaging_options`: the same per-die budget on an MCM, a CoWoS-class interposer
+  and a wafer-scale mesh (scale-up group and its network set by the packaging).
 
 Step times are ``inf`` where no strategy of the grid is feasible (for example, the model
 does not fit the memory of a variant).
@@ -227,6 +229,51 @@ def integration_options(
         )
         problem = Problem.from_scenario(scenario.model_copy(update={"system": sys_v}), wide)
         rows.append(Row.of(opt.label, evaluate_design(variant, problem)))
+    return rows
+
+
+@dataclass(frozen=True)
+class PackagingOption:
+    """One packaging of the same per-die budget: ``packaging`` (a library name) with
+    ``group`` dies sharing its scale-up network."""
+
+    label: str
+    packaging: str
+    group: int
+
+
+def default_packagings(num_dies: int) -> tuple[PackagingOption, ...]:
+    """MCM (the library's dies per organic package share an I/O-die fabric), a CoWoS-S
+    interposer (its dies per package), and every die on one wafer mesh."""
+    mcm = resolve("packaging", "mcm", "technology.packaging")
+    cowos = resolve("packaging", "cowos-s", "technology.packaging")
+    return (
+        PackagingOption(f"MCM ({mcm.max_dies} dies / package)", "mcm", mcm.max_dies),
+        PackagingOption(f"CoWoS-S ({cowos.max_dies} dies / package)", "cowos-s", cowos.max_dies),
+        PackagingOption(f"wafer-scale mesh ({num_dies} dies)", "wafer-scale", num_dies),
+    )
+
+
+def packaging_options(
+    design: DesignSpec,
+    problem: WorkloadProblem,
+    options: Sequence[PackagingOption] | None = None,
+) -> list[Row]:
+    """The same per-die budget (die area, TDP, package area per die, allocation, link
+    technology) on each packaging of ``options``: the cluster of ``problem`` keeps its
+    dies, regrouped into scale-up groups of ``option.group`` dies wired as the packaging's
+    ``network`` says (:func:`deepflow.codesign.packaging.scale_up_link`); the groups talk
+    over the design's scale-out link."""
+    system = problem.system
+    options = options or default_packagings(system.num_accelerators)
+    rows = []
+    for opt in options:
+        group = min(opt.group, system.num_accelerators)
+        if system.num_accelerators % group:
+            raise ValueError(f"{opt.label}: {group} dies do not divide the cluster")
+        variant = _variant(design, opt.label, {"packaging": opt.packaging})
+        sys_v = system.model_copy(update={"accelerators_per_node": group, "scale_up_size": group})
+        rows.append(Row.of(opt.label, evaluate_design(variant, replace(problem, system=sys_v))))
     return rows
 
 

@@ -20,6 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost, step_energy
+from deepflow.codesign.packaging import scale_up_link
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate
 from deepflow.hardware.tiling import tiled_matmul_efficiency
@@ -159,7 +160,9 @@ def system_for(
 ) -> SystemSpec:
     """``system`` with the generated accelerator, its matmul efficiency scaled by the
     hierarchical-roofline efficiency of ``shapes``, and the generated link bandwidths
-    (scale-out only where the design has a scale-out link)."""
+    (scale-out only where the design has a scale-out link); the scale-up link is the one
+    the packaging gives the scale-up group (:func:`deepflow.codesign.packaging.scale_up_link`:
+    unchanged on a switch, split over mesh ports and derated on a wafer mesh)."""
     acc = generated.accelerator
     peak = acc.peak(precision)
     elem = float(precision.activation_bytes)
@@ -167,7 +170,14 @@ def system_for(
         factor = tiled_matmul_efficiency(shapes, acc, generated.hierarchy, peak, elem)
         eff = acc.efficiency.model_copy(update={"matmul": acc.efficiency.matmul * factor})
         acc = acc.model_copy(update={"efficiency": eff})
-    intra = system.intra_node.model_copy(update={"bandwidth": generated.scale_up_bandwidth})
+    tech = generated.design.technology
+    intra = scale_up_link(
+        tech.packaging,
+        system.intra_node,
+        generated.scale_up_bandwidth,
+        system.scale_up_size,
+        tech.scale_up.latency,
+    )
     inter = system.inter_node
     if generated.design.technology.scale_out is not None:
         inter = inter.model_copy(update={"bandwidth": generated.scale_out_bandwidth})

@@ -15,7 +15,7 @@ import difflib
 from enum import Enum
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError
@@ -121,12 +121,16 @@ class LinkTechnology(Spec):
 
 
 class Packaging(Spec):
-    """A packaging technology: largest die, largest package (interposer), dies per package."""
+    """A packaging technology: largest die, largest package (interposer), dies per package,
+    and how the dies of one scale-up group are wired: ``switch`` (each die's links reach
+    every other through a switch or an I/O die) or ``mesh`` (dies on a 2-D mesh of
+    neighbour links, as on a wafer; :mod:`deepflow.codesign.packaging`)."""
 
     name: str
     max_die_area: Area
     max_package_area: Area
     max_dies: PositiveInt = 1
+    network: Literal["switch", "mesh"] = "switch"
     sources: Sources
 
 
