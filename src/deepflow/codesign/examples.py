@@ -57,6 +57,9 @@ class Row:
     feasible: bool
     reason: str | None
     allocation: dict[str, dict[str, float]]
+    scale_up_size: int = 0
+    scale_up_bandwidth: float = 0.0  # what a ring over the scale-up group sees, bytes/s
+    scale_up_latency: float = 0.0
 
     @classmethod
     def of(cls, label: str, point: PointResult) -> Row:
@@ -71,6 +74,9 @@ class Row:
             feasible=point.feasible,
             reason=point.reason,
             allocation={grp: dict(g.design.allocation.group(grp)) for grp in GROUPS},
+            scale_up_size=point.system.scale_up_size,
+            scale_up_bandwidth=point.system.intra_node.bandwidth,
+            scale_up_latency=point.system.intra_node.latency,
         )
 
 
