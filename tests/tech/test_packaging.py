@@ -79,6 +79,13 @@ def test_system_for_applies_the_packaging_link() -> None:
     assert s_mesh.intra_node.bandwidth == pytest.approx(g_mesh.scale_up_bandwidth / 4)
     hop = g_mesh.design.technology.scale_up.latency
     assert s_mesh.intra_node.latency == pytest.approx(4 * hop)
+    # 64 dies with four concurrent stride-4 rings: 4 ports x derate 4; the longest ring
+    # step, 60 -> 0, is 4 X hops and 7 Y hops
+    wide = problem.system.model_copy(update={"scale_up_size": 64, "num_accelerators": 64})
+    rings = [range(j, 64, 4) for j in range(4)]
+    s_rings = system_for(g_mesh, wide, [], rings=rings)
+    assert s_rings.intra_node.bandwidth == pytest.approx(g_mesh.scale_up_bandwidth / 16)
+    assert s_rings.intra_node.latency == pytest.approx(11 * hop)
 
 
 @settings(max_examples=15, deadline=None)
@@ -105,8 +112,13 @@ def test_packaging_study_runs() -> None:
         "MCM (8 dies / package)",
         "CoWoS-S (2 dies / package)",
         "wafer-scale mesh (8 dies)",
+        "wafer-scale mesh (8 dies), 4 stride-4 rings",
     ]
     assert all(r.feasible and math.isfinite(r.step_time_s) for r in rows)
+    # on the 4 x 2 mesh, rings {0,4} .. {3,7} each cross one Y edge: 4 ports, derate 1,
+    # one hop; the rank-order ring's longest step, 7 -> 0, is four hops
+    assert rows[3].scale_up_bandwidth == pytest.approx(rows[2].scale_up_bandwidth)
+    assert (rows[2].scale_up_latency, rows[3].scale_up_latency) == pytest.approx((4e-6, 1e-6))
     # MCM and the wafer keep all 8 dies in one scale-up group; CoWoS-S sends the rest
     # over the scale-out link, which is slower than the generated scale-up links
     assert rows[1].step_time_s >= rows[0].step_time_s

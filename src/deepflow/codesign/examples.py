@@ -241,22 +241,32 @@ def integration_options(
 @dataclass(frozen=True)
 class PackagingOption:
     """One packaging of the same per-die budget: ``packaging`` (a library name) with
-    ``group`` dies sharing its scale-up network."""
+    ``group`` dies sharing its scale-up network; ``rings`` are the rings a scale-up
+    collective runs at once on a mesh (None: one ring of the group in rank order)."""
 
     label: str
     packaging: str
     group: int
+    rings: tuple[tuple[int, ...], ...] | None = None
 
 
 def default_packagings(num_dies: int) -> tuple[PackagingOption, ...]:
     """MCM (the library's dies per organic package share an I/O-die fabric), a CoWoS-S
-    interposer (its dies per package), and every die on one wafer mesh."""
+    interposer (its dies per package), and every die on one wafer mesh, with one ring in
+    rank order and with four concurrent stride-4 rings (the gradient all-reduces of the
+    replicas of kernel groups of four: each X edge carries four flows)."""
     mcm = resolve("packaging", "mcm", "technology.packaging")
     cowos = resolve("packaging", "cowos-s", "technology.packaging")
     return (
         PackagingOption(f"MCM ({mcm.max_dies} dies / package)", "mcm", mcm.max_dies),
         PackagingOption(f"CoWoS-S ({cowos.max_dies} dies / package)", "cowos-s", cowos.max_dies),
         PackagingOption(f"wafer-scale mesh ({num_dies} dies)", "wafer-scale", num_dies),
+        PackagingOption(
+            f"wafer-scale mesh ({num_dies} dies), 4 stride-4 rings",
+            "wafer-scale",
+            num_dies,
+            tuple(tuple(range(j, num_dies, 4)) for j in range(4)),
+        ),
     )
 
 
@@ -279,7 +289,8 @@ def packaging_options(
             raise ValueError(f"{opt.label}: {group} dies do not divide the cluster")
         variant = _variant(design, opt.label, {"packaging": opt.packaging})
         sys_v = system.model_copy(update={"accelerators_per_node": group, "scale_up_size": group})
-        rows.append(Row.of(opt.label, evaluate_design(variant, replace(problem, system=sys_v))))
+        prob = replace(problem, system=sys_v, scale_up_rings=opt.rings)
+        rows.append(Row.of(opt.label, evaluate_design(variant, prob)))
     return rows
 
 

@@ -68,6 +68,9 @@ class OpGraphProblem:
     cost: CostSpec = field(default_factory=CostSpec)
     extra_starts: tuple[tuple[str, Strategy], ...] = ()
     only: str | None = None
+    # rings a scale-up collective runs at once on a mesh packaging (None: one ring of the
+    # group in rank order; deepflow.codesign.packaging)
+    scale_up_rings: tuple[tuple[int, ...], ...] | None = None
 
     def candidates(self) -> dict[str, Strategy]:
         n = self.system.num_accelerators
@@ -85,7 +88,7 @@ class OpGraphProblem:
 
     def evaluate(self, generated: GeneratedAccelerator) -> PointResult:
         """The fastest feasible candidate strategy on ``generated`` (module docstring)."""
-        base = system_for(generated, self.system, [], self.precision)
+        base = system_for(generated, self.system, [], self.precision, self.scale_up_rings)
         if not generated.feasible:
             return PointResult(
                 generated, base, False, generated.reason, math.inf, None, math.inf, -1
@@ -101,7 +104,7 @@ class OpGraphProblem:
         reasons = []
         for i, strategy in enumerate(self.candidates().values()):
             shapes = strategy_shapes(self.graph, strategy)
-            system = system_for(generated, self.system, shapes, self.precision)
+            system = system_for(generated, self.system, shapes, self.precision, self.scale_up_rings)
             sim = OpSimulator(self.graph, system, self.precision)
             res = sim.run(strategy)
             if res.infeasible:

@@ -85,6 +85,9 @@ class Problem:
     tokens: float | None = None
     cost: CostSpec = field(default_factory=CostSpec)
     precision: Precision = Precision.BF16
+    # rings a scale-up collective runs at once on a mesh packaging (None: one ring of the
+    # group in rank order; deepflow.codesign.packaging)
+    scale_up_rings: tuple[tuple[int, ...], ...] | None = None
 
     @classmethod
     def from_scenario(
@@ -157,12 +160,13 @@ def system_for(
     system: SystemSpec,
     shapes: Sequence[tuple[float, float, float]],
     precision: Precision = Precision.BF16,
+    rings: Sequence[Sequence[int]] | None = None,
 ) -> SystemSpec:
     """``system`` with the generated accelerator, its matmul efficiency scaled by the
     hierarchical-roofline efficiency of ``shapes``, and the generated link bandwidths
     (scale-out only where the design has a scale-out link); the scale-up link is the one
     the packaging gives the scale-up group (:func:`deepflow.codesign.packaging.scale_up_link`:
-    unchanged on a switch, split over mesh ports and derated on a wafer mesh)."""
+    unchanged on a switch, split over mesh ports and derated by ``rings`` on a wafer mesh)."""
     acc = generated.accelerator
     peak = acc.peak(precision)
     elem = float(precision.activation_bytes)
@@ -177,6 +181,7 @@ def system_for(
         generated.scale_up_bandwidth,
         system.scale_up_size,
         tech.scale_up.latency,
+        rings,
     )
     inter = system.inter_node
     if generated.design.technology.scale_out is not None:
@@ -215,14 +220,18 @@ def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> 
     first_tp = int(tps[0]) if len(tps) else 1
     if not generated.feasible:
         shapes = problem.gemm_shapes(first_tp)
-        system = system_for(generated, problem.system, shapes, problem.precision)
+        system = system_for(
+            generated, problem.system, shapes, problem.precision, problem.scale_up_rings
+        )
         return PointResult(generated, system, False, generated.reason, math.inf, None, math.inf, -1)
     best_step, best_index, best = math.inf, -1, None
     system = None
     for tp in sorted({int(t) for t in tps}):
         index = np.flatnonzero(tps == tp)
         shapes = problem.gemm_shapes(tp)
-        sys_tp = system_for(generated, problem.system, shapes, problem.precision)
+        sys_tp = system_for(
+            generated, problem.system, shapes, problem.precision, problem.scale_up_rings
+        )
         if system is None:
             system = sys_tp
         if sys_tp.num_accelerators > sys_tp.scale_up_size and sys_tp.inter_node.bandwidth <= 0:
