@@ -5,7 +5,10 @@ simulator, and the packaging study (MCM, CoWoS-S, wafer-scale mesh)."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -125,3 +128,44 @@ def test_packaging_study_runs() -> None:
     bad = examples.PackagingOption("odd", "mcm", 3)
     with pytest.raises(ValueError, match="do not divide"):
         examples.packaging_options(load_budget(BUDGET).design, replace(p), [bad])
+
+
+def test_case_study_script_writes_the_packaging_table_and_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    script = CROSSFLOW / "case_studies.py"
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--studies", "packaging"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "packaging.md",
+        "packaging.png",
+        "results.json",
+    ]
+    rows = json.loads((tmp_path / "results.json").read_text())["packaging"]
+    table = (tmp_path / "packaging.md").read_text()
+    assert len(rows) == 4
+    for r in rows:
+        assert f"| {r['label']} | {r['step_time_s']:.3f} |" in table
+    # the mesh with four stride-4 rings has a quarter of the one-ring mesh's bandwidth
+    assert rows[3]["scale_up_bandwidth"] == pytest.approx(rows[2]["scale_up_bandwidth"] / 4)
+    assert rows[3]["step_time_s"] > rows[2]["step_time_s"]
+    # docs/codesign.md quotes this output
+    docs = (CROSSFLOW.parents[1] / "docs" / "codesign.md").read_text()
+    section = docs[docs.index("* Packaging, DeepFlow's LSTM LM") :]
+    for r in rows:
+        quoted = (
+            f"| {r['step_time_s']:.3f} | {r['scale_up_size']} | "
+            f"{r['scale_up_bandwidth'] / 1e9:.1f} | {r['scale_up_latency'] * 1e6:.0f} |"
+        )
+        assert quoted in section, quoted
+    bad = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--studies", "packagin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "packagin" in bad.stderr
