@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -93,7 +94,11 @@ def packaging_table(title: str, rows: list[examples.Row]) -> str:
 
 def bar_plot(plt, path: Path, labels: list[str], values: list[float], ylabel: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(labels, [v if math.isfinite(v) else 0.0 for v in values])
+    ax.bar(
+        [textwrap.fill(label, 18) for label in labels],
+        [v if math.isfinite(v) else 0.0 for v in values],
+    )
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
     fig.savefig(path)
