@@ -75,16 +75,36 @@ def main() -> None:
                 f"{c.wave_loss:.2f} | {c.k_fill:.0f} | {c.latency_s * 1e6:.2f} us |"
             )
     print()
-    print("| accelerator | precision | attention fwd / bwd fraction | tile_q | latency | memory |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+    print(
+        "| accelerator | precision | attention fwd / bwd fraction | tile_q | latency | memory "
+        "| head-dim factors fwd / bwd |"
+    )
+    print("| --- | --- | --- | ---: | ---: | ---: | --- |")
     for name in table_names():
         t = shipped_table(name)
         mem = f"{t.memory.fraction:.3f}" if t.memory else "-"
         for dtype, a in t.attention.items():
+            hd = (
+                ", ".join(
+                    f"{f.qk_dim}/{f.v_dim}: {f.forward:.3f} / {f.backward:.3f}" for f in a.head_dims
+                )
+                or "-"
+            )
             print(
                 f"| {name} | {dtype} | {a.forward_fraction:.3f} / {a.backward_fraction:.3f} | "
-                f"{a.tile_q} | {a.latency_s * 1e6:.1f} us | {mem} |"
+                f"{a.tile_q} | {a.latency_s * 1e6:.1f} us | {mem} | {hd} |"
             )
+    print()
+    print("Attention error per head-dimension pair, where a table states both head dimensions:")
+    print()
+    print("| accelerator | curve | family | CV mean abs error |")
+    print("| --- | --- | --- | ---: |")
+    for name in table_names():
+        for key, e in shipped_table(name).fit_error.items():
+            if key.startswith("attention"):
+                for fam, err in e["families"].items():
+                    if "/" in fam:
+                        print(f"| {name} | {key} | {fam} | {err:.1%} |")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,11 @@ def _attention_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, 
         key = f"b{int(r['batch'])}h{int(r['heads'])}s{int(r['seq'])}d{int(d)}/{int(dv)}"
         causal, backward = bool(r["causal"]), bool(r["backward"])
         fam = r.get("family") or (
-            ("causal " if causal else "") + ("forward+backward" if backward else "forward")
+            ("causal " if causal else "")
+            + ("forward+backward" if backward else "forward")
+            # a table that states both head dimensions (SimuMax: 128/128 and MLA's 192/128)
+            # reports its error per pair
+            + (f" {int(d)}/{int(dv)}" if r.get("v_head_dim") else "")
         )
         sample = AttentionSample(
             batch=r["batch"],

@@ -39,8 +39,28 @@ Engine fused attention): forward FLOPs ``2 b h s_q s_kv (d_qk + d_v)``, halved w
 matmuls instead of two). Work is split in ``b h ceil(s_q / tile_q)`` query tiles, issued in
 waves over the compute units::
 
-    t_fwd = F_fwd / (P eta_fwd q_wave) + t_0
-    t_bwd = 2.5 F_fwd / (P eta_bwd q_wave) + t_0
+    t_fwd = F_fwd / (P eta_fwd c_fwd q_wave) + t_0
+    t_bwd = 2.5 F_fwd / (P eta_bwd c_bwd q_wave) + t_0
+
+``c_fwd``, ``c_bwd``: the head-dimension factors (``AttentionCurve.head_dims``). A fused
+attention kernel is compiled per head-dimension pair ``(d_qk, d_v)`` with its own tile
+shape and pipeline depth, because Q, K, V, dO and the dQ/dK/dV accumulators of one tile
+must fit in shared memory and registers. Above 128 the tiles and pipelines shrink:
+FlashAttention-3 (Dao-AILab/flash-attention, hopper/flash_bwd_launch_template.h,
+``run_mha_bwd_hdim128``: causal backward blocks 64 x 128 with two dO stages;
+``run_mha_bwd_hdim192`` with ``d_v <= 128``, MLA: 64 x 96 with one dO and one dS stage),
+so less work per loaded tile and less latency hiding; cuDNN / Transformer Engine fused
+attention likewise select their kernel per head dimension. The efficiency at a wider pair
+is therefore a measured property of that pair, not a function of ``d_qk + d_v`` that
+could be extrapolated. Where a table measures a pair wider than its reference pair (the
+measured pair nearest ``d_qk + d_v = 256``), e.g. SimuMax B200's
+192/128 next to 128/128, ``eta_fwd``, ``eta_bwd``, ``tile_q`` and ``t_0`` are fitted on the
+other records and one factor per wider pair and direction on that pair's records; pairs
+no table measured, and pairs no wider than the reference, run at the curve (``c = 1``).
+Narrower pairs (64/64 in the H200 calibration) stay pooled with the reference, as the
+curve was fitted before the factor existed: their loss (the softmax and rescaling work per
+tile does not shrink with ``d``) is not separated here (docs/hardware.md, "Head
+dimensions").
 
 Streaming (element-wise, norm, softmax, copy) kernels: ``t = bytes / (BW mu) + t_0`` per
 kernel, ``mu`` the achievable fraction of the data-sheet bandwidth (STREAM-type kernels).
@@ -75,6 +95,7 @@ from deepflow.specs.kernels import (
     PRECISION_NAMES,
     AttentionCurve,
     GemmCurve,
+    HeadDimFactor,
     KernelParams,
     MemoryCurve,
 )
@@ -223,12 +244,47 @@ class KernelTable:
     fa2_backward: np.ndarray
     fa2_tile_q: np.ndarray
     fa2_latency: np.ndarray
+    attn_head_dims: tuple[tuple[float, float, np.ndarray, np.ndarray], ...]
+    fa2_head_dims: tuple[tuple[float, float, np.ndarray, np.ndarray], ...]
     memory_bandwidth: float  # achievable bytes/s
     memory_latency: float
     compute_units: float
 
 
 _TABLES: dict[int, tuple[AcceleratorSpec, KernelTable]] = {}
+
+
+def _head_dim_arrays(
+    curves: Sequence[AttentionCurve],
+) -> tuple[tuple[float, float, np.ndarray, np.ndarray], ...]:
+    """``(d_qk, d_v, c_fwd[code], c_bwd[code])`` for every head-dimension pair that one of
+    ``curves`` (one per precision code) lists; 1 for the precisions that do not list it."""
+    pairs = sorted({(f.qk_dim, f.v_dim) for c in curves for f in c.head_dims})
+    out = []
+    for q, v in pairs:
+        fwd, bwd = np.ones(len(curves)), np.ones(len(curves))
+        for i, c in enumerate(curves):
+            for f in c.head_dims:
+                if (f.qk_dim, f.v_dim) == (q, v):
+                    fwd[i], bwd[i] = f.forward, f.backward
+        out.append((float(q), float(v), fwd, bwd))
+    return tuple(out)
+
+
+def head_dim_factors(
+    pairs: Sequence[tuple[float, float, object, object]], qk_dim: object, v_dim: object
+) -> tuple[object, object]:
+    """``(c_fwd, c_bwd)`` of attention with head dimensions ``qk_dim``, ``v_dim`` (arrays
+    broadcast) from ``(d_qk, d_v, c_fwd, c_bwd)`` pairs: the listed pair's factors, 1 for
+    an unlisted pair (the module docstring's attention curve)."""
+    fwd: object = 1.0
+    bwd: object = 1.0
+    for q, v, f, b in pairs:
+        match = (np.asarray(qk_dim) == q) & (np.asarray(v_dim) == v)
+        if np.any(match):
+            fwd = np.where(match, f, fwd)
+            bwd = np.where(match, b, bwd)
+    return fwd, bwd
 
 
 def kernel_table(acc: AcceleratorSpec) -> KernelTable:
@@ -253,6 +309,8 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
         fa2_backward=np.array([a.backward_fraction for a in fa2]),
         fa2_tile_q=np.array([float(a.tile_q) for a in fa2]),
         fa2_latency=np.array([a.latency_s for a in fa2]),
+        attn_head_dims=_head_dim_arrays(attn),
+        fa2_head_dims=_head_dim_arrays(fa2),
         memory_bandwidth=acc.memory_bandwidth * p.memory.fraction,
         memory_latency=p.memory.latency_s,
         compute_units=float(acc.compute_units),
@@ -428,13 +486,17 @@ def attention_time(
     fa2 = kernel == "flash-attention-2"
     tile_q = (t.fa2_tile_q if fa2 else t.attn_tile_q)[code]
     tiles = np.asarray(batch, dtype=np.float64) * heads * np.ceil(seq_q / tile_q)
+    pairs = [
+        (q, v, f[code], b[code]) for q, v, f, b in (t.fa2_head_dims if fa2 else t.attn_head_dims)
+    ]
+    c_fwd, c_bwd = head_dim_factors(pairs, qk_dim, v_dim)
     fwd, bwd = attention_terms(
         flops,
         tiles,
         peak,
         t.compute_units,
-        (t.fa2_forward if fa2 else t.attn_forward)[code],
-        (t.fa2_backward if fa2 else t.attn_backward)[code],
+        (t.fa2_forward if fa2 else t.attn_forward)[code] * c_fwd,
+        (t.fa2_backward if fa2 else t.attn_backward)[code] * c_bwd,
         (t.fa2_latency if fa2 else t.attn_latency)[code],
     )
     return fwd, bwd, flops
@@ -683,16 +745,43 @@ def predict_attention(
 ) -> np.ndarray:
     """Predicted times of ``samples`` (forward, or forward + backward) under ``curve``."""
     flops, tiles = _attention_inputs(samples, curve.tile_q)
+    c_fwd, c_bwd = head_dim_factors(
+        [(f.qk_dim, f.v_dim, f.forward, f.backward) for f in curve.head_dims],
+        np.array([s.qk_dim for s in samples]),
+        np.array([s.v_dim for s in samples]),
+    )
     fwd, bwd = attention_terms(
         flops,
         tiles,
         device.peak,
         device.compute_units,
-        curve.forward_fraction,
-        curve.backward_fraction,
+        curve.forward_fraction * c_fwd,
+        curve.backward_fraction * c_bwd,
         curve.latency_s,
     )
     return np.where([s.backward for s in samples], fwd + bwd, fwd)
+
+
+REFERENCE_HEAD_DIMS = 256.0
+"""``d_qk + d_v`` of the reference head-dimension pair, 128/128: the head dimensions of the
+Llama, GPT-3 and Qwen families, which most attention tables measure."""
+
+
+FACTOR_ROUNDS = 12
+"""Refinement rounds of the one-parameter head-dimension factor fits (log grid over
+0.2-4: a final step under 1.5 % of the factor)."""
+
+
+def _reference_pair(samples: Sequence[AttentionSample]) -> tuple[float, float]:
+    """The measured head-dimension pair of ``samples`` nearest ``d_qk + d_v =``
+    :data:`REFERENCE_HEAD_DIMS` (ties: the one with more forward records, then the smaller
+    ``d_qk``). Chosen by width, not by count, so that leaving records out (cross-validation)
+    does not move the reference."""
+    count: dict[tuple[float, float], int] = {}
+    for s in samples:
+        key = (s.qk_dim, s.v_dim)
+        count[key] = count.get(key, 0) + (0 if s.backward else 1)
+    return max(count, key=lambda p: (-abs(p[0] + p[1] - REFERENCE_HEAD_DIMS), count[p], -p[0]))
 
 
 def fit_attention_curve(
@@ -701,7 +790,76 @@ def fit_attention_curve(
     backward_ratio: float | None = None,
     latency_s: float = 0.0,
 ) -> AttentionCurve:
-    """Fit the attention curve to ``samples``: the forward and backward fractions, the
+    """Fit the attention curve to ``samples`` (module docstring): :func:`_fit_attention_reference`
+    on the samples whose head dimensions are no wider (``d_qk + d_v``) than the reference
+    pair's (:func:`_reference_pair`); then per wider pair the forward factor on its forward
+    samples and the backward factor on its forward + backward samples, the other terms held
+    (a pair without backward samples takes its forward factor; one without forward samples,
+    forward factor 1)."""
+    ref = _reference_pair(samples)
+    width = ref[0] + ref[1]
+    base = _fit_attention_reference(
+        [s for s in samples if s.qk_dim + s.v_dim <= width], device, backward_ratio, latency_s
+    )
+    factors = []
+    for pair in sorted({(s.qk_dim, s.v_dim) for s in samples if s.qk_dim + s.v_dim > width}):
+        mine = [s for s in samples if (s.qk_dim, s.v_dim) == pair]
+        fwd_s = [s for s in mine if not s.backward]
+        bwd_s = [s for s in mine if s.backward]
+        c_fwd = 1.0
+        if fwd_s:
+            flops, tiles = _attention_inputs(fwd_s, base.tile_q)
+            meas = np.array([s.time_s for s in fwd_s])
+
+            def objective(c, flops=flops, tiles=tiles, meas=meas):
+                pred, _ = attention_terms(
+                    flops,
+                    tiles,
+                    device.peak,
+                    device.compute_units,
+                    base.forward_fraction * c,
+                    1.0,
+                    base.latency_s,
+                )
+                return _log_error(pred, meas)
+
+            c_fwd = float(_refine(objective, [(0.2, 4.0)], [True], rounds=FACTOR_ROUNDS)[0][0])
+        c_bwd = c_fwd
+        if bwd_s:
+            flops, tiles = _attention_inputs(bwd_s, base.tile_q)
+            meas = np.array([s.time_s for s in bwd_s])
+
+            def objective_b(c, flops=flops, tiles=tiles, meas=meas, c_fwd=c_fwd):
+                fwd, bwd = attention_terms(
+                    flops,
+                    tiles,
+                    device.peak,
+                    device.compute_units,
+                    base.forward_fraction * c_fwd,
+                    base.backward_fraction * c,
+                    base.latency_s,
+                )
+                return _log_error(fwd + bwd, meas)
+
+            c_bwd = float(_refine(objective_b, [(0.2, 4.0)], [True], rounds=FACTOR_ROUNDS)[0][0])
+        factors.append(
+            HeadDimFactor(
+                qk_dim=int(pair[0]),
+                v_dim=int(pair[1]),
+                forward=round(c_fwd, 4),
+                backward=round(c_bwd, 4),
+            )
+        )
+    return base.model_copy(update={"head_dims": factors})
+
+
+def _fit_attention_reference(
+    samples: Sequence[AttentionSample],
+    device: Device,
+    backward_ratio: float | None = None,
+    latency_s: float = 0.0,
+) -> AttentionCurve:
+    """Fit the attention curve to ``samples`` of one head-dimension pair: the forward and backward fractions, the
     latency and the query tile (64, 128 or 256). With fewer than three forward samples the
     latency is ``latency_s`` and the tile 128; without backward samples the backward
     fraction is ``backward_ratio`` times the forward one (a ratio from another chip)."""

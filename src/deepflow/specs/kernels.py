@@ -79,19 +79,36 @@ class GemmCurve(Spec):
     group_streams: int = Field(default=0, ge=0)
 
 
+class HeadDimFactor(Spec):
+    """The attention kernel's efficiency at head dimensions ``(qk_dim, v_dim)`` relative to
+    the curve's reference head dimensions: ``forward`` multiplies ``forward_fraction``,
+    ``backward`` multiplies ``backward_fraction`` for attention of exactly these head
+    dimensions (a fused kernel compiles one tile configuration per head dimension, so its
+    efficiency is a property of the pair; e.g. MLA's 192/128 against 128/128)."""
+
+    qk_dim: PositiveInt
+    v_dim: PositiveInt
+    forward: float = Field(gt=0, le=4)
+    backward: float = Field(gt=0, le=4)
+
+
 class AttentionCurve(Spec):
     """Time of a fused (flash) attention kernel:
 
-    ``t_fwd = F_fwd / (P * forward_fraction * q_wave) + latency_s`` with
+    ``t_fwd = F_fwd / (P * forward_fraction * c_fwd * q_wave) + latency_s`` with
     ``F_fwd = 2 b h s_q s_kv (d_qk + d_v)`` (halved when causal) and ``q_wave`` the wave
     quantization of ``b h ceil(s_q / tile_q)`` query tiles; backward
-    ``t_bwd = 2.5 F_fwd / (P * backward_fraction * q_wave) + latency_s``.
+    ``t_bwd = 2.5 F_fwd / (P * backward_fraction * c_bwd * q_wave) + latency_s``.
+    ``c_fwd``, ``c_bwd``: the :class:`HeadDimFactor` of the attention's head dimensions in
+    ``head_dims``, 1 for head dimensions not listed (the reference ones, and those no table
+    measured).
     """
 
     forward_fraction: UnitFraction
     backward_fraction: UnitFraction
     tile_q: PositiveInt = 128
     latency_s: Seconds = 0.0
+    head_dims: list[HeadDimFactor] = Field(default_factory=list)
 
 
 class MemoryCurve(Spec):
