@@ -734,6 +734,24 @@ _SIMUMAX_NOTES = (
 )
 
 
+def _simumax_launcher(r: dict[str, str], tp: int) -> dict[str, Any]:
+    """The strategy keys every SimuMax B200 launcher sets alike: Megatron-LM with Transformer
+    Engine, BF16, sequence parallelism with TP, the distributed optimizer, no recompute
+    (``--recompute-num-layers 0``), and the data-parallel collectives after the backward:
+    the launcher passes neither ``--overlap-grad-reduce`` nor ``--overlap-param-gather``
+    (Megatron-LM ``arguments.py`` ``_add_distributed_args``: store_true, default False)."""
+    return {
+        "micro_batch_size": int(r["micro_batch_size"]),
+        "recompute": "none",
+        "sequence_parallel": tp > 1,
+        "precision": "bf16",
+        "framework": "megatron-core",
+        "zero": 1,
+        "overlap_grad_reduce": False,
+        "overlap_param_gather": False,
+    }
+
+
 def simumax_b200_cases() -> list[Case]:
     """The 24 dense Llama-3 rows (sequence 4,096, TP 1-8, PP 1-2) of SimuMax's B200 runs.
 
@@ -763,17 +781,7 @@ def simumax_b200_cases() -> list[Case]:
                 "tp": tp,
                 "pp": pp,
                 "dp": dp,
-                "micro_batch_size": int(r["micro_batch_size"]),
-                "recompute": "none",
-                "sequence_parallel": tp > 1,
-                "precision": "bf16",
-                "framework": "megatron-core",
-                "zero": 1,
-                # the launcher passes neither --overlap-grad-reduce nor
-                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
-                # store_true, default False)
-                "overlap_grad_reduce": False,
-                "overlap_param_gather": False,
+                **_simumax_launcher(r, tp),
             },
             "training": {"global_batch_size": gb},
         }
@@ -868,17 +876,7 @@ def simumax_b200_moe_cases() -> list[Case]:
                 "dp": dp,
                 "ep": ep,
                 "expert_tp": int(r["expert_tensor_parallel"]),
-                "micro_batch_size": int(r["micro_batch_size"]),
-                "recompute": "none",
-                "sequence_parallel": tp > 1,
-                "precision": "bf16",
-                "framework": "megatron-core",
-                "zero": 1,
-                # the launcher passes neither --overlap-grad-reduce nor
-                # --overlap-param-gather (Megatron-LM arguments.py _add_distributed_args:
-                # store_true, default False)
-                "overlap_grad_reduce": False,
-                "overlap_param_gather": False,
+                **_simumax_launcher(r, tp),
             },
             "training": {"global_batch_size": gb},
         }
