@@ -7,7 +7,8 @@ run; the report uses none): every other knob free, expert parallelism and expert
 parallelism included (MoE parallel folding). Target (issue 14): under 30 s on one core,
 enumeration included.
 
-    python bench/bench_search_moe.py
+    python bench/bench_search_moe.py                 # the cp=1 search, timed
+    python bench/bench_search_moe.py --cp-free-size  # also count the space with cp free
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ TARGET_S = 30.0
 FIXES = ("cp=1",)
 
 
-def deepseek_v3() -> float:
+def deepseek_v3() -> tuple[int, float]:
     scenario = scenario_from_dict(
         {
             "model": "deepseek-v3",
@@ -55,8 +56,44 @@ def deepseek_v3() -> float:
             f"etp{s['expert_tp'] or s['tp']} mbs{s['micro_batch_size']} zero{s['zero']} "
             f"{s['recompute']} -> {best.step_time_s:.2f} s, MFU {best.mfu:.1%}"
         )
-    return wall
+    return result.evaluated, wall
+
+
+def cp_free_size(rate: float) -> None:
+    """Count the points of the same search with ``cp`` left free (one ``cp`` value at a
+    time, so that the whole space is never held at once) and project its one-core wall
+    time at the rate measured with ``cp=1``: the gap to the 30 s target that a pruning
+    rule for ``cp`` has to close."""
+    scenario = scenario_from_dict(
+        {
+            "model": "deepseek-v3",
+            "system": {
+                "preset": "dgx-h100",
+                "accelerator": "h800-sxm5-80gb",
+                "num_accelerators": 2048,
+            },
+            "training": {"global_batch_size": 15360},
+        },
+        name="deepseek-v3-2048",
+    )
+    seq = scenario.model.seq_len
+    n = scenario.system.num_accelerators
+    total = 0
+    for cp in (d for d in range(1, n + 1) if n % d == 0):
+        if cp > 1 and seq % (2 * cp):
+            continue
+        size = len(SearchSpace.from_scenario(scenario, [f"cp={cp}"]).columns["cp"])
+        print(f"  cp={cp:<5d} {size:>12,} points")
+        total += size
+    print(
+        f"  cp free: {total:,} points, about {total / rate:.0f} s at {rate:,.0f}/s "
+        f"(target <= {TARGET_S:.0f} s)"
+    )
 
 
 if __name__ == "__main__":
-    deepseek_v3()
+    import sys
+
+    evaluated, wall = deepseek_v3()
+    if "--cp-free-size" in sys.argv:
+        cp_free_size(evaluated / wall)
