@@ -48,10 +48,13 @@ def strategy_line(scenario: Scenario) -> str:
     never their Python reprs)."""
     s = scenario.strategy
     etp = f"expert_tp={s.etp} " if s.etp != s.tp else ""
+    dispatcher = f"dispatcher={s.moe_dispatcher} " if s.moe_dispatcher != "alltoall" else ""
+    recipe = s.effective_fp8_recipe
+    precision = s.precision.value + (f" ({recipe.value})" if recipe is not None else "")
     return (
-        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} {etp}"
+        f"dp={s.dp} tp={s.tp} pp={s.pp} vpp={s.vpp} cp={s.cp} ep={s.ep} {etp}{dispatcher}"
         f"sp={s.sequence_parallel} zero={s.zero} recompute={s.recompute.value} "
-        f"micro_batch={s.micro_batch_size} {s.precision.value} {s.schedule.value}; "
+        f"micro_batch={s.micro_batch_size} {precision} {s.schedule.value}; "
         f"global batch {scenario.training.global_batch_size} x {scenario.model.seq_len} tokens"
     )
 

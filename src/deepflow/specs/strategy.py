@@ -362,14 +362,17 @@ class StrategySpec(Spec):
 def strategy_text(s: Mapping[str, Any]) -> str:
     """A strategy in one compact line, ``dp32 tp4 pp8 vpp12 sp zero2 mbs3 interleaved``,
     from its JSON form (``StrategySpec.model_dump(mode="json")`` or a search result's
-    ``strategy``): degrees above 1, switches that are on, the recompute policy unless
-    ``none``, the micro-batch size and, with a pipeline, the schedule."""
+    ``strategy``): degrees above 1, switches that are on, the FP8 recipe where one is set,
+    the recompute policy unless ``none``, the micro-batch size and, with a pipeline, the
+    schedule."""
     parts = [f"dp{s['dp']}", f"tp{s['tp']}", f"pp{s['pp']}"]
     parts += [f"{k}{s[k]}" for k in ("vpp", "cp", "ep") if s.get(k, 1) > 1]
     if s.get("expert_tp") is not None and s["expert_tp"] != s["tp"]:
         parts.append(f"etp{s['expert_tp']}")
     if s.get("moe_dispatcher", "alltoall") != "alltoall":
         parts.append(str(s["moe_dispatcher"]))
+    if s.get("fp8_recipe"):
+        parts.append(f"fp8-{s['fp8_recipe']}")
     if s.get("sequence_parallel"):
         parts.append("sp")
     if s.get("zero"):
