@@ -168,7 +168,7 @@ def run_chunk(task: ChunkTask) -> ChunkSummary:
     ok = np.flatnonzero(result.feasible)
     t = result.step_time[ok]
     mem = result.peak_memory[ok]
-    keys = chunk.start + ok
+    keys = chunk.positions(ok)
     values = objective_values(task.objective, t, system)
     best = ok[np.lexsort((keys, t, values))[: task.top]]
     front = ok[_pareto_2d(t, mem, keys)]
@@ -185,7 +185,7 @@ def run_chunk(task: ChunkTask) -> ChunkSummary:
             mfu=float(mfu[i]),
             cost_per_step=None if cost is None else float(cost[i]),
             energy_per_step_j=None if energy is None else float(energy[i]),
-            key=(chunk.space, chunk.start + int(i)),
+            key=(chunk.space, int(chunk.positions(np.asarray(i)))),
         )
 
     return ChunkSummary(

@@ -157,6 +157,24 @@ INTEGER_KNOBS = (
 # the recompute mode a knob's value is checked under
 _NEEDS = {"recompute_modules": "selective", "recompute_layers": "full"}
 _NEEDS_PRECISION = {"fp8_recipe": "fp8", "fp8_param_gather": "fp8"}
+COLUMNS = (
+    "pp",
+    "vpp",
+    "tp",
+    "cp",
+    "dp",
+    "ep",
+    "expert_tp",
+    "micro_batch_size",
+    "sequence_parallel",
+    "zero",
+    "recompute",
+    "recompute_modules",
+    "recompute_layers",
+    "pipeline_schedule",
+    "fp8_recipe",
+)
+"""The columns of an enumerated space, in the order of :meth:`SearchSpace.row_table`."""
 _NOT_BATCHED = ("axis_order", "stage_layers")
 """Base fields that are not arrays of a batch: the axis order is passed on its own, and an
 explicit pipeline split belongs to one ``pp``, so a search uses the default split."""
@@ -310,15 +328,22 @@ def _intersect(a: Restriction, b: Restriction) -> Restriction:
 @dataclass(frozen=True)
 class Chunk:
     """Points ``start .. start + len(columns[...]) - 1`` of space ``space`` (its position in a
-    sweep), in enumeration order; ``index`` counts chunks within that space."""
+    sweep), in enumeration order; ``index`` counts chunks within that space. With ``keys``
+    the points are scattered: point ``i`` is at position ``keys[i]``."""
 
     space: int
     index: int
     start: int
     columns: dict[str, np.ndarray] = field(repr=False)
+    keys: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.columns["dp"].shape[0])
+
+    def positions(self, i: np.ndarray) -> np.ndarray:
+        """Positions in the space's enumeration of the chunk's points ``i``: ``start + i``,
+        or ``keys[i]`` for a chunk of scattered points (the pruned search's batches)."""
+        return self.start + i if self.keys is None else self.keys[i]
 
 
 @dataclass(frozen=True)
@@ -491,13 +516,12 @@ class SearchSpace:
         return out
 
     @cached_property
-    def columns(self) -> dict[str, np.ndarray]:
-        """Every point of the space, one array per searched knob (enums as integer codes
-        into ``RECOMPUTES`` and ``SCHEDULES``, recompute modules as bitmasks, ``-1`` for
-        "every layer"), sorted by ``(pp, vpp, tp, cp, dp, ep, micro_batch_size,
-        sequence_parallel, zero, recompute setting, pipeline_schedule)``."""
+    def rows(self) -> list[tuple[int, int, int, int, int]]:
+        """The dense meshes ``(pp, vpp, tp, cp, dp)`` of the space, sorted: the points of
+        each are one :meth:`row_table`, and :attr:`columns` is the row tables in this
+        order."""
         m, n, gbs = self.model, self.system.num_accelerators, self.global_batch_size
-        rows: list[tuple[int, ...]] = []
+        rows: list[tuple[int, int, int, int, int]] = []
         tps = [
             d
             for d in divisors(n)
@@ -524,66 +548,65 @@ class SearchSpace:
                     for vpp in vpps:
                         rows.append((pp, vpp, tp, cp, dp))
         rows.sort()
-        zeros = self._allowed("zero", (0, 1, 2, 3))
-        parts: list[np.ndarray] = []
-        for pp, vpp, tp, cp, dp in rows:
-            policies = np.array(
-                self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
-            ).reshape(-1, 3)
-            experts = self._expert_grids(tp, cp, dp)
-            sps = (
-                self._representatives("sequence_parallel", [(False, True)])
-                if tp == 1
-                else self._allowed("sequence_parallel", (False, True))
-            )
-            grid = np.meshgrid(
-                [pp],
-                [vpp],
-                [tp],
-                [cp],
-                [dp],
-                np.arange(len(experts)),
-                self._allowed("micro_batch_size", divisors(gbs // dp)),
-                [int(s) for s in sps],
-                zeros,
-                np.arange(len(policies)),
-                self._schedules(pp, vpp),
-                self._fp8_recipes,
-                indexing="ij",
-            )
-            flat = [g.ravel() for g in grid]
-            policy = policies[flat[9]]
-            flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
-            grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
-            flat[5:6] = [grids[:, 0], grids[:, 1]]
-            table = np.stack(flat, axis=1)
-            if tp > 1:
-                # a folded expert_tp needs sequence parallelism (rule etp-sp): the points
-                # without it are never enumerated
-                table = table[(table[:, 6] == tp) | (table[:, 8] == 1)]
-            parts.append(table)
-        names = (
-            "pp",
-            "vpp",
-            "tp",
-            "cp",
-            "dp",
-            "ep",
-            "expert_tp",
-            "micro_batch_size",
-            "sequence_parallel",
-            "zero",
-            "recompute",
-            "recompute_modules",
-            "recompute_layers",
-            "pipeline_schedule",
-            "fp8_recipe",
+        return rows
+
+    def row_table(self, pp: int, vpp: int, tp: int, cp: int, dp: int) -> np.ndarray:
+        """The points of one dense mesh (a member of :attr:`rows`) as an integer table,
+        one column per name of :data:`COLUMNS`, in enumeration order."""
+        m, gbs = self.model, self.global_batch_size
+        policies = np.array(
+            self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
+        ).reshape(-1, 3)
+        experts = self._expert_grids(tp, cp, dp)
+        sps = (
+            self._representatives("sequence_parallel", [(False, True)])
+            if tp == 1
+            else self._allowed("sequence_parallel", (False, True))
         )
-        table = np.concatenate(parts) if parts else np.zeros((0, len(names)), dtype=np.int64)
-        table = table.astype(np.int64)
-        out = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(names)}
+        grid = np.meshgrid(
+            [pp],
+            [vpp],
+            [tp],
+            [cp],
+            [dp],
+            np.arange(len(experts)),
+            self._allowed("micro_batch_size", divisors(gbs // dp)),
+            [int(s) for s in sps],
+            self._allowed("zero", (0, 1, 2, 3)),
+            np.arange(len(policies)),
+            self._schedules(pp, vpp),
+            self._fp8_recipes,
+            indexing="ij",
+        )
+        flat = [g.ravel() for g in grid]
+        policy = policies[flat[9]]
+        flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
+        grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
+        flat[5:6] = [grids[:, 0], grids[:, 1]]
+        table = np.stack(flat, axis=1).astype(np.int64)
+        if tp > 1:
+            # a folded expert_tp needs sequence parallelism (rule etp-sp): the points
+            # without it are never enumerated
+            table = table[(table[:, 6] == tp) | (table[:, 8] == 1)]
+        return table
+
+    @staticmethod
+    def table_columns(table: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns (as in :attr:`columns`) of a table of :meth:`row_table` rows."""
+        out = {name: np.ascontiguousarray(table[:, i]) for i, name in enumerate(COLUMNS)}
         out["sequence_parallel"] = out["sequence_parallel"].astype(bool)
         return out
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every point of the space, one array per searched knob (enums as integer codes
+        into ``RECOMPUTES`` and ``SCHEDULES``, recompute modules as bitmasks, ``-1`` for
+        "every layer"), sorted by ``(pp, vpp, tp, cp, dp, ep, micro_batch_size,
+        sequence_parallel, zero, recompute setting, pipeline_schedule)``: the
+        :meth:`row_table` of each of :attr:`rows`, in order."""
+        parts = [self.row_table(*row) for row in self.rows]
+        table = np.concatenate(parts) if parts else np.zeros((0, len(COLUMNS)), dtype=np.int64)
+        return self.table_columns(table.astype(np.int64))
 
     def __len__(self) -> int:
         return int(self.columns["dp"].shape[0])
@@ -659,6 +682,7 @@ def strategy_dict(base: StrategySpec, columns: Mapping[str, np.ndarray], i: int)
 
 
 __all__ = [
+    "COLUMNS",
     "FIXABLE",
     "RECOMPUTE_LAYER_FRACTIONS",
     "RECOMPUTE_MODULE_CHOICES",
