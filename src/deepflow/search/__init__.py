@@ -1,5 +1,6 @@
 """Strategy search (docs/search.md): the space of parallelization strategies as data, an
-exhaustive grid sampler through the vectorized closed-form evaluator, objectives (time,
+exhaustive grid sampler through the vectorized closed-form evaluator, an exact pruned
+search (the same top strategies from fewer evaluations), objectives (time,
 cost, energy per step), Pareto fronts, and executors (in-process, local processes, Dask).
 
 The per-operator MCMC search of FlexFlow runs on the event-driven simulator and is not
@@ -27,6 +28,7 @@ from deepflow.search.exhaustive import (
     run_chunk,
 )
 from deepflow.search.objective import Objective, check_objective, objective_values
+from deepflow.search.prune import pruned_search
 from deepflow.search.space import (
     SEARCH_KNOBS,
     Restriction,
@@ -59,6 +61,7 @@ __all__ = [
     "make_executor",
     "objective_values",
     "pareto_front",
+    "pruned_search",
     "parse_fix",
     "parse_fixes",
     "run_chunk",

@@ -48,14 +48,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.estimate.evaluate import evaluate
+from deepflow.parallel.feasibility import Context, structural_violations
 from deepflow.search.exhaustive import (
     DEFAULT_CHUNK_SIZE,
+    REASONS,
     ChunkSummary,
     ChunkTask,
     SearchResult,
@@ -64,13 +66,12 @@ from deepflow.search.exhaustive import (
     run_chunk,
 )
 from deepflow.search.objective import Objective, check_objective, objective_values
-from deepflow.search.space import COLUMNS, Chunk, SearchSpace
+from deepflow.search.space import COLUMNS, Chunk, RowAxes, SearchSpace
 
 GROUP_KNOBS = ("ep", "expert_tp", "micro_batch_size", "sequence_parallel", "fp8_recipe")
 """Knobs a group shares besides its dense mesh ``(pp, vpp, tp, cp, dp)``."""
 BOUND_PARTS = ("compute", "tp_comm", "cp_comm", "ep_comm", "pp_comm")
 """Breakdown parts of the critical stage that depend on a group's knobs only."""
-_GROUP_INDEX = [COLUMNS.index(k) for k in GROUP_KNOBS]
 # a bound is compared with the threshold with this relative margin, so that rounding in
 # a different order of summation can never prune a point that ties the threshold
 _MARGIN = 1e-9
@@ -85,53 +86,90 @@ def step_time_bound(result_breakdown: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(np.isfinite(bound), bound, 0.0)
 
 
-@dataclass
-class _Row:
-    """One dense mesh of one space: its point table, and its points sorted by group."""
-
-    table: np.ndarray
-    order: np.ndarray  # point indices, grouped
-    starts: np.ndarray  # group g is order[starts[g]:starts[g + 1]]
-
-
-def _row_groups(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(first, order, starts)`` of the groups of a row table: the first point of each
-    group (in enumeration order), the points sorted by group and each group's start."""
-    if not len(table):
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(1, dtype=np.int64)
-    _, first, inverse = np.unique(
-        table[:, _GROUP_INDEX], axis=0, return_index=True, return_inverse=True
+def _inner(axes: RowAxes) -> tuple[np.ndarray, np.ndarray]:
+    """The members of a group of a mesh with ``axes``, as columns ``(zero, recompute,
+    recompute_modules, recompute_layers, pipeline_schedule)``, and their offsets within
+    the block (to which the group's FP8 recipe index is added)."""
+    z, p, s = np.meshgrid(
+        np.arange(len(axes.zeros)),
+        np.arange(len(axes.policies)),
+        np.arange(len(axes.schedules)),
+        indexing="ij",
     )
-    inverse = inverse.reshape(-1)
-    # number the groups by their first point, so that group order is enumeration order
-    rank = np.empty(len(first), dtype=np.int64)
-    by_first = np.argsort(first, kind="stable")
-    rank[by_first] = np.arange(len(first))
-    group = rank[inverse]
-    order = np.argsort(group, kind="stable")
-    starts = np.searchsorted(group[order], np.arange(len(first) + 1))
-    return first[by_first], order, starts
+    z, p, s = z.ravel(), p.ravel(), s.ravel()
+    cols = np.column_stack([axes.zeros[z], axes.policies[p], axes.schedules[s]])
+    offsets = ((z * len(axes.policies) + p) * len(axes.schedules) + s) * len(axes.fp8_recipes)
+    return cols.astype(np.int64), offsets.astype(np.int64)
 
 
-def group_bounds(space: SearchSpace, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict[str, np.ndarray]:
-    """Every group of ``space``: arrays ``row`` (index into ``space.rows``), ``group``
-    (index within the row, in enumeration order), ``size`` and ``bound`` (seconds)."""
-    rows, groups, sizes, reps = [], [], [], []
+@dataclass
+class Groups:
+    """The groups of one space, in enumeration order: for each, its mesh (``row``, index
+    into ``space.rows``), its block within the mesh (``block``, after the ``etp-sp``
+    filter) and FP8 recipe (``recipe``, index into the mesh's recipes), its ``size``,
+    its representative (``rep``, a :data:`~deepflow.search.space.COLUMNS` table row: the
+    group's first member) and the position of its first member (``start``)."""
+
+    row: np.ndarray
+    block: np.ndarray
+    recipe: np.ndarray
+    size: np.ndarray
+    rep: np.ndarray
+    start: np.ndarray
+    row_offsets: np.ndarray  # position of each mesh's first point; the last is the size
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def space_groups(space: SearchSpace) -> Groups:
+    """The groups of ``space`` without enumerating its points (a group is a block of a
+    mesh with one FP8 recipe, see :class:`~deepflow.search.space.RowAxes`)."""
+    rows, blocks, recipes, sizes, reps, starts = [], [], [], [], [], []
+    offsets = [0]
     for r, mesh in enumerate(space.rows):
-        table = space.row_table(*mesh)
-        first, _, starts = _row_groups(table)
-        rows.append(np.full(len(first), r, dtype=np.int64))
-        groups.append(np.arange(len(first), dtype=np.int64))
-        sizes.append(np.diff(starts))
-        reps.append(table[first])
-    if not reps:
-        empty = np.zeros(0, dtype=np.int64)
-        return {"row": empty, "group": empty, "size": empty, "bound": np.zeros(0)}
-    rep_table = np.concatenate(reps)
-    bound = np.zeros(len(rep_table))
-    for start in range(0, len(rep_table), chunk_size):
-        part = rep_table[start : start + chunk_size]
+        axes = space.row_axes(*mesh)
+        inner = axes.inner_size
+        if not inner:
+            offsets.append(offsets[-1])
+            continue
+        kept = axes.kept_blocks()
+        nf = len(axes.fp8_recipes)
+        k, f = np.meshgrid(np.arange(len(kept)), np.arange(nf), indexing="ij")
+        k, f = k.ravel(), f.ravel()
+        first = np.array([axes.zeros[0], *axes.policies[0], axes.schedules[0]], dtype=np.int64)
+        rep = np.empty((len(k), len(COLUMNS)), dtype=np.int64)
+        rep[:, 0:5] = mesh
+        rep[:, 5:9] = kept[k]
+        rep[:, 9:14] = first
+        rep[:, 14] = axes.fp8_recipes[f]
+        rows.append(np.full(len(k), r, dtype=np.int64))
+        blocks.append(k)
+        recipes.append(f)
+        sizes.append(np.full(len(k), inner // nf, dtype=np.int64))
+        reps.append(rep)
+        starts.append(offsets[-1] + k * inner + f)
+        offsets.append(offsets[-1] + len(kept) * inner)
+    cat = (lambda xs: np.concatenate(xs)) if rows else (lambda xs: np.zeros(0, dtype=np.int64))
+    return Groups(
+        row=cat(rows),
+        block=cat(blocks),
+        recipe=cat(recipes),
+        size=cat(sizes),
+        rep=np.concatenate(reps) if reps else np.zeros((0, len(COLUMNS)), dtype=np.int64),
+        start=cat(starts),
+        row_offsets=np.array(offsets, dtype=np.int64),
+    )
+
+
+def group_bounds(
+    space: SearchSpace, groups: Groups, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> np.ndarray:
+    """The step-time lower bound (seconds) of each of ``groups``: one evaluation of its
+    representative (:func:`step_time_bound`)."""
+    bound = np.zeros(len(groups))
+    for start in range(0, len(groups), chunk_size):
+        part = groups.rep[start : start + chunk_size]
         result = evaluate(
             space.model,
             space.system,
@@ -139,12 +177,29 @@ def group_bounds(space: SearchSpace, chunk_size: int = DEFAULT_CHUNK_SIZE) -> di
             space.batch(SearchSpace.table_columns(part)),
         )
         bound[start : start + len(part)] = step_time_bound(result.breakdown)
-    return {
-        "row": np.concatenate(rows),
-        "group": np.concatenate(groups),
-        "size": np.concatenate(sizes),
-        "bound": bound,
-    }
+    return bound
+
+
+class _Members:
+    """The member tables of groups of one space (per-mesh inner grids cached)."""
+
+    def __init__(self, space: SearchSpace, groups: Groups) -> None:
+        self.space = space
+        self.groups = groups
+        self._inner: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def of(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(table, positions)`` of group ``i``'s members, in enumeration order."""
+        g = self.groups
+        r = int(g.row[i])
+        got = self._inner.get(r)
+        if got is None:
+            got = self._inner[r] = _inner(self.space.row_axes(*self.space.rows[r]))
+        cols, offsets = got
+        table = np.empty((len(cols), len(COLUMNS)), dtype=np.int64)
+        table[:] = g.rep[i]
+        table[:, 9:14] = cols
+        return table, g.start[i] + offsets
 
 
 def pruned_search(
@@ -159,12 +214,14 @@ def pruned_search(
     :func:`~deepflow.search.exhaustive.exhaustive_search`, evaluating only the groups whose
     lower bound does not exclude them (see the module docstring).
 
-    ``result.evaluated`` counts the points evaluated in full; ``result.extra`` holds
-    ``considered`` (the points of the spaces), ``groups`` (groups bounded, one evaluation
-    each), ``groups_evaluated`` and ``bound_s`` / ``evaluate_s`` (the time of each phase).
-    The Pareto front and infeasibility counts are those of the evaluated points.
-    ``on_chunk(done, total)`` is called after every evaluated batch (``total`` is the
-    number of groups, the most that can be evaluated).
+    ``result.evaluated`` counts the points of the groups evaluated (those a structural
+    rule rejects are counted under it without running the cost model); ``result.extra``
+    holds ``considered`` (the points of the spaces), ``groups`` (groups bounded, one
+    evaluation each), ``groups_evaluated``, ``evaluated_in_full`` and ``bound_s`` /
+    ``evaluate_s`` (the wall time of each phase). The Pareto front and the infeasibility
+    counts are those of the evaluated points. ``on_chunk(done, total)`` is called after
+    every evaluated batch (``total`` is the number of groups, the most that can be
+    evaluated).
     """
     start = time.perf_counter()
     objective = Objective(objective)
@@ -178,102 +235,98 @@ def pruned_search(
     for space in space_list:
         check_objective(objective, space.system)
 
-    # phase 1: a bound per group, in the objective's units, and the row offsets
-    bounds = []
-    offsets: list[np.ndarray] = []
-    considered = 0
-    for s, space in enumerate(space_list):
-        g = group_bounds(space, chunk_size)
-        g["space"] = np.full(len(g["row"]), s, dtype=np.int64)
-        g["value"] = objective_values(objective, g["bound"], space.system)
-        bounds.append(g)
-        row_sizes = np.bincount(g["row"], weights=g["size"], minlength=len(space.rows))
-        offsets.append(np.concatenate(([0], np.cumsum(row_sizes.astype(np.int64)))))
-        considered += int(g["size"].sum())
-    allg = {k: np.concatenate([g[k] for g in bounds]) for k in bounds[0]}
-    order = np.lexsort((allg["group"], allg["row"], allg["space"], allg["value"]))
+    # phase 1: every group's bound, in the objective's units
+    all_groups = [space_groups(space) for space in space_list]
+    values = []
+    for space, groups in zip(space_list, all_groups, strict=True):
+        bound = group_bounds(space, groups, chunk_size)
+        values.append(objective_values(objective, bound, space.system))
+    value = np.concatenate(values)
+    which = np.concatenate([np.full(len(g), s, dtype=np.int64) for s, g in enumerate(all_groups)])
+    local = np.concatenate([np.arange(len(g), dtype=np.int64) for g in all_groups])
+    order = np.lexsort((local, which, value))
     bound_s = time.perf_counter() - start
 
     # phase 2: whole groups in order of increasing bound
-    cache: dict[tuple[int, int], _Row] = {}
-
-    def row(s: int, r: int) -> _Row:
-        got = cache.get((s, r))
-        if got is None:
-            table = space_list[s].row_table(*space_list[s].rows[r])
-            _, pts, starts = _row_groups(table)
-            got = cache[(s, r)] = _Row(table, pts, starts)
-        return got
-
+    members = [_Members(sp, g) for sp, g in zip(space_list, all_groups, strict=True)]
+    contexts = [Context(sp.model, sp.system, sp.global_batch_size) for sp in space_list]
     summaries: list[ChunkSummary] = []
     best: list[tuple[float, float, int, tuple[int, int]]] = []
     threshold = np.inf
-    evaluated_groups = 0
+    done_groups = full = 0
     total = len(order)
-    pos = 0
-    batch_index = 0
+    pos = batch_index = 0
     while pos < total:
-        s0 = int(allg["space"][order[pos]])
+        s0 = int(which[order[pos]])
         pending: list[int] = []
         points = 0
         # a batch holds groups of one space, up to chunk_size points
         while pos < total and (not pending or points < chunk_size):
-            i = order[pos]
-            if allg["value"][i] > threshold * (1.0 + _MARGIN):
+            i = int(order[pos])
+            if value[i] > threshold * (1.0 + _MARGIN):
                 pos = total  # every later group is bounded above the threshold as well
                 break
-            if int(allg["space"][i]) != s0:
+            if int(which[i]) != s0:
                 break
-            pending.append(int(i))
-            points += int(allg["size"][i])
+            pending.append(int(local[i]))
+            points += int(all_groups[s0].size[local[i]])
             pos += 1
         if not pending:
             break
-        tables, keys = [], []
-        for i in pending:
-            r, grp = int(allg["row"][i]), int(allg["group"][i])
-            rw = row(s0, r)
-            idx = rw.order[rw.starts[grp] : rw.starts[grp + 1]]
-            tables.append(rw.table[idx])
-            keys.append(offsets[s0][r] + idx)
-        columns = SearchSpace.table_columns(np.concatenate(tables))
-        chunk = Chunk(s0, batch_index, 0, columns, keys=np.concatenate(keys))
-        summary = run_chunk(ChunkTask(space_list[s0], chunk, objective, top))
-        summaries.append(summary)
+        parts = [members[s0].of(i) for i in pending]
+        table = np.concatenate([t for t, _ in parts])
+        keys = np.concatenate([k for _, k in parts])
+        space = space_list[s0]
+        # structurally invalid points are counted under their rule, not costed
+        violation = structural_violations(
+            contexts[s0], space.batch(SearchSpace.table_columns(table))
+        )
+        ok = violation < 0
+        codes = np.bincount(violation[~ok], minlength=len(REASONS))
+        counts = {REASONS[j]: int(c) for j, c in enumerate(codes) if c}
+        chunk = Chunk(s0, batch_index, 0, SearchSpace.table_columns(table[ok]), keys=keys[ok])
+        summary = run_chunk(ChunkTask(space, chunk, objective, top))
+        for reason, c in summary.counts.items():
+            counts[reason] = counts.get(reason, 0) + c
+        summaries.append(replace(summary, evaluated=len(table), counts=counts))
         batch_index += 1
-        evaluated_groups += len(pending)
+        done_groups += len(pending)
+        full += int(ok.sum())
         best = sorted([*best, *(c.rank_key(objective) for c in summary.top)])[:top]
         if len(best) == top:
             threshold = best[-1][0]
         if on_chunk is not None:
-            on_chunk(evaluated_groups, total)
-        # rows whose groups are all done are not needed again; keep the cache small
-        if len(cache) > 64:
-            cache.clear()
+            on_chunk(done_groups, total)
     evaluate_s = time.perf_counter() - start - bound_s
 
     infos = [
-        SpaceInfo(sp.system.num_accelerators, int(offsets[s][-1]), 0)
-        for s, sp in enumerate(space_list)
+        SpaceInfo(sp.system.num_accelerators, int(g.row_offsets[-1]), 0)
+        for sp, g in zip(space_list, all_groups, strict=True)
     ]
     result = combine(summaries, objective, top, infos)
-    result.extra.update(
-        pruned=True,
-        considered=considered,
-        groups=total,
-        groups_evaluated=evaluated_groups,
-        bound_s=bound_s,
-        evaluate_s=evaluate_s,
+    return replace(
+        result,
+        chunks_evaluated=batch_index,
+        wall_s=time.perf_counter() - start,
+        price_per_accelerator_hour=space_list[0].system.price_per_accelerator_hour,
+        extra={
+            "pruned": True,
+            "considered": sum(info.points for info in infos),
+            "groups": total,
+            "groups_evaluated": done_groups,
+            "evaluated_in_full": full,
+            "bound_s": bound_s,
+            "evaluate_s": evaluate_s,
+        },
     )
-    result = SearchResult(
-        **{
-            **{f: getattr(result, f) for f in result.__dataclass_fields__},
-            "chunks_evaluated": batch_index,
-            "wall_s": time.perf_counter() - start,
-            "price_per_accelerator_hour": space_list[0].system.price_per_accelerator_hour,
-        }
-    )
-    return result
 
 
-__all__ = ["BOUND_PARTS", "GROUP_KNOBS", "group_bounds", "pruned_search", "step_time_bound"]
+__all__ = [
+    "BOUND_PARTS",
+    "GROUP_KNOBS",
+    "Groups",
+    "group_bounds",
+    "pruned_search",
+    "space_groups",
+    "step_time_bound",
+]

@@ -347,6 +347,51 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class RowAxes:
+    """The candidate values of the knobs on one dense mesh ``(pp, vpp, tp, cp, dp)``:
+    ``experts`` rows ``(ep, expert_tp)``, ``policies`` rows ``(recompute code, module
+    mask, recompute_layers)``, schedules and FP8 recipes as codes. The mesh's points are
+    their product in this order (the FP8 recipe varies fastest) over the *blocks*
+    ``(experts, micro_batch_size, sequence_parallel)`` that :meth:`kept_blocks` keeps."""
+
+    mesh: tuple[int, int, int, int, int]
+    experts: np.ndarray
+    micro_batch_sizes: np.ndarray
+    sequence_parallel: np.ndarray
+    zeros: np.ndarray
+    policies: np.ndarray
+    schedules: np.ndarray
+    fp8_recipes: np.ndarray
+
+    def blocks(self) -> np.ndarray:
+        """Every block as a row ``(ep, expert_tp, micro_batch_size, sequence_parallel)``,
+        in enumeration order (before :meth:`kept_blocks`)."""
+        e, mb, sp = np.meshgrid(
+            np.arange(len(self.experts)),
+            self.micro_batch_sizes,
+            self.sequence_parallel,
+            indexing="ij",
+        )
+        grid = self.experts[e.ravel()]
+        return np.stack([grid[:, 0], grid[:, 1], mb.ravel(), sp.ravel()], axis=1)
+
+    def kept_blocks(self) -> np.ndarray:
+        """The enumerated blocks: with ``tp > 1`` an ``expert_tp`` other than ``tp`` only
+        with sequence parallelism (rule ``etp-sp``)."""
+        b = self.blocks()
+        if self.mesh[2] > 1:
+            b = b[(b[:, 1] == self.mesh[2]) | (b[:, 3] == 1)]
+        return b
+
+    @property
+    def inner_size(self) -> int:
+        """Points per block: ZeRO stages x recompute settings x schedules x FP8 recipes."""
+        return (
+            len(self.zeros) * len(self.policies) * len(self.schedules) * len(self.fp8_recipes)
+        )
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """Every strategy a search may visit for one model, system and global batch.
 
@@ -550,38 +595,57 @@ class SearchSpace:
         rows.sort()
         return rows
 
-    def row_table(self, pp: int, vpp: int, tp: int, cp: int, dp: int) -> np.ndarray:
-        """The points of one dense mesh (a member of :attr:`rows`) as an integer table,
-        one column per name of :data:`COLUMNS`, in enumeration order."""
+    def row_axes(self, pp: int, vpp: int, tp: int, cp: int, dp: int) -> RowAxes:
+        """The candidate values of the other knobs on one dense mesh (a member of
+        :attr:`rows`): the axes :meth:`row_table` takes the product of."""
         m, gbs = self.model, self.global_batch_size
         policies = np.array(
             self._recompute_policies(m.num_layers // (pp * vpp)), dtype=np.int64
         ).reshape(-1, 3)
-        experts = self._expert_grids(tp, cp, dp)
         sps = (
             self._representatives("sequence_parallel", [(False, True)])
             if tp == 1
             else self._allowed("sequence_parallel", (False, True))
         )
+        return RowAxes(
+            mesh=(pp, vpp, tp, cp, dp),
+            experts=np.array(self._expert_grids(tp, cp, dp), dtype=np.int64).reshape(-1, 2),
+            micro_batch_sizes=np.array(
+                self._allowed("micro_batch_size", divisors(gbs // dp)), dtype=np.int64
+            ),
+            sequence_parallel=np.array([int(s) for s in sps], dtype=np.int64),
+            zeros=np.array(self._allowed("zero", (0, 1, 2, 3)), dtype=np.int64),
+            policies=policies,
+            schedules=np.array(self._schedules(pp, vpp), dtype=np.int64),
+            fp8_recipes=np.array(self._fp8_recipes, dtype=np.int64),
+        )
+
+    def row_table(self, pp: int, vpp: int, tp: int, cp: int, dp: int) -> np.ndarray:
+        """The points of one dense mesh (a member of :attr:`rows`) as an integer table,
+        one column per name of :data:`COLUMNS`, in enumeration order: the product of the
+        :meth:`row_axes` (experts, micro-batch size, sequence parallelism, ZeRO, recompute
+        setting, schedule, FP8 recipe; the last varies fastest), less the blocks that
+        :meth:`RowAxes.kept_blocks` drops."""
+        axes = self.row_axes(pp, vpp, tp, cp, dp)
         grid = np.meshgrid(
             [pp],
             [vpp],
             [tp],
             [cp],
             [dp],
-            np.arange(len(experts)),
-            self._allowed("micro_batch_size", divisors(gbs // dp)),
-            [int(s) for s in sps],
-            self._allowed("zero", (0, 1, 2, 3)),
-            np.arange(len(policies)),
-            self._schedules(pp, vpp),
-            self._fp8_recipes,
+            np.arange(len(axes.experts)),
+            axes.micro_batch_sizes,
+            axes.sequence_parallel,
+            axes.zeros,
+            np.arange(len(axes.policies)),
+            axes.schedules,
+            axes.fp8_recipes,
             indexing="ij",
         )
         flat = [g.ravel() for g in grid]
-        policy = policies[flat[9]]
+        policy = axes.policies[flat[9]]
         flat[9:10] = [policy[:, 0], policy[:, 1], policy[:, 2]]
-        grids = np.array(experts, dtype=np.int64).reshape(-1, 2)[flat[5]]
+        grids = axes.experts[flat[5]]
         flat[5:6] = [grids[:, 0], grids[:, 1]]
         table = np.stack(flat, axis=1).astype(np.int64)
         if tp > 1:
@@ -689,6 +753,7 @@ __all__ = [
     "SEARCH_KNOBS",
     "Chunk",
     "Restriction",
+    "RowAxes",
     "SearchSpace",
     "divisors",
     "parse_fix",

@@ -1,0 +1,154 @@
+"""The pruned search: the same top strategies as the exhaustive search, and a valid bound."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tests.search.helpers import tiny
+
+from deepflow.estimate.evaluate import BREAKDOWN_KEYS, evaluate
+from deepflow.search import SearchSpace, exhaustive_search, pruned_search
+from deepflow.search.prune import _Members, space_groups, step_time_bound
+from deepflow.search.space import COLUMNS
+from deepflow.specs import Scenario, scenario_from_dict
+
+# a small fine-grained MoE model (16 experts, top 2, a shared expert, a dense first layer)
+SMALL_MOE: dict[str, Any] = {
+    "name": "small-moe",
+    "num_layers": 8,
+    "hidden_size": 2048,
+    "num_attention_heads": 16,
+    "num_kv_heads": 4,
+    "ffn_hidden_size": 4096,
+    "ffn_type": "swiglu",
+    "vocab_size": 32000,
+    "seq_len": 2048,
+    "moe": {
+        "num_experts": 16,
+        "top_k": 2,
+        "expert_ffn_hidden_size": 1024,
+        "num_shared_experts": 1,
+        "first_dense_layers": 1,
+    },
+}
+
+
+def small_moe(gpus: int = 16, gbs: int = 64, price: float = 0.0) -> Scenario:
+    system: dict[str, Any] = {"preset": "dgx-h100", "num_accelerators": gpus}
+    if price:
+        system["price_per_accelerator_hour"] = price
+    return scenario_from_dict(
+        {"model": SMALL_MOE, "system": system, "training": {"global_batch_size": gbs}},
+        name="small-moe",
+    )
+
+
+def deepseek_v3() -> Scenario:
+    return scenario_from_dict(
+        {
+            "model": "deepseek-v3",
+            "system": {
+                "preset": "dgx-h100",
+                "accelerator": "h800-sxm5-80gb",
+                "num_accelerators": 2048,
+            },
+            "training": {"global_batch_size": 15360},
+        },
+        name="deepseek-v3-2048",
+    )
+
+
+def _top(result: Any) -> list[tuple[Any, ...]]:
+    return [
+        (c.num_accelerators, c.key, c.strategy, c.step_time_s, c.peak_memory_bytes, c.mfu)
+        for c in result.top
+    ]
+
+
+@pytest.mark.parametrize("top", [1, 5, 40])
+def test_pruned_top_k_is_the_exhaustive_top_k_on_a_small_moe_model(top):
+    space = SearchSpace.from_scenario(small_moe())
+    full = exhaustive_search(space, top=top)
+    pruned = pruned_search(space, top=top)
+    assert _top(pruned) == _top(full)
+    # it prunes: fewer points evaluated than the space holds, every one accounted for
+    assert pruned.extra["considered"] == len(space) == full.evaluated
+    assert pruned.evaluated < len(space)
+    assert pruned.extra["groups_evaluated"] < pruned.extra["groups"]
+
+
+def test_pruned_top_k_across_accelerator_counts_by_cost():
+    spaces = [SearchSpace.from_scenario(small_moe(price=2.0), num_accelerators=n) for n in (8, 16)]
+    full = exhaustive_search(spaces, objective="cost", top=6)
+    pruned = pruned_search(spaces, objective="cost", top=6)
+    assert _top(pruned) == _top(full)
+    assert {c.num_accelerators for c in full.top} <= {8, 16}
+
+
+def test_pruned_top_k_with_ties_and_restrictions_on_a_dense_model():
+    # tp 1 makes many strategies tie (schedules of one stage, sequence parallelism)
+    space = SearchSpace.from_scenario(tiny(gpus=8, gbs=32), ["tp=1,2", "recompute=none,full"])
+    full = exhaustive_search(space, top=12)
+    pruned = pruned_search(space, top=12)
+    assert _top(pruned) == _top(full)
+
+
+def test_a_space_with_fewer_feasible_points_than_top_returns_them_all():
+    space = SearchSpace.from_scenario(small_moe(gpus=8), ["tp=8", "pp=1", "zero=3"])
+    full = exhaustive_search(space, top=10_000)
+    pruned = pruned_search(space, top=10_000)
+    assert _top(pruned) == _top(full)
+    assert pruned.evaluated == len(space)  # nothing can be pruned before top are known
+
+
+@pytest.mark.parametrize("scenario", [small_moe(), tiny(gpus=16, gbs=32)])
+def test_groups_partition_the_space_in_enumeration_order(scenario):
+    space = SearchSpace.from_scenario(scenario)
+    groups = space_groups(space)
+    members = _Members(space, groups)
+    parts = [members.of(i) for i in range(len(groups))]
+    table = np.concatenate([t for t, _ in parts])
+    keys = np.concatenate([k for _, k in parts])
+    order = np.argsort(keys)
+    assert np.array_equal(keys[order], np.arange(len(space)))
+    enumerated = np.stack([space.columns[c].astype(np.int64) for c in COLUMNS], axis=1)
+    assert np.array_equal(table[order], enumerated)
+    assert int(groups.size.sum()) == len(space) == int(groups.row_offsets[-1])
+    # the representative is the group's first member
+    assert np.array_equal(groups.rep, np.stack([t[0] for t, _ in parts]))
+
+
+@cache
+def _spaces() -> list[tuple[SearchSpace, Any]]:
+    out = []
+    for scenario in (small_moe(), small_moe(gpus=32, gbs=128), tiny(), deepseek_v3()):
+        space = SearchSpace.from_scenario(scenario)
+        out.append((space, space_groups(space)))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(which=st.integers(0, 3), group=st.integers(0, 10**9), member=st.integers(0, 10**9))
+def test_the_bound_never_exceeds_the_evaluated_step_time(which, group, member):
+    space, groups = _spaces()[which]
+    g = group % len(groups)
+    table, _ = _Members(space, groups).of(g)
+    rows = np.stack([groups.rep[g], table[member % len(table)]])
+    result = evaluate(
+        space.model,
+        space.system,
+        space.global_batch_size,
+        space.batch(SearchSpace.table_columns(rows)),
+    )
+    bound = step_time_bound(result.breakdown)[0]
+    # the breakdown sums to the step before infeasible points are masked to inf
+    step = sum(result.breakdown[k] for k in BREAKDOWN_KEYS)[1]
+    assert bound > 0
+    assert bound <= step * (1.0 + 1e-12)
+    if result.feasible[1]:
+        assert bound <= result.step_time[1] * (1.0 + 1e-12)
