@@ -93,3 +93,24 @@ def test_out_file_resumes(tmp_path):
     assert first["chunks_evaluated"] > 0 and second["chunks_evaluated"] == 0
     assert second["chunks_resumed"] == first["chunks_evaluated"]
     assert first["top"] == second["top"] and first["pareto"] == second["pareto"]
+
+
+def test_prune_gives_the_exhaustive_top_and_says_what_it_pruned(tmp_path):
+    path = str(_write(tmp_path))
+    full = CliRunner().invoke(main, ["search", path, "--top", "4", "--json"])
+    pruned = CliRunner().invoke(main, ["search", path, "--top", "4", "--json", "--prune"])
+    assert full.exit_code == 0 and pruned.exit_code == 0, pruned.output
+    a, b = json.loads(full.stdout), json.loads(pruned.stdout)
+    assert a["top"] == b["top"]
+    assert b["pruned"]["considered"] == a["evaluated"] >= b["evaluated"]
+    table = CliRunner().invoke(main, ["search", path, "--prune"])
+    assert table.exit_code == 0, table.output
+    assert "pruned search:" in table.stdout and "(evaluated strategies)" in table.stdout
+
+
+def test_prune_runs_in_one_process(tmp_path):
+    path = str(_write(tmp_path))
+    for extra, key in ((["--workers", "2"], "--workers"), (["--out", "r.jsonl"], "--out")):
+        result = CliRunner().invoke(main, ["search", path, "--prune", *extra])
+        assert result.exit_code == 2, result.output
+        assert key in result.output and "one process" in result.output

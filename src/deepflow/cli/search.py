@@ -35,6 +35,7 @@ from deepflow.search import (
     exhaustive_search,
     make_executor,
     parse_fixes,
+    pruned_search,
 )
 from deepflow.search.recheck import recheck as recheck_top
 from deepflow.specs import load_scenario
@@ -119,12 +120,22 @@ def _render(
         f"evaluated {result.evaluated:,} strategies in {result.wall_s:.2f} s{rate}{resumed}; "
         f"{result.feasible:,} feasible"
     )
+    pruned = result.extra.get("pruned", False)
+    if pruned:
+        x = result.extra
+        console.print(
+            f"pruned search: {x['considered']:,} strategies in {x['groups']:,} groups, each "
+            f"bounded by one evaluation; {x['groups_evaluated']:,} groups evaluated, the "
+            "others bounded above the top list (the counts below and the Pareto front are "
+            "of the evaluated strategies)"
+        )
     if result.infeasible:
         reasons = ", ".join(f"{k} {v:,}" for k, v in result.infeasible.items())
         console.print(f"infeasible: {reasons}")
     if not result.has_price:
         console.print("cost per step: no price (set system.price_per_accelerator_hour)")
-    front = Table(title="Pareto front: step time, peak memory, accelerators")
+    title = "Pareto front: step time, peak memory, accelerators"
+    front = Table(title=title + (" (evaluated strategies)" if pruned else ""))
     for name in ("step time", "peak mem", "GPUs", "strategy"):
         front.add_column(name, justify="left" if name == "strategy" else "right")
     for c in result.pareto:
@@ -197,6 +208,13 @@ def _render(
     default=None,
     help="Write the best strategy as a complete scenario file (YAML) that predict reads.",
 )
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Exact pruned search: the same top strategies from fewer evaluations (groups of "
+    "strategies whose step-time lower bound exceeds the K-th best are skipped); the Pareto "
+    "front and infeasible counts then cover the evaluated strategies only. One process.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option(
     "--csv", "as_csv", is_flag=True, help="CSV of the top strategies (nested keys dotted)."
@@ -217,6 +235,7 @@ def search_command(
     recompute_policies: bool,
     framework: str | None,
     save_best: str | None,
+    prune: bool,
     as_json: bool,
     as_csv: bool,
     quiet: bool,
@@ -252,18 +271,35 @@ def search_command(
         )
     for space in spaces:
         check_objective(Objective(objective), space.system)
+    if prune:
+        for key, given in (
+            ("--out", out is not None),
+            ("--workers", workers != 1),
+            ("--scheduler", scheduler is not None),
+        ):
+            if given:
+                raise ConfigError("the pruned search (--prune) runs in one process", key)
     executor = make_executor(workers, scheduler)
     try:
-        with progress("searching: chunks", quiet) as bar:
-            result = exhaustive_search(
-                spaces,
-                objective=objective,
-                top=top,
-                executor=executor,
-                chunk_size=chunk_size,
-                out=out,
-                on_chunk=bar.update,
-            )
+        with progress("searching: groups" if prune else "searching: chunks", quiet) as bar:
+            if prune:
+                result = pruned_search(
+                    spaces,
+                    objective=objective,
+                    top=top,
+                    chunk_size=chunk_size,
+                    on_chunk=bar.update,
+                )
+            else:
+                result = exhaustive_search(
+                    spaces,
+                    objective=objective,
+                    top=top,
+                    executor=executor,
+                    chunk_size=chunk_size,
+                    out=out,
+                    on_chunk=bar.update,
+                )
             checked = []
             if recheck:
                 bar.step("simulator re-check of the top strategies")
@@ -298,6 +334,8 @@ def search_command(
         click.echo(csv_text(rows), nl=False)
     elif as_json:
         data: dict[str, Any] = {"scenario": loaded.name, **result.to_json()}
+        if prune:
+            data["pruned"] = result.extra
         if recheck:
             data["recheck"] = [
                 {
