@@ -61,9 +61,9 @@ __all__ = [
     "make_executor",
     "objective_values",
     "pareto_front",
-    "pruned_search",
     "parse_fix",
     "parse_fixes",
+    "pruned_search",
     "run_chunk",
     "strategy_dict",
 ]

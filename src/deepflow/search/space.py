@@ -386,9 +386,7 @@ class RowAxes:
     @property
     def inner_size(self) -> int:
         """Points per block: ZeRO stages x recompute settings x schedules x FP8 recipes."""
-        return (
-            len(self.zeros) * len(self.policies) * len(self.schedules) * len(self.fp8_recipes)
-        )
+        return len(self.zeros) * len(self.policies) * len(self.schedules) * len(self.fp8_recipes)
 
 
 @dataclass(frozen=True)
