@@ -29,7 +29,7 @@ from deepflow.search import SearchSpace, exhaustive_search, pruned_search
 from deepflow.specs import scenario_from_dict
 
 TARGET_S = 30.0
-TOP = 3
+TOP = 10  # deepflow search --top default
 
 
 def deepseek_v3_space(fixes: list[str]) -> SearchSpace:

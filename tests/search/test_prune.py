@@ -38,12 +38,17 @@ SMALL_MOE: dict[str, Any] = {
 }
 
 
-def small_moe(gpus: int = 16, gbs: int = 64, price: float = 0.0) -> Scenario:
+def small_moe(gpus: int = 16, gbs: int = 64, price: float = 0.0, **strategy: Any) -> Scenario:
     system: dict[str, Any] = {"preset": "dgx-h100", "num_accelerators": gpus}
     if price:
         system["price_per_accelerator_hour"] = price
     return scenario_from_dict(
-        {"model": SMALL_MOE, "system": system, "training": {"global_batch_size": gbs}},
+        {
+            "model": SMALL_MOE,
+            "system": system,
+            "strategy": strategy,
+            "training": {"global_batch_size": gbs},
+        },
         name="small-moe",
     )
 
@@ -106,9 +111,17 @@ def test_a_space_with_fewer_feasible_points_than_top_returns_them_all():
     assert pruned.evaluated == len(space)  # nothing can be pruned before top are known
 
 
-@pytest.mark.parametrize("scenario", [small_moe(), tiny(gpus=16, gbs=32)])
-def test_groups_partition_the_space_in_enumeration_order(scenario):
-    space = SearchSpace.from_scenario(scenario)
+@pytest.mark.parametrize(
+    ("scenario", "fixes", "policies"),
+    [
+        (small_moe(), [], False),
+        (tiny(gpus=16, gbs=32), [], False),
+        (small_moe(precision="fp8"), ["tp=1,2", "zero=1,3"], True),
+        (tiny(gpus=8, gbs=32), ["pipeline_schedule=gpipe,zero-bubble", "tp=2"], True),
+    ],
+)
+def test_groups_partition_the_space_in_enumeration_order(scenario, fixes, policies):
+    space = SearchSpace.from_scenario(scenario, fixes, recompute_policies=policies)
     groups = space_groups(space)
     members = _Members(space, groups)
     parts = [members.of(i) for i in range(len(groups))]
@@ -126,8 +139,13 @@ def test_groups_partition_the_space_in_enumeration_order(scenario):
 @cache
 def _spaces() -> list[tuple[SearchSpace, Any]]:
     out = []
-    for scenario in (small_moe(), small_moe(gpus=32, gbs=128), tiny(), deepseek_v3()):
-        space = SearchSpace.from_scenario(scenario)
+    for scenario, policies in (
+        (small_moe(), False),
+        (small_moe(gpus=32, gbs=128, precision="fp8"), True),
+        (tiny(), True),
+        (deepseek_v3(), False),
+    ):
+        space = SearchSpace.from_scenario(scenario, recompute_policies=policies)
         out.append((space, space_groups(space)))
     return out
 
