@@ -297,6 +297,8 @@ def pruned_search(
             threshold = best[-1][0]
         if on_chunk is not None:
             on_chunk(done_groups, total)
+    if on_chunk is not None and done_groups < total:
+        on_chunk(total, total)  # the remaining groups are bounded out: the search is done
     evaluate_s = time.perf_counter() - start - bound_s
 
     infos = [
