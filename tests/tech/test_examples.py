@@ -94,3 +94,35 @@ def test_tornado_plot_is_written(tmp_path, budget, scenario):
     plot_tornado(tornado_data(rows), path)
     assert path.stat().st_size > 0
     assert {r.key for r in rows} == set(keys)
+
+
+def test_plots_script_runs_on_an_lstm_operator_graph_scenario(tmp_path):
+    """examples/arch/plots.py reads an operator-graph scenario (the RNNLM: 2 LSTM layers of
+    1500 units) through deepflow codesign's workload interface and draws its four plots,
+    the packaging study in place of the transformer-only integration study."""
+    pytest.importorskip("matplotlib")
+    crossflow = EXAMPLES.parent / "crossflow"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "plots.py"),
+            str(tmp_path),
+            "--scenario",
+            str(crossflow / "rnnlm-8.yaml"),
+            "--budget",
+            str(crossflow / "budget-4nm.yaml"),
+            "--fast",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best_chip.png",
+        "hbm_generations.png",
+        "node_scaling.png",
+        "packaging.png",
+    ]
+    assert "packaging (same per-die budget)" in run.stdout
+    assert "wafer-scale mesh (8 dies / wafer)" in run.stdout

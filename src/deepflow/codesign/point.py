@@ -24,6 +24,7 @@ from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost, step_energ
 from deepflow.codesign.packaging import scale_up_link
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate
+from deepflow.estimate.evaluate import BatchResult
 from deepflow.hardware.tiling import tiled_matmul_efficiency
 from deepflow.parallel import StrategyBatch
 from deepflow.specs.accelerator import Precision
@@ -179,13 +180,15 @@ def system_for(
     precision: Precision = Precision.BF16,
     rings: Sequence[Sequence[int]] | None = None,
     factor: float | None = None,
+    inner: int = 1,
 ) -> SystemSpec:
     """``system`` with the generated accelerator, its matmul efficiency scaled by the
     hierarchical-roofline efficiency of ``shapes`` (:func:`matmul_factor`, or ``factor``
     where given), and the generated link bandwidths (scale-out only where the design has a
     scale-out link); the scale-up link is the one the packaging gives the scale-up group
     (:func:`deepflow.codesign.packaging.scale_up_link`: unchanged on a switch, split over
-    mesh ports and derated by ``rings`` on a wafer mesh)."""
+    mesh ports and derated on a wafer mesh by ``rings``, or by the rings of a strategy whose
+    innermost collective group has ``inner`` ranks)."""
     acc = generated.accelerator
     if factor is None:
         factor = matmul_factor(generated, shapes, precision)
@@ -199,6 +202,7 @@ def system_for(
         system.scale_up_size,
         tech.scale_up.latency,
         rings,
+        inner,
     )
     inter = system.inter_node
     if generated.design.technology.scale_out is not None:
@@ -235,41 +239,59 @@ def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> 
     ``tp`` (:func:`matmul_factor`, one tiling per distinct ``tp``), and the whole grid is
     evaluated in one vectorized call that takes these factors per strategy
     (``evaluate(..., matmul_scale=...)``, which multiplies the GEMM curve's peak-achievable
-    fraction exactly as :func:`system_for` scales ``efficiency.matmul``). The result equals
-    evaluating each ``tp`` group on its own :func:`system_for` system
+    fraction exactly as :func:`system_for` scales ``efficiency.matmul``). On a mesh
+    packaging the scale-up link also depends on ``tp`` (its rings,
+    :func:`deepflow.codesign.packaging.strategy_rings`), so there is one call per ``tp``.
+    The result equals evaluating each ``tp`` group on its own :func:`system_for` system
     (``tests/tech/test_codesign.py``); ties go to the smaller ``tp``, then the earlier
     strategy."""
     rings = problem.scale_up_rings
     tps = np.asarray(problem.strategies.tp)
     unique = sorted({int(t) for t in tps}) or [1]
+    # on a mesh packaging the scale-up link follows each strategy's tp groups (packaging.py)
+    mesh = generated.design.technology.packaging.network == "mesh" and rings is None
+
+    def link_key(tp: int) -> int:
+        return tp if mesh else 1
+
     if not generated.feasible:
         shapes = problem.gemm_shapes(unique[0])
-        system = system_for(generated, problem.system, shapes, problem.precision, rings)
+        system = system_for(
+            generated, problem.system, shapes, problem.precision, rings, None, link_key(unique[0])
+        )
         return PointResult(generated, system, False, generated.reason, math.inf, None, math.inf, -1)
     factors = {
         tp: matmul_factor(generated, problem.gemm_shapes(tp), problem.precision) for tp in unique
     }
-    base = system_for(generated, problem.system, [], problem.precision, rings, factor=1.0)
 
-    def system_of(tp: int) -> SystemSpec:
-        return system_for(generated, problem.system, [], problem.precision, rings, factors[tp])
+    def system_of(tp: int, factor: float | None = None) -> SystemSpec:
+        f = factors[tp] if factor is None else factor
+        return system_for(generated, problem.system, [], problem.precision, rings, f, link_key(tp))
 
-    if base.num_accelerators > base.scale_up_size and base.inter_node.bandwidth <= 0:
+    first = system_of(unique[0])
+    if first.num_accelerators > first.scale_up_size and first.inter_node.bandwidth <= 0:
         reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
-        return PointResult(
-            generated, system_of(unique[0]), False, reason, math.inf, None, math.inf, -1
-        )
+        return PointResult(generated, first, False, reason, math.inf, None, math.inf, -1)
     scale = np.array([factors[int(t)] for t in tps], dtype=np.float64)
-    result = evaluate(
-        problem.model, base, problem.global_batch_size, problem.strategies, matmul_scale=scale
-    )
-    times = np.where(result.feasible, result.step_time, np.inf)
+    keys = np.array([link_key(int(t)) for t in tps])
+    times = np.full(len(tps), np.inf)
+    results: dict[int, tuple[BatchResult, np.ndarray]] = {}
+    # one vectorized call per scale-up link: one call on a switch, one per tp on a mesh
+    for key in sorted(set(keys.tolist())):
+        index = np.flatnonzero(keys == key)
+        base = system_of(key if mesh else unique[0], factor=1.0)
+        sub = problem.strategies if len(index) == len(tps) else problem.strategies.take(index)
+        result = evaluate(
+            problem.model, base, problem.global_batch_size, sub, matmul_scale=scale[index]
+        )
+        times[index] = np.where(result.feasible, result.step_time, np.inf)
+        results[key] = (result, index)
     order = np.lexsort((np.arange(len(tps)), tps))  # by tp, then by position
     best_index = int(order[int(np.argmin(times[order]))]) if len(tps) else -1
     if best_index < 0 or not math.isfinite(float(times[best_index])):
         return PointResult(
             generated,
-            system_of(unique[0]),
+            first,
             False,
             "no feasible strategy in the grid",
             math.inf,
@@ -280,9 +302,11 @@ def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> 
     best_tp = int(tps[best_index])
     system = system_of(best_tp)
     best_step = float(times[best_index])
+    result, index = results[link_key(best_tp)]
+    j = int(np.flatnonzero(index == best_index)[0])
     on_system = dataclasses.replace(result, system=system)
     shapes = problem.gemm_shapes(best_tp)
-    energy = step_energy(generated, on_system, best_index, shapes, problem.precision)
+    energy = step_energy(generated, on_system, j, shapes, problem.precision)
     cost = step_cost(generated, system, best_step, energy.total, problem.cost)
     return PointResult(generated, system, True, None, best_step, energy, cost, best_index)
 
