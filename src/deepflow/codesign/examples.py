@@ -13,7 +13,8 @@ Nothing here imports matplotlib or writes a file (docs/STYLE.md, practice 13).
   one die per package, two dies per package, or one wafer-scale part with memory on the
   wafer.
 * :func:`packaging_options`: the same per-die budget on an MCM, a CoWoS-class interposer
-  and a wafer-scale mesh (scale-up group and its network set by the packaging).
+  and a wafer-scale mesh (scale-up group, its network and its die-to-die link set by the
+  packaging; a group whose silicon exceeds the package or wafer is infeasible).
 
 Step times are ``inf`` where no strategy of the grid is feasible (for example, the model
 does not fit the memory of a variant).

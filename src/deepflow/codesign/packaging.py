@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from deepflow.network.topologies import mesh, ring_link_derate
 from deepflow.specs.system import LinkSpec
@@ -99,8 +100,10 @@ def strategy_rings(n: int, inner: int) -> tuple[tuple[tuple[int, ...], ...], ...
     return (inner_rings, outer_rings)
 
 
+@cache
 def strategy_layout(n: int, inner: int) -> MeshLayout:
-    """The mesh layout of :func:`strategy_rings`: the worst derate and hops of its phases."""
+    """The mesh layout of :func:`strategy_rings`: the worst derate and hops of its phases
+    (cached: a pure function of two integers)."""
     layouts = [mesh_layout(n, rings) for rings in strategy_rings(n, inner)]
     worst = max(layouts, key=lambda lay: (lay.derate, lay.hops))
     return MeshLayout(
