@@ -1,15 +1,21 @@
-"""Co-design example plots for GPT-3 175B on 1024 accelerators.
+"""Co-design example plots for any workload (GPT-3 175B on 1024 accelerators by default).
 
     python examples/arch/plots.py OUT_DIR [--scenario S.yaml] [--budget B.yaml] [--fast]
 
-writes into OUT_DIR (created if missing; nothing is written elsewhere):
+``--scenario`` is a transformer scenario or an operator-graph scenario (a file naming a
+``workload``: LSTM LM, RNNLM, NMT, CNNs, e.g. ``examples/crossflow/lstm-lm-64.yaml``), read
+through the workload interface of ``deepflow codesign``
+(:func:`deepflow.cli.arch.workload_problem`). It writes into OUT_DIR (created if missing;
+nothing is written elsewhere):
 
 * ``node_scaling.png``: step time per process node at the budget's die area and TDP, with
   the budget's allocation and with each node's own best allocation (gradient search);
 * ``hbm_generations.png``: step time and memory bandwidth per HBM generation;
 * ``best_chip.png``: the starting and the best allocation of area and power (co-design);
-* ``integration.png``: one die per package, two dies per package, and a wafer-scale part
-  of the same silicon and power density.
+* ``integration.png`` (transformer scenarios): one die per package, two dies per package,
+  and a wafer-scale part of the same silicon and power density;
+* ``packaging.png`` (operator-graph scenarios): the same per-die budget on an MCM, a
+  CoWoS-S interposer and a wafer-scale mesh (``examples.packaging_options``).
 
 The numbers come from ``deepflow.codesign.examples`` (pure functions, tested); this script
 only draws them and prints them as tables. Needs matplotlib (``pip install 'deepflow[plot]'``).
@@ -19,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from pathlib import Path
 
+from deepflow.cli.arch import workload_problem
 from deepflow.codesign import examples
 from deepflow.codesign.budget import load_budget
 from deepflow.codesign.point import Problem
@@ -54,8 +62,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     budget = load_budget(args.budget)
-    scenario = load_scenario(args.scenario)
-    problem = Problem.from_scenario(scenario, budget.strategies, budget.cost)
+    problem = workload_problem(str(args.scenario), budget)
+    name = args.scenario.stem
     design = budget.design
     vary = budget.search.vary
     iterations = 5 if args.fast else budget.search.iterations
@@ -77,7 +85,7 @@ def main() -> None:
     ax.set_yscale("log")
     ax.set_xlabel("process node")
     ax.set_ylabel("step time (s)")
-    ax.set_title(f"GPT-3 175B step time per node ({where})", fontsize=9)
+    ax.set_title(f"{name}: step time per node ({where})", fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "node_scaling.png", dpi=120)
@@ -93,7 +101,7 @@ def main() -> None:
     ax2 = ax.twinx()
     ax2.plot(labels, [r.memory_bandwidth / 1e12 for r in hbm], "ko-")
     ax2.set_ylabel("memory bandwidth (TB/s)")
-    ax.set_title(f"GPT-3 175B per HBM generation ({design.technology.node.name})", fontsize=9)
+    ax.set_title(f"{name} per HBM generation ({design.technology.node.name})", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out / "hbm_generations.png", dpi=120)
     plt.close(fig)
@@ -114,21 +122,31 @@ def main() -> None:
     axes[0].legend(
         [f"start: {chip.start.step_time_s:.2f} s", f"best: {chip.best.step_time_s:.2f} s"]
     )
-    fig.suptitle(f"Best chip for GPT-3 175B ({design.technology.node.name}, {where})", fontsize=9)
+    fig.suptitle(f"Best chip for {name} ({design.technology.node.name}, {where})", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out / "best_chip.png", dpi=120)
     plt.close(fig)
 
     # --- wafer-scale vs. multi-chip packages
-    integ = examples.integration_options(design, scenario, budget.strategies)
-    _table("integration (same silicon and W/mm2)", integ)
+    if isinstance(problem, Problem):
+        scenario = load_scenario(args.scenario)
+        integ = examples.integration_options(design, scenario, budget.strategies)
+        _table("integration (same silicon and W/mm2)", integ)
+        plot, title = "integration.png", f"{name}: same silicon, different integration"
+    else:
+        integ = examples.packaging_options(design, problem)
+        _table("packaging (same per-die budget)", integ)
+        plot, title = "packaging.png", f"{name}: same per-die budget, different packaging"
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.bar([r.label for r in integ], [r.step_time_s for r in integ])
+    ax.bar(
+        [textwrap.fill(r.label, 16) for r in integ],
+        [r.step_time_s if math.isfinite(r.step_time_s) else 0.0 for r in integ],
+    )
     ax.set_ylabel("step time (s)")
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_title("GPT-3 175B: same silicon, different integration", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(args.out / "integration.png", dpi=120)
+    fig.savefig(args.out / plot, dpi=120)
     plt.close(fig)
     print(f"\nwrote 4 plots to {args.out}")
 

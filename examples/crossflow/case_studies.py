@@ -9,9 +9,11 @@ writes into OUT_DIR (created if missing; nothing is written elsewhere) a table
   CR/RC kernel parallelism, memory checked) on the budget's design built on each node
   from 16/12 nm to 1 nm (n1 is a labelled projection);
 * ``hbm_generations``: the same with HBM1 .. HBM4;
-* ``packaging``: the same per-die budget on an MCM (8 dies per package), a CoWoS-S
-  interposer (2 dies per package) and a wafer-scale 8 x 8 mesh of all 64 dies, the LSTM LM
-  on 64 devices (scale-up groups and their network set by the packaging);
+* ``packaging``: the same per-die budget on an MCM, a CoWoS-S interposer and a wafer-scale
+  mesh, each with the most dies one package (wafer) holds and its own die-to-die link
+  (``tech/data/packaging.yaml`` ``link``), the LSTM LM on 64 devices (scale-up groups, their
+  network and their rings set by the packaging and the strategy); 64 dies on one wafer
+  are reported infeasible (their silicon exceeds the wafer);
 * ``memory_vs_compute``: die area moved between compute and the memory controllers;
 * ``best_hardware``: the best allocation of the budget for the RNNLM (gradient search);
 * ``pitfalls``: software only, hardware only, hardware then software, software then
@@ -80,14 +82,20 @@ def rows_table(title: str, rows: list[examples.Row]) -> str:
 
 
 def packaging_table(title: str, rows: list[examples.Row]) -> str:
-    """The rows with the scale-up group and the link a ring over it sees."""
-    lines = [f"### {title}", "", "| variant | step (s) | group | scale-up GB/s | latency (us) |"]
-    lines.append("|---|---:|---:|---:|---:|")
+    """The rows with the scale-up group, its link technology, the link a ring over it sees
+    (for the chosen strategy's rings), and why a variant is infeasible."""
+    lines = [
+        f"### {title}",
+        "",
+        "| variant | step (s) | group | link | scale-up GB/s | latency (us) | note |",
+    ]
+    lines.append("|---|---:|---:|---|---:|---:|---|")
     for r in rows:
         step = f"{r.step_time_s:.3f}" if math.isfinite(r.step_time_s) else "infeasible"
         lines.append(
-            f"| {r.label} | {step} | {r.scale_up_size} | {r.scale_up_bandwidth / 1e9:.1f} | "
-            f"{r.scale_up_latency * 1e6:.0f} |"
+            f"| {r.label} | {step} | {r.scale_up_size} | {r.scale_up_link} | "
+            f"{r.scale_up_bandwidth / 1e9:.1f} | {r.scale_up_latency * 1e6:.2f} | "
+            f"{r.reason or ''} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -172,3 +172,45 @@ def test_hierarchical_roofline_of_a_point_follows_tp():
     assert point.system.accelerator.efficiency.matmul / base == pytest.approx(
         effs[(1, 2, 4, 8).index(tp_best)]
     )
+
+
+@pytest.mark.parametrize("packaging", ["cowos-s", "wafer-scale"])
+def test_one_vectorized_call_equals_evaluating_each_tp_on_its_own_system(packaging):
+    """The co-design point evaluates a mixed-tp grid in one call with a per-strategy matmul
+    scale (one call per tp on a mesh, whose rings follow tp); every step time, the chosen
+    strategy, its system, energy and cost equal those of the per-tp path (each tp group
+    evaluated on the system_for of its own sharded GEMMs and tp rings)."""
+    from deepflow.codesign.energy import step_energy
+    from deepflow.codesign.point import StrategyGrid, evaluate_generated, system_for
+    from deepflow.codesign.space import DesignSpace
+    from deepflow.estimate import evaluate
+
+    grid = StrategyGrid(tp=(4, 1, 2, 8), pp=(1, 2), micro_batch_size=(1, 2), zero=(0, 1))
+    prob = Problem.from_scenario(small_scenario(), grid=grid)
+    data = open_design().model_dump()
+    data["technology"]["packaging"] = packaging
+    design = type(open_design()).model_validate(data)
+    space = DesignSpace.of(design, TWO)
+    mesh = packaging == "wafer-scale"
+    rng = np.random.default_rng(3)
+    for x in [space.start()] + [space.random(rng) for _ in range(3)]:
+        generated = generate(space.design(x))
+        point = evaluate_generated(generated, prob)
+        tps = np.asarray(prob.strategies.tp)
+        best = (math.inf, -1, None, None)
+        for tp in sorted(set(tps.tolist())):
+            index = np.flatnonzero(tps == tp)
+            shapes = prob.gemm_shapes(tp)
+            inner = tp if mesh else 1
+            system = system_for(generated, prob.system, shapes, prob.precision, inner=inner)
+            sub = evaluate(prob.model, system, prob.global_batch_size, prob.strategies.take(index))
+            times = np.where(sub.feasible, sub.step_time, np.inf)
+            j = int(np.argmin(times))
+            if times[j] < best[0]:
+                best = (float(times[j]), int(index[j]), (sub, j, shapes), system)
+        step, index, (sub, j, shapes), system = best
+        assert point.feasible
+        assert point.step_time_s == step and point.strategy_index == index
+        assert point.system == system
+        energy = step_energy(generated, sub, j, shapes, prob.precision)
+        assert point.energy == energy

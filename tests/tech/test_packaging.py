@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from deepflow.codesign import examples
 from deepflow.codesign.budget import load_budget
 from deepflow.codesign.opgraph import load_opgraph_problem
-from deepflow.codesign.packaging import mesh_layout, mesh_shape, packaged_link, scale_up_link
+from deepflow.codesign.packaging import (
+    mesh_layout,
+    mesh_shape,
+    packaged_link,
+    scale_up_link,
+    strategy_layout,
+    strategy_rings,
+)
 from deepflow.codesign.point import system_for
 from deepflow.specs.system import LinkSpec
 from deepflow.tech.generator import generate
@@ -111,23 +118,116 @@ def test_a_worse_derate_never_makes_the_step_faster(derate: int, worse: int, hop
 def test_packaging_study_runs() -> None:
     p = load_opgraph_problem(CROSSFLOW / "rnnlm-8.yaml")
     rows = examples.packaging_options(load_budget(BUDGET).design, p)
+    # 814 mm2 dies: 4 fit the MCM's 4,400 mm2 (its 8-die limit is for smaller dies), 2 the
+    # CoWoS-S interposer, all 8 one wafer
     assert [r.label for r in rows] == [
-        "MCM (8 dies / package)",
+        "MCM (4 dies / package)",
         "CoWoS-S (2 dies / package)",
-        "wafer-scale mesh (8 dies)",
-        "wafer-scale mesh (8 dies), 4 stride-4 rings",
+        "wafer-scale mesh (8 dies / wafer)",
+        "wafer-scale mesh (8 dies / wafer), 4 stride-4 rings",
     ]
     assert all(r.feasible and math.isfinite(r.step_time_s) for r in rows)
+    # each packaging has its own die-to-die link
+    assert [r.scale_up_link for r in rows] == [
+        "ucie-standard",
+        "ucie-advanced",
+        "info-sow-d1",
+        "info-sow-d1",
+    ]
     # on the 4 x 2 mesh, rings {0,4} .. {3,7} each cross one Y edge: 4 ports, derate 1,
-    # one hop; the rank-order ring's longest step, 7 -> 0, is four hops
+    # one hop; the data-parallel rank-order ring's longest step, 7 -> 0, is four hops
+    hop = packaging_link_latency("wafer-scale")
     assert rows[3].scale_up_bandwidth == pytest.approx(rows[2].scale_up_bandwidth)
-    assert (rows[2].scale_up_latency, rows[3].scale_up_latency) == pytest.approx((4e-6, 1e-6))
-    # MCM and the wafer keep all 8 dies in one scale-up group; CoWoS-S sends the rest
-    # over the scale-out link, which is slower than the generated scale-up links
-    assert rows[1].step_time_s >= rows[0].step_time_s
+    assert (rows[2].scale_up_latency, rows[3].scale_up_latency) == pytest.approx((4 * hop, hop))
     bad = examples.PackagingOption("odd", "mcm", 3)
     with pytest.raises(ValueError, match="do not divide"):
         examples.packaging_options(load_budget(BUDGET).design, replace(p), [bad])
+
+
+def packaging_link_latency(name: str) -> float:
+    from deepflow.tech.library import link_technology
+
+    link = packaging(name).link
+    assert link is not None
+    return link_technology(link).latency
+
+
+def test_a_group_whose_silicon_exceeds_the_package_is_infeasible_with_the_areas() -> None:
+    """64 dies of 814 mm2 (52,096 mm2) do not fit one 300 mm wafer (46,225 mm2); 32 do."""
+    p = load_opgraph_problem(CROSSFLOW / "lstm-lm-64.yaml")
+    design = load_budget(BUDGET).design
+    assert examples.dies_that_fit(64, 814.0, "wafer-scale") == 32
+    assert examples.dies_that_fit(64, 814.0, "mcm") == 4
+    assert examples.dies_that_fit(64, 100.0, "mcm") == 8  # the MCM's max_dies
+    options = [
+        examples.PackagingOption("64 on a wafer", "wafer-scale", 64),
+        examples.PackagingOption("8 on an MCM", "mcm", 8),
+    ]
+    rows = examples.packaging_options(design, p, options)
+    assert not rows[0].feasible and rows[0].step_time_s == math.inf
+    assert rows[0].reason is not None and "52,096 mm2" in rows[0].reason
+    assert "46,225 mm2" in rows[0].reason
+    assert not rows[1].feasible and "6,512 mm2" in (rows[1].reason or "")
+
+
+def test_every_packaging_of_several_dies_names_a_link_of_the_library() -> None:
+    from deepflow.tech.library import link_technology
+
+    for name in ("mcm", "cowos-s", "cowos-l", "wafer-scale"):
+        link = packaging(name).link
+        assert link is not None
+        tech = link_technology(link)
+        assert tech.lane_rate > 0 and tech.latency > 0 and tech.sources
+
+
+def test_strategy_rings_by_hand() -> None:
+    """A tp (or kernel) group of 8 lies along a row of the 8 x 8 mesh: its rings and their
+    column replicas each load a directed edge once, 7 hops for the wrap-around; groups of
+    4 put four stride-4 replica rings on each X edge."""
+    assert strategy_rings(8, 4) == (
+        ((0, 1, 2, 3), (4, 5, 6, 7)),
+        ((0, 4), (1, 5), (2, 6), (3, 7)),
+    )
+    assert strategy_rings(8, 1) == ((tuple(range(8)),),)
+    assert strategy_rings(8, 3) == ((tuple(range(8)),),)  # 3 does not divide 8
+    row = strategy_layout(64, 8)
+    assert (row.ports, row.derate, row.hops) == (4, 1, 7)
+    assert strategy_layout(64, 4).derate == 4
+    assert strategy_layout(64, 1) == mesh_layout(64)
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.sampled_from([1, 2, 4, 8, 16, 32, 64]), st.floats(1.0, 8.0))
+def test_strategy_rings_property(inner: int, more: float) -> None:
+    """For the rings of any strategy on a wafer mesh: the link is the die's bandwidth over
+    ports x derate (derate >= 1), more link bandwidth never makes the step slower, and the
+    strategy's rings are never faster than an ideal derate of 1."""
+    problem = load_opgraph_problem(CROSSFLOW / "rnnlm-8.yaml")
+    wide = problem.system.model_copy(
+        update={"scale_up_size": 64, "num_accelerators": 64, "accelerators_per_node": 64}
+    )
+    problem = problem.with_system(wide)
+    g = generate(_design("wafer-scale"))
+    layout = strategy_layout(64, inner)
+    assert layout.derate >= 1
+    base = system_for(g, wide, [], inner=inner)
+    assert base.intra_node.bandwidth == pytest.approx(
+        g.scale_up_bandwidth / (layout.ports * layout.derate)
+    )
+    faster = system_for(
+        replace(g, scale_up_bandwidth=g.scale_up_bandwidth * more), wide, [], inner=inner
+    )
+    assert faster.intra_node.bandwidth >= base.intra_node.bandwidth
+    t_base = problem.with_system(base).step_time()
+    assert problem.with_system(faster).step_time() <= t_base * (1 + 1e-12)
+    ideal = base.model_copy(
+        update={
+            "intra_node": base.intra_node.model_copy(
+                update={"bandwidth": g.scale_up_bandwidth / layout.ports}
+            )
+        }
+    )
+    assert problem.with_system(ideal).step_time() <= t_base * (1 + 1e-12)
 
 
 def test_case_study_script_writes_the_packaging_table_and_plot(tmp_path: Path) -> None:
@@ -147,19 +247,23 @@ def test_case_study_script_writes_the_packaging_table_and_plot(tmp_path: Path) -
     ]
     rows = json.loads((tmp_path / "results.json").read_text())["packaging"]
     table = (tmp_path / "packaging.md").read_text()
-    assert len(rows) == 4
+    assert len(rows) == 5
     for r in rows:
-        assert f"| {r['label']} | {r['step_time_s']:.3f} |" in table
-    # the mesh with four stride-4 rings has a quarter of the one-ring mesh's bandwidth
+        step = f"{r['step_time_s']:.3f}" if r["feasible"] else "infeasible"
+        assert f"| {r['label']} | {step} |" in table
+    # the 32-die wafer mesh with four stride-4 rings has a quarter of the bandwidth that
+    # the strategy's own rings see; 64 dies do not fit one wafer
     assert rows[3]["scale_up_bandwidth"] == pytest.approx(rows[2]["scale_up_bandwidth"] / 4)
     assert rows[3]["step_time_s"] > rows[2]["step_time_s"]
+    assert not rows[4]["feasible"] and "46,225 mm2" in rows[4]["reason"]
     # docs/codesign.md quotes this output
     docs = (CROSSFLOW.parents[1] / "docs" / "codesign.md").read_text()
     section = docs[docs.index("* Packaging, DeepFlow's LSTM LM") :]
     for r in rows:
+        step = f"{r['step_time_s']:.3f}" if r["feasible"] else "infeasible"
         quoted = (
-            f"| {r['step_time_s']:.3f} | {r['scale_up_size']} | "
-            f"{r['scale_up_bandwidth'] / 1e9:.1f} | {r['scale_up_latency'] * 1e6:.0f} |"
+            f"| {step} | {r['scale_up_size']} | {r['scale_up_link']} | "
+            f"{r['scale_up_bandwidth'] / 1e9:.1f} | {r['scale_up_latency'] * 1e6:.2f} |"
         )
         assert quoted in section, quoted
     bad = subprocess.run(

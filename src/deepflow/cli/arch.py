@@ -139,9 +139,11 @@ def arch_command(design: str, scenario: str | None, as_json: bool) -> None:
             click.echo(f"  workload  INFEASIBLE: {point.reason}")
 
 
-def _problem(scenario: str, budget: BudgetFile) -> WorkloadProblem:
+def workload_problem(scenario: str, budget: BudgetFile) -> WorkloadProblem:
     """A transformer scenario with the budget's strategy grid, or an operator-graph
-    scenario (a file naming a ``workload``: LSTM LM, RNNs, CNNs) with its candidates."""
+    scenario (a file naming a ``workload``: LSTM LM, RNNs, CNNs) with its candidates and
+    the search's expert strategies: the one workload interface of ``deepflow codesign``
+    (and of ``examples/arch/plots.py``)."""
     if is_opgraph_scenario(scenario):
         return _with_experts(load_opgraph_problem(scenario, budget.cost))
     return Problem.from_scenario(load_scenario(scenario), budget.strategies, budget.cost)
@@ -164,7 +166,7 @@ def codesign_command(
     names = tuple(o.strip() for o in objectives.split(",") if o.strip())
     if not names:
         raise ConfigError("give at least one objective", "--objectives")
-    problem = _problem(scenario, budget)
+    problem = workload_problem(scenario, budget)
     space = DesignSpace.of(budget.design, budget.search.vary, budget.search.lower)
     s = budget.search
     if names == ("time",):

@@ -13,7 +13,8 @@ Nothing here imports matplotlib or writes a file (docs/STYLE.md, practice 13).
   one die per package, two dies per package, or one wafer-scale part with memory on the
   wafer.
 * :func:`packaging_options`: the same per-die budget on an MCM, a CoWoS-class interposer
-  and a wafer-scale mesh (scale-up group and its network set by the packaging).
+  and a wafer-scale mesh (scale-up group, its network and its die-to-die link set by the
+  packaging; a group whose silicon exceeds the package or wafer is infeasible).
 
 Step times are ``inf`` where no strategy of the grid is feasible (for example, the model
 does not fit the memory of a variant).
@@ -60,6 +61,7 @@ class Row:
     scale_up_size: int = 0
     scale_up_bandwidth: float = 0.0  # what a ring over the scale-up group sees, bytes/s
     scale_up_latency: float = 0.0
+    scale_up_link: str = ""  # the scale-up link technology (links.yaml name)
 
     @classmethod
     def of(cls, label: str, point: PointResult) -> Row:
@@ -77,6 +79,7 @@ class Row:
             scale_up_size=point.system.scale_up_size,
             scale_up_bandwidth=point.system.intra_node.bandwidth,
             scale_up_latency=point.system.intra_node.latency,
+            scale_up_link=g.design.technology.scale_up.name,
         )
 
 
@@ -241,8 +244,9 @@ def integration_options(
 @dataclass(frozen=True)
 class PackagingOption:
     """One packaging of the same per-die budget: ``packaging`` (a library name) with
-    ``group`` dies sharing its scale-up network; ``rings`` are the rings a scale-up
-    collective runs at once on a mesh (None: one ring of the group in rank order)."""
+    ``group`` dies in one package (or on one wafer) sharing its scale-up network; ``rings``
+    are explicit rings a scale-up collective runs at once on a mesh (None: the rings of
+    each candidate strategy, :func:`deepflow.codesign.packaging.strategy_rings`)."""
 
     label: str
     packaging: str
@@ -250,24 +254,45 @@ class PackagingOption:
     rings: tuple[tuple[int, ...], ...] | None = None
 
 
-def default_packagings(num_dies: int) -> tuple[PackagingOption, ...]:
-    """MCM (the library's dies per organic package share an I/O-die fabric), a CoWoS-S
-    interposer (its dies per package), and every die on one wafer mesh, with one ring in
-    rank order and with four concurrent stride-4 rings (the gradient all-reduces of the
-    replicas of kernel groups of four: each X edge carries four flows)."""
-    mcm = resolve("packaging", "mcm", "technology.packaging")
-    cowos = resolve("packaging", "cowos-s", "technology.packaging")
-    return (
-        PackagingOption(f"MCM ({mcm.max_dies} dies / package)", "mcm", mcm.max_dies),
-        PackagingOption(f"CoWoS-S ({cowos.max_dies} dies / package)", "cowos-s", cowos.max_dies),
-        PackagingOption(f"wafer-scale mesh ({num_dies} dies)", "wafer-scale", num_dies),
-        PackagingOption(
-            f"wafer-scale mesh ({num_dies} dies), 4 stride-4 rings",
-            "wafer-scale",
-            num_dies,
-            tuple(tuple(range(j, num_dies, 4)) for j in range(4)),
-        ),
-    )
+def dies_that_fit(num_dies: int, die_area: float, packaging: str) -> int:
+    """The most dies of ``die_area`` mm^2 that one ``packaging`` holds (its ``max_dies`` on
+    a switch, and the silicon within its ``max_package_area``) and that divide
+    ``num_dies``; at least 1."""
+    pkg = resolve("packaging", packaging, "technology.packaging")
+    cap = int(pkg.max_package_area // die_area)
+    if pkg.network == "switch":
+        cap = min(cap, pkg.max_dies)
+    return max((d for d in range(1, min(cap, num_dies) + 1) if num_dies % d == 0), default=1)
+
+
+def default_packagings(num_dies: int, die_area: float) -> tuple[PackagingOption, ...]:
+    """MCM and CoWoS-S with the most dies of ``die_area`` that one package holds
+    (:func:`dies_that_fit`), a wafer-scale mesh with the most dies one wafer holds, the
+    same with four explicit stride-4 rings at once (the gradient all-reduces of the replicas
+    of kernel groups of four: each X edge carries four flows), and all ``num_dies`` dies on
+    one wafer, which is infeasible where their silicon exceeds the wafer."""
+    mcm = dies_that_fit(num_dies, die_area, "mcm")
+    cowos = dies_that_fit(num_dies, die_area, "cowos-s")
+    wafer = dies_that_fit(num_dies, die_area, "wafer-scale")
+    options = [
+        PackagingOption(f"MCM ({mcm} dies / package)", "mcm", mcm),
+        PackagingOption(f"CoWoS-S ({cowos} dies / package)", "cowos-s", cowos),
+        PackagingOption(f"wafer-scale mesh ({wafer} dies / wafer)", "wafer-scale", wafer),
+    ]
+    if wafer % 4 == 0 and wafer > 4:
+        options.append(
+            PackagingOption(
+                f"wafer-scale mesh ({wafer} dies / wafer), 4 stride-4 rings",
+                "wafer-scale",
+                wafer,
+                tuple(tuple(range(j, wafer, 4)) for j in range(4)),
+            )
+        )
+    if wafer < num_dies:
+        options.append(
+            PackagingOption(f"wafer-scale mesh ({num_dies} dies / wafer)", "wafer-scale", num_dies)
+        )
+    return tuple(options)
 
 
 def packaging_options(
@@ -275,22 +300,41 @@ def packaging_options(
     problem: WorkloadProblem,
     options: Sequence[PackagingOption] | None = None,
 ) -> list[Row]:
-    """The same per-die budget (die area, TDP, package area per die, allocation, link
-    technology) on each packaging of ``options``: the cluster of ``problem`` keeps its
-    dies, regrouped into scale-up groups of ``option.group`` dies wired as the packaging's
-    ``network`` says (:func:`deepflow.codesign.packaging.scale_up_link`); the groups talk
-    over the design's scale-out link."""
+    """The same per-die budget (die area, TDP, package area per die, allocation) on each
+    packaging of ``options``: the cluster of ``problem`` keeps its dies, regrouped into
+    scale-up groups of ``option.group`` dies (one package, or one wafer) wired as the
+    packaging's ``network`` says (:func:`deepflow.codesign.packaging.scale_up_link`) with
+    the packaging's own die-to-die ``link`` technology (``tech/data/packaging.yaml``;
+    the design's own scale-up link where the packaging names none); the groups talk over
+    the design's scale-out link. A group whose silicon (``group`` x die area) exceeds the
+    packaging's ``max_package_area`` is infeasible, with the areas as the reason."""
     system = problem.system
-    options = options or default_packagings(system.num_accelerators)
+    die_area = design.budget.die_area
+    options = options or default_packagings(system.num_accelerators, die_area)
     rows = []
     for opt in options:
         group = min(opt.group, system.num_accelerators)
         if system.num_accelerators % group:
             raise ValueError(f"{opt.label}: {group} dies do not divide the cluster")
-        variant = _variant(design, opt.label, {"packaging": opt.packaging})
+        pkg = resolve("packaging", opt.packaging, "technology.packaging")
+        tech: dict[str, object] = {"packaging": opt.packaging}
+        if pkg.link is not None:
+            tech["scale_up"] = pkg.link
+        variant = _variant(design, opt.label, tech)
         sys_v = system.model_copy(update={"accelerators_per_node": group, "scale_up_size": group})
         prob = replace(problem, system=sys_v, scale_up_rings=opt.rings)
-        rows.append(Row.of(opt.label, evaluate_design(variant, prob)))
+        point = evaluate_design(variant, prob)
+        silicon = group * die_area
+        if silicon > pkg.max_package_area:
+            reason = (
+                f"{group} dies of {die_area:g} mm2 ({silicon:,.0f} mm2 of silicon) exceed one "
+                f"{opt.packaging} package ({pkg.max_package_area:,.0f} mm2)"
+            )
+            point = replace(
+                point, feasible=False, reason=reason, step_time_s=math.inf, energy=None,
+                cost_per_step=math.inf,
+            )  # fmt: skip
+        rows.append(Row.of(opt.label, point))
     return rows
 
 

@@ -56,6 +56,13 @@ def strategy_shapes(graph: OpGraph, strategy: Strategy) -> list[tuple[float, flo
     return out
 
 
+def collective_group(strategy: Strategy) -> int:
+    """The innermost collective group of ``strategy``: its largest kernel group
+    (``kp1 x kp2``), 1 without kernel parallelism. On a mesh packaging the scale-up rings
+    follow it (:func:`deepflow.codesign.packaging.strategy_rings`)."""
+    return max((cfg.group for cfg in strategy), default=1)
+
+
 @dataclass(frozen=True)
 class OpGraphProblem:
     """An operator-graph workload on a cluster whose accelerator a design replaces."""
@@ -104,7 +111,14 @@ class OpGraphProblem:
         reasons = []
         for i, strategy in enumerate(self.candidates().values()):
             shapes = strategy_shapes(self.graph, strategy)
-            system = system_for(generated, self.system, shapes, self.precision, self.scale_up_rings)
+            system = system_for(
+                generated,
+                self.system,
+                shapes,
+                self.precision,
+                self.scale_up_rings,
+                inner=collective_group(strategy),
+            )
             sim = OpSimulator(self.graph, system, self.precision)
             res = sim.run(strategy)
             if res.infeasible:

@@ -20,8 +20,13 @@ scale-up group sees depends on the packaging's ``network``
 
       bandwidth = B / (d r)        latency = h x hop latency
 
-  The rings default to one ring over the group in rank order (a data-parallel all-reduce
-  on deepflow's default mesh order); a caller can pass the rings of its own layout.
+  The rings follow the strategy (:func:`strategy_rings`): a strategy whose innermost
+  collective group has ``g`` consecutive ranks (``tp`` for a transformer, the kernel group
+  ``kp1 x kp2`` of an operator graph, 1 for data parallelism) runs ``n / g`` rings of ``g``
+  consecutive dies at once (a tp group of 8 along a row of an 8 x 8 mesh) and, for the
+  gradient reduction of their replicas, ``g`` rings of stride ``g``; the link takes the
+  worse of the two phases (:func:`strategy_layout`). A caller can instead pass explicit
+  rings.
 
 :func:`packaged_link` is the one formula; :func:`scale_up_link` applies it to a
 generated accelerator and is what :func:`deepflow.codesign.point.system_for` calls, so the
@@ -34,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from deepflow.network.topologies import mesh, ring_link_derate
 from deepflow.specs.system import LinkSpec
@@ -75,6 +81,39 @@ def mesh_layout(n: int, rings: Sequence[Sequence[int]] | None = None) -> MeshLay
     return MeshLayout(shape, ports, ring_link_derate(graph, rings), hops)
 
 
+def strategy_rings(n: int, inner: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
+    """The ring sets that the scale-up collectives of a strategy run, one set at a time, on
+    a group of ``n`` dies in rank order, when its innermost collective group has ``inner``
+    consecutive ranks (module docstring): the inner groups' rings (``n / inner`` rings of
+    ``inner`` consecutive dies) and their replicas' rings (``inner`` rings of stride
+    ``inner``). ``inner`` of 1, of ``n`` or more, or not dividing ``n``: one ring of the
+    group in rank order (data parallelism, or one collective group spanning the dies).
+
+    ``strategy_rings(8, 4) == (((0, 1, 2, 3), (4, 5, 6, 7)), ((0, 4), (1, 5), (2, 6), (3, 7)))``
+    """
+    if n < 1:
+        raise ValueError(f"a group needs at least one die, got {n}")
+    if inner <= 1 or inner >= n or n % inner:
+        return ((tuple(range(n)),),)
+    inner_rings = tuple(tuple(range(j * inner, (j + 1) * inner)) for j in range(n // inner))
+    outer_rings = tuple(tuple(range(j, n, inner)) for j in range(inner))
+    return (inner_rings, outer_rings)
+
+
+@cache
+def strategy_layout(n: int, inner: int) -> MeshLayout:
+    """The mesh layout of :func:`strategy_rings`: the worst derate and hops of its phases
+    (cached: a pure function of two integers)."""
+    layouts = [mesh_layout(n, rings) for rings in strategy_rings(n, inner)]
+    worst = max(layouts, key=lambda lay: (lay.derate, lay.hops))
+    return MeshLayout(
+        worst.shape,
+        worst.ports,
+        max(lay.derate for lay in layouts),
+        max(lay.hops for lay in layouts),
+    )
+
+
 def packaged_link(
     link: LinkSpec, bandwidth: float, ports: int, derate: int, hops: int, hop_latency: float
 ) -> LinkSpec:
@@ -94,10 +133,13 @@ def scale_up_link(
     group: int,
     hop_latency: float,
     rings: Sequence[Sequence[int]] | None = None,
+    inner: int = 1,
 ) -> LinkSpec:
     """The scale-up link of a group of ``group`` dies on ``packaging`` whose dies each have
-    ``bandwidth`` bytes/s per direction of scale-up links of ``hop_latency`` per hop."""
+    ``bandwidth`` bytes/s per direction of scale-up links of ``hop_latency`` per hop, for
+    a strategy whose innermost collective group has ``inner`` ranks
+    (:func:`strategy_layout`), or for explicit ``rings`` run at once."""
     if packaging.network == "switch":
         return link.model_copy(update={"bandwidth": bandwidth})
-    layout = mesh_layout(group, rings)
+    layout = strategy_layout(group, inner) if rings is None else mesh_layout(group, rings)
     return packaged_link(link, bandwidth, layout.ports, layout.derate, layout.hops, hop_latency)

@@ -11,6 +11,7 @@ reference sec. 8.9).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from deepflow.codesign.energy import CostSpec, StepEnergy, step_cost, step_energ
 from deepflow.codesign.packaging import scale_up_link
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate
+from deepflow.estimate.evaluate import BatchResult
 from deepflow.hardware.tiling import tiled_matmul_efficiency
 from deepflow.parallel import StrategyBatch
 from deepflow.specs.accelerator import Precision
@@ -155,25 +157,43 @@ class PointResult:
         return {"time": self.step_time_s, "energy": self.energy_j, "cost": self.cost_per_step}[name]
 
 
+def matmul_factor(
+    generated: GeneratedAccelerator,
+    shapes: Sequence[tuple[float, float, float]],
+    precision: Precision = Precision.BF16,
+) -> float:
+    """The hierarchical-roofline efficiency of ``shapes`` on ``generated``
+    (:func:`deepflow.hardware.tiling.tiled_matmul_efficiency`); 1 where the design has no
+    compute or no DRAM bandwidth to tile against."""
+    acc = generated.accelerator
+    peak = acc.peak(precision)
+    if peak > 0 and generated.hierarchy.dram_bandwidth > 0:
+        elem = float(precision.activation_bytes)
+        return tiled_matmul_efficiency(shapes, acc, generated.hierarchy, peak, elem)
+    return 1.0
+
+
 def system_for(
     generated: GeneratedAccelerator,
     system: SystemSpec,
     shapes: Sequence[tuple[float, float, float]],
     precision: Precision = Precision.BF16,
     rings: Sequence[Sequence[int]] | None = None,
+    factor: float | None = None,
+    inner: int = 1,
 ) -> SystemSpec:
     """``system`` with the generated accelerator, its matmul efficiency scaled by the
-    hierarchical-roofline efficiency of ``shapes``, and the generated link bandwidths
-    (scale-out only where the design has a scale-out link); the scale-up link is the one
-    the packaging gives the scale-up group (:func:`deepflow.codesign.packaging.scale_up_link`:
-    unchanged on a switch, split over mesh ports and derated by ``rings`` on a wafer mesh)."""
+    hierarchical-roofline efficiency of ``shapes`` (:func:`matmul_factor`, or ``factor``
+    where given), and the generated link bandwidths (scale-out only where the design has a
+    scale-out link); the scale-up link is the one the packaging gives the scale-up group
+    (:func:`deepflow.codesign.packaging.scale_up_link`: unchanged on a switch, split over
+    mesh ports and derated on a wafer mesh by ``rings``, or by the rings of a strategy whose
+    innermost collective group has ``inner`` ranks)."""
     acc = generated.accelerator
-    peak = acc.peak(precision)
-    elem = float(precision.activation_bytes)
-    if peak > 0 and generated.hierarchy.dram_bandwidth > 0:
-        factor = tiled_matmul_efficiency(shapes, acc, generated.hierarchy, peak, elem)
-        eff = acc.efficiency.model_copy(update={"matmul": acc.efficiency.matmul * factor})
-        acc = acc.model_copy(update={"efficiency": eff})
+    if factor is None:
+        factor = matmul_factor(generated, shapes, precision)
+    eff = acc.efficiency.model_copy(update={"matmul": acc.efficiency.matmul * factor})
+    acc = acc.model_copy(update={"efficiency": eff})
     tech = generated.design.technology
     intra = scale_up_link(
         tech.packaging,
@@ -182,6 +202,7 @@ def system_for(
         system.scale_up_size,
         tech.scale_up.latency,
         rings,
+        inner,
     )
     inter = system.inter_node
     if generated.design.technology.scale_out is not None:
@@ -214,41 +235,63 @@ def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> 
     The hierarchical-roofline efficiency depends on the GEMM shapes each device runs, and
     those shrink with the tensor-parallel degree (``Problem.gemm_shapes(tp)``: the column
     split divides ``n``, the row split ``k``, as in Megatron-LM's ``ColumnParallelLinear`` /
-    ``RowParallelLinear``). The strategies are therefore grouped by ``tp``; each group is
-    evaluated on the system whose matmul efficiency comes from its own sharded shapes."""
+    ``RowParallelLinear``). Each strategy's GEMMs therefore run at the factor of its own
+    ``tp`` (:func:`matmul_factor`, one tiling per distinct ``tp``), and the whole grid is
+    evaluated in one vectorized call that takes these factors per strategy
+    (``evaluate(..., matmul_scale=...)``, which multiplies the GEMM curve's peak-achievable
+    fraction exactly as :func:`system_for` scales ``efficiency.matmul``). On a mesh
+    packaging the scale-up link also depends on ``tp`` (its rings,
+    :func:`deepflow.codesign.packaging.strategy_rings`), so there is one call per ``tp``.
+    The result equals evaluating each ``tp`` group on its own :func:`system_for` system
+    (``tests/tech/test_codesign.py``); ties go to the smaller ``tp``, then the earlier
+    strategy."""
+    rings = problem.scale_up_rings
     tps = np.asarray(problem.strategies.tp)
-    first_tp = int(tps[0]) if len(tps) else 1
+    unique = sorted({int(t) for t in tps}) or [1]
+    # on a mesh packaging the scale-up link follows each strategy's tp groups (packaging.py)
+    mesh = generated.design.technology.packaging.network == "mesh" and rings is None
+
+    def link_key(tp: int) -> int:
+        return tp if mesh else 1
+
     if not generated.feasible:
-        shapes = problem.gemm_shapes(first_tp)
+        shapes = problem.gemm_shapes(unique[0])
         system = system_for(
-            generated, problem.system, shapes, problem.precision, problem.scale_up_rings
+            generated, problem.system, shapes, problem.precision, rings, None, link_key(unique[0])
         )
         return PointResult(generated, system, False, generated.reason, math.inf, None, math.inf, -1)
-    best_step, best_index, best = math.inf, -1, None
-    system = None
-    for tp in sorted({int(t) for t in tps}):
-        index = np.flatnonzero(tps == tp)
-        shapes = problem.gemm_shapes(tp)
-        sys_tp = system_for(
-            generated, problem.system, shapes, problem.precision, problem.scale_up_rings
+    factors = {
+        tp: matmul_factor(generated, problem.gemm_shapes(tp), problem.precision) for tp in unique
+    }
+
+    def system_of(tp: int, factor: float | None = None) -> SystemSpec:
+        f = factors[tp] if factor is None else factor
+        return system_for(generated, problem.system, [], problem.precision, rings, f, link_key(tp))
+
+    first = system_of(unique[0])
+    if first.num_accelerators > first.scale_up_size and first.inter_node.bandwidth <= 0:
+        reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
+        return PointResult(generated, first, False, reason, math.inf, None, math.inf, -1)
+    scale = np.array([factors[int(t)] for t in tps], dtype=np.float64)
+    keys = np.array([link_key(int(t)) for t in tps])
+    times = np.full(len(tps), np.inf)
+    results: dict[int, tuple[BatchResult, np.ndarray]] = {}
+    # one vectorized call per scale-up link: one call on a switch, one per tp on a mesh
+    for key in sorted(set(keys.tolist())):
+        index = np.flatnonzero(keys == key)
+        base = system_of(key if mesh else unique[0], factor=1.0)
+        sub = problem.strategies if len(index) == len(tps) else problem.strategies.take(index)
+        result = evaluate(
+            problem.model, base, problem.global_batch_size, sub, matmul_scale=scale[index]
         )
-        if system is None:
-            system = sys_tp
-        if sys_tp.num_accelerators > sys_tp.scale_up_size and sys_tp.inter_node.bandwidth <= 0:
-            reason = "the cluster spans several nodes but the design has no scale-out bandwidth"
-            return PointResult(generated, sys_tp, False, reason, math.inf, None, math.inf, -1)
-        sub = problem.strategies.take(index)
-        result = evaluate(problem.model, sys_tp, problem.global_batch_size, sub)
-        times = np.where(result.feasible, result.step_time, np.inf)
-        j = int(np.argmin(times))
-        if float(times[j]) < best_step:
-            best_step, best_index = float(times[j]), int(index[j])
-            best = (result, j, shapes, sys_tp)
-    assert system is not None
-    if best is None:
+        times[index] = np.where(result.feasible, result.step_time, np.inf)
+        results[key] = (result, index)
+    order = np.lexsort((np.arange(len(tps)), tps))  # by tp, then by position
+    best_index = int(order[int(np.argmin(times[order]))]) if len(tps) else -1
+    if best_index < 0 or not math.isfinite(float(times[best_index])):
         return PointResult(
             generated,
-            system,
+            first,
             False,
             "no feasible strategy in the grid",
             math.inf,
@@ -256,8 +299,14 @@ def _evaluate_transformer(generated: GeneratedAccelerator, problem: Problem) -> 
             math.inf,
             -1,
         )
-    result, j, shapes, system = best
-    energy = step_energy(generated, result, j, shapes, problem.precision)
+    best_tp = int(tps[best_index])
+    system = system_of(best_tp)
+    best_step = float(times[best_index])
+    result, index = results[link_key(best_tp)]
+    j = int(np.flatnonzero(index == best_index)[0])
+    on_system = dataclasses.replace(result, system=system)
+    shapes = problem.gemm_shapes(best_tp)
+    energy = step_energy(generated, on_system, j, shapes, problem.precision)
     cost = step_cost(generated, system, best_step, energy.total, problem.cost)
     return PointResult(generated, system, True, None, best_step, energy, cost, best_index)
 

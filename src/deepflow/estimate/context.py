@@ -38,6 +38,11 @@ class Env:
     core, MoE router, LM head: Transformer Engine quantizes only its linear layers inside
     ``fp8_autocast``), the same as ``peak`` at every other precision.
 
+    ``matmul_scale`` multiplies, per strategy, the peak-achievable fraction of every GEMM
+    (:func:`deepflow.hardware.roofline.gemm_time`'s ``eta_scale``): ones, except where a
+    co-design point gives each tensor-parallel degree the hierarchical-roofline efficiency
+    of its own sharded GEMMs (:mod:`deepflow.codesign.point`).
+
     ``algorithms`` maps a mesh axis (``"tp"``, ``"dp"``, ``"ep"``) to the algorithm of that
     axis's collectives when it is not the batch's built-in one, e.g. an imported MSCCL-IR
     program (:class:`~deepflow.network.programs.ProgramAlgorithm`); empty by default.
@@ -64,6 +69,7 @@ class Env:
     expert_rows: np.ndarray  # tokens one rank's experts compute per micro-batch, / top_k
     pp_crosses_domain: np.ndarray
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm]
+    matmul_scale: np.ndarray
 
     @classmethod
     def build(
@@ -73,6 +79,7 @@ class Env:
         batch: StrategyBatch,
         global_batch_size: int,
         algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+        matmul_scale: np.ndarray | None = None,
     ) -> Env:
         acc = system.accelerator
         peaks = np.array([acc.peak(p) for p in PRECISIONS])
@@ -125,4 +132,9 @@ class Env:
             ),
             pp_crosses_domain=b.stride_pp >= size,
             algorithms=dict(algorithms or {}),
+            matmul_scale=(
+                np.ones(len(b))
+                if matmul_scale is None
+                else np.broadcast_to(np.asarray(matmul_scale, dtype=np.float64), (len(b),))
+            ),
         )

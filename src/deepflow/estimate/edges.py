@@ -140,9 +140,9 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     # the output layer is a plain ColumnParallelLinear, not a Transformer Engine layer: it
     # stays in 16 bits under FP8 (Megatron-Core models/gpt/gpt_model.py, output_layer)
     peak, code = env.peak_high, env.precision_high
-    head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code)
-    dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code)
-    wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code)
+    head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code, env.matmul_scale)
+    dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
+    wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
     ce_fwd = _loss_pass(env, logits, loss, True)
     ce_bwd = _loss_pass(env, logits, loss, False)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
@@ -187,9 +187,9 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
     tp = env.batch.tp.astype(np.float64)
     rows = env.tokens
     peak, code = env.peak, env.batch.precision
-    proj_fwd = gemm_time(rows, h / tp, 2 * h, acc, peak, env.elem, 1, code)
-    proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code)
-    proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code)
+    proj_fwd = gemm_time(rows, h / tp, 2 * h, acc, peak, env.elem, 1, code, env.matmul_scale)
+    proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
+    proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
     module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
     return EdgeCost(
         forward_compute=head.forward_compute

@@ -276,6 +276,7 @@ def evaluate(
     global_batch_size: int,
     batch: StrategyBatch,
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
+    matmul_scale: np.ndarray | None = None,
 ) -> BatchResult:
     """Evaluate every strategy of ``batch`` for ``model`` on ``system`` (vectorized).
 
@@ -293,7 +294,7 @@ def evaluate(
                 f"strategy.collective_algorithms.{axis}",
             )
     n = len(batch)
-    env = Env.build(model, system, batch, global_batch_size, algorithms)
+    env = Env.build(model, system, batch, global_batch_size, algorithms, matmul_scale)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
     dense, moe, emb, head = PART_COSTS(env)

@@ -212,9 +212,15 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
     # kernel per layer and pass, each at its own shape's efficiency
     widths = [n * (w / op.n) for w in op.splits] or [n]
-    fwd = sum(gemm_time(rows, w, k, acc, peak, env.elem, groups, code) for w in widths)
-    dgrad = sum(gemm_time(rows, k, w, acc, peak, env.elem, groups, code) for w in widths)
-    wgrad = sum(gemm_time(k, w, rows, acc, peak, env.elem, groups, code) for w in widths)
+    fwd = sum(
+        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+    )
+    dgrad = sum(
+        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+    )
+    wgrad = sum(
+        gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+    )
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
@@ -347,18 +353,18 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     )
     # unfused: batched GEMMs for scores and context, softmax and dropout in memory
     batch = mbs * heads
-    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch, code)
-    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch, code)
+    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch, code, env.matmul_scale)
+    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)
     score_values = batch * sq * s
     # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
     soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
     soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
     unfused_fwd = scores + context + soft_fwd
     unfused_bwd = (
-        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch, code)
-        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch, code)
-        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch, code)
-        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch, code)
+        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)
+        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch, code, env.matmul_scale)
+        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch, code, env.matmul_scale)
+        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch, code, env.matmul_scale)
         + soft_bwd
     )
     flash = b.flash_attention

@@ -392,11 +392,14 @@ def gemm_kernel_time(
     out_bytes: object = 2.0,
     groups: object = 1,
     dtype: object = None,
+    eta_scale: object = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of ``groups`` GEMMs ``[m, k] x [k, n]`` on ``acc`` at
     dense rate ``peak`` (FLOP/s) and precision ``dtype`` (code, array of codes, name or
     :class:`Precision`); one launch of several GEMMs (``groups > 1``) uses the grouped
-    curve."""
+    curve. ``eta_scale`` multiplies the curve's peak-achievable fraction ``eta`` (the
+    co-design point's hierarchical-roofline factor per strategy,
+    :func:`deepflow.codesign.point.evaluate_generated`); 1 leaves the curve as it is."""
     t = kernel_table(acc)
     code = precision_code(dtype)
     g = np.asarray(groups, dtype=np.float64)
@@ -416,7 +419,7 @@ def gemm_kernel_time(
         peak,
         t.memory_bandwidth,
         t.compute_units,
-        param("eta"),
+        param("eta") * eta_scale,
         param("tile_m"),
         param("tile_n"),
         param("wave_loss"),

@@ -131,6 +131,9 @@ class Packaging(Spec):
     max_package_area: Area
     max_dies: PositiveInt = 1
     network: Literal["switch", "mesh"] = "switch"
+    # the die-to-die link technology (a links.yaml name) joining the dies of one package
+    # or wafer; None for a single die
+    link: str | None = None
     sources: Sources
 
 
