@@ -1,14 +1,26 @@
-"""Regenerate the table of docs/opsearch.md: FlexFlow's six networks (Jia, Zaharia, Aiken,
-SysML 2019, arXiv 1807.05358, sec. 8) on 16 V100s in 4 nodes at batch 64, and the
+"""Regenerate the tables of docs/opsearch.md: FlexFlow's six networks (Jia, Zaharia, Aiken,
+SysML 2019, arXiv 1807.05358, sec. 8) on 16 GPUs in 4 nodes at batch 64, and the
 Inception-v3 case study on 4 GPUs of one node: the data-parallel step time, the best
 strategy the MCMC search finds (``deepflow.search.mcmc.mcmc_search``, seed 0, the default
-starts) and the speed-up, with gradient synchronization overlapping the backward pass (the
-simulator's default) and after it (FlexFlow's simulators). Costs are the roofline's
-(``RooflineCost``); no measured operator profiles.
+starts) with one-op moves only and with the extended space (whole-branch placement of
+multi-branch modules; halo transfers of spatial splits are priced in both), and the
+speed-ups, with gradient synchronization overlapping the backward pass (the simulator's
+default) and after it (FlexFlow's simulators).
 
-    python scripts/opsearch_table.py [--budget N] [--write]
+Operator costs are the kernel model's (``RooflineCost``: GEMM and streaming curves of
+``deepflow.hardware.kernels``) on the chosen system preset and precision: on
+``dgx-a100-80gb`` at bf16 the A100's table fitted to published microbenchmarks
+(``deepflow kernels a100-sxm4-80gb``), on ``dgx-v100`` (no measured table) the
+efficiency block. ``--calibration FILE`` attaches a ``deepflow calibrate`` file's fitted
+curves (its device must match the accelerator) and prices the partitions it measured by
+their measured times. ``--case-study-links`` adds the 4-GPU case study with FlexFlow's 2018
+simulator link constants (4 GB/s within a node, no efficiency loss).
 
-``--write`` replaces the block between the ``opsearch-table`` markers in docs/opsearch.md.
+    python scripts/opsearch_table.py [--system dgx-a100-80gb] [--precision bf16]
+        [--budget N] [--calibration FILE] [--case-study-links] [--write]
+
+``--write`` replaces the block between the ``opsearch-table:<system>-<precision>`` markers
+in docs/opsearch.md.
 """
 
 from __future__ import annotations
@@ -17,9 +29,11 @@ import argparse
 import time
 from pathlib import Path
 
+from deepflow.hardware.calibrate import OperatorProfiles
 from deepflow.search.mcmc import mcmc_search
-from deepflow.sim.opsim import OpSimulator
+from deepflow.sim.opsim import OpSimulator, gemm_curve_source, with_calibration
 from deepflow.specs import system_from
+from deepflow.specs.accelerator import Precision
 from deepflow.workload.cnn import alexnet, inception_v3, resnet101
 from deepflow.workload.rnn import nmt, rnnlm, rnntc
 
@@ -32,50 +46,103 @@ NETWORKS = {
     "NMT": nmt,
 }
 DOC = Path(__file__).resolve().parents[1] / "docs" / "opsearch.md"
-BEGIN, END = "<!-- opsearch-table: begin -->", "<!-- opsearch-table: end -->"
+FLEXFLOW_2018_LINKS = {
+    "bandwidth": "4 GB/s",
+    "latency": "0 us",
+    "efficiency": 1.0,
+    "efficiency_source": "FlexFlow's 2018 simulator: intra-node copies at a hard-coded 4 GB/s",
+}
 
 
-def rows(budget: int) -> list[str]:
-    cases = [(name, build, 16, 4) for name, build in NETWORKS.items()]
-    cases.append(("Inception-v3 (case study)", inception_v3, 4, 4))
-    out = [
-        "| network | GPUs | sync | data parallel (ms) | best found (ms) | speed-up | best from |",
-        "| --- | ---: | --- | ---: | ---: | ---: | --- |",
-    ]
-    for name, build, gpus, per_node in cases:
-        system = system_from(
-            {"preset": "dgx-v100", "num_accelerators": gpus, "accelerators_per_node": per_node}
+def rows(
+    preset: str,
+    precision: Precision,
+    budget: int,
+    calibration: str | None,
+    case_study_links: bool,
+) -> tuple[list[str], str]:
+    cases = [(name, build, 16, 4, None) for name, build in NETWORKS.items()]
+    cases.append(("Inception-v3 (case study)", inception_v3, 4, 4, None))
+    if case_study_links:
+        cases.append(
+            ("Inception-v3 (case study, 4 GB/s links)", inception_v3, 4, 4, FLEXFLOW_2018_LINKS)
         )
+    out = [
+        "| network | GPUs | sync | data parallel (ms) | one-op moves (ms) | speed-up "
+        "| extended space (ms) | speed-up | best from |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    profiles = OperatorProfiles.from_file(calibration) if calibration else None
+    source = ""
+    for name, build, gpus, per_node, links in cases:
+        spec: dict[str, object] = {
+            "preset": preset,
+            "num_accelerators": gpus,
+            "accelerators_per_node": per_node,
+        }
+        if links is not None:
+            spec["intra_node"] = links
+        system = system_from(spec)
+        if calibration:
+            system = with_calibration(system, calibration)
+        source = gemm_curve_source(system.accelerator, precision)
         graph = build(batch=64)
         for overlap in (True, False):
-            sim = OpSimulator(graph, system, overlap_sync=overlap)
-            r = mcmc_search(sim, iterations=budget, seed=0)
+            found = {}
+            for moves in (False, True):
+                if moves and not graph.branches:
+                    found[moves] = found[False]  # the same search: no branch to move
+                    continue
+                sim = OpSimulator(graph, system, precision, overlap_sync=overlap, profiles=profiles)
+                found[moves] = mcmc_search(sim, iterations=budget, seed=0, branch_moves=moves)
+            a, b = found[False], found[True]
             out.append(
                 f"| {name} | {gpus} | {'overlapped' if overlap else 'after backward'} | "
-                f"{r.data_parallel_cost * 1e3:.2f} | {r.best_cost * 1e3:.2f} | "
-                f"{r.speedup:.3f}x | {r.best_start} |"
+                f"{a.data_parallel_cost * 1e3:.2f} | {a.best_cost * 1e3:.2f} | {a.speedup:.3f}x | "
+                f"{b.best_cost * 1e3:.2f} | {b.speedup:.3f}x | {b.best_start} |"
             )
-    return out
+    return out, source
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--system", default="dgx-a100-80gb", help="system preset")
+    ap.add_argument("--precision", default="bf16", choices=[p.value for p in Precision])
     ap.add_argument("--budget", type=int, default=3000, help="MCMC iterations per search")
+    ap.add_argument("--calibration", default=None, help="a deepflow calibrate file")
+    ap.add_argument(
+        "--case-study-links",
+        action="store_true",
+        help="add the case study with FlexFlow's 2018 link constants",
+    )
     ap.add_argument("--write", action="store_true", help="update docs/opsearch.md")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    table = rows(args.budget)
-    note = (
-        f"Generated by `python scripts/opsearch_table.py --budget {args.budget} --write` "
-        "(seed 0; dgx-v100 preset, batch 64, roofline costs)."
+    precision = Precision(args.precision)
+    table, source = rows(
+        args.system, precision, args.budget, args.calibration, args.case_study_links
     )
-    block = "\n".join([BEGIN, note, "", *table, END])
+    flags = f"--system {args.system} --precision {args.precision} --budget {args.budget}"
+    if args.calibration:
+        flags += f" --calibration {args.calibration}"
+    if args.case_study_links:
+        flags += " --case-study-links"
+    note = (
+        f"Generated by `python scripts/opsearch_table.py {flags} --write` (seed 0; batch 64; "
+        f"GEMM curve at {args.precision}: {source})."
+    )
+    tag = f"opsearch-table:{args.system}-{args.precision}"
+    begin, end = f"<!-- {tag}: begin -->", f"<!-- {tag}: end -->"
+    block = "\n".join([begin, note, "", *table, end])
     print(block)
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.write:
         text = DOC.read_text()
-        a, b = text.index(BEGIN), text.index(END) + len(END)
-        DOC.write_text(text[:a] + block + text[b:])
+        if begin in text:
+            a, b = text.index(begin), text.index(end) + len(end)
+            DOC.write_text(text[:a] + block + text[b:])
+        else:
+            DOC.write_text(text.rstrip("\n") + "\n\n" + block + "\n")
 
 
 if __name__ == "__main__":
