@@ -19,13 +19,18 @@ group's collectives (DeepFlow's ``GEMM_time + reduction_time``).
 **Lowering** (paper sec. 5.1). For a training step:
 
 * *forward*: one compute task per partition, in topological order, priced by the
-  roofline on the partition's own GEMM shape (:class:`RooflineCost`);
+  calibrated kernel model on the partition's own GEMM shape (:class:`RooflineCost`);
 * for each tensor edge and each producer/consumer partition pair whose sub-tensors
   overlap: a dependency when both live on one device, otherwise a point-to-point transfer
   of the overlap (volume = the product, over the producer's dimensions, of the overlap of
   the two index intervals; a consumer needs its own slice of the dimensions the edge
   aligns and all of the others), priced by :func:`deepflow.network.p2p_time` on the
-  intra-node or the inter-node level;
+  intra-node or the inter-node level. A convolution or pooling reads its aligned spatial
+  dimensions through its sliding window (:class:`~deepflow.workload.opgraph.Window`), so
+  a spatially split consumer also receives the halo rows its neighbours produce (halo
+  exchange); a consumer split on output channels needs every input channel, so it
+  gathers the other partitions' channels (and sends its partial input gradient back to
+  each of them in the backward pass);
 * *backward*: the same tasks in reverse order with reversed edges (gradients flow from
   consumer partitions to producer partitions);
 * *parameter synchronization*: the gradient of a weight held by several partitions (the
@@ -74,8 +79,9 @@ their gradients and optimizer state and the outputs kept for the backward pass; 
 (:meth:`OpSimulator.step_time`, with the reason in :class:`StepResult`) and a search sees
 a soft penalty (:meth:`OpSimulator.search_cost`, as FlexFlow's 2021 runtime).
 
-Not modelled: the optimizer update, halo exchanges of spatially split convolutions,
-transient buffers of collectives.
+Not modelled: the optimizer update, transient buffers of collectives, the summation of
+partial input gradients of a channel split (its transfers are modelled), the memory of
+halo buffers.
 """
 
 from __future__ import annotations
