@@ -26,9 +26,11 @@ NETWORKS = {
 
 def walk(graph, n_dev: int, proposals: int, seed: int, kernel_parallel: bool = False):
     """Proposals of a Metropolis-Hastings-like chain: each redraws one op's config of the
-    current strategy, half of them are accepted, and every 97th is a whole random
-    strategy (a restart). ``kernel_parallel`` draws configs with CR / RC kernel groups
-    too."""
+    current strategy (spatial splits with halo transfers, channel splits with gathers,
+    any device block), a fifth of them on graphs with parallel branches place a whole
+    branch on a device block (the search's branch move), half of them are accepted, and
+    every 97th is a whole random strategy (a restart). ``kernel_parallel`` draws configs
+    with CR / RC kernel groups too."""
     space = OpSpace.build(graph, n_dev, kernel_parallel)
     rng = np.random.default_rng(seed)
     current = data_parallel(graph, n_dev)
@@ -36,6 +38,8 @@ def walk(graph, n_dev: int, proposals: int, seed: int, kernel_parallel: bool = F
     for k in range(proposals - 1):
         if k % 97 == 96:
             proposal = space.random_strategy(rng)
+        elif space.branches and k % 5 == 0:
+            proposal = space.propose_branch(current, rng)
         else:
             i = int(rng.integers(len(graph.ops)))
             proposal = (*current[:i], space.random_config(i, rng), *current[i + 1 :])
@@ -51,13 +55,34 @@ def test_delta_equals_full_simulation_on_1000_proposals(name: str, overlap: bool
     delta = OpSimulator(graph, CLUSTER, overlap_sync=overlap)
     full = OpSimulator(graph, CLUSTER, overlap_sync=overlap, delta=False)
     proposals = 1000 if overlap else 200
+    halo = 0
     for k, s in enumerate(walk(graph, 16, proposals, seed=len(name))):
         assert delta.step_time(s) == full.step_time(s), (name, k)
+        halo += sum(
+            any(w.kernel > 1 for e in op.inputs for w in e.windows)
+            and (c.degrees[1] > 1 or c.degrees[2] > 1)
+            for op, c in zip(graph.ops, s, strict=True)
+            if op.kind.value == "conv2d"
+        )
+    if name in ("inception-v3", "resnet-101", "alexnet"):
+        # the walk went through spatially split convolutions that exchange halos
+        assert halo > proposals // 4
     assert delta.evaluations == full.evaluations == proposals
     # the equality is not the full simulation's twice: most proposals resumed past op 0
     assert delta.resumed > proposals // 2
     assert delta.skipped_segments > proposals * len(graph.ops) // 8
     assert full.resumed == 0
+
+
+def test_delta_equals_full_with_branch_moves_on_4_gpus() -> None:
+    """The Inception-v3 case study's cluster: walks with whole-branch placements."""
+    system = system_from({"preset": "dgx-v100", "num_accelerators": 4, "accelerators_per_node": 4})
+    graph = inception_v3(batch=64)
+    delta = OpSimulator(graph, system, overlap_sync=False)
+    full = OpSimulator(graph, system, overlap_sync=False, delta=False)
+    for k, s in enumerate(walk(graph, 4, 300, seed=11)):
+        assert delta.search_cost(s) == full.search_cost(s), k
+    assert delta.resumed > 100
 
 
 @settings(max_examples=40, deadline=None)

@@ -16,9 +16,11 @@ import click
 from deepflow.cli.app import exits_2_on_bad_input, json_text, main, quiet_option
 from deepflow.errors import ConfigError
 from deepflow.hardware.calibrate import OperatorProfiles
+from deepflow.hardware.calibrate.io import read_calibration
+from deepflow.hardware.calibration import accelerator_from_spec
 from deepflow.report.progress import progress
 from deepflow.search.mcmc import describe, mcmc_search
-from deepflow.sim.opsim import MeasuredCost, OpSimulator
+from deepflow.sim.opsim import MeasuredCost, OpSimulator, gemm_curve_source, with_calibration
 from deepflow.specs import system_from
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.base import MAX_BATCH
@@ -58,11 +60,23 @@ MAX_OPSEARCH_ITERATIONS = 10_000_000
     "simulators).",
 )
 @click.option(
+    "--accelerator",
+    default=None,
+    help="Replace the preset's accelerator: a preset name or a YAML/JSON file holding an "
+    "accelerator mapping (as deepflow calibrate --accelerator takes).",
+)
+@click.option(
     "--calibration",
     type=click.Path(dir_okay=False),
     default=None,
     help="A calibration file (deepflow calibrate): price the operator partitions it "
-    "measured at --precision by their measured times.",
+    "measured at --precision by their measured times, and the others by its fitted kernel "
+    "curves (when it has a fitted block; its device must match the accelerator).",
+)
+@click.option(
+    "--no-branch-moves",
+    is_flag=True,
+    help="Search with one-op moves only (no whole-branch placement of multi-branch modules).",
 )
 @click.option(
     "--kernel-parallel",
@@ -82,7 +96,9 @@ def search_ops(
     seed: int,
     precision: str,
     sync: str,
+    accelerator: str | None,
     calibration: str | None,
+    no_branch_moves: bool,
     kernel_parallel: bool,
     as_json: bool,
     quiet: bool,
@@ -100,8 +116,13 @@ def search_ops(
         {"preset": preset, "num_accelerators": gpus, "accelerators_per_node": gpus // nodes},
         "--system",
     )
+    if accelerator is not None:
+        system = system.model_copy(update={"accelerator": accelerator_from_spec(accelerator)})
     graph = WORKLOADS[workload](batch)
     profiles = OperatorProfiles.from_file(calibration) if calibration else None
+    if calibration and "fitted" in read_calibration(calibration):
+        # the file's fitted GEMM and streaming curves price what it did not measure
+        system = with_calibration(system, calibration)
     sim = OpSimulator(
         graph,
         system,
@@ -116,8 +137,10 @@ def search_ops(
             seed=seed,
             on_progress=bar.update,
             kernel_parallel=kernel_parallel,
+            branch_moves=not no_branch_moves,
         )
     ops = describe(graph, result.best)
+    curve = gemm_curve_source(system.accelerator, Precision(precision))
     step = sim.run(result.best)
     if as_json:
         out = {
@@ -138,6 +161,9 @@ def search_ops(
             "elapsed_s": result.elapsed_s,
             "stopped": result.stopped,
             "calibration": calibration,
+            "accelerator": system.accelerator.name,
+            "gemm_curve": curve,
+            "branch_moves": not no_branch_moves,
             "kernel_parallel": kernel_parallel,
             "peak_memory_bytes": step.peak_memory_bytes,
             "infeasible": step.infeasible,
@@ -151,6 +177,7 @@ def search_ops(
     )
     dp_fits = math.isfinite(result.data_parallel_cost)
     dp_text = format_time(result.data_parallel_cost) if dp_fits else "does not fit in memory"
+    click.echo(f"kernel curves : {system.accelerator.name} {precision}, {curve}")
     click.echo(f"data parallel : {dp_text}")
     click.echo(
         f"best found    : {format_time(result.best_cost)}  (from {result.best_start}, "

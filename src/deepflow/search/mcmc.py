@@ -10,6 +10,16 @@ Jia, Zaharia, Aiken ("Beyond Data and Model Parallelism for Deep Neural Networks
   does not depend on the current config, and every config of the op is equally likely, so
   ``q(S -> S') = q(S' -> S)``: the proposal is symmetric and the acceptance is
   ``min(1, exp(β (cost(S) - cost(S'))))`` (paper eq. 3);
+* **branch proposal** (graphs with parallel branches, :attr:`OpGraph.branches`): with
+  probability :data:`BRANCH_MOVE_PROBABILITY` the move instead places a whole branch of a
+  multi-branch module (an Inception branch, a chain of 1-5 ops) on one device block,
+  sample-split inside it, drawn uniformly. This is FlexFlow's operation parallelism of the
+  Inception-v3 case study (sec. 8.5: branches of a module on different GPUs), which
+  one-op moves reach only through a run of worse intermediate strategies (each op moved
+  alone pays transfers to and from its neighbours). The move is not reversible in one
+  step, so the chain no longer satisfies detailed balance exactly; FlexFlow r22.07's
+  ``--enable-propagation`` proposal (a config copied along graph edges) is non-symmetric
+  in the same way. The search keeps the best strategy it sees either way;
 * **restarts**: every ``clamp(budget / 100, 1, 1000)`` iterations the chain returns to
   the best strategy found so far (FlexFlow's ``FFModel::optimize``, tag r22.07);
 * **stop**: when the budget (iterations, or seconds) is spent, or when the best strategy
@@ -17,8 +27,9 @@ Jia, Zaharia, Aiken ("Beyond Data and Model Parallelism for Deep Neural Networks
 * **starts**: data parallelism, expert strategies (Krizhevsky's "one weird trick" for
   CNNs, arXiv 1404.5997: data-parallel convolutions and model-parallel fully connected
   layers; for RNNs, GNMT-style placement of each layer on its own node, Wu et al. 2016,
-  arXiv 1609.08144, sec. 3) and random strategies. Each start runs its own chain on an
-  equal share of the budget; the result is the best over all chains.
+  arXiv 1609.08144, sec. 3), for graphs with parallel branches each module's branches on
+  disjoint device blocks (``branch-placement``), and random strategies. Each start runs
+  its own chain on an equal share of the budget; the result is the best over all chains.
 
 β is scale-free here: costs enter as ``cost / cost(data parallel)``, so ``β = 100``
 accepts a move 1 % worse with probability ``e^-1`` whatever the model's step time
@@ -54,36 +65,69 @@ from deepflow.sim.opstarts import divisors as _divisors
 from deepflow.sim.opstarts import kernel_parallel_start
 from deepflow.sim.opstarts import kernel_splits as _kernel_splits
 from deepflow.sim.opstarts import split_param as _split_param
-from deepflow.workload.opgraph import DimKind, OpGraph, OpKind
+from deepflow.workload.opgraph import DimKind, Op, OpGraph, OpKind
 
 __all__ = [
+    "BRANCH_MOVE_PROBABILITY",
     "McmcResult",
     "MetropolisHastings",
     "OpSpace",
     "TraceEntry",
+    "branch_config",
+    "branch_placement",
     "expert_strategies",
     "kernel_parallel_start",
     "mcmc_search",
 ]
 
 
+BRANCH_MOVE_PROBABILITY = 0.2
+"""Share of proposals that place a whole branch (graphs with parallel branches only)."""
+
+
+def branch_config(op: Op, parts: int, start: int) -> OpConfig | None:
+    """``op`` split ``parts`` ways on its sample dimension on devices ``start ..
+    start + parts - 1`` (every other degree 1), or ``None`` when its sample dimension does
+    not divide."""
+    degrees = []
+    for d in op.dims:
+        if d.kind is DimKind.SAMPLE and d.splittable and d.size % parts == 0:
+            degrees.append(parts)
+            parts = 1
+        else:
+            degrees.append(1)
+    return None if parts != 1 else OpConfig(tuple(degrees), start)
+
+
 @dataclass(frozen=True)
 class OpSpace:
     """Every config of every op: degree tuples whose product is at most the device count
     (each degree divides its dimension; unsplittable dimensions keep 1), each with every
-    start device that keeps the block on the machine."""
+    start device that keeps the block on the machine; and, for the parallel branches of
+    the graph (:attr:`OpGraph.branches`), every sample-split device block a whole branch
+    can be placed on (``branch_blocks``, empty without branch moves)."""
 
     graph: OpGraph
     num_devices: int
     degrees: tuple[tuple[tuple[int, ...], ...], ...]
     cum_counts: tuple[np.ndarray, ...]
     kernels: tuple[tuple[KernelSplit | None, ...], ...] = ()
+    branches: tuple[tuple[int, ...], ...] = ()
+    branch_blocks: tuple[tuple[tuple[int, int], ...], ...] = ()
+    """per branch: the ``(parts, start)`` blocks every op of the branch can take"""
 
     @classmethod
-    def build(cls, graph: OpGraph, num_devices: int, kernel_parallel: bool = False) -> OpSpace:
+    def build(
+        cls,
+        graph: OpGraph,
+        num_devices: int,
+        kernel_parallel: bool = False,
+        branch_moves: bool = True,
+    ) -> OpSpace:
         """``kernel_parallel`` adds, for every op with a GEMM and every degree tuple, the
         CR and RC kernel splits of its partition GEMM (:mod:`deepflow.sim.kernelpar`) on
-        power-of-two grids that fit the remaining devices."""
+        power-of-two grids that fit the remaining devices. ``branch_moves`` lists the
+        branch placements of :meth:`propose_branch`."""
         all_degrees = []
         all_kernels = []
         cums = []
@@ -103,7 +147,37 @@ class OpSpace:
                 [num_devices - math.prod(o) * (ks.size if ks else 1) + 1 for o, ks in rows]
             )
             cums.append(np.cumsum(counts))
-        return cls(graph, num_devices, tuple(all_degrees), tuple(cums), tuple(all_kernels))
+        branches = graph.branches if branch_moves else ()
+        blocks = []
+        for ops in branches:
+            sizes = [
+                k
+                for k in range(1, num_devices + 1)
+                if all(branch_config(graph.ops[i], k, 0) is not None for i in ops)
+            ]
+            blocks.append(tuple((k, s) for k in sizes for s in range(num_devices - k + 1)))
+        return cls(
+            graph,
+            num_devices,
+            tuple(all_degrees),
+            tuple(cums),
+            tuple(all_kernels),
+            branches,
+            tuple(blocks),
+        )
+
+    def propose_branch(self, current: Strategy, rng: np.random.Generator) -> Strategy:
+        """``current`` with one branch, drawn uniformly, placed on one of its device blocks,
+        drawn uniformly (:func:`branch_config` for each of its ops)."""
+        b = int(rng.integers(len(self.branches)))
+        blocks = self.branch_blocks[b]
+        parts, start = blocks[int(rng.integers(len(blocks)))]
+        out = list(current)
+        for i in self.branches[b]:
+            cfg = branch_config(self.graph.ops[i], parts, start)
+            assert cfg is not None
+            out[i] = cfg
+        return tuple(out)
 
     def size(self, op: int) -> int:
         """Number of configs of op ``op``."""
@@ -165,7 +239,39 @@ def expert_strategies(graph: OpGraph, num_devices: int, per_node: int) -> dict[s
                     degrees.append(1)
             s.append(OpConfig(tuple(degrees), start))
         out["layer-placement"] = tuple(s)
+    branches = graph.branches
+    if branches:
+        out["branch-placement"] = branch_placement(graph, num_devices)
     return out
+
+
+def branch_placement(graph: OpGraph, num_devices: int) -> Strategy:
+    """Operation parallelism for multi-branch modules: the ``B`` branches of each module
+    (:attr:`OpGraph.branches`, grouped by the module prefix of their names) on disjoint
+    blocks of ``max(1, D // B)`` devices, round-robin, sample-split inside the block; every
+    other op data parallel. On 4 GPUs an Inception-A module's four branches each run on one
+    GPU with the whole batch, so that their weights are not replicated and need no
+    all-reduce (FlexFlow's Inception-v3 case study, sec. 8.5: -75 % parameter
+    synchronization)."""
+    out = list(data_parallel(graph, num_devices))
+    modules: dict[str, list[tuple[int, ...]]] = {}
+    for ops in graph.branches:
+        module = graph.ops[ops[0]].branch.rsplit(".", 1)[0]
+        modules.setdefault(module, []).append(ops)
+    for members in modules.values():
+        size = max(1, num_devices // len(members))
+        for b, ops in enumerate(members):
+            start = (b * size) % num_devices
+            parts = max(
+                k
+                for k in range(1, size + 1)
+                if all(branch_config(graph.ops[i], k, start) is not None for i in ops)
+            )
+            for i in ops:
+                cfg = branch_config(graph.ops[i], parts, start)
+                assert cfg is not None
+                out[i] = cfg
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +315,8 @@ class MetropolisHastings:
         self.tells = 0
 
     def ask(self) -> Strategy:
+        if self.space.branches and self.rng.random() < BRANCH_MOVE_PROBABILITY:
+            return self.space.propose_branch(self.current, self.rng)
         i = int(self.rng.integers(len(self.space.graph.ops)))
         cfg = self.space.random_config(i, self.rng)
         return (*self.current[:i], cfg, *self.current[i + 1 :])
@@ -267,6 +375,7 @@ def mcmc_search(
     min_iterations: int = 50,
     on_progress: Callable[[int, int], None] | None = None,
     kernel_parallel: bool = False,
+    branch_moves: bool = True,
 ) -> McmcResult:
     """Search the per-operator strategies of ``simulator``'s graph on its system.
 
@@ -276,6 +385,8 @@ def mcmc_search(
     ``min_iterations``. ``starts`` replaces the default starts (data parallel, the expert
     strategies of :func:`expert_strategies` and ``random_starts`` random strategies).
     ``on_progress(done, total)`` hears the finished chain count (it cannot change the run).
+    ``branch_moves`` (default) adds the branch proposal and the ``branch-placement`` start
+    on graphs with parallel branches; without it the search is the one-op-move search.
     """
     if iterations is None and time_budget_s is None:
         raise ConfigError("give an iteration budget or a time budget", "budget")
@@ -283,13 +394,16 @@ def mcmc_search(
         raise ConfigError(f"must be >= 0, got {iterations}", "budget")
     graph = simulator.graph
     n_dev = simulator.num_devices
-    space = OpSpace.build(graph, n_dev, kernel_parallel)
+    space = OpSpace.build(graph, n_dev, kernel_parallel, branch_moves)
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()
     dp = data_parallel(graph, n_dev)
     if starts is None:
         starts = {"data-parallel": dp}
-        starts.update(expert_strategies(graph, n_dev, simulator.per_node))
+        experts = expert_strategies(graph, n_dev, simulator.per_node)
+        if not branch_moves:
+            experts.pop("branch-placement", None)
+        starts.update(experts)
         if kernel_parallel:
             starts["kernel-parallel"] = kernel_parallel_start(graph, n_dev)
         for r in range(random_starts):

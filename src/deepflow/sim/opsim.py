@@ -19,13 +19,18 @@ group's collectives (DeepFlow's ``GEMM_time + reduction_time``).
 **Lowering** (paper sec. 5.1). For a training step:
 
 * *forward*: one compute task per partition, in topological order, priced by the
-  roofline on the partition's own GEMM shape (:class:`RooflineCost`);
+  calibrated kernel model on the partition's own GEMM shape (:class:`RooflineCost`);
 * for each tensor edge and each producer/consumer partition pair whose sub-tensors
   overlap: a dependency when both live on one device, otherwise a point-to-point transfer
   of the overlap (volume = the product, over the producer's dimensions, of the overlap of
   the two index intervals; a consumer needs its own slice of the dimensions the edge
   aligns and all of the others), priced by :func:`deepflow.network.p2p_time` on the
-  intra-node or the inter-node level;
+  intra-node or the inter-node level. A convolution or pooling reads its aligned spatial
+  dimensions through its sliding window (:class:`~deepflow.workload.opgraph.Window`), so
+  a spatially split consumer also receives the halo rows its neighbours produce (halo
+  exchange); a consumer split on output channels needs every input channel, so it
+  gathers the other partitions' channels (and sends its partial input gradient back to
+  each of them in the backward pass);
 * *backward*: the same tasks in reverse order with reversed edges (gradients flow from
   consumer partitions to producer partitions);
 * *parameter synchronization*: the gradient of a weight held by several partitions (the
@@ -74,8 +79,9 @@ their gradients and optimizer state and the outputs kept for the backward pass; 
 (:meth:`OpSimulator.step_time`, with the reason in :class:`StepResult`) and a search sees
 a soft penalty (:meth:`OpSimulator.search_cost`, as FlexFlow's 2021 runtime).
 
-Not modelled: the optimizer update, halo exchanges of spatially split convolutions,
-transient buffers of collectives.
+Not modelled: the optimizer update, transient buffers of collectives, the summation of
+partial input gradients of a channel split (its transfers are modelled), the memory of
+halo buffers.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -91,10 +98,12 @@ from deepflow.errors import ConfigError
 from deepflow.estimate.evaluate import OPTIMIZER_STATE_BYTES
 from deepflow.graph.ir import GraphBuilder, Task, TaskGraph, TaskKind
 from deepflow.hardware.calibrate.profiles import OperatorProfiles
+from deepflow.hardware.kernels import shipped_table
 from deepflow.hardware.roofline import memory_time, split_k_gemm_time
 from deepflow.network import Collective, GroupPlacement, Hierarchy, collective_time, p2p_time
 from deepflow.sim.kernelpar import KernelKind, KernelSplit, kernel_problem, kernel_times
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
+from deepflow.specs.kernels import read_calibration
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.opgraph import DimKind, GemmAxis, Op, OpGraph
 from deepflow.workload.profiles import partition_profile
@@ -109,6 +118,8 @@ __all__ = [
     "Strategy",
     "check_strategy",
     "data_parallel",
+    "gemm_curve_source",
+    "with_calibration",
 ]
 
 
@@ -215,6 +226,32 @@ def partition_gemm(op: Op, degrees: tuple[int, ...]) -> tuple[int, int, int, int
     )
 
 
+def gemm_curve_source(accelerator: AcceleratorSpec, precision: Precision) -> str:
+    """Which layer of :func:`deepflow.hardware.kernels.kernel_params` gives
+    ``accelerator``'s GEMM curve at ``precision``: ``calibration FILE`` (a calibration file
+    attached with :func:`with_calibration` or a scenario's ``system.accelerator.
+    calibration``), ``table NAME`` (the shipped table fitted to published
+    microbenchmarks), else ``efficiency block`` (one matmul fraction from the spec)."""
+    cal = accelerator.calibration
+    if cal is not None and precision.value in cal.fitted.gemm:
+        return f"calibration {cal.file}"
+    if accelerator.kernel_table and precision.value in shipped_table(accelerator.kernel_table).gemm:
+        return f"table {accelerator.kernel_table}"
+    return "efficiency block"
+
+
+def with_calibration(system: SystemSpec, path: str) -> SystemSpec:
+    """``system`` with the fitted kernel curves of a calibration file (``deepflow
+    calibrate``, schema ``deepflow.calibration/1``) attached to its accelerator, as a
+    scenario's ``system.accelerator.calibration: FILE`` does: the file's device must match
+    the accelerator's ``device_names`` and the file must carry a ``fitted`` block
+    (:func:`deepflow.specs.kernels.read_calibration`; a :class:`ConfigError` naming the file
+    and the field otherwise)."""
+    acc = system.accelerator
+    cal = read_calibration(Path(path), acc.device_names, acc.name)
+    return system.model_copy(update={"accelerator": acc.model_copy(update={"calibration": cal})})
+
+
 class OpCostModel(Protocol):
     """Time of one partition of an op on one device (seconds).
 
@@ -229,7 +266,17 @@ class OpCostModel(Protocol):
 
 
 class RooflineCost:
-    """Partition cost from the roofline (:mod:`deepflow.hardware.roofline`).
+    """Partition cost from the calibrated kernel model (:mod:`deepflow.hardware.roofline`,
+    whose curves are :mod:`deepflow.hardware.kernels`'): a convolution is priced as its
+    implicit GEMM (:class:`~deepflow.workload.opgraph.Gemm`), a fully connected layer or
+    LSTM step as its GEMM, both on the GEMM curve *at the simulated precision* (tile and
+    wave quantization, K-depth fill, latency, memory roof), and the memory-bound work
+    (epilogues, pooling, concatenation, softmax) on the streaming-bandwidth curve. The
+    curves come, per precision, from a calibration file attached to the accelerator
+    (``deepflow calibrate``; :func:`with_calibration`), else the accelerator's shipped
+    table fitted to published microbenchmarks (``deepflow kernels``), else its
+    ``efficiency`` block (:func:`deepflow.hardware.kernels.kernel_params`);
+    :attr:`curve_source` says which.
 
     The op's GEMM view shrinks by the degrees of the dimensions on each axis (``M`` by the
     sample and spatial or time degrees, ``N`` by the parameter degree, the GEMM count by a
@@ -250,6 +297,12 @@ class RooflineCost:
             raise ConfigError(f"{accelerator.name} has no {precision.value} peak", "precision")
         self.elem_bytes = float(precision.activation_bytes)
         self._cache: dict[tuple[object, ...], tuple[float, float]] = {}
+
+    @property
+    def curve_source(self) -> str:
+        """Where the GEMM curve at this precision comes from: ``calibration FILE``,
+        ``table NAME`` or ``efficiency block``."""
+        return gemm_curve_source(self.accelerator, self.precision)
 
     def _times(self, op: Op, degrees: tuple[int, ...]) -> tuple[float, float]:
         key = (op.cost_key, degrees)
@@ -276,7 +329,9 @@ class RooflineCost:
         return out
 
     def _gemm(self, m: int, n: int, k: int, batch: int) -> float:
-        return split_k_gemm_time(m, n, k, self.accelerator, self.peak, self.elem_bytes, batch)
+        return split_k_gemm_time(
+            m, n, k, self.accelerator, self.peak, self.elem_bytes, batch, self.precision
+        )
 
     def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float:
         return self._times(op, degrees)[0]
@@ -587,6 +642,7 @@ class OpSimulator:
         pidx = np.array(list(np.ndindex(*pdeg)), dtype=np.float64).reshape(-1, len(pdeg))
         cidx = np.array(list(np.ndindex(*cdeg)), dtype=np.float64).reshape(-1, len(cdeg))
         frac = np.ones((len(pidx), len(cidx)))
+        windows = {w.dim: w for w in e.windows}
         for j, d in enumerate(pop.dims):
             p_lo = pidx[:, j] / pdeg[j]
             p_hi = (pidx[:, j] + 1) / pdeg[j]
@@ -594,8 +650,17 @@ class OpSimulator:
             if q < 0:
                 frac *= (p_hi - p_lo)[:, None]
                 continue
-            c_lo = cidx[:, q] / cdeg[q]
-            c_hi = (cidx[:, q] + 1) / cdeg[q]
+            win = windows.get(d.name)
+            if win is None:
+                c_lo = cidx[:, q] / cdeg[q]
+                c_hi = (cidx[:, q] + 1) / cdeg[q]
+            else:
+                # the input rows a consumer partition's output rows read, halo included
+                # (Window.needs), as fractions of the producer's extent
+                size, rows = d.size, cop.dims[q].size // cdeg[q]
+                need = [win.needs(int(c) * rows, (int(c) + 1) * rows, size) for c in cidx[:, q]]
+                c_lo = np.array([a for a, _ in need], dtype=np.float64) / size
+                c_hi = np.array([b for _, b in need], dtype=np.float64) / size
             ov = np.minimum(p_hi[:, None], c_hi[None, :]) - np.maximum(p_lo[:, None], c_lo[None, :])
             frac *= np.maximum(ov, 0.0)
         us, vs = np.nonzero(frac > 1e-12)

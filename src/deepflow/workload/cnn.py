@@ -27,6 +27,7 @@ from deepflow.workload.opgraph import (
     GraphBuilder,
     OpGraph,
     OpKind,
+    Window,
     gemm_op,
     memory_op,
 )
@@ -62,8 +63,10 @@ class _Cnn:
         self.g = GraphBuilder(name, batch, source)
         self.batch = batch
 
-    def _edges(self, *xs: _T, aligned: tuple[str, ...]) -> tuple[Edge, ...]:
-        return tuple(Edge(x.op, aligned=aligned) for x in xs if x.op >= 0)
+    def _edges(
+        self, *xs: _T, aligned: tuple[str, ...], windows: tuple[Window, ...] = ()
+    ) -> tuple[Edge, ...]:
+        return tuple(Edge(x.op, aligned=aligned, windows=windows) for x in xs if x.op >= 0)
 
     def conv(
         self,
@@ -76,6 +79,7 @@ class _Cnn:
         *,
         bias: bool = False,
         bn: bool = True,
+        branch: str = "",
     ) -> _T:
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         ph, pw = (pad, pad) if isinstance(pad, int) else pad
@@ -90,10 +94,15 @@ class _Cnn:
             name,
             OpKind.CONV2D,
             _image_dims(n, cout, ho, wo, DimKind.PARAMETER),
-            self._edges(x, aligned=SPATIAL),
+            self._edges(
+                x,
+                aligned=SPATIAL,
+                windows=(Window("height", kh, stride, ph), Window("width", kw, stride, pw)),
+            ),
             Gemm(n * ho * wo, cout, x.c * kh * kw),
             params,
             mem=mem,
+            branch=branch,
             profile=(
                 ("batch", n),
                 ("in_channels", x.c),
@@ -112,7 +121,14 @@ class _Cnn:
         return _T(self.g.add(op), cout, ho, wo)
 
     def pool(
-        self, name: str, x: _T, kernel: int, stride: int, pad: int = 0, mode: str = "max"
+        self,
+        name: str,
+        x: _T,
+        kernel: int,
+        stride: int,
+        pad: int = 0,
+        mode: str = "max",
+        branch: str = "",
     ) -> _T:
         """Max or average pooling (``mode``), as ``torch.nn.MaxPool2d`` / ``AvgPool2d``."""
         ho = (x.h + 2 * pad - kernel) // stride + 1
@@ -123,9 +139,17 @@ class _Cnn:
             name,
             OpKind.POOL2D,
             _image_dims(n, x.c, ho, wo, DimKind.ATTRIBUTE),
-            self._edges(x, aligned=ALL_IMAGE),
+            self._edges(
+                x,
+                aligned=ALL_IMAGE,
+                windows=(
+                    Window("height", kernel, stride, pad),
+                    Window("width", kernel, stride, pad),
+                ),
+            ),
             n * x.c * x.h * x.w + out,
             flops=float(out * kernel * kernel),
+            branch=branch,
             profile=(
                 ("batch", n),
                 ("channels", x.c),
@@ -292,59 +316,63 @@ def inception_v3(batch: int = 64, classes: int = 1000) -> OpGraph:
     x = net.pool("maxpool2", x, 3, 2)
 
     def module_a(p: str, x: _T, pool_features: int) -> _T:
-        b1 = net.conv(f"{p}.branch1x1", x, 64, 1)
-        b5 = net.conv(f"{p}.branch5x5_1", x, 48, 1)
-        b5 = net.conv(f"{p}.branch5x5_2", b5, 64, 5, 1, 2)
-        b3 = net.conv(f"{p}.branch3x3dbl_1", x, 64, 1)
-        b3 = net.conv(f"{p}.branch3x3dbl_2", b3, 96, 3, 1, 1)
-        b3 = net.conv(f"{p}.branch3x3dbl_3", b3, 96, 3, 1, 1)
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
-        bp = net.conv(f"{p}.branch_pool", bp, pool_features, 1)
+        b1 = net.conv(f"{p}.branch1x1", x, 64, 1, branch=f"{p}.branch1x1")
+        b5 = net.conv(f"{p}.branch5x5_1", x, 48, 1, branch=f"{p}.branch5x5")
+        b5 = net.conv(f"{p}.branch5x5_2", b5, 64, 5, 1, 2, branch=f"{p}.branch5x5")
+        b3 = net.conv(f"{p}.branch3x3dbl_1", x, 64, 1, branch=f"{p}.branch3x3dbl")
+        b3 = net.conv(f"{p}.branch3x3dbl_2", b3, 96, 3, 1, 1, branch=f"{p}.branch3x3dbl")
+        b3 = net.conv(f"{p}.branch3x3dbl_3", b3, 96, 3, 1, 1, branch=f"{p}.branch3x3dbl")
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg", branch=f"{p}.branch_pool")
+        bp = net.conv(f"{p}.branch_pool", bp, pool_features, 1, branch=f"{p}.branch_pool")
         return net.concat(f"{p}.concat", b1, b5, b3, bp)
 
     def module_b(p: str, x: _T) -> _T:
-        b3 = net.conv(f"{p}.branch3x3", x, 384, 3, 2)
-        bd = net.conv(f"{p}.branch3x3dbl_1", x, 64, 1)
-        bd = net.conv(f"{p}.branch3x3dbl_2", bd, 96, 3, 1, 1)
-        bd = net.conv(f"{p}.branch3x3dbl_3", bd, 96, 3, 2)
-        bp = net.pool(f"{p}.branch_pool", x, 3, 2)
+        b3 = net.conv(f"{p}.branch3x3", x, 384, 3, 2, branch=f"{p}.branch3x3")
+        bd = net.conv(f"{p}.branch3x3dbl_1", x, 64, 1, branch=f"{p}.branch3x3dbl")
+        bd = net.conv(f"{p}.branch3x3dbl_2", bd, 96, 3, 1, 1, branch=f"{p}.branch3x3dbl")
+        bd = net.conv(f"{p}.branch3x3dbl_3", bd, 96, 3, 2, branch=f"{p}.branch3x3dbl")
+        bp = net.pool(f"{p}.branch_pool", x, 3, 2, branch=f"{p}.branch_pool")
         return net.concat(f"{p}.concat", b3, bd, bp)
 
     def module_c(p: str, x: _T, c7: int) -> _T:
-        b1 = net.conv(f"{p}.branch1x1", x, 192, 1)
-        b7 = net.conv(f"{p}.branch7x7_1", x, c7, 1)
-        b7 = net.conv(f"{p}.branch7x7_2", b7, c7, (1, 7), 1, (0, 3))
-        b7 = net.conv(f"{p}.branch7x7_3", b7, 192, (7, 1), 1, (3, 0))
-        bd = net.conv(f"{p}.branch7x7dbl_1", x, c7, 1)
-        bd = net.conv(f"{p}.branch7x7dbl_2", bd, c7, (7, 1), 1, (3, 0))
-        bd = net.conv(f"{p}.branch7x7dbl_3", bd, c7, (1, 7), 1, (0, 3))
-        bd = net.conv(f"{p}.branch7x7dbl_4", bd, c7, (7, 1), 1, (3, 0))
-        bd = net.conv(f"{p}.branch7x7dbl_5", bd, 192, (1, 7), 1, (0, 3))
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
-        bp = net.conv(f"{p}.branch_pool", bp, 192, 1)
+        b1 = net.conv(f"{p}.branch1x1", x, 192, 1, branch=f"{p}.branch1x1")
+        b7 = net.conv(f"{p}.branch7x7_1", x, c7, 1, branch=f"{p}.branch7x7")
+        b7 = net.conv(f"{p}.branch7x7_2", b7, c7, (1, 7), 1, (0, 3), branch=f"{p}.branch7x7")
+        b7 = net.conv(f"{p}.branch7x7_3", b7, 192, (7, 1), 1, (3, 0), branch=f"{p}.branch7x7")
+        bd = net.conv(f"{p}.branch7x7dbl_1", x, c7, 1, branch=f"{p}.branch7x7dbl")
+        bd = net.conv(f"{p}.branch7x7dbl_2", bd, c7, (7, 1), 1, (3, 0), branch=f"{p}.branch7x7dbl")
+        bd = net.conv(f"{p}.branch7x7dbl_3", bd, c7, (1, 7), 1, (0, 3), branch=f"{p}.branch7x7dbl")
+        bd = net.conv(f"{p}.branch7x7dbl_4", bd, c7, (7, 1), 1, (3, 0), branch=f"{p}.branch7x7dbl")
+        bd = net.conv(f"{p}.branch7x7dbl_5", bd, 192, (1, 7), 1, (0, 3), branch=f"{p}.branch7x7dbl")
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg", branch=f"{p}.branch_pool")
+        bp = net.conv(f"{p}.branch_pool", bp, 192, 1, branch=f"{p}.branch_pool")
         return net.concat(f"{p}.concat", b1, b7, bd, bp)
 
     def module_d(p: str, x: _T) -> _T:
-        b3 = net.conv(f"{p}.branch3x3_1", x, 192, 1)
-        b3 = net.conv(f"{p}.branch3x3_2", b3, 320, 3, 2)
-        b7 = net.conv(f"{p}.branch7x7x3_1", x, 192, 1)
-        b7 = net.conv(f"{p}.branch7x7x3_2", b7, 192, (1, 7), 1, (0, 3))
-        b7 = net.conv(f"{p}.branch7x7x3_3", b7, 192, (7, 1), 1, (3, 0))
-        b7 = net.conv(f"{p}.branch7x7x3_4", b7, 192, 3, 2)
-        bp = net.pool(f"{p}.branch_pool", x, 3, 2)
+        b3 = net.conv(f"{p}.branch3x3_1", x, 192, 1, branch=f"{p}.branch3x3")
+        b3 = net.conv(f"{p}.branch3x3_2", b3, 320, 3, 2, branch=f"{p}.branch3x3")
+        b7 = net.conv(f"{p}.branch7x7x3_1", x, 192, 1, branch=f"{p}.branch7x7x3")
+        b7 = net.conv(f"{p}.branch7x7x3_2", b7, 192, (1, 7), 1, (0, 3), branch=f"{p}.branch7x7x3")
+        b7 = net.conv(f"{p}.branch7x7x3_3", b7, 192, (7, 1), 1, (3, 0), branch=f"{p}.branch7x7x3")
+        b7 = net.conv(f"{p}.branch7x7x3_4", b7, 192, 3, 2, branch=f"{p}.branch7x7x3")
+        bp = net.pool(f"{p}.branch_pool", x, 3, 2, branch=f"{p}.branch_pool")
         return net.concat(f"{p}.concat", b3, b7, bp)
 
     def module_e(p: str, x: _T) -> _T:
-        b1 = net.conv(f"{p}.branch1x1", x, 320, 1)
-        b3 = net.conv(f"{p}.branch3x3_1", x, 384, 1)
-        b3a = net.conv(f"{p}.branch3x3_2a", b3, 384, (1, 3), 1, (0, 1))
-        b3b = net.conv(f"{p}.branch3x3_2b", b3, 384, (3, 1), 1, (1, 0))
-        bd = net.conv(f"{p}.branch3x3dbl_1", x, 448, 1)
-        bd = net.conv(f"{p}.branch3x3dbl_2", bd, 384, 3, 1, 1)
-        bda = net.conv(f"{p}.branch3x3dbl_3a", bd, 384, (1, 3), 1, (0, 1))
-        bdb = net.conv(f"{p}.branch3x3dbl_3b", bd, 384, (3, 1), 1, (1, 0))
-        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg")
-        bp = net.conv(f"{p}.branch_pool", bp, 192, 1)
+        b1 = net.conv(f"{p}.branch1x1", x, 320, 1, branch=f"{p}.branch1x1")
+        b3 = net.conv(f"{p}.branch3x3_1", x, 384, 1, branch=f"{p}.branch3x3")
+        b3a = net.conv(f"{p}.branch3x3_2a", b3, 384, (1, 3), 1, (0, 1), branch=f"{p}.branch3x3")
+        b3b = net.conv(f"{p}.branch3x3_2b", b3, 384, (3, 1), 1, (1, 0), branch=f"{p}.branch3x3")
+        bd = net.conv(f"{p}.branch3x3dbl_1", x, 448, 1, branch=f"{p}.branch3x3dbl")
+        bd = net.conv(f"{p}.branch3x3dbl_2", bd, 384, 3, 1, 1, branch=f"{p}.branch3x3dbl")
+        bda = net.conv(
+            f"{p}.branch3x3dbl_3a", bd, 384, (1, 3), 1, (0, 1), branch=f"{p}.branch3x3dbl"
+        )
+        bdb = net.conv(
+            f"{p}.branch3x3dbl_3b", bd, 384, (3, 1), 1, (1, 0), branch=f"{p}.branch3x3dbl"
+        )
+        bp = net.pool(f"{p}.branch_pool_avg", x, 3, 1, 1, mode="avg", branch=f"{p}.branch_pool")
+        bp = net.conv(f"{p}.branch_pool", bp, 192, 1, branch=f"{p}.branch_pool")
         return net.concat(f"{p}.concat", b1, b3a, b3b, bda, bdb, bp)
 
     x = module_a("Mixed_5b", x, 32)

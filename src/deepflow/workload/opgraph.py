@@ -41,6 +41,7 @@ __all__ = [
     "Op",
     "OpGraph",
     "OpKind",
+    "Window",
 ]
 
 
@@ -118,6 +119,40 @@ class Gemm:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """The sliding window of a convolution or pooling along one aligned spatial dimension:
+    output index ``o`` reads input indices ``o stride - pad .. o stride - pad + kernel - 1``
+    (clipped to the input), the definition of ``torch.nn.Conv2d`` / ``MaxPool2d``
+    (``H_out = (H_in + 2 pad - kernel) // stride + 1``, dilation 1). A consumer partition
+    that owns output rows ``[a, b)`` therefore needs input rows
+    ``[a stride - pad, (b - 1) stride - pad + kernel)``: its own slice plus a *halo* of
+    ``kernel - 1`` rows that neighbouring partitions produce when the producer is split on
+    the same dimension (spatial parallelism of convolutions, Dryden et al., "Improving
+    Strong-Scaling of CNN Training by Exploiting Finer-Grained Parallelism", IPDPS 2019,
+    arXiv 1903.06681, sec. III-A: halo exchange)."""
+
+    dim: str
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kernel < 1 or self.stride < 1 or self.pad < 0:
+            raise ValueError(
+                f"window on {self.dim!r}: kernel {self.kernel}, stride "
+                f"{self.stride}, pad {self.pad}"
+            )
+
+    def needs(self, lo: int, hi: int, size: int) -> tuple[int, int]:
+        """Input rows ``[first, last + 1)`` (within ``0 .. size``) that output rows
+        ``[lo, hi)`` read."""
+        return (
+            max(0, lo * self.stride - self.pad),
+            min(size, (hi - 1) * self.stride - self.pad + self.kernel),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Edge:
     """A tensor flowing from op ``src`` into the op that lists the edge.
 
@@ -126,11 +161,15 @@ class Edge:
     producer dimensions that map one to one onto the consumer's dimensions of the same name:
     a consumer partition needs only its own slice of them, and the full extent of every other
     producer dimension (a matrix multiplication needs every input feature of its samples).
+    ``windows`` give, for aligned spatial dimensions of a convolution or pooling, the
+    sliding window through which the consumer reads them (:class:`Window`): a consumer
+    partition then needs its slice plus the halo rows.
     """
 
     src: int
     fraction: float = 1.0
     aligned: tuple[str, ...] = ("sample",)
+    windows: tuple[Window, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +185,11 @@ class Op:
     ``weight`` names the parameter tensor; operators unrolled from one layer (the chunks of
     an LSTM layer, the per-chunk embeddings) share it and synchronize it together.
     ``stage`` groups ops of one layer for expert placements (0 = the input side).
+    ``branch`` names the parallel branch of a multi-branch module the op belongs to
+    (``"Mixed_5b.branch5x5"``; empty for ops outside one): the ops of a branch form a chain
+    from the module's input to its concatenation, independent of the other branches, so the
+    search can place a whole branch on its own devices (FlexFlow's operation parallelism,
+    Jia et al. 2019, sec. 3; the Inception-v3 case study, sec. 8.5).
     ``profile`` is the op's shape as the framework module that runs it sees it (the
     arguments of ``torch.nn.Conv2d`` and its input size, the rows and features of a
     ``Linear`` ...), as ``(key, value)`` pairs: the key under which a measured operator
@@ -167,6 +211,7 @@ class Op:
     weight: str = ""
     stage: int = 0
     profile: tuple[tuple[str, object], ...] = ()
+    branch: str = ""
 
     @property
     def out_elems(self) -> int:
@@ -252,6 +297,16 @@ class OpGraph:
         """Forward plus backward FLOPs of one training step."""
         return float(sum(op.flops_fwd + op.flops_bwd for op in self.ops))
 
+    @property
+    def branches(self) -> tuple[tuple[int, ...], ...]:
+        """The ops of each named branch (:attr:`Op.branch`), in graph order, branches in the
+        order they first appear."""
+        out: dict[str, list[int]] = {}
+        for i, op in enumerate(self.ops):
+            if op.branch:
+                out.setdefault(op.branch, []).append(i)
+        return tuple(tuple(v) for v in out.values())
+
     def op(self, name: str) -> Op:
         for op in self.ops:
             if op.name == name:
@@ -291,6 +346,7 @@ def gemm_op(
     weight: str = "",
     stage: int = 0,
     profile: tuple[tuple[str, object], ...] = (),
+    branch: str = "",
 ) -> Op:
     """An op whose arithmetic is ``steps`` x ``gemm``; backward is twice the forward GEMM
     FLOPs and twice the memory-bound traffic (read the output gradient and the saved value,
@@ -311,6 +367,7 @@ def gemm_op(
         weight=weight,
         stage=stage,
         profile=profile,
+        branch=branch,
     )
 
 
@@ -327,6 +384,7 @@ def memory_op(
     weight: str = "",
     stage: int = 0,
     profile: tuple[tuple[str, object], ...] = (),
+    branch: str = "",
 ) -> Op:
     """A memory-bound op moving ``mem_fwd`` elements forward and ``bwd_factor`` times as
     many backward (read the output gradient and the saved tensor, write the input gradient:
@@ -344,4 +402,5 @@ def memory_op(
         weight=weight,
         stage=stage,
         profile=profile,
+        branch=branch,
     )
