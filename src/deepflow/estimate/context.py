@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from deepflow.specs.identity import IdentityCache
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
@@ -16,6 +17,27 @@ from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.accelerator import Precision
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
+
+
+def _system_constants(
+    system: SystemSpec,
+) -> tuple[Hierarchy, np.ndarray, np.ndarray, np.ndarray]:
+    acc = system.accelerator
+    peaks = np.array([acc.peak(p) for p in PRECISIONS])
+    # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
+    # keeps bf16 parameters and activations outside the TE linear layers)
+    high = peaks.copy()
+    high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
+    elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
+    for table in (peaks, high, elems):
+        table.flags.writeable = False
+    return Hierarchy.from_system(system), peaks, high, elems
+
+
+system_constants = IdentityCache(_system_constants)
+"""The network hierarchy of a system and its accelerator's tables per precision code (dense
+peak, the 16-bit peak that stands in under fp8, activation bytes): the same for every
+strategy on that system object, built once per object (read-only tables)."""
 
 
 @dataclass(frozen=True)
@@ -74,15 +96,8 @@ class Env:
         global_batch_size: int,
         algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
     ) -> Env:
-        acc = system.accelerator
-        peaks = np.array([acc.peak(p) for p in PRECISIONS])
-        # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
-        # keeps bf16 parameters and activations outside the TE linear layers)
-        high = peaks.copy()
-        high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
-        elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
+        hierarchy, peaks, high, elems = system_constants(system)
         b = batch
-        hierarchy = Hierarchy.from_system(system)
         size = hierarchy.scale_up_size
         experts = expert_groups(b.tp, b.cp, b.dp, b.pp, b.ep, b.etp, b.stride_pp, size)
         groups = data_parallel_groups(

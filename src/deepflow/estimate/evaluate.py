@@ -190,6 +190,8 @@ def zero3_unit_comm(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
     backward, before any overlap (zero where ZeRO < 3; volumes from
     :mod:`deepflow.parallel.sharding`)."""
     b, groups, algo = env.batch, env.dp_groups, _dp_algorithm(env)
+    if not (b.zero >= 3).any():  # no strategy gathers per unit: the times below are zeros
+        return np.zeros(len(b)), np.zeros(len(b))
     fwd = sync_time(
         unit_forward(cost.params, cost.expert_params, b.zero, env.elem),
         groups, env.hierarchy, algo,
