@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepflow.specs.identity import IdentityCache
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
@@ -15,6 +14,7 @@ from deepflow.parallel.batch import PRECISIONS, StrategyBatch
 from deepflow.parallel.experts import ExpertGroups, expert_groups
 from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.identity import IdentityCache
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 

@@ -134,7 +134,7 @@ def _remember(value: object, key: Hashable) -> Hashable:
 def _scalar_key(key: Hashable) -> bool:
     """True when a fingerprint holds no array and no identity (a value of scalars)."""
     if isinstance(key, tuple):
-        if key and key[0] == "id" or len(key) == 3 and isinstance(key[2], bytes):
+        if (key and key[0] == "id") or (len(key) == 3 and isinstance(key[2], bytes)):
             return False
         return all(_scalar_key(k) for k in key)
     return True
