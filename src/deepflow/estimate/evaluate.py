@@ -487,7 +487,9 @@ def evaluate(
     # except the last bucket; ZeRO 1/2 then gather the updated parameters
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
-    sync_colls = step_sync(stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes)
+    sync_colls = step_sync(
+        stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes
+    )
     sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
     grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
     last_bucket = sync * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes, 1.0))
