@@ -331,7 +331,8 @@ def evaluate(
             "host_overhead": cost.host_excess,
         }
 
-    d_parts, m_parts = layer_parts(dense, z3_dense), layer_parts(moe, z3_moe)
+    d_parts = layer_parts(dense, z3_dense)
+    m_parts = d_parts if moe is dense else layer_parts(moe, z3_moe)  # dense: one layer kind
     emb_parts = {
         "compute": emb.forward_compute + emb.backward_compute,
         "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
@@ -361,7 +362,8 @@ def evaluate(
     for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), b.stage_layers, strict=True)):
         groups[key].append(i)
     for (pp, vpp, stage_layers), members in groups.items():
-        idx = np.array(members)
+        # one split (always, for one strategy): all of the batch, in order, as a view
+        idx = slice(None) if len(groups) == 1 else np.array(members)
         split = pipeline_split(model, pp, vpp, stage_layers)
         n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
         stages = np.arange(pp)[:, None]
@@ -408,7 +410,7 @@ def evaluate(
         steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
         critical_stage[idx] = critical
-        cols = np.arange(len(idx))
+        cols = np.arange(len(members))
         for key in STAGE_PARTS:
             crit[key][idx] = m[idx] * parts[key][critical, cols]
 
