@@ -9,6 +9,11 @@ micro-batch and recompute, 24 combinations, each computed once and counted in th
 ``--cold`` empties that memo before every call, the rate without any reuse.
 
     python bench/bench_predict.py [--calls N] [--cold]
+
+Measured on the 2-core development machine, 2026-12-05 (``taskset -c 0``): 1,618-1,635
+predictions/s in three runs, against 1,081-1,105 for the evaluator before the one-strategy
+shortcuts (placements per mesh, tables per system object, cheaper memo keys, rules that
+stop at the first violation) in the same runs; ``--cold`` 425/s against 375/s.
 """
 
 from __future__ import annotations

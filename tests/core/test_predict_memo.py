@@ -187,3 +187,24 @@ def test_specs_rebuilt_from_the_same_mapping_share_the_costs():
     hits = PART_COSTS.hits
     assert_same(predict(again), full(again))
     assert PART_COSTS.hits == hits + 1
+
+
+@SETTINGS
+@given(
+    models,
+    st.lists(strategies, min_size=2, max_size=8),
+    st.sampled_from(["dgx-h100", "dgx-a100-80gb", "gb200-nvl72"]),
+)
+def test_predict_one_at_a_time_equals_one_batch_of_all(model, specs, preset):
+    """``deepflow.predict`` on each strategy (the one-strategy path: the memo of part costs,
+    the placements kept per mesh, the per-system tables, the rules that stop at the first
+    violation, the batch indexed by a view) equals the element of one batch evaluation
+    of all of them (several pipeline splits, no memo), bit for bit, on every field."""
+    base = build(model, specs[0], preset=preset)
+    loop = [sharing(base, build(model, s, preset=preset).strategy) for s in specs]
+    batch = StrategyBatch.from_specs([s.strategy for s in loop])
+    result = evaluate(base.model, base.system, base.training.global_batch_size, batch)
+    for i, scenario in enumerate(loop):
+        expected = prediction_at(result, i, scenario.name, scenario.training.tokens)
+        assert_same(predict(scenario), expected)
+        assert_same(predict(scenario), expected)  # again, from what the first call kept

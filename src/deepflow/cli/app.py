@@ -16,8 +16,17 @@ from deepflow.errors import DeepflowError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+OUT_OF_MEMORY = (
+    "error: out of memory: the input needs more memory than this process may use "
+    "(MemoryError; a smaller model, cluster, batch or trace fits)"
+)
+"""The one line a command prints when an allocation fails (a memory ceiling such as
+``ulimit -v``, or a machine out of memory)."""
+
+
 def exits_2_on_bad_input(func: F) -> F:
-    """Map deepflow's input errors to exit code 2 with a one-line message on stderr."""
+    """Map deepflow's input errors to exit code 2 with a one-line message on stderr; an
+    allocation that fails (``MemoryError``) too, with :data:`OUT_OF_MEMORY`."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -25,6 +34,9 @@ def exits_2_on_bad_input(func: F) -> F:
             return func(*args, **kwargs)
         except DeepflowError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo(OUT_OF_MEMORY, err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

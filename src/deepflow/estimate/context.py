@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -14,8 +16,82 @@ from deepflow.parallel.batch import PRECISIONS, StrategyBatch
 from deepflow.parallel.experts import ExpertGroups, expert_groups
 from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.identity import IdentityCache
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
+
+
+def _system_constants(
+    system: SystemSpec,
+) -> tuple[Hierarchy, np.ndarray, np.ndarray, np.ndarray]:
+    acc = system.accelerator
+    peaks = np.array([acc.peak(p) for p in PRECISIONS])
+    # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
+    # keeps bf16 parameters and activations outside the TE linear layers)
+    high = peaks.copy()
+    high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
+    elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
+    for table in (peaks, high, elems):
+        table.flags.writeable = False
+    return Hierarchy.from_system(system), peaks, high, elems
+
+
+system_constants = IdentityCache(_system_constants)
+"""The network hierarchy of a system and its accelerator's tables per precision code (dense
+peak, the 16-bit peak that stands in under fp8, activation bytes): the same for every
+strategy on that system object, built once per object (read-only tables)."""
+
+
+Placements = tuple[ExpertGroups, DataParallelGroups, GroupPlacement, GroupPlacement]
+_PLACEMENT_INPUTS = (
+    "tp", "cp", "dp", "pp", "ep", "etp", "shard_degree",
+    "stride_tp", "stride_cp", "stride_dp", "stride_pp",
+)  # fmt: skip
+_PLACEMENTS: OrderedDict[tuple[object, ...], Placements] = OrderedDict()
+_PLACEMENTS_LOCK = threading.Lock()
+PLACEMENTS_MAXSIZE = 512
+"""Meshes whose placements one-strategy batches keep (least recently used out first)."""
+
+
+def _place(b: StrategyBatch, size: int) -> Placements:
+    experts = expert_groups(b.tp, b.cp, b.dp, b.pp, b.ep, b.etp, b.stride_pp, size)
+    groups = data_parallel_groups(
+        b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size, experts
+    )
+    return experts, groups, place_group(b.tp, b.stride_tp, size), place_group(b.cp, b.stride_cp, size)
+
+
+def _read_only(placement: GroupPlacement) -> None:
+    for a in (placement.size, placement.members_per_domain, placement.domains):
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False
+
+
+def placements(b: StrategyBatch, size: int) -> Placements:
+    """The expert groups, the data-parallel groups and the tensor- and context-parallel
+    groups of ``b`` on scale-up domains of ``size`` accelerators.
+
+    They depend on the mesh alone (the degrees, ``shard_degree`` and the strides named in
+    ``_PLACEMENT_INPUTS``), which an optimizer that predicts one strategy at a time
+    revisits often: for a batch of one, the placements are kept per mesh (the key is those
+    inputs by dtype and value, and the domain size), as read-only arrays."""
+    if len(b) != 1:
+        return _place(b, size)
+    key = (size, *((a.dtype.str, a.item()) for a in (getattr(b, n) for n in _PLACEMENT_INPUTS)))
+    with _PLACEMENTS_LOCK:
+        hit = _PLACEMENTS.get(key)
+        if hit is not None:
+            _PLACEMENTS.move_to_end(key)
+            return hit
+    value = _place(b, size)
+    experts, groups, tp_group, cp_group = value
+    for placement in (*vars(experts).values(), *vars(groups).values(), tp_group, cp_group):
+        _read_only(placement)
+    with _PLACEMENTS_LOCK:
+        _PLACEMENTS[key] = value
+        while len(_PLACEMENTS) > PLACEMENTS_MAXSIZE:
+            _PLACEMENTS.popitem(last=False)
+    return value
 
 
 @dataclass(frozen=True)
@@ -81,20 +157,10 @@ class Env:
         algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
         matmul_scale: np.ndarray | None = None,
     ) -> Env:
-        acc = system.accelerator
-        peaks = np.array([acc.peak(p) for p in PRECISIONS])
-        # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
-        # keeps bf16 parameters and activations outside the TE linear layers)
-        high = peaks.copy()
-        high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
-        elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
+        hierarchy, peaks, high, elems = system_constants(system)
         b = batch
-        hierarchy = Hierarchy.from_system(system)
         size = hierarchy.scale_up_size
-        experts = expert_groups(b.tp, b.cp, b.dp, b.pp, b.ep, b.etp, b.stride_pp, size)
-        groups = data_parallel_groups(
-            b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size, experts
-        )
+        experts, groups, tp_group, cp_group = placements(b, size)
         tokens = b.micro_batch_size * model.seq_len / b.cp
         sp_div = np.where(b.sequence_parallel, b.tp, 1).astype(np.float64)
         return cls(
@@ -118,8 +184,8 @@ class Env:
                 1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))
             ),
             sp_div=sp_div,
-            tp_group=place_group(b.tp, b.stride_tp, size),
-            cp_group=place_group(b.cp, b.stride_cp, size),
+            tp_group=tp_group,
+            cp_group=cp_group,
             dp_groups=groups,
             ep_group=groups.ep,
             experts=experts,

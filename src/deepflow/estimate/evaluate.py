@@ -190,6 +190,8 @@ def zero3_unit_comm(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
     backward, before any overlap (zero where ZeRO < 3; volumes from
     :mod:`deepflow.parallel.sharding`)."""
     b, groups, algo = env.batch, env.dp_groups, _dp_algorithm(env)
+    if not (b.zero >= 3).any():  # no strategy gathers per unit: the times below are zeros
+        return np.zeros(len(b)), np.zeros(len(b))
     fwd = sync_time(
         unit_forward(cost.params, cost.expert_params, b.zero, env.elem),
         groups, env.hierarchy, algo,
@@ -330,7 +332,8 @@ def evaluate(
             "host_overhead": cost.host_excess,
         }
 
-    d_parts, m_parts = layer_parts(dense, z3_dense), layer_parts(moe, z3_moe)
+    d_parts = layer_parts(dense, z3_dense)
+    m_parts = d_parts if moe is dense else layer_parts(moe, z3_moe)  # dense: one layer kind
     emb_parts = {
         "compute": emb.forward_compute + emb.backward_compute,
         "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
@@ -360,7 +363,8 @@ def evaluate(
     for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), b.stage_layers, strict=True)):
         groups[key].append(i)
     for (pp, vpp, stage_layers), members in groups.items():
-        idx = np.array(members)
+        # one split (always, for one strategy): all of the batch, in order, as a view
+        idx = slice(None) if len(groups) == 1 else np.array(members)
         split = pipeline_split(model, pp, vpp, stage_layers)
         n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
         stages = np.arange(pp)[:, None]
@@ -407,7 +411,7 @@ def evaluate(
         steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
         critical_stage[idx] = critical
-        cols = np.arange(len(idx))
+        cols = np.arange(len(members))
         for key in STAGE_PARTS:
             crit[key][idx] = m[idx] * parts[key][critical, cols]
 

@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from enum import Enum
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -83,6 +84,62 @@ def _resolve(env: Env, path: str) -> object:
     return obj
 
 
+def _getter(path: str) -> Callable[[Env], object]:
+    """:func:`_resolve` of ``path`` as one compiled lookup (``operator.attrgetter``)."""
+    if path.endswith("__len__"):
+        inner = path[: -len("__len__")].rstrip(".")
+        get = attrgetter(inner) if inner else (lambda env: env)
+        return lambda env: len(get(env))  # type: ignore[arg-type]
+    return attrgetter(path)
+
+
+class _Spec:
+    """A frozen spec in a key: equal to another exactly when the specs are equal (pydantic
+    equality of their validated fields), its hash computed once (a spec's own hash walks
+    every field on each call)."""
+
+    __slots__ = ("hash", "value")
+
+    def __init__(self, value: Spec) -> None:
+        self.value = value
+        self.hash = hash((type(value), value))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not _Spec:
+            return NotImplemented
+        a, b = self.value, other.value
+        return a is b or (type(a) is type(b) and self.hash == other.hash and a == b)
+
+
+_IMMUTABLE: OrderedDict[int, tuple[object, Hashable]] = OrderedDict()
+"""Fingerprints of frozen objects (specs; frozen dataclasses of scalars, such as the
+network hierarchy) by identity, each entry holding its object so that the id stays its
+own; bounded like the memo."""
+
+
+_IMMUTABLE_LOCK = threading.Lock()
+
+
+def _remember(value: object, key: Hashable) -> Hashable:
+    with _IMMUTABLE_LOCK:
+        _IMMUTABLE[id(value)] = (value, key)
+        while len(_IMMUTABLE) > MAXSIZE:
+            _IMMUTABLE.popitem(last=False)
+    return key
+
+
+def _scalar_key(key: Hashable) -> bool:
+    """True when a fingerprint holds no array and no identity (a value of scalars)."""
+    if isinstance(key, tuple):
+        if (key and key[0] == "id") or (len(key) == 3 and isinstance(key[2], bytes)):
+            return False
+        return all(_scalar_key(k) for k in key)
+    return True
+
+
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
@@ -99,6 +156,9 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
     kind = type(value)
     if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
         return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
+    known = _IMMUTABLE.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
     if isinstance(value, np.generic) and not value.dtype.hasobject:
         return ("scalar", value.dtype.str, value.tobytes())
     if kind is float:  # every bit: -0.0 is not 0.0, NaN matches NaN
@@ -113,14 +173,17 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
         )
         return ("mapping", kind, *items)
     if is_dataclass(value) and not isinstance(value, type):
-        return (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
+        key = (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
+        if kind.__dataclass_params__.frozen and _scalar_key(key):  # type: ignore[attr-defined]
+            return _remember(value, key)
+        return key
     if isinstance(value, Spec):  # frozen and validated: equal fields compute the same
         try:
-            hash(value)
+            wrapped = _Spec(value)
         except TypeError:  # a field that cannot hash: fall back to identity
             pass
         else:
-            return ("spec", kind, value)
+            return _remember(value, ("spec", kind, wrapped))
     refs.append(value)
     return ("id", id(value))
 
@@ -159,9 +222,13 @@ class Memo(Generic[T]):
     misses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    getters: tuple[Callable[[Env], object], ...] = ()
+
     def key(self, env: Env) -> tuple[Hashable, list[object]]:
         refs: list[object] = []
-        return tuple(fingerprint(_resolve(env, p), refs) for p in self.paths), refs
+        if len(self.getters) != len(self.paths):
+            self.getters = tuple(_getter(p) for p in self.paths)
+        return tuple([fingerprint(get(env), refs) for get in self.getters]), refs
 
     def __call__(self, env: Env) -> T:
         if len(env.batch) != 1:
@@ -191,4 +258,5 @@ class Memo(Generic[T]):
         with self.lock:
             self.entries.clear()
             self.paths = ()
+            self.getters = ()
             self.hits = self.misses = 0

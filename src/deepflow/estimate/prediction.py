@@ -18,6 +18,7 @@ from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.batch import StrategyBatch
 from deepflow.parallel.feasibility import Context, explain
 from deepflow.specs.scenario import Scenario
+from deepflow.specs.strategy import StrategySpec
 from deepflow.units import format_bytes
 
 
@@ -75,14 +76,19 @@ def time_to_train_s(tokens: float | None, tokens_per_s: float) -> float | None:
 
 
 def prediction_at(
-    result: BatchResult, i: int, name: str = "scenario", tokens: float | None = None
+    result: BatchResult,
+    i: int,
+    name: str = "scenario",
+    tokens: float | None = None,
+    strategy: StrategySpec | None = None,
 ) -> Prediction:
-    """The :class:`Prediction` of element ``i`` of a batch result."""
+    """The :class:`Prediction` of element ``i`` of a batch result; ``strategy`` is that
+    element's spec where the caller holds it (else it is rebuilt from the batch)."""
     feasible = bool(result.feasible[i])
     reason = None
     if not feasible:
         rule = int(result.violation[i])
-        strategy = result.batch.spec(i)
+        strategy = result.batch.spec(i) if strategy is None else strategy
         if rule == OOM_RULE:
             need = float(result.peak_memory[i])
             cap = result.system.accelerator.memory_capacity
@@ -134,4 +140,4 @@ def predict(
         batch,
         algorithms,
     )
-    return prediction_at(result, 0, scenario.name, scenario.training.tokens)
+    return prediction_at(result, 0, scenario.name, scenario.training.tokens, scenario.strategy)

@@ -122,59 +122,25 @@ class StrategyBatch:
     @classmethod
     def from_specs(cls, specs: Sequence[StrategySpec]) -> StrategyBatch:
         """Build a batch from strategy specs (``dp`` must already be an integer)."""
-
-        def col(getter, dtype=np.int64) -> np.ndarray:
-            return np.array([getter(s) for s in specs], dtype=dtype)
-
         for s in specs:
             assert isinstance(s.dp, int), "resolve dp='auto' before batching"
-        orders = tuple(tuple(s.axis_order) for s in specs)
-        degrees = {
-            "tp": col(lambda s: s.tp),
-            "cp": col(lambda s: s.cp),
-            "dp": col(lambda s: s.dp),
-            "pp": col(lambda s: s.pp),
+        columns = tuple(zip(*(_spec_row(s) for s in specs), strict=True)) or ((),) * len(
+            _ROW_FIELDS
+        )
+        values = {
+            name: np.array(column, dtype=dtype)
+            for (name, dtype), column in zip(_ROW_FIELDS, columns, strict=True)
         }
-        strides = mesh_strides(degrees, orders)
+        orders = tuple(tuple(s.axis_order) for s in specs)
+        strides = mesh_strides({a: values[a] for a in ("tp", "cp", "dp", "pp")}, orders)
         return cls(
-            dp=degrees["dp"],
-            tp=degrees["tp"],
-            pp=degrees["pp"],
-            vpp=col(lambda s: s.vpp),
-            cp=degrees["cp"],
-            ep=col(lambda s: s.ep),
-            etp=col(lambda s: s.etp),
-            sequence_parallel=col(lambda s: s.sequence_parallel, bool),
-            zero=col(lambda s: s.zero),
-            shard_degree=col(lambda s: s.shard_degree or 0),
-            reshard_after_forward=col(lambda s: s.reshard_after_forward, bool),
-            recompute=col(lambda s: RECOMPUTES.index(s.recompute)),
-            recompute_modules=col(lambda s: module_mask(s.effective_recompute_modules)),
-            recompute_layers=col(
-                lambda s: -1 if s.recompute_layers is None else s.recompute_layers
-            ),
-            micro_batch_size=col(lambda s: s.micro_batch_size),
-            virtual_nodes=col(lambda s: s.virtual_nodes or 0),
-            precision=col(lambda s: PRECISIONS.index(s.precision)),
-            schedule=col(lambda s: SCHEDULES.index(s.schedule)),
-            flash_attention=col(lambda s: s.flash_attention, bool),
-            overlap_grad_reduce=col(lambda s: s.overlap_grad_reduce, bool),
-            overlap_param_gather=col(lambda s: s.overlap_param_gather, bool),
-            fp32_main_grads=col(lambda s: s.fp32_main_grads, bool),
-            fused_epilogues=col(lambda s: s.fused_epilogues, bool),
-            framework=col(lambda s: FRAMEWORKS.index(s.framework)),
-            algorithm=col(lambda s: ALGORITHMS.index(s.collective_algorithm)),
+            **values,
             stride_tp=strides["tp"],
             stride_cp=strides["cp"],
             stride_dp=strides["dp"],
             stride_pp=strides["pp"],
             axis_orders=orders,
             stage_layers=tuple(s.stage_layers for s in specs),
-            fp8_recipe=col(
-                lambda s: -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe)
-            ),
-            fp8_param_gather=col(lambda s: s.fp8_param_gather, bool),
-            deepep=col(lambda s: s.moe_dispatcher == "deepep", bool),
         )
 
     @classmethod
@@ -337,6 +303,74 @@ class StrategyBatch:
         return StrategyBatch(**values)
 
 
+_ROW_FIELDS: tuple[tuple[str, type], ...] = (
+    ("dp", np.int64),
+    ("tp", np.int64),
+    ("pp", np.int64),
+    ("vpp", np.int64),
+    ("cp", np.int64),
+    ("ep", np.int64),
+    ("etp", np.int64),
+    ("sequence_parallel", bool),
+    ("zero", np.int64),
+    ("shard_degree", np.int64),
+    ("reshard_after_forward", bool),
+    ("recompute", np.int64),
+    ("recompute_modules", np.int64),
+    ("recompute_layers", np.int64),
+    ("micro_batch_size", np.int64),
+    ("virtual_nodes", np.int64),
+    ("precision", np.int64),
+    ("schedule", np.int64),
+    ("flash_attention", bool),
+    ("overlap_grad_reduce", bool),
+    ("overlap_param_gather", bool),
+    ("fp32_main_grads", bool),
+    ("fused_epilogues", bool),
+    ("framework", np.int64),
+    ("algorithm", np.int64),
+    ("fp8_recipe", np.int64),
+    ("fp8_param_gather", bool),
+    ("deepep", bool),
+)
+"""The array fields :meth:`StrategyBatch.from_specs` fills from a spec (:func:`_spec_row`),
+with their dtypes."""
+
+
+def _spec_row(s: StrategySpec) -> tuple[object, ...]:
+    """The values of :data:`_ROW_FIELDS` for one spec (enums as codes)."""
+    return (
+        s.dp,
+        s.tp,
+        s.pp,
+        s.vpp,
+        s.cp,
+        s.ep,
+        s.etp,
+        s.sequence_parallel,
+        s.zero,
+        s.shard_degree or 0,
+        s.reshard_after_forward,
+        RECOMPUTES.index(s.recompute),
+        module_mask(s.effective_recompute_modules),
+        -1 if s.recompute_layers is None else s.recompute_layers,
+        s.micro_batch_size,
+        s.virtual_nodes or 0,
+        PRECISIONS.index(s.precision),
+        SCHEDULES.index(s.schedule),
+        s.flash_attention,
+        s.overlap_grad_reduce,
+        s.overlap_param_gather,
+        s.fp32_main_grads,
+        s.fused_epilogues,
+        FRAMEWORKS.index(s.framework),
+        ALGORITHMS.index(s.collective_algorithm),
+        -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe),
+        s.fp8_param_gather,
+        s.moe_dispatcher == "deepep",
+    )
+
+
 def _framework_codes(value: object, n: int) -> np.ndarray:
     """``framework`` of :meth:`StrategyBatch.from_arrays` as ``n`` codes: one name or code,
     or one per strategy."""
@@ -388,8 +422,18 @@ def mesh_strides(
 ) -> dict[str, np.ndarray]:
     """Rank stride of each mesh axis: the product of the degrees of the axes inside it."""
     n = len(orders)
+    distinct = set(orders)
+    if len(distinct) == 1:  # one order (always, for one strategy): no masks
+        running = np.ones(n, dtype=np.int64)
+        strides = {}
+        for axis in orders[0]:
+            strides[axis] = running
+            running = running * degrees[axis]
+        for axis in MESH_AXES:
+            strides.setdefault(axis, np.ones(n, dtype=np.int64))
+        return strides
     strides = {axis: np.ones(n, dtype=np.int64) for axis in MESH_AXES}
-    for order in set(orders):
+    for order in distinct:
         mask = np.array([o == order for o in orders])
         running = np.ones(int(mask.sum()), dtype=np.int64)
         for axis in order:

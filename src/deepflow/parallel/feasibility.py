@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.parallel.batch import PRECISIONS, SCHEDULES, StrategyBatch
+from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.framework import FRAMEWORKS, framework_profile
+from deepflow.specs.identity import IdentityCache
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.strategy import PipelineSchedule, StrategySpec, folds
 from deepflow.specs.system import SystemSpec
@@ -49,9 +51,16 @@ def _micro_batches(ctx: Context, b: StrategyBatch) -> np.ndarray:
     return ctx.global_batch_size / (b.dp * b.micro_batch_size)
 
 
+def _no_matrix_units(accelerator: AcceleratorSpec) -> np.ndarray:
+    """Per precision code: the accelerator has no dense peak at that precision."""
+    return np.array([accelerator.peak(p) <= 0 for p in PRECISIONS])
+
+
+_NO_MATRIX_UNITS = IdentityCache(_no_matrix_units)
+
+
 def _peak_zero(ctx: Context, b: StrategyBatch) -> np.ndarray:
-    peaks = np.array([ctx.system.accelerator.peak(p) for p in PRECISIONS])
-    return peaks[b.precision] <= 0
+    return _NO_MATRIX_UNITS(ctx.system.accelerator)[b.precision]
 
 
 _AXES = ("tp", "pp", "vpp", "cp", "ep")
@@ -70,20 +79,24 @@ def _support_table() -> dict[str, np.ndarray]:
 
 
 _SUPPORT = _support_table()
+_LACKS = {key: ~_SUPPORT[key] for key in (*_AXES, "sequence_parallel")}
+# [framework, pp > 1, zero level]: the framework runs that ZeRO level
+_ZERO_OK = np.stack(
+    [
+        np.stack([_SUPPORT[f"zero{k}"] for k in range(4)], axis=-1),
+        np.stack([_SUPPORT[f"zero{k}_pp"] for k in range(4)], axis=-1),
+    ],
+    axis=1,
+)
 
 
 def _framework_unsupported(c: Context, b: StrategyBatch) -> np.ndarray:
     f = b.framework
-    bad = np.zeros(len(b), dtype=bool)
-    for axis in _AXES:
-        bad |= (getattr(b, axis) > 1) & ~_SUPPORT[axis][f]
-    bad |= b.sequence_parallel & (b.tp > 1) & ~_SUPPORT["sequence_parallel"][f]
-    zero = np.clip(b.zero, 0, 3)
-    ok = np.zeros(len(b), dtype=bool)
-    for k in range(4):
-        allowed = np.where(b.pp > 1, _SUPPORT[f"zero{k}_pp"][f], _SUPPORT[f"zero{k}"][f])
-        ok |= (zero == k) & allowed
-    return bad | ~ok
+    bad = (b.tp > 1) & _LACKS["tp"][f]
+    for axis in _AXES[1:]:
+        bad |= (getattr(b, axis) > 1) & _LACKS[axis][f]
+    bad |= b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
+    return bad | ~_ZERO_OK[f, (b.pp > 1).astype(np.intp), np.clip(b.zero, 0, 3)]
 
 
 def unsupported_keys(strategy: StrategySpec) -> list[str]:
@@ -255,6 +268,11 @@ RULES: tuple[Rule, ...] = (
 
 def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
     """Index of the first violated rule per strategy (``-1`` where all hold)."""
+    if len(batch) == 1:  # one strategy: the rules after its first violated one need not run
+        for index, rule in enumerate(RULES):
+            if bool(rule.violated(ctx, batch)):  # one element (or a scalar): its truth
+                return np.array([index], dtype=np.int64)
+        return np.array([-1], dtype=np.int64)
     first = np.full(len(batch), -1, dtype=np.int64)
     for index, rule in enumerate(RULES):
         bad = np.asarray(rule.violated(ctx, batch), dtype=bool)
