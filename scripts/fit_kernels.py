@@ -37,6 +37,7 @@ from deepflow.hardware.calibration import (
     fit_measured_file,
     measured_calibration,
     published_records,
+    published_references,
 )
 from deepflow.specs import accelerator_from
 from deepflow.specs.kernels import KernelParams
@@ -93,11 +94,14 @@ def _disagrees(e: CurveError) -> bool:
 
 
 def _with_measured(
-    preset: str, params: KernelParams, errors: list[CurveError]
+    preset: str, params: KernelParams, errors: list[CurveError], records: list[dict]
 ) -> tuple[KernelParams, list[CurveError], list[str]]:
     """``params`` with the curves of the chip's measured file (:data:`MEASURED`) where the
-    published fit lacks them or disagrees with the measurement; the cross-validated
-    errors of the curves taken replace the published ones; notes for the table's source.
+    published fit lacks them, rests on fewer than three shapes of the precision (a peak
+    fraction fitted to a best-shape row, the other terms transferred: the measured file
+    fits every term of the same silicon), or disagrees with the measurement; the
+    cross-validated errors of the curves taken replace the published ones; notes for the
+    table's source.
 
     A measured curve whose own cross-validated error is above :data:`FAMILY_TARGET` is not
     taken: the model does not describe that measurement (the H200 file's fp16
@@ -124,12 +128,15 @@ def _with_measured(
             e, fit = against.get(key), own_error(kind, dtype)
             if fit is not None and fit.mean_abs > FAMILY_TARGET:
                 continue
-            if dtype in mine and e is not None and not _disagrees(e):
+            shapes = _published_shapes(records, kind, dtype)
+            if dtype in mine and e is not None and not _disagrees(e) and shapes >= 3:
                 continue
             why = (
                 "not in the published tables"
-                if dtype not in mine or e is None
+                if dtype not in mine or e is None or shapes == 0
                 else f"published fit off by {e.mean_abs:.1%}, worst family {e.worst_family:.1%}"
+                if _disagrees(e)
+                else "published curve fitted to fewer than three shapes"
             )
             mine[dtype] = curve
             taken.append(f"{key} ({why})")
@@ -148,6 +155,18 @@ def _with_measured(
                     taken_errors[key] = cv[key]
     errors = [e for e in errors if _key(e) not in taken_errors] + list(taken_errors.values())
     return params.model_copy(update=fields), errors, taken
+
+
+def _published_shapes(records: list[dict], kind: str, dtype: str) -> int:
+    """Distinct shapes of the published ``kind`` records of ``dtype`` (16-bit as one)."""
+    sixteen = ("fp16", "bf16") if dtype in ("fp16", "bf16") else (dtype,)
+    return len(
+        {
+            tuple(r.get(x) for x in ("m", "n", "k", "groups", "batch", "heads", "seq", "head_dim"))
+            for r in records
+            if r["kind"] == kind and r.get("dtype") in sixteen
+        }
+    )
 
 
 def _merge(
@@ -173,13 +192,14 @@ def _merge(
 
 def build() -> dict[str, dict]:
     records = published_records()
+    references = published_references()
     fitted: dict[str, KernelParams] = {}
     out = {}
     for preset in ORDER:
         acc = accelerator_from(preset)
         recs = records[preset]
         used = sorted({r["source"] for r in recs})
-        params = fit_kernel_params(recs, acc)
+        params = fit_kernel_params(recs, acc, references=references.get(preset, ()))
         # the chip's own published FlashAttention-2 records (Azure: Dao-AILab
         # benchmark_flash_attention.py) fit the FlashAttention-2 curve, kept apart from the
         # attention curve that a measured calibration (cuDNN on Hopper) may replace
@@ -212,7 +232,7 @@ def build() -> dict[str, dict]:
         errors = cross_validate(recs, acc)
         measured_notes: list[str] = []
         if preset in MEASURED:
-            params, errors, measured_notes = _with_measured(preset, params, errors)
+            params, errors, measured_notes = _with_measured(preset, params, errors, recs)
         fit_error = fit_error_table(errors)
         source = (
             "fitted by scripts/fit_kernels.py (deepflow.hardware.calibration.fit_kernel_params) "
