@@ -267,3 +267,33 @@ def test_megatron_core_flops_reproduce_a_row_with_both_metrics() -> None:
     model = case.to_scenario().model
     implied = megatron_core_flops(model, 2048, 4096) / (276e12 * 256)
     assert implied == pytest.approx(17.6, rel=0.005)
+
+
+def test_vtrain_node_latency_is_fitted_to_its_all_reduce_tables() -> None:
+    """The vTrain rows' scale-up step latency is the fit to vTrain's A100 all-reduce
+    tables (:func:`ring_step_latency`), which describes those tables better than the
+    preset's generic 2 us; the fp16 runs keep 16-bit gradients."""
+    import numpy as np
+
+    from deepflow.network import Collective, Ring
+    from deepflow.validation.nccl import GPU_COUNTS, load_table, ring_step_latency
+
+    latency = ring_step_latency("a100", 300e9, 0.76)
+    assert latency == pytest.approx(9.6e-6)
+
+    def error(alpha: float) -> float:
+        out = []
+        for n in GPU_COUNTS:
+            sizes, times = load_table("a100", n)
+            t = Ring().closed_form(Collective.ALL_REDUCE, sizes, n, 300e9 * 0.76, alpha)
+            out.append(np.abs(np.log(t / times)))
+        return float(np.mean(np.concatenate(out)))
+
+    assert error(latency) < error(2e-6)
+    assert error(latency) <= min(error(latency - 1e-6), error(latency + 1e-6))
+    for loader in (vtrain_single_cases, vtrain_multi_cases):
+        case = loader()[0]
+        sc = case.to_scenario()
+        assert sc.system.intra_node.latency == pytest.approx(latency)
+        assert sc.strategy.fp32_main_grads is False
+        assert "9.6 us" in case.notes

@@ -60,10 +60,17 @@ def embedding_cost(env: Env) -> EdgeCost:
     values = env.tokens * h / env.sp_div
     passes = 3.0 if env.model.learned_position_embeddings else 2.0
     fwd = memory_time(values * passes * env.elem + values, acc, 2)
-    # backward: dropout backward, then a scatter-add of the gradient into the fp32 table
-    bwd = memory_time(values * 3.0 * env.elem + env.tokens * h * 4.0 * 2.0, acc, 2)
     counts = parameter_count(env.model)
     params = counts.embedding / env.batch.tp + counts.position_embedding
+    # backward: dropout backward, then a scatter-add of the gradient into the fp32 table
+    bwd = memory_time(values * 3.0 * env.elem + env.tokens * h * 4.0 * 2.0, acc, 2)
+    # the lookup's gradient is a dense table: PyTorch's embedding backward zero-fills a
+    # (rows x h) gradient and adds the tokens' rows into it (aten/src/ATen/native/cuda/
+    # Embedding.cu, embedding_dense_backward_cuda: at::zeros({num_weights, ...})), which
+    # is then added into the gradient buffer like any weight gradient (read the buffer and
+    # the gradient, write the buffer: layer_cost's accumulation; Megatron's main_grad hook
+    # param.main_grad.add_(param.grad.data))
+    bwd = bwd + memory_time(params * (env.elem + 2.0 * env.grad_bytes + env.elem), acc, 2)
     zero = np.zeros_like(fwd)
     hidden_bytes = env.tokens * h * env.elem
     # the partial lookups are summed over tp: all-reduce, or reduce-scatter with SP
@@ -156,9 +163,16 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     # F.linear casts it, the lookup does not) is cast per forward, its gradient back
     autocast = profile.step is not None and profile.step.autocast_weights
     cast_fwd, cast_bwd, _ = autocast_cast_time(env, autocast, np.asarray(head_params), 1.0)
+    # the head's weight gradient is added into the gradient buffer per micro-batch, as the
+    # layers' are (layer_cost's accumulation); under autocast the fp32 cast replaces it
+    accumulate = np.where(
+        autocast & (env.elem < 4.0),
+        0.0,
+        memory_time(head_params * (2.0 * env.grad_bytes + env.elem), acc, 1),
+    )
     head = EdgeCost(
         forward_compute=norm_fwd + head_fwd + ce_fwd + cast_fwd,
-        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd,
+        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd + accumulate,
         weight_grad=wgrad,
         tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
         tp_comm_backward=tp_half,

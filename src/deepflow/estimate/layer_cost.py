@@ -70,6 +70,9 @@ from deepflow.workload.transformer import layer_template
 T = TypeVar("T")
 
 SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
+# longest key sequence Megatron's fused causal softmax kernel takes (Megatron-LM and
+# Megatron-DeepSpeed ``megatron/model/fused_softmax.py``, ``is_kernel_available``)
+FUSED_SOFTMAX_MAX_SEQ = 4096.0
 _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
 _MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
 
@@ -356,9 +359,21 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch, code, env.matmul_scale)
     context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)
     score_values = batch * sq * s
-    # fused scale-mask-softmax: read + write; dropout: read + write + 1-byte mask
-    soft_fwd = memory_time(score_values * (4.0 * env.elem + 1.0), acc, 2)
-    soft_bwd = memory_time(score_values * (5.0 * env.elem + 1.0), acc, 2)
+    # fused scale-mask-softmax, then dropout (read + write + 1-byte mask each way). The
+    # causal kernel reads only the scores a row attends to, (s + 1) / 2s of them on average,
+    # and writes the whole row (zeros above the diagonal); its backward reads the gradient
+    # and the output on the same triangle and writes the whole row (Megatron
+    # ``fused_kernels/scaled_upper_triang_masked_softmax.h``,
+    # ``scaled_upper_triang_masked_softmax_warp_forward``/``_backward``: loads only where
+    # ``element_index < local_seq``, ``local_seq = blockIdx.x + 1``). ``FusedScaleMaskSoftmax``
+    # runs it for 16-bit scores with ``16 < s <= 4096`` (``fused_softmax.py``,
+    # ``is_kernel_available``); otherwise, and with context parallelism, whole rows are read
+    fused_causal = (env.elem < 4.0) & (s > 16.0) & (s <= FUSED_SOFTMAX_MAX_SEQ) & (b.cp == 1)
+    read = np.where(fused_causal, (s + 1.0) / (2.0 * s), 1.0)
+    soft_fwd = memory_time(score_values * ((read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2)
+    soft_bwd = memory_time(
+        score_values * ((2.0 * read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2
+    )
     unfused_fwd = scores + context + soft_fwd
     unfused_bwd = (
         gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)

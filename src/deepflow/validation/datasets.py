@@ -67,6 +67,8 @@ from importlib import resources
 from typing import Any
 
 from deepflow.specs import ModelSpec, Scenario, scenario_from_dict
+from deepflow.specs.scenario import system_from
+from deepflow.validation.nccl import ring_step_latency
 
 __all__ = [
     "DATASETS",
@@ -364,12 +366,16 @@ _VTRAIN_SOURCE = (
 )
 #: vTrain's simulator default vocabulary (src/config.py): the GPT-2 BPE vocabulary.
 VTRAIN_VOCAB = 50257
+#: the system preset of vTrain's A100 nodes
+VTRAIN_PRESET = "dgx-a100-80gb"
 _VTRAIN_NOTES = (
     "Megatron-DeepSpeed; settings from vTrain's validation configs (use_checkpoint true, "
     "use_gradient_bucket false, pipeline_scheduling 1f1b). Vocabulary not in the CSV: "
     "vTrain's default 50257 (Megatron pads it for its kernels). A100 variant not stated: "
     "80 GB assumed. Inter-node bandwidth from vTrain's config: 800 Gb/s per 8-GPU node = "
-    "12.5 GB/s per GPU."
+    "12.5 GB/s per GPU. Intra-node all-reduce step latency fitted to vTrain's measured "
+    "A100 all-reduce tables (9.6 us). fp16 gradients (fp32_main_grads false): "
+    "--accumulate-allreduce-grads-in-fp32 is off by default in Megatron-DeepSpeed."
 )
 
 
@@ -382,10 +388,21 @@ def _vtrain_system(gpus: int) -> dict[str, Any]:
     200 Gb/s HCA per GPU). The configs' ``intra_node_bandwidth: 150`` (GB/s) is not taken:
     vTrain's own measured A100 all-reduce tables reach 229 GB/s bus bandwidth on 8 GPUs,
     above 150, so it is not the link rate; the preset's NVLink 3 rate stays.
+
+    The scale-up latency is that of the machine the rows ran on: the per-step latency of
+    deepflow's ring all-reduce that best fits vTrain's measured all-reduce tables of that
+    node (:func:`deepflow.validation.nccl.ring_step_latency`, 2 to 8 GPUs, 1 MiB-1 GiB, at
+    the preset's 300 GB/s and 0.76 bus efficiency: 9.6 us per step). The preset's generic
+    2 us made a 2 MiB tensor-parallel all-reduce 3.9x (2 GPUs) to 2.1x (8 GPUs) faster
+    than those tables measure it; vTrain's own simulator times these collectives from the
+    same tables (``src/predictor.py``, ``vTrain.compute_comm_time``).
     """
+    node = system_from(VTRAIN_PRESET)
+    latency = ring_step_latency("a100", node.intra_node.bandwidth, node.intra_node.efficiency)
     return {
-        "preset": "dgx-a100-80gb",
+        "preset": VTRAIN_PRESET,
         "num_accelerators": gpus,
+        "intra_node": {"latency": latency},
         "inter_node": {"bandwidth": "12.5 GB/s"},
     }
 
@@ -407,7 +424,14 @@ def _vtrain_case(dataset: str, row_id: str, name: str, r: dict[str, str], note: 
             [_VTRAIN_SOURCE],
         ),
         "system": _vtrain_system(gpus),
-        "strategy": _megatron_strategy(tp, pp, dp, mb, "megatron-deepspeed"),
+        "strategy": {
+            **_megatron_strategy(tp, pp, dp, mb, "megatron-deepspeed"),
+            # fp16 runs: Megatron-DeepSpeed accumulates and all-reduces gradients in the
+            # parameter precision unless --accumulate-allreduce-grads-in-fp32 (off by
+            # default, forced on only for bf16: megatron/arguments.py); vTrain's simulator
+            # counts 2-byte gradients (src/predictor.py, ParamInfo elem_size=2)
+            "fp32_main_grads": False,
+        },
         "training": {"global_batch_size": gb},
     }
     notes = [_VTRAIN_NOTES, note]

@@ -125,6 +125,45 @@ def load_table(gpu: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     return data[:, 0], data[:, 1] * 1e-9
 
 
+#: grid of the per-step latency fit (seconds): 0 to 40 us in 0.1 us steps
+_LATENCY_GRID = np.arange(0.0, 40e-6 + 1e-12, 0.1e-6)
+
+
+@cache
+def ring_step_latency(gpu: str, bandwidth: float, efficiency: float) -> float:
+    """The per-step latency ``alpha`` (seconds) of deepflow's ring all-reduce,
+    ``2 (n-1) (alpha + S / (n eta b))`` (:class:`~deepflow.network.Ring`, the closed form the
+    estimator's scale-up level uses), that best describes one GPU type's measured tables:
+    the least mean absolute log error over every row of the 2- to 8-GPU tables (1 MiB to
+    1 GiB), at the given per-GPU bandwidth ``b`` and bus efficiency ``eta`` (those of the
+    system preset the tables are used with), on a 0.1 us grid from 0 to 40 us.
+
+    The estimator's level has no separate base latency (NCCL's ``baseLat``), so the step
+    latency absorbs it; the fit is a property of the measured machine, used where that
+    machine's training steps are predicted (:func:`deepflow.validation.datasets.
+    vtrain_single_cases`)."""
+    ring = Ring()
+    sizes, measured, ranks = [], [], []
+    for n in GPU_COUNTS:
+        s, t = load_table(gpu, n)
+        sizes.append(s)
+        measured.append(t)
+        ranks.append(np.full(s.shape, float(n)))
+    size, meas, n = (np.concatenate(x) for x in (sizes, measured, ranks))
+    errors = [
+        np.mean(
+            np.abs(
+                np.log(
+                    ring.closed_form(Collective.ALL_REDUCE, size, n, bandwidth * efficiency, a)
+                    / meas
+                )
+            )
+        )
+        for a in _LATENCY_GRID
+    ]
+    return float(_LATENCY_GRID[int(np.argmin(errors))])
+
+
 def nccl_allreduce_dataset(model: NodeModel) -> DatasetResult:
     """Compare every row of the 2 to 7 GPU tables of one GPU type with the model (the
     8-GPU calibration table's error goes into the notes)."""
