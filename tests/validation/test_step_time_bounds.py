@@ -5,7 +5,6 @@ The targets are 8 % mean / 15 % worst on Megatron-LM 2021, 12 % on vTrain multi-
 15 % on vTrain single-node; Megatron-LM 2020 has a regression bound at the level reached.
 """
 
-
 from deepflow.validation.runner import STEP_TIME_DATASETS, run_dataset
 
 RESULTS = {}
