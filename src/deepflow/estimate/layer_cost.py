@@ -50,6 +50,7 @@ from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
 from deepflow.network.deepep import dispatch_time
+from deepflow.parallel import routing
 from deepflow.parallel.batch import ALGORITHMS
 from deepflow.parallel.experts import alltoall_bytes
 from deepflow.specs.framework import FRAMEWORKS
@@ -162,10 +163,13 @@ def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
     return np.where(env.batch.sequence_parallel, rs + ag, ar)
 
 
-def expert_load(env: Env) -> float:
-    """Busiest rank's routed tokens over the mean (:attr:`MoESpec.expert_load`; 1 for a
-    dense model)."""
-    return env.model.moe.expert_load if env.model.moe is not None else 1.0
+def expert_load(env: Env) -> np.ndarray | float:
+    """Busiest rank's routed tokens over the mean, per strategy (the routing's imbalance at
+    the strategy's ``ep``, capped by the capacity: :func:`deepflow.parallel.routing.
+    expert_load`; 1 for a dense model)."""
+    if env.model.moe is None:
+        return 1.0
+    return routing.expert_load(env.model.moe, env.batch.ep)
 
 
 def _tokens(

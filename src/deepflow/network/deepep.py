@@ -195,7 +195,7 @@ def dispatch_time(
     elem: float,
     scale_up_bandwidth: float,
     scale_out_bandwidth: float,
-    load: float = 1.0,
+    load: float | np.ndarray = 1.0,
     family: str = STEP_FAMILY,
 ) -> np.ndarray:
     """Time of one DeepEP dispatch (or combine, the same bytes back) in a training step,

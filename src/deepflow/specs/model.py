@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from deepflow.specs.base import (
@@ -26,6 +27,14 @@ class FfnType(str, Enum):
     SWIGLU = "swiglu"
 
 
+class Routing(str, Enum):
+    """How the router is balanced (:mod:`deepflow.parallel.routing` for each one's load)."""
+
+    FORCED = "forced"  # --moe-router-force-load-balancing: random logits, balanced
+    AUX_LOSS = "aux_loss"  # learned top-k with an auxiliary load-balancing loss
+    AUX_FREE = "aux_free"  # learned top-k with expert-bias balancing (Wang et al. 2024)
+
+
 class MoESpec(Spec):
     """Mixture-of-experts MLP (Shazeer et al. 2017; Fedus et al. 2021).
 
@@ -33,15 +42,17 @@ class MoESpec(Spec):
     layers; each routes every token to ``top_k`` of ``num_experts`` experts, plus
     ``num_shared_experts`` experts that see every token (DeepSeek-V3, arXiv 2412.19437).
 
-    Routing outcome, a stated parameter (nothing predicts it): ``imbalance`` is the expected
-    ratio of the busiest expert-parallel rank's routed tokens to the mean (1.0: balanced,
-    as Megatron-Core's ``--moe-router-force-load-balancing`` makes it). The all-to-all
-    synchronizes the ranks, so the busiest one sets the pace. ``capacity_factor`` caps the
-    tokens per expert at that multiple of the mean and drops the rest (GShard, Lepikhin et
-    al. 2020, sec. 2.2; Megatron-Core ``--moe-expert-capacity-factor``; unset: dropless);
-    ``pad_to_capacity`` pads every expert to its capacity (``--moe-pad-expert-input-to-
-    capacity``), so the experts compute exactly ``capacity_factor`` times the mean.
-    :attr:`expert_load` combines them.
+    Routing outcome: ``imbalance`` is the expected ratio of the busiest expert-parallel
+    rank's routed tokens to the mean. The all-to-all synchronizes the ranks, so the busiest
+    one sets the pace. Stated, it is used as given; unstated, it follows from ``routing``,
+    how the router is balanced (:class:`Routing`; default ``forced``, imbalance 1.0, as
+    Megatron-Core's ``--moe-router-force-load-balancing`` makes it), through the measured
+    per-expert imbalance and the rank model of :mod:`deepflow.parallel.routing`, which
+    depends on ``ep``. ``capacity_factor`` caps the tokens per expert at that multiple of
+    the mean and drops the rest (GShard, Lepikhin et al. 2020, sec. 2.2; Megatron-Core
+    ``--moe-expert-capacity-factor``; unset: dropless); ``pad_to_capacity`` pads every
+    expert to its capacity (``--moe-pad-expert-input-to-capacity``), so the experts compute
+    exactly ``capacity_factor`` times the mean. :meth:`capped_load` combines them.
     """
 
     num_experts: Heads
@@ -50,7 +61,8 @@ class MoESpec(Spec):
     num_shared_experts: count(MAX_HEADS, 0) = 0
     layer_frequency: Layers = 1
     first_dense_layers: count(MAX_LAYERS, 0) = 0
-    imbalance: float = Field(default=1.0, ge=1.0, le=1024.0)
+    routing: Routing = Routing.FORCED
+    imbalance: float | None = Field(default=None, ge=1.0, le=1024.0)
     capacity_factor: float | None = Field(default=None, gt=0.0, le=1024.0)
     pad_to_capacity: bool = False
 
@@ -62,16 +74,17 @@ class MoESpec(Spec):
             raise ValueError("pad_to_capacity needs a capacity_factor")
         return self
 
-    @property
-    def expert_load(self) -> float:
-        """Routed tokens the busiest rank's experts compute, over the balanced mean:
-        ``imbalance`` dropless; ``min(imbalance, capacity_factor)`` with token dropping;
-        ``capacity_factor`` when padded to capacity."""
+    def capped_load(self, imbalance: float | np.ndarray) -> float | np.ndarray:
+        """Routed tokens the busiest rank's experts compute, over the balanced mean, for a
+        busiest-rank ``imbalance`` (float or array over strategies): ``imbalance``
+        dropless; ``min(imbalance, capacity_factor)`` with token dropping;
+        ``capacity_factor`` when padded to capacity. The imbalance itself:
+        :func:`deepflow.parallel.routing.expert_load`."""
         if self.capacity_factor is None:
-            return self.imbalance
+            return imbalance
         if self.pad_to_capacity:
-            return self.capacity_factor
-        return min(self.imbalance, self.capacity_factor)
+            return imbalance * 0.0 + self.capacity_factor
+        return np.minimum(imbalance, self.capacity_factor)
 
 
 class MLASpec(Spec):

@@ -639,9 +639,11 @@ _MODELZOO_NOTES = (
     "ETP column: with MoE parallel folding the EP group takes consecutive ranks "
     "(deepflow.parallel.experts). The 'flex dispatcher, DeepEP backend' rows run "
     "strategy.moe_dispatcher: deepep (deepflow.network.deepep); the HybridEP backend (GB200) "
-    "is costed as an NCCL all-to-all. Routing is modelled balanced (moe.imbalance 1.0: "
-    "the forced-balance rows); the dropless rows measure learned routing on the same configuration and the source "
-    "states no imbalance. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
+    "is costed as an NCCL all-to-all. Routing from the row's router column: forced balance "
+    "(--moe-router-force-load-balancing) as moe.routing forced (imbalance 1.0); the dropless "
+    "rows' learned routing (the model config's aux_loss, coefficient 1e-3) as moe.routing "
+    "aux_loss, whose busiest-rank imbalance follows from Wang et al. 2024's measured MaxVio "
+    "(deepflow.parallel.routing; 1.08 at EP 8, 1.23 at EP 32), not from these rows. Rows with TFLOP/s only: measured step time = Megatron-LM's model "
     "FLOPs (megatron_core_flops) / (TFLOP/s x GPUs). The 94 layers are split over the "
     "stages with the embedding and the loss counted as a layer each (the source's "
     "runtime.conf lists 96 'layers' for that reason)."
@@ -703,11 +705,16 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             # "norm, act" (row 4): layernorm and moe_act; "layernorm, moe" (rows 7-14)
             act = "act" in rc.split(":", 1)[1] and "moe" not in rc.split(":", 1)[1]
             strategy["recompute_modules"] = ["layernorm", "moe_act" if act else "moe"]
+        # the row's router column: "forced load balancing (--moe-router-force-load-
+        # balancing ...)" or learned routing with the model config's aux loss
+        # (--moe-router-load-balancing-type aux_loss, coefficient 1e-3)
+        forced = "forced" in r["moe_router"]
         scenario = {
             "model": {
                 "preset": "qwen3-235b-a22b",
                 "num_layers": int(r["num_layers"]),
                 "seq_len": seq,
+                "moe": {"routing": "forced" if forced else "aux_loss"},
             },
             "system": {
                 "preset": _MODELZOO_SYSTEMS[r["accelerator"]],
@@ -722,7 +729,7 @@ def megatron_moe_modelzoo_cases() -> list[Case]:
             model = scenario_from_dict(scenario).model
             flops = megatron_core_flops(model, gbs, seq)
             measured = flops / (float(r["tflops_per_accel"]) * 1e12 * gpus)
-        routing = "forced balance" if "forced" in r["moe_router"] else "dropless"
+        routing = "forced balance" if forced else "dropless"
         cases.append(
             Case(
                 dataset="megatron-moe-modelzoo",

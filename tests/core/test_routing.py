@@ -1,0 +1,109 @@
+"""Routing load imbalance (deepflow.parallel.routing): the measured per-expert MaxVio of
+Wang et al. 2024 mapped to the busiest expert-parallel rank (issue 14)."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepflow.errors import ConfigError
+from deepflow.estimate import predict
+from deepflow.parallel.routing import (
+    expected_normal_max,
+    expert_load,
+    rank_imbalance,
+    routing_imbalance,
+)
+from deepflow.specs import scenario_from_dict
+from deepflow.specs.model import Routing
+from deepflow.validation.datasets import megatron_moe_modelzoo_cases
+
+
+def test_expected_normal_max_hand_values():
+    # E[max of 2 N(0,1)] = 1/sqrt(pi); of 3: 3/(2 sqrt(pi)); tabulated (Harter 1961):
+    # n = 8: 1.4236, n = 64: 2.3437
+    assert expected_normal_max(1) == 0.0
+    assert expected_normal_max(2) == pytest.approx(1 / math.sqrt(math.pi), abs=1e-9)
+    assert expected_normal_max(3) == pytest.approx(1.5 / math.sqrt(math.pi), abs=1e-9)
+    assert expected_normal_max(8) == pytest.approx(1.4236, abs=1e-4)
+    assert expected_normal_max(64) == pytest.approx(2.3437, abs=1e-4)
+
+
+def test_rank_imbalance_hand_worked_qwen3_ep8():
+    # v = 0.52 over 64 experts -> c = 0.52 / 2.3437 = 0.2219; 128 experts over 8 ranks,
+    # 16 each: 1 + 0.2219 * 1.4236 / 4 = 1.0790
+    got = rank_imbalance(0.52, 64, 128, 8)
+    assert float(got) == pytest.approx(1 + 0.52 / 2.3437 * 1.4236 / 4, abs=1e-4)
+    assert float(got) == pytest.approx(1.0790, abs=1e-4)
+
+
+def test_rank_imbalance_limits():
+    # one rank holds every expert: balanced; one expert per rank of a 64-expert layer:
+    # the measured 1 + MaxVio
+    assert float(rank_imbalance(0.52, 64, 64, 1)) == 1.0
+    assert float(rank_imbalance(0.52, 64, 64, 64)) == pytest.approx(1.52, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    v=st.floats(0.0, 2.0),
+    dv=st.floats(0.0, 1.0),
+    log_e=st.integers(3, 9),
+    log_ep=st.integers(0, 9),
+)
+def test_rank_imbalance_grows_with_maxvio_and_ep(v, dv, log_e, log_ep):
+    experts = 2**log_e
+    ep = 2 ** min(log_ep, log_e)
+    a = float(rank_imbalance(v, 64, experts, ep))
+    assert a >= 1.0
+    # never above the per-expert imbalance of the layer's own expert count
+    assert a <= 1 + v * expected_normal_max(experts) / expected_normal_max(64) + 1e-12
+    assert float(rank_imbalance(v + dv, 64, experts, ep)) >= a
+    if ep < experts:  # more ranks, fewer experts each: the busiest rank is busier
+        assert float(rank_imbalance(v, 64, experts, ep * 2)) >= a - 1e-12
+
+
+def test_routing_defaults_and_stated_imbalance():
+    ep = np.array([1, 8, 32])
+    assert routing_imbalance(Routing.FORCED, 128, ep) == 1.0
+    aux = routing_imbalance(Routing.AUX_LOSS, 128, ep)
+    free = routing_imbalance(Routing.AUX_FREE, 128, ep)
+    assert aux[0] == 1.0 and free[0] == 1.0
+    assert np.all(np.diff(aux) > 0) and np.all(aux[1:] > free[1:]) and np.all(free[1:] > 1)
+    model = {"preset": "qwen3-235b-a22b"}
+    stated = scenario_from_dict(_scenario(model, {"routing": "aux_loss", "imbalance": 1.3}))
+    assert expert_load(stated.model.moe, 8) == 1.3  # a stated imbalance wins
+
+
+def _scenario(model, moe):
+    return {
+        "model": {**model, "moe": moe},
+        "system": {"preset": "dgx-h100", "num_accelerators": 64},
+        "strategy": {"tp": 1, "pp": 8, "ep": 8, "sequence_parallel": True, "zero": 1},
+        "training": {"global_batch_size": 64},
+    }
+
+
+def test_learned_routing_is_slower_than_forced_balance():
+    model = {"preset": "mixtral-8x7b"}
+    t = [
+        predict(scenario_from_dict(_scenario(model, {"routing": r}))).step_time_s
+        for r in ("forced", "aux_free", "aux_loss")
+    ]
+    assert t[0] < t[1] < t[2]
+
+
+def test_unknown_routing_is_a_config_error():
+    with pytest.raises(ConfigError, match="routing"):
+        scenario_from_dict(_scenario({"preset": "mixtral-8x7b"}, {"routing": "magic"}))
+
+
+def test_modelzoo_rows_take_routing_from_the_router_column():
+    for case in megatron_moe_modelzoo_cases():
+        routing = case.scenario["model"]["moe"]["routing"]
+        if "forced balance" in case.description:
+            assert routing == "forced"
+        else:
+            assert routing == "aux_loss" and "dropless" in case.description
