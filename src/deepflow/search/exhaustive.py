@@ -421,6 +421,24 @@ class ResultsFile:
             self._handle = None
 
 
+
+def checked_search_arguments(spaces, objective, top: int, chunk_size: int):
+    """The objective and the list of spaces of a search, after the argument rules every
+    search shares (at least one space, ``top`` and ``chunk_size`` at least 1, an objective
+    the systems can price); a broken rule is a ConfigError naming the option."""
+    objective = Objective(objective)
+    space_list = [spaces] if isinstance(spaces, SearchSpace) else list(spaces)
+    if not space_list:
+        raise ConfigError("no accelerator counts to search", "--gpus")
+    if top < 1:
+        raise ConfigError(f"must be at least 1 (got {top})", "--top")
+    if chunk_size < 1:
+        raise ConfigError(f"must be at least 1 (got {chunk_size})", "--chunk-size")
+    for space in space_list:
+        check_objective(objective, space.system)
+    return objective, space_list
+
+
 def exhaustive_search(
     spaces: SearchSpace | Sequence[SearchSpace],
     *,
@@ -440,16 +458,7 @@ def exhaustive_search(
     stops the search, with the finished chunks already on file).
     """
     start = time.perf_counter()
-    objective = Objective(objective)
-    space_list = [spaces] if isinstance(spaces, SearchSpace) else list(spaces)
-    if not space_list:
-        raise ConfigError("no accelerator counts to search", "--gpus")
-    if top < 1:
-        raise ConfigError(f"must be at least 1 (got {top})", "--top")
-    if chunk_size < 1:
-        raise ConfigError(f"must be at least 1 (got {chunk_size})", "--chunk-size")
-    for space in space_list:
-        check_objective(objective, space.system)
+    objective, space_list = checked_search_arguments(spaces, objective, top, chunk_size)
     sampler = GridSampler(space_list, objective, top, chunk_size)
     results = None
     if out is not None:

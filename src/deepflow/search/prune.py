@@ -52,7 +52,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from deepflow.errors import ConfigError
 from deepflow.estimate.evaluate import evaluate
 from deepflow.parallel.feasibility import Context, structural_violations
 from deepflow.search.exhaustive import (
@@ -62,10 +61,11 @@ from deepflow.search.exhaustive import (
     ChunkTask,
     SearchResult,
     SpaceInfo,
+    checked_search_arguments,
     combine,
     run_chunk,
 )
-from deepflow.search.objective import Objective, check_objective, objective_values
+from deepflow.search.objective import Objective, objective_values
 from deepflow.search.space import COLUMNS, Chunk, RowAxes, SearchSpace
 
 GROUP_KNOBS = ("ep", "expert_tp", "micro_batch_size", "sequence_parallel", "fp8_recipe")
@@ -224,16 +224,7 @@ def pruned_search(
     evaluated).
     """
     start = time.perf_counter()
-    objective = Objective(objective)
-    space_list = [spaces] if isinstance(spaces, SearchSpace) else list(spaces)
-    if not space_list:
-        raise ConfigError("no accelerator counts to search", "--gpus")
-    if top < 1:
-        raise ConfigError(f"must be at least 1 (got {top})", "--top")
-    if chunk_size < 1:
-        raise ConfigError(f"must be at least 1 (got {chunk_size})", "--chunk-size")
-    for space in space_list:
-        check_objective(objective, space.system)
+    objective, space_list = checked_search_arguments(spaces, objective, top, chunk_size)
 
     # phase 1: every group's bound, in the objective's units
     all_groups = [space_groups(space) for space in space_list]
