@@ -16,20 +16,33 @@ TINY_MODEL: dict[str, Any] = {
 }
 
 
-def tiny(gpus: int = 16, gbs: int = 32, price: float = 0.0, **strategy: Any) -> Scenario:
-    """An 8-layer model on DGX A100 nodes: a space of a few thousand strategies."""
-    system: dict[str, Any] = {"preset": "dgx-a100-80gb", "num_accelerators": gpus}
+def search_scenario(
+    model: dict[str, Any],
+    preset: str,
+    name: str,
+    gpus: int,
+    gbs: int,
+    price: float,
+    **strategy: Any,
+) -> Scenario:
+    """A scenario of ``model`` on ``gpus`` accelerators of ``preset``'s system."""
+    system: dict[str, Any] = {"preset": preset, "num_accelerators": gpus}
     if price:
         system["price_per_accelerator_hour"] = price
     return scenario_from_dict(
         {
-            "model": TINY_MODEL,
+            "model": model,
             "system": system,
             "strategy": strategy,
             "training": {"global_batch_size": gbs},
         },
-        name="tiny",
+        name=name,
     )
+
+
+def tiny(gpus: int = 16, gbs: int = 32, price: float = 0.0, **strategy: Any) -> Scenario:
+    """An 8-layer model on DGX A100 nodes: a space of a few thousand strategies."""
+    return search_scenario(TINY_MODEL, "dgx-a100-80gb", "tiny", gpus, gbs, price, **strategy)
 
 
 def tight(gpus: int = 16) -> Scenario:

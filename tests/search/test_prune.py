@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.search.helpers import tiny
+from tests.search.helpers import search_scenario, tiny
 
 from deepflow.estimate.evaluate import BREAKDOWN_KEYS, evaluate
 from deepflow.search import SearchSpace, exhaustive_search, pruned_search
@@ -39,18 +39,7 @@ SMALL_MOE: dict[str, Any] = {
 
 
 def small_moe(gpus: int = 16, gbs: int = 64, price: float = 0.0, **strategy: Any) -> Scenario:
-    system: dict[str, Any] = {"preset": "dgx-h100", "num_accelerators": gpus}
-    if price:
-        system["price_per_accelerator_hour"] = price
-    return scenario_from_dict(
-        {
-            "model": SMALL_MOE,
-            "system": system,
-            "strategy": strategy,
-            "training": {"global_batch_size": gbs},
-        },
-        name="small-moe",
-    )
+    return search_scenario(SMALL_MOE, "dgx-h100", "small-moe", gpus, gbs, price, **strategy)
 
 
 def deepseek_v3() -> Scenario:
