@@ -23,7 +23,13 @@ from deepflow.estimate.layer_cost import (
 )
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Collective, collective_time
-from deepflow.specs.framework import DEFAULT_FRAMEWORK, LossImpl, framework_profile
+from deepflow.specs.framework import (
+    DEFAULT_FRAMEWORK,
+    FRAMEWORKS,
+    LossImpl,
+    MicrobatchLoop,
+    framework_profile,
+)
 from deepflow.workload.transformer import final_norm, parameter_count
 
 
@@ -42,14 +48,77 @@ class EdgeCost:
     # bytes live besides the saved ones at the stage's memory peak, for one micro-batch at
     # a time (the loss's gradients at the start of its backward pass)
     transient_activations: np.ndarray
+    # host issue time beyond the device time, forward and backward (the layers' rule,
+    # :func:`host_excess`), with the training loop's own per-micro-batch host time
+    host_excess_forward: np.ndarray
+    host_excess_backward: np.ndarray
+    # the per-micro-batch all-reduce of the loss over the data-parallel group
+    dp_comm_forward: np.ndarray
 
     @property
     def forward(self) -> np.ndarray:
-        return self.forward_compute + self.tp_comm_forward
+        return (
+            self.forward_compute
+            + self.tp_comm_forward
+            + self.dp_comm_forward
+            + self.host_excess_forward
+        )
 
     @property
     def backward(self) -> np.ndarray:
-        return self.backward_compute + self.tp_comm_backward
+        return self.backward_compute + self.tp_comm_backward + self.host_excess_backward
+
+    @property
+    def host_excess(self) -> np.ndarray:
+        return self.host_excess_forward + self.host_excess_backward
+
+
+def host_excess(env: Env, kernels: object, device: object) -> np.ndarray:
+    """Host issue time of ``kernels`` eager kernels beyond the ``device`` time they take:
+    kernels cannot run faster than the host issues them (``efficiency.host_overhead`` per
+    kernel, the rule of :func:`~deepflow.estimate.layer_cost.layer_cost`; Paszke et al.
+    2019, PyTorch, sec. 5.1)."""
+    host = env.system.accelerator.efficiency.host_overhead
+    return np.maximum(0.0, np.asarray(kernels, dtype=np.float64) * host - device)
+
+
+def _loops(env: Env) -> list[tuple[MicrobatchLoop, np.ndarray]]:
+    """Each framework's training loop (:class:`~deepflow.specs.framework.MicrobatchLoop`)
+    with the strategies it applies to: that framework's, with ``pp`` 1 unless the loop
+    runs under pipelining too."""
+    b = env.batch
+    out = []
+    for code in np.unique(b.framework):
+        loop = framework_profile(FRAMEWORKS[int(code)]).microbatch
+        if loop is not None:
+            out.append((loop, (b.framework == code) & ((b.pp == 1) | loop.pipeline)))
+    return out
+
+
+def microbatch_loop_time(env: Env) -> np.ndarray:
+    """Idle device time per micro-batch that the training loop's host work causes outside
+    the model: after each device synchronization the queue is empty, so the next kernel
+    waits for its host issue, and the kernels issued before the first layer (the batch,
+    its masks) are each as long as their host issue: ``(device_syncs + host_kernels) x
+    host_overhead`` (:class:`~deepflow.specs.framework.MicrobatchLoop`); zero for a
+    framework without a loop section."""
+    host = env.system.accelerator.efficiency.host_overhead
+    out = np.zeros(len(env.batch))
+    for loop, mask in _loops(env):
+        out = np.where(mask, (loop.device_syncs + loop.host_kernels) * host, out)
+    return out
+
+
+def loss_allreduce_time(env: Env) -> np.ndarray:
+    """The per-micro-batch all-reduce of the (one fp32 value) loss over the data-parallel
+    group, where the framework's loop averages it for logging (Megatron's
+    ``average_losses_across_data_parallel_group``); the compute stream waits for it."""
+    small = collective_time(Collective.ALL_REDUCE, 4.0, env.dp_groups.grad, env.hierarchy)
+    out = np.zeros(len(env.batch))
+    for loop, mask in _loops(env):
+        if loop.loss_allreduce:
+            out = np.where(mask, small, out)
+    return out
 
 
 def embedding_cost(env: Env) -> EdgeCost:
@@ -79,12 +148,40 @@ def embedding_cost(env: Env) -> EdgeCost:
         collective_time(Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy),
         collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy),
     )
-    return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero, zero)
+    # kernels: the lookup (at tp > 1 VocabParallelEmbedding.forward also builds the
+    # out-of-range mask, lt, ge, or; clones and shifts the ids, clone, sub; zeroes them,
+    # and zeroes the masked rows of the output: 7 more and the all-reduce), the position
+    # lookup, their sum and the dropout (Megatron-DeepSpeed megatron/mpu/layers.py
+    # VocabParallelEmbedding.forward, megatron/model/language_model.py Embedding.forward);
+    # backward: dropout, the masked fill (tp > 1), each lookup's dense gradient and its
+    # accumulation
+    lookups = 2.0 if env.model.learned_position_embeddings else 1.0
+    split = env.batch.tp > 1
+    fwd_kernels = lookups + 2.0 + np.where(split, 8.0, 0.0)
+    bwd_kernels = 1.0 + 2.0 * lookups + np.where(split, 1.0, 0.0)
+    host_fwd = host_excess(env, fwd_kernels, fwd + reduce) + microbatch_loop_time(env)
+    host_bwd = host_excess(env, bwd_kernels, bwd)
+    return EdgeCost(
+        forward_compute=fwd,
+        backward_compute=bwd,
+        weight_grad=zero,
+        tp_comm_forward=reduce,
+        tp_comm_backward=zero,
+        saved_activations=values,
+        params=params.astype(np.float64),
+        forward_flops=zero,
+        transient_activations=zero,
+        host_excess_forward=host_fwd,
+        host_excess_backward=host_bwd,
+        dp_comm_forward=zero,
+    )
 
 
-def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> np.ndarray:
-    """Time of the loss's forward or backward kernels over ``logits`` values; cast kernels
-    run only on 16-bit logits."""
+def _loss_pass(
+    env: Env, logits: np.ndarray, loss: LossImpl, forward: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Time and number of the loss's forward or backward kernels over ``logits`` values;
+    cast kernels run only on 16-bit logits."""
     total = loss.forward_values() if forward else loss.backward_values()
     plain = loss.forward_values(True) if forward else loss.backward_values(True)
     cast = env.elem < 4.0
@@ -94,7 +191,7 @@ def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> n
         + np.where(cast, (total[0] - plain[0]) * env.elem + (total[1] - plain[1]) * 4.0, 0.0)
     )
     kernels = plain[2] + np.where(cast, total[2] - plain[2], 0)
-    return memory_time(logits * per_logit, env.system.accelerator, kernels)
+    return memory_time(logits * per_logit, env.system.accelerator, kernels), kernels
 
 
 def head_cost(env: Env, layers: tuple[LayerCost, LayerCost] | None = None) -> EdgeCost:
@@ -150,8 +247,8 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code, env.matmul_scale)
     dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
     wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
-    ce_fwd = _loss_pass(env, logits, loss, True)
-    ce_bwd = _loss_pass(env, logits, loss, False)
+    ce_fwd, ce_fwd_kernels = _loss_pass(env, logits, loss, True)
+    ce_bwd, ce_bwd_kernels = _loss_pass(env, logits, loss, False)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
     hidden_bytes = env.tokens * h * env.elem
     # the LM head's input is gathered (SP) or its gradient all-reduced (no SP): one half
@@ -170,12 +267,28 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         0.0,
         memory_time(head_params * (2.0 * env.grad_bytes + env.elem), acc, 1),
     )
+    forward_compute = norm_fwd + head_fwd + ce_fwd + cast_fwd
+    backward_compute = norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd + accumulate
+    tp_comm_forward = 3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0)
+    loss_reduce = loss_allreduce_time(env)
+    # host: the final norm, the LM head GEMM, the loss's kernels and its three all-reduces
+    # (called at any tp: _VocabParallelCrossEntropy calls torch.distributed.all_reduce
+    # directly), and the loss all-reduce over data parallelism where the loop runs one;
+    # backward: the loss's kernels, the norm's, the input- and weight-gradient GEMMs, the
+    # gradient accumulation and the input gradient's tp all-reduce (tp > 1)
+    fwd_kernels = norm["kernels"] + 1.0 + ce_fwd_kernels + 3.0 + (loss_reduce > 0)
+    bwd_kernels = norm["kernels"] + 3.0 + ce_bwd_kernels + (env.batch.tp > 1)
     head = EdgeCost(
-        forward_compute=norm_fwd + head_fwd + ce_fwd + cast_fwd,
-        backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd + accumulate,
+        forward_compute=forward_compute,
+        backward_compute=backward_compute,
         weight_grad=wgrad,
-        tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
+        tp_comm_forward=tp_comm_forward,
         tp_comm_backward=tp_half,
+        host_excess_forward=host_excess(
+            env, fwd_kernels, forward_compute + tp_comm_forward + loss_reduce
+        ),
+        host_excess_backward=host_excess(env, bwd_kernels, backward_compute + tp_half),
+        dp_comm_forward=loss_reduce,
         # the final norm's saved tensors, the LM head's input, the loss's saved logits
         saved_activations=norm["saved"]
         + norm_values * env.elem
@@ -235,4 +348,8 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
         forward_flops=head.forward_flops
         + d * (head.forward_flops + 2.0 * rows * 2 * h * h / tp + layer.forward_flops),
         transient_activations=head.transient_activations,
+        # the modules' heads issue the head's kernels again; one loss is averaged
+        host_excess_forward=(1.0 + d) * head.host_excess_forward,
+        host_excess_backward=(1.0 + d) * head.host_excess_backward,
+        dp_comm_forward=head.dp_comm_forward,
     )

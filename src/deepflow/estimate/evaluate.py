@@ -337,10 +337,14 @@ def evaluate(
     emb_parts = {
         "compute": emb.forward_compute + emb.backward_compute,
         "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
+        "dp_comm": emb.dp_comm_forward,
+        "host_overhead": emb.host_excess,
     }
     head_parts = {
         "compute": head.forward_compute + head.backward_compute,
         "tp_comm": head.tp_comm_forward + head.tp_comm_backward,
+        "dp_comm": head.dp_comm_forward,
+        "host_overhead": head.host_excess,
     }
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)

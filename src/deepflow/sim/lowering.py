@@ -177,10 +177,13 @@ class _Costs:
         fwd = [
             (f"{label} F", "compute", _f(c.forward_compute), COMPUTE_KIND),
             (f"{label} tp", "tp_comm", _f(c.tp_comm_forward), COLL),
+            (f"{label} dp", "dp_comm", _f(c.dp_comm_forward), COLL),
+            (f"{label} host", "host_overhead", _f(c.host_excess_forward), COMPUTE_KIND),
         ]
         bwd = [
             (f"{label} B", "compute", _f(c.backward_compute) - wgrad, COMPUTE_KIND),
             (f"{label} tp", "tp_comm", _f(c.tp_comm_backward), COLL),
+            (f"{label} host", "host_overhead", _f(c.host_excess_backward), COMPUTE_KIND),
         ]
         w = [(f"{label} W", "compute", wgrad, COMPUTE_KIND)] if split else []
         return {"F": _nonzero(fwd), "B": _nonzero(bwd), "W": _nonzero(w)}

@@ -49,6 +49,7 @@ __all__ = [
     "FrameworkProfile",
     "KernelPass",
     "LossImpl",
+    "MicrobatchLoop",
     "OperatorImpl",
     "StepImpl",
     "Supports",
@@ -180,6 +181,28 @@ class StepImpl(Spec):
     source: str
 
 
+class MicrobatchLoop(Spec):
+    """What the training loop does on the host around each micro-batch, outside the model.
+
+    * ``device_syncs``: ``torch.cuda.synchronize()`` calls per micro-batch. After each the
+      device queue is empty, so the next kernel starts only once the host has issued it:
+      one host issue time (``efficiency.host_overhead``) of idle device per sync;
+    * ``host_kernels``: kernels the host issues between a sync and the first layer (the
+      data batch, its masks and position ids). They are tiny and the queue is empty, so
+      each costs its host issue time on the critical path;
+    * ``loss_allreduce``: the loss is averaged over the data-parallel group per micro-batch
+      for logging, a blocking all-reduce of one fp32 value that the compute stream waits on;
+    * ``pipeline``: whether the loop applies under pipeline parallelism too (a framework
+      whose pipelined schedule is another code path sets false).
+    """
+
+    device_syncs: int = Field(default=0, ge=0)
+    host_kernels: int = Field(default=0, ge=0)
+    loss_allreduce: bool = False
+    pipeline: bool = True
+    source: str
+
+
 class Supports(Spec):
     """The parallel layouts a framework runs. ``zero`` lists the sharding levels it
     implements (0 plain data parallelism, 1-2 sharded optimizer and gradients, 3 fully
@@ -216,6 +239,7 @@ class FrameworkProfile(Spec):
     loss: LossImpl | None = None
     gpt: FamilyImpl | None = None
     step: StepImpl | None = None
+    microbatch: MicrobatchLoop | None = None
     supports: Supports = Supports()
     sources: Sources
 
