@@ -120,9 +120,10 @@ def test_head_host_excess_by_kernel_count() -> None:
 
 
 def test_embedding_host_excess_includes_the_loop() -> None:
-    """Embedding forward at tp 1: word and position lookups, their sum, dropout (4
-    kernels, 80 us of host) against its device time, plus the loop's 420 us; at tp 8 the
-    vocab-parallel masking adds 8 kernels (12 in all)."""
+    """After the loop's syncs the queue is empty and the embedding's forward runs at the
+    host's pace. At tp 1: word and position lookups, their sum, dropout (4 kernels, 80 us
+    of host) against its device time, plus the loop's 420 us; at tp 8 the vocab-parallel
+    masking adds 8 kernels (12 in all)."""
     for tp, kernels in ((1, 4), (8, 12)):
         env = _env("megatron-deepspeed", tp=tp, dp=8 // tp, gbs=8)
         emb = embedding_cost(env)
@@ -130,6 +131,10 @@ def test_embedding_host_excess_includes_the_loop() -> None:
         np.testing.assert_allclose(
             emb.host_excess_forward, np.maximum(0.0, kernels * HOST - device) + 420e-6
         )
+    # without a synchronizing loop (megatron-core, or DeepSpeed's pipeline engine) the host
+    # is ahead when the lookup is issued
+    for env in (_env("megatron-core", tp=8, dp=1, gbs=8), _env("megatron-deepspeed", pp=2)):
+        np.testing.assert_array_equal(embedding_cost(env).host_excess_forward, [0.0])
 
 
 def test_step_time_grows_by_the_loop_per_micro_batch() -> None:

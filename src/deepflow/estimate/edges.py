@@ -159,7 +159,12 @@ def embedding_cost(env: Env) -> EdgeCost:
     split = env.batch.tp > 1
     fwd_kernels = lookups + 2.0 + np.where(split, 8.0, 0.0)
     bwd_kernels = 1.0 + 2.0 * lookups + np.where(split, 1.0, 0.0)
-    host_fwd = host_excess(env, fwd_kernels, fwd + reduce) + microbatch_loop_time(env)
+    # the lookup is the first work of a micro-batch's forward pass: its host issue is
+    # exposed where the training loop has just drained the device queue (a framework
+    # whose loop synchronizes, :func:`microbatch_loop_time`); elsewhere the host is ahead,
+    # issuing it while the device still runs the previous micro-batch
+    loop = microbatch_loop_time(env)
+    host_fwd = np.where(loop > 0, host_excess(env, fwd_kernels, fwd + reduce) + loop, 0.0)
     host_bwd = host_excess(env, bwd_kernels, bwd)
     return EdgeCost(
         forward_compute=fwd,
