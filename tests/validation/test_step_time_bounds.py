@@ -2,7 +2,7 @@
 
 One set of efficiency data per accelerator (on the accelerator presets), never per row.
 The targets are 8 % mean / 15 % worst on Megatron-LM 2021, 12 % on vTrain multi-node and
-13.5 % on vTrain single-node; Megatron-LM 2020 has a regression bound at the level reached.
+13.2 % on vTrain single-node; Megatron-LM 2020 has a regression bound at the level reached.
 """
 
 from deepflow.validation.runner import STEP_TIME_DATASETS, run_dataset
@@ -23,14 +23,15 @@ def test_vtrain_multi_node_within_12_percent():
     assert r.mape <= 0.12
 
 
-def test_vtrain_single_node_within_13_5_percent():
-    """13.3 % (14.6 % before Megatron's causal softmax triangle, the vTrain rows' fp16
-    gradients and fitted node latency, and the dense embedding gradient); issue 11/13's
-    target is 13.2 %. The host-bound TP 2-8 rows stay too fast
-    (``bench/vtrain_single_breakdown.py``)."""
+def test_vtrain_single_node_within_13_2_percent():
+    """13.1 % (13.3 % before Megatron-DeepSpeed's per-micro-batch loop, the loss's
+    per-token kernels and the host issue time of the embedding and LM head; 14.6 % before
+    Megatron's causal softmax triangle, the vTrain rows' fp16 gradients and fitted node
+    latency, and the dense embedding gradient): issue 11/13's target, 13.2 %. The
+    host-bound TP 2-8 rows stay too fast (``bench/vtrain_single_breakdown.py``)."""
     r = result("vtrain-single")
     assert r.infeasible == 0
-    assert r.mape <= 0.135
+    assert r.mape <= 0.132
 
 
 def test_megatron_2021_within_8_percent_mean_15_worst():
