@@ -71,13 +71,13 @@ def test_megatron_deepspeed_loop_counts() -> None:
     masks, 5 of DeepSpeed's loss scaling and its backward): 21 x 20 us = 420 us."""
     loop = framework_profile("megatron-deepspeed").microbatch
     assert loop is not None
-    assert (loop.device_syncs, loop.host_kernels, loop.pipeline) == (5, 16, False)
+    assert (loop.device_syncs, loop.host_kernels, loop.loss_allreduce) == (5, 16, True)
     np.testing.assert_allclose(microbatch_loop_time(_env("megatron-deepspeed")), [420e-6])
 
 
 def test_loop_only_without_pipelining_and_only_where_the_profile_has_one() -> None:
-    """DeepSpeed's pipeline engine (pp > 1) has no per-micro-batch timers; the
-    megatron-core profile describes no loop."""
+    """The loop is that of the schedule without pipelining (DeepSpeed's pipeline engine,
+    pp > 1, has no per-micro-batch timers); the megatron-core profile describes none."""
     np.testing.assert_array_equal(microbatch_loop_time(_env("megatron-deepspeed", pp=2)), [0.0])
     np.testing.assert_array_equal(microbatch_loop_time(_env("megatron-core")), [0.0])
     np.testing.assert_array_equal(loss_allreduce_time(_env("megatron-core")), [0.0])

@@ -84,14 +84,13 @@ def host_excess(env: Env, kernels: object, device: object) -> np.ndarray:
 
 def _loops(env: Env) -> list[tuple[MicrobatchLoop, np.ndarray]]:
     """Each framework's training loop (:class:`~deepflow.specs.framework.MicrobatchLoop`)
-    with the strategies it applies to: that framework's, with ``pp`` 1 unless the loop
-    runs under pipelining too."""
+    with the strategies it applies to: that framework's with ``pp`` 1."""
     b = env.batch
     out = []
     for code in np.unique(b.framework):
         loop = framework_profile(FRAMEWORKS[int(code)]).microbatch
         if loop is not None:
-            out.append((loop, (b.framework == code) & ((b.pp == 1) | loop.pipeline)))
+            out.append((loop, (b.framework == code) & (b.pp == 1)))
     return out
 
 

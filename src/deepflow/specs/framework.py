@@ -182,7 +182,10 @@ class StepImpl(Spec):
 
 
 class MicrobatchLoop(Spec):
-    """What the training loop does on the host around each micro-batch, outside the model.
+    """What the training loop does on the host around each micro-batch, outside the model,
+    in the schedule without pipeline parallelism (``pp`` 1; the pipelined schedules'
+    loops, whose synchronizations interleave with the stages' sends and receives, are not
+    described).
 
     * ``device_syncs``: ``torch.cuda.synchronize()`` calls per micro-batch. After each the
       device queue is empty, so the next kernel starts only once the host has issued it:
@@ -191,15 +194,12 @@ class MicrobatchLoop(Spec):
       data batch, its masks and position ids). They are tiny and the queue is empty, so
       each costs its host issue time on the critical path;
     * ``loss_allreduce``: the loss is averaged over the data-parallel group per micro-batch
-      for logging, a blocking all-reduce of one fp32 value that the compute stream waits on;
-    * ``pipeline``: whether the loop applies under pipeline parallelism too (a framework
-      whose pipelined schedule is another code path sets false).
+      for logging, a blocking all-reduce of one fp32 value that the compute stream waits on.
     """
 
     device_syncs: int = Field(default=0, ge=0)
     host_kernels: int = Field(default=0, ge=0)
     loss_allreduce: bool = False
-    pipeline: bool = True
     source: str
 
 
