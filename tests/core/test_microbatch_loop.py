@@ -4,6 +4,8 @@ profile's ``microbatch`` and ``loss`` sections)."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deepflow.estimate import predict
 from deepflow.estimate.context import Env
@@ -13,6 +15,7 @@ from deepflow.estimate.edges import (
     loss_allreduce_time,
     microbatch_loop_time,
 )
+from deepflow.estimate.layer_cost import layer_costs
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.parallel import StrategyBatch
 from deepflow.specs import scenario_from_dict
@@ -146,3 +149,56 @@ def test_step_time_grows_by_the_loop_per_micro_batch() -> None:
     head, emb = head_cost(env), embedding_cost(env)
     assert p.breakdown_s["host_overhead"] >= 16 * (420e-6 + head.host_excess[0])
     assert p.breakdown_s["host_overhead"] >= 16 * emb.host_excess[0]
+
+
+def _small(hidden: int, layers: int, tp: int, dp: int, mb: int, gbs: int):
+    model = {**SMALL_GPT, "hidden_size": hidden, "ffn_hidden_size": 4 * hidden}
+    model["num_layers"] = layers
+    return scenario_from_dict(
+        {
+            "model": model,
+            "system": {"preset": "dgx-a100-80gb", "num_accelerators": tp * dp},
+            "strategy": {
+                "framework": "megatron-deepspeed",
+                "tp": tp,
+                "dp": dp,
+                "micro_batch_size": mb,
+                "precision": "fp16",
+                "recompute": "full",
+            },
+            "training": {"global_batch_size": gbs},
+        }
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from([512, 1024, 2048]),
+    st.integers(1, 8),
+    st.sampled_from([(1, 1), (1, 4), (2, 2), (4, 1), (8, 1), (2, 4)]),
+    st.sampled_from([1, 2, 4]),
+    st.integers(1, 4),
+)
+def test_loop_and_edge_host_time_compose_per_micro_batch(hidden, layers, layout, mb, micro):
+    """At pp 1 the step's host share is, per micro-batch, the layers' host excess, the
+    embedding's (which holds the loop) and the head's; each edge excess lies between zero
+    and its host issue time; one more micro-batch costs at least the loop and the loss
+    all-reduce more."""
+    tp, dp = layout
+    s = _small(hidden, layers, tp, dp, mb, mb * dp * micro)
+    env = Env.build(
+        s.model, s.system, StrategyBatch.from_specs([s.strategy]), s.training.global_batch_size
+    )
+    dense, _ = layer_costs(env)
+    emb, head = embedding_cost(env), head_cost(env)
+    loop = microbatch_loop_time(env)[0]
+    assert loop == pytest.approx(21 * HOST)
+    assert loop <= emb.host_excess_forward[0] <= loop + 12 * HOST + 1e-12
+    assert 0.0 <= head.host_excess_forward[0] <= 30 * HOST
+    assert 0.0 <= head.host_excess_backward[0] <= 12 * HOST
+    p = predict(s)
+    per_mb = layers * dense.host_excess[0] + emb.host_excess[0] + head.host_excess[0]
+    assert p.breakdown_s["host_overhead"] == pytest.approx(micro * per_mb, rel=1e-9)
+    more = predict(_small(hidden, layers, tp, dp, mb, mb * dp * (micro + 1)))
+    floor = loop + loss_allreduce_time(env)[0]
+    assert more.step_time_s - p.step_time_s >= floor * (1 - 1e-9)
