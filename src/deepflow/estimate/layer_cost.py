@@ -189,6 +189,20 @@ def _tokens(
     return env.tokens * factor, np.ones_like(env.tokens)
 
 
+def _expert_row_spread(
+    env: Env, layer: LayerTemplate, scope: Scope, factor: float
+) -> np.ndarray | None:
+    """Standard deviation of one local expert's rows around the mean :func:`_tokens` gives
+    (``None`` outside the expert scope: equal groups): the routing's spread
+    (:func:`deepflow.parallel.routing.expert_row_spread`) at the balanced mean, ``expert_rows
+    x factor / (E / ep)``. Taken at the balanced mean, not the busiest rank's, so that the
+    busiest rank's expected tiles grow with its load alone (the load moves the mean)."""
+    if scope is not Scope.EXPERT or env.model.moe is None:
+        return None
+    balanced = env.expert_rows * factor / (layer.num_experts / env.batch.ep)
+    return routing.expert_row_spread(env.model.moe, balanced)
+
+
 def _shard_div(env: Env, shard: Shard, scope: Scope = Scope.TOKEN) -> np.ndarray:
     tp = _tp_of(env, scope)
     if scope is Scope.EXPERT and shard is Shard.SEQUENCE:
@@ -210,6 +224,9 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     acc = env.system.accelerator
     tp = _tp_of(env, op.scope)
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
+    # the local experts' uneven rows, each padded to whole row tiles where rows are the M
+    # side (forward, data gradient); the weight gradient's K side is summed, not tiled
+    spread = _expert_row_spread(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
     if op.low_precision:
@@ -220,10 +237,12 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     # kernel per layer and pass, each at its own shape's efficiency
     widths = [n * (w / op.n) for w in op.splits] or [n]
     fwd = sum(
-        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale, spread)
+        for w in widths
     )
     dgrad = sum(
-        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale, spread)
+        for w in widths
     )
     wgrad = sum(
         gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths

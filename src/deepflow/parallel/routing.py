@@ -49,7 +49,14 @@ import yaml
 
 from deepflow.specs.model import MoESpec, Routing
 
-__all__ = ["expected_normal_max", "expert_load", "rank_imbalance", "routing_imbalance"]
+__all__ = [
+    "expected_normal_max",
+    "expert_load",
+    "expert_row_spread",
+    "expert_spread",
+    "rank_imbalance",
+    "routing_imbalance",
+]
 
 _GRID = np.linspace(-12.0, 12.0, 24001)
 _PHI = np.exp(-0.5 * _GRID**2) / math.sqrt(2.0 * math.pi)
@@ -95,6 +102,39 @@ def routing_imbalance(routing: Routing, num_experts: int, ep: object) -> np.ndar
         return 1.0
     row = _measured()[routing.value]
     return rank_imbalance(float(row["value"]), int(row["num_experts"]), num_experts, ep)
+
+
+def expert_spread(routing: Routing) -> float:
+    """Spread ``c`` of the experts' expected loads around their mean (the module
+    docstring's ``L_i = m (1 + c Z_i)``): ``v / z(E_s)`` of the routing's measured MaxVio;
+    0 for forced balance, whose random logits give every expert the same expected load."""
+    if routing is Routing.FORCED:
+        return 0.0
+    row = _measured()[routing.value]
+    return float(row["value"]) / expected_normal_max(int(row["num_experts"]))
+
+
+def expert_row_spread(moe: MoESpec, rows: object) -> np.ndarray:
+    """Standard deviation of one expert's routed rows in one micro-batch whose experts
+    expect ``rows`` rows each on average (array over strategies): the experts' popularity
+    spread ``c rows`` (:func:`expert_spread`) and the sampling of the micro-batch's tokens,
+    independent of it:
+
+        sigma = sqrt((c rows)^2 + rows (1 - k / E))
+
+    The sampling term: each of the ``N`` tokens routed over the experts picks ``k`` distinct
+    ones among ``E``, expert ``i`` with probability ``p_i``, so its count is binomial with
+    variance ``N p_i (1 - p_i)``, ``rows (1 - k / E)`` at ``p_i = k / E`` (exact under forced
+    balance, whose random logits make every ``k``-subset equally likely: Megatron-Core
+    ``RandomSTE`` in ``moe/moe_utils.py``). Experts padded to capacity all carry the
+    capacity: 0. This is the spread :func:`deepflow.hardware.grouped_tiles.
+    expected_row_tiles` turns into the grouped GEMMs' padded row tiles."""
+    r = np.maximum(np.asarray(rows, dtype=np.float64), 0.0)
+    if moe.pad_to_capacity:
+        return np.zeros_like(r)
+    c = expert_spread(moe.routing)
+    p = moe.top_k / moe.num_experts
+    return np.sqrt((c * r) ** 2 + r * (1.0 - p))
 
 
 def expert_load(moe: MoESpec, ep: object) -> np.ndarray | float:
