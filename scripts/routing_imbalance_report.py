@@ -17,6 +17,7 @@ only evaluated.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,6 +25,7 @@ from deepflow.estimate.evaluate import PART_COSTS
 from deepflow.hardware.grouped_tiles import expected_row_tiles
 from deepflow.parallel.routing import (
     _measured,
+    expected_normal_max,
     expert_row_spread,
     expert_spread,
     routing_imbalance,
@@ -95,6 +97,43 @@ def main() -> None:
             errors.append(100 * run_case(copy.deepcopy(case)).error)
         cells = " | ".join(f"{e:+.1f}" for e in errors)
         print(f"| {case.row_id} | {ep} | {sourced:.4f} | {cells} |")
+
+    print()
+    print("megatron-moe-modelzoo H100 rows (tp4 pp8 vpp4 ep8 unless stated): step time per")
+    print("global-batch token, measured and predicted (microseconds), and the binomial")
+    print("rank-level spread of forced (random) routing that the model leaves out:")
+    print("1 + z(ep) sqrt((1 - k/E) / (E_loc mu)), mu = balanced rows per expert")
+    print("| row | seq | router | recompute | measured | predicted | error | sampling term |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: |")
+    per_token: dict[tuple[int, str], tuple[float, float]] = {}
+    for case in megatron_moe_modelzoo_cases():
+        st = case.scenario["strategy"]
+        if "H100" not in case.description or st["tp"] != 4:
+            continue
+        seq = case.scenario["model"]["seq_len"]
+        tokens = case.scenario["training"]["global_batch_size"] * seq
+        result = run_case(copy.deepcopy(case))
+        local = experts // st["ep"]
+        # one rank's micro-batch tokens (sequence parallel over tp, context over cp),
+        # top-8 copies over the rank's experts
+        mu = st["micro_batch_size"] * seq / (st["tp"] * st.get("cp", 1)) * 8 / local
+        sampling = 1 + expected_normal_max(st["ep"]) * math.sqrt((1 - 8 / experts) / (local * mu))
+        print(
+            f"| {case.row_id} | {seq:,} | {case.scenario['model']['moe']['routing']} | "
+            f"{st.get('recompute', 'none')} | {1e6 * result.measured / tokens:.3f} | "
+            f"{1e6 * result.predicted / tokens:.3f} | {100 * result.error:+.1f} | "
+            f"{sampling:.4f} |"
+        )
+        routing = case.scenario["model"]["moe"]["routing"]
+        per_token[seq, routing] = (1e6 * result.measured / tokens, 1e6 * result.predicted / tokens)
+    print()
+    print("dropless minus forced balance, same sequence, microseconds per token")
+    print("| seq | measured | predicted |")
+    print("| ---: | ---: | ---: |")
+    for seq in sorted({s for s, _ in per_token}):
+        if (seq, "forced") in per_token and (seq, "aux_loss") in per_token:
+            (ma, pa), (mf, pf) = per_token[seq, "aux_loss"], per_token[seq, "forced"]
+            print(f"| {seq:,} | {ma - mf:.3f} | {pa - pf:.3f} |")
 
 
 if __name__ == "__main__":
