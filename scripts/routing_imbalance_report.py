@@ -31,7 +31,7 @@ from deepflow.parallel.routing import (
     routing_imbalance,
 )
 from deepflow.specs.model import MoESpec, Routing
-from deepflow.validation.datasets import megatron_moe_modelzoo_cases
+from deepflow.validation.datasets import Case, megatron_moe_modelzoo_cases
 from deepflow.validation.runner import run_case
 
 
@@ -48,6 +48,29 @@ def _maxvio(value: float) -> Iterator[None]:
     finally:
         row["value"] = saved
         PART_COSTS.clear()
+
+
+def _matching_imbalance(case: Case) -> str:
+    """The imbalance in [1, 4] at which ``case``'s prediction meets its measurement, or
+    where it lies outside (an imbalance whose buffers no longer fit counts as too slow)."""
+
+    def error(imbalance: float) -> float:
+        c = copy.deepcopy(case)
+        c.scenario["model"]["moe"] = {"routing": "aux_loss", "imbalance": imbalance}
+        e = run_case(c).error
+        return math.inf if e is None else e  # infeasible (memory): above any match
+
+    lo, hi = 1.0, 4.0
+    if error(lo) >= 0:
+        return "below 1 (row too slow at balance)"
+    if error(hi) < 0:
+        return "above 4"
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if error(mid) < 0 else (lo, mid)
+    if not math.isfinite(error(hi)):
+        return f"none: infeasible above {lo:.3f}"
+    return f"{0.5 * (lo + hi):.3f}"
 
 
 def main() -> None:
@@ -134,6 +157,22 @@ def main() -> None:
         if (seq, "forced") in per_token and (seq, "aux_loss") in per_token:
             (ma, pa), (mf, pf) = per_token[seq, "aux_loss"], per_token[seq, "forced"]
             print(f"| {seq:,} | {ma - mf:.3f} | {pa - pf:.3f} |")
+
+    print()
+    print("diagnostic only (not used by the model): the stated moe.imbalance at which each")
+    print("dropless row's predicted step time would equal the measured one (bisection on")
+    print("[1, 4], the routing's spread kept)")
+    print("| row | seq | sourced | matching imbalance |")
+    print("| --- | ---: | ---: | ---: |")
+    for case in megatron_moe_modelzoo_cases():
+        if case.scenario["model"]["moe"]["routing"] != "aux_loss":
+            continue
+        ep = case.scenario["strategy"]["ep"]
+        sourced = float(routing_imbalance(Routing.AUX_LOSS, experts, ep))
+        print(
+            f"| {case.row_id} | {case.scenario['model']['seq_len']:,} | {sourced:.3f} | "
+            f"{_matching_imbalance(case)} |"
+        )
 
 
 if __name__ == "__main__":
