@@ -35,6 +35,13 @@ micro-batch's routing, whose expected maximum is at least the global one (``E[ma
 max E``, the maximum being convex), so this is a lower estimate of the learned routing's
 imbalance. ``ep = 1`` gives 1 (one rank holds every expert); ``ep = E`` gives
 ``1 + v z(E) / z(E_s)``, the measured ``1 + v`` at ``E = E_s``.
+
+Within a rank the experts' rows differ too, and a grouped GEMM pads each to whole tiles:
+:func:`expert_row_spread` gives one expert's spread in a micro-batch (the popularity ``c``
+above and the binomial sampling of the micro-batch's tokens), which
+:func:`deepflow.hardware.grouped_tiles.expected_row_tiles` turns into expected tiles. The
+rank-level imbalance above leaves the sampling term out (small next to ``c`` for learned
+routers; it is what makes one rank busier under forced balance).
 """
 
 from __future__ import annotations
