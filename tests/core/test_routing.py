@@ -20,6 +20,7 @@ from deepflow.parallel.routing import (
     expert_spread,
     rank_imbalance,
     routing_imbalance,
+    uneven_rows,
 )
 from deepflow.specs import scenario_from_dict
 from deepflow.specs.model import Routing
@@ -136,6 +137,23 @@ def test_expert_row_spread_hand_worked_qwen3():
         _scenario(model, {"routing": "aux_loss", "capacity_factor": 1.0, "pad_to_capacity": True})
     ).model.moe
     assert float(expert_row_spread(padded, 512.0)) == 0.0
+
+
+def test_uneven_rows_of_capacity_and_padding():
+    model = {"preset": "qwen3-235b-a22b"}
+
+    def moe(**kw):
+        return scenario_from_dict(_scenario(model, {"routing": "forced", **kw})).model.moe
+
+    free = uneven_rows(moe(imbalance=1.5), 8, 512.0)
+    assert (free.mean, free.cap) == (768.0, None)
+    assert float(free.spread) == pytest.approx(math.sqrt(480.0))
+    # dropping: the uncapped mean, cut at the capacity
+    dropped = uneven_rows(moe(imbalance=1.5, capacity_factor=1.25), 8, 512.0)
+    assert (dropped.mean, dropped.cap) == (768.0, 640.0)
+    # padded: every expert holds the capacity, no spread
+    padded = uneven_rows(moe(imbalance=1.5, capacity_factor=1.25, pad_to_capacity=True), 8, 512.0)
+    assert (padded.mean, padded.cap, float(padded.spread)) == (640.0, None, 0.0)
 
 
 def _qwen3_layer_time(seq: int, imbalance: float | None, routing: str) -> float:

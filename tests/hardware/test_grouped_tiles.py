@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepflow.hardware.grouped_tiles import expected_row_tiles, normal_sf
+from deepflow.hardware.grouped_tiles import UnevenRows, expected_row_tiles, normal_sf
 from deepflow.hardware.roofline import gemm_time
 from deepflow.specs import accelerator_from
 from deepflow.specs.accelerator import Precision
@@ -92,9 +92,9 @@ def test_grouped_gemm_time_with_and_without_spread():
     args = (4096.0, 3072.0, acc, peak, 2.0, 16, Precision.BF16)
     equal = float(gemm_time(512.0, *args))
     # a zero spread is the equal-groups curve itself
-    assert float(gemm_time(512.0, *args, 1.0, 0.0)) == equal
+    assert float(gemm_time(512.0, *args, 1.0, UnevenRows(512.0, 0.0))) == equal
     # uneven rows around an exact tile multiple pad tiles the equal groups do not
-    uneven = float(gemm_time(512.0, *args, 1.0, math.sqrt(480.0)))
+    uneven = float(gemm_time(512.0, *args, 1.0, UnevenRows(512.0, math.sqrt(480.0))))
     assert uneven > equal
     # one row past the boundary, equal groups take a whole tile each; uneven ones half
     past = float(gemm_time(513.0, *args))
@@ -119,8 +119,41 @@ def test_grouped_gemm_time_monotone_in_load_and_tokens(rows, load, dload, drows,
 
     def t(r: float, lo: float) -> float:
         spread = math.sqrt((c * r) ** 2 + r * (1 - 8 / 128))
-        return float(gemm_time(r * lo, 3072.0, 4096.0, acc, peak, 2.0, 16, None, 1.0, spread))
+        rows = UnevenRows(r * lo, spread)
+        return float(gemm_time(r * lo, 3072.0, 4096.0, acc, peak, 2.0, 16, None, 1.0, rows))
 
     base = t(rows, load)
     assert t(rows, load + dload) >= base * (1 - 1e-9)
     assert t(rows + drows, load) >= base * (1 - 1e-9)
+
+
+def test_capped_rows_hand_worked():
+    # equal groups: the capped count's tiles
+    assert float(expected_row_tiles(700, 0.0, 128, cap=600)) == 5.0  # ceil(600 / 128)
+    assert float(expected_row_tiles(500, 0.0, 128, cap=600)) == 4.0
+    # far above the cap, every expert holds the cap: its tiles, as if padded to it
+    assert float(expected_row_tiles(2000, 40.0, 128, cap=640)) == pytest.approx(5.0, abs=1e-9)
+    # 480 rows, sigma 32, cap 512: the boundaries below 512 only (0, 128, 256, 384)
+    want = 3.0 + 0.998650
+    assert float(expected_row_tiles(480, 32.0, 128, cap=512)) == pytest.approx(want, abs=2e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mu=st.floats(1.0, 20000.0),
+    rel=st.floats(0.0, 0.3),
+    cap_rel=st.floats(0.3, 2.0),
+    dmu=st.floats(0.0, 3000.0),
+    tile=st.sampled_from([64.0, 128.0, 256.0]),
+)
+def test_capped_rows_sum_below_the_cap(mu, rel, cap_rel, dmu, tile):
+    sigma = rel * mu
+    cap = cap_rel * mu
+    got = float(expected_row_tiles(mu, sigma, tile, cap))
+    whole = math.ceil(cap / tile)
+    if sigma > 1e-6:
+        want = sum(_sf((j * tile - mu) / sigma) for j in range(whole))
+        assert got == pytest.approx(want, abs=2e-6 * (1.0 + mu / tile))
+    assert got <= float(expected_row_tiles(mu, sigma, tile)) + 1e-9
+    assert got <= whole + 1e-9
+    assert float(expected_row_tiles(mu + dmu, sigma, tile, cap)) >= got - 1e-9

@@ -43,6 +43,10 @@ computed two ways, each accurate to about 1e-7 tiles (the normal-CDF approximati
   negative tail ``sum_{j >= 1} P(X <= -j t)`` that ``X+`` removes (eight terms, the rest
   by the Euler-Maclaurin formula).
 
+Experts with a capacity (``--moe-expert-capacity-factor`` without padding) keep at most
+``C`` rows, ``min(X+, C)``: the boundaries below ``J t``, ``J = ceil(C / t)``, i.e. the sum
+above less the same sum for ``X - J t`` (:func:`expected_row_tiles`' ``cap``).
+
 Limits: ``sigma = 0`` gives ``ceil(mu / t)`` exactly (every expert the same count: the
 balanced, deterministic case, e.g. padded to capacity); ``sigma >> t`` gives ``mu / t +
 1/2``, each expert's last tile half full on average. The expectation is non-decreasing in
@@ -53,9 +57,11 @@ balanced, deterministic case, e.g. padded to capacity); ``sigma >> t`` gives ``m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["expected_row_tiles", "normal_sf"]
+__all__ = ["UnevenRows", "expected_row_tiles", "normal_sf"]
 
 _FOURIER_FROM = 0.25  # sigma / t at which the Fourier series replaces the direct sum
 _WINDOW = 7  # tile boundaries the direct sum evaluates (covers mu +- 9 sigma at sigma < t/4)
@@ -92,15 +98,45 @@ def normal_sf(z: object) -> np.ndarray:
     return 0.5 * np.where(x >= 0.0, erfc, 2.0 - erfc)
 
 
-def expected_row_tiles(rows: object, spread: object, tile: object) -> np.ndarray:
+@dataclass(frozen=True)
+class UnevenRows:
+    """The row counts of a grouped GEMM's groups (arrays over strategies): normal, of mean
+    ``mean`` and standard deviation ``spread``, each group cut at ``cap`` rows (``None``:
+    no cap; MoE experts with a capacity factor drop the rows above it)."""
+
+    mean: object
+    spread: object
+    cap: object = None
+
+    def tiles(self, tile: object) -> np.ndarray:
+        """Expected row tiles of one group: :func:`expected_row_tiles`."""
+        return expected_row_tiles(self.mean, self.spread, tile, self.cap)
+
+
+def expected_row_tiles(
+    rows: object, spread: object, tile: object, cap: object = None
+) -> np.ndarray:
     """Expected ``ceil(X+ / tile)`` for one group's rows ``X ~ N(rows, spread)`` (module
     docstring): ``ceil(rows / tile)`` at ``spread = 0``, ``rows / tile + 1/2`` once
-    ``spread`` exceeds the tile. Vectorized over all three arguments."""
-    mu = np.maximum(np.asarray(rows, dtype=np.float64), 0.0)
+    ``spread`` exceeds the tile. With a ``cap`` ``C`` the rows are ``min(X+, C)``, whose
+    tiles are the boundaries below ``J t``, ``J = ceil(C / t)``: ``sum_{j < J} P(X > j t)``
+    = ``E[ceil(X+ / t)] - E[ceil((X - J t)+ / t)]`` (the second term: the same sum for ``X``
+    shifted down by ``J`` tiles). Vectorized over all arguments."""
+    full = _expected_tiles(rows, spread, tile)
+    if cap is None:
+        return full
+    t = np.asarray(tile, dtype=np.float64)
+    whole = np.ceil(np.maximum(np.asarray(cap, dtype=np.float64), 0.0) / t)
+    return full - _expected_tiles(np.asarray(rows, dtype=np.float64) - whole * t, spread, t)
+
+
+def _expected_tiles(rows: object, spread: object, tile: object) -> np.ndarray:
+    """``sum_{j >= 0} P(X > j t)`` for ``X ~ N(rows, spread)``, any real ``rows``."""
+    mu = np.asarray(rows, dtype=np.float64)
     sigma = np.asarray(spread, dtype=np.float64)
     sigma = np.where(sigma > _SIGMA_MIN, sigma, 0.0)  # below a millionth of a row: equal
     t = np.asarray(tile, dtype=np.float64)
-    exact = np.ceil(mu / t)
+    exact = np.ceil(np.maximum(mu, 0.0) / t)
     if not np.any(sigma > 0.0):
         return exact + 0.0 * sigma
     mu, sigma, t, exact = np.broadcast_arrays(mu, sigma, t, exact)

@@ -54,15 +54,18 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.specs.model import MoESpec, Routing
 
 __all__ = [
+    "busiest_rank_imbalance",
     "expected_normal_max",
     "expert_load",
     "expert_row_spread",
     "expert_spread",
     "rank_imbalance",
     "routing_imbalance",
+    "uneven_rows",
 ]
 
 _GRID = np.linspace(-12.0, 12.0, 24001)
@@ -144,13 +147,32 @@ def expert_row_spread(moe: MoESpec, rows: object) -> np.ndarray:
     return np.sqrt((c * r) ** 2 + r * (1.0 - p))
 
 
+def busiest_rank_imbalance(moe: MoESpec, ep: object) -> np.ndarray | float:
+    """The busiest rank's routed tokens over the mean before any capacity cap: the stated
+    ``imbalance``, else the routing's default (:func:`routing_imbalance`)."""
+    if moe.imbalance is not None:
+        return moe.imbalance
+    return routing_imbalance(moe.routing, moe.num_experts, ep)
+
+
 def expert_load(moe: MoESpec, ep: object) -> np.ndarray | float:
     """Routed tokens the busiest rank's experts compute, over the balanced mean
-    (:meth:`MoESpec.capped_load` of the stated ``imbalance``, else of the routing's
-    default)."""
-    imbalance: np.ndarray | float
-    if moe.imbalance is not None:
-        imbalance = moe.imbalance
-    else:
-        imbalance = routing_imbalance(moe.routing, moe.num_experts, ep)
-    return moe.capped_load(imbalance)
+    (:meth:`MoESpec.capped_load` of :func:`busiest_rank_imbalance`)."""
+    return moe.capped_load(busiest_rank_imbalance(moe, ep))
+
+
+def uneven_rows(moe: MoESpec, ep: object, balanced: object) -> UnevenRows:
+    """One local expert's rows on the busiest rank, for experts that expect ``balanced``
+    rows each at balance (arrays over strategies): normal around the rank's imbalance
+    times ``balanced``, of spread :func:`expert_row_spread` (at ``balanced``), cut at
+    ``capacity_factor x balanced`` when tokens are dropped; exactly the capacity when padded
+    to it. The grouped GEMMs pad each to whole tiles
+    (:func:`deepflow.hardware.grouped_tiles.expected_row_tiles`)."""
+    b = np.asarray(balanced, dtype=np.float64)
+    spread = expert_row_spread(moe, b)
+    if moe.capacity_factor is None:
+        return UnevenRows(b * busiest_rank_imbalance(moe, ep), spread)
+    cap = b * moe.capacity_factor
+    if moe.pad_to_capacity:
+        return UnevenRows(cap, spread)  # spread 0: every expert holds the capacity
+    return UnevenRows(b * busiest_rank_imbalance(moe, ep), spread, cap)
