@@ -61,6 +61,28 @@ def test_moe_step_time_never_decreases_as_imbalance_grows(strategy, low, step):
         assert b.step_time_s > a.step_time_s
 
 
+@SETTINGS
+@given(
+    strategy=folded,
+    low=st.floats(1.0, 2.0),
+    step=st.floats(0.0, 1.0),
+    routing=st.sampled_from(["forced", "aux_loss"]),
+)
+def test_moe_step_time_never_decreases_as_imbalance_grows_with_dropping(
+    strategy, low, step, routing
+):
+    """With a capacity factor and token dropping the busiest rank's experts keep at most
+    the capacity, their uneven rows padded to tiles below it (hardware/grouped_tiles.py)."""
+    a = predict(
+        moe_scenario(strategy, low, system="dgx-h200", capacity_factor=1.25, routing=routing)
+    )
+    b = predict(
+        moe_scenario(strategy, low + step, system="dgx-h200", capacity_factor=1.25, routing=routing)
+    )
+    assert a.feasible and b.feasible
+    assert b.step_time_s >= a.step_time_s * (1 - 1e-12)
+
+
 def test_all_to_all_bytes_per_rank_hand_worked():
     """Mixtral 8x7B (hidden 4096, top-2) at micro-batch 2, sequence 4096, tp 4 with
     sequence parallelism, bf16: each rank routes 2 * 4096 / 4 = 2048 tokens, two copies of

@@ -46,6 +46,7 @@ import numpy as np
 
 from deepflow.estimate.context import Env
 from deepflow.estimate.fp8 import quantization_time
+from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.hardware.kernels import attention_time
 from deepflow.hardware.roofline import gemm_time, memory_time
 from deepflow.network.collectives import Algorithm, Collective, collective_time, p2p_time
@@ -189,6 +190,18 @@ def _tokens(
     return env.tokens * factor, np.ones_like(env.tokens)
 
 
+def _uneven_rows(env: Env, layer: LayerTemplate, scope: Scope, factor: float) -> UnevenRows | None:
+    """The local experts' uneven rows around the mean :func:`_tokens` gives (``None``
+    outside the expert scope: equal groups): :func:`deepflow.parallel.routing.uneven_rows`
+    at the balanced mean, ``expert_rows x factor / (E / ep)``. The spread is taken at the
+    balanced mean, not the busiest rank's, so that the busiest rank's expected tiles grow
+    with its load alone (the load moves the mean)."""
+    if scope is not Scope.EXPERT or env.model.moe is None:
+        return None
+    balanced = env.expert_rows * factor / (layer.num_experts / env.batch.ep)
+    return routing.uneven_rows(env.model.moe, env.batch.ep, balanced)
+
+
 def _shard_div(env: Env, shard: Shard, scope: Scope = Scope.TOKEN) -> np.ndarray:
     tp = _tp_of(env, scope)
     if scope is Scope.EXPERT and shard is Shard.SEQUENCE:
@@ -210,6 +223,9 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     acc = env.system.accelerator
     tp = _tp_of(env, op.scope)
     rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
+    # the local experts' uneven rows, each padded to whole row tiles where rows are the M
+    # side (forward, data gradient); the weight gradient's K side is summed, not tiled
+    uneven = _uneven_rows(env, layer, op.scope, op.tokens_factor)
     k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
     n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
     if op.low_precision:
@@ -220,10 +236,12 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     # kernel per layer and pass, each at its own shape's efficiency
     widths = [n * (w / op.n) for w in op.splits] or [n]
     fwd = sum(
-        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale, uneven)
+        for w in widths
     )
     dgrad = sum(
-        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale, uneven)
+        for w in widths
     )
     wgrad = sum(
         gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths

@@ -90,6 +90,7 @@ import numpy as np
 import yaml
 
 from deepflow.errors import ConfigError
+from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.kernels import (
     PRECISION_NAMES,
@@ -353,18 +354,24 @@ def gemm_terms(
     in_bytes: object,
     out_bytes: object,
     group_streams: object = 0,
+    uneven_rows: UnevenRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
     the one definition that the evaluators and the fit share.
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
-    together and each round of ``s`` groups pays ``latency``."""
+    together and each round of ``s`` groups pays ``latency``.
+
+    ``uneven_rows``: the groups' row counts vary (MoE experts under routing; ``m`` is then
+    their mean, for the FLOPs and bytes); each group's row tiles are the expected ``ceil``
+    of its count (:class:`~deepflow.hardware.grouped_tiles.UnevenRows`) instead of
+    ``ceil(m / tm)``. ``None`` (every measured shape, the fit): equal groups."""
     m = np.maximum(np.asarray(m, dtype=np.float64), 1.0)
     n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
     k = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
     g = np.asarray(groups, dtype=np.float64)
-    tiles_m = np.ceil(m / tile_m)
+    tiles_m = np.ceil(m / tile_m) if uneven_rows is None else uneven_rows.tiles(tile_m)
     tiles_n = np.ceil(n / tile_n)
     q_tile = (m * n) / (tiles_m * tile_m * tiles_n * tile_n)
     streams = np.asarray(group_streams, dtype=np.float64)
@@ -393,13 +400,16 @@ def gemm_kernel_time(
     groups: object = 1,
     dtype: object = None,
     eta_scale: object = 1.0,
+    uneven_rows: UnevenRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of ``groups`` GEMMs ``[m, k] x [k, n]`` on ``acc`` at
     dense rate ``peak`` (FLOP/s) and precision ``dtype`` (code, array of codes, name or
     :class:`Precision`); one launch of several GEMMs (``groups > 1``) uses the grouped
     curve. ``eta_scale`` multiplies the curve's peak-achievable fraction ``eta`` (the
     co-design point's hierarchical-roofline factor per strategy,
-    :func:`deepflow.codesign.point.evaluate_generated`); 1 leaves the curve as it is."""
+    :func:`deepflow.codesign.point.evaluate_generated`); 1 leaves the curve as it is.
+    ``uneven_rows``: the groups' row counts, when they vary around ``m``
+    (:func:`gemm_terms`; ``None``: equal groups)."""
     t = kernel_table(acc)
     code = precision_code(dtype)
     g = np.asarray(groups, dtype=np.float64)
@@ -428,6 +438,7 @@ def gemm_kernel_time(
         OPERAND_BYTES[code],
         out_bytes,
         param("group_streams") if np.any(pick) else 0.0,
+        uneven_rows,
     )
 
 

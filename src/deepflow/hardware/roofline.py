@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.hardware.kernels import gemm_kernel_time, stream_time
 from deepflow.specs.accelerator import AcceleratorSpec
 
@@ -56,17 +57,23 @@ def gemm_time(
     batch: object = 1,
     dtype: object = None,
     eta_scale: object = 1.0,
+    uneven_rows: UnevenRows | None = None,
 ) -> np.ndarray:
     """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` (seconds) at dense rate ``peak`` (FLOP/s)
     with ``elem_bytes``-wide outputs, at precision ``dtype`` (a precision code, an array of
     codes in ``Precision`` order, a name, or ``None`` for bf16): the calibrated GEMM curve
     (grouped curve for ``batch > 1``) of :func:`deepflow.hardware.kernels.gemm_kernel_time`,
-    its peak-achievable fraction times ``eta_scale`` (per strategy where an array)."""
+    its peak-achievable fraction times ``eta_scale`` (per strategy where an array).
+    ``uneven_rows``: the ``batch`` groups' row counts when they vary around the mean ``m``
+    (MoE experts), each group padded to whole row tiles
+    (:class:`deepflow.hardware.grouped_tiles.UnevenRows`); ``None``: equal groups."""
     m = np.asarray(m, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
-    t, _, _ = gemm_kernel_time(m, n, k, accelerator, peak, elem_bytes, b, dtype, eta_scale)
+    t, _, _ = gemm_kernel_time(
+        m, n, k, accelerator, peak, elem_bytes, b, dtype, eta_scale, uneven_rows
+    )
     return np.where(m * n * k * b > 0, t, 0.0)
 
 

@@ -35,6 +35,13 @@ micro-batch's routing, whose expected maximum is at least the global one (``E[ma
 max E``, the maximum being convex), so this is a lower estimate of the learned routing's
 imbalance. ``ep = 1`` gives 1 (one rank holds every expert); ``ep = E`` gives
 ``1 + v z(E) / z(E_s)``, the measured ``1 + v`` at ``E = E_s``.
+
+Within a rank the experts' rows differ too, and a grouped GEMM pads each to whole tiles:
+:func:`expert_row_spread` gives one expert's spread in a micro-batch (the popularity ``c``
+above and the binomial sampling of the micro-batch's tokens), which
+:func:`deepflow.hardware.grouped_tiles.expected_row_tiles` turns into expected tiles. The
+rank-level imbalance above leaves the sampling term out (small next to ``c`` for learned
+routers; it is what makes one rank busier under forced balance).
 """
 
 from __future__ import annotations
@@ -47,9 +54,19 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.specs.model import MoESpec, Routing
 
-__all__ = ["expected_normal_max", "expert_load", "rank_imbalance", "routing_imbalance"]
+__all__ = [
+    "busiest_rank_imbalance",
+    "expected_normal_max",
+    "expert_load",
+    "expert_row_spread",
+    "expert_spread",
+    "rank_imbalance",
+    "routing_imbalance",
+    "uneven_rows",
+]
 
 _GRID = np.linspace(-12.0, 12.0, 24001)
 _PHI = np.exp(-0.5 * _GRID**2) / math.sqrt(2.0 * math.pi)
@@ -97,13 +114,65 @@ def routing_imbalance(routing: Routing, num_experts: int, ep: object) -> np.ndar
     return rank_imbalance(float(row["value"]), int(row["num_experts"]), num_experts, ep)
 
 
+def expert_spread(routing: Routing) -> float:
+    """Spread ``c`` of the experts' expected loads around their mean (the module
+    docstring's ``L_i = m (1 + c Z_i)``): ``v / z(E_s)`` of the routing's measured MaxVio;
+    0 for forced balance, whose random logits give every expert the same expected load."""
+    if routing is Routing.FORCED:
+        return 0.0
+    row = _measured()[routing.value]
+    return float(row["value"]) / expected_normal_max(int(row["num_experts"]))
+
+
+def expert_row_spread(moe: MoESpec, rows: object) -> np.ndarray:
+    """Standard deviation of one expert's routed rows in one micro-batch whose experts
+    expect ``rows`` rows each on average (array over strategies): the experts' popularity
+    spread ``c rows`` (:func:`expert_spread`) and the sampling of the micro-batch's tokens,
+    independent of it:
+
+        sigma = sqrt((c rows)^2 + rows (1 - k / E))
+
+    The sampling term: each of the ``N`` tokens routed over the experts picks ``k`` distinct
+    ones among ``E``, expert ``i`` with probability ``p_i``, so its count is binomial with
+    variance ``N p_i (1 - p_i)``, ``rows (1 - k / E)`` at ``p_i = k / E`` (exact under forced
+    balance, whose random logits make every ``k``-subset equally likely: Megatron-Core
+    ``RandomSTE`` in ``moe/moe_utils.py``). Experts padded to capacity all carry the
+    capacity: 0. This is the spread :func:`deepflow.hardware.grouped_tiles.
+    expected_row_tiles` turns into the grouped GEMMs' padded row tiles."""
+    r = np.maximum(np.asarray(rows, dtype=np.float64), 0.0)
+    if moe.pad_to_capacity:
+        return np.zeros_like(r)
+    c = expert_spread(moe.routing)
+    p = moe.top_k / moe.num_experts
+    return np.sqrt((c * r) ** 2 + r * (1.0 - p))
+
+
+def busiest_rank_imbalance(moe: MoESpec, ep: object) -> np.ndarray | float:
+    """The busiest rank's routed tokens over the mean before any capacity cap: the stated
+    ``imbalance``, else the routing's default (:func:`routing_imbalance`)."""
+    if moe.imbalance is not None:
+        return moe.imbalance
+    return routing_imbalance(moe.routing, moe.num_experts, ep)
+
+
 def expert_load(moe: MoESpec, ep: object) -> np.ndarray | float:
     """Routed tokens the busiest rank's experts compute, over the balanced mean
-    (:meth:`MoESpec.capped_load` of the stated ``imbalance``, else of the routing's
-    default)."""
-    imbalance: np.ndarray | float
-    if moe.imbalance is not None:
-        imbalance = moe.imbalance
-    else:
-        imbalance = routing_imbalance(moe.routing, moe.num_experts, ep)
-    return moe.capped_load(imbalance)
+    (:meth:`MoESpec.capped_load` of :func:`busiest_rank_imbalance`)."""
+    return moe.capped_load(busiest_rank_imbalance(moe, ep))
+
+
+def uneven_rows(moe: MoESpec, ep: object, balanced: object) -> UnevenRows:
+    """One local expert's rows on the busiest rank, for experts that expect ``balanced``
+    rows each at balance (arrays over strategies): normal around the rank's imbalance
+    times ``balanced``, of spread :func:`expert_row_spread` (at ``balanced``), cut at
+    ``capacity_factor x balanced`` when tokens are dropped; exactly the capacity when padded
+    to it. The grouped GEMMs pad each to whole tiles
+    (:func:`deepflow.hardware.grouped_tiles.expected_row_tiles`)."""
+    b = np.asarray(balanced, dtype=np.float64)
+    spread = expert_row_spread(moe, b)
+    if moe.capacity_factor is None:
+        return UnevenRows(b * busiest_rank_imbalance(moe, ep), spread)
+    cap = b * moe.capacity_factor
+    if moe.pad_to_capacity:
+        return UnevenRows(cap, spread)  # spread 0: every expert holds the capacity
+    return UnevenRows(b * busiest_rank_imbalance(moe, ep), spread, cap)
