@@ -42,6 +42,9 @@ class EdgeCost:
     # bytes live besides the saved ones at the stage's memory peak, for one micro-batch at
     # a time (the loss's gradients at the start of its backward pass)
     transient_activations: np.ndarray
+    # the least saved_activations under any recompute setting, the other knobs unchanged
+    # (only the multi-token-prediction modules' layers recompute; LayerCost.saved_floor)
+    saved_floor: np.ndarray
 
     @property
     def forward(self) -> np.ndarray:
@@ -79,7 +82,9 @@ def embedding_cost(env: Env) -> EdgeCost:
         collective_time(Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy),
         collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy),
     )
-    return EdgeCost(fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero, zero)
+    return EdgeCost(
+        fwd, bwd, zero, reduce, zero, values, params.astype(np.float64), zero, zero, values
+    )
 
 
 def _loss_pass(env: Env, logits: np.ndarray, loss: LossImpl, forward: bool) -> np.ndarray:
@@ -170,6 +175,11 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         0.0,
         memory_time(head_params * (2.0 * env.grad_bytes + env.elem), acc, 1),
     )
+    saved = (
+        norm["saved"]
+        + norm_values * env.elem
+        + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0)
+    )
     head = EdgeCost(
         forward_compute=norm_fwd + head_fwd + ce_fwd + cast_fwd,
         backward_compute=norm_bwd + dgrad + wgrad + ce_bwd + cast_bwd + accumulate,
@@ -177,12 +187,11 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         tp_comm_forward=3.0 * small + np.where(env.batch.sequence_parallel, tp_half, 0.0),
         tp_comm_backward=tp_half,
         # the final norm's saved tensors, the LM head's input, the loss's saved logits
-        saved_activations=norm["saved"]
-        + norm_values * env.elem
-        + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0),
+        saved_activations=saved,
         params=(head_params + counts.final_norm).astype(np.float64),
         forward_flops=2.0 * rows * h * v / tp,
         transient_activations=logits * loss.transient_fp32 * 4.0,
+        saved_floor=saved,
     )
     return head
 
@@ -205,6 +214,13 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
     proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
     proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
     module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
+
+    def saved(head_saved: np.ndarray, layer_saved: np.ndarray) -> np.ndarray:
+        # per module: the head and loss again, a norm, the projection's input, its layer
+        return head_saved + d * (
+            head_saved + norm.saved + rows * 2.0 * h * env.elem / env.sp_div + layer_saved
+        )
+
     return EdgeCost(
         forward_compute=head.forward_compute
         + d * (head.forward_compute + norm.fwd + proj_fwd + layer.forward_compute),
@@ -223,16 +239,10 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
         + d * (head.tp_comm_forward + layer.forward - layer.forward_compute),
         tp_comm_backward=head.tp_comm_backward
         + d * (head.tp_comm_backward + layer.backward - layer.backward_compute - layer.recompute),
-        saved_activations=head.saved_activations
-        + d
-        * (
-            head.saved_activations
-            + norm.saved
-            + rows * 2.0 * h * env.elem / env.sp_div
-            + layer.saved_activations
-        ),
+        saved_activations=saved(head.saved_activations, layer.saved_activations),
         params=head.params + d * module_params,
         forward_flops=head.forward_flops
         + d * (head.forward_flops + 2.0 * rows * 2 * h * h / tp + layer.forward_flops),
         transient_activations=head.transient_activations,
+        saved_floor=saved(head.saved_floor, layer.saved_floor),
     )
