@@ -76,7 +76,6 @@ SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
 FUSED_SOFTMAX_MAX_SEQ = 4096.0
 _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
 _MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
-_ALL_MODULES = (1 << len(MODULES)) - 1
 
 
 @dataclass(frozen=True)
@@ -589,8 +588,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     saved = f * layer_input + (1.0 - f) * (all_saved - sel["dropped"])
     live = np.where(f > 0, all_saved - layer_input, sel["dropped"])
     # the least of both over every recompute setting (see LayerCost): every module dropped
-    every = np.full(np.shape(b.recompute_modules), _ALL_MODULES, dtype=np.int64)
-    saved_floor = np.minimum(layer_input, all_saved - _dropped(every, layer, parts, attn))
+    saved_floor = np.minimum(layer_input, all_saved - _dropped(None, layer, parts, attn))
     live_floor = np.minimum(0.0, all_saved - layer_input)
     recompute = f * fwd_compute + sel["time"]
     recompute_flops = f * (total["flops"] + attn_flops) + sel["flops"]
@@ -626,27 +624,28 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
 
 
 def _dropped(
-    bits: np.ndarray,
+    bits: np.ndarray | None,
     layer: LayerTemplate,
     parts: list[dict[str, np.ndarray]],
     attn: dict[str, np.ndarray],
-) -> np.ndarray:
+) -> np.ndarray | float:
     """The saved bytes that selective recomputation of module set ``bits`` (a bitmask over
-    :data:`~deepflow.workload.recompute.MODULES`, per strategy) drops: the saved tensors of
-    the parts its modules checkpoint and of the attention core where they cover it."""
+    :data:`~deepflow.workload.recompute.MODULES`, per strategy; None: every module) drops:
+    the saved tensors of the parts its modules checkpoint and of the attention core where
+    they cover it."""
     masks = module_masks(layer)
-    dropped = np.zeros(np.shape(bits))
+    dropped: np.ndarray | float = 0.0 if bits is None else np.zeros(np.shape(bits))
 
-    def on(mask: int) -> np.ndarray:
-        return (bits & mask) != 0
+    def where(mask: int, value: np.ndarray) -> np.ndarray:
+        return value if bits is None else np.where((bits & mask) != 0, value, 0.0)
 
     for part, drop in zip(parts, masks.dropped, strict=True):
         if drop:
-            dropped = dropped + np.where(on(drop), part["saved"], 0.0)
+            dropped = dropped + where(drop, part["saved"])
     if masks.core_internal_dropped:
-        dropped = dropped + np.where(on(masks.core_internal_dropped), attn["score_saved"], 0.0)
+        dropped = dropped + where(masks.core_internal_dropped, attn["score_saved"])
     if masks.core_qkv_dropped:
-        dropped = dropped + np.where(on(masks.core_qkv_dropped), attn["qkv_saved"], 0.0)
+        dropped = dropped + where(masks.core_qkv_dropped, attn["qkv_saved"])
     return dropped
 
 
