@@ -77,6 +77,11 @@ def pruned(fixes: list[str]):  # type: ignore[no-untyped-def]
         f"({result.evaluated:,} points, {x['evaluated_in_full']:,} costed, "
         f"{result.feasible:,} feasible, {x['evaluate_s']:.2f} s)"
     )
+    print(
+        f"  groups skipped:           {x['groups_out_of_memory']:,} out of memory by their "
+        f"memory bound, {x['groups_dominated']:,} outside the top {TOP} and dominated"
+    )
+    print(f"  Pareto front:             {len(result.pareto)} strategies")
     verdict = "ok" if wall <= TARGET_S else "OVER TARGET"
     print(f"  wall time:                {wall:.2f} s (target <= {TARGET_S:.0f} s: {verdict})")
     print(f"  CPU time:                 {cpu:.2f} s")
@@ -93,6 +98,7 @@ def exhaustive(fixes: list[str]):  # type: ignore[no-untyped-def]
     print(f"    evaluations per second: {result.evaluated / wall:,.0f}")
     print(f"    wall time:              {wall:.2f} s (CPU {cpu:.2f} s)")
     print(f"    best: {_best(result)}")
+    print(f"    Pareto front:           {len(result.pareto)} strategies")
     return result
 
 
@@ -101,9 +107,12 @@ if __name__ == "__main__":
     fast = pruned(fixes)
     if "--exhaustive" in sys.argv:
         full = exhaustive(fixes)
-        same = [(c.key, c.strategy, c.step_time_s) for c in fast.top] == [
-            (c.key, c.strategy, c.step_time_s) for c in full.top
-        ]
+        def rows(cs):  # type: ignore[no-untyped-def]
+            return [(c.key, c.strategy, c.step_time_s, c.peak_memory_bytes) for c in cs]
+
+        same = rows(fast.top) == rows(full.top)
+        front = rows(fast.pareto) == rows(full.pareto)
         print(f"  top {TOP} identical to the exhaustive search: {same}")
-        if not same:
+        print(f"  Pareto front identical to the exhaustive search: {front}")
+        if not (same and front):
             sys.exit(1)

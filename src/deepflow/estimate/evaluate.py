@@ -361,7 +361,7 @@ def evaluate(
     ``transient`` reads none of these knobs. So for a strategy at ZeRO stage ``z`` every
     stage's peak is at least the same sum with the activations at their floor, the largest
     stage's too, and the least of these over ``z`` in ``memory_floor_zeros`` bounds them
-    all. ``tests/estimate/test_memory_floor.py`` checks it on random strategies.
+    all. ``tests/search/test_prune.py`` checks it on random strategies.
     """
     for axis in algorithms or {}:
         if axis not in ALGORITHM_AXES:

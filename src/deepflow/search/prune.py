@@ -1,4 +1,5 @@
-"""Exact pruning for the exhaustive search: the same top strategies, fewer evaluations.
+"""Exact pruning for the exhaustive search: the same top strategies and Pareto front, fewer
+evaluations.
 
 The points of a :class:`~deepflow.search.space.SearchSpace` fall into *groups* that share
 the dense mesh ``(pp, vpp, tp, cp, dp)`` and every knob in :data:`GROUP_KNOBS`
@@ -31,17 +32,45 @@ summed over :data:`BOUND_PARTS`: no cost formula is restated here.
 ``tests/search/test_prune.py`` checks ``bound <= step`` on random strategies
 (Hypothesis) and identical top strategies against the unpruned search.
 
-**The search.** :func:`pruned_search` bounds every group (one evaluation per group), then
-evaluates whole groups in order of increasing bound, keeping the ``top`` best points seen;
-once ``top`` feasible points are known, a group whose bound (in the objective, which is
-increasing in the step time for a fixed accelerator count) exceeds the ``top``-th best value
-cannot hold a point of the top list, and neither can any later group: the search stops.
-Ranking keys are the points' positions in the full enumeration, so ties are broken exactly
-as in :func:`~deepflow.search.exhaustive.exhaustive_search` and the top list is identical.
+**The memory bound.** The same evaluation gives the group's peak-memory lower bound:
+the estimator's ``memory_floor`` (:func:`deepflow.estimate.evaluate.evaluate` with
+``memory_floor_zeros``, proof in its docstring), the least peak memory any strategy that
+differs from the representative only in ZeRO stage, recompute setting and pipeline
+schedule can have: the weights, gradients, optimizer state and buffers at each ZeRO stage
+of the group, the activations at their least over recompute settings and schedules
+(``LayerCost.saved_floor`` / ``live_floor``, ``in_flight`` over every schedule), through
+the same functions that make the estimate. The accelerator count is the group's.
+``tests/search/test_prune.py`` checks ``floor <= peak`` on random strategies (Hypothesis),
+and that the bound is attained within 1 % on some groups, so a bound made tighter than
+it is fails the test.
 
-What the pruned search does not give: the Pareto front and the infeasibility counts cover
-the evaluated points only (a pruned group may hold slow points with little memory), so they
-are reported as such (``SearchResult.extra``).
+**The search.** :func:`pruned_search` bounds every group (one evaluation per group). A
+group whose memory bound exceeds the accelerator's memory holds no feasible point (each
+member is out of memory or breaks a structural rule first) and is never evaluated. The
+others are evaluated whole, in order of increasing time bound (in the objective, which is
+increasing in the step time for a fixed accelerator count), then memory bound, keeping the
+``top`` best points seen and the Pareto front of the points evaluated. A group is skipped
+when both hold:
+
+* ``top`` feasible points are known and its bound exceeds the ``top``-th best value: it
+  cannot hold a point of the top list;
+* a point ``p`` of the front is strictly faster than its time bound, needs no more memory
+  than its memory bound and no more accelerators, (all with a relative margin of
+  :data:`_MARGIN` against rounding): then ``p`` precedes every member ``x`` in
+  :func:`~deepflow.search.exhaustive.pareto_front`'s order (``p.t < x.t``) with
+  ``p.mem <= x.mem`` and ``p.acc <= x.acc``, so ``p`` dominates ``x`` exactly as
+  ``pareto_front`` and ``_pareto_2d`` define dominance and ties.
+
+Dominance in that order is transitive, so a point dominated by a skipped point is
+dominated by an evaluated one: the front of the evaluated points is the exhaustive
+search's front, point for point. Ranking keys are the points' positions in the full
+enumeration, so ties are broken exactly as in
+:func:`~deepflow.search.exhaustive.exhaustive_search` and the top list is identical.
+``tests/search/test_prune.py`` compares both with the exhaustive search on several spaces.
+
+What the pruned search does not give: the infeasibility counts cover the evaluated points
+only (a skipped group's members are never checked one by one), and it says so
+(``SearchResult.extra``, and the CLI's table).
 """
 
 from __future__ import annotations
