@@ -51,16 +51,18 @@ def gpt3() -> None:
         },
         name="gpt3-175b-1024",
     )
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     space = SearchSpace.from_scenario(scenario)
     result = exhaustive_search(space, top=3)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     print("GPT-3 175B on 1024 x A100 80GB, global batch 1536, every knob free, one core")
     print(f"  configurations evaluated: {result.evaluated:,} ({result.feasible:,} feasible)")
     print("  infeasible: " + ", ".join(f"{k} {v:,}" for k, v in result.infeasible.items()))
     print(f"  evaluations per second:   {result.evaluated / wall:,.0f}")
     verdict = "ok" if wall <= TARGET_S else "OVER TARGET"
     print(f"  wall time:                {wall:.2f} s (target <= {TARGET_S:.0f} s: {verdict})")
+    # on a machine shared with other jobs the wall time includes waiting for the core
+    print(f"  CPU time:                 {cpu:.2f} s ({result.evaluated / cpu:,.0f} per CPU-second)")
     best = result.top[0]
     print(f"  best: {_short(best.strategy)} -> {best.step_time_s:.2f} s, MFU {best.mfu:.1%}")
     print(f"  Pareto front (time, memory): {len(result.pareto)} strategies")

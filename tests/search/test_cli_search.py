@@ -97,15 +97,31 @@ def test_out_file_resumes(tmp_path):
 
 def test_prune_gives_the_exhaustive_top_and_says_what_it_pruned(tmp_path):
     path = str(_write(tmp_path))
-    full = CliRunner().invoke(main, ["search", path, "--top", "4", "--json"])
+    full = CliRunner().invoke(main, ["search", path, "--top", "4", "--json", "--exhaustive"])
     pruned = CliRunner().invoke(main, ["search", path, "--top", "4", "--json", "--prune"])
-    assert full.exit_code == 0 and pruned.exit_code == 0, pruned.output
+    default = CliRunner().invoke(main, ["search", path, "--top", "4", "--json"])
+    no_prune = CliRunner().invoke(main, ["search", path, "--top", "4", "--json", "--no-prune"])
+    for r in (full, pruned, default, no_prune):
+        assert r.exit_code == 0, r.output
     a, b = json.loads(full.stdout), json.loads(pruned.stdout)
-    assert a["top"] == b["top"]
+    # pruning is the default; --exhaustive and --no-prune evaluate every strategy
+    assert "pruned" not in a and json.loads(no_prune.stdout)["evaluated"] == a["evaluated"]
+    assert json.loads(default.stdout)["pruned"]["considered"] == a["evaluated"]
+    assert a["top"] == b["top"] and a["pareto"] == b["pareto"]
     assert b["pruned"]["considered"] == a["evaluated"] >= b["evaluated"]
-    table = CliRunner().invoke(main, ["search", path, "--prune"])
+    table = CliRunner().invoke(main, ["search", path])
     assert table.exit_code == 0, table.output
-    assert "pruned search:" in table.stdout and "(evaluated strategies)" in table.stdout
+    assert "pruned search (exact top and Pareto front" in table.stdout
+    both = CliRunner().invoke(main, ["search", path, "--prune", "--exhaustive"])
+    assert both.exit_code == 2 and "--exhaustive" in both.output
+
+
+def test_workers_and_out_select_the_exhaustive_search(tmp_path):
+    path = str(_write(tmp_path))
+    out = str(tmp_path / "r.jsonl")
+    result = CliRunner().invoke(main, ["search", path, "--json", "--out", out])
+    assert result.exit_code == 0, result.output
+    assert "pruned" not in json.loads(result.stdout)
 
 
 def test_prune_runs_in_one_process(tmp_path):

@@ -1,7 +1,10 @@
 """``deepflow search``: the best parallelization strategies of a scenario, exhaustively.
 
-The command loads the scenario, builds one search space per accelerator count, runs
-:func:`deepflow.search.exhaustive_search` on the chosen executor with a progress bar, and
+The command loads the scenario, builds one search space per accelerator count, runs the
+exact pruned search (:func:`deepflow.search.pruned_search`: the exhaustive search's top
+strategies and Pareto front from the groups of strategies its bounds do not exclude) or,
+with ``--exhaustive``, ``--out``, ``--workers`` or ``--scheduler``,
+:func:`deepflow.search.exhaustive_search` on the chosen executor, with a progress bar, and
 prints the top strategies, the infeasible points by reason and the Pareto front; ``--json``
 prints one JSON object whose ``top[*].strategy`` entries are in the scenario file's
 ``strategy`` format (paste one into the scenario to ``deepflow predict`` it).
@@ -124,18 +127,20 @@ def _render(
     if pruned:
         x = result.extra
         console.print(
-            f"pruned search: {x['considered']:,} strategies in {x['groups']:,} groups, each "
-            f"bounded by one evaluation; {x['groups_evaluated']:,} groups evaluated, the "
-            "others bounded above the top list (the counts below and the Pareto front are "
-            "of the evaluated strategies)"
+            f"pruned search (exact top and Pareto front; --exhaustive evaluates all): "
+            f"{x['considered']:,} strategies in {x['groups']:,} groups, each bounded by one "
+            f"evaluation; {x['groups_evaluated']:,} groups evaluated, "
+            f"{x['groups_out_of_memory']:,} skipped as out of memory by their memory bound, "
+            f"{x['groups_dominated']:,} as outside the top list and dominated on the front"
         )
     if result.infeasible:
         reasons = ", ".join(f"{k} {v:,}" for k, v in result.infeasible.items())
-        console.print(f"infeasible: {reasons}")
+        of = " (of the evaluated strategies only)" if pruned else ""
+        console.print(f"infeasible{of}: {reasons}")
     if not result.has_price:
         console.print("cost per step: no price (set system.price_per_accelerator_hour)")
     title = "Pareto front: step time, peak memory, accelerators"
-    front = Table(title=title + (" (evaluated strategies)" if pruned else ""))
+    front = Table(title=title)
     for name in ("step time", "peak mem", "GPUs", "strategy"):
         front.add_column(name, justify="left" if name == "strategy" else "right")
     for c in result.pareto:
@@ -209,11 +214,17 @@ def _render(
     help="Write the best strategy as a complete scenario file (YAML) that predict reads.",
 )
 @click.option(
-    "--prune",
+    "--prune/--no-prune",
+    default=None,
+    help="Exact pruned search (the default in one process): the same top strategies and "
+    "Pareto front as the exhaustive search from fewer evaluations (groups of strategies "
+    "whose lower bounds exclude them are skipped); the infeasible counts then cover the "
+    "evaluated strategies only. --no-prune evaluates every strategy.",
+)
+@click.option(
+    "--exhaustive",
     is_flag=True,
-    help="Exact pruned search: the same top strategies from fewer evaluations (groups of "
-    "strategies whose step-time lower bound exceeds the K-th best are skipped); the Pareto "
-    "front and infeasible counts then cover the evaluated strategies only. One process.",
+    help="Evaluate every strategy (the same as --no-prune): exact infeasible counts.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
 @click.option(
@@ -235,7 +246,8 @@ def search_command(
     recompute_policies: bool,
     framework: str | None,
     save_best: str | None,
-    prune: bool,
+    prune: bool | None,
+    exhaustive: bool,
     as_json: bool,
     as_csv: bool,
     quiet: bool,
@@ -271,14 +283,21 @@ def search_command(
         )
     for space in spaces:
         check_objective(Objective(objective), space.system)
-    if prune:
+    if exhaustive and prune:
+        raise ConfigError("give one of --prune and --exhaustive", "--exhaustive")
+    distributed = [
+        key
         for key, given in (
             ("--out", out is not None),
             ("--workers", workers != 1),
             ("--scheduler", scheduler is not None),
-        ):
-            if given:
-                raise ConfigError("the pruned search (--prune) runs in one process", key)
+        )
+        if given
+    ]
+    if prune and distributed:
+        raise ConfigError("the pruned search (--prune) runs in one process", distributed[0])
+    # the pruned search unless asked for every strategy or for chunks on file or workers
+    prune = not exhaustive and (prune if prune is not None else not distributed)
     executor = make_executor(workers, scheduler)
     try:
         with progress("searching: groups" if prune else "searching: chunks", quiet) as bar:

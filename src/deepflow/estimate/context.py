@@ -58,7 +58,12 @@ def _place(b: StrategyBatch, size: int) -> Placements:
     groups = data_parallel_groups(
         b.dp, b.cp, b.ep, b.shard_degree, b.stride_dp, b.stride_cp, size, experts
     )
-    return experts, groups, place_group(b.tp, b.stride_tp, size), place_group(b.cp, b.stride_cp, size)
+    return (
+        experts,
+        groups,
+        place_group(b.tp, b.stride_tp, size),
+        place_group(b.cp, b.stride_cp, size),
+    )
 
 
 def _read_only(placement: GroupPlacement) -> None:

@@ -54,6 +54,9 @@ class EdgeCost:
     host_excess_backward: np.ndarray
     # the per-micro-batch all-reduce of the loss over the data-parallel group
     dp_comm_forward: np.ndarray
+    # the least saved_activations under any recompute setting, the other knobs unchanged
+    # (only the multi-token-prediction modules' layers recompute; LayerCost.saved_floor)
+    saved_floor: np.ndarray
 
     @property
     def forward(self) -> np.ndarray:
@@ -178,6 +181,7 @@ def embedding_cost(env: Env) -> EdgeCost:
         host_excess_forward=host_fwd,
         host_excess_backward=host_bwd,
         dp_comm_forward=zero,
+        saved_floor=values,
     )
 
 
@@ -282,6 +286,11 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     # gradient accumulation and the input gradient's tp all-reduce (tp > 1)
     fwd_kernels = norm["kernels"] + 1.0 + ce_fwd_kernels + 3.0 + (loss_reduce > 0)
     bwd_kernels = norm["kernels"] + 3.0 + ce_bwd_kernels + (env.batch.tp > 1)
+    saved = (
+        norm["saved"]
+        + norm_values * env.elem
+        + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0)
+    )
     head = EdgeCost(
         forward_compute=forward_compute,
         backward_compute=backward_compute,
@@ -294,12 +303,11 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
         host_excess_backward=host_excess(env, bwd_kernels, backward_compute + tp_half),
         dp_comm_forward=loss_reduce,
         # the final norm's saved tensors, the LM head's input, the loss's saved logits
-        saved_activations=norm["saved"]
-        + norm_values * env.elem
-        + logits * (loss.saved_act * env.elem + loss.saved_fp32 * 4.0),
+        saved_activations=saved,
         params=(head_params + counts.final_norm).astype(np.float64),
         forward_flops=2.0 * rows * h * v / tp,
         transient_activations=logits * loss.transient_fp32 * 4.0,
+        saved_floor=saved,
     )
     return head
 
@@ -322,6 +330,13 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
     proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
     proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
     module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
+
+    def saved(head_saved: np.ndarray, layer_saved: np.ndarray) -> np.ndarray:
+        # per module: the head and loss again, a norm, the projection's input, its layer
+        return head_saved + d * (
+            head_saved + norm.saved + rows * 2.0 * h * env.elem / env.sp_div + layer_saved
+        )
+
     return EdgeCost(
         forward_compute=head.forward_compute
         + d * (head.forward_compute + norm.fwd + proj_fwd + layer.forward_compute),
@@ -340,14 +355,7 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
         + d * (head.tp_comm_forward + layer.forward - layer.forward_compute),
         tp_comm_backward=head.tp_comm_backward
         + d * (head.tp_comm_backward + layer.backward - layer.backward_compute - layer.recompute),
-        saved_activations=head.saved_activations
-        + d
-        * (
-            head.saved_activations
-            + norm.saved
-            + rows * 2.0 * h * env.elem / env.sp_div
-            + layer.saved_activations
-        ),
+        saved_activations=saved(head.saved_activations, layer.saved_activations),
         params=head.params + d * module_params,
         forward_flops=head.forward_flops
         + d * (head.forward_flops + 2.0 * rows * 2 * h * h / tp + layer.forward_flops),
@@ -356,4 +364,5 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
         host_excess_forward=(1.0 + d) * head.host_excess_forward,
         host_excess_backward=(1.0 + d) * head.host_excess_backward,
         dp_comm_forward=head.dp_comm_forward,
+        saved_floor=saved(head.saved_floor, layer.saved_floor),
     )

@@ -26,9 +26,9 @@ expert group stays in a node).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
 from deepflow.network.hierarchy import GroupPlacement
 from deepflow.network.programs import ProgramAlgorithm
-from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.batch import SCHEDULES, StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
 from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import (
@@ -125,6 +125,9 @@ class BatchResult:
     model_flops: float
     hardware_flops: np.ndarray
     micro_batches: np.ndarray
+    # with memory_floor_zeros: a lower bound on the peak memory over the strategy's ZeRO,
+    # recompute and schedule alternatives (evaluate's docstring); None otherwise
+    memory_floor: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.batch)
@@ -255,6 +258,59 @@ def param_gather_exposed(
     return np.where(env.batch.overlap_param_gather, np.minimum(gather, overlapped), gather)
 
 
+def _stage_state(
+    zero: np.ndarray,
+    *,
+    params: np.ndarray,
+    expert: np.ndarray,
+    fp8_dense: np.ndarray | None,
+    groups: DataParallelGroups,
+    param_bytes: np.ndarray,
+    fp8_extra: np.ndarray,
+    grad_bytes: np.ndarray,
+    opt_bytes: np.ndarray,
+    base_buffers: np.ndarray,
+    largest_layer: np.ndarray,
+    reshard_after_forward: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bytes of weights, gradients, optimizer state and buffers of every pipeline stage
+    (axis 0) at ZeRO stage ``zero`` (per strategy), from the stage's ``params`` and
+    ``expert`` parameters (one definition for the estimate and its memory floor)."""
+    weights = sharded_state(params, expert, zero, 3, groups) * param_bytes
+    # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py; the
+    # norms' few parameters are counted with them, embedding and head stay 16-bit)
+    if fp8_dense is not None:
+        weights = weights + sharded_state(fp8_dense, expert, zero, 3, groups) * fp8_extra
+    grads = sharded_state(params, expert, zero, 2, groups) * grad_bytes
+    opt = sharded_state(params, expert, zero, 1, groups) * opt_bytes
+    buffers = base_buffers + unit_buffers(
+        largest_layer,
+        params + expert,
+        zero,
+        reshard_after_forward,
+        groups,
+        param_bytes,
+        grad_bytes,
+    )
+    return weights, grads, opt, buffers
+
+
+def _peak_phase(
+    weights: np.ndarray, grads: np.ndarray, acts: np.ndarray, late: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, gradients and activations at a stage's memory peak. Gradients made in
+    backward (``late``: ``set_to_none``) replace the saved activations and the 16-bit
+    weight copies as these are freed: the peak is the larger of the two phases, start of
+    backward (weights + activations) or optimizer step (gradients), so the peak's sum of
+    the three is ``max(weights + acts, grads)`` there and ``weights + acts + grads``
+    otherwise, nondecreasing in each of them."""
+    forward_phase = weights + acts >= grads
+    weights = np.where(late & ~forward_phase, 0.0, weights)
+    acts = np.where(late & ~forward_phase, 0.0, acts)
+    grads = np.where(late & forward_phase, 0.0, grads)
+    return weights, grads, acts
+
+
 def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGroups:
     """The groups of the strategies at ``idx``."""
     return DataParallelGroups(
@@ -279,6 +335,7 @@ def evaluate(
     batch: StrategyBatch,
     algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
     matmul_scale: np.ndarray | None = None,
+    memory_floor_zeros: Sequence[int] | None = None,
 ) -> BatchResult:
     """Evaluate every strategy of ``batch`` for ``model`` on ``system`` (vectorized).
 
@@ -287,6 +344,24 @@ def evaluate(
     reduce-scatter and all-gather pairs), ``"dp"`` (the data-parallel gradient sync and
     the ZeRO-3 gathers) and ``"ep"`` (the expert all-to-alls). Context and pipeline
     parallelism move data point to point, so they take no collective algorithm.
+
+    With ``memory_floor_zeros`` (ZeRO stages), ``result.memory_floor`` holds for each
+    strategy a lower bound on the peak memory of every strategy that differs from it only
+    in the ZeRO stage (one of ``memory_floor_zeros``), the recompute setting (mode, modules,
+    layers) and the pipeline schedule. Proof: a stage's peak is ``opt + buffers + P(weights,
+    grads, acts)`` with ``P`` the sum of the three or ``max(weights + acts, grads)``
+    (:func:`_peak_phase`), nondecreasing in each term; the peak memory is its largest
+    stage's. Weights, gradients, optimizer state and buffers depend on the ZeRO stage
+    only (:func:`_stage_state`, called for both). Activations are ``flight x per_mb + live
+    + last x transient``, all terms non-negative but ``live``: ``flight`` (pipeline
+    ``in_flight``) is at least its least over every schedule, ``per_mb`` (the stage's
+    saved bytes per micro-batch) at least the sum of the layers' and edges'
+    ``saved_floor`` and ``live`` at least the layers' ``live_floor``
+    (:class:`~deepflow.estimate.layer_cost.LayerCost`), whatever the recompute setting;
+    ``transient`` reads none of these knobs. So for a strategy at ZeRO stage ``z`` every
+    stage's peak is at least the same sum with the activations at their floor, the largest
+    stage's too, and the least of these over ``z`` in ``memory_floor_zeros`` bounds them
+    all. ``tests/search/test_prune.py`` checks it on random strategies.
     """
     for axis in algorithms or {}:
         if axis not in ALGORITHM_AXES:
@@ -348,6 +423,9 @@ def evaluate(
     }
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
+    live_floor = np.maximum(dense.live_floor, moe.live_floor)
+    floor_zeros = None if memory_floor_zeros is None else sorted(set(memory_floor_zeros))
+    floor = None if floor_zeros is None else np.zeros(n)
 
     steady = np.zeros(n)
     bubble = np.zeros(n)
@@ -435,15 +513,31 @@ def evaluate(
         sz = zero[idx]
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
-        weights = sharded_state(params, expert, sz, 3, sgroups) * w_bytes[idx]
-        # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py;
-        # the norms' few parameters are counted with them, embedding and head stay 16-bit)
-        if fp8_any:
-            fp8_dense = n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
-            fp8_w = sharded_state(fp8_dense, expert, sz, 3, sgroups) * fp8_extra[idx]
-            weights = weights + fp8_w
-        grads = sharded_state(params, expert, sz, 2, sgroups) * env.grad_bytes[idx]
-        opt = sharded_state(params, expert, sz, 1, sgroups) * opt_state[idx]
+        fp8_dense = (
+            n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
+            if fp8_any
+            else None
+        )
+        largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
+        base_buffers = (
+            2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]
+        ) * np.ones((pp, 1))
+
+        state = partial(
+            _stage_state,
+            params=params,
+            expert=expert,
+            fp8_dense=fp8_dense,
+            groups=sgroups,
+            param_bytes=w_bytes[idx],
+            fp8_extra=fp8_extra[idx],
+            grad_bytes=env.grad_bytes[idx],
+            opt_bytes=opt_state[idx],
+            base_buffers=base_buffers,
+            largest_layer=largest_layer,
+            reshard_after_forward=b.reshard_after_forward[idx],
+        )
+        weights, grads, opt, buffers = state(sz)
         per_mb = (
             n_dense[:, None] * dense.saved_activations[idx]
             + n_moe[:, None] * moe.saved_activations[idx]
@@ -452,27 +546,31 @@ def evaluate(
         )
         flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
         acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]
-        largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
-        buffers = (2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]) * (
-            np.ones((pp, 1))
-        ) + unit_buffers(
-            largest_layer,
-            params + expert,
-            sz,
-            b.reshard_after_forward[idx],
-            sgroups,
-            w_bytes[idx],
-            env.grad_bytes[idx],
-        )
-        # gradients made in backward (set_to_none) replace the saved activations and the
-        # 16-bit weight copies as these are freed: the peak is the larger of the two
-        # phases, start of backward (weights + activations) or optimizer step (gradients)
         late = grads_in_backward[idx]
-        forward_phase = weights + acts >= grads
-        weights = np.where(late & ~forward_phase, 0.0, weights)
-        acts = np.where(late & ~forward_phase, 0.0, acts)
-        grads = np.where(late & forward_phase, 0.0, grads)
+        weights, grads, acts = _peak_phase(weights, grads, acts, late)
         total = weights + grads + opt + acts + buffers
+        if floor_zeros is not None:
+            # the same terms at their least over zero, recompute and schedule (see the
+            # docstring): activations at the least in-flight count and saved bytes
+            fewest = np.min(
+                [in_flight(stages, pp, m[idx], b.vpp[idx], s) for s in range(len(SCHEDULES))],
+                axis=0,
+            )
+            per_mb_floor = (
+                n_dense[:, None] * dense.saved_floor[idx]
+                + n_moe[:, None] * moe.saved_floor[idx]
+                + first * emb.saved_floor[idx]
+                + last * head.saved_floor[idx]
+            )
+            acts_floor = (
+                fewest * per_mb_floor + live_floor[idx] + last * head.transient_activations[idx]
+            )
+            lowest = np.full(len(members), np.inf)
+            for z in floor_zeros:
+                zw, zg, zo, zb = state(np.full(len(members), z, dtype=sz.dtype))
+                zw, zg, za = _peak_phase(zw, zg, acts_floor, late)
+                lowest = np.minimum(lowest, np.max(zw + zg + zo + za + zb, axis=0))
+            floor[idx] = lowest
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
         peak_stage[idx] = worst
@@ -494,9 +592,7 @@ def evaluate(
     # except the last bucket; ZeRO 1/2 then gather the updated parameters
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
-    sync_colls = step_sync(
-        stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes
-    )
+    sync_colls = step_sync(stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes)
     sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
     grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
     last_bucket = sync * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes, 1.0))
@@ -540,6 +636,7 @@ def evaluate(
         breakdown=breakdown,
         memory=mem,
         peak_memory=peak,
+        memory_floor=floor,
         peak_stage=peak_stage,
         critical_stage=critical_stage,
         model_flops=flops,

@@ -82,4 +82,3 @@ def weight_extra_bytes(env: Env) -> np.ndarray:
 def gather_bytes(env: Env) -> np.ndarray:
     """Bytes per parameter of the distributed optimizer's parameter all-gather."""
     return np.where(env.batch.fp8_param_gather, FP8_GATHER_BYTES, env.elem)
-

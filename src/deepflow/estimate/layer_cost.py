@@ -88,7 +88,15 @@ class LayerCost:
     zero-bubble schedule defers). ``recompute`` is the extra forward work in backward and
     ``recompute_tp``/``_cp``/``_ep`` the collectives it reruns. ``saved_activations`` is
     what a micro-batch keeps after the forward pass; ``recompute_live`` what recomputation
-    brings back for the duration of one layer's backward.
+    brings back for the duration of one layer's backward. ``saved_floor`` and
+    ``live_floor`` are the least values these two take under any recompute setting (mode,
+    modules, layers) with every other knob unchanged: ``saved`` is ``f x + (1 - f) a``
+    (full, ``f`` in ``(0, 1]``, ``x`` the layer input, ``a`` all saved bytes), ``a - d_S``
+    (selective, ``d_S`` the bytes module set ``S`` drops, at most ``d_all``, the bytes
+    every module drops) or ``a`` (none), each at least ``min(x, a - d_all)``; ``live`` is
+    ``a - x`` (full), ``d_S >= 0`` (selective) or 0 (none), each at least ``min(0, a - x)``.
+    The search's memory lower bound reads them (:func:`deepflow.estimate.evaluate.evaluate`,
+    ``memory_floor_zeros``).
     """
 
     forward_compute: np.ndarray
@@ -109,6 +117,8 @@ class LayerCost:
     saved_activations: np.ndarray  # bytes kept per micro-batch after forward, by recompute mode
     full_activations: np.ndarray  # bytes a layer saves without recomputation
     recompute_live: np.ndarray  # bytes recomputation re-creates during one layer's backward
+    saved_floor: np.ndarray  # least saved_activations under any recompute setting
+    live_floor: np.ndarray  # least recompute_live under any recompute setting
     params: np.ndarray  # local parameters (non-expert)
     expert_params: np.ndarray  # local expert parameters
     forward_flops: np.ndarray  # matmul FLOPs of the forward pass on this rank
@@ -595,6 +605,9 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     # full: a checkpointed layer keeps its input, a fraction f of the layers is checkpointed
     saved = f * layer_input + (1.0 - f) * (all_saved - sel["dropped"])
     live = np.where(f > 0, all_saved - layer_input, sel["dropped"])
+    # the least of both over every recompute setting (see LayerCost): every module dropped
+    saved_floor = np.minimum(layer_input, all_saved - _dropped(None, layer, parts, attn))
+    live_floor = np.minimum(0.0, all_saved - layer_input)
     recompute = f * fwd_compute + sel["time"]
     recompute_flops = f * (total["flops"] + attn_flops) + sel["flops"]
     return LayerCost(
@@ -616,6 +629,8 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         saved_activations=saved,
         full_activations=all_saved,
         recompute_live=live,
+        saved_floor=np.broadcast_to(saved_floor, fwd_compute.shape).astype(np.float64),
+        live_floor=np.broadcast_to(live_floor, fwd_compute.shape).astype(np.float64),
         params=np.broadcast_to(params, fwd_compute.shape).astype(np.float64),
         expert_params=np.broadcast_to(
             np.asarray(expert_params, dtype=np.float64), fwd_compute.shape
@@ -624,6 +639,32 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
         weight_flops=total["flops"],
         recompute_flops=recompute_flops,
     )
+
+
+def _dropped(
+    bits: np.ndarray | None,
+    layer: LayerTemplate,
+    parts: list[dict[str, np.ndarray]],
+    attn: dict[str, np.ndarray],
+) -> np.ndarray | float:
+    """The saved bytes that selective recomputation of module set ``bits`` (a bitmask over
+    :data:`~deepflow.workload.recompute.MODULES`, per strategy; None: every module) drops:
+    the saved tensors of the parts its modules checkpoint and of the attention core where
+    they cover it."""
+    masks = module_masks(layer)
+    dropped: np.ndarray | float = 0.0 if bits is None else np.zeros(np.shape(bits))
+
+    def where(mask: int, value: np.ndarray) -> np.ndarray:
+        return value if bits is None else np.where((bits & mask) != 0, value, 0.0)
+
+    for part, drop in zip(parts, masks.dropped, strict=True):
+        if drop:
+            dropped = dropped + where(drop, part["saved"])
+    if masks.core_internal_dropped:
+        dropped = dropped + where(masks.core_internal_dropped, attn["score_saved"])
+    if masks.core_qkv_dropped:
+        dropped = dropped + where(masks.core_qkv_dropped, attn["qkv_saved"])
+    return dropped
 
 
 def _selective(
@@ -648,25 +689,18 @@ def _selective(
     def on(mask: int) -> np.ndarray:
         return (bits & mask) != 0
 
-    for part, rec, drop in zip(parts, masks.recomputed, masks.dropped, strict=True):
+    for part, rec in zip(parts, masks.recomputed, strict=True):
         if rec:
             again = on(rec)
             out["time"] = out["time"] + np.where(again, part["fwd"], 0.0)
             out["flops"] = out["flops"] + np.where(again, part["flops"], 0.0)
             out["kernels"] = out["kernels"] + np.where(again, part["kernels"], 0.0)
-        if drop:
-            out["dropped"] = out["dropped"] + np.where(on(drop), part["saved"], 0.0)
     if masks.core_recomputed:
         again = on(masks.core_recomputed)
         out["time"] = out["time"] + np.where(again, attn["fwd"], 0.0)
         out["flops"] = out["flops"] + np.where(again, attn["flops"], 0.0)
         out["kernels"] = out["kernels"] + np.where(again, attn["kernels"], 0.0)
-    if masks.core_internal_dropped:
-        dropped = np.where(on(masks.core_internal_dropped), attn["score_saved"], 0.0)
-        out["dropped"] = out["dropped"] + dropped
-    if masks.core_qkv_dropped:
-        dropped = np.where(on(masks.core_qkv_dropped), attn["qkv_saved"], 0.0)
-        out["dropped"] = out["dropped"] + dropped
+    out["dropped"] = _dropped(bits, layer, parts, attn)
     # the dense MLP's checkpoint reruns its row-parallel reduction (one of the layer's two
     # tensor-parallel pairs); the MoE layer's reruns that and its dispatch and combine
     if any(RecomputeModule.MLP in op.modules for op in layer.ops):
