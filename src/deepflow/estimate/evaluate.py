@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -75,6 +75,8 @@ BREAKDOWN_KEYS = (
 MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
 # the parts of a pipeline stage's time per micro-batch: all but the step-level ones
 STAGE_PARTS = tuple(k for k in BREAKDOWN_KEYS if k not in ("pipeline_bubble", "optimizer"))
+# the parts of a transformer layer's time (all stage parts but the pipeline transfers)
+LAYER_PARTS = tuple(k for k in STAGE_PARTS if k != "pp_comm")
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
@@ -255,6 +257,26 @@ def param_gather_exposed(
     return np.where(env.batch.overlap_param_gather, np.minimum(gather, overlapped), gather)
 
 
+@lru_cache(maxsize=4096)
+def _split_arrays(
+    model: ModelSpec, pp: int, vpp: int, stage_layers: tuple[int, ...] | None
+) -> tuple[np.ndarray, ...]:
+    """The pipeline split of ``model`` as read-only arrays over the stages: dense and MoE
+    layers per stage, the stage indices (a column), whether each stage holds the
+    embedding and the loss (columns of 0/1), and whether it holds any layer (a column);
+    the same for every strategy with that split, so one-strategy calls reuse them."""
+    split = pipeline_split(model, pp, vpp, stage_layers)
+    n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
+    stages = np.arange(pp)[:, None]
+    first = (stages == split.embedding_stage).astype(float)
+    last = (stages == split.loss_stage).astype(float)
+    holds_layers = (n_dense + n_moe)[:, None] > 0
+    out = (n_dense, n_moe, stages, first, last, holds_layers)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
 def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGroups:
     """The groups of the strategies at ``idx``."""
     return DataParallelGroups(
@@ -334,6 +356,8 @@ def evaluate(
 
     d_parts = layer_parts(dense, z3_dense)
     m_parts = d_parts if moe is dense else layer_parts(moe, z3_moe)  # dense: one layer kind
+    d_stack = np.stack([d_parts[k] for k in LAYER_PARTS])  # (part, strategy)
+    m_stack = d_stack if moe is dense else np.stack([m_parts[k] for k in LAYER_PARTS])
     emb_parts = {
         "compute": emb.forward_compute + emb.backward_compute,
         "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
@@ -365,19 +389,22 @@ def evaluate(
     for (pp, vpp, stage_layers), members in groups.items():
         # one split (always, for one strategy): all of the batch, in order, as a view
         idx = slice(None) if len(groups) == 1 else np.array(members)
-        split = pipeline_split(model, pp, vpp, stage_layers)
-        n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
-        stages = np.arange(pp)[:, None]
-        first = (stages == split.embedding_stage).astype(float)
-        last = (stages == split.loss_stage).astype(float)
+        n_dense, n_moe, stages, first, last, holds_layers = _split_arrays(
+            model, pp, vpp, stage_layers
+        )
+        # the layer parts of every stage at once: (part, stage, strategy)
+        layer_stack = (
+            n_dense[None, :, None] * d_stack[:, None, idx]
+            + n_moe[None, :, None] * m_stack[:, None, idx]
+        )
         parts = {}
         for key in STAGE_PARTS:
             if key == "pp_comm":
                 parts[key] = 2.0 * vpp * p2p[idx] * np.ones((pp, 1))
                 continue
-            value = n_dense[:, None] * d_parts[key][idx] + n_moe[:, None] * m_parts[key][idx]
+            value = layer_stack[LAYER_PARTS.index(key)]
             if key == "dp_comm":
-                value = value + vpp * z3_edge[idx] * ((n_dense + n_moe)[:, None] > 0)
+                value = value + vpp * z3_edge[idx] * holds_layers
             if key in emb_parts:
                 value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
             parts[key] = value

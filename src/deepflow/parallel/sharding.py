@@ -360,9 +360,12 @@ def sync_time(
             continue
         group = getattr(groups, c.group)
         moves = np.asarray(c.size > 0)
-        if not moves.any():  # nothing to move anywhere: zeros of the collective's shape
-            shape = np.broadcast(c.size, group.size, group.members_per_domain, group.domains)
-            total = total + np.zeros(shape.shape)
+        if not (bool(moves) if moves.size == 1 else moves.any()):
+            # nothing to move anywhere: zeros of the collective's shape (nothing to add where
+            # the running total has that shape already)
+            inputs = (c.size, group.size, group.members_per_domain, group.domains)
+            if any(np.shape(a) not in ((), total.shape) for a in inputs):
+                total = total + np.zeros(np.broadcast(*inputs).shape)
             continue
         t = collective_time(c.op, c.size, group, hierarchy, algorithm)
         total = total + np.where(moves, t, 0.0)
