@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import TypeVar
 
 import numpy as np
@@ -88,6 +89,10 @@ class LayerCost:
     ``recompute_tp``/``_cp``/``_ep`` the collectives it reruns. ``saved_activations`` is
     what a micro-batch keeps after the forward pass; ``recompute_live`` what recomputation
     brings back for the duration of one layer's backward.
+
+    The sums (``forward``, ``backward``, ``host_excess``, ``recompute_comm``) are computed
+    once per object, on first use: the fields are not changed after construction (the
+    memoized costs of :mod:`deepflow.estimate.memo` are read-only).
     """
 
     forward_compute: np.ndarray
@@ -114,15 +119,15 @@ class LayerCost:
     weight_flops: np.ndarray  # FLOPs of the weight-gradient GEMMs (= forward GEMM FLOPs)
     recompute_flops: np.ndarray
 
-    @property
+    @cached_property
     def recompute_comm(self) -> np.ndarray:
         return self.recompute_tp + self.recompute_cp + self.recompute_ep
 
-    @property
+    @cached_property
     def host_excess(self) -> np.ndarray:
         return self.host_excess_forward + self.host_excess_backward
 
-    @property
+    @cached_property
     def forward(self) -> np.ndarray:
         return (
             self.forward_compute
@@ -132,7 +137,7 @@ class LayerCost:
             + self.host_excess_forward
         )
 
-    @property
+    @cached_property
     def backward(self) -> np.ndarray:
         return (
             self.backward_compute
