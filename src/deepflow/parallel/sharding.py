@@ -364,7 +364,8 @@ def sync_time(
             # nothing to move anywhere: zeros of the collective's shape (nothing to add where
             # the running total has that shape already)
             inputs = (c.size, group.size, group.members_per_domain, group.domains)
-            if any(np.shape(a) not in ((), total.shape) for a in inputs):
+            shapes = {getattr(a, "shape", ()) for a in inputs}
+            if not shapes <= {(), total.shape}:
                 total = total + np.zeros(np.broadcast(*inputs).shape)
             continue
         t = collective_time(c.op, c.size, group, hierarchy, algorithm)
