@@ -277,6 +277,17 @@ def _split_arrays(
     return out
 
 
+@lru_cache(maxsize=4096)
+def _in_flight_one(pp: int, *columns: tuple[str, object]) -> np.ndarray:
+    """:func:`~deepflow.estimate.pipeline.in_flight` of every stage of one strategy (a
+    read-only column) from its micro-batches, vpp and schedule, each given as (dtype,
+    value): the same for every strategy with these inputs."""
+    m, vpp, schedule = (np.array([value], dtype=dtype) for dtype, value in columns)
+    out = in_flight(np.arange(pp)[:, None], pp, m, vpp, schedule)
+    out.flags.writeable = False
+    return out
+
+
 def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGroups:
     """The groups of the strategies at ``idx``."""
     return DataParallelGroups(
@@ -473,7 +484,10 @@ def evaluate(
             + first * emb.saved_activations[idx]
             + last * head.saved_activations[idx]
         )
-        flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
+        if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
+            flight = _in_flight_one(pp, *((a.dtype.str, a.item()) for a in (m, b.vpp, b.schedule)))
+        else:
+            flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
         acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]
         largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
         buffers = (2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]) * (
@@ -491,10 +505,11 @@ def evaluate(
         # 16-bit weight copies as these are freed: the peak is the larger of the two
         # phases, start of backward (weights + activations) or optimizer step (gradients)
         late = grads_in_backward[idx]
-        forward_phase = weights + acts >= grads
-        weights = np.where(late & ~forward_phase, 0.0, weights)
-        acts = np.where(late & ~forward_phase, 0.0, acts)
-        grads = np.where(late & forward_phase, 0.0, grads)
+        if late.any():
+            forward_phase = weights + acts >= grads
+            weights = np.where(late & ~forward_phase, 0.0, weights)
+            acts = np.where(late & ~forward_phase, 0.0, acts)
+            grads = np.where(late & forward_phase, 0.0, grads)
         total = weights + grads + opt + acts + buffers
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
