@@ -278,7 +278,7 @@ def _split_arrays(
 
 
 @lru_cache(maxsize=4096)
-def _in_flight_one(pp: int, *columns: tuple[str, object]) -> np.ndarray:
+def _in_flight_one(pp: int, *columns: tuple[np.dtype, object]) -> np.ndarray:
     """:func:`~deepflow.estimate.pipeline.in_flight` of every stage of one strategy (a
     read-only column) from its micro-batches, vpp and schedule, each given as (dtype,
     value): the same for every strategy with these inputs."""
@@ -485,7 +485,7 @@ def evaluate(
             + last * head.saved_activations[idx]
         )
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
-            flight = _in_flight_one(pp, *((a.dtype.str, a.item()) for a in (m, b.vpp, b.schedule)))
+            flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
         else:
             flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
         acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]

@@ -169,12 +169,12 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
     (see the module docstring); objects keyed by identity are appended to ``refs``."""
     kind = type(value)
     if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
-        return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
+        return (value.dtype, value.shape, value.tobytes())  # type: ignore[attr-defined]
     known = _IMMUTABLE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
     if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return ("scalar", value.dtype.str, value.tobytes())
+        return ("scalar", value.dtype, value.tobytes())
     if kind is float:  # every bit: -0.0 is not 0.0, NaN matches NaN
         return (kind, value.hex())  # type: ignore[attr-defined]
     if isinstance(value, _SCALARS):
