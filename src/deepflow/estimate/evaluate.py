@@ -33,7 +33,7 @@ from functools import cache, lru_cache
 import numpy as np
 
 from deepflow.errors import ConfigError
-from deepflow.estimate.context import Env
+from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
@@ -133,10 +133,8 @@ class BatchResult:
 
     @property
     def peak_flops(self) -> np.ndarray:
-        from deepflow.parallel.batch import PRECISIONS
-
-        peaks = np.array([self.system.accelerator.peak(p) for p in PRECISIONS])
-        return peaks[self.batch.precision]
+        # the accelerator's dense peak per precision code, kept per system object
+        return system_constants(self.system)[1][self.batch.precision]
 
     @property
     def mfu(self) -> np.ndarray:
