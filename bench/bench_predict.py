@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import deepflow
-from deepflow.estimate.evaluate import PART_COSTS
+from deepflow.estimate.evaluate import EDGE_COSTS, PART_COSTS
 from deepflow.specs import Scenario
 
 ROOT = Path(__file__).parents[1]
@@ -61,7 +61,11 @@ def main() -> None:
             PART_COSTS.clear()
         deepflow.predict(scenario)
     elapsed = time.process_time() - start
-    reuse = "no reuse" if args.cold else f"{PART_COSTS.misses} part-cost computations"
+    reuse = (
+        "no reuse"
+        if args.cold
+        else f"{PART_COSTS.misses} layer-cost and {EDGE_COSTS.misses} edge-cost computations"
+    )
     print(
         f"deepflow.predict: {args.calls / elapsed:,.0f} predictions/s on one core "
         f"({elapsed / args.calls * 1e3:.2f} ms each, {args.calls} calls over "

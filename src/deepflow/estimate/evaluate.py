@@ -103,9 +103,43 @@ def part_costs(env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
     return dense, moe, embedding_cost(env), head_cost(env, (dense, moe))
 
 
-PART_COSTS = Memo(part_costs)
-"""One-strategy evaluations (``deepflow.predict`` in a loop) reuse the part costs of
-earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)."""
+def edge_costs(env: Env) -> tuple[EdgeCost, EdgeCost]:
+    """The embedding and head costs of ``env`` (:func:`part_costs`' last two)."""
+    return embedding_cost(env), head_cost(env)
+
+
+LAYER_COSTS = Memo(layer_costs)
+EDGE_COSTS = Memo(edge_costs)
+
+
+class PartCosts:
+    """:func:`part_costs` for one-strategy evaluations (``deepflow.predict`` in a loop),
+    reusing the costs of earlier calls that read the same inputs
+    (:mod:`deepflow.estimate.memo`): the layer costs and the edge costs are kept apart, so
+    that an input only the edges read (the data-parallel group of the loss all-reduce, say)
+    does not enter the key of the layers, the bulk of the work. ``hits`` and ``misses``
+    are the layers' memo's; :meth:`clear` empties both."""
+
+    def __call__(self, env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+        if len(env.batch) != 1:
+            return part_costs(env)
+        return (*LAYER_COSTS(env), *EDGE_COSTS(env))
+
+    @property
+    def hits(self) -> int:
+        return LAYER_COSTS.hits
+
+    @property
+    def misses(self) -> int:
+        return LAYER_COSTS.misses
+
+    def clear(self) -> None:
+        LAYER_COSTS.clear()
+        EDGE_COSTS.clear()
+
+
+PART_COSTS = PartCosts()
+"""One-strategy evaluations reuse the part costs of earlier calls (:class:`PartCosts`)."""
 
 
 @dataclass(frozen=True)
