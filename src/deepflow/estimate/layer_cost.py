@@ -79,6 +79,14 @@ _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
 _MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
 
 
+def _kept(value: T) -> T:
+    """``value``, made read-only where it is an array: a sum kept on its object
+    (:class:`LayerCost`) is shared by every later reader."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """Per layer, per micro-batch, per rank (arrays over strategies). Times in seconds.
@@ -91,8 +99,8 @@ class LayerCost:
     brings back for the duration of one layer's backward.
 
     The sums (``forward``, ``backward``, ``host_excess``, ``recompute_comm``) are computed
-    once per object, on first use: the fields are not changed after construction (the
-    memoized costs of :mod:`deepflow.estimate.memo` are read-only).
+    once per object, on first use, and kept read-only: the fields are not changed after
+    construction (the memoized costs of :mod:`deepflow.estimate.memo` are read-only).
     """
 
     forward_compute: np.ndarray
@@ -121,15 +129,15 @@ class LayerCost:
 
     @cached_property
     def recompute_comm(self) -> np.ndarray:
-        return self.recompute_tp + self.recompute_cp + self.recompute_ep
+        return _kept(self.recompute_tp + self.recompute_cp + self.recompute_ep)
 
     @cached_property
     def host_excess(self) -> np.ndarray:
-        return self.host_excess_forward + self.host_excess_backward
+        return _kept(self.host_excess_forward + self.host_excess_backward)
 
     @cached_property
     def forward(self) -> np.ndarray:
-        return (
+        return _kept(
             self.forward_compute
             + self.tp_comm_forward
             + self.cp_comm_forward
@@ -139,7 +147,7 @@ class LayerCost:
 
     @cached_property
     def backward(self) -> np.ndarray:
-        return (
+        return _kept(
             self.backward_compute
             + self.recompute
             + self.tp_comm_backward
