@@ -3,17 +3,25 @@ loop calls it: a different strategy each call, so nothing is served from a resul
 
 GPT-3 175B on 1,024 A100 80GB (examples/gpt3-175b-a100.yaml) over a cycle of 120 distinct
 strategies (tp, pp, micro-batch, recompute); CPU time of this process, so that other load
-on the machine does not count. The layer, embedding and head costs of a call are reused
-by later calls that read the same inputs (:mod:`deepflow.estimate.memo`: here tp,
-micro-batch and recompute, 24 combinations, each computed once and counted in the time);
-``--cold`` empties that memo before every call, the rate without any reuse.
+on the machine does not count. The layer costs, and apart from them the embedding and
+head costs, of a call are reused by later calls that read the same inputs
+(:mod:`deepflow.estimate.memo`: here tp, micro-batch and recompute, 24 combinations, each
+computed once and counted in the time); ``--cold`` empties those memos before every call,
+the rate without any reuse.
 
     python bench/bench_predict.py [--calls N] [--cold]
 
-Measured on the 2-core development machine, 2026-12-05 (``taskset -c 0``): 1,618-1,635
-predictions/s in three runs, against 1,081-1,105 for the evaluator before the one-strategy
-shortcuts (placements per mesh, tables per system object, cheaper memo keys, rules that
-stop at the first violation) in the same runs; ``--cold`` 425/s against 375/s.
+Measured on the 2-core development machine, 2026-12-05 (``taskset -c 0``, other jobs
+running on the machine): 1,748-1,863 predictions/s (0.54-0.57 ms each) in three runs,
+against 1,473-1,486 for the evaluator before the second round of one-strategy shortcuts
+(the data-parallel sync of one strategy on NumPy scalars, :mod:`deepflow.network.xp`;
+feasibility rules on the strategy's scalars; split arrays and activations in flight kept
+per pipeline split; layer-cost sums computed once per memoized object) in the same runs;
+``--cold`` 371-376/s against 366-377/s. Before the first round (placements per mesh,
+tables per system object, cheaper memo keys, rules that stop at the first violation)
+it was 1,081-1,105/s. The 5,000/s an optimizer loop would like is not reached: what is
+left is NumPy's fixed cost per operation on one-element arrays, spread over the whole
+evaluator (``python -m cProfile -s tottime bench/bench_predict.py --calls 1200``).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import deepflow
-from deepflow.estimate.evaluate import PART_COSTS
+from deepflow.estimate.evaluate import EDGE_COSTS, PART_COSTS
 from deepflow.specs import Scenario
 
 ROOT = Path(__file__).parents[1]
@@ -61,7 +69,11 @@ def main() -> None:
             PART_COSTS.clear()
         deepflow.predict(scenario)
     elapsed = time.process_time() - start
-    reuse = "no reuse" if args.cold else f"{PART_COSTS.misses} part-cost computations"
+    reuse = (
+        "no reuse"
+        if args.cold
+        else f"{PART_COSTS.misses} layer-cost and {EDGE_COSTS.misses} edge-cost computations"
+    )
     print(
         f"deepflow.predict: {args.calls / elapsed:,.0f} predictions/s on one core "
         f"({elapsed / args.calls * 1e3:.2f} ms each, {args.calls} calls over "

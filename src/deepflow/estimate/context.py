@@ -82,7 +82,7 @@ def placements(b: StrategyBatch, size: int) -> Placements:
     inputs by dtype and value, and the domain size), as read-only arrays."""
     if len(b) != 1:
         return _place(b, size)
-    key = (size, *((a.dtype.str, a.item()) for a in (getattr(b, n) for n in _PLACEMENT_INPUTS)))
+    key = (size, *((a.dtype, a.item()) for a in (getattr(b, n) for n in _PLACEMENT_INPUTS)))
     with _PLACEMENTS_LOCK:
         hit = _PLACEMENTS.get(key)
         if hit is not None:

@@ -28,12 +28,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import cache, lru_cache, partial
 
 import numpy as np
 
 from deepflow.errors import ConfigError
-from deepflow.estimate.context import Env
+from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
@@ -75,6 +75,8 @@ BREAKDOWN_KEYS = (
 MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
 # the parts of a pipeline stage's time per micro-batch: all but the step-level ones
 STAGE_PARTS = tuple(k for k in BREAKDOWN_KEYS if k not in ("pipeline_bubble", "optimizer"))
+# the parts of a transformer layer's time (all stage parts but the pipeline transfers)
+LAYER_PARTS = tuple(k for k in STAGE_PARTS if k != "pp_comm")
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
@@ -101,9 +103,43 @@ def part_costs(env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
     return dense, moe, embedding_cost(env), head_cost(env, (dense, moe))
 
 
-PART_COSTS = Memo(part_costs)
-"""One-strategy evaluations (``deepflow.predict`` in a loop) reuse the part costs of
-earlier calls that read the same inputs (:mod:`deepflow.estimate.memo`)."""
+def edge_costs(env: Env) -> tuple[EdgeCost, EdgeCost]:
+    """The embedding and head costs of ``env`` (:func:`part_costs`' last two)."""
+    return embedding_cost(env), head_cost(env)
+
+
+LAYER_COSTS = Memo(layer_costs)
+EDGE_COSTS = Memo(edge_costs)
+
+
+class PartCosts:
+    """:func:`part_costs` for one-strategy evaluations (``deepflow.predict`` in a loop),
+    reusing the costs of earlier calls that read the same inputs
+    (:mod:`deepflow.estimate.memo`): the layer costs and the edge costs are kept apart, so
+    that an input only the edges read (the data-parallel group of the loss all-reduce, say)
+    does not enter the key of the layers, the bulk of the work. ``hits`` and ``misses``
+    are the layers' memo's; :meth:`clear` empties both."""
+
+    def __call__(self, env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+        if len(env.batch) != 1:
+            return part_costs(env)
+        return (*LAYER_COSTS(env), *EDGE_COSTS(env))
+
+    @property
+    def hits(self) -> int:
+        return LAYER_COSTS.hits
+
+    @property
+    def misses(self) -> int:
+        return LAYER_COSTS.misses
+
+    def clear(self) -> None:
+        LAYER_COSTS.clear()
+        EDGE_COSTS.clear()
+
+
+PART_COSTS = PartCosts()
+"""One-strategy evaluations reuse the part costs of earlier calls (:class:`PartCosts`)."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +170,8 @@ class BatchResult:
 
     @property
     def peak_flops(self) -> np.ndarray:
-        from deepflow.parallel.batch import PRECISIONS
-
-        peaks = np.array([self.system.accelerator.peak(p) for p in PRECISIONS])
-        return peaks[self.batch.precision]
+        # the accelerator's dense peak per precision code, kept per system object
+        return system_constants(self.system)[1][self.batch.precision]
 
     @property
     def mfu(self) -> np.ndarray:
@@ -311,6 +345,37 @@ def _peak_phase(
     return weights, grads, acts
 
 
+@lru_cache(maxsize=4096)
+def _split_arrays(
+    model: ModelSpec, pp: int, vpp: int, stage_layers: tuple[int, ...] | None
+) -> tuple[np.ndarray, ...]:
+    """The pipeline split of ``model`` as read-only arrays over the stages: dense and MoE
+    layers per stage, the stage indices (a column), whether each stage holds the
+    embedding and the loss (columns of 0/1), and whether it holds any layer (a column);
+    the same for every strategy with that split, so one-strategy calls reuse them."""
+    split = pipeline_split(model, pp, vpp, stage_layers)
+    n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
+    stages = np.arange(pp)[:, None]
+    first = (stages == split.embedding_stage).astype(float)
+    last = (stages == split.loss_stage).astype(float)
+    holds_layers = (n_dense + n_moe)[:, None] > 0
+    out = (n_dense, n_moe, stages, first, last, holds_layers)
+    for a in out:
+        a.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _in_flight_one(pp: int, *columns: tuple[np.dtype, object]) -> np.ndarray:
+    """:func:`~deepflow.estimate.pipeline.in_flight` of every stage of one strategy (a
+    read-only column) from its micro-batches, vpp and schedule, each given as (dtype,
+    value): the same for every strategy with these inputs."""
+    m, vpp, schedule = (np.array([value], dtype=dtype) for dtype, value in columns)
+    out = in_flight(np.arange(pp)[:, None], pp, m, vpp, schedule)
+    out.flags.writeable = False
+    return out
+
+
 def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGroups:
     """The groups of the strategies at ``idx``."""
     return DataParallelGroups(
@@ -409,6 +474,8 @@ def evaluate(
 
     d_parts = layer_parts(dense, z3_dense)
     m_parts = d_parts if moe is dense else layer_parts(moe, z3_moe)  # dense: one layer kind
+    d_stack = np.stack([d_parts[k] for k in LAYER_PARTS])  # (part, strategy)
+    m_stack = d_stack if moe is dense else np.stack([m_parts[k] for k in LAYER_PARTS])
     emb_parts = {
         "compute": emb.forward_compute + emb.backward_compute,
         "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
@@ -447,19 +514,22 @@ def evaluate(
     for (pp, vpp, stage_layers), members in groups.items():
         # one split (always, for one strategy): all of the batch, in order, as a view
         idx = slice(None) if len(groups) == 1 else np.array(members)
-        split = pipeline_split(model, pp, vpp, stage_layers)
-        n_dense, n_moe = np.array(split.dense, float), np.array(split.moe, float)
-        stages = np.arange(pp)[:, None]
-        first = (stages == split.embedding_stage).astype(float)
-        last = (stages == split.loss_stage).astype(float)
+        n_dense, n_moe, stages, first, last, holds_layers = _split_arrays(
+            model, pp, vpp, stage_layers
+        )
+        # the layer parts of every stage at once: (part, stage, strategy)
+        layer_stack = (
+            n_dense[None, :, None] * d_stack[:, None, idx]
+            + n_moe[None, :, None] * m_stack[:, None, idx]
+        )
         parts = {}
         for key in STAGE_PARTS:
             if key == "pp_comm":
                 parts[key] = 2.0 * vpp * p2p[idx] * np.ones((pp, 1))
                 continue
-            value = n_dense[:, None] * d_parts[key][idx] + n_moe[:, None] * m_parts[key][idx]
+            value = layer_stack[LAYER_PARTS.index(key)]
             if key == "dp_comm":
-                value = value + vpp * z3_edge[idx] * ((n_dense + n_moe)[:, None] > 0)
+                value = value + vpp * z3_edge[idx] * holds_layers
             if key in emb_parts:
                 value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
             parts[key] = value
@@ -544,10 +614,14 @@ def evaluate(
             + first * emb.saved_activations[idx]
             + last * head.saved_activations[idx]
         )
-        flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
+        if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
+            flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
+        else:
+            flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
         acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]
         late = grads_in_backward[idx]
-        weights, grads, acts = _peak_phase(weights, grads, acts, late)
+        if late.any():  # otherwise no phase split (and nothing to compute)
+            weights, grads, acts = _peak_phase(weights, grads, acts, late)
         total = weights + grads + opt + acts + buffers
         if floor_zeros is not None:
             # the same terms at their least over zero, recompute and schedule (see the

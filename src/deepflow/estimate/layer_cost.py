@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import TypeVar
 
 import numpy as np
@@ -79,6 +80,14 @@ _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
 _MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
 
 
+def _kept(value: T) -> T:
+    """``value``, made read-only where it is an array: a sum kept on its object
+    (:class:`LayerCost`) is shared by every later reader."""
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """Per layer, per micro-batch, per rank (arrays over strategies). Times in seconds.
@@ -97,6 +106,10 @@ class LayerCost:
     ``a - x`` (full), ``d_S >= 0`` (selective) or 0 (none), each at least ``min(0, a - x)``.
     The search's memory lower bound reads them (:func:`deepflow.estimate.evaluate.evaluate`,
     ``memory_floor_zeros``).
+
+    The sums (``forward``, ``backward``, ``host_excess``, ``recompute_comm``) are computed
+    once per object, on first use, and kept read-only: the fields are not changed after
+    construction (the memoized costs of :mod:`deepflow.estimate.memo` are read-only).
     """
 
     forward_compute: np.ndarray
@@ -125,17 +138,17 @@ class LayerCost:
     weight_flops: np.ndarray  # FLOPs of the weight-gradient GEMMs (= forward GEMM FLOPs)
     recompute_flops: np.ndarray
 
-    @property
+    @cached_property
     def recompute_comm(self) -> np.ndarray:
-        return self.recompute_tp + self.recompute_cp + self.recompute_ep
+        return _kept(self.recompute_tp + self.recompute_cp + self.recompute_ep)
 
-    @property
+    @cached_property
     def host_excess(self) -> np.ndarray:
-        return self.host_excess_forward + self.host_excess_backward
+        return _kept(self.host_excess_forward + self.host_excess_backward)
 
-    @property
+    @cached_property
     def forward(self) -> np.ndarray:
-        return (
+        return _kept(
             self.forward_compute
             + self.tp_comm_forward
             + self.cp_comm_forward
@@ -143,9 +156,9 @@ class LayerCost:
             + self.host_excess_forward
         )
 
-    @property
+    @cached_property
     def backward(self) -> np.ndarray:
-        return (
+        return _kept(
             self.backward_compute
             + self.recompute
             + self.tp_comm_backward

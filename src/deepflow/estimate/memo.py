@@ -116,7 +116,7 @@ class _Spec:
 
 _IMMUTABLE: OrderedDict[int, tuple[object, Hashable]] = OrderedDict()
 """Fingerprints of frozen objects (specs; frozen dataclasses of scalars, such as the
-network hierarchy) by identity, each entry holding its object so that the id stays its
+network hierarchy, or of read-only arrays, such as the group placements) by identity, each entry holding its object so that the id stays its
 own; bounded like the memo."""
 
 
@@ -150,17 +150,31 @@ def _field_names(kind: type) -> tuple[str, ...]:
     return names
 
 
+def _read_only_fields(value: object) -> bool:
+    """True when every field of dataclass ``value`` is a read-only array that owns its data
+    or a scalar (the group placements kept per mesh, :mod:`deepflow.estimate.context`):
+    then its fingerprint cannot change while the object lives and is kept by identity."""
+    for name in _field_names(type(value)):
+        a = getattr(value, name)
+        if type(a) is np.ndarray:
+            if a.flags.writeable or a.base is not None or a.dtype.hasobject:
+                return False
+        elif not isinstance(a, _SCALARS):
+            return False
+    return True
+
+
 def fingerprint(value: object, refs: list[object]) -> Hashable:
     """A hashable key equal for two values exactly when they are interchangeable inputs
     (see the module docstring); objects keyed by identity are appended to ``refs``."""
     kind = type(value)
     if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
-        return (value.dtype.str, value.shape, value.tobytes())  # type: ignore[attr-defined]
+        return (value.dtype, value.shape, value.tobytes())  # type: ignore[attr-defined]
     known = _IMMUTABLE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
     if isinstance(value, np.generic) and not value.dtype.hasobject:
-        return ("scalar", value.dtype.str, value.tobytes())
+        return ("scalar", value.dtype, value.tobytes())
     if kind is float:  # every bit: -0.0 is not 0.0, NaN matches NaN
         return (kind, value.hex())  # type: ignore[attr-defined]
     if isinstance(value, _SCALARS):
@@ -174,7 +188,9 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
         return ("mapping", kind, *items)
     if is_dataclass(value) and not isinstance(value, type):
         key = (kind, *(fingerprint(getattr(value, n), refs) for n in _field_names(kind)))
-        if kind.__dataclass_params__.frozen and _scalar_key(key):  # type: ignore[attr-defined]
+        if kind.__dataclass_params__.frozen and (  # type: ignore[attr-defined]
+            _scalar_key(key) or _read_only_fields(value)
+        ):
             return _remember(value, key)
         return key
     if isinstance(value, Spec):  # frozen and validated: equal fields compute the same

@@ -107,13 +107,16 @@ def pipeline_time(
             span = one_f_one_b_span(stage_times[:, cols], stage_forward[:, cols], m[cols])
             fill = fill.copy()
             fill[cols] = np.minimum(fill[cols], span - m[cols] * t_max[cols])
+    zero_bubble = schedule == ZERO_BUBBLE
+    if not np.any(zero_bubble):  # the zero-bubble fill below would be selected nowhere
+        return m * t_max, np.where(zero_bubble, 0.0, fill / v)
     zb_times = stage_times - 2.0 * stage_weight_grads
     zb_fill = np.maximum(
         zb_times.sum(axis=0)
         - zb_times[np.argmax(stage_times, axis=0), np.arange(stage_times.shape[1])],
         0.0,
     )
-    bubble = np.where(schedule == ZERO_BUBBLE, zb_fill, fill / v)
+    bubble = np.where(zero_bubble, zb_fill, fill / v)
     return m * t_max, bubble
 
 

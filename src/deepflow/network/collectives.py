@@ -22,6 +22,7 @@ from deepflow.network.algorithms import ALGORITHMS
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, Level
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.network.xp import f64, select
 
 __all__ = [
     "Algorithm",
@@ -46,9 +47,9 @@ def level_time(
     impl = ALGORITHMS.get(algorithm, ALGORITHMS[Algorithm.RING])
     if not impl.supports(op, 2 if algorithm is not Algorithm.HALVING_DOUBLING else 4):
         impl = ALGORITHMS[Algorithm.RING]
-    nn = np.asarray(n, dtype=np.float64)
+    nn = f64(n)
     t = impl.closed_form(op, size, nn, level.effective_bandwidth, level.latency, None)
-    return np.where(nn > 1, t, 0.0)
+    return select(nn > 1, t, 0.0)
 
 
 def program_time(
@@ -96,7 +97,7 @@ def collective_time(
     """
     if isinstance(algorithm, ProgramAlgorithm):
         return program_time(op, size, group, hierarchy, algorithm)
-    s = np.asarray(size, dtype=np.float64)
+    s = f64(size)  # an array, or a NumPy scalar for one strategy (deepflow.network.xp)
     m, k = group.members_per_domain, group.domains
     up, out = hierarchy.scale_up, hierarchy.scale_out
     if op is Collective.ALL_TO_ALL:
@@ -105,7 +106,7 @@ def collective_time(
         n = group.size
         intra = (m - 1.0) * up.latency + (m - 1.0) / n * s / up.effective_bandwidth
         inter = (n - m) / m * out.latency + (n - m) / n * s / out.effective_bandwidth
-        return np.where(n > 1, np.maximum(intra, inter), 0.0)
+        return select(n > 1, np.maximum(intra, inter), 0.0)
     if op is Collective.ALL_REDUCE:
         inner = level_time(Collective.REDUCE_SCATTER, algorithm, s, m, up)
         inner = inner + level_time(Collective.ALL_GATHER, algorithm, s, m, up)

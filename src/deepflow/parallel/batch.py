@@ -124,13 +124,16 @@ class StrategyBatch:
         """Build a batch from strategy specs (``dp`` must already be an integer)."""
         for s in specs:
             assert isinstance(s.dp, int), "resolve dp='auto' before batching"
-        columns = tuple(zip(*(_spec_row(s) for s in specs), strict=True)) or ((),) * len(
-            _ROW_FIELDS
-        )
-        values = {
-            name: np.array(column, dtype=dtype)
-            for (name, dtype), column in zip(_ROW_FIELDS, columns, strict=True)
-        }
+        if len(specs) == 1:  # one strategy: two arrays, one field per element (views)
+            values = _one_row(_spec_row(specs[0]))
+        else:
+            columns = tuple(zip(*(_spec_row(s) for s in specs), strict=True)) or ((),) * len(
+                _ROW_FIELDS
+            )
+            values = {
+                name: np.array(column, dtype=dtype)
+                for (name, dtype), column in zip(_ROW_FIELDS, columns, strict=True)
+            }
         orders = tuple(tuple(s.axis_order) for s in specs)
         strides = mesh_strides({a: values[a] for a in ("tp", "cp", "dp", "pp")}, orders)
         return cls(
@@ -337,6 +340,20 @@ _ROW_FIELDS: tuple[tuple[str, type], ...] = (
 with their dtypes."""
 
 
+_INT_FIELDS = tuple(i for i, (_, dtype) in enumerate(_ROW_FIELDS) if dtype is np.int64)
+_BOOL_FIELDS = tuple(i for i, (_, dtype) in enumerate(_ROW_FIELDS) if dtype is bool)
+
+
+def _one_row(row: tuple[object, ...]) -> dict[str, np.ndarray]:
+    """The one-element arrays of :data:`_ROW_FIELDS` for one spec's row: the integer and
+    the boolean fields each converted in one call, every field a one-element view."""
+    ints = np.array([row[i] for i in _INT_FIELDS], dtype=np.int64)
+    flags = np.array([row[i] for i in _BOOL_FIELDS], dtype=bool)
+    out = {_ROW_FIELDS[i][0]: ints[j : j + 1] for j, i in enumerate(_INT_FIELDS)}
+    out.update({_ROW_FIELDS[i][0]: flags[j : j + 1] for j, i in enumerate(_BOOL_FIELDS)})
+    return out
+
+
 def _spec_row(s: StrategySpec) -> tuple[object, ...]:
     """The values of :data:`_ROW_FIELDS` for one spec (enums as codes)."""
     return (
@@ -430,7 +447,8 @@ def mesh_strides(
             strides[axis] = running
             running = running * degrees[axis]
         for axis in MESH_AXES:
-            strides.setdefault(axis, np.ones(n, dtype=np.int64))
+            if axis not in strides:
+                strides[axis] = np.ones(n, dtype=np.int64)
         return strides
     strides = {axis: np.ones(n, dtype=np.int64) for axis in MESH_AXES}
     for order in distinct:

@@ -96,7 +96,7 @@ def _framework_unsupported(c: Context, b: StrategyBatch) -> np.ndarray:
     for axis in _AXES[1:]:
         bad |= (getattr(b, axis) > 1) & _LACKS[axis][f]
     bad |= b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
-    return bad | ~_ZERO_OK[f, (b.pp > 1).astype(np.intp), np.clip(b.zero, 0, 3)]
+    return bad | ~_ZERO_OK[f, (b.pp > 1).astype(np.intp), np.minimum(np.maximum(b.zero, 0), 3)]
 
 
 def unsupported_keys(strategy: StrategySpec) -> list[str]:
@@ -266,12 +266,30 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+class _Row:
+    """The one strategy of a batch of one as NumPy scalars (each array's element, of the
+    array's dtype): the rules read it like the batch and compute the same values with NumPy
+    scalar arithmetic, which skips the array machinery of every operation."""
+
+    def __init__(self, batch: StrategyBatch) -> None:
+        self._batch = batch
+        for name, value in vars(batch).items():
+            setattr(self, name, value[0] if type(value) is np.ndarray else value)
+
+    def __getattr__(self, name: str) -> object:  # the batch's properties (default_split)
+        value = getattr(self._batch, name)
+        return value[0] if type(value) is np.ndarray else value
+
+
 def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
     """Index of the first violated rule per strategy (``-1`` where all hold)."""
     if len(batch) == 1:  # one strategy: the rules after its first violated one need not run
-        for index, rule in enumerate(RULES):
-            if bool(rule.violated(ctx, batch)):  # one element (or a scalar): its truth
-                return np.array([index], dtype=np.int64)
+        row = _Row(batch)
+        # integer arrays wrap silently on overflow where NumPy scalars would warn
+        with np.errstate(over="ignore"):
+            for index, rule in enumerate(RULES):
+                if bool(rule.violated(ctx, row)):  # type: ignore[arg-type]
+                    return np.array([index], dtype=np.int64)
         return np.array([-1], dtype=np.int64)
     first = np.full(len(batch), -1, dtype=np.int64)
     for index, rule in enumerate(RULES):

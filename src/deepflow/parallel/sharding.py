@@ -54,6 +54,7 @@ from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.parallel.experts import ExpertGroups
+from deepflow.specs.identity import IdentityCache
 
 __all__ = [
     "DataParallelGroups",
@@ -345,6 +346,32 @@ def unit_buffers(
     return np.where(on, u * (2.0 * pb + gb) + kept, 0.0)
 
 
+def _one_element(c: SyncCollective, groups: DataParallelGroups) -> bool:
+    """True when ``c``'s size and its group are one-element float64 arrays."""
+    g = getattr(groups, c.group)
+    for a in (c.size, g.size, g.members_per_domain, g.domains):
+        if type(a) is not np.ndarray or a.shape != (1,) or a.dtype != np.float64:
+            return False
+    return True
+
+
+def _scalars_of(g: GroupPlacement) -> GroupPlacement:
+    return GroupPlacement(g.size[0], g.members_per_domain[0], g.domains[0])
+
+
+_SCALAR_PLACEMENTS = IdentityCache(_scalars_of, maxsize=256)
+
+
+def _scalar_placement(g: GroupPlacement) -> GroupPlacement:
+    """A one-strategy placement as NumPy scalars (kept per object where its arrays are
+    read-only, as the placements kept per mesh are)."""
+    if not (g.size.flags.writeable or g.members_per_domain.flags.writeable) and not (
+        g.domains.flags.writeable
+    ):
+        return _SCALAR_PLACEMENTS(g)
+    return _scalars_of(g)
+
+
 def sync_time(
     collectives: tuple[SyncCollective, ...],
     groups: DataParallelGroups,
@@ -353,16 +380,32 @@ def sync_time(
     phase: str | None = None,
 ) -> np.ndarray:
     """Summed time of ``collectives`` (those of ``phase`` only, when given), each on its
-    group, run one after another on the data-parallel channel."""
+    group, run one after another on the data-parallel channel.
+
+    For one strategy (every size and group a one-element array) on the ring, the same
+    lines run on NumPy scalars (:mod:`deepflow.network.xp`) and the sum comes back as a
+    one-element array: the same bits, without the array machinery of each operation."""
+    chosen = [c for c in collectives if phase is None or c.phase == phase]
+    if algorithm is Algorithm.RING and chosen and all([_one_element(c, groups) for c in chosen]):
+        total = np.float64(0.0)
+        for c in chosen:
+            size = c.size[0]
+            if not size > 0:  # moves nothing
+                continue
+            group = _scalar_placement(getattr(groups, c.group))
+            total = total + collective_time(c.op, size, group, hierarchy, algorithm)
+        return np.full(1, total)
     total = np.zeros(())
-    for c in collectives:
-        if phase is not None and c.phase != phase:
-            continue
+    for c in chosen:
         group = getattr(groups, c.group)
         moves = np.asarray(c.size > 0)
-        if not moves.any():  # nothing to move anywhere: zeros of the collective's shape
-            shape = np.broadcast(c.size, group.size, group.members_per_domain, group.domains)
-            total = total + np.zeros(shape.shape)
+        if not (bool(moves) if moves.size == 1 else moves.any()):
+            # nothing to move anywhere: zeros of the collective's shape (nothing to add where
+            # the running total has that shape already)
+            inputs = (c.size, group.size, group.members_per_domain, group.domains)
+            shapes = {getattr(a, "shape", ()) for a in inputs}
+            if not shapes <= {(), total.shape}:
+                total = total + np.zeros(np.broadcast(*inputs).shape)
             continue
         t = collective_time(c.op, c.size, group, hierarchy, algorithm)
         total = total + np.where(moves, t, 0.0)

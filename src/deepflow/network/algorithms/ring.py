@@ -24,6 +24,7 @@ from deepflow.network.ops import Collective
 from deepflow.network.schedule import Round, Schedule, slots_for
 from deepflow.network.topologies import switch
 from deepflow.network.topology import LinkGraph
+from deepflow.network.xp import f64, maximum, select
 
 
 def ring_reduce_scatter_rounds(n: int, k: int) -> list[Round]:
@@ -95,18 +96,16 @@ class Ring:
         latency: object,
         chunks: object = 1,
     ) -> np.ndarray:
-        s = np.asarray(size, dtype=np.float64)
-        nn = np.asarray(n, dtype=np.float64)
-        b = np.asarray(bandwidth, dtype=np.float64)
-        a = np.asarray(latency, dtype=np.float64)
-        step = a + s / (np.maximum(nn, 1.0) * b)
+        # arrays, or NumPy scalars where the caller passes scalars (deepflow.network.xp)
+        s, nn, b, a = f64(size), f64(n), f64(bandwidth), f64(latency)
+        step = a + s / (maximum(nn, 1.0) * b)
         if op is Collective.ALL_REDUCE:
             t = 2.0 * (nn - 1.0) * step
         elif op in (Collective.REDUCE_SCATTER, Collective.ALL_GATHER, Collective.ALL_TO_ALL):
             t = (nn - 1.0) * step
         else:
             t = pipelined(nn - 1.0, s, b, a, chunks)
-        return np.where(nn > 1, t, 0.0)
+        return select(nn > 1, t, 0.0)
 
     def reference_topology(self, n: int, bandwidth: float, latency: float) -> LinkGraph:
         return switch(n, bandwidth, latency / 2.0)

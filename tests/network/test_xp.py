@@ -1,0 +1,100 @@
+"""The collective cost formulas on NumPy scalars (:mod:`deepflow.network.xp`) give the bits
+they give on arrays: the helpers, the ring's closed form through the hierarchy, and the
+data-parallel sync of one strategy against the same strategy in a batch of two."""
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepflow.network.collectives import Collective, collective_time
+from deepflow.network.hierarchy import GroupPlacement, Hierarchy, Level
+from deepflow.network.xp import f64, maximum, select
+from deepflow.parallel.sharding import DataParallelGroups, step_sync, sync_time
+
+SPECIAL = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 5e-324, 1e308]
+floats = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=True, allow_infinity=True))
+
+
+def same_bits(scalar: object, array: np.ndarray) -> None:
+    """``scalar`` is a NumPy float64 scalar holding the one element of ``array``, bit for
+    bit (NaN and the sign of zero included)."""
+    assert type(scalar) is np.float64
+    assert np.asarray(array).size == 1
+    assert np.float64(scalar).tobytes() == np.asarray(array, dtype=np.float64).ravel().tobytes()
+
+
+@given(floats, floats, st.booleans())
+def test_helpers_on_scalars_equal_numpy_on_one_element_arrays(a, b, c):
+    same_bits(f64(a), np.asarray([a], dtype=np.float64))
+    same_bits(f64(np.float64(a)), np.asarray([a], dtype=np.float64))
+    same_bits(maximum(np.float64(a), b), np.maximum(np.array([a]), np.array([b])))
+    same_bits(maximum(a, np.float64(b)), np.maximum(np.array([a]), np.array([b])))
+    same_bits(select(np.bool_(c), np.float64(a), b), np.where(np.array([c]), a, b))
+    same_bits(select(c, a, np.float64(b)), np.where(np.array([c]), a, b))
+
+
+def test_helpers_keep_arrays_arrays():
+    a = np.array([1.0, 2.0])
+    assert isinstance(f64([1, 2]), np.ndarray) and f64([1, 2]).dtype == np.float64
+    assert isinstance(select(a > 1, a, 0.0), np.ndarray)
+    assert isinstance(maximum(a, 1.5), np.ndarray)
+    # integer branches keep NumPy's integer result
+    assert select(True, 1, 2) == 1 and np.asarray(select(True, 1, 2)).dtype.kind == "i"
+
+
+levels = st.builds(
+    Level,
+    name=st.just("level"),
+    bandwidth=st.floats(1e6, 1e13),
+    latency=st.floats(0.0, 1e-4),
+    efficiency=st.floats(0.1, 1.0),
+)
+hierarchies = st.builds(
+    Hierarchy, scale_up=levels, scale_out=levels, scale_up_size=st.sampled_from([1, 4, 8, 72])
+)
+sizes = st.one_of(st.just(0.0), st.floats(1.0, 1e12))
+counts = st.sampled_from([1.0, 2.0, 3.0, 8.0, 64.0, 1024.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(hierarchies, sizes, counts, counts, counts, st.sampled_from(list(Collective)))
+def test_collective_time_on_scalars_equals_arrays(hierarchy, size, n, m, k, op):
+    arrays = GroupPlacement(np.array([n]), np.array([m]), np.array([k]))
+    scalars = GroupPlacement(np.float64(n), np.float64(m), np.float64(k))
+    expected = collective_time(op, np.array([size]), arrays, hierarchy)
+    got = collective_time(op, np.float64(size), scalars, hierarchy)
+    same_bits(np.float64(got), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hierarchies,
+    st.floats(0.0, 1e11),
+    st.floats(0.0, 1e11),
+    st.integers(0, 3),
+    st.lists(counts, min_size=7, max_size=7),
+    st.sampled_from([None, "backward", "forward", "after_backward"]),
+)
+def test_sync_time_of_one_strategy_equals_its_element_in_a_batch(
+    hierarchy, params, experts, zero, degrees, phase
+):
+    def groups(n: int) -> DataParallelGroups:
+        return DataParallelGroups(
+            *(GroupPlacement(np.full(n, d), np.full(n, 1.0), np.full(n, d)) for d in degrees)
+        )
+
+    def total(n: int) -> np.ndarray:
+        g = groups(n)
+        colls = step_sync(
+            np.full(n, params), np.full(n, experts), np.full(n, zero), g, 2.0, 4.0
+        )
+        return sync_time(colls, g, hierarchy, phase=phase)
+
+    one, two = total(1), total(2)
+    if two.shape == ():  # no collective of that phase: the zero of no shape both ways
+        assert one.shape == () and one == 0.0
+        return
+    assert one.shape == (1,) and one.dtype == np.float64
+    assert one.tobytes() == two[:1].tobytes()
