@@ -37,6 +37,7 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import (
+    GEMM_TILE_SET,
     OPERAND_BYTES,
     TE_GROUPED_STREAMS,
     AttentionSample,
@@ -494,7 +495,8 @@ def _fit_gemm(
     samples = [s for _, s in _gemm_samples(records)]
     latency, wave = _fixed_terms(records, acc, wave_loss, shared_wave)
     streams = 0 if shared_wave else group_launch(records, dtype, acc)
-    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave, streams)
+    tiles = GEMM_TILE_SET if shared_wave else ()
+    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave, streams, tiles)
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -564,10 +566,11 @@ def cross_validate(
             device = _device(acc, dtype, mu)
             fixed, wave = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
+            tiles = GEMM_TILE_SET if kind == "gemm" else ()
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams: fit_gemm_curve(
-                    train, d, t, f, w, s
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles: (
+                    fit_gemm_curve(train, d, t, f, w, s, c)
                 ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
