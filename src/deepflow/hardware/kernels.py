@@ -671,13 +671,15 @@ def fit_gemm_curve(
     fixed_wave_loss: float | None = None,
     group_streams: int = 0,
     tiles: Sequence[tuple[int, int]] = (),
+    fixed_intensity: float | None = None,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
 
     ``tiles``: a candidate tile set (:data:`GEMM_TILE_SET`; ``GemmCurve.tiles``): the
     kernel runs the fastest candidate, and instead of one tile the fit chooses the operand
-    intensity ``h`` among :data:`SPLIT_INTENSITY_GRID` (with one or two samples, ``h`` = 0);
+    intensity ``h`` among :data:`SPLIT_INTENSITY_GRID` (``fixed_intensity``: held at that
+    value; with one or two samples and none given, 0);
     ``eta`` is the reference tile's fraction (the candidate of highest intensity).
 
     ``fixed_latency`` / ``fixed_wave_loss`` hold ``t_0`` / ``w`` at a given value instead of
@@ -710,7 +712,11 @@ def fit_gemm_curve(
         configs = [
             (set_m, set_n, h, {"tile_m": ref[0], "tile_n": ref[1], "tiles": tile_set,
                                "operand_intensity": h})
-            for h in ((0.0,) if few else SPLIT_INTENSITY_GRID)
+            for h in (
+                (fixed_intensity,)
+                if fixed_intensity is not None
+                else (0.0,) if few else SPLIT_INTENSITY_GRID
+            )
         ]  # fmt: skip
     else:
         configs = [(tm, tn, 0.0, {"tile_m": tm, "tile_n": tn}) for tm, tn in TILE_CANDIDATES]
