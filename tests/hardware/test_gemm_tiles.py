@@ -25,6 +25,7 @@ from deepflow.hardware.kernels import (
 )
 from deepflow.specs import accelerator_from
 from deepflow.specs.accelerator import Precision
+from deepflow.specs.kernels import PRECISION_NAMES
 
 SET_M = np.array([float(a) for a, _ in GEMM_TILE_SET])
 SET_N = np.array([float(b) for _, b in GEMM_TILE_SET])
@@ -111,8 +112,9 @@ def test_a_batch_is_its_rows(shapes, preset) -> None:
     candidate axis last) gives each row what a call for that row alone gives."""
     acc = accelerator_from(preset)
     m, n, k, g = (np.array(c, dtype=float) for c in zip(*shapes, strict=True))
-    codes = np.array([i % 2 * 2 + 2 for i in range(len(shapes))])  # fp16 / fp8 alternating
-    peak = np.array([acc.peak(Precision.FP16 if c == 2 else Precision.FP8) for c in codes])
+    codes = np.array([i % 2 * 2 for i in range(len(shapes))])  # fp32 / fp16 alternating
+    assert PRECISION_NAMES[0] == "fp32" and PRECISION_NAMES[2] == "fp16"
+    peak = np.array([acc.peak(Precision(PRECISION_NAMES[c])) for c in codes])
     batch = gemm_kernel_time(m, n, k, acc, peak, 2.0, g, codes)[0]
     for i in range(len(shapes)):
         one = gemm_kernel_time(m[i], n[i], k[i], acc, peak[i], 2.0, g[i], int(codes[i]))[0]

@@ -437,15 +437,25 @@ def gemm_terms(
         tm1 = tm_all[..., 0] if tm_all.ndim else tm_all
         tn1 = tn_all[..., 0] if tn_all.ndim else tn_all
         candidates = [(tm1, tn1, 1.0)]
-    compute = None
+    padded: dict[tuple[int, float], np.ndarray] = {}  # a side's padding, shared by candidates
+
+    def pad(side: int, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if t.ndim:
+            return np.ceil(x / t) * t
+        key = (side, float(t))
+        if key not in padded:
+            padded[key] = np.ceil(x / t) * t
+        return padded[key]
+
+    best = None  # least (padded area) / (q_wave e_tile) over the candidates
     for tm, tn, e in candidates:
-        padded_m = np.ceil(m / tm) * tm
-        padded_n = np.ceil(n / tn) * tn
-        area = padded_m * padded_n
-        tiles = area / (tm * tn) * together
-        q_wave = 1.0 - wave_loss * (1.0 - tiles / (np.ceil(tiles / units) * units))
-        c_time = scale * area / (q_wave * e)
-        compute = c_time if compute is None else np.minimum(compute, c_time)
+        area = pad(0, m, tm) * pad(1, n, tn)
+        tiles = area * (together / (tm * tn))
+        full = np.ceil(tiles / units) * units
+        q_wave = (1.0 - wave_loss) + wave_loss * (tiles / full)
+        cost = area / (q_wave * e) if np.ndim(e) else area / q_wave * (1.0 / e)
+        best = cost if best is None else np.minimum(best, cost)
+    compute = scale * best
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
     return np.maximum(compute, memory) + latency * rounds, compute, memory
 
@@ -469,6 +479,10 @@ def gemm_kernel_time(
     :func:`deepflow.codesign.point.evaluate_generated`); 1 leaves the curve as it is."""
     t = kernel_table(acc)
     code = precision_code(dtype)
+    if isinstance(code, np.ndarray) and code.ndim and code.size:
+        first = code.flat[0]
+        if bool((code == first).all()):  # one precision for the batch: scalar parameters
+            code = int(first)
     g = np.asarray(groups, dtype=np.float64)
     single, grouped = t.gemm, t.grouped
     pick = g > 1
