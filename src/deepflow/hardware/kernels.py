@@ -125,7 +125,7 @@ Hopper and Blackwell CUTLASS generators (``GenerateSM90_TensorOp_16b_WGMMA_gemm`
 ``GenerateSM100_TensorOp_16b_UMMA_gemm``) build their tiles from the same 64 / 128 / 256
 sides; hipBLASLt's MI300 macro tiles are not sourced separately."""
 
-SPLIT_INTENSITY_GRID = (0.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+OPERAND_INTENSITY_GRID = (0.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 """Values of the operand intensity ``h`` (``GemmCurve.operand_intensity``) the tile-set fit
 chooses among (0: every tile at the same efficiency; 128: a 64x64 tile at half the
 efficiency of 256x128)."""
@@ -692,7 +692,7 @@ def fit_gemm_curve(
 
     ``tiles``: a candidate tile set (:data:`GEMM_TILE_SET`; ``GemmCurve.tiles``): the
     kernel runs the fastest candidate, and instead of one tile the fit chooses the operand
-    intensity ``h`` among :data:`SPLIT_INTENSITY_GRID` (``fixed_intensity``: held at that
+    intensity ``h`` among :data:`OPERAND_INTENSITY_GRID` (``fixed_intensity``: held at that
     value; with one or two samples and none given, 0);
     ``eta`` is the reference tile's fraction (the candidate of highest intensity).
 
@@ -729,7 +729,7 @@ def fit_gemm_curve(
             for h in (
                 (fixed_intensity,)
                 if fixed_intensity is not None
-                else (0.0,) if few else SPLIT_INTENSITY_GRID
+                else (0.0,) if few else OPERAND_INTENSITY_GRID
             )
         ]  # fmt: skip
     else:
