@@ -20,6 +20,14 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
     t       = max(compute, memory) + t_0
 
+A dense GEMM curve holds a candidate tile set (:data:`GEMM_TILE_SET`, ``GemmCurve.tiles``):
+``q_tile``, ``T`` and ``q_wave`` are those of each candidate ``tm x tn``, its compute time
+is divided by its tile efficiency ``(a / (a + h)) / (a_ref / (a_ref + h))`` with
+``a = tm tn / (tm + tn)`` (:func:`tile_efficiency`; ``h`` fitted,
+``GemmCurve.operand_intensity``; ``a_ref`` the set's highest intensity, the tile at which
+``eta`` applies), and the kernel runs the fastest candidate, as a library heuristic that
+picks the fastest kernel per shape does (cuBLASLt, CUTLASS's profiler, hipBLASLt).
+
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
 the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
@@ -369,7 +377,7 @@ def tile_efficiency(tile_m: object, tile_n: object, intensity: object) -> np.nda
     cores) and the MMAs do not fully overlap, the time per step is
     ``tm tn tk / R + (tm + tn) tk / B``, the efficiency ``a / (a + R / B)``: ``h = R / B``
     is the rate ratio, in elements (Volkov and Demmel 2008, "Benchmarking GPUs to tune
-    dense linear algebra", sec. 4: the register-blocked GEMM's bandwidth need falls as
+    dense linear algebra", SC08: the blocked GEMM's bandwidth need falls as
     ``1 / a``; CUTLASS, "Efficient GEMM in CUDA", threadblock tiles)."""
     tm = np.asarray(tile_m, dtype=np.float64)
     tn = np.asarray(tile_n, dtype=np.float64)
