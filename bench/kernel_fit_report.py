@@ -65,13 +65,18 @@ def main() -> None:
                 f"{fam} {worst:.1%} |"
             )
     print()
-    print("| accelerator | precision | peak fraction | tile | wave loss | K fill | latency |")
-    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    print(
+        "| accelerator | precision | peak fraction | tile (reference of a set) "
+        "| operand intensity h | wave loss | K fill | latency |"
+    )
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
     for name in table_names():
         t = shipped_table(name)
         for dtype, c in t.gemm.items():
+            tile = f"{c.tile_m}x{c.tile_n}" + (f" of {len(c.tiles)}" if c.tiles else "")
+            h = f"{c.operand_intensity:g}" if c.tiles else "-"
             print(
-                f"| {name} | {dtype} | {c.peak_fraction:.3f} | {c.tile_m}x{c.tile_n} | "
+                f"| {name} | {dtype} | {c.peak_fraction:.3f} | {tile} | {h} | "
                 f"{c.wave_loss:.2f} | {c.k_fill:.0f} | {c.latency_s * 1e6:.2f} us |"
             )
     print()

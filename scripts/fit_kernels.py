@@ -29,6 +29,7 @@ from deepflow.hardware.calibration import (
     WAVE_LOSS_FIT_MIN,
     WAVE_LOSS_REFERENCE,
     CurveError,
+    architecture_intensity,
     architecture_wave_loss,
     cross_validate,
     curve_errors,
@@ -259,8 +260,15 @@ def build() -> dict[str, dict]:
             kind, ref = WAVE_LOSS_REFERENCE[arch]
             source += (
                 f". Dense GEMM curves of fewer than {WAVE_LOSS_FIT_MIN} shapes use the {arch} "
-                f"wave loss {wave:g}, fitted to the 16-bit GEMMs of the {ref} "
+                f"wave loss {wave:g} and tile-set operand intensity "
+                f"{architecture_intensity(acc):g}, fitted to the 16-bit GEMMs of the {ref} "
                 + ("measured calibration" if kind == "calibration" else "published table")
+                + " (kernel-timed DeepGEMM tables fit their own operand intensity)"
+            )
+        else:
+            source += (
+                f". Dense GEMM curves of fewer than {WAVE_LOSS_FIT_MIN} shapes hold the "
+                "tile-set operand intensity at 0 (no richer table of the architecture)"
             )
         params = params.model_copy(update={"source": source, "fit_error": fit_error})
         fitted[preset] = params

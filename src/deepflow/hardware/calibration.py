@@ -37,6 +37,7 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import (
+    GEMM_TILE_SET,
     OPERAND_BYTES,
     TE_GROUPED_STREAMS,
     AttentionSample,
@@ -411,7 +412,8 @@ hardware/data/microbenchmarks/simumax_b200)."""
 
 
 @cache
-def _reference_wave_loss(architecture: str) -> float:
+def _reference_curve(architecture: str) -> GemmCurve:
+    """The 16-bit dense GEMM curve fitted to the richest table of ``architecture``."""
     from deepflow.specs import accelerator_from
 
     kind, name = WAVE_LOSS_REFERENCE[architecture]
@@ -425,7 +427,21 @@ def _reference_wave_loss(architecture: str) -> float:
     dtype = "fp16" if "fp16" in dense else "bf16"
     mem = [r for r in records if r["kind"] == "memory"]
     mu = _fit_stream(mem, acc).fraction if mem else acc.efficiency.memory
-    return _fit_gemm(dense[dtype], acc, dtype, mu, None).wave_loss
+    return _fit_gemm(dense[dtype], acc, dtype, mu, None)
+
+
+def _reference_wave_loss(architecture: str) -> float:
+    return _reference_curve(architecture).wave_loss
+
+
+def architecture_intensity(acc: AcceleratorSpec) -> float | None:
+    """The operand intensity ``h`` of the tile set (``GemmCurve.operand_intensity``) fitted
+    to the 16-bit GEMMs of the richest table of ``acc``'s GPU architecture
+    (:data:`WAVE_LOSS_REFERENCE`), or ``None`` where there is none: the tile
+    configurations and their per-tile efficiency are the architecture's kernels (the same
+    CUTLASS / cuBLASLt kernels on every chip of one SM generation)."""
+    arch = WAVE_LOSS_ARCHITECTURE.get(acc.name)
+    return None if arch is None else _reference_curve(arch).operand_intensity
 
 
 def architecture_wave_loss(acc: AcceleratorSpec) -> float | None:
@@ -442,9 +458,17 @@ def _fixed_terms(
     acc: AcceleratorSpec,
     wave_loss: float | None,
     shared_wave: bool = True,
-) -> tuple[float | None, float | None]:
-    """``(fixed_latency, fixed_wave_loss)`` of the GEMM fit of ``records``: ``None`` where
-    the term is fitted. Grouped GEMMs (``shared_wave`` false) fit their own wave loss: their
+) -> tuple[float | None, float | None, float | None]:
+    """``(fixed_latency, fixed_wave_loss, fixed_intensity)`` of the GEMM fit of ``records``:
+    ``None`` where the term is fitted. A dense table of fewer than :data:`WAVE_LOSS_FIT_MIN`
+    shapes takes the tile set's operand intensity of its architecture's richest table
+    (:func:`architecture_intensity`), like the wave loss: fitted to 8-18 shapes, ``h``
+    trades off against ``k_fill`` and ``eta`` (the 8 A100 shapes gave ``h`` = 8 on a
+    7-point search grid and 0 on a 9-point one); where the architecture has no richer
+    table (A100, MI300X) it is 0 (every candidate tile at ``eta``). The reference describes
+    the library kernels of the reference table (cuBLAS / cuBLASLt, CUTLASS); a table timed
+    on the device from another library's kernels (:data:`KERNEL_TIMED`: DeepGEMM's JIT
+    kernels, which choose their own block sizes per shape) fits its own ``h``. Grouped GEMMs (``shared_wave`` false) fit their own wave loss: their
     kernels (``torch._grouped_mm``, DeepGEMM's grouped GEMM) schedule the tiles of all groups
     in one persistent grid, not with the dense GEMM's tail policy (sharing the dense value
     made the H800 grouped fp8 cross-validated error 7.6 % -> 11.6 %)."""
@@ -453,10 +477,13 @@ def _fixed_terms(
     fit_latency = shapes >= LATENCY_FIT_MIN or kernel_timed
     latency = None if fit_latency else acc.efficiency.kernel_overhead
     if shapes >= WAVE_LOSS_FIT_MIN or not shared_wave:
-        return latency, None
+        return latency, None, None
     if wave_loss is None:
         wave_loss = architecture_wave_loss(acc)
-    return latency, wave_loss
+    if kernel_timed:  # another library's kernels (DeepGEMM): their own tile efficiency
+        return latency, wave_loss, None
+    intensity = architecture_intensity(acc)
+    return latency, wave_loss, 0.0 if intensity is None else intensity
 
 
 def group_launch(
@@ -492,9 +519,11 @@ def _fit_gemm(
     shared_wave: bool = True,
 ) -> GemmCurve:
     samples = [s for _, s in _gemm_samples(records)]
-    latency, wave = _fixed_terms(records, acc, wave_loss, shared_wave)
+    latency, wave, intensity = _fixed_terms(records, acc, wave_loss, shared_wave)
     streams = 0 if shared_wave else group_launch(records, dtype, acc)
-    return fit_gemm_curve(samples, _device(acc, dtype, mu), dtype, latency, wave, streams)
+    tiles = GEMM_TILE_SET if shared_wave else ()
+    device = _device(acc, dtype, mu)
+    return fit_gemm_curve(samples, device, dtype, latency, wave, streams, tiles, intensity)
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -562,12 +591,13 @@ def cross_validate(
             if len({key for key, _ in samples}) < 4:
                 continue
             device = _device(acc, dtype, mu)
-            fixed, wave = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
+            fixed, wave, h = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
+            tiles = GEMM_TILE_SET if kind == "gemm" else ()
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams: fit_gemm_curve(
-                    train, d, t, f, w, s
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h: (
+                    fit_gemm_curve(train, d, t, f, w, s, c, h)
                 ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )

@@ -20,6 +20,14 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
     t       = max(compute, memory) + t_0
 
+A dense GEMM curve holds a candidate tile set (:data:`GEMM_TILE_SET`, ``GemmCurve.tiles``):
+``q_tile``, ``T`` and ``q_wave`` are those of each candidate ``tm x tn``, its compute time
+is divided by its tile efficiency ``(a / (a + h)) / (a_ref / (a_ref + h))`` with
+``a = tm tn / (tm + tn)`` (:func:`tile_efficiency`; ``h`` fitted,
+``GemmCurve.operand_intensity``; ``a_ref`` the set's highest intensity, the tile at which
+``eta`` applies), and the kernel runs the fastest candidate, as a library heuristic that
+picks the fastest kernel per shape does (cuBLASLt, CUTLASS's profiler, hipBLASLt).
+
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
 the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
@@ -112,7 +120,24 @@ ATTENTION_BACKWARD_FLOPS = 2.5
 matmuls to the forward's two)."""
 
 TILE_CANDIDATES = ((64, 128), (128, 64), (128, 128), (128, 256), (256, 128), (256, 256))
-"""Output tiles the fit chooses among (CUTLASS / cuBLASLt / hipBLASLt threadblock tiles)."""
+"""Output tiles the one-tile fit chooses among (grouped GEMM curves; CUTLASS / cuBLASLt /
+hipBLASLt threadblock tiles)."""
+
+GEMM_TILE_SET = ((256, 128), (128, 256), (128, 128), (128, 64), (64, 128), (64, 64))
+"""Candidate output tiles of a dense GEMM curve: the threadblock tiles with both sides in
+{64, 128, 256} of CUTLASS's SM80 tensor-op GEMM kernels (python/cutlass_library/generator.py,
+``GenerateSM80_TensorOp_16816``: 256x128, 128x256, 128x128, 128x64, 64x128, 64x64; its
+256x64 and 64x256 are left out to keep the evaluation at six candidates). A library
+heuristic (cuBLASLt, CUTLASS's profiler, hipBLASLt) picks one kernel per shape from such a
+set; the model takes the fastest candidate. The same set stands for every chip here: the
+Hopper and Blackwell CUTLASS generators (``GenerateSM90_TensorOp_16b_WGMMA_gemm``,
+``GenerateSM100_TensorOp_16b_UMMA_gemm``) build their tiles from the same 64 / 128 / 256
+sides; hipBLASLt's MI300 macro tiles are not sourced separately."""
+
+OPERAND_INTENSITY_GRID = (0.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+"""Values of the operand intensity ``h`` (``GemmCurve.operand_intensity``) the tile-set fit
+chooses among (0: every tile at the same efficiency; 128: a 64x64 tile at half the
+efficiency of 256x128)."""
 
 TE_GROUPED_STREAMS = 4
 """Streams over which Transformer Engine issues the per-group cuBLAS GEMMs of a grouped GEMM
@@ -209,24 +234,30 @@ def kernel_params(acc: AcceleratorSpec) -> KernelParams:
 @dataclass(frozen=True)
 class _GemmArrays:
     eta: np.ndarray
-    tile_m: np.ndarray
-    tile_n: np.ndarray
+    tile_m: np.ndarray  # [precision, candidate]
+    tile_n: np.ndarray  # [precision, candidate]
     wave_loss: np.ndarray
     k_fill: np.ndarray
     latency: np.ndarray
     group_streams: np.ndarray
+    intensity: np.ndarray
 
     @classmethod
-    def of(cls, curves: dict[str, GemmCurve]) -> _GemmArrays:
+    def of(cls, curves: dict[str, GemmCurve], width: int) -> _GemmArrays:
+        """Arrays of ``curves`` by precision code; the candidate tiles padded to ``width``
+        by repeating the last one (a repeated candidate does not change the minimum)."""
         c = [curves[p] for p in PRECISION_NAMES]
+        tiles = [list(x.candidate_tiles()) for x in c]
+        tiles = [t + [t[-1]] * (width - len(t)) for t in tiles]
         return cls(
             eta=np.array([x.peak_fraction for x in c]),
-            tile_m=np.array([float(x.tile_m) for x in c]),
-            tile_n=np.array([float(x.tile_n) for x in c]),
+            tile_m=np.array([[float(a) for a, _ in t] for t in tiles]),
+            tile_n=np.array([[float(b) for _, b in t] for t in tiles]),
             wave_loss=np.array([x.wave_loss for x in c]),
             k_fill=np.array([x.k_fill for x in c]),
             latency=np.array([x.latency_s for x in c]),
             group_streams=np.array([float(x.group_streams) for x in c]),
+            intensity=np.array([x.operand_intensity for x in c]),
         )
 
 
@@ -298,10 +329,11 @@ def kernel_table(acc: AcceleratorSpec) -> KernelTable:
     # FlashAttention-2 where the chip has its own published curve, else the attention curve
     fa2 = [p.flash_attention_2.get(x, p.attention[x]) for x in PRECISION_NAMES]
     assert p.memory is not None
+    width = max(len(c.candidate_tiles()) for c in (*p.gemm.values(), *p.grouped_gemm.values()))
     table = KernelTable(
         params=p,
-        gemm=_GemmArrays.of(p.gemm),
-        grouped=_GemmArrays.of(p.grouped_gemm),
+        gemm=_GemmArrays.of(p.gemm, width),
+        grouped=_GemmArrays.of(p.grouped_gemm, width),
         attn_forward=np.array([a.forward_fraction for a in attn]),
         attn_backward=np.array([a.backward_fraction for a in attn]),
         attn_tile_q=np.array([float(a.tile_q) for a in attn]),
@@ -337,6 +369,24 @@ def precision_code(dtype: object) -> object:
 # --- the curves ----------------------------------------------------------------------------
 
 
+def tile_efficiency(tile_m: object, tile_n: object, intensity: object) -> np.ndarray:
+    """Efficiency of each candidate tile (candidate axis last) relative to the set's best:
+    ``r(a) / max r``, ``r(a) = a / (a + h)``, ``a = tm tn / (tm + tn)``.
+
+    Per K step a ``tm x tn`` tile loads ``(tm + tn) tk`` operand elements and issues
+    ``tm tn tk`` multiply-adds; when the operand feed (shared memory / L2 to the tensor
+    cores) and the MMAs do not fully overlap, the time per step is
+    ``tm tn tk / R + (tm + tn) tk / B``, the efficiency ``a / (a + R / B)``: ``h = R / B``
+    is the rate ratio, in elements (Volkov and Demmel 2008, "Benchmarking GPUs to tune
+    dense linear algebra", SC08: the blocked GEMM's bandwidth need falls as
+    ``1 / a``; CUTLASS, "Efficient GEMM in CUDA", threadblock tiles)."""
+    tm = np.asarray(tile_m, dtype=np.float64)
+    tn = np.asarray(tile_n, dtype=np.float64)
+    a = tm * tn / (tm + tn)
+    r = a / (a + np.asarray(intensity, dtype=np.float64)[..., None])
+    return r / np.max(r, axis=-1, keepdims=True)
+
+
 def gemm_terms(
     m: object,
     n: object,
@@ -354,10 +404,19 @@ def gemm_terms(
     in_bytes: object,
     out_bytes: object,
     group_streams: object = 0,
+    intensity: object = 0.0,
     uneven_rows: UnevenRows | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
     the one definition that the evaluators and the fit share.
+
+    ``tile_m``, ``tile_n``: one tile (scalars, or arrays broadcast against the shape), or
+    candidate tiles along a last axis (``GemmCurve.tiles``): each candidate's compute time
+    is that of the one-tile curve at efficiency ``eta`` times :func:`tile_efficiency`
+    (``intensity``: ``GemmCurve.operand_intensity``), and the kernel runs the fastest
+    candidate (what a library heuristic that picks the fastest kernel achieves):
+    ``compute = min_c compute_c``. Since ``max(x, memory)`` rises with ``x``, that is also
+    the candidate of least time.
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
@@ -371,9 +430,6 @@ def gemm_terms(
     n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
     k = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
     g = np.asarray(groups, dtype=np.float64)
-    tiles_m = np.ceil(m / tile_m) if uneven_rows is None else uneven_rows.tiles(tile_m)
-    tiles_n = np.ceil(n / tile_n)
-    q_tile = (m * n) / (tiles_m * tile_m * tiles_n * tile_n)
     streams = np.asarray(group_streams, dtype=np.float64)
     if np.any(streams > 0):
         per_group = streams > 0
@@ -381,11 +437,45 @@ def gemm_terms(
         rounds = np.where(per_group, np.ceil(g / np.maximum(streams, 1.0)), 1.0)
     else:
         together, rounds = g, 1.0
-    tiles = tiles_m * tiles_n * together
-    q_wave = 1.0 - wave_loss * (1.0 - tiles / (np.ceil(tiles / units) * units))
-    q_k = k / (k + k_fill)
-    flops = 2.0 * m * n * k * g
-    compute = flops / (np.asarray(peak, dtype=np.float64) * eta * q_tile * q_wave * q_k)
+    tm_all = np.asarray(tile_m, dtype=np.float64)
+    tn_all = np.asarray(tile_n, dtype=np.float64)
+    # F / (q_tile q_k) = 2 g (k + k_fill) (padded m) (padded n): the part common to all tiles
+    scale = (2.0 * g) * (k + k_fill) / (np.asarray(peak, dtype=np.float64) * eta)
+    wave_loss = np.asarray(wave_loss, dtype=np.float64)
+    if tm_all.ndim and tm_all.shape[-1] > 1:
+        # candidate tiles: a loop over the (few) candidates on whole arrays; a candidate
+        # axis broadcast against a large batch costs more than the loop
+        eff = tile_efficiency(tm_all, tn_all, intensity)
+        width = tm_all.shape[-1]
+        candidates = [(tm_all[..., c], tn_all[..., c], eff[..., c]) for c in range(width)]
+    else:
+        tm1 = tm_all[..., 0] if tm_all.ndim else tm_all
+        tn1 = tn_all[..., 0] if tn_all.ndim else tn_all
+        candidates = [(tm1, tn1, 1.0)]
+    padded: dict[tuple[int, float], np.ndarray] = {}  # a side's padding, shared by candidates
+
+    def padded_side(side: int, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if side == 0 and uneven_rows is not None:  # uneven groups: the expected padding
+            return uneven_rows.tiles(t) * t
+        return np.ceil(x / t) * t
+
+    def pad(side: int, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        if t.ndim:
+            return padded_side(side, x, t)
+        key = (side, float(t))
+        if key not in padded:
+            padded[key] = padded_side(side, x, t)
+        return padded[key]
+
+    best = None  # least (padded area) / (q_wave e_tile) over the candidates
+    for tm, tn, e in candidates:
+        area = pad(0, m, tm) * pad(1, n, tn)
+        tiles = area * (together / (tm * tn))
+        full = np.ceil(tiles / units) * units
+        q_wave = (1.0 - wave_loss) + wave_loss * (tiles / full)
+        cost = area / (q_wave * e) if np.ndim(e) else area / q_wave * (1.0 / e)
+        best = cost if best is None else np.minimum(best, cost)
+    compute = scale * best
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
     return np.maximum(compute, memory) + latency * rounds, compute, memory
 
@@ -412,6 +502,10 @@ def gemm_kernel_time(
     (:func:`gemm_terms`; ``None``: equal groups)."""
     t = kernel_table(acc)
     code = precision_code(dtype)
+    if isinstance(code, np.ndarray) and code.ndim and code.size:
+        first = code.flat[0]
+        if bool((code == first).all()):  # one precision for the batch: scalar parameters
+            code = int(first)
     g = np.asarray(groups, dtype=np.float64)
     single, grouped = t.gemm, t.grouped
     pick = g > 1
@@ -419,7 +513,11 @@ def gemm_kernel_time(
 
     def param(name: str) -> np.ndarray:
         a = getattr(single, name)[code]
-        return np.where(pick, getattr(grouped, name)[code], a) if mixed else a
+        if not mixed:
+            return a
+        if name in ("tile_m", "tile_n"):  # candidate axis last
+            return np.where(pick[..., None], getattr(grouped, name)[code], a)
+        return np.where(pick, getattr(grouped, name)[code], a)
 
     return gemm_terms(
         m,
@@ -438,6 +536,7 @@ def gemm_kernel_time(
         OPERAND_BYTES[code],
         out_bytes,
         param("group_streams") if np.any(pick) else 0.0,
+        param("intensity"),
         uneven_rows,
     )
 
@@ -609,9 +708,17 @@ def fit_gemm_curve(
     fixed_latency: float | None = None,
     fixed_wave_loss: float | None = None,
     group_streams: int = 0,
+    tiles: Sequence[tuple[int, int]] = (),
+    fixed_intensity: float | None = None,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
+
+    ``tiles``: a candidate tile set (:data:`GEMM_TILE_SET`; ``GemmCurve.tiles``): the
+    kernel runs the fastest candidate, and instead of one tile the fit chooses the operand
+    intensity ``h`` among :data:`OPERAND_INTENSITY_GRID` (``fixed_intensity``: held at that
+    value; with one or two samples and none given, 0);
+    ``eta`` is the reference tile's fraction (the candidate of highest intensity).
 
     ``fixed_latency`` / ``fixed_wave_loss`` hold ``t_0`` / ``w`` at a given value instead of
     fitting them: a table of a few shapes cannot separate the latency, the wave and the
@@ -635,9 +742,25 @@ def fit_gemm_curve(
     few = len(samples) < 3
     best: tuple[float, GemmCurve] | None = None
     streams = group_streams
-    for tm, tn in TILE_CANDIDATES:
+    if tiles:
+        tile_set = tuple((int(a), int(b)) for a, b in tiles)
+        ref = max(tile_set, key=lambda t: t[0] * t[1] / (t[0] + t[1]))
+        set_m = np.array([float(a) for a, _ in tile_set])
+        set_n = np.array([float(b) for _, b in tile_set])
+        configs = [
+            (set_m, set_n, h, {"tile_m": ref[0], "tile_n": ref[1], "tiles": tile_set,
+                               "operand_intensity": h})
+            for h in (
+                (fixed_intensity,)
+                if fixed_intensity is not None
+                else (0.0,) if few else OPERAND_INTENSITY_GRID
+            )
+        ]  # fmt: skip
+    else:
+        configs = [(tm, tn, 0.0, {"tile_m": tm, "tile_n": tn}) for tm, tn in TILE_CANDIDATES]
+    for tm, tn, h, shape in configs:
 
-        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams):
+        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams, h=h):
             pred, _, _ = gemm_terms(
                 m,
                 n,
@@ -655,6 +778,7 @@ def fit_gemm_curve(
                 OPERAND_BYTES[code],
                 ob,
                 streams,
+                h,
             )
             return _log_error(pred, meas)
 
@@ -668,8 +792,7 @@ def fit_gemm_curve(
             )
             curve = GemmCurve(
                 peak_fraction=float(x[0]),
-                tile_m=tm,
-                tile_n=tn,
+                **shape,
                 wave_loss=w,
                 latency_s=lat,
                 group_streams=streams,
@@ -691,8 +814,7 @@ def fit_gemm_curve(
             )
             curve = GemmCurve(
                 peak_fraction=float(x[0]),
-                tile_m=tm,
-                tile_n=tn,
+                **shape,
                 wave_loss=float(x[3]),
                 k_fill=float(x[1]),
                 latency_s=float(x[2]),
@@ -713,6 +835,8 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         k_fill=round(c.k_fill, 1),
         latency_s=float(f"{c.latency_s:.3g}"),
         group_streams=c.group_streams,
+        tiles=c.tiles,
+        operand_intensity=c.operand_intensity,
     )
 
 
@@ -728,14 +852,15 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         device.memory_bandwidth * device.memory_fraction,
         device.compute_units,
         curve.peak_fraction,
-        curve.tile_m,
-        curve.tile_n,
+        np.array([float(a) for a, _ in curve.candidate_tiles()]),
+        np.array([float(b) for _, b in curve.candidate_tiles()]),
         curve.wave_loss,
         curve.k_fill,
         curve.latency_s,
         OPERAND_BYTES[code],
         np.array([s.out_bytes for s in samples]),
         curve.group_streams,
+        curve.operand_intensity,
     )
     return t
 

@@ -62,6 +62,15 @@ class GemmCurve(Spec):
     * ``k_fill``: K-depth fill, ``q_k = k / (k + k_fill)`` (prologue and epilogue of each
       output tile amortized over its main loop);
     * ``latency_s``: fixed time per kernel (launch, prologue, tail);
+    * ``tiles``: the library's candidate output tiles (a kernel per tile shape, the one
+      that runs fastest chosen per GEMM shape: :func:`deepflow.hardware.kernels.gemm_terms`);
+      empty: the one tile ``tile_m`` x ``tile_n``. With a set, ``tile_m`` x ``tile_n`` is
+      its reference tile (the one of highest per-tile intensity), at which ``peak_fraction``
+      applies;
+    * ``operand_intensity``: ``h`` of the per-tile efficiency ``a / (a + h)`` of a candidate
+      of intensity ``a = tm tn / (tm + tn)`` (multiply-adds per operand element loaded per
+      K step), relative to the reference tile's: the SM's MMA rate over its operand feed
+      rate, in elements (0: every candidate runs at ``peak_fraction``);
     * ``group_streams`` (grouped GEMMs): 0 when one kernel runs all groups (a persistent
       grouped kernel: DeepGEMM, ``torch._grouped_mm``, CUTLASS grouped GEMM); ``s > 0`` when
       each group is its own GEMM kernel, issued round-robin over ``s`` streams (Transformer
@@ -77,6 +86,12 @@ class GemmCurve(Spec):
     k_fill: float = Field(default=0.0, ge=0)
     latency_s: Seconds = 0.0
     group_streams: int = Field(default=0, ge=0)
+    tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = ()
+    operand_intensity: float = Field(default=0.0, ge=0)
+
+    def candidate_tiles(self) -> tuple[tuple[int, int], ...]:
+        """The candidate tiles: ``tiles``, or the one tile ``tile_m`` x ``tile_n``."""
+        return self.tiles or ((self.tile_m, self.tile_n),)
 
 
 class HeadDimFactor(Spec):
