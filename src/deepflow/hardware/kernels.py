@@ -18,11 +18,19 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     q_k     = k / (k + k_fill)                                K-depth fill
     compute = F / (P eta q_tile q_wave q_k)
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
-    t       = max(compute, memory) + t_0
+    t       = max(compute, memory) + (1 - o) min(compute, memory) + t_0
 
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
 the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+
+``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer: 1
+(the roofline's full overlap) for dense GEMMs; fitted for grouped GEMMs, whose weight-gradient
+GEMMs with few tokens per expert (K small) stream an output of ``m n e_out`` bytes per
+group (8 bytes: the fp32 main gradient read and written, ``accumulate=True``) behind a main
+loop of a few K steps: the output traffic then runs after the main loop, not under it
+(SimuMax's B200 table measures each such shape with an fp32 and a bf16 main gradient; the
+time difference is the extra output bytes at the memory bandwidth, added, not hidden).
 
 Tile and wave quantization are those of NVIDIA's "Matrix Multiplication Background User's
 Guide" (sections "Tile Quantization", "Wave Quantization"); the K-depth fill is the
@@ -214,6 +222,7 @@ class _GemmArrays:
     k_fill: np.ndarray
     latency: np.ndarray
     group_streams: np.ndarray
+    overlap: np.ndarray
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve]) -> _GemmArrays:
@@ -226,6 +235,7 @@ class _GemmArrays:
             k_fill=np.array([x.k_fill for x in c]),
             latency=np.array([x.latency_s for x in c]),
             group_streams=np.array([float(x.group_streams) for x in c]),
+            overlap=np.array([x.overlap for x in c]),
         )
 
 
@@ -353,9 +363,13 @@ def gemm_terms(
     in_bytes: object,
     out_bytes: object,
     group_streams: object = 0,
+    overlap: object = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
     the one definition that the evaluators and the fit share.
+
+    ``overlap`` < 1 (grouped curves): ``(1 - overlap) min(compute, memory)`` is added to
+    the roofline's ``max`` (1, every dense curve, adds nothing and is not evaluated).
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
@@ -380,7 +394,11 @@ def gemm_terms(
     flops = 2.0 * m * n * k * g
     compute = flops / (np.asarray(peak, dtype=np.float64) * eta * q_tile * q_wave * q_k)
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
-    return np.maximum(compute, memory) + latency * rounds, compute, memory
+    time = np.maximum(compute, memory)
+    hidden = np.asarray(overlap, dtype=np.float64)
+    if np.any(hidden < 1.0):
+        time = time + (1.0 - hidden) * np.minimum(compute, memory)
+    return time + latency * rounds, compute, memory
 
 
 def gemm_kernel_time(
@@ -427,7 +445,8 @@ def gemm_kernel_time(
         param("latency"),
         OPERAND_BYTES[code],
         out_bytes,
-        param("group_streams") if np.any(pick) else 0.0,
+        param("group_streams") if mixed else 0.0,
+        param("overlap") if mixed else 1.0,
     )
 
 
@@ -598,6 +617,7 @@ def fit_gemm_curve(
     fixed_latency: float | None = None,
     fixed_wave_loss: float | None = None,
     group_streams: int = 0,
+    fit_overlap: bool = False,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -610,7 +630,8 @@ def fit_gemm_curve(
     ``fixed_wave_loss`` or 1): too few points for more parameters. ``group_streams`` is how
     the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
     property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
-    not fitted)."""
+    not fitted). ``fit_overlap`` fits the overlap ``o`` of the compute and memory terms too
+    (grouped curves; ``GemmCurve.overlap``), else it is 1; it needs three or more samples."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
     code = PRECISION_NAMES.index(dtype)
@@ -626,7 +647,7 @@ def fit_gemm_curve(
     streams = group_streams
     for tm, tn in TILE_CANDIDATES:
 
-        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams):
+        def objective(eta, k_fill, latency, wave_loss, overlap=1.0, tm=tm, tn=tn, streams=streams):
             pred, _, _ = gemm_terms(
                 m,
                 n,
@@ -644,6 +665,7 @@ def fit_gemm_curve(
                 OPERAND_BYTES[code],
                 ob,
                 streams,
+                overlap,
             )
             return _log_error(pred, meas)
 
@@ -672,10 +694,11 @@ def fit_gemm_curve(
             wave_bounds = (
                 (fixed_wave_loss, fixed_wave_loss) if fixed_wave_loss is not None else (0.0, 1.0)
             )
+            overlap_bounds = (0.0, 1.0) if fit_overlap else (1.0, 1.0)
             x, loss = _refine(
                 objective,
-                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds],
-                [False, True, True, False],
+                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds, overlap_bounds],
+                [False, True, True, False, False],
                 points=7,
             )
             curve = GemmCurve(
@@ -686,6 +709,7 @@ def fit_gemm_curve(
                 k_fill=float(x[1]),
                 latency_s=float(x[2]),
                 group_streams=streams,
+                overlap=float(x[4]),
             )
         if best is None or loss < best[0] - 1e-12:
             best = (loss, curve)
@@ -702,6 +726,7 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         k_fill=round(c.k_fill, 1),
         latency_s=float(f"{c.latency_s:.3g}"),
         group_streams=c.group_streams,
+        overlap=round(c.overlap, 3),
     )
 
 
@@ -725,6 +750,7 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         OPERAND_BYTES[code],
         np.array([s.out_bytes for s in samples]),
         curve.group_streams,
+        curve.overlap,
     )
     return t
 
@@ -953,6 +979,13 @@ def stream_terms(bytes_moved: object, bandwidth: float, fraction: object, latenc
     return np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
 
 
+def stream_fits_latency(bytes_moved: Sequence[float]) -> bool:
+    """Whether a streaming table of these sizes fits its own latency (:data:`STREAM_LATENCY_SIZES`
+    sizes spanning :data:`STREAM_LATENCY_SPAN` or more)."""
+    sizes = np.unique(np.asarray(bytes_moved, dtype=np.float64))
+    return bool(sizes.size >= STREAM_LATENCY_SIZES and sizes[-1] >= STREAM_LATENCY_SPAN * sizes[0])
+
+
 def fit_stream_curve(
     bytes_moved: Sequence[float],
     times: Sequence[float],
@@ -976,8 +1009,7 @@ def fit_stream_curve(
     t = np.asarray(times, dtype=np.float64)
     if b.size == 0 or np.any(b <= 0) or np.any(t <= 0):
         raise ValueError("fit_stream_curve needs positive bytes and times")
-    sizes = np.unique(b)
-    fit_latency = sizes.size >= STREAM_LATENCY_SIZES and sizes[-1] >= STREAM_LATENCY_SPAN * sizes[0]
+    fit_latency = stream_fits_latency(b)
 
     def bandwidth(t0: float) -> float:
         busy = t - t0

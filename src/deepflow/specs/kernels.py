@@ -67,7 +67,13 @@ class GemmCurve(Spec):
       each group is its own GEMM kernel, issued round-robin over ``s`` streams (Transformer
       Engine's ``nvte_multi_stream_cublas_gemm``, ``num_streams = 4``): ``min(s, g)`` groups
       share the compute units at a time (their tiles make one wave count) and every round of
-      ``s`` groups pays the latency, ``ceil(g / s) t_0``.
+      ``s`` groups pays the latency, ``ceil(g / s) t_0``;
+    * ``overlap`` (grouped GEMMs): the part of the shorter of the compute and memory terms
+      hidden under the longer one, ``t = max(c, m) + (1 - overlap) min(c, m) + latency``
+      (1, the dense curves: the roofline's full overlap). A grouped GEMM of few tokens per
+      expert streams a large output per FLOP (MoE weight gradients: ``[n, k]`` per expert
+      accumulated into the main gradient with K = the expert's tokens), and its epilogue's
+      output traffic runs after, not under, each tile's short main loop.
     """
 
     peak_fraction: UnitFraction
@@ -77,6 +83,7 @@ class GemmCurve(Spec):
     k_fill: float = Field(default=0.0, ge=0)
     latency_s: Seconds = 0.0
     group_streams: int = Field(default=0, ge=0)
+    overlap: float = Field(default=1.0, ge=0, le=1)
 
 
 class HeadDimFactor(Spec):
