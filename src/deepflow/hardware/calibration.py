@@ -43,6 +43,7 @@ from deepflow.hardware.kernels import (
     Device,
     GemmSample,
     fit_attention_curve,
+    fit_eager_stream_curve,
     fit_gemm_curve,
     fit_stream_curve,
     leave_one_out,
@@ -232,8 +233,10 @@ def fit_kernel_params(
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
     mem = [r for r in records if r["kind"] == "memory"]
     memory = _fit_stream(model_stream_records(mem), acc) if mem else None
+    ew_latency = memory.latency_s if memory else acc.efficiency.kernel_overhead
     elementwise = {
-        key: _fit_stream(recs, acc) for key, recs in sorted(_elementwise(records).items())
+        key: _fit_eager(recs, acc, ew_latency)
+        for key, recs in sorted(_elementwise(records).items())
     }
     mu = memory.fraction if memory else acc.efficiency.memory
     gemm: dict[str, GemmCurve] = {}
@@ -356,6 +359,17 @@ def model_stream_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[s
             if str(g[0].get("op")) == MODEL_STREAM_OP:
                 return g
     return list(records)
+
+
+def _fit_eager(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, latency_s: float
+) -> MemoryCurve:
+    return fit_eager_stream_curve(
+        [r["bytes"] for r in records],
+        [r["time_s"] for r in records],
+        acc.memory_bandwidth,
+        latency_s,
+    )
 
 
 def _fit_stream(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> MemoryCurve:
@@ -572,8 +586,10 @@ def cross_validate(
     out: list[CurveError] = []
     mem = [r for r in records if r["kind"] == "memory"]
     mu = acc.efficiency.memory
+    ew_latency = acc.efficiency.kernel_overhead
     if mem:
-        mu = _fit_stream(model_stream_records(mem), acc).fraction
+        model_memory = _fit_stream(model_stream_records(mem), acc)
+        mu, ew_latency = model_memory.fraction, model_memory.latency_s
         if len(mem) >= 2:
             # each operation by its own curve where each is measured at several sizes
             groups = stream_groups(mem)
@@ -590,7 +606,7 @@ def cross_validate(
     for key, recs in sorted(_elementwise(records).items()):
         if len({r["bytes"] for r in recs}) < 2:
             continue
-        ew_errs += list(_stream_loo(recs, acc))
+        ew_errs += list(_stream_loo(recs, acc, ew_latency))
         ew_fams += [key] * len(recs)
     if ew_errs:
         out.append(_error(acc.name, "elementwise", "", ew_errs, ew_fams))
@@ -640,17 +656,30 @@ class _StreamSample:
     time_s: float
 
 
-def _stream_loo(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> np.ndarray:
+def _stream_loo(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, eager_latency: float | None = None
+) -> np.ndarray:
     """Leave-one-size-out relative time errors of the streaming curve (records of the same
-    operator and size are left out together)."""
+    operator and size are left out together); with ``eager_latency``, of the element-wise
+    curve with a host floor (:func:`_fit_eager`)."""
+
+    def fit(train: Sequence[_StreamSample]) -> MemoryCurve:
+        recs = [s.r for s in train]
+        return (
+            _fit_stream(recs, acc)
+            if eager_latency is None
+            else _fit_eager(recs, acc, eager_latency)
+        )
+
     return leave_one_out(
         [(f"{r.get('op')}/{r['bytes']:.0f}", _StreamSample(r, r["time_s"])) for r in records],
-        lambda train: _fit_stream([s.r for s in train], acc),
+        fit,
         lambda curve, test: stream_terms(
             np.array([s.r["bytes"] for s in test]),
             acc.memory_bandwidth,
             curve.fraction,
             curve.latency_s,
+            curve.host_floor_s,
         ),
     )
 

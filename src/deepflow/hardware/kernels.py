@@ -72,6 +72,8 @@ dimensions").
 
 Streaming (element-wise, norm, softmax, copy) kernels: ``t = bytes / (BW mu) + t_0`` per
 kernel, ``mu`` the achievable fraction of the data-sheet bandwidth (STREAM-type kernels).
+The element-wise curves of eager PyTorch operators measured by ``deepflow calibrate`` add a
+host floor, ``t = max(t_host, bytes / (BW mu) + t_0)`` (:func:`fit_eager_stream_curve`).
 
 Where the parameters come from, in order: a calibration file on the accelerator
 (``system.accelerator.calibration``), the accelerator's shipped table
@@ -973,10 +975,56 @@ is fitted."""
 STREAM_LATENCY_SPAN = 8.0
 
 
-def stream_terms(bytes_moved: object, bandwidth: float, fraction: object, latency: object):
+def stream_terms(
+    bytes_moved: object,
+    bandwidth: float,
+    fraction: object,
+    latency: object,
+    host_floor: object = 0.0,
+):
     """Time of a streaming kernel, ``bytes / (BW mu) + t_0`` (the memory curve of the module
-    docstring), from raw parameters: the one definition the evaluators and the fit share."""
-    return np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
+    docstring), from raw parameters: the one definition the evaluators and the fit share.
+    ``host_floor`` > 0: at least that (``MemoryCurve.host_floor_s``)."""
+    t = np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
+    floor = np.asarray(host_floor, dtype=np.float64)
+    return np.maximum(t, floor) if np.any(floor > 0) else t
+
+
+def fit_eager_stream_curve(
+    bytes_moved: Sequence[float],
+    times: Sequence[float],
+    datasheet_bandwidth: float,
+    latency_s: float,
+) -> MemoryCurve:
+    """Fit ``t = max(t_host, bytes / (BW mu) + t_0)`` to the measured times of one eager
+    operator (forward, or forward + backward) at several sizes: ``t_host`` and ``mu`` (least
+    mean absolute log error, :func:`_refine`), ``t_0`` the memory curve's kernel latency.
+
+    ``deepflow calibrate`` measured the element-wise operators in eager PyTorch: a
+    composite operator (RMS norm, SwiGLU) and every autograd backward cost the host tens to
+    hundreds of microseconds of dispatch, more than the device needs at small sizes. Where
+    the host is slower, the device waits for it and the events time the host: the H200
+    file's ``add`` forward + backward takes 101-181 us from 12 MB to 402 MB (the backward of
+    ``add`` runs no kernel: the time is ``torch.autograd.grad``'s), and 190 us at 805 MB where
+    the forward kernel outlasts the host. One sized, one floor: the ``max`` of the two.
+    (The calibrate timer now keeps the device busy while the host issues the call,
+    :mod:`deepflow.hardware.calibrate.timing`, so a new file measures the device; the floor
+    then fits near zero.)"""
+    b = np.asarray(bytes_moved, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if b.size == 0 or np.any(b <= 0) or np.any(t <= 0):
+        raise ValueError("fit_eager_stream_curve needs positive bytes and times")
+
+    def objective(floor, mu):
+        return _log_error(stream_terms(b, datasheet_bandwidth, mu, latency_s, floor), t)
+
+    # 20 rounds: a final grid step under 1 % of the floor and of the fraction
+    x, _ = _refine(objective, [(1e-7, 1e-2), (0.02, 1.0)], [True, False], rounds=20)
+    return MemoryCurve(
+        fraction=round(float(x[1]), 4),
+        latency_s=latency_s,
+        host_floor_s=float(f"{x[0]:.3g}"),
+    )
 
 
 def stream_fits_latency(bytes_moved: Sequence[float]) -> bool:

@@ -119,10 +119,14 @@ class AttentionCurve(Spec):
 
 
 class MemoryCurve(Spec):
-    """Streaming kernels: ``t = bytes / (BW * fraction) + latency_s`` per kernel."""
+    """Streaming kernels: ``t = bytes / (BW * fraction) + latency_s`` per kernel; with
+    ``host_floor_s`` > 0 (the element-wise curves of eager PyTorch operators),
+    ``t = max(host_floor_s, bytes / (BW * fraction) + latency_s)``: the device waits for a
+    host that issues the operator (dispatch, autograd) more slowly than the device runs it."""
 
     fraction: UnitFraction
     latency_s: Seconds = 0.0
+    host_floor_s: Seconds = 0.0
 
 
 class KernelParams(Spec):
