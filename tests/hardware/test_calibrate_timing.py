@@ -109,3 +109,27 @@ def test_sleep_cycles_cover_the_host_time_and_are_capped(a: float, b: float) -> 
     assert sleep_cycles(hi) <= SLEEP_MAX_S * SLEEP_CYCLES_PER_S
     if SLEEP_FACTOR * hi <= SLEEP_MAX_S:
         assert sleep_cycles(hi) / SLEEP_CYCLES_PER_S >= SLEEP_FACTOR * hi - 1e-9
+
+
+def test_grouped_mm_is_timed_only_where_it_is_one_fused_kernel() -> None:
+    """``torch._grouped_mm`` runs one CUTLASS kernel for bf16 on compute capability 9.x and
+    10.x; elsewhere its fallback synchronizes and loops on the host, so calibrate times
+    ``torch.bmm`` instead (the CPU keeps ``_grouped_mm``)."""
+    from types import SimpleNamespace
+
+    from deepflow.hardware.calibrate.measure import grouped_mm_fused
+
+    def ctx(device: str, backend: str, cap: tuple[int, int]) -> SimpleNamespace:
+        cuda = SimpleNamespace(get_device_capability=lambda: cap)
+        return SimpleNamespace(
+            torch=SimpleNamespace(cuda=cuda), torch_device=device, backend=backend
+        )
+
+    assert grouped_mm_fused(ctx("cuda", "cuda", (9, 0)), "bf16")
+    assert grouped_mm_fused(ctx("cuda", "cuda", (10, 0)), "bf16")
+    assert not grouped_mm_fused(ctx("cuda", "cuda", (9, 0)), "fp16")
+    assert not grouped_mm_fused(ctx("cuda", "cuda", (9, 0)), "fp32")
+    assert not grouped_mm_fused(ctx("cuda", "cuda", (8, 0)), "bf16")
+    assert not grouped_mm_fused(ctx("cuda", "cuda", (12, 0)), "bf16")
+    assert not grouped_mm_fused(ctx("cuda", "rocm", (9, 4)), "bf16")
+    assert grouped_mm_fused(ctx("cpu", "cpu", (0, 0)), "fp16")
