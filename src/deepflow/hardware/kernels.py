@@ -1021,7 +1021,7 @@ def fit_eager_stream_curve(
     # 20 rounds: a final grid step under 1 % of the floor and of the fraction
     x, _ = _refine(objective, [(1e-7, 1e-2), (0.02, 1.0)], [True, False], rounds=20)
     return MemoryCurve(
-        fraction=round(float(x[1]), 4),
+        fraction=float(f"{float(x[1]):.4g}"),
         latency_s=latency_s,
         host_floor_s=float(f"{x[0]:.3g}"),
     )
@@ -1073,7 +1073,9 @@ def fit_stream_curve(
         for _ in range(2):
             t0 = max(float(t[i] - b[i] / bandwidth(t0)), 0.05 * float(t[i]))
     fraction = bandwidth(t0) / datasheet_bandwidth
-    return MemoryCurve(fraction=round(min(fraction, 1.25), 4), latency_s=float(f"{t0:.3g}"))
+    # four significant digits: a CPU run of the calibrate mechanics streams at 1e-5 of an
+    # accelerator's data sheet, which four decimals would round to 0
+    return MemoryCurve(fraction=float(f"{min(fraction, 1.25):.4g}"), latency_s=float(f"{t0:.3g}"))
 
 
 STREAM_BANDWIDTH_SPAN = 10.0
