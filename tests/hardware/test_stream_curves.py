@@ -78,3 +78,16 @@ def test_eager_fit_recovers_floor_and_bandwidth(floor: float, mu: float) -> None
 def test_floor_zero_leaves_the_memory_curve_unchanged() -> None:
     b = np.array([1e6, 1e9])
     assert np.array_equal(stream_terms(b, 4e12, 0.9, 3e-6), stream_terms(b, 4e12, 0.9, 3e-6, 0))
+
+
+def test_stream_fit_of_kernels_faster_than_the_latency_is_finite() -> None:
+    """A CPU run of the calibrate mechanics can time every kernel of an operation below the
+    accelerator's launch overhead: the fit still gives a positive, finite fraction."""
+    import warnings
+
+    from deepflow.hardware.kernels import fit_stream_curve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = fit_stream_curve([8192.0, 524288.0], [1.2e-6, 2e-6], 1e11, 5e-6)
+    assert 0 < c.fraction <= 1.25

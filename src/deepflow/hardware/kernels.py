@@ -1064,6 +1064,8 @@ def fit_stream_curve(
         keep = busy >= (STREAM_BANDWIDTH_SPAN - 1.0) * t0
         if not np.any(keep):
             keep = busy > 0
+        if not np.any(keep):  # every kernel faster than the latency (a CPU run's tiny sizes)
+            keep, busy = np.ones_like(t, dtype=bool), t
         return float(np.exp(np.mean(np.log(b[keep] / busy[keep]))))
 
     t0 = launch_latency
