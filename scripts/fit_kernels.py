@@ -40,6 +40,7 @@ from deepflow.hardware.calibration import (
     published_records,
     published_references,
 )
+from deepflow.hardware.kernels import stream_fits_latency
 from deepflow.specs import accelerator_from
 from deepflow.specs.kernels import KernelParams
 
@@ -146,10 +147,28 @@ def _with_measured(
         fields[kind] = dict(sorted(mine.items()))
     if "memory" in scope and own.memory is not None:
         e = against.get("memory")
-        if params.memory is None or e is None or _disagrees(e):
+        published_latency = stream_fits_latency(
+            [r["bytes"] for r in records if r["kind"] == "memory"]
+        )
+        measured_latency = stream_fits_latency(
+            [r["bytes"] for r in measured if r["kind"] == "memory"]
+        )
+        if (
+            params.memory is None
+            or e is None
+            or _disagrees(e)
+            or (measured_latency and not published_latency)
+        ):
             fields["memory"] = own.memory
             fields["elementwise"] = own.elementwise
-            why = "" if e is None else f" (published fit off by {e.mean_abs:.1%})"
+            why = (
+                ""
+                if e is None
+                else f" (published fit off by {e.mean_abs:.1%})"
+                if _disagrees(e)
+                else " (the published table measures one size per kernel: its latency is the "
+                "launch overhead, the measured sweep fits it)"
+            )
             taken.append("memory" + why)
             for key in ("memory", "memory.latency", "elementwise"):
                 if key in cv:

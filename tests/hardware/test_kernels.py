@@ -47,19 +47,17 @@ FAMILY_BOUND = 0.25
 KNOWN_GAPS = {
     ("gb200", "gemm.fp8"): "10.1 %: 9 shapes, the 1024^3 and 802816x192 shapes (B200's h and w)",
     ("b200", "gemm.bf16"): "11.4 %: host-timed TE GEMMs, 0.45 or 0.64 of peak for like shapes",
-    ("b200", "grouped_gemm.bf16"): "14.7 %: TE wgrad of 128-256-token groups, layout spread",
     # the measured H200 file (deepflow calibrate), also the H100's compute curves
     ("h200-sxm-141gb", "gemm.tf32"): "15 %: large TF32 GEMMs 1.75x apart per FLOP (no target)",
     ("h100-sxm5-80gb", "gemm.tf32"): "15 %: large TF32 GEMMs 1.75x apart per FLOP (no target)",
-    ("h200-sxm-141gb", "grouped_gemm.bf16"): "15 %: 9 shapes, 16 experts of 256 rows",
-    ("h100-sxm5-80gb", "grouped_gemm.bf16"): "15 %: 9 shapes, 16 experts of 256 rows",
-    ("h200-sxm-141gb", "memory"): "5.8 %: writes reach 4.65 TB/s, reads 4.3: one fraction",
-    ("h200-sxm-141gb", "memory.latency"): "25 %: the ramp between latency and bandwidth",
-    ("h200-sxm-141gb", "elementwise"): "54 %: eager PyTorch ops, host-bound at small sizes",
+    ("h200-sxm-141gb", "memory.latency"): "14.6 %, read family 35 %: the reduction's ramp",
+    ("h200-sxm-141gb", "elementwise"): "23 %, rmsnorm 70 %: host-bound eager ops (noisy floor)",
 }
 # Met since dense GEMM curves choose among a tile set (kernels.py, GEMM_TILE_SET), held by
 # the bounds above: a100 gemm.fp16 (was 12.0 %), h800 gemm.fp8 (10.8 %), mi300x gemm.fp8
-# (12.8 %, skinny 37 %), h100/h200 gemm.fp32 (small family 27 %).
+# (12.8 %, skinny 37 %), h100/h200 gemm.fp32 (small family 27 %); since grouped curves add
+# their unhidden output traffic and memory curves are per operation: b200 and h100/h200
+# grouped_gemm.bf16 (were 14.7 %, 15 %), h200 memory (5.8 %).
 MEASURED = {"h200-sxm-141gb": "h200-sxm-141gb", "h100-sxm5-80gb": "h200-sxm-141gb"}
 """Chips whose shipped table takes curves from a measured calibration file
 (scripts/fit_kernels.py, MEASURED)."""
@@ -136,8 +134,12 @@ def test_measured_h200_curves_meet_the_issue_targets() -> None:
         print(f"{key:16s} n={e.samples:4d} {e.mean_abs:6.1%} worst {e.worst_family:6.1%}")
         assert e.mean_abs <= bound, key
         assert e.worst_family <= FAMILY_BOUND, key
-    # and the bandwidth within 6 % (one fraction for reads, writes and copies)
-    assert errors["memory"].mean_abs <= 0.06
+    # the bandwidth within 5 % (each of copy, read and write by its own curve), and the
+    # grouped bf16 and fp32 GEMMs (torch._grouped_mm's CUTLASS kernel and its fallback) within
+    # 10 %
+    assert errors["memory"].mean_abs <= 0.05
+    for key in ("grouped_gemm.bf16", "grouped_gemm.fp32"):
+        assert errors[key].mean_abs <= 0.10, key
 
 
 def test_shipped_hopper_tables_agree_with_the_measured_h200() -> None:
@@ -391,16 +393,41 @@ def test_grouped_gemm_launch_is_chosen_by_the_fit() -> None:
 
 def test_simumax_grouped_backward_shapes() -> None:
     """SimuMax lists each grouped GEMM by its forward shape; the records carry the GEMM each
-    stage runs: dgrad contracts N, wgrad contracts the group's tokens and accumulates fp32."""
+    stage runs: dgrad contracts N, wgrad contracts the group's tokens and accumulates into
+    the main gradient, read and written: 8 bytes per element in fp32, 4 in bf16 (SimuMax
+    measures every wgrad shape with both, ``main_grad_dtype`` of its shape key)."""
     grouped = [r for r in RECORDS["b200"] if r["kind"] == "grouped_gemm"]
     fwd = {(r["groups"], r["m"], r["n"], r["k"]) for r in grouped if r["family"].endswith("fwd")}
+    wgrad: dict[tuple, list[tuple[float, float]]] = {}
     for r in grouped:
         g = r["groups"]
         if r["family"].endswith("bwd_grad_act"):
             assert (g, r["m"], r["k"], r["n"]) in fwd
         elif r["family"].endswith("bwd_grad_w"):
             assert (g, r["k"], r["m"], r["n"]) in fwd
-            assert r["out_bytes"] == 8.0
+            wgrad.setdefault((g, r["m"], r["n"], r["k"]), []).append((r["out_bytes"], r["time_s"]))
+    both = {shape: runs for shape, runs in wgrad.items() if len({b for b, _ in runs}) == 2}
+    assert len(both) >= 10
+    for shape, runs in wgrad.items():
+        assert {b for b, _ in runs} <= {4.0, 8.0}, shape
+    for shape, runs in both.items():
+        # the fp32 main gradient is the slower of the two (twice the output traffic)
+        assert max(runs)[1] > min(runs)[1], shape
+
+
+def test_grouped_weight_gradient_output_traffic_is_not_hidden() -> None:
+    """The B200 grouped curve fits an overlap well below 1: a wgrad GEMM of 128 tokens per
+    expert with an fp32 main gradient takes about the bf16 one's time plus the extra output
+    bytes at the memory bandwidth (measured: 11.0 ms against 6.0 ms for 256 experts of
+    4096 x 7168); the dense curves keep the full overlap of the roofline."""
+    b200 = shipped_table("b200")
+    assert b200.grouped_gemm["bf16"].overlap < 0.5
+    assert all(c.overlap == 1.0 for t in table_names() for c in shipped_table(t).gemm.values())
+    acc = accelerator_from("b200")
+    args = (4096.0, 7168.0, 128.0, acc, acc.peak(Precision.BF16))
+    t32 = float(gemm_kernel_time(*args, out_bytes=8.0, groups=256, dtype="bf16")[0])
+    t16 = float(gemm_kernel_time(*args, out_bytes=4.0, groups=256, dtype="bf16")[0])
+    assert t32 / t16 == pytest.approx(11.0355 / 6.0407, rel=0.15)
 
 
 def test_group_launch_follows_the_library_code() -> None:

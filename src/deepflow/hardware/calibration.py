@@ -44,6 +44,7 @@ from deepflow.hardware.kernels import (
     Device,
     GemmSample,
     fit_attention_curve,
+    fit_eager_stream_curve,
     fit_gemm_curve,
     fit_stream_curve,
     leave_one_out,
@@ -232,9 +233,11 @@ def fit_kernel_params(
     """
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
     mem = [r for r in records if r["kind"] == "memory"]
-    memory = _fit_stream(mem, acc) if mem else None
+    memory = _fit_stream(model_stream_records(mem), acc) if mem else None
+    ew_latency = memory.latency_s if memory else acc.efficiency.kernel_overhead
     elementwise = {
-        key: _fit_stream(recs, acc) for key, recs in sorted(_elementwise(records).items())
+        key: _fit_eager(recs, acc, ew_latency)
+        for key, recs in sorted(_elementwise(records).items())
     }
     mu = memory.fraction if memory else acc.efficiency.memory
     gemm: dict[str, GemmCurve] = {}
@@ -323,6 +326,51 @@ def _precision_ratio(
     sparse = _fit_eta([s for _, s in _gemm_samples(records)], base, _device(acc, dtype, mu), dtype)
     ref = _fit_eta([s for _, s in _gemm_samples(refs)], rich_curve, _device(acc, rich, mu), rich)
     return sparse / ref
+
+
+MODEL_STREAM_OP = "copy"
+"""The streaming operation whose curve is the model's ``memory`` curve where a table
+measures it at several sizes: a copy reads one buffer and writes another, as the
+element-wise, norm and optimizer kernels of a training step do. A fill only writes and a
+reduction (``sum``) only reads and adds a cross-block combine: on the measured H200 the fill
+streams at 4.65 TB/s, the copy and the reduction at 4.3 TB/s, and the reduction's floor is
+about 5 us against 3.5 us (``deepflow calibrate``'s ``copy``, ``write``, ``read``)."""
+
+
+def stream_groups(records: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The memory records split by operation where every operation is measured at two or
+    more sizes (each has its own bandwidth and latency, :data:`MODEL_STREAM_OP`), else one
+    group: tables of one size per kernel (Azure's five STREAM kernels at 4 GB) are fitted
+    and cross-validated as one curve."""
+    by: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        by[str(r.get("op") or "stream")].append(r)
+    if len(by) > 1 and all(len({r["bytes"] for r in g}) >= 2 for g in by.values()):
+        return [by[op] for op in sorted(by)]
+    return [list(records)]
+
+
+def model_stream_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The memory records the model's ``memory`` curve is fitted to: the
+    :data:`MODEL_STREAM_OP` records where :func:`stream_groups` splits the table by
+    operation, else all of them."""
+    groups = stream_groups(records)
+    if len(groups) > 1:
+        for g in groups:
+            if str(g[0].get("op")) == MODEL_STREAM_OP:
+                return g
+    return list(records)
+
+
+def _fit_eager(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, latency_s: float
+) -> MemoryCurve:
+    return fit_eager_stream_curve(
+        [r["bytes"] for r in records],
+        [r["time_s"] for r in records],
+        acc.memory_bandwidth,
+        latency_s,
+    )
 
 
 def _fit_stream(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> MemoryCurve:
@@ -426,7 +474,7 @@ def _reference_curve(architecture: str) -> GemmCurve:
     dense = _pooled(_by(records, "gemm"))
     dtype = "fp16" if "fp16" in dense else "bf16"
     mem = [r for r in records if r["kind"] == "memory"]
-    mu = _fit_stream(mem, acc).fraction if mem else acc.efficiency.memory
+    mu = _fit_stream(model_stream_records(mem), acc).fraction if mem else acc.efficiency.memory
     return _fit_gemm(dense[dtype], acc, dtype, mu, None)
 
 
@@ -523,7 +571,17 @@ def _fit_gemm(
     streams = 0 if shared_wave else group_launch(records, dtype, acc)
     tiles = GEMM_TILE_SET if shared_wave else ()
     device = _device(acc, dtype, mu)
-    return fit_gemm_curve(samples, device, dtype, latency, wave, streams, tiles, intensity)
+    return fit_gemm_curve(
+        samples,
+        device,
+        dtype,
+        latency,
+        wave,
+        streams,
+        tiles,
+        intensity,
+        fit_overlap=not shared_wave,
+    )
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -565,10 +623,15 @@ def cross_validate(
     out: list[CurveError] = []
     mem = [r for r in records if r["kind"] == "memory"]
     mu = acc.efficiency.memory
+    ew_latency = acc.efficiency.kernel_overhead
     if mem:
-        mu = _fit_stream(mem, acc).fraction
+        model_memory = _fit_stream(model_stream_records(mem), acc)
+        mu, ew_latency = model_memory.fraction, model_memory.latency_s
         if len(mem) >= 2:
-            errs = _stream_loo(mem, acc)
+            # each operation by its own curve where each is measured at several sizes
+            groups = stream_groups(mem)
+            mem = [r for g in groups for r in g]
+            errs = np.concatenate([_stream_loo(g, acc) for g in groups])
             fams = [str(r.get("op") or "stream") for r in mem]
             big = [r["bytes"] >= STREAM_FLOOR_BYTES for r in mem]
             for name, keep in (("memory", True), ("memory.latency", False)):
@@ -580,7 +643,7 @@ def cross_validate(
     for key, recs in sorted(_elementwise(records).items()):
         if len({r["bytes"] for r in recs}) < 2:
             continue
-        ew_errs += list(_stream_loo(recs, acc))
+        ew_errs += list(_stream_loo(recs, acc, ew_latency))
         ew_fams += [key] * len(recs)
     if ew_errs:
         out.append(_error(acc.name, "elementwise", "", ew_errs, ew_fams))
@@ -594,10 +657,11 @@ def cross_validate(
             fixed, wave, h = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
             tiles = GEMM_TILE_SET if kind == "gemm" else ()
+            overlap = kind != "gemm"  # fitted for grouped curves (GemmCurve.overlap)
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h: (
-                    fit_gemm_curve(train, d, t, f, w, s, c, h)
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h, o=overlap: (
+                    fit_gemm_curve(train, d, t, f, w, s, c, h, fit_overlap=o)
                 ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
@@ -630,17 +694,30 @@ class _StreamSample:
     time_s: float
 
 
-def _stream_loo(records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec) -> np.ndarray:
+def _stream_loo(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, eager_latency: float | None = None
+) -> np.ndarray:
     """Leave-one-size-out relative time errors of the streaming curve (records of the same
-    operator and size are left out together)."""
+    operator and size are left out together); with ``eager_latency``, of the element-wise
+    curve with a host floor (:func:`_fit_eager`)."""
+
+    def fit(train: Sequence[_StreamSample]) -> MemoryCurve:
+        recs = [s.r for s in train]
+        return (
+            _fit_stream(recs, acc)
+            if eager_latency is None
+            else _fit_eager(recs, acc, eager_latency)
+        )
+
     return leave_one_out(
         [(f"{r.get('op')}/{r['bytes']:.0f}", _StreamSample(r, r["time_s"])) for r in records],
-        lambda train: _fit_stream([s.r for s in train], acc),
+        fit,
         lambda curve, test: stream_terms(
             np.array([s.r["bytes"] for s in test]),
             acc.memory_bandwidth,
             curve.fraction,
             curve.latency_s,
+            curve.host_floor_s,
         ),
     )
 
@@ -694,6 +771,16 @@ PUBLISHED_DEVICES = {
     "AMD Instinct MI300X": "mi300x",
     "AMD MI300X": "mi300x",
 }
+
+
+def _main_grad_bytes(shape_key: str) -> float:
+    """Bytes per element of the main gradient a SimuMax wgrad GEMM accumulates into, from its
+    verbatim shape key (``main_grad_dtype=fp32`` or ``bf16``; fp32 where the key omits it)."""
+    for part in shape_key.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "main_grad_dtype":
+            return {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0}[value.strip()]
+    return 4.0
 
 
 def _source_csv(folder: str, name: str) -> list[dict[str, str]]:
@@ -850,14 +937,16 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
             # SimuMax lists the forward shape Y[M, N] = X[M, K] W[K, N] for every stage; the
             # backward GEMMs are dX[M, K] = dY[M, N] W^T (contraction N) and
             # dW[N, K] = dY^T X (contraction M, the tokens of a group), accumulated into the
-            # fp32 main gradient (accumulate=True: beta 1, C read and written, 8 bytes)
+            # main gradient (accumulate=True: beta 1, C read and written): 8 bytes per
+            # element for an fp32 main gradient, 4 for a bf16 one (``main_grad_dtype`` of
+            # the verbatim shape key; SimuMax measures every wgrad shape with both)
             out_bytes = 2.0
             if r["stage"] == "bwd_grad_act":
                 m, n, k = m, k, n
             elif r["stage"] == "bwd_grad_w":
                 m, n, k = n, k, m
                 if r["accumulate"] == "True":
-                    out_bytes = 8.0
+                    out_bytes = 2.0 * _main_grad_bytes(r["shape_key_verbatim"])
             add(
                 r["accelerator"],
                 {
@@ -1038,11 +1127,14 @@ def curve_errors(
 ) -> list[CurveError]:
     """Errors of given curves ``params`` (not refitted) against measurement ``records``:
     how far a shipped table is from a measurement of the same chip. Curves ``params`` lacks
-    and records of other kinds are skipped."""
+    and records of other kinds are skipped; the memory curve is checked against the records
+    it stands for (:func:`model_stream_records`: the copies where the table measures each
+    operation at several sizes)."""
     records = [check_record(r, f"measurements[{i}]") for i, r in enumerate(records)]
     out: list[CurveError] = []
     mu = params.memory.fraction if params.memory else acc.efficiency.memory
-    mem = [r for r in records if r["kind"] == "memory" and r["bytes"] >= STREAM_FLOOR_BYTES]
+    mem = model_stream_records([r for r in records if r["kind"] == "memory"])
+    mem = [r for r in mem if r["bytes"] >= STREAM_FLOOR_BYTES]
     if mem and params.memory is not None:
         pred = stream_terms(
             np.array([r["bytes"] for r in mem]),

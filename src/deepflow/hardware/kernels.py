@@ -18,7 +18,7 @@ peak ``P`` and memory bandwidth ``BW`` (roofline: Williams, Waterman, Patterson 
     q_k     = k / (k + k_fill)                                K-depth fill
     compute = F / (P eta q_tile q_wave q_k)
     memory  = ((m k + k n) e_in + m n e_out) g / (BW mu)
-    t       = max(compute, memory) + t_0
+    t       = max(compute, memory) + (1 - o) min(compute, memory) + t_0
 
 A dense GEMM curve holds a candidate tile set (:data:`GEMM_TILE_SET`, ``GemmCurve.tiles``):
 ``q_tile``, ``T`` and ``q_wave`` are those of each candidate ``tm x tn``, its compute time
@@ -31,6 +31,14 @@ picks the fastest kernel per shape does (cuBLASLt, CUTLASS's profiler, hipBLASLt
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
 the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+
+``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer: 1
+(the roofline's full overlap) for dense GEMMs; fitted for grouped GEMMs, whose weight-gradient
+GEMMs with few tokens per expert (K small) stream an output of ``m n e_out`` bytes per
+group (8 bytes: the fp32 main gradient read and written, ``accumulate=True``) behind a main
+loop of a few K steps: the output traffic then runs after the main loop, not under it
+(SimuMax's B200 table measures each such shape with an fp32 and a bf16 main gradient; the
+time difference is the extra output bytes at the memory bandwidth, added, not hidden).
 
 Tile and wave quantization are those of NVIDIA's "Matrix Multiplication Background User's
 Guide" (sections "Tile Quantization", "Wave Quantization"); the K-depth fill is the
@@ -72,6 +80,8 @@ dimensions").
 
 Streaming (element-wise, norm, softmax, copy) kernels: ``t = bytes / (BW mu) + t_0`` per
 kernel, ``mu`` the achievable fraction of the data-sheet bandwidth (STREAM-type kernels).
+The element-wise curves of eager PyTorch operators measured by ``deepflow calibrate`` add a
+host floor, ``t = max(t_host, bytes / (BW mu) + t_0)`` (:func:`fit_eager_stream_curve`).
 
 Where the parameters come from, in order: a calibration file on the accelerator
 (``system.accelerator.calibration``), the accelerator's shipped table
@@ -241,6 +251,7 @@ class _GemmArrays:
     latency: np.ndarray
     group_streams: np.ndarray
     intensity: np.ndarray
+    overlap: np.ndarray
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve], width: int) -> _GemmArrays:
@@ -258,6 +269,7 @@ class _GemmArrays:
             latency=np.array([x.latency_s for x in c]),
             group_streams=np.array([float(x.group_streams) for x in c]),
             intensity=np.array([x.operand_intensity for x in c]),
+            overlap=np.array([x.overlap for x in c]),
         )
 
 
@@ -406,6 +418,7 @@ def gemm_terms(
     group_streams: object = 0,
     intensity: object = 0.0,
     uneven_rows: UnevenRows | None = None,
+    overlap: object = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
     the one definition that the evaluators and the fit share.
@@ -417,6 +430,9 @@ def gemm_terms(
     candidate (what a library heuristic that picks the fastest kernel achieves):
     ``compute = min_c compute_c``. Since ``max(x, memory)`` rises with ``x``, that is also
     the candidate of least time.
+
+    ``overlap`` < 1 (grouped curves): ``(1 - overlap) min(compute, memory)`` is added to
+    the roofline's ``max`` (1, every dense curve, adds nothing and is not evaluated).
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
@@ -477,7 +493,11 @@ def gemm_terms(
         best = cost if best is None else np.minimum(best, cost)
     compute = scale * best
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
-    return np.maximum(compute, memory) + latency * rounds, compute, memory
+    time = np.maximum(compute, memory)
+    hidden = np.asarray(overlap, dtype=np.float64)
+    if np.any(hidden < 1.0):
+        time = time + (1.0 - hidden) * np.minimum(compute, memory)
+    return time + latency * rounds, compute, memory
 
 
 def gemm_kernel_time(
@@ -535,9 +555,10 @@ def gemm_kernel_time(
         param("latency"),
         OPERAND_BYTES[code],
         out_bytes,
-        param("group_streams") if np.any(pick) else 0.0,
+        param("group_streams") if mixed else 0.0,
         param("intensity"),
         uneven_rows,
+        overlap=param("overlap") if mixed else 1.0,
     )
 
 
@@ -710,6 +731,7 @@ def fit_gemm_curve(
     group_streams: int = 0,
     tiles: Sequence[tuple[int, int]] = (),
     fixed_intensity: float | None = None,
+    fit_overlap: bool = False,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -728,7 +750,8 @@ def fit_gemm_curve(
     ``fixed_wave_loss`` or 1): too few points for more parameters. ``group_streams`` is how
     the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
     property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
-    not fitted)."""
+    not fitted). ``fit_overlap`` fits the overlap ``o`` of the compute and memory terms too
+    (grouped curves; ``GemmCurve.overlap``), else it is 1; it needs three or more samples."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
     code = PRECISION_NAMES.index(dtype)
@@ -760,7 +783,9 @@ def fit_gemm_curve(
         configs = [(tm, tn, 0.0, {"tile_m": tm, "tile_n": tn}) for tm, tn in TILE_CANDIDATES]
     for tm, tn, h, shape in configs:
 
-        def objective(eta, k_fill, latency, wave_loss, tm=tm, tn=tn, streams=streams, h=h):
+        def objective(
+            eta, k_fill, latency, wave_loss, overlap=1.0, tm=tm, tn=tn, streams=streams, h=h
+        ):
             pred, _, _ = gemm_terms(
                 m,
                 n,
@@ -779,6 +804,7 @@ def fit_gemm_curve(
                 ob,
                 streams,
                 h,
+                overlap=overlap,
             )
             return _log_error(pred, meas)
 
@@ -806,10 +832,11 @@ def fit_gemm_curve(
             wave_bounds = (
                 (fixed_wave_loss, fixed_wave_loss) if fixed_wave_loss is not None else (0.0, 1.0)
             )
+            overlap_bounds = (0.0, 1.0) if fit_overlap else (1.0, 1.0)
             x, loss = _refine(
                 objective,
-                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds],
-                [False, True, True, False],
+                [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds, overlap_bounds],
+                [False, True, True, False, False],
                 points=7,
             )
             curve = GemmCurve(
@@ -819,6 +846,7 @@ def fit_gemm_curve(
                 k_fill=float(x[1]),
                 latency_s=float(x[2]),
                 group_streams=streams,
+                overlap=float(x[4]),
             )
         if best is None or loss < best[0] - 1e-12:
             best = (loss, curve)
@@ -837,6 +865,7 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         group_streams=c.group_streams,
         tiles=c.tiles,
         operand_intensity=c.operand_intensity,
+        overlap=round(c.overlap, 3),
     )
 
 
@@ -861,6 +890,7 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         np.array([s.out_bytes for s in samples]),
         curve.group_streams,
         curve.operand_intensity,
+        overlap=curve.overlap,
     )
     return t
 
@@ -1083,10 +1113,63 @@ is fitted."""
 STREAM_LATENCY_SPAN = 8.0
 
 
-def stream_terms(bytes_moved: object, bandwidth: float, fraction: object, latency: object):
+def stream_terms(
+    bytes_moved: object,
+    bandwidth: float,
+    fraction: object,
+    latency: object,
+    host_floor: object = 0.0,
+):
     """Time of a streaming kernel, ``bytes / (BW mu) + t_0`` (the memory curve of the module
-    docstring), from raw parameters: the one definition the evaluators and the fit share."""
-    return np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
+    docstring), from raw parameters: the one definition the evaluators and the fit share.
+    ``host_floor`` > 0: at least that (``MemoryCurve.host_floor_s``)."""
+    t = np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
+    floor = np.asarray(host_floor, dtype=np.float64)
+    return np.maximum(t, floor) if np.any(floor > 0) else t
+
+
+def fit_eager_stream_curve(
+    bytes_moved: Sequence[float],
+    times: Sequence[float],
+    datasheet_bandwidth: float,
+    latency_s: float,
+) -> MemoryCurve:
+    """Fit ``t = max(t_host, bytes / (BW mu) + t_0)`` to the measured times of one eager
+    operator (forward, or forward + backward) at several sizes: ``t_host`` and ``mu`` (least
+    mean absolute log error, :func:`_refine`), ``t_0`` the memory curve's kernel latency.
+
+    ``deepflow calibrate`` measured the element-wise operators in eager PyTorch: a
+    composite operator (RMS norm, SwiGLU) and every autograd backward cost the host tens to
+    hundreds of microseconds of dispatch, more than the device needs at small sizes. Where
+    the host is slower, the device waits for it and the events time the host: the H200
+    file's ``add`` forward + backward takes 101-181 us from 12 MB to 402 MB (the backward of
+    ``add`` runs no kernel: the time is ``torch.autograd.grad``'s), and 190 us at 805 MB where
+    the forward kernel outlasts the host. One sized, one floor: the ``max`` of the two.
+    (The calibrate timer now keeps the device busy while the host issues the call,
+    :mod:`deepflow.hardware.calibrate.timing`, so a new file measures the device; the floor
+    then fits near zero.)"""
+    b = np.asarray(bytes_moved, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if b.size == 0 or np.any(b <= 0) or np.any(t <= 0):
+        raise ValueError("fit_eager_stream_curve needs positive bytes and times")
+
+    def objective(floor, mu):
+        return _log_error(stream_terms(b, datasheet_bandwidth, mu, latency_s, floor), t)
+
+    # 20 rounds: a final grid step under 1 % of the floor and of the fraction
+    x, _ = _refine(objective, [(1e-7, 1e-2), (0.02, 1.0)], [True, False], rounds=20)
+    return MemoryCurve(
+        fraction=float(f"{float(x[1]):.4g}"),
+        latency_s=latency_s,
+        host_floor_s=float(f"{x[0]:.3g}"),
+    )
+
+
+def stream_fits_latency(bytes_moved: Sequence[float]) -> bool:
+    """Whether a streaming table of these sizes fits its own latency (:data:`STREAM_LATENCY_SIZES`
+    sizes spanning :data:`STREAM_LATENCY_SPAN` or more)."""
+    sizes = np.unique(np.asarray(bytes_moved, dtype=np.float64))
+    return bool(sizes.size >= STREAM_LATENCY_SIZES and sizes[-1] >= STREAM_LATENCY_SPAN * sizes[0])
 
 
 def fit_stream_curve(
@@ -1112,14 +1195,15 @@ def fit_stream_curve(
     t = np.asarray(times, dtype=np.float64)
     if b.size == 0 or np.any(b <= 0) or np.any(t <= 0):
         raise ValueError("fit_stream_curve needs positive bytes and times")
-    sizes = np.unique(b)
-    fit_latency = sizes.size >= STREAM_LATENCY_SIZES and sizes[-1] >= STREAM_LATENCY_SPAN * sizes[0]
+    fit_latency = stream_fits_latency(b)
 
     def bandwidth(t0: float) -> float:
         busy = t - t0
         keep = busy >= (STREAM_BANDWIDTH_SPAN - 1.0) * t0
         if not np.any(keep):
             keep = busy > 0
+        if not np.any(keep):  # every kernel faster than the latency (a CPU run's tiny sizes)
+            keep, busy = np.ones_like(t, dtype=bool), t
         return float(np.exp(np.mean(np.log(b[keep] / busy[keep]))))
 
     t0 = launch_latency
@@ -1129,7 +1213,9 @@ def fit_stream_curve(
         for _ in range(2):
             t0 = max(float(t[i] - b[i] / bandwidth(t0)), 0.05 * float(t[i]))
     fraction = bandwidth(t0) / datasheet_bandwidth
-    return MemoryCurve(fraction=round(min(fraction, 1.25), 4), latency_s=float(f"{t0:.3g}"))
+    # four significant digits: a CPU run of the calibrate mechanics streams at 1e-5 of an
+    # accelerator's data sheet, which four decimals would round to 0
+    return MemoryCurve(fraction=float(f"{min(fraction, 1.25):.4g}"), latency_s=float(f"{t0:.3g}"))
 
 
 STREAM_BANDWIDTH_SPAN = 10.0

@@ -76,7 +76,13 @@ class GemmCurve(Spec):
       each group is its own GEMM kernel, issued round-robin over ``s`` streams (Transformer
       Engine's ``nvte_multi_stream_cublas_gemm``, ``num_streams = 4``): ``min(s, g)`` groups
       share the compute units at a time (their tiles make one wave count) and every round of
-      ``s`` groups pays the latency, ``ceil(g / s) t_0``.
+      ``s`` groups pays the latency, ``ceil(g / s) t_0``;
+    * ``overlap`` (grouped GEMMs): the part of the shorter of the compute and memory terms
+      hidden under the longer one, ``t = max(c, m) + (1 - overlap) min(c, m) + latency``
+      (1, the dense curves: the roofline's full overlap). A grouped GEMM of few tokens per
+      expert streams a large output per FLOP (MoE weight gradients: ``[n, k]`` per expert
+      accumulated into the main gradient with K = the expert's tokens), and its epilogue's
+      output traffic runs after, not under, each tile's short main loop.
     """
 
     peak_fraction: UnitFraction
@@ -88,6 +94,7 @@ class GemmCurve(Spec):
     group_streams: int = Field(default=0, ge=0)
     tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = ()
     operand_intensity: float = Field(default=0.0, ge=0)
+    overlap: float = Field(default=1.0, ge=0, le=1)
 
     def candidate_tiles(self) -> tuple[tuple[int, int], ...]:
         """The candidate tiles: ``tiles``, or the one tile ``tile_m`` x ``tile_n``."""
@@ -127,10 +134,14 @@ class AttentionCurve(Spec):
 
 
 class MemoryCurve(Spec):
-    """Streaming kernels: ``t = bytes / (BW * fraction) + latency_s`` per kernel."""
+    """Streaming kernels: ``t = bytes / (BW * fraction) + latency_s`` per kernel; with
+    ``host_floor_s`` > 0 (the element-wise curves of eager PyTorch operators),
+    ``t = max(host_floor_s, bytes / (BW * fraction) + latency_s)``: the device waits for a
+    host that issues the operator (dispatch, autograd) more slowly than the device runs it."""
 
     fraction: UnitFraction
     latency_s: Seconds = 0.0
+    host_floor_s: Seconds = 0.0
 
 
 class KernelParams(Spec):

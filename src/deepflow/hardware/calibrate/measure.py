@@ -13,7 +13,8 @@ returns records of the calibration file contract (``docs/hardware.md``,
   autograd formula, ``torch/csrc/autograd/FunctionsManual.cpp``);
 * ``grouped_gemm``: ``groups`` independent ``m x n x k`` GEMMs, the experts of an MoE
   layer, with ``torch._grouped_mm`` (the kernel torchtitan's MoE uses) where this PyTorch
-  has it for the dtype, else ``torch.bmm``; the record's ``impl`` says which;
+  runs it as one fused kernel for the dtype (:func:`grouped_mm_fused`), else ``torch.bmm``
+  (equal groups, one kernel); the record's ``impl`` says which;
 * ``attention``: ``torch.nn.functional.scaled_dot_product_attention`` with the backend
   PyTorch picks (``torch._fused_sdp_choice`` names it; the record's ``backend``), forward
   and forward + backward, causal or not, GQA through ``enable_gqa``;
@@ -279,6 +280,23 @@ def gemm_cases(dtypes: Sequence[str], quick: bool) -> list[Case]:
 # -- grouped GEMM -------------------------------------------------------------------------
 
 
+def grouped_mm_fused(ctx: Context, dtype: str) -> bool:
+    """Whether ``torch._grouped_mm`` runs one fused kernel for ``dtype`` on this device:
+    bf16 on CUDA compute capability 9.x or 10.x (``_grouped_mm_cuda`` in
+    aten/src/ATen/native/cuda/GroupedBlas.cpp calls ``bf16bf16_grouped_mm`` there). Elsewhere
+    it takes ``_grouped_mm_fallback``, which copies the group offsets to the host (a
+    device-to-host synchronization inside the timed call) and issues one ``mm_out`` per
+    group: its time is then the host's issue time of the loop, not the GEMMs' (the H200
+    file's fp16 grouped records: 16 groups of 256 x 768 x 2048 in 416 us, 31 TFLOP/s,
+    against 42 us in bf16). The CPU keeps ``_grouped_mm`` (its loop runs synchronously)."""
+    if ctx.torch_device == "cpu":
+        return True
+    if dtype != "bf16" or ctx.backend != "cuda":
+        return False
+    major, _minor = ctx.torch.cuda.get_device_capability()
+    return major in (9, 10)
+
+
 def _grouped_run(
     dtype: str, g: int, m: int, n: int, k: int
 ) -> Callable[[Context], list[dict[str, object]]]:
@@ -288,7 +306,7 @@ def _grouped_run(
         _check_memory(ctx, 2 * g * (m * k + k * n + m * n) * eb)
         impl = "bmm"
         fn: Callable[[Callable[[], None]], object]
-        if hasattr(torch, "_grouped_mm"):
+        if hasattr(torch, "_grouped_mm") and grouped_mm_fused(ctx, dtype):
             # tokens of all experts stacked ([g m, k]), expert weights stored as
             # nn.Linear's [g, n, k] and used transposed, group ends in ``offs``
             x = _randn(ctx, (g * m, k), dtype)

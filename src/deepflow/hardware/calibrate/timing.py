@@ -7,6 +7,16 @@ larger than the L2 cache so that each call starts with cold caches (Triton zeroe
 here ``max(256 MiB, 2 x L2)``). The result is the median of the repeats, which a stray
 slow repeat (a clock change, another process) does not move.
 
+The host must not be what is timed: an eager PyTorch call (a composite op, an autograd
+backward, a loop of per-group GEMMs) can take the host longer to issue than the device to run,
+and events around it then measure the host's issue time (the device waits for each launch).
+So before the start event every GPU repeat enqueues ``torch.cuda._sleep`` (a spin kernel of a
+given number of clock cycles, PyTorch's ``aten/src/ATen/cuda/Sleep.cu``) lasting at least
+twice the host's issue time of one call (measured in the warm-up); the host then queues the
+whole call while the device spins, and the events time the device's work alone (the method
+of NVIDIA's nvbench, which blocks the stream while it enqueues the timed launches). Without
+``_sleep`` (an older PyTorch) the repeats are timed as before.
+
 A timed function may call ``mark()`` between its parts (forward, then backward): every
 repeat then yields one cumulative time per mark and the total, and the median of each is
 reported (``forward``, ``forward + backward``).
@@ -45,6 +55,22 @@ class TimingPlan:
         return max(self.min_repeats, min(self.max_repeats, n))
 
 
+SLEEP_CYCLES_PER_S = 3.0e9
+"""Clock cycles per second assumed when sizing the launch-hiding spin kernel: above the
+boost clock of every accelerator here (H100/H200/B200 1.98 GHz, MI300X 2.1 GHz), so that the
+spin lasts at least as long as intended."""
+SLEEP_FACTOR = 2.0
+"""The spin lasts this many times the host's issue time of one call."""
+SLEEP_MAX_S = 0.02
+"""Longest spin: a call whose host time is longer waits for the device itself (a
+device-to-host copy inside the call); spinning longer would only cost time."""
+
+
+def sleep_cycles(host_s: float) -> int:
+    """Cycles of the launch-hiding spin for a call the host issues in ``host_s`` seconds."""
+    return int(min(SLEEP_FACTOR * max(host_s, 0.0), SLEEP_MAX_S) * SLEEP_CYCLES_PER_S)
+
+
 class Timer:
     """Times callables on one device (``torch_device`` ``cuda`` or ``cpu``)."""
 
@@ -58,6 +84,8 @@ class Timer:
             if flush_bytes > 0
             else None
         )
+        cuda = getattr(torch, "cuda", None)
+        self._sleep = getattr(cuda, "_sleep", None) if self.gpu else None
 
     def sync(self) -> None:
         if self.gpu:
@@ -68,7 +96,9 @@ class Timer:
         if self._cache is not None:
             self._cache.zero_()
 
-    def _timed_gpu(self, fn: Callable[[Mark], object], flush: bool) -> list[list[Any]]:
+    def _timed_gpu(
+        self, fn: Callable[[Mark], object], flush: bool, cycles: int = 0
+    ) -> list[list[Any]]:
         ev = self.torch.cuda.Event
         events: list[Any] = []
 
@@ -79,6 +109,8 @@ class Timer:
 
         if flush:
             self.flush()
+        if cycles > 0 and self._sleep is not None:
+            self._sleep(cycles)  # the device spins while the host issues ``fn``
         start = ev(enable_timing=True)
         start.record()
         fn(mark)
@@ -110,6 +142,13 @@ class Timer:
         for _ in range(min(plan.warmup - 1, int(plan.target_s / max(estimate, 1e-7)))):
             fn(_no_mark)
         self.sync()
+        cycles = 0
+        if self.gpu and self._sleep is not None:
+            t1 = time.perf_counter()
+            fn(_no_mark)  # host issue time only: no synchronization inside
+            cycles = sleep_cycles(time.perf_counter() - t1)
+            self.sync()
+            estimate += cycles / SLEEP_CYCLES_PER_S
         if repeats is None:
             repeats = plan.repeats_for(estimate)
         if deadline is not None:
@@ -120,7 +159,7 @@ class Timer:
             repeats = min(repeats, fits)
         samples: list[list[float]] = []
         if self.gpu:
-            pending = [self._timed_gpu(fn, flush) for _ in range(repeats)]
+            pending = [self._timed_gpu(fn, flush, cycles) for _ in range(repeats)]
             self.sync()
             for evs in pending:
                 start = evs[0]
