@@ -19,7 +19,9 @@ feasibility rules on the strategy's scalars; split arrays and activations in fli
 per pipeline split; layer-cost sums computed once per memoized object) in the same runs;
 ``--cold`` 371-376/s against 366-377/s. Before the first round (placements per mesh,
 tables per system object, cheaper memo keys, rules that stop at the first violation)
-it was 1,081-1,105/s. The 5,000/s an optimizer loop would like is not reached: what is
+it was 1,081-1,105/s. With the training loop's host costs of the embedding and head
+(their memo key now reads the data-parallel groups: 40 edge-cost computations over the 120
+strategies), the same command gives 1,429-1,581/s (three runs, same day). The 5,000/s an optimizer loop would like is not reached: what is
 left is NumPy's fixed cost per operation on one-element arrays, spread over the whole
 evaluator (``python -m cProfile -s tottime bench/bench_predict.py --calls 1200``).
 """
