@@ -32,29 +32,21 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from deepflow.search import SearchSpace, exhaustive_search, pruned_search
-from deepflow.specs import scenario_from_dict
+from deepflow.specs import load_scenario
+
+ROOT = Path(__file__).parents[1]
 
 TARGET_S = 30.0
 TOP = 10  # deepflow search --top default
 
 
 def deepseek_v3_space(fixes: list[str]) -> SearchSpace:
-    scenario = scenario_from_dict(
-        {
-            "model": "deepseek-v3",
-            "system": {
-                "preset": "dgx-h100",
-                "accelerator": "h800-sxm5-80gb",
-                "num_accelerators": 2048,
-            },
-            "training": {"global_batch_size": 15360},
-        },
-        name="deepseek-v3-2048",
-    )
+    scenario = load_scenario(ROOT / "examples" / "deepseek-v3-2048-h800.yaml")
     return SearchSpace.from_scenario(scenario, fixes)
 
 

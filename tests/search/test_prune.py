@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,9 @@ from deepflow.estimate.evaluate import BREAKDOWN_KEYS, evaluate
 from deepflow.search import SearchSpace, exhaustive_search, pruned_search
 from deepflow.search.prune import _Members, space_groups, step_time_bound
 from deepflow.search.space import COLUMNS
-from deepflow.specs import Scenario, scenario_from_dict
+from deepflow.specs import Scenario, load_scenario
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # a small fine-grained MoE model (16 experts, top 2, a shared expert, a dense first layer)
 SMALL_MOE: dict[str, Any] = {
@@ -46,18 +49,7 @@ def small_moe(gpus: int = 16, gbs: int = 64, price: float = 0.0, **strategy: Any
 
 
 def deepseek_v3() -> Scenario:
-    return scenario_from_dict(
-        {
-            "model": "deepseek-v3",
-            "system": {
-                "preset": "dgx-h100",
-                "accelerator": "h800-sxm5-80gb",
-                "num_accelerators": 2048,
-            },
-            "training": {"global_batch_size": 15360},
-        },
-        name="deepseek-v3-2048",
-    )
+    return load_scenario(EXAMPLES / "deepseek-v3-2048-h800.yaml")
 
 
 def _rows(candidates: Any) -> list[tuple[Any, ...]]:
