@@ -749,6 +749,15 @@ def _stream_loo(
     )
 
 
+def eager_stream_errors(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, latency_s: float
+) -> np.ndarray:
+    """Leave-one-size-out relative time errors of one element-wise operator's eager curve
+    (the records of one :func:`elementwise_key`, kernel latency ``latency_s``), in record
+    order: the per-size residuals behind the ``elementwise`` error."""
+    return _stream_loo(records, acc, latency_s)
+
+
 def fit_error_table(errors: Sequence[CurveError]) -> dict[str, dict[str, Any]]:
     """Cross-validated errors as the ``fit_error`` mapping of a table or calibration file:
     per curve key (``gemm.bf16``, ``memory``) the samples, the mean absolute error and the
