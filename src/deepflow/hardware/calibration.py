@@ -39,6 +39,7 @@ from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import (
     GEMM_TILE_SET,
     OPERAND_BYTES,
+    STREAM_LATENCY_SIZES,
     TE_GROUPED_STREAMS,
     AttentionSample,
     Device,
@@ -52,6 +53,7 @@ from deepflow.hardware.kernels import (
     predict_gemm,
     stream_terms,
 )
+from deepflow.hardware.reduction import REDUCTION_OP, fit_reduction_curve, reduction_time
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.kernels import (
     PRECISION_NAMES,
@@ -360,6 +362,15 @@ def model_stream_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[s
             if str(g[0].get("op")) == MODEL_STREAM_OP:
                 return g
     return list(records)
+
+
+def is_reduction(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``records`` are one operation's sweep and that operation is the full
+    reduction (:data:`~deepflow.hardware.reduction.REDUCTION_OP`, the calibrate ``read``), of
+    several sizes: its time follows the reduction's grid (:mod:`deepflow.hardware.reduction`),
+    not the streaming curve."""
+    ops = {str(r.get("op") or "") for r in records}
+    return ops == {REDUCTION_OP} and len({r["bytes"] for r in records}) >= STREAM_LATENCY_SIZES
 
 
 def _fit_eager(
@@ -699,7 +710,23 @@ def _stream_loo(
 ) -> np.ndarray:
     """Leave-one-size-out relative time errors of the streaming curve (records of the same
     operator and size are left out together); with ``eager_latency``, of the element-wise
-    curve with a host floor (:func:`_fit_eager`)."""
+    curve with a host floor (:func:`_fit_eager`); for the reduction of a table that measures
+    each memory operation apart (``op`` :data:`~deepflow.hardware.reduction.REDUCTION_OP`),
+    of the reduction curve (:mod:`deepflow.hardware.reduction`)."""
+    samples = [(f"{r.get('op')}/{r['bytes']:.0f}", _StreamSample(r, r["time_s"])) for r in records]
+    if eager_latency is None and is_reduction(records):
+        return leave_one_out(
+            samples,
+            lambda train: fit_reduction_curve(
+                [s.r["bytes"] for s in train],
+                [s.time_s for s in train],
+                acc.memory_bandwidth,
+                acc.compute_units,
+            ),
+            lambda curve, test: reduction_time(
+                [s.r["bytes"] for s in test], acc.memory_bandwidth, acc.compute_units, curve
+            ),
+        )
 
     def fit(train: Sequence[_StreamSample]) -> MemoryCurve:
         recs = [s.r for s in train]
@@ -710,7 +737,7 @@ def _stream_loo(
         )
 
     return leave_one_out(
-        [(f"{r.get('op')}/{r['bytes']:.0f}", _StreamSample(r, r["time_s"])) for r in records],
+        samples,
         fit,
         lambda curve, test: stream_terms(
             np.array([s.r["bytes"] for s in test]),
@@ -720,6 +747,15 @@ def _stream_loo(
             curve.host_floor_s,
         ),
     )
+
+
+def eager_stream_errors(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, latency_s: float
+) -> np.ndarray:
+    """Leave-one-size-out relative time errors of one element-wise operator's eager curve
+    (the records of one :func:`elementwise_key`, kernel latency ``latency_s``), in record
+    order: the per-size residuals behind the ``elementwise`` error."""
+    return _stream_loo(records, acc, latency_s)
 
 
 def fit_error_table(errors: Sequence[CurveError]) -> dict[str, dict[str, Any]]:

@@ -82,6 +82,9 @@ Streaming (element-wise, norm, softmax, copy) kernels: ``t = bytes / (BW mu) + t
 kernel, ``mu`` the achievable fraction of the data-sheet bandwidth (STREAM-type kernels).
 The element-wise curves of eager PyTorch operators measured by ``deepflow calibrate`` add a
 host floor, ``t = max(t_host, bytes / (BW mu) + t_0)`` (:func:`fit_eager_stream_curve`).
+A full reduction (the calibrate ``read`` sweep, ``x.sum()``) runs on as many thread blocks as
+PyTorch's reduction heuristic gives it, one up to 512 KiB: its curve is
+:mod:`deepflow.hardware.reduction`'s.
 
 Where the parameters come from, in order: a calibration file on the accelerator
 (``system.accelerator.calibration``), the accelerator's shipped table
