@@ -144,6 +144,7 @@ def test_layouts_of_the_calibrate_sweep_and_of_records() -> None:
     assert gemm_layout(rec(4096, 4096, 6144)) == "nn"
     assert gemm_layout(rec(6144, 4096, 4096)) == "tn"
     assert gemm_layout(rec(6144, 4096, 4096, layout="nt")) == "nt"
+    assert gemm_layout({**rec(6144, 4096, 4096), "dtype": "fp8"}) == "nt"  # TN only
     assert gemm_layout(rec(6144, 4096, 4096, source="azure")) is None
     assert all(gemm_layout(r) is None for r in published_records()["h100-sxm5-80gb"])
     measured = measured_calibration("h200-sxm-141gb")["measurements"]

@@ -139,11 +139,14 @@ def gemm_layout(record: Mapping[str, Any]) -> str | None:
     (no ``layout``, no ``source``: the H200 file), the layout the calibrate sweep builds for
     that shape (``gemm_shapes``: squares ``nn``, skinny ``nt``, and per linear layer the
     forward ``nt``, the input gradient ``nn`` and the weight gradient ``tn``; unchanged
-    since that run); ``None`` where unknown (published tables), taken as K-major."""
+    since that run; fp8 ``nt`` always, ``_gemm_run`` builds its second operand K-major for
+    cuBLASLt); ``None`` where unknown (published tables), taken as K-major."""
     layout = record.get("layout")
     if layout:
         return str(layout)
     if record.get("source") is None and record.get("kind") == "gemm":
+        if record.get("dtype") == "fp8":
+            return "nt"
         return _calibrate_layouts().get((int(record["m"]), int(record["n"]), int(record["k"])))
     return None
 

@@ -972,7 +972,8 @@ def fit_host_loop_curve(
     per group, ``host_issue_s``, fitted to ``samples`` (least mean absolute log error,
     :func:`gemm_terms`: ``t = max(device time, g host_issue_s)``).
 
-    The fallback (aten/src/ATen/native/GroupedMMUtils.h, ``_grouped_mm_fallback``) copies
+    The fallback (aten/src/ATen/native/GroupedMMUtils.h, ``_grouped_mm_fallback``, as
+    shipped in PyTorch 2.11.0, git 70d99e9, the version of the H200 file) copies
     the group offsets to the host (``offs.value().cpu()``, a synchronization) and then, per
     group, slices the operands and calls ``at::mm_out``: a dense cuBLAS GEMM of the group's
     shape, the dense curve's kernel, issued by the host one after the other."""
