@@ -30,7 +30,13 @@ picks the fastest kernel per shape does (cuBLASLt, CUTLASS's profiler, hipBLASLt
 
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
-the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``; where a host loop
+issues the groups (``GemmCurve.host_issue_s`` = ``t_h``, :func:`fit_host_loop_curve`),
+``t = max(t, ceil(g / s) t_h)``.
+
+A GEMM whose two operands are MN-major (a weight gradient) runs at ``eta`` times
+``GemmCurve.mn_major_fraction`` (:func:`operands_factor`; fitted for tf32 only,
+:data:`LAYOUT_PRECISIONS`).
 
 ``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer: 1
 (the roofline's full overlap) for dense GEMMs; fitted for grouped GEMMs, whose weight-gradient
@@ -591,9 +597,10 @@ include/cutlass/gemm/collective/builders/sm90_common.inl: ``!IsInputSizeTwoBytes
 is read through registers (``is_swapAB``), with both it also transposes ``B`` in shared
 memory with the consumer warps (``is_warpspecialized_transpose_B`` in
 include/cutlass/gemm/collective/builders/sm90_gmma_builder.inl), work the K-major kernel
-does not do. The H200 file shows it: tf32 GEMMs with both operands MN-major run at 204-249
-TFLOP/s, the same shapes' K-major forward at 300-410 (fp16 and bf16 the same rate in every
-layout). fp32 runs on the CUDA cores (no ``wgmma``: its layouts time alike in the file), and
+does not do. The H200 file shows it: its large tf32 weight-gradient GEMMs (both operands
+MN-major) run at 204-249 TFLOP/s, the forward GEMMs of the same layers (both K-major) at
+300-410, while fp16 and bf16 run at one rate in every layout (``python
+bench/kernel_fit_report.py``, the table by operand layout). fp32 runs on the CUDA cores (no ``wgmma``: its layouts time alike in the file), and
 fp8 GEMMs are measured K-major only (cuBLASLt's fp8 kernels are "TN")."""
 
 
