@@ -14,7 +14,12 @@ error of the shipped tables of the same compute against its kernels.
 
 from __future__ import annotations
 
-from deepflow.hardware.calibration import cross_validate, curve_errors, measured_calibration
+from deepflow.hardware.calibration import (
+    cross_validate,
+    curve_errors,
+    gemm_layout,
+    measured_calibration,
+)
 from deepflow.hardware.kernels import shipped_table, table_names
 from deepflow.specs import accelerator_from
 
@@ -51,6 +56,28 @@ def measured_report() -> None:
                 key = f"{e.curve}.{e.dtype}" if e.dtype else e.curve
                 print(f"| {table} | {key} | {e.samples} | {e.mean_abs:.1%} | {fam} {worst:.1%} |")
         print()
+
+
+def layout_report(name: str) -> None:
+    """Per precision and operand layout (``calibration.gemm_layout``) of a measured file's
+    dense GEMMs, the range of their rates ``2 m n k / t`` (shapes with all sides >= 4096:
+    the Llama-like training GEMMs and the largest squares)."""
+    recs = measured_calibration(name)["measurements"]
+    rates: dict[tuple[str, str], list[float]] = {}
+    for r in recs:
+        if r["kind"] != "gemm" or min(r["m"], r["n"], r["k"]) < 4096:
+            continue
+        layout = gemm_layout(r) or "?"
+        rate = 2.0 * r["m"] * r["n"] * r["k"] / r["time_s"] / 1e12
+        rates.setdefault((r["dtype"], layout), []).append(rate)
+    print(f"Measured {name} dense GEMMs with all sides >= 4096, TFLOP/s by operand layout")
+    print("(nt: both operands K-major; nn: B MN-major; tn: both MN-major):")
+    print()
+    print("| precision | layout | shapes | TFLOP/s min-max |")
+    print("| --- | --- | ---: | --- |")
+    for (dtype, layout), x in sorted(rates.items()):
+        print(f"| {dtype} | {layout} | {len(x)} | {min(x):.0f}-{max(x):.0f} |")
+    print()
 
 
 def main() -> None:
@@ -116,3 +143,5 @@ if __name__ == "__main__":
     main()
     print()
     measured_report()
+    for name in MEASURED:
+        layout_report(name)

@@ -54,6 +54,9 @@ def test_quick_cpu_run_has_every_kind_that_runs_on_a_cpu(quick_run) -> None:
     recs = data["measurements"]
     assert {r["kind"] for r in recs} == CPU_KINDS
     assert {r["dtype"] for r in recs if r["kind"] == "gemm"} == {"fp32", "bf16"}
+    # every GEMM says its operand layout: the quick sweep's squares "nn", skinny "nt", and a
+    # linear layer's forward "nt", input gradient "nn" and weight gradient "tn"
+    assert {r["layout"] for r in recs if r["kind"] == "gemm"} == {"nn", "nt", "tn"}
     assert all(r["time_s"] > 0 and math.isfinite(r["time_s"]) for r in recs)
     attn = [r for r in recs if r["kind"] == "attention"]
     assert {r["backward"] for r in attn} == {False, True}

@@ -254,7 +254,9 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     peak, code = env.peak_high, env.precision_high
     head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code, env.matmul_scale)
     dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
-    wgrad = gemm_time(h, v / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
+    wgrad = gemm_time(
+        h, v / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale, mn_major=True
+    )
     ce_fwd, ce_fwd_kernels = _loss_pass(env, logits, loss, True)
     ce_bwd, ce_bwd_kernels = _loss_pass(env, logits, loss, False)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
@@ -328,7 +330,9 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
     peak, code = env.peak, env.batch.precision
     proj_fwd = gemm_time(rows, h / tp, 2 * h, acc, peak, env.elem, 1, code, env.matmul_scale)
     proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
-    proj_wgrad = gemm_time(2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale)
+    proj_wgrad = gemm_time(
+        2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale, mn_major=True
+    )
     module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
 
     def saved(head_saved: np.ndarray, layer_saved: np.ndarray) -> np.ndarray:

@@ -266,8 +266,10 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale, uneven)
         for w in widths
     )
+    # the weight gradient dY^T X reads both operands MN-major (the curve's mn_major_fraction)
     wgrad = sum(
-        gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale) for w in widths
+        gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale, mn_major=True)
+        for w in widths
     )
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the

@@ -18,7 +18,8 @@ ignored here)::
     {kind: elementwise, op, dtype, rows, cols, bytes, backward, time_s}
 
 Optional keys: ``family`` (shape family for the error report), ``out_bytes`` (bytes per
-output element, default 2).
+output element, default 2), ``layout`` (a GEMM's operand layout,
+:data:`~deepflow.specs.kernels.GEMM_LAYOUTS`; :func:`gemm_layout`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 from deepflow.errors import ConfigError
 from deepflow.hardware.kernels import (
     GEMM_TILE_SET,
+    LAYOUT_PRECISIONS,
     OPERAND_BYTES,
     STREAM_LATENCY_SIZES,
     TE_GROUPED_STREAMS,
@@ -47,6 +49,7 @@ from deepflow.hardware.kernels import (
     fit_attention_curve,
     fit_eager_stream_curve,
     fit_gemm_curve,
+    fit_host_loop_curve,
     fit_stream_curve,
     leave_one_out,
     predict_attention,
@@ -62,6 +65,7 @@ from deepflow.specs.kernels import (
     KernelParams,
     MemoryCurve,
     check_record,
+    layout_mn_major,
 )
 
 DEFAULT_BACKWARD_RATIO = 0.85
@@ -118,10 +122,42 @@ def gemm_family(m: float, n: float, k: float, groups: float = 1.0) -> str:
     return "large"
 
 
+@cache
+def _calibrate_layouts() -> dict[tuple[int, int, int], str]:
+    """``(m, n, k) -> layout`` of the GEMM sweeps of ``deepflow calibrate``
+    (:func:`deepflow.hardware.calibrate.measure.gemm_shapes`, the full sweep first)."""
+    from deepflow.hardware.calibrate.measure import gemm_shapes
+
+    out: dict[tuple[int, int, int], str] = {}
+    for quick in (False, True):
+        for m, n, k, layout in gemm_shapes(quick):
+            out.setdefault((m, n, k), layout)
+    return out
+
+
+def gemm_layout(record: Mapping[str, Any]) -> str | None:
+    """The operand layout of a dense GEMM record (:data:`~deepflow.specs.kernels.GEMM_LAYOUTS`):
+    its ``layout`` key; for a ``deepflow calibrate`` record written before the key existed
+    (no ``layout``, no ``source``: the H200 file), the layout the calibrate sweep builds for
+    that shape (``gemm_shapes``: squares ``nn``, skinny ``nt``, and per linear layer the
+    forward ``nt``, the input gradient ``nn`` and the weight gradient ``tn``; unchanged
+    since that run; fp8 ``nt`` always, ``_gemm_run`` builds its second operand K-major for
+    cuBLASLt); ``None`` where unknown (published tables), taken as K-major."""
+    layout = record.get("layout")
+    if layout:
+        return str(layout)
+    if record.get("source") is None and record.get("kind") == "gemm":
+        if record.get("dtype") == "fp8":
+            return "nt"
+        return _calibrate_layouts().get((int(record["m"]), int(record["n"]), int(record["k"])))
+    return None
+
+
 def _gemm_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, GemmSample]]:
     out = []
     for r in records:
         g = float(r.get("groups") or 1.0)
+        layout = gemm_layout(r)
         key = f"{int(r['m'])}x{int(r['n'])}x{int(r['k'])}x{int(g)}"
         fam = str(r.get("family") or gemm_family(r["m"], r["n"], r["k"], g))
         sample = GemmSample(
@@ -132,6 +168,7 @@ def _gemm_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, GemmS
             time_s=r["time_s"],
             out_bytes=float(r.get("out_bytes") or 2.0),
             family=fam,
+            mn_major=layout is not None and all(layout_mn_major(layout)),
         )
         out.append((key, sample))
     return out
@@ -273,7 +310,12 @@ def fit_kernel_params(
             gemm[b] = gemm[a]
     grouped: dict[str, GemmCurve] = {}
     for dtype, recs in _by(records, "grouped_gemm").items():
-        if _shapes(recs) >= 3:
+        if is_host_loop(recs, dtype, acc) and dtype in gemm:
+            samples = [s for _, s in _gemm_samples(recs)]
+            grouped[dtype] = fit_host_loop_curve(
+                samples, gemm[dtype], _device(acc, dtype, mu), dtype
+            )
+        elif _shapes(recs) >= 3:
             grouped[dtype] = _fit_gemm(recs, acc, dtype, mu, None, shared_wave=False)
     for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
         if a in grouped and b not in grouped:
@@ -592,7 +634,24 @@ def _fit_gemm(
         tiles,
         intensity,
         fit_overlap=not shared_wave,
+        fit_layout=shared_wave and dtype in LAYOUT_PRECISIONS,
     )
+
+
+HOST_LOOP_DTYPES = ("fp16",)
+"""Precisions whose grouped records of ``_grouped_mm_fallback`` (:func:`group_launch` 1)
+are fitted as what ran, a host loop of dense GEMMs (:func:`fit_host_loop_curve`), instead of
+as a grouped kernel. The H200 file's fp16 groups are faster than the host issues them (16
+groups of 256 x 768 x 2048, of 1024 x 768 x 2048 and of 256 x 2048 x 768 all take 413-419
+us: the host's loop, not the GEMMs), which no grouped-kernel curve describes (its
+cross-validated error was 27.9 %). Its fp32 groups (the same path) outlast the loop, and
+their grouped curve (9.3 %) is the one the shipped tables use: left as fitted."""
+
+
+def is_host_loop(records: Sequence[Mapping[str, Any]], dtype: str, acc: AcceleratorSpec) -> bool:
+    """Whether grouped ``records`` of ``dtype`` are fitted as a host loop of dense GEMMs
+    (:data:`HOST_LOOP_DTYPES`, ``_grouped_mm_fallback``)."""
+    return dtype in HOST_LOOP_DTYPES and group_launch(records, dtype, acc) == 1
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
@@ -658,21 +717,37 @@ def cross_validate(
         ew_fams += [key] * len(recs)
     if ew_errs:
         out.append(_error(acc.name, "elementwise", "", ew_errs, ew_fams))
+    dense_by = _pooled(_by(records, "gemm"))
     for kind in ("gemm", "grouped_gemm"):
         by = _by(records, kind)
-        for dtype, recs in sorted((_pooled(by) if kind == "gemm" else by).items()):
+        for dtype, recs in sorted((dense_by if kind == "gemm" else by).items()):
             samples = _gemm_samples(recs)
             if len({key for key, _ in samples}) < 4:
                 continue
             device = _device(acc, dtype, mu)
+            if kind == "grouped_gemm" and is_host_loop(recs, dtype, acc):
+                dense = _dense_curve(dense_by, dtype, acc, mu, wave_loss)
+                if dense is not None:
+                    # one dense curve fitted to the dense records: held out per group shape
+                    # is the host issue time only
+                    errs = leave_one_out(
+                        samples,
+                        lambda train, d=device, t=dtype, c=dense: fit_host_loop_curve(
+                            train, c, d, t
+                        ),
+                        lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
+                    )
+                    out.append(_error(acc.name, kind, dtype, errs, [s.family for _, s in samples]))
+                    continue
             fixed, wave, h = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
             tiles = GEMM_TILE_SET if kind == "gemm" else ()
             overlap = kind != "gemm"  # fitted for grouped curves (GemmCurve.overlap)
+            layout = kind == "gemm" and dtype in LAYOUT_PRECISIONS
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h, o=overlap: (
-                    fit_gemm_curve(train, d, t, f, w, s, c, h, fit_overlap=o)
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h, o=overlap, y=layout: (
+                    fit_gemm_curve(train, d, t, f, w, s, c, h, fit_overlap=o, fit_layout=y)
                 ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
@@ -691,6 +766,22 @@ def cross_validate(
         )
         out.append(_error(acc.name, "attention", dtype, errs, [s.family for _, s in samples]))
     return out
+
+
+def _dense_curve(
+    dense_by: dict[str, list[Mapping[str, Any]]],
+    dtype: str,
+    acc: AcceleratorSpec,
+    mu: float,
+    wave_loss: float | None,
+) -> GemmCurve | None:
+    """The dense GEMM curve :func:`fit_kernel_params` fits for ``dtype`` (fp16 and bf16
+    pooled, :func:`_pooled`), or ``None`` without three dense shapes of it."""
+    twin = {"fp16": "bf16", "bf16": "fp16"}.get(dtype)
+    recs = dense_by.get(dtype) or (dense_by.get(twin) if twin else None)
+    if not recs or _shapes(recs) < 3:
+        return None
+    return _fit_gemm(recs, acc, dtype, mu, wave_loss)
 
 
 STREAM_FLOOR_BYTES = 256 * 2**20

@@ -30,7 +30,13 @@ picks the fastest kernel per shape does (cuBLASLt, CUTLASS's profiler, hipBLASLt
 
 A grouped GEMM whose library launches one kernel per group over ``s`` streams
 (``GemmCurve.group_streams``: Transformer Engine, PyTorch's ``_grouped_mm`` fallback) counts
-the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``.
+the tiles of ``min(s, g)`` groups in ``T`` and pays ``ceil(g / s) t_0``; where a host loop
+issues the groups (``GemmCurve.host_issue_s`` = ``t_h``, :func:`fit_host_loop_curve`),
+``t = max(t, ceil(g / s) t_h)``.
+
+A GEMM whose two operands are MN-major (a weight gradient) runs at ``eta`` times
+``GemmCurve.mn_major_fraction`` (:func:`operands_factor`; fitted for tf32 only,
+:data:`LAYOUT_PRECISIONS`).
 
 ``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer: 1
 (the roofline's full overlap) for dense GEMMs; fitted for grouped GEMMs, whose weight-gradient
@@ -255,6 +261,8 @@ class _GemmArrays:
     group_streams: np.ndarray
     intensity: np.ndarray
     overlap: np.ndarray
+    mn_major: np.ndarray
+    host_issue: np.ndarray
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve], width: int) -> _GemmArrays:
@@ -273,6 +281,8 @@ class _GemmArrays:
             group_streams=np.array([float(x.group_streams) for x in c]),
             intensity=np.array([x.operand_intensity for x in c]),
             overlap=np.array([x.overlap for x in c]),
+            mn_major=np.array([x.mn_major_fraction for x in c]),
+            host_issue=np.array([x.host_issue_s for x in c]),
         )
 
 
@@ -422,6 +432,7 @@ def gemm_terms(
     intensity: object = 0.0,
     uneven_rows: UnevenRows | None = None,
     overlap: object = 1.0,
+    host_issue: object = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of the GEMM curve (module docstring) from raw parameters:
     the one definition that the evaluators and the fit share.
@@ -439,7 +450,10 @@ def gemm_terms(
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
-    together and each round of ``s`` groups pays ``latency``.
+    together and each round of ``s`` groups pays ``latency``; ``host_issue`` > 0: each
+    round takes at least that long, the host's time to issue it (the time is then
+    ``max(device time, rounds host_issue)``: a device faster than the host's loop waits for
+    it, a slower one runs the queued kernels back to back).
 
     ``uneven_rows``: the groups' row counts vary (MoE experts under routing; ``m`` is then
     their mean, for the FLOPs and bytes); each group's row tiles are the expected ``ceil``
@@ -500,7 +514,11 @@ def gemm_terms(
     hidden = np.asarray(overlap, dtype=np.float64)
     if np.any(hidden < 1.0):
         time = time + (1.0 - hidden) * np.minimum(compute, memory)
-    return time + latency * rounds, compute, memory
+    time = time + latency * rounds
+    host = np.asarray(host_issue, dtype=np.float64)
+    if np.any(host > 0.0):
+        time = np.maximum(time, host * rounds)
+    return time, compute, memory
 
 
 def gemm_kernel_time(
@@ -514,6 +532,7 @@ def gemm_kernel_time(
     dtype: object = None,
     eta_scale: object = 1.0,
     uneven_rows: UnevenRows | None = None,
+    mn_major: object = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(time, compute, memory)`` of ``groups`` GEMMs ``[m, k] x [k, n]`` on ``acc`` at
     dense rate ``peak`` (FLOP/s) and precision ``dtype`` (code, array of codes, name or
@@ -522,7 +541,8 @@ def gemm_kernel_time(
     co-design point's hierarchical-roofline factor per strategy,
     :func:`deepflow.codesign.point.evaluate_generated`); 1 leaves the curve as it is.
     ``uneven_rows``: the groups' row counts, when they vary around ``m``
-    (:func:`gemm_terms`; ``None``: equal groups)."""
+    (:func:`gemm_terms`; ``None``: equal groups). ``mn_major``: both operands are MN-major
+    (a weight-gradient GEMM ``dY^T X``; :func:`operands_factor`)."""
     t = kernel_table(acc)
     code = precision_code(dtype)
     if isinstance(code, np.ndarray) and code.ndim and code.size:
@@ -542,6 +562,9 @@ def gemm_kernel_time(
             return np.where(pick[..., None], getattr(grouped, name)[code], a)
         return np.where(pick, getattr(grouped, name)[code], a)
 
+    eta = param("eta") * eta_scale
+    if np.any(mn_major):
+        eta = eta * operands_factor(mn_major, param("mn_major"))
     return gemm_terms(
         m,
         n,
@@ -550,7 +573,7 @@ def gemm_kernel_time(
         peak,
         t.memory_bandwidth,
         t.compute_units,
-        param("eta") * eta_scale,
+        eta,
         param("tile_m"),
         param("tile_n"),
         param("wave_loss"),
@@ -562,7 +585,33 @@ def gemm_kernel_time(
         param("intensity"),
         uneven_rows,
         overlap=param("overlap") if mixed else 1.0,
+        host_issue=param("host_issue") if mixed else 0.0,
     )
+
+
+LAYOUT_PRECISIONS = ("tf32",)
+"""Precisions whose GEMM kernels run slower when both operands are MN-major, and whose
+curves fit :attr:`GemmCurve.mn_major_fraction`. Hopper's tensor cores (``wgmma``) read
+shared-memory operands of 16-bit types in either major order but 32-bit (tf32) ones only
+K-major: CUTLASS's SM90 collective builder sends a tf32 GEMM with an MN-major operand to the
+register-sourced mainloop (``is_use_rmem_A`` in
+include/cutlass/gemm/collective/builders/sm90_common.inl: ``!IsInputSizeTwoBytes &&
+!IsLayoutAkBk``); with one MN-major operand it swaps the operands so that the MN-major one
+is read through registers (``is_swapAB``), with both it also transposes ``B`` in shared
+memory with the consumer warps (``is_warpspecialized_transpose_B`` in
+include/cutlass/gemm/collective/builders/sm90_gmma_builder.inl), work the K-major kernel
+does not do. The H200 file shows it: its large tf32 weight-gradient GEMMs (both operands
+MN-major) run at 204-249 TFLOP/s, the forward GEMMs of the same layers (both K-major) at
+300-410, while fp16 and bf16 run at one rate in every layout (``python
+bench/kernel_fit_report.py``, the table by operand layout). fp32 runs on the CUDA cores (no ``wgmma``: its layouts time alike in the file), and
+fp8 GEMMs are measured K-major only (cuBLASLt's fp8 kernels are "TN")."""
+
+
+def operands_factor(mn_major: object, fraction: object) -> np.ndarray:
+    """The factor on ``eta`` of a GEMM by its operand layout: ``fraction``
+    (:attr:`GemmCurve.mn_major_fraction`, :data:`LAYOUT_PRECISIONS`) where both operands
+    are MN-major, else 1."""
+    return np.where(np.asarray(mn_major, dtype=bool), fraction, 1.0)
 
 
 def attention_flops(
@@ -661,6 +710,7 @@ class GemmSample:
     groups: float = 1.0
     out_bytes: float = 2.0
     family: str = ""
+    mn_major: bool = False  # both operands MN-major (GEMM_LAYOUTS "tn")
 
 
 @dataclass(frozen=True)
@@ -735,6 +785,7 @@ def fit_gemm_curve(
     tiles: Sequence[tuple[int, int]] = (),
     fixed_intensity: float | None = None,
     fit_overlap: bool = False,
+    fit_layout: bool = False,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -754,9 +805,31 @@ def fit_gemm_curve(
     the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
     property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
     not fitted). ``fit_overlap`` fits the overlap ``o`` of the compute and memory terms too
-    (grouped curves; ``GemmCurve.overlap``), else it is 1; it needs three or more samples."""
+    (grouped curves; ``GemmCurve.overlap``), else it is 1; it needs three or more samples.
+
+    ``fit_layout`` (a precision of :data:`LAYOUT_PRECISIONS`): the curve is fitted to the
+    samples with a K-major operand, then ``GemmCurve.mn_major_fraction`` alone to those
+    whose two operands are MN-major (``GemmSample.mn_major``; :func:`fit_operands_factor`);
+    without samples of both kinds the fraction stays 1."""
     if not samples:
         raise ValueError("fit_gemm_curve needs at least one sample")
+    if fit_layout:
+        crossed = [s for s in samples if s.mn_major]
+        straight = [s for s in samples if not s.mn_major]
+        if crossed and straight:
+            base = fit_gemm_curve(
+                straight,
+                device,
+                dtype,
+                fixed_latency,
+                fixed_wave_loss,
+                group_streams,
+                tiles,
+                fixed_intensity,
+                fit_overlap,
+            )
+            factor = fit_operands_factor(crossed, base, device, dtype)
+            return base.model_copy(update={"mn_major_fraction": factor})
     code = PRECISION_NAMES.index(dtype)
     m = np.array([s.m for s in samples])
     n = np.array([s.n for s in samples])
@@ -869,12 +942,75 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         tiles=c.tiles,
         operand_intensity=c.operand_intensity,
         overlap=round(c.overlap, 3),
+        mn_major_fraction=c.mn_major_fraction,
+        host_issue_s=c.host_issue_s,
     )
 
 
-def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device, dtype: str):
-    """Predicted times of ``samples`` under ``curve`` (the fit's own evaluation)."""
+OPERANDS_FACTOR_ROUNDS = 12
+"""Refinement rounds of :func:`fit_operands_factor` (log grid over 0.2-1: a final step of
+0.8 % of the factor)."""
+
+HOST_LOOP_ROUNDS = 18
+"""Refinement rounds of :func:`fit_host_loop_curve` (log grid over 0.1 us - 1 ms: a final
+step of 0.9 % of the host issue time)."""
+
+
+def fit_operands_factor(
+    samples: Sequence[GemmSample], curve: GemmCurve, device: Device, dtype: str
+) -> float:
+    """``GemmCurve.mn_major_fraction``: the factor on ``curve``'s ``eta`` that fits
+    ``samples`` (GEMMs with both operands MN-major) best, the other terms held (least mean
+    absolute log error over 0.2-1)."""
+    meas = np.array([s.time_s for s in samples])
+
+    def objective(factor):
+        return _log_error(
+            _predict(curve, samples, device, dtype, curve.peak_fraction * factor), meas
+        )
+
+    x, _ = _refine(objective, [(0.2, 1.0)], [True], rounds=OPERANDS_FACTOR_ROUNDS)
+    return round(float(x[0]), 4)
+
+
+def fit_host_loop_curve(
+    samples: Sequence[GemmSample], dense: GemmCurve, device: Device, dtype: str
+) -> GemmCurve:
+    """The curve of a grouped GEMM that a host loop issues as one dense GEMM per group on
+    one stream (PyTorch's ``_grouped_mm_fallback``): ``dense``'s terms per group
+    (``group_streams`` 1: each group its own waves and latency) and the host's issue time
+    per group, ``host_issue_s``, fitted to ``samples`` (least mean absolute log error,
+    :func:`gemm_terms`: ``t = max(device time, g host_issue_s)``).
+
+    The fallback (aten/src/ATen/native/GroupedMMUtils.h, ``_grouped_mm_fallback``, as
+    shipped in PyTorch 2.11.0, git 70d99e9, the version of the H200 file) copies
+    the group offsets to the host (``offs.value().cpu()``, a synchronization) and then, per
+    group, slices the operands and calls ``at::mm_out``: a dense cuBLAS GEMM of the group's
+    shape, the dense curve's kernel, issued by the host one after the other."""
+    meas = np.array([s.time_s for s in samples])
+    loop = dense.model_copy(update={"group_streams": 1, "overlap": 1.0})
+
+    def objective(host):
+        return _log_error(
+            _predict(loop, samples, device, dtype, loop.peak_fraction, host_issue=host), meas
+        )
+
+    x, _ = _refine(objective, [(1e-7, 1e-3)], [True], rounds=HOST_LOOP_ROUNDS)
+    return loop.model_copy(update={"host_issue_s": float(f"{float(x[0]):.3g}")})
+
+
+def _predict(
+    curve: GemmCurve,
+    samples: Sequence[GemmSample],
+    device: Device,
+    dtype: str,
+    eta: object,
+    host_issue: object = None,
+) -> np.ndarray:
+    """Times of ``samples`` under ``curve`` with peak fraction ``eta`` (an array broadcasts
+    against the samples: a grid of trial values) and, where given, ``host_issue``."""
     code = PRECISION_NAMES.index(dtype)
+    crossed = np.array([s.mn_major for s in samples])
     t, _, _ = gemm_terms(
         np.array([s.m for s in samples]),
         np.array([s.n for s in samples]),
@@ -883,7 +1019,7 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         device.peak,
         device.memory_bandwidth * device.memory_fraction,
         device.compute_units,
-        curve.peak_fraction,
+        np.asarray(eta) * operands_factor(crossed, curve.mn_major_fraction),
         np.array([float(a) for a, _ in curve.candidate_tiles()]),
         np.array([float(b) for _, b in curve.candidate_tiles()]),
         curve.wave_loss,
@@ -894,8 +1030,14 @@ def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device
         curve.group_streams,
         curve.operand_intensity,
         overlap=curve.overlap,
+        host_issue=curve.host_issue_s if host_issue is None else host_issue,
     )
     return t
+
+
+def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device, dtype: str):
+    """Predicted times of ``samples`` under ``curve`` (the fit's own evaluation)."""
+    return _predict(curve, samples, device, dtype, curve.peak_fraction)
 
 
 def _attention_inputs(samples: Sequence[AttentionSample], tile_q: float):

@@ -58,6 +58,7 @@ def gemm_time(
     dtype: object = None,
     eta_scale: object = 1.0,
     uneven_rows: UnevenRows | None = None,
+    mn_major: bool = False,
 ) -> np.ndarray:
     """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` (seconds) at dense rate ``peak`` (FLOP/s)
     with ``elem_bytes``-wide outputs, at precision ``dtype`` (a precision code, an array of
@@ -66,13 +67,15 @@ def gemm_time(
     its peak-achievable fraction times ``eta_scale`` (per strategy where an array).
     ``uneven_rows``: the ``batch`` groups' row counts when they vary around the mean ``m``
     (MoE experts), each group padded to whole row tiles
-    (:class:`deepflow.hardware.grouped_tiles.UnevenRows`); ``None``: equal groups."""
+    (:class:`deepflow.hardware.grouped_tiles.UnevenRows`); ``None``: equal groups.
+    ``mn_major``: both operands are MN-major, the weight gradient ``dY^T X`` of a linear
+    layer (at the curve's ``mn_major_fraction``, :func:`deepflow.hardware.kernels.operands_factor`)."""
     m = np.asarray(m, dtype=np.float64)
     n = np.asarray(n, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     b = np.asarray(batch, dtype=np.float64)
     t, _, _ = gemm_kernel_time(
-        m, n, k, accelerator, peak, elem_bytes, b, dtype, eta_scale, uneven_rows
+        m, n, k, accelerator, peak, elem_bytes, b, dtype, eta_scale, uneven_rows, mn_major
     )
     return np.where(m * n * k * b > 0, t, 0.0)
 
@@ -98,8 +101,10 @@ def split_k_gemm_time(
     elem_bytes: float = 2.0,
     batch: float = 1,
     dtype: object = None,
+    mn_major: bool = False,
 ) -> float:
-    """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` at the best split-K factor ``s``:
+    """Time of ``batch`` GEMMs ``[m, k] x [k, n]`` at the best split-K factor ``s``
+    (``mn_major``: both operands MN-major, :func:`gemm_time`):
     ``s`` GEMMs over ``ceil(k / s)`` each, run side by side, plus the reduction of the ``s``
     partial outputs (read ``s``, write one). Libraries split K when the output has too few
     tiles to fill the device, as in the weight gradient of an early convolution,
@@ -107,6 +112,16 @@ def split_k_gemm_time(
     parallelized reductions). Factors leave each slice at least ``tile_k`` deep."""
     tile_k = accelerator.efficiency.tile_k
     splits = np.array([s for s in SPLIT_K if s == 1 or k // s >= tile_k], dtype=np.float64)
-    t = gemm_time(m, n, np.ceil(k / splits), accelerator, peak, elem_bytes, batch * splits, dtype)
+    t = gemm_time(
+        m,
+        n,
+        np.ceil(k / splits),
+        accelerator,
+        peak,
+        elem_bytes,
+        batch * splits,
+        dtype,
+        mn_major=mn_major,
+    )
     reduce = memory_time((splits + 1.0) * m * n * batch * elem_bytes, accelerator)
     return float(np.min(t + np.where(splits > 1, reduce, 0.0)))

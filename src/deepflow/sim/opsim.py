@@ -316,7 +316,8 @@ class RooflineCost:
         if g is not None:
             m, n, _, b = partition_gemm(op, degrees)
             fwd += op.steps * self._gemm(m, n, g.k, b)
-            bwd += op.steps * (self._gemm(m, g.k, n, b) + self._gemm(g.k, n, m, b))
+            # the weight gradient reads both operands transposed (MN-major)
+            bwd += op.steps * (self._gemm(m, g.k, n, b) + self._gemm(g.k, n, m, b, True))
         elif op.flops_fwd > 0:
             # element-wise arithmetic without a GEMM: at the vector rate if it ever binds
             fwd += op.flops_fwd / parts / acc.peak_flops.fp32
@@ -328,9 +329,9 @@ class RooflineCost:
         self._cache[key] = out
         return out
 
-    def _gemm(self, m: int, n: int, k: int, batch: int) -> float:
+    def _gemm(self, m: int, n: int, k: int, batch: int, mn_major: bool = False) -> float:
         return split_k_gemm_time(
-            m, n, k, self.accelerator, self.peak, self.elem_bytes, batch, self.precision
+            m, n, k, self.accelerator, self.peak, self.elem_bytes, batch, self.precision, mn_major
         )
 
     def forward_time(self, op: Op, degrees: tuple[int, ...]) -> float:

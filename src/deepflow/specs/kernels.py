@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from deepflow.errors import ConfigError
 from deepflow.specs.base import PositiveInt, Seconds, Spec
@@ -82,7 +88,15 @@ class GemmCurve(Spec):
       (1, the dense curves: the roofline's full overlap). A grouped GEMM of few tokens per
       expert streams a large output per FLOP (MoE weight gradients: ``[n, k]`` per expert
       accumulated into the main gradient with K = the expert's tokens), and its epilogue's
-      output traffic runs after, not under, each tile's short main loop.
+      output traffic runs after, not under, each tile's short main loop;
+    * ``mn_major_fraction``: the factor on ``peak_fraction`` for a GEMM whose two operands
+      are both MN-major (neither contiguous along K: the weight gradient ``dY^T X`` of a
+      row-major framework); 1 for precisions whose kernels do not depend on the operand
+      layout (:func:`deepflow.hardware.kernels.operands_factor`);
+    * ``host_issue_s`` (grouped GEMMs of one kernel per group, ``group_streams`` > 0): the
+      host's time to issue one group's kernel; each round of groups takes at least that
+      (PyTorch's ``_grouped_mm_fallback``: a host loop of ``mm_out`` calls; 0: the device
+      is never waiting for the host).
     """
 
     peak_fraction: UnitFraction
@@ -95,6 +109,18 @@ class GemmCurve(Spec):
     tiles: tuple[tuple[PositiveInt, PositiveInt], ...] = ()
     operand_intensity: float = Field(default=0.0, ge=0)
     overlap: float = Field(default=1.0, ge=0, le=1)
+    mn_major_fraction: float = Field(default=1.0, gt=0, le=1)
+    host_issue_s: Seconds = 0.0
+
+    @model_serializer(mode="wrap")
+    def _without_unused_terms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The curve's mapping, without the layout and host terms where they do nothing
+        (a written table lists them only on the curves that fit them)."""
+        data = handler(self)
+        for key, unused in (("mn_major_fraction", 1.0), ("host_issue_s", 0.0)):
+            if data.get(key) == unused:
+                data.pop(key)
+        return data
 
     def candidate_tiles(self) -> tuple[tuple[int, int], ...]:
         """The candidate tiles: ``tiles``, or the one tile ``tile_m`` x ``tile_n``."""
@@ -292,7 +318,27 @@ def check_record(record: object, path: str) -> dict[str, Any]:
     for key in ("causal", "backward"):
         if record.get(key) not in (None, ""):
             out[key] = _flag(record[key], f"{path}.{key}")
+    layout = record.get("layout")
+    if layout not in (None, "") and layout not in GEMM_LAYOUTS:
+        raise ConfigError(
+            f"unknown GEMM operand layout {layout!r}; expected one of {', '.join(GEMM_LAYOUTS)}",
+            f"{path}.layout",
+        )
     return out
+
+
+GEMM_LAYOUTS = ("nn", "nt", "tn", "tt")
+"""Operand layouts of a GEMM record ``C[m, n] = A[m, k] B[k, n]`` (``layout``, optional), as
+``deepflow calibrate`` built them in PyTorch: the first letter ``t`` when ``A`` is a
+transposed view (stored ``[k, m]``: M-major), the second ``t`` when ``B`` is one (stored
+``[n, k]``: K-major, ``nn.Linear``'s weight in the forward). ``tn``: both operands MN-major
+(the weight gradient ``dY^T X``)."""
+
+
+def layout_mn_major(layout: str) -> tuple[bool, bool]:
+    """Whether ``A`` and ``B`` of a GEMM of operand ``layout`` (:data:`GEMM_LAYOUTS`) are
+    MN-major (not contiguous along K)."""
+    return layout[0] == "t", layout[1] == "n"
 
 
 # --- calibration files in scenarios ----------------------------------------------------------

@@ -217,6 +217,8 @@ def _gemm_run(
                 "n": n,
                 "k": k,
                 "groups": 1,
+                # operand layout (deepflow.specs.kernels.GEMM_LAYOUTS; fp8: "nt" always)
+                "layout": "nt" if dtype == "fp8" else layout,
                 "time_s": t,
                 "repeats": reps,
             }
