@@ -44,11 +44,13 @@ from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
 from deepflow.network.hierarchy import GroupPlacement
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.network.xp import maximum, minimum, select
 from deepflow.parallel.batch import SCHEDULES, StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
 from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import (
     DataParallelGroups,
+    scalar_groups,
     sharded_state,
     step_sync,
     sync_time,
@@ -279,7 +281,10 @@ def zero3_edges(env: Env, costs: tuple[LayerCost, ...]) -> tuple[np.ndarray, np.
 
 
 def param_gather_exposed(
-    env: Env, gather: np.ndarray, stage_forward: np.ndarray, bucket: np.ndarray
+    overlap_param_gather: np.ndarray,
+    gather: np.ndarray,
+    stage_forward: np.ndarray,
+    bucket: np.ndarray,
 ) -> np.ndarray:
     """Exposed time of the ZeRO-1/2 parameter all-gather after the optimizer step.
 
@@ -288,10 +293,11 @@ def param_gather_exposed(
     before its first layer runs (``megatron/core/distributed/param_and_grad_buffer.py``,
     ``start_param_sync``/``finish_param_sync``), so the gathers hide under the first
     micro-batch's forward pass of the stage, except the first bucket. Without it the
-    gather runs after the optimizer step, in full.
+    gather runs after the optimizer step, in full. ``overlap_param_gather`` is the
+    strategies' flag (the batch's array, or one strategy's NumPy scalar).
     """
-    overlapped = np.maximum(gather - stage_forward, bucket)
-    return np.where(env.batch.overlap_param_gather, np.minimum(gather, overlapped), gather)
+    overlapped = maximum(gather - stage_forward, bucket)
+    return select(overlap_param_gather, minimum(gather, overlapped), gather)
 
 
 def _stage_state(
@@ -672,16 +678,26 @@ def evaluate(
     # except the last bucket; ZeRO 1/2 then gather the updated parameters
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
-    sync_colls = step_sync(stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes)
-    sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
-    grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
-    last_bucket = sync * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes, 1.0))
-    overlapped = np.maximum(sync - stage_backward, last_bucket)
-    dp_exposed = np.where(b.overlap_grad_reduce, overlapped, sync)
-    gather = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="forward")
-    param_bytes = (stage_params + stage_expert_params) * gather_w
-    gather_bucket = gather * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(param_bytes, 1.0))
-    dp_exposed = dp_exposed + param_gather_exposed(env, gather, stage_forward, gather_bucket)
+    # one strategy: these terms on NumPy scalars (:mod:`deepflow.network.xp`), its groups too
+    (s_params, s_expert, s_backward, s_forward, s_zero, s_gather_w, s_grad_bytes,
+     overlap_grad, overlap_gather) = (
+        _FIRST(a) if n == 1 else a
+        for a in (
+            stage_params, stage_expert_params, stage_backward, stage_forward, zero, gather_w,
+            env.grad_bytes, b.overlap_grad_reduce, b.overlap_param_gather,
+        )
+    )  # fmt: skip
+    s_groups = scalar_groups(dpg) if n == 1 else dpg
+    sync_colls = step_sync(s_params, s_expert, s_zero, s_groups, s_gather_w, s_grad_bytes)
+    sync = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="backward")
+    grad_bytes = (s_params + s_expert) * s_grad_bytes
+    last_bucket = sync * minimum(1.0, GRAD_BUCKET_BYTES / maximum(grad_bytes, 1.0))
+    overlapped = maximum(sync - s_backward, last_bucket)
+    dp_exposed = select(overlap_grad, overlapped, sync)
+    gather = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="forward")
+    param_bytes = (s_params + s_expert) * s_gather_w
+    gather_bucket = gather * minimum(1.0, GRAD_BUCKET_BYTES / maximum(param_bytes, 1.0))
+    dp_exposed = dp_exposed + param_gather_exposed(overlap_gather, gather, s_forward, gather_bucket)
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
 
     opt_params = sharded_state(stage_params, stage_expert_params, zero, 1, dpg)
