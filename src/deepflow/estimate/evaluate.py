@@ -38,7 +38,7 @@ from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
-from deepflow.estimate.memo import Memo
+from deepflow.estimate.memo import Fingerprints, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -127,7 +127,8 @@ class PartCosts:
     def __call__(self, env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
         if len(env.batch) != 1:
             return part_costs(env)
-        return (*LAYER_COSTS(env), *EDGE_COSTS(env))
+        seen: Fingerprints = {}  # a path both memos read is fingerprinted once
+        return (*LAYER_COSTS(env, seen), *EDGE_COSTS(env, seen))
 
     @property
     def hits(self) -> int:
