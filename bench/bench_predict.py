@@ -9,7 +9,10 @@ head costs, of a call are reused by later calls that read the same inputs
 computed once and counted in the time); ``--cold`` empties those memos before every call,
 the rate without any reuse.
 
-    python bench/bench_predict.py [--calls N] [--cold]
+    python bench/bench_predict.py [--calls N] [--cold | --warm]
+
+``--warm`` computes every layer and edge cost before the clock starts (one pass over the
+120 strategies): the rate of the evaluator itself, without the memo misses.
 
 Measured on the 2-core development machine, 2026-12-05 (``taskset -c 0``, other jobs
 running on the machine): 1,748-1,863 predictions/s (0.54-0.57 ms each) in three runs,
@@ -21,9 +24,26 @@ per pipeline split; layer-cost sums computed once per memoized object) in the sa
 tables per system object, cheaper memo keys, rules that stop at the first violation)
 it was 1,081-1,105/s. With the training loop's host costs of the embedding and head
 (their memo key now reads the data-parallel groups: 40 edge-cost computations over the 120
-strategies), the same command gives 1,429-1,581/s (three runs, same day). The 5,000/s an optimizer loop would like is not reached: what is
-left is NumPy's fixed cost per operation on one-element arrays, spread over the whole
-evaluator (``python -m cProfile -s tottime bench/bench_predict.py --calls 1200``).
+strategies), the same command gave 1,429-1,581/s (three runs, same day).
+
+Third round (2026-12-05, ``taskset -c 0``, other jobs on the machine, this command and
+the evaluator of the commit before the round run one after the other, three times):
+1,260-1,315/s (0.76-0.79 ms each) against 1,182-1,248/s; ``--warm`` 1,819-1,927/s
+(0.52-0.55 ms) against 1,669-1,723/s; ``--cold`` 175/s against 151/s (one run each; a
+second pair gave 204 and 207/s). The round: the per-strategy values of the pipeline-split
+loop and the step-level data-parallel terms of one strategy on NumPy scalars
+(``scalar_groups``, ``step_sync``, ``sync_time``, ``param_gather_exposed`` through
+:mod:`deepflow.network.xp`), memo keys that keep the fingerprint of a mesh's groups per
+object and fingerprint a path once for both memos. The 5,000/s an optimizer loop would
+like is not reached. Where the time goes: about 30 % is the memo misses (the default
+run against ``--warm``: 24 layer-cost and 40 edge-cost computations, the head's cost
+reading the data-parallel groups through the loss all-reduce). In ``python -m cProfile
+-s cumulative bench/bench_predict.py --calls 1200`` (1.28 s in ``predict``), the memo
+calls take 0.34 s (misses included), the memo keys 0.10 s, the feasibility rules,
+``StrategyBatch.from_specs`` and ``Env.build`` 0.07-0.08 s each, and ``evaluate``'s own
+lines 0.24 s: NumPy's fixed cost per operation on the ``(stages, 1)`` arrays of the
+pipeline split and on one-element arrays, spread over some hundred lines; the rest is
+spread over the sharding, pipeline and collective helpers.
 """
 
 from __future__ import annotations
@@ -60,11 +80,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--cold", action="store_true", help="empty the memo before each call")
+    parser.add_argument(
+        "--warm", action="store_true", help="fill the memos first (a pass over the strategies)"
+    )
     args = parser.parse_args()
     base = deepflow.load_scenario(ROOT / "examples" / "gpt3-175b-a100.yaml")
     points = strategies(base, args.calls)
     deepflow.predict(base)  # imports and one-time tables
     PART_COSTS.clear()
+    if args.warm:  # every layer and edge cost computed before the clock starts
+        for scenario in points[:120]:
+            deepflow.predict(scenario)
     start = time.process_time()
     for scenario in points:
         if args.cold:
@@ -75,6 +101,7 @@ def main() -> None:
         "no reuse"
         if args.cold
         else f"{PART_COSTS.misses} layer-cost and {EDGE_COSTS.misses} edge-cost computations"
+        + (" before the clock" if args.warm else "")
     )
     print(
         f"deepflow.predict: {args.calls / elapsed:,.0f} predictions/s on one core "

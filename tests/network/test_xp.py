@@ -10,8 +10,14 @@ from hypothesis import strategies as st
 
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, Level
-from deepflow.network.xp import f64, maximum, select
-from deepflow.parallel.sharding import DataParallelGroups, step_sync, sync_time
+from deepflow.network.xp import asarray, f64, maximum, minimum, select
+from deepflow.parallel.sharding import (
+    DataParallelGroups,
+    scalar_groups,
+    sharded_state,
+    step_sync,
+    sync_time,
+)
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, math.inf, -math.inf, math.nan, 5e-324, 1e308]
 floats = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=True, allow_infinity=True))
@@ -31,6 +37,8 @@ def test_helpers_on_scalars_equal_numpy_on_one_element_arrays(a, b, c):
     same_bits(f64(np.float64(a)), np.asarray([a], dtype=np.float64))
     same_bits(maximum(np.float64(a), b), np.maximum(np.array([a]), np.array([b])))
     same_bits(maximum(a, np.float64(b)), np.maximum(np.array([a]), np.array([b])))
+    same_bits(minimum(np.float64(a), b), np.minimum(np.array([a]), np.array([b])))
+    same_bits(minimum(a, np.float64(b)), np.minimum(np.array([a]), np.array([b])))
     same_bits(select(np.bool_(c), np.float64(a), b), np.where(np.array([c]), a, b))
     same_bits(select(c, a, np.float64(b)), np.where(np.array([c]), a, b))
 
@@ -40,6 +48,10 @@ def test_helpers_keep_arrays_arrays():
     assert isinstance(f64([1, 2]), np.ndarray) and f64([1, 2]).dtype == np.float64
     assert isinstance(select(a > 1, a, 0.0), np.ndarray)
     assert isinstance(maximum(a, 1.5), np.ndarray)
+    assert isinstance(minimum(a, 1.5), np.ndarray)
+    assert isinstance(asarray([1, 2]), np.ndarray) and asarray([1, 2]).dtype.kind == "i"
+    # a NumPy scalar stays that scalar, its dtype kept
+    assert type(asarray(np.int64(3))) is np.int64 and type(asarray(np.bool_(True))) is np.bool_
     # integer branches keep NumPy's integer result
     assert select(True, 1, 2) == 1 and np.asarray(select(True, 1, 2)).dtype.kind == "i"
 
@@ -87,9 +99,7 @@ def test_sync_time_of_one_strategy_equals_its_element_in_a_batch(
 
     def total(n: int) -> np.ndarray:
         g = groups(n)
-        colls = step_sync(
-            np.full(n, params), np.full(n, experts), np.full(n, zero), g, 2.0, 4.0
-        )
+        colls = step_sync(np.full(n, params), np.full(n, experts), np.full(n, zero), g, 2.0, 4.0)
         return sync_time(colls, g, hierarchy, phase=phase)
 
     one, two = total(1), total(2)
@@ -98,3 +108,40 @@ def test_sync_time_of_one_strategy_equals_its_element_in_a_batch(
         return
     assert one.shape == (1,) and one.dtype == np.float64
     assert one.tobytes() == two[:1].tobytes()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hierarchies,
+    st.floats(0.0, 1e11),
+    st.floats(0.0, 1e11),
+    st.integers(0, 3),
+    st.lists(counts, min_size=7, max_size=7),
+    st.sampled_from([None, "backward", "forward", "after_backward"]),
+    st.sampled_from([1, 2, 3]),
+)
+def test_step_sync_on_scalar_groups_equals_one_element_arrays(
+    hierarchy, params, experts, zero, degrees, phase, level
+):
+    """One strategy's volumes, sync time and sharded state with its groups as NumPy scalars
+    (:func:`scalar_groups`, the estimator's step-level terms) equal the one-element-array
+    path bit for bit, and stay scalars."""
+    arrays = DataParallelGroups(
+        *(GroupPlacement(np.full(1, d), np.full(1, 1.0), np.full(1, d)) for d in degrees)
+    )
+    scalars = scalar_groups(arrays)
+    p, e, z = np.float64(params), np.float64(experts), np.int64(zero)
+    one = step_sync(p, e, z, scalars, np.float64(2.0), np.float64(4.0))
+    ref = step_sync(np.full(1, params), np.full(1, experts), np.full(1, zero), arrays, 2.0, 4.0)
+    for a, b in zip(one, ref, strict=True):
+        same_bits(a.size, b.size)
+    got = sync_time(one, scalars, hierarchy, phase=phase)
+    expected = sync_time(ref, arrays, hierarchy, phase=phase)
+    if np.shape(expected) == ():  # no collective of that phase: zero both ways
+        assert got == 0.0 and expected == 0.0
+    else:
+        same_bits(got, expected)
+    same_bits(
+        sharded_state(p, e, z, level, scalars),
+        sharded_state(np.full(1, params), np.full(1, experts), np.full(1, zero), level, arrays),
+    )

@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache, partial
+from operator import itemgetter
 
 import numpy as np
 
@@ -37,17 +38,19 @@ from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LayerCost, layer_costs
-from deepflow.estimate.memo import Memo
+from deepflow.estimate.memo import Fingerprints, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
 from deepflow.network.hierarchy import GroupPlacement
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.network.xp import maximum, minimum, select
 from deepflow.parallel.batch import SCHEDULES, StrategyBatch
 from deepflow.parallel.feasibility import RULES, Context, structural_violations
 from deepflow.parallel.pipeline_split import pipeline_split
 from deepflow.parallel.sharding import (
     DataParallelGroups,
+    scalar_groups,
     sharded_state,
     step_sync,
     sync_time,
@@ -93,6 +96,7 @@ OPTIMIZER_TRAFFIC_BYTES = {2: 60.0, 4: 40.0}
 # Distributed, sec. 3.2.3): the last bucket cannot overlap the backward pass.
 GRAD_BUCKET_BYTES = 25e6
 OOM_RULE = len(RULES)
+_FIRST = itemgetter(0)
 ALGORITHM_AXES = ("tp", "dp", "ep")
 """Mesh axes whose collectives can take an algorithm other than the built-in one."""
 
@@ -123,7 +127,8 @@ class PartCosts:
     def __call__(self, env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
         if len(env.batch) != 1:
             return part_costs(env)
-        return (*LAYER_COSTS(env), *EDGE_COSTS(env))
+        seen: Fingerprints = {}  # a path both memos read is fingerprinted once
+        return (*LAYER_COSTS(env, seen), *EDGE_COSTS(env, seen))
 
     @property
     def hits(self) -> int:
@@ -277,7 +282,10 @@ def zero3_edges(env: Env, costs: tuple[LayerCost, ...]) -> tuple[np.ndarray, np.
 
 
 def param_gather_exposed(
-    env: Env, gather: np.ndarray, stage_forward: np.ndarray, bucket: np.ndarray
+    overlap_param_gather: np.ndarray,
+    gather: np.ndarray,
+    stage_forward: np.ndarray,
+    bucket: np.ndarray,
 ) -> np.ndarray:
     """Exposed time of the ZeRO-1/2 parameter all-gather after the optimizer step.
 
@@ -286,10 +294,11 @@ def param_gather_exposed(
     before its first layer runs (``megatron/core/distributed/param_and_grad_buffer.py``,
     ``start_param_sync``/``finish_param_sync``), so the gathers hide under the first
     micro-batch's forward pass of the stage, except the first bucket. Without it the
-    gather runs after the optimizer step, in full.
+    gather runs after the optimizer step, in full. ``overlap_param_gather`` is the
+    strategies' flag (the batch's array, or one strategy's NumPy scalar).
     """
-    overlapped = np.maximum(gather - stage_forward, bucket)
-    return np.where(env.batch.overlap_param_gather, np.minimum(gather, overlapped), gather)
+    overlapped = maximum(gather - stage_forward, bucket)
+    return select(overlap_param_gather, minimum(gather, overlapped), gather)
 
 
 def _stage_state(
@@ -514,6 +523,10 @@ def evaluate(
     for (pp, vpp, stage_layers), members in groups.items():
         # one split (always, for one strategy): all of the batch, in order, as a view
         idx = slice(None) if len(groups) == 1 else np.array(members)
+        # the per-strategy values of the group; for one strategy, its values as NumPy
+        # scalars (:mod:`deepflow.network.xp`): the same IEEE arithmetic below, without
+        # the array machinery of each operation on one number
+        at = _FIRST if n == 1 else itemgetter(idx)
         n_dense, n_moe, stages, first, last, holds_layers = _split_arrays(
             model, pp, vpp, stage_layers
         )
@@ -525,13 +538,13 @@ def evaluate(
         parts = {}
         for key in STAGE_PARTS:
             if key == "pp_comm":
-                parts[key] = 2.0 * vpp * p2p[idx] * np.ones((pp, 1))
+                parts[key] = 2.0 * vpp * at(p2p) * np.ones((pp, 1))
                 continue
             value = layer_stack[LAYER_PARTS.index(key)]
             if key == "dp_comm":
-                value = value + vpp * z3_edge[idx] * holds_layers
+                value = value + vpp * at(z3_edge) * holds_layers
             if key in emb_parts:
-                value = value + first * emb_parts[key][idx] + last * head_parts[key][idx]
+                value = value + first * at(emb_parts[key]) + last * at(head_parts[key])
             parts[key] = value
         stage_time = sum(parts.values())
         # zero-bubble defers the weight-gradient work W into the bubble. Its share of the
@@ -539,58 +552,58 @@ def evaluate(
         # does not depend on peak rates or bandwidths, so the deferred time scales with the
         # stage time and the step stays monotone in them
         w_flops = (
-            n_dense[:, None] * dense.weight_flops[idx]
-            + n_moe[:, None] * moe.weight_flops[idx]
-            + last * head.forward_flops[idx]
+            n_dense[:, None] * at(dense.weight_flops)
+            + n_moe[:, None] * at(moe.weight_flops)
+            + last * at(head.forward_flops)
         )
         all_flops = (
-            n_dense[:, None] * (3.0 * dense.forward_flops[idx] + dense.recompute_flops[idx])
-            + n_moe[:, None] * (3.0 * moe.forward_flops[idx] + moe.recompute_flops[idx])
-            + last * 3.0 * head.forward_flops[idx]
+            n_dense[:, None] * (3.0 * at(dense.forward_flops) + at(dense.recompute_flops))
+            + n_moe[:, None] * (3.0 * at(moe.forward_flops) + at(moe.recompute_flops))
+            + last * 3.0 * at(head.forward_flops)
         )
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
         # the forward part of each stage's time (1F1B's span on uneven stages needs it)
         forward = (
-            n_dense[:, None] * (dense.forward[idx] + z3_dense[0][idx])
-            + n_moe[:, None] * (moe.forward[idx] + z3_moe[0][idx])
-            + first * emb.forward[idx]
-            + last * head.forward[idx]
-            + vpp * p2p[idx]
+            n_dense[:, None] * (at(dense.forward) + at(z3_dense[0]))
+            + n_moe[:, None] * (at(moe.forward) + at(z3_moe[0]))
+            + first * at(emb.forward)
+            + last * at(head.forward)
+            + vpp * at(p2p)
         )
         s_steady, s_bubble = pipeline_time(
-            stage_time, wgrad, m[idx], b.vpp[idx].astype(float), b.schedule[idx], forward
+            stage_time, wgrad, at(m), at(b.vpp).astype(float), at(b.schedule), forward
         )
         steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
         critical_stage[idx] = critical
         cols = np.arange(len(members))
         for key in STAGE_PARTS:
-            crit[key][idx] = m[idx] * parts[key][critical, cols]
+            crit[key][idx] = at(m) * parts[key][critical, cols]
 
         # memory per stage
         # tied embeddings: the LM head uses the embedding table; a stage that holds both
         # holds the table once (Megatron-Core ``share_embeddings_and_output_weights``; a
         # separate last stage keeps its own copy, Narayanan et al. 2021, sec. 2.2)
-        shared = first * last * (head.params[idx] - final_norm_params) * model.tie_embeddings
+        shared = first * last * (at(head.params) - final_norm_params) * model.tie_embeddings
         params = (
-            n_dense[:, None] * dense.params[idx]
-            + n_moe[:, None] * moe.params[idx]
-            + first * emb.params[idx]
-            + last * head.params[idx]
+            n_dense[:, None] * at(dense.params)
+            + n_moe[:, None] * at(moe.params)
+            + first * at(emb.params)
+            + last * at(head.params)
             - shared
         )
-        expert = n_moe[:, None] * moe.expert_params[idx]
-        sz = zero[idx]
+        expert = n_moe[:, None] * at(moe.expert_params)
+        sz = at(zero)
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
         fp8_dense = (
-            n_dense[:, None] * dense.params[idx] + n_moe[:, None] * moe.params[idx]
+            n_dense[:, None] * at(dense.params) + n_moe[:, None] * at(moe.params)
             if fp8_any
             else None
         )
-        largest_layer = np.maximum(dense.params[idx], moe.params[idx] + moe.expert_params[idx])
+        largest_layer = np.maximum(at(dense.params), at(moe.params) + at(moe.expert_params))
         base_buffers = (
-            2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * hidden_bytes[idx]
+            2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
         ) * np.ones((pp, 1))
 
         state = partial(
@@ -599,27 +612,27 @@ def evaluate(
             expert=expert,
             fp8_dense=fp8_dense,
             groups=sgroups,
-            param_bytes=w_bytes[idx],
-            fp8_extra=fp8_extra[idx],
-            grad_bytes=env.grad_bytes[idx],
-            opt_bytes=opt_state[idx],
+            param_bytes=at(w_bytes),
+            fp8_extra=at(fp8_extra),
+            grad_bytes=at(env.grad_bytes),
+            opt_bytes=at(opt_state),
             base_buffers=base_buffers,
             largest_layer=largest_layer,
-            reshard_after_forward=b.reshard_after_forward[idx],
+            reshard_after_forward=at(b.reshard_after_forward),
         )
         weights, grads, opt, buffers = state(sz)
         per_mb = (
-            n_dense[:, None] * dense.saved_activations[idx]
-            + n_moe[:, None] * moe.saved_activations[idx]
-            + first * emb.saved_activations[idx]
-            + last * head.saved_activations[idx]
+            n_dense[:, None] * at(dense.saved_activations)
+            + n_moe[:, None] * at(moe.saved_activations)
+            + first * at(emb.saved_activations)
+            + last * at(head.saved_activations)
         )
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
             flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
         else:
-            flight = in_flight(stages, pp, m[idx], b.vpp[idx], b.schedule[idx])
-        acts = flight * per_mb + live_extra[idx] + last * head.transient_activations[idx]
-        late = grads_in_backward[idx]
+            flight = in_flight(stages, pp, at(m), at(b.vpp), at(b.schedule))
+        acts = flight * per_mb + at(live_extra) + last * at(head.transient_activations)
+        late = at(grads_in_backward)
         if late.any():  # otherwise no phase split (and nothing to compute)
             weights, grads, acts = _peak_phase(weights, grads, acts, late)
         total = weights + grads + opt + acts + buffers
@@ -627,17 +640,17 @@ def evaluate(
             # the same terms at their least over zero, recompute and schedule (see the
             # docstring): activations at the least in-flight count and saved bytes
             fewest = np.min(
-                [in_flight(stages, pp, m[idx], b.vpp[idx], s) for s in range(len(SCHEDULES))],
+                [in_flight(stages, pp, at(m), at(b.vpp), s) for s in range(len(SCHEDULES))],
                 axis=0,
             )
             per_mb_floor = (
-                n_dense[:, None] * dense.saved_floor[idx]
-                + n_moe[:, None] * moe.saved_floor[idx]
-                + first * emb.saved_floor[idx]
-                + last * head.saved_floor[idx]
+                n_dense[:, None] * at(dense.saved_floor)
+                + n_moe[:, None] * at(moe.saved_floor)
+                + first * at(emb.saved_floor)
+                + last * at(head.saved_floor)
             )
             acts_floor = (
-                fewest * per_mb_floor + live_floor[idx] + last * head.transient_activations[idx]
+                fewest * per_mb_floor + at(live_floor) + last * at(head.transient_activations)
             )
             lowest = np.full(len(members), np.inf)
             for z in floor_zeros:
@@ -654,10 +667,10 @@ def evaluate(
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]
         stage_backward[idx] = (
-            n_dense[:, None] * dense.backward[idx] + n_moe[:, None] * moe.backward[idx]
+            n_dense[:, None] * at(dense.backward) + n_moe[:, None] * at(moe.backward)
         )[critical, cols]
         stage_forward[idx] = (
-            n_dense[:, None] * dense.forward[idx] + n_moe[:, None] * moe.forward[idx]
+            n_dense[:, None] * at(dense.forward) + n_moe[:, None] * at(moe.forward)
         )[critical, cols]
 
     # data-parallel synchronization at the end of the step (ZeRO 0-2; ZeRO-3 reduces per
@@ -666,16 +679,26 @@ def evaluate(
     # except the last bucket; ZeRO 1/2 then gather the updated parameters
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
-    sync_colls = step_sync(stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes)
-    sync = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="backward")
-    grad_bytes = (stage_params + stage_expert_params) * env.grad_bytes
-    last_bucket = sync * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(grad_bytes, 1.0))
-    overlapped = np.maximum(sync - stage_backward, last_bucket)
-    dp_exposed = np.where(b.overlap_grad_reduce, overlapped, sync)
-    gather = sync_time(sync_colls, dpg, env.hierarchy, dp_algo, phase="forward")
-    param_bytes = (stage_params + stage_expert_params) * gather_w
-    gather_bucket = gather * np.minimum(1.0, GRAD_BUCKET_BYTES / np.maximum(param_bytes, 1.0))
-    dp_exposed = dp_exposed + param_gather_exposed(env, gather, stage_forward, gather_bucket)
+    # one strategy: these terms on NumPy scalars (:mod:`deepflow.network.xp`), its groups too
+    (s_params, s_expert, s_backward, s_forward, s_zero, s_gather_w, s_grad_bytes,
+     overlap_grad, overlap_gather) = (
+        _FIRST(a) if n == 1 else a
+        for a in (
+            stage_params, stage_expert_params, stage_backward, stage_forward, zero, gather_w,
+            env.grad_bytes, b.overlap_grad_reduce, b.overlap_param_gather,
+        )
+    )  # fmt: skip
+    s_groups = scalar_groups(dpg) if n == 1 else dpg
+    sync_colls = step_sync(s_params, s_expert, s_zero, s_groups, s_gather_w, s_grad_bytes)
+    sync = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="backward")
+    grad_bytes = (s_params + s_expert) * s_grad_bytes
+    last_bucket = sync * minimum(1.0, GRAD_BUCKET_BYTES / maximum(grad_bytes, 1.0))
+    overlapped = maximum(sync - s_backward, last_bucket)
+    dp_exposed = select(overlap_grad, overlapped, sync)
+    gather = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="forward")
+    param_bytes = (s_params + s_expert) * s_gather_w
+    gather_bucket = gather * minimum(1.0, GRAD_BUCKET_BYTES / maximum(param_bytes, 1.0))
+    dp_exposed = dp_exposed + param_gather_exposed(overlap_gather, gather, s_forward, gather_bucket)
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
 
     opt_params = sharded_state(stage_params, stage_expert_params, zero, 1, dpg)

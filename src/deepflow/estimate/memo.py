@@ -44,6 +44,8 @@ from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs.base import Spec
 
 T = TypeVar("T")
+Fingerprints = dict[str, tuple[Hashable, list[object]]]
+"""Fingerprints of one ``Env`` by attribute path, with the objects each keeps by identity."""
 
 MAXSIZE = 512
 """Entries kept per memoized function (least recently used evicted first)."""
@@ -151,16 +153,20 @@ def _field_names(kind: type) -> tuple[str, ...]:
 
 
 def _read_only_fields(value: object) -> bool:
-    """True when every field of dataclass ``value`` is a read-only array that owns its data
-    or a scalar (the group placements kept per mesh, :mod:`deepflow.estimate.context`):
-    then its fingerprint cannot change while the object lives and is kept by identity."""
+    """True when every field of dataclass ``value`` is a read-only array that owns its data,
+    a scalar, or an object whose fingerprint is kept by identity already (the group
+    placements kept per mesh, :mod:`deepflow.estimate.context`, and the frozen groups
+    of them): then its fingerprint cannot change while the object lives and is kept by
+    identity."""
     for name in _field_names(type(value)):
         a = getattr(value, name)
         if type(a) is np.ndarray:
             if a.flags.writeable or a.base is not None or a.dtype.hasobject:
                 return False
         elif not isinstance(a, _SCALARS):
-            return False
+            known = _IMMUTABLE.get(id(a))
+            if known is None or known[0] is not a:
+                return False
     return True
 
 
@@ -240,17 +246,32 @@ class Memo(Generic[T]):
 
     getters: tuple[Callable[[Env], object], ...] = ()
 
-    def key(self, env: Env) -> tuple[Hashable, list[object]]:
+    def key(self, env: Env, seen: Fingerprints | None = None) -> tuple[Hashable, list[object]]:
+        """The key of ``env`` and the objects it holds by identity. ``seen`` (path ->
+        fingerprint and its objects) shares the fingerprints of one ``env`` between the
+        memos that read the same paths: each path is fingerprinted once per call."""
         refs: list[object] = []
         if len(self.getters) != len(self.paths):
             self.getters = tuple(_getter(p) for p in self.paths)
-        return tuple([fingerprint(get(env), refs) for get in self.getters]), refs
+        if seen is None:
+            return tuple([fingerprint(get(env), refs) for get in self.getters]), refs
+        parts = []
+        for path, get in zip(self.paths, self.getters, strict=True):
+            known = seen.get(path)
+            if known is None:
+                own: list[object] = []
+                known = seen[path] = (fingerprint(get(env), own), own)
+            parts.append(known[0])
+            refs += known[1]
+        return tuple(parts), refs
 
-    def __call__(self, env: Env) -> T:
+    def __call__(self, env: Env, seen: Fingerprints | None = None) -> T:
+        """``function(env)``, from the memo where a call read the same inputs before;
+        ``seen``: see :meth:`key`."""
         if len(env.batch) != 1:
             return self.function(env)
         with self.lock:
-            key, refs = self.key(env)
+            key, refs = self.key(env, seen)
             hit = self.entries.get(key)
             if hit is not None:
                 self.entries.move_to_end(key)
@@ -264,7 +285,7 @@ class Memo(Generic[T]):
             if new:
                 self.paths = self.paths + new
                 self.entries.clear()
-            key, refs = self.key(env)
+            key, refs = self.key(env, seen)
             self.entries[key] = (value, refs)
             while len(self.entries) > self.maxsize:
                 self.entries.popitem(last=False)

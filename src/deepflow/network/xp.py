@@ -9,7 +9,8 @@ scalars: NumPy scalar arithmetic is the same IEEE double arithmetic (same roundi
 ``inf``/``nan`` and the same division-by-zero warnings under ``np.errstate``) at a
 fraction of the cost. Two NumPy calls would turn a scalar back into an array:
 ``np.asarray`` and ``np.where``; :func:`f64` and :func:`select` keep scalars scalar and are
-those calls for anything else. ``tests/network/test_xp.py`` checks that both ways give the
+those calls for anything else (:func:`asarray` keeps a NumPy scalar as it is); :func:`maximum` and :func:`minimum` skip the ufunc
+machinery for two float scalars. ``tests/network/test_xp.py`` checks that both ways give the
 same bits.
 """
 
@@ -20,6 +21,14 @@ import numpy as np
 _SCALARS = (float, int, bool, np.float64, np.int64, np.bool_)
 _FLOATS = (float, np.float64)
 _CONDITIONS = (bool, np.bool_)
+
+
+def asarray(value: object) -> object:
+    """``np.asarray(value)``, except that a NumPy scalar stays that scalar (its dtype
+    kept)."""
+    if isinstance(value, np.generic):
+        return value
+    return np.asarray(value)
 
 
 def f64(value: object) -> object:
@@ -48,3 +57,12 @@ def maximum(a: object, b: object) -> object:
     if type(a) in _FLOATS and type(b) in _FLOATS:
         return np.float64(a if (a > b or a != a) else b)  # type: ignore[arg-type,operator]
     return np.maximum(a, b)  # type: ignore[call-overload]
+
+
+def minimum(a: object, b: object) -> object:
+    """``np.minimum(a, b)``; for two float scalars, NumPy's rule without its ufunc
+    machinery: ``a`` where ``a < b`` or ``a`` is NaN, else ``b`` (NaN propagates; of two
+    equal zeros, the second is returned), as a NumPy ``float64`` scalar."""
+    if type(a) in _FLOATS and type(b) in _FLOATS:
+        return np.float64(a if (a < b or a != a) else b)  # type: ignore[arg-type,operator]
+    return np.minimum(a, b)  # type: ignore[call-overload]

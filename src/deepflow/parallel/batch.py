@@ -37,6 +37,13 @@ _FP8 = PRECISIONS.index(Precision.FP8)
 _DEFAULT_RECIPE = FP8_RECIPES.index(DEFAULT_FP8_RECIPE)
 
 
+def _column(value: object, dtype: type, n: int) -> np.ndarray:
+    """``value`` as ``n`` values of ``dtype``: itself where it is that array already,
+    else broadcast (a read-only view)."""
+    a = np.asarray(value, dtype=dtype)
+    return a if a.shape == (n,) else np.broadcast_to(a, (n,))
+
+
 @dataclass(frozen=True)
 class StrategyBatch:
     """Strategies as parallel arrays (length ``len(self)``).
@@ -100,14 +107,14 @@ class StrategyBatch:
         if self.fp8_recipe is None:
             object.__setattr__(self, "fp8_recipe", np.where(fp8, _DEFAULT_RECIPE, -1))
         else:
-            codes = np.broadcast_to(np.asarray(self.fp8_recipe, dtype=np.int64), (n,))
+            codes = _column(self.fp8_recipe, np.int64, n)
             codes = np.where(fp8, np.where(codes < 0, _DEFAULT_RECIPE, codes), -1)
             object.__setattr__(self, "fp8_recipe", codes)
         gather = np.zeros(n, bool) if self.fp8_param_gather is None else self.fp8_param_gather
-        gather = np.broadcast_to(np.asarray(gather, dtype=bool), (n,)) & fp8
+        gather = _column(gather, bool, n) & fp8
         object.__setattr__(self, "fp8_param_gather", gather)
         deepep = np.zeros(n, bool) if self.deepep is None else self.deepep
-        object.__setattr__(self, "deepep", np.broadcast_to(np.asarray(deepep, bool), (n,)))
+        object.__setattr__(self, "deepep", _column(deepep, bool, n))
 
     def __len__(self) -> int:
         return int(self.dp.shape[0])

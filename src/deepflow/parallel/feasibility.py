@@ -272,9 +272,10 @@ class _Row:
     scalar arithmetic, which skips the array machinery of every operation."""
 
     def __init__(self, batch: StrategyBatch) -> None:
+        self.__dict__.update(
+            {k: v[0] if type(v) is np.ndarray else v for k, v in vars(batch).items()}
+        )
         self._batch = batch
-        for name, value in vars(batch).items():
-            setattr(self, name, value[0] if type(value) is np.ndarray else value)
 
     def __getattr__(self, name: str) -> object:  # the batch's properties (default_split)
         value = getattr(self._batch, name)

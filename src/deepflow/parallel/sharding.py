@@ -45,7 +45,7 @@ reduce-scatter):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -53,6 +53,7 @@ from deepflow.network.collectives import collective_time
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
+from deepflow.network.xp import asarray, f64, select
 from deepflow.parallel.experts import ExpertGroups
 from deepflow.specs.identity import IdentityCache
 
@@ -168,9 +169,9 @@ def sharded_state(
     """Elements of a state kept per rank: ``params`` (non-expert) and ``expert_params``
     divided over their shard groups where ``zero >= level`` (1: optimizer state, 2:
     gradients, 3: parameters)."""
-    on = np.asarray(zero) >= level
-    p = np.where(on, np.asarray(params) / groups.shard_size, params)
-    e = np.where(on, np.asarray(expert_params) / groups.expert_shard_size, expert_params)
+    on = asarray(zero) >= level
+    p = select(on, asarray(params) / groups.shard_size, params)
+    e = select(on, asarray(expert_params) / groups.expert_shard_size, expert_params)
     return p + e
 
 
@@ -200,11 +201,8 @@ def step_sync(
     """Collectives at the end of a step for ZeRO 0-2 over a stage's ``params`` and
     ``expert_params`` (elements on this rank); sizes are zero where they do not apply
     (``zero`` 3 reduces per unit, :func:`unit_backward`)."""
-    z = np.asarray(zero)
-    p = np.asarray(params, dtype=np.float64)
-    e = np.asarray(expert_params, dtype=np.float64)
-    gb = np.asarray(grad_bytes, dtype=np.float64)
-    pb = np.asarray(param_bytes, dtype=np.float64)
+    z = asarray(zero)
+    p, e, gb, pb = f64(params), f64(expert_params), f64(grad_bytes), f64(param_bytes)
     plain = z == 0
     sharded = (z == 1) | (z == 2)
     out = []
@@ -213,28 +211,28 @@ def step_sync(
         out += [
             SyncCollective(
                 Collective.ALL_REDUCE,
-                np.where(plain, grad, 0.0),
+                select(plain, grad, 0.0),
                 f"{prefix}grad",
                 "backward",
                 f"{prefix}grad all-reduce",
             ),
             SyncCollective(
                 Collective.REDUCE_SCATTER,
-                np.where(sharded, grad, 0.0),
+                select(sharded, grad, 0.0),
                 f"{prefix}shard",
                 "backward",
                 f"{prefix}grad reduce-scatter",
             ),
             SyncCollective(
                 Collective.ALL_REDUCE,
-                np.where(sharded, grad / getattr(groups, f"{prefix}shard").size, 0.0),
+                select(sharded, grad / getattr(groups, f"{prefix}shard").size, 0.0),
                 f"{prefix}replica",
                 "backward",
                 f"{prefix}grad replica all-reduce",
             ),
             SyncCollective(
                 Collective.ALL_GATHER,
-                np.where(sharded, elems * pb, 0.0),
+                select(sharded, elems * pb, 0.0),
                 f"{prefix}shard",
                 "forward",
                 f"{prefix}param all-gather",
@@ -355,6 +353,12 @@ def _one_element(c: SyncCollective, groups: DataParallelGroups) -> bool:
     return True
 
 
+def _scalar(c: SyncCollective, groups: DataParallelGroups) -> bool:
+    """True when ``c``'s size and its group are NumPy float64 scalars."""
+    g = getattr(groups, c.group)
+    return all(type(a) is np.float64 for a in (c.size, g.size, g.members_per_domain, g.domains))
+
+
 def _scalars_of(g: GroupPlacement) -> GroupPlacement:
     return GroupPlacement(g.size[0], g.members_per_domain[0], g.domains[0])
 
@@ -362,14 +366,35 @@ def _scalars_of(g: GroupPlacement) -> GroupPlacement:
 _SCALAR_PLACEMENTS = IdentityCache(_scalars_of, maxsize=256)
 
 
+def _read_only(g: GroupPlacement) -> bool:
+    """True when the arrays of placement ``g`` are read-only (fixed while it lives)."""
+    return not (
+        g.size.flags.writeable or g.members_per_domain.flags.writeable or g.domains.flags.writeable
+    )
+
+
 def _scalar_placement(g: GroupPlacement) -> GroupPlacement:
     """A one-strategy placement as NumPy scalars (kept per object where its arrays are
     read-only, as the placements kept per mesh are)."""
-    if not (g.size.flags.writeable or g.members_per_domain.flags.writeable) and not (
-        g.domains.flags.writeable
-    ):
-        return _SCALAR_PLACEMENTS(g)
-    return _scalars_of(g)
+    return _SCALAR_PLACEMENTS(g) if _read_only(g) else _scalars_of(g)
+
+
+def _scalar_groups_of(groups: DataParallelGroups) -> DataParallelGroups:
+    return DataParallelGroups(*(_scalar_placement(getattr(groups, n)) for n in _GROUP_NAMES))
+
+
+_GROUP_NAMES = tuple(f.name for f in fields(DataParallelGroups))
+_SCALAR_GROUPS = IdentityCache(_scalar_groups_of, maxsize=256)
+
+
+def scalar_groups(groups: DataParallelGroups) -> DataParallelGroups:
+    """The groups of one strategy (every placement a one-element float64 array) as NumPy
+    scalars, so that :func:`step_sync`, :func:`sharded_state` and :func:`sync_time` run
+    their lines on one number each (:mod:`deepflow.network.xp`); kept per object where
+    its arrays are read-only (the groups kept per mesh, :mod:`deepflow.estimate.context`)."""
+    if all([_read_only(getattr(groups, n)) for n in _GROUP_NAMES]):
+        return _SCALAR_GROUPS(groups)
+    return _scalar_groups_of(groups)
 
 
 def sync_time(
@@ -382,19 +407,24 @@ def sync_time(
     """Summed time of ``collectives`` (those of ``phase`` only, when given), each on its
     group, run one after another on the data-parallel channel.
 
-    For one strategy (every size and group a one-element array) on the ring, the same
-    lines run on NumPy scalars (:mod:`deepflow.network.xp`) and the sum comes back as a
-    one-element array: the same bits, without the array machinery of each operation."""
+    For one strategy on the ring the same lines run on NumPy scalars
+    (:mod:`deepflow.network.xp`): where every size and group is a float64 scalar
+    (:func:`scalar_groups`) the sum is that scalar; where each is a one-element array the
+    sum comes back as a one-element array. The same bits either way, without the array
+    machinery of each operation."""
     chosen = [c for c in collectives if phase is None or c.phase == phase]
-    if algorithm is Algorithm.RING and chosen and all([_one_element(c, groups) for c in chosen]):
-        total = np.float64(0.0)
-        for c in chosen:
-            size = c.size[0]
-            if not size > 0:  # moves nothing
-                continue
-            group = _scalar_placement(getattr(groups, c.group))
-            total = total + collective_time(c.op, size, group, hierarchy, algorithm)
-        return np.full(1, total)
+    if algorithm is Algorithm.RING and chosen:
+        scalars = all([_scalar(c, groups) for c in chosen])
+        if scalars or all([_one_element(c, groups) for c in chosen]):
+            total = np.float64(0.0)
+            for c in chosen:
+                size = c.size if scalars else c.size[0]
+                if not size > 0:  # moves nothing
+                    continue
+                group = getattr(groups, c.group)
+                group = group if scalars else _scalar_placement(group)
+                total = total + collective_time(c.op, size, group, hierarchy, algorithm)
+            return total if scalars else np.full(1, total)
     total = np.zeros(())
     for c in chosen:
         group = getattr(groups, c.group)

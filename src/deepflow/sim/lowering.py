@@ -531,7 +531,11 @@ def lower(
             for vs in range(s, n_virtual, p)
             for layer in layers[vs]
         )
-        exposed = _f(param_gather_exposed(env, param_gather, np.asarray(stage_fwd), gather_bucket))
+        exposed = _f(
+            param_gather_exposed(
+                env.batch.overlap_param_gather, param_gather, np.asarray(stage_fwd), gather_bucket
+            )
+        )
         if exposed > 0:
             rows.add(
                 "dp param all-gather",
