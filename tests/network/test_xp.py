@@ -80,6 +80,13 @@ def test_collective_time_on_scalars_equals_arrays(hierarchy, size, n, m, k, op):
     same_bits(np.float64(got), expected)
 
 
+def _dp_groups(degrees: list[int], n: int) -> DataParallelGroups:
+    """Data-parallel groups of ``n`` strategies, each group of degree ``d`` on ``d`` nodes."""
+    return DataParallelGroups(
+        *(GroupPlacement(np.full(n, d), np.full(n, 1.0), np.full(n, d)) for d in degrees)
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     hierarchies,
@@ -92,13 +99,8 @@ def test_collective_time_on_scalars_equals_arrays(hierarchy, size, n, m, k, op):
 def test_sync_time_of_one_strategy_equals_its_element_in_a_batch(
     hierarchy, params, experts, zero, degrees, phase
 ):
-    def groups(n: int) -> DataParallelGroups:
-        return DataParallelGroups(
-            *(GroupPlacement(np.full(n, d), np.full(n, 1.0), np.full(n, d)) for d in degrees)
-        )
-
     def total(n: int) -> np.ndarray:
-        g = groups(n)
+        g = _dp_groups(degrees, n)
         colls = step_sync(np.full(n, params), np.full(n, experts), np.full(n, zero), g, 2.0, 4.0)
         return sync_time(colls, g, hierarchy, phase=phase)
 
@@ -126,9 +128,7 @@ def test_step_sync_on_scalar_groups_equals_one_element_arrays(
     """One strategy's volumes, sync time and sharded state with its groups as NumPy scalars
     (:func:`scalar_groups`, the estimator's step-level terms) equal the one-element-array
     path bit for bit, and stay scalars."""
-    arrays = DataParallelGroups(
-        *(GroupPlacement(np.full(1, d), np.full(1, 1.0), np.full(1, d)) for d in degrees)
-    )
+    arrays = _dp_groups(degrees, 1)
     scalars = scalar_groups(arrays)
     p, e, z = np.float64(params), np.float64(experts), np.int64(zero)
     one = step_sync(p, e, z, scalars, np.float64(2.0), np.float64(4.0))
