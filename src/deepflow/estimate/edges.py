@@ -115,10 +115,15 @@ def loss_allreduce_time(env: Env) -> np.ndarray:
     """The per-micro-batch all-reduce of the (one fp32 value) loss over the data-parallel
     group, where the framework's loop averages it for logging (Megatron's
     ``average_losses_across_data_parallel_group``); the compute stream waits for it."""
-    small = collective_time(Collective.ALL_REDUCE, 4.0, env.dp_groups.grad, env.hierarchy)
     out = np.zeros(len(env.batch))
+    small = None  # read the groups only where a loop reduces the loss: the memo of the
+    # head's cost (:mod:`deepflow.estimate.memo`) then keys on them only for such loops
     for loop, mask in _loops(env):
         if loop.loss_allreduce:
+            if small is None:
+                small = collective_time(
+                    Collective.ALL_REDUCE, 4.0, env.dp_groups.grad, env.hierarchy
+                )
             out = np.where(mask, small, out)
     return out
 
