@@ -9,6 +9,7 @@ heavier than the others (uneven stages).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from deepflow.specs.framework import (
     framework_profile,
 )
 from deepflow.workload.transformer import final_norm, parameter_count
+
+EDGE_TIME_PARTS = ("compute", "tp_comm", "dp_comm", "host_overhead")
+"""The parts of the step's breakdown an embedding's or a head's time falls into."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,22 @@ class EdgeCost:
     # the least saved_activations under any recompute setting, the other knobs unchanged
     # (only the multi-token-prediction modules' layers recompute; LayerCost.saved_floor)
     saved_floor: np.ndarray
+
+    @cached_property
+    def time_parts(self) -> np.ndarray:
+        """The edge's time per micro-batch by part of the step's breakdown, one row each
+        in :data:`EDGE_TIME_PARTS` order (part, strategy): computed once per object (the
+        fields are not changed after construction; memoized costs are read-only)."""
+        out = np.stack(
+            [
+                self.forward_compute + self.backward_compute,
+                self.tp_comm_forward + self.tp_comm_backward,
+                self.dp_comm_forward,
+                self.host_excess,
+            ]
+        )
+        out.flags.writeable = False
+        return out
 
     @property
     def forward(self) -> np.ndarray:

@@ -35,9 +35,9 @@ import numpy as np
 
 from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env, system_constants
-from deepflow.estimate.edges import EdgeCost, embedding_cost, head_cost
+from deepflow.estimate.edges import EDGE_TIME_PARTS, EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
-from deepflow.estimate.layer_cost import LayerCost, layer_costs
+from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, LayerCost, layer_costs
 from deepflow.estimate.memo import Fingerprints, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
@@ -78,8 +78,12 @@ BREAKDOWN_KEYS = (
 MEMORY_KEYS = ("weights", "gradients", "optimizer_state", "activations", "buffers")
 # the parts of a pipeline stage's time per micro-batch: all but the step-level ones
 STAGE_PARTS = tuple(k for k in BREAKDOWN_KEYS if k not in ("pipeline_bubble", "optimizer"))
-# the parts of a transformer layer's time (all stage parts but the pipeline transfers)
-LAYER_PARTS = tuple(k for k in STAGE_PARTS if k != "pp_comm")
+# rows of STAGE_PARTS that the layers' own parts, their data-parallel part, the pipeline
+# transfers and the embedding's and head's parts fill
+_LAYER_ROWS = [STAGE_PARTS.index(k) for k in LAYER_TIME_PARTS]
+_DP_ROW = STAGE_PARTS.index("dp_comm")
+_PP_ROW = STAGE_PARTS.index("pp_comm")
+_EDGE_ROWS = [STAGE_PARTS.index(k) for k in EDGE_TIME_PARTS]
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
@@ -470,33 +474,11 @@ def evaluate(
     z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense model: one layer kind
     z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
 
-    def layer_parts(cost: LayerCost, z3: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-        return {
-            "compute": cost.forward_compute + cost.backward_compute,
-            "recompute": cost.recompute,
-            "tp_comm": cost.tp_comm_forward + cost.tp_comm_backward + cost.recompute_tp,
-            "cp_comm": cost.cp_comm_forward + cost.cp_comm_backward + cost.recompute_cp,
-            "ep_comm": cost.ep_comm_forward + cost.ep_comm_backward + cost.recompute_ep,
-            "dp_comm": z3[0] + z3[1],
-            "host_overhead": cost.host_excess,
-        }
-
-    d_parts = layer_parts(dense, z3_dense)
-    m_parts = d_parts if moe is dense else layer_parts(moe, z3_moe)  # dense: one layer kind
-    d_stack = np.stack([d_parts[k] for k in LAYER_PARTS])  # (part, strategy)
-    m_stack = d_stack if moe is dense else np.stack([m_parts[k] for k in LAYER_PARTS])
-    emb_parts = {
-        "compute": emb.forward_compute + emb.backward_compute,
-        "tp_comm": emb.tp_comm_forward + emb.tp_comm_backward,
-        "dp_comm": emb.dp_comm_forward,
-        "host_overhead": emb.host_excess,
-    }
-    head_parts = {
-        "compute": head.forward_compute + head.backward_compute,
-        "tp_comm": head.tp_comm_forward + head.tp_comm_backward,
-        "dp_comm": head.dp_comm_forward,
-        "host_overhead": head.host_excess,
-    }
+    # the layers' time by part, (part, strategy) in LAYER_TIME_PARTS order, and their
+    # data-parallel part (ZeRO-3's per-unit collectives) apart: it depends on the stage
+    d_time, d_dp = dense.time_parts, z3_dense[0] + z3_dense[1]
+    m_time, m_dp = (d_time, d_dp) if moe is dense else (moe.time_parts, z3_moe[0] + z3_moe[1])
+    e_time, h_time = emb.time_parts, head.time_parts
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
     live_floor = np.maximum(dense.live_floor, moe.live_floor)
@@ -505,12 +487,12 @@ def evaluate(
 
     steady = np.zeros(n)
     bubble = np.zeros(n)
-    crit = {k: np.zeros(n) for k in STAGE_PARTS}
+    crit = np.zeros((len(STAGE_PARTS), n))  # the critical stage's parts, STAGE_PARTS order
     stage_params = np.zeros(n)
     stage_expert_params = np.zeros(n)
     stage_backward = np.zeros(n)
     stage_forward = np.zeros(n)
-    mem = {k: np.zeros(n) for k in MEMORY_KEYS}
+    mem = np.zeros((len(MEMORY_KEYS), n))  # the peak stage's memory, MEMORY_KEYS order
     peak = np.full(n, -1.0)
     peak_stage = np.zeros(n, dtype=np.int64)
     critical_stage = np.zeros(n, dtype=np.int64)
@@ -530,23 +512,23 @@ def evaluate(
         n_dense, n_moe, stages, first, last, holds_layers = _split_arrays(
             model, pp, vpp, stage_layers
         )
-        # the layer parts of every stage at once: (part, stage, strategy)
-        layer_stack = (
-            n_dense[None, :, None] * d_stack[:, None, idx]
-            + n_moe[None, :, None] * m_stack[:, None, idx]
+        # the parts of every stage at once, (part, stage, strategy) in STAGE_PARTS order:
+        # the layers', the pipeline transfers, the ZeRO-3 edges', the embedding's and head's
+        parts = np.empty((len(STAGE_PARTS), pp, len(members)))
+        parts[_LAYER_ROWS] = (
+            n_dense[None, :, None] * d_time[:, None, idx]
+            + n_moe[None, :, None] * m_time[:, None, idx]
         )
-        parts = {}
-        for key in STAGE_PARTS:
-            if key == "pp_comm":
-                parts[key] = 2.0 * vpp * at(p2p) * np.ones((pp, 1))
-                continue
-            value = layer_stack[LAYER_PARTS.index(key)]
-            if key == "dp_comm":
-                value = value + vpp * at(z3_edge) * holds_layers
-            if key in emb_parts:
-                value = value + first * at(emb_parts[key]) + last * at(head_parts[key])
-            parts[key] = value
-        stage_time = sum(parts.values())
+        parts[_DP_ROW] = (n_dense[:, None] * d_dp[idx] + n_moe[:, None] * m_dp[idx]) + vpp * at(
+            z3_edge
+        ) * holds_layers
+        parts[_PP_ROW] = 2.0 * vpp * at(p2p) * np.ones((pp, 1))
+        parts[_EDGE_ROWS] = (
+            parts[_EDGE_ROWS] + first * e_time[:, None, idx] + last * h_time[:, None, idx]
+        )
+        stage_time = parts[0]
+        for row in parts[1:]:
+            stage_time = stage_time + row
         # zero-bubble defers the weight-gradient work W into the bubble. Its share of the
         # stage is taken by FLOPs (weight-gradient GEMMs over all the stage's FLOPs), which
         # does not depend on peak rates or bandwidths, so the deferred time scales with the
@@ -577,8 +559,7 @@ def evaluate(
         critical = np.argmax(stage_time, axis=0)
         critical_stage[idx] = critical
         cols = np.arange(len(members))
-        for key in STAGE_PARTS:
-            crit[key][idx] = at(m) * parts[key][critical, cols]
+        crit[:, idx] = at(m) * parts[:, critical, cols]
 
         # memory per stage
         # tied embeddings: the LM head uses the embedding table; a stage that holds both
@@ -661,8 +642,7 @@ def evaluate(
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
         peak_stage[idx] = worst
-        for key, arr in zip(MEMORY_KEYS, (weights, grads, opt, acts, buffers), strict=True):
-            mem[key][idx] = arr[worst, cols]
+        mem[:, idx] = np.stack((weights, grads, opt, acts, buffers))[:, worst, cols]
         heaviest = np.argmax(params + expert, axis=0)
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]
@@ -699,6 +679,7 @@ def evaluate(
     param_bytes = (s_params + s_expert) * s_gather_w
     gather_bucket = gather * minimum(1.0, GRAD_BUCKET_BYTES / maximum(param_bytes, 1.0))
     dp_exposed = dp_exposed + param_gather_exposed(overlap_gather, gather, s_forward, gather_bucket)
+    crit = dict(zip(STAGE_PARTS, crit, strict=True))
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
 
     opt_params = sharded_state(stage_params, stage_expert_params, zero, 1, dpg)
@@ -731,7 +712,7 @@ def evaluate(
         feasible=feasible,
         violation=violation,
         breakdown=breakdown,
-        memory=mem,
+        memory=dict(zip(MEMORY_KEYS, mem, strict=True)),
         peak_memory=peak,
         memory_floor=floor,
         peak_stage=peak_stage,

@@ -80,6 +80,11 @@ _MLP_BIT = 1 << MODULES.index(RecomputeModule.MLP)
 _MOE_BIT = 1 << MODULES.index(RecomputeModule.MOE)
 
 
+LAYER_TIME_PARTS = ("compute", "recompute", "tp_comm", "cp_comm", "ep_comm", "host_overhead")
+"""The parts of the step's breakdown a layer's own time falls into (its data-parallel
+part, ZeRO-3's per-unit collectives, depends on the stage: the evaluator adds it)."""
+
+
 def _kept(value: T) -> T:
     """``value``, made read-only where it is an array: a sum kept on its object
     (:class:`LayerCost`) is shared by every later reader."""
@@ -137,6 +142,23 @@ class LayerCost:
     forward_flops: np.ndarray  # matmul FLOPs of the forward pass on this rank
     weight_flops: np.ndarray  # FLOPs of the weight-gradient GEMMs (= forward GEMM FLOPs)
     recompute_flops: np.ndarray
+
+    @cached_property
+    def time_parts(self) -> np.ndarray:
+        """The layer's time per micro-batch by part of the step's breakdown, one row each
+        in :data:`LAYER_TIME_PARTS` order (part, strategy): computed once per object."""
+        return _kept(
+            np.stack(
+                [
+                    self.forward_compute + self.backward_compute,
+                    self.recompute,
+                    self.tp_comm_forward + self.tp_comm_backward + self.recompute_tp,
+                    self.cp_comm_forward + self.cp_comm_backward + self.recompute_cp,
+                    self.ep_comm_forward + self.ep_comm_backward + self.recompute_ep,
+                    self.host_excess,
+                ]
+            )
+        )
 
     @cached_property
     def recompute_comm(self) -> np.ndarray:
