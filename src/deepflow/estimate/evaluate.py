@@ -261,6 +261,8 @@ def zero3_exposed(env: Env, cost: LayerCost) -> tuple[np.ndarray, np.ndarray]:
     ``forward_prefetch``, ``BACKWARD_PRE``): only the part longer than the unit shows.
     Without ``overlap_param_gather`` nothing is hidden.
     """
+    if not (env.batch.zero >= 3).any():  # nothing gathered per unit: nothing exposed
+        return np.zeros(len(env.batch)), np.zeros(len(env.batch))
     fwd_comm, bwd_comm = zero3_unit_comm(env, cost)
     hidden = np.where(env.batch.overlap_param_gather, 1.0, 0.0)
     fwd = np.maximum(0.0, fwd_comm - hidden * cost.forward)
@@ -278,6 +280,8 @@ def zero3_edges(env: Env, costs: tuple[LayerCost, ...]) -> tuple[np.ndarray, np.
     hidden = env.batch.overlap_param_gather
     fwd = np.zeros(len(env.batch))
     bwd = np.zeros(len(env.batch))
+    if not (env.batch.zero >= 3).any():  # nothing gathered per unit: nothing exposed
+        return fwd, bwd
     for cost in costs:
         f_comm, b_comm = zero3_unit_comm(env, cost)
         fwd = np.maximum(fwd, np.where(hidden, np.minimum(f_comm, cost.forward), 0.0))
@@ -642,7 +646,7 @@ def evaluate(
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
         peak_stage[idx] = worst
-        mem[:, idx] = np.stack((weights, grads, opt, acts, buffers))[:, worst, cols]
+        mem[:, idx] = np.array((weights, grads, opt, acts, buffers))[:, worst, cols]
         heaviest = np.argmax(params + expert, axis=0)
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]

@@ -206,39 +206,33 @@ def step_sync(
     plain = z == 0
     sharded = (z == 1) | (z == 2)
     out = []
-    for elems, prefix in ((p, ""), (e, "expert_")):
+    for elems, shard, (grad_ar, grad_rs, replica_ar, param_ag) in (
+        (p, groups.shard, _STEP_SYNC_NAMES[""]),
+        (e, groups.expert_shard, _STEP_SYNC_NAMES["expert_"]),
+    ):
         grad = elems * gb
         out += [
+            SyncCollective(Collective.ALL_REDUCE, select(plain, grad, 0.0), *grad_ar),
+            SyncCollective(Collective.REDUCE_SCATTER, select(sharded, grad, 0.0), *grad_rs),
             SyncCollective(
-                Collective.ALL_REDUCE,
-                select(plain, grad, 0.0),
-                f"{prefix}grad",
-                "backward",
-                f"{prefix}grad all-reduce",
+                Collective.ALL_REDUCE, select(sharded, grad / shard.size, 0.0), *replica_ar
             ),
-            SyncCollective(
-                Collective.REDUCE_SCATTER,
-                select(sharded, grad, 0.0),
-                f"{prefix}shard",
-                "backward",
-                f"{prefix}grad reduce-scatter",
-            ),
-            SyncCollective(
-                Collective.ALL_REDUCE,
-                select(sharded, grad / getattr(groups, f"{prefix}shard").size, 0.0),
-                f"{prefix}replica",
-                "backward",
-                f"{prefix}grad replica all-reduce",
-            ),
-            SyncCollective(
-                Collective.ALL_GATHER,
-                select(sharded, elems * pb, 0.0),
-                f"{prefix}shard",
-                "forward",
-                f"{prefix}param all-gather",
-            ),
+            SyncCollective(Collective.ALL_GATHER, select(sharded, elems * pb, 0.0), *param_ag),
         ]
     return tuple(out)
+
+
+_STEP_SYNC_NAMES = {
+    prefix: (
+        (f"{prefix}grad", "backward", f"{prefix}grad all-reduce"),
+        (f"{prefix}shard", "backward", f"{prefix}grad reduce-scatter"),
+        (f"{prefix}replica", "backward", f"{prefix}grad replica all-reduce"),
+        (f"{prefix}shard", "forward", f"{prefix}param all-gather"),
+    )
+    for prefix in ("", "expert_")
+}
+"""Group, phase and label of :func:`step_sync`'s four collectives, of the dense parameters
+(prefix ``""``) and of the experts' (``"expert_"``)."""
 
 
 def unit_forward(
