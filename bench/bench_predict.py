@@ -35,7 +35,22 @@ loop and the step-level data-parallel terms of one strategy on NumPy scalars
 (``scalar_groups``, ``step_sync``, ``sync_time``, ``param_gather_exposed`` through
 :mod:`deepflow.network.xp`), memo keys that keep the fingerprint of a mesh's groups per
 object and fingerprint a path once for both memos. The 5,000/s an optimizer loop would
-like is not reached. Where the time goes: about 30 % is the memo misses (the default
+like is not reached.
+
+Fourth round (2026-12-06, ``taskset -c 0``, a fitting job on the other core; best of four
+runs each, this command and the evaluator of the commit before the round run
+alternately): 1,588/s (0.63 ms) against 1,376/s; ``--warm`` 2,110/s (0.47 ms) against
+1,958/s; ``--cold`` 207/s against 199/s (one run each). The round: the loss all-reduce
+reads the data-parallel groups only where a loop averages the loss (8 edge-cost
+computations instead of 40), the stage parts as one array filled from time rows kept per
+memoized cost, ZeRO-3 exposure terms that return at once without ZeRO-3. After it, the
+median time of each section of a warm ``evaluate`` (``time.perf_counter`` between its
+statements, 1,200 calls): the pipeline-split loop 173 us (the stage state 34 us, the
+pipeline time 25 us, the rest 5-10 us per statement), the feasibility rules 47 us, the
+memo lookups 40 us, ``Env.build`` 32 us, the step-level data-parallel sync 35 us; outside
+``evaluate``, ``StrategyBatch.from_specs`` 25 us. No one part is the bulk: 5,000/s needs
+the one-strategy evaluation written with far fewer NumPy operations, not a shortcut in
+one place. Before this round: about 30 % was the memo misses (the default
 run against ``--warm``: 24 layer-cost and 40 edge-cost computations, the head's cost
 reading the data-parallel groups through the loss all-reduce). In ``python -m cProfile
 -s cumulative bench/bench_predict.py --calls 1200`` (1.28 s in ``predict``), the memo
