@@ -78,6 +78,29 @@ class EdgeCost:
         out.flags.writeable = False
         return out
 
+    @cached_property
+    def stage_sums(self) -> np.ndarray:
+        """The edge's rows of :data:`~deepflow.estimate.layer_cost.STAGE_SUMS` (quantity,
+        strategy), computed once per object: its GEMM FLOPs (the LM head's; none for the
+        embedding lookup) count as weight-gradient FLOPs once and as all FLOPs three
+        times (forward, input and weight gradients); the layers' own rows are zero."""
+        zero = np.zeros_like(self.params)
+        out = np.stack(
+            [
+                self.forward_flops,
+                3.0 * self.forward_flops,
+                self.params,
+                self.saved_activations,
+                self.saved_floor,
+                zero,
+                zero,
+                zero,
+                zero,
+            ]
+        )
+        out.flags.writeable = False
+        return out
+
     @property
     def forward(self) -> np.ndarray:
         return (

@@ -483,6 +483,8 @@ def evaluate(
     d_time, d_dp = dense.time_parts, z3_dense[0] + z3_dense[1]
     m_time, m_dp = (d_time, d_dp) if moe is dense else (moe.time_parts, z3_moe[0] + z3_moe[1])
     e_time, h_time = emb.time_parts, head.time_parts
+    # the quantities a stage sums over its layers and edges, (quantity, strategy)
+    d_sums, m_sums, e_sums, h_sums = (c.stage_sums for c in (dense, moe, emb, head))
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
     live_floor = np.maximum(dense.live_floor, moe.live_floor)
@@ -537,16 +539,15 @@ def evaluate(
         # stage is taken by FLOPs (weight-gradient GEMMs over all the stage's FLOPs), which
         # does not depend on peak rates or bandwidths, so the deferred time scales with the
         # stage time and the step stays monotone in them
-        w_flops = (
-            n_dense[:, None] * at(dense.weight_flops)
-            + n_moe[:, None] * at(moe.weight_flops)
-            + last * at(head.forward_flops)
-        )
-        all_flops = (
-            n_dense[:, None] * (3.0 * at(dense.forward_flops) + at(dense.recompute_flops))
-            + n_moe[:, None] * (3.0 * at(moe.forward_flops) + at(moe.recompute_flops))
-            + last * 3.0 * at(head.forward_flops)
-        )
+        (
+            w_flops, all_flops, params, per_mb, per_mb_floor, layer_backward, layer_forward,
+            expert, layer_params,
+        ) = (
+            n_dense[None, :, None] * d_sums[:, None, idx]
+            + n_moe[None, :, None] * m_sums[:, None, idx]
+            + first * e_sums[:, None, idx]
+            + last * h_sums[:, None, idx]
+        )  # fmt: skip
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
         # the forward part of each stage's time (1F1B's span on uneven stages needs it)
         forward = (
@@ -570,22 +571,11 @@ def evaluate(
         # holds the table once (Megatron-Core ``share_embeddings_and_output_weights``; a
         # separate last stage keeps its own copy, Narayanan et al. 2021, sec. 2.2)
         shared = first * last * (at(head.params) - final_norm_params) * model.tie_embeddings
-        params = (
-            n_dense[:, None] * at(dense.params)
-            + n_moe[:, None] * at(moe.params)
-            + first * at(emb.params)
-            + last * at(head.params)
-            - shared
-        )
-        expert = n_moe[:, None] * at(moe.expert_params)
+        params = params - shared
         sz = at(zero)
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
-        fp8_dense = (
-            n_dense[:, None] * at(dense.params) + n_moe[:, None] * at(moe.params)
-            if fp8_any
-            else None
-        )
+        fp8_dense = layer_params if fp8_any else None
         largest_layer = np.maximum(at(dense.params), at(moe.params) + at(moe.expert_params))
         base_buffers = (
             2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
@@ -606,12 +596,6 @@ def evaluate(
             reshard_after_forward=at(b.reshard_after_forward),
         )
         weights, grads, opt, buffers = state(sz)
-        per_mb = (
-            n_dense[:, None] * at(dense.saved_activations)
-            + n_moe[:, None] * at(moe.saved_activations)
-            + first * at(emb.saved_activations)
-            + last * at(head.saved_activations)
-        )
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
             flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
         else:
@@ -627,12 +611,6 @@ def evaluate(
             fewest = np.min(
                 [in_flight(stages, pp, at(m), at(b.vpp), s) for s in range(len(SCHEDULES))],
                 axis=0,
-            )
-            per_mb_floor = (
-                n_dense[:, None] * at(dense.saved_floor)
-                + n_moe[:, None] * at(moe.saved_floor)
-                + first * at(emb.saved_floor)
-                + last * at(head.saved_floor)
             )
             acts_floor = (
                 fewest * per_mb_floor + at(live_floor) + last * at(head.transient_activations)
@@ -650,12 +628,8 @@ def evaluate(
         heaviest = np.argmax(params + expert, axis=0)
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]
-        stage_backward[idx] = (
-            n_dense[:, None] * at(dense.backward) + n_moe[:, None] * at(moe.backward)
-        )[critical, cols]
-        stage_forward[idx] = (
-            n_dense[:, None] * at(dense.forward) + n_moe[:, None] * at(moe.forward)
-        )[critical, cols]
+        stage_backward[idx] = layer_backward[critical, cols]
+        stage_forward[idx] = layer_forward[critical, cols]
 
     # data-parallel synchronization at the end of the step (ZeRO 0-2; ZeRO-3 reduces per
     # unit): the gradient reduction hides behind the backward pass bucket by bucket

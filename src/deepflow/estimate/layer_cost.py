@@ -85,6 +85,24 @@ LAYER_TIME_PARTS = ("compute", "recompute", "tp_comm", "cp_comm", "ep_comm", "ho
 part, ZeRO-3's per-unit collectives, depends on the stage: the evaluator adds it)."""
 
 
+STAGE_SUMS = (
+    "weight_flops",
+    "all_flops",
+    "params",
+    "saved_activations",
+    "saved_floor",
+    "layer_backward",
+    "layer_forward",
+    "expert_params",
+    "layer_params",
+)
+"""The quantities a pipeline stage sums over the layers and edges it holds, one row each of
+a cost's ``stage_sums`` (:class:`LayerCost`, :class:`~deepflow.estimate.edges.EdgeCost`):
+the weight-gradient GEMMs' FLOPs, all FLOPs (forward, backward and recomputation), the
+parameters, the saved activations and their floor, the transformer layers' own backward
+and forward time, their expert parameters and their parameters (zero for an edge)."""
+
+
 def _kept(value: T) -> T:
     """``value``, made read-only where it is an array: a sum kept on its object
     (:class:`LayerCost`) is shared by every later reader."""
@@ -156,6 +174,27 @@ class LayerCost:
                     self.cp_comm_forward + self.cp_comm_backward + self.recompute_cp,
                     self.ep_comm_forward + self.ep_comm_backward + self.recompute_ep,
                     self.host_excess,
+                ]
+            )
+        )
+
+    @cached_property
+    def stage_sums(self) -> np.ndarray:
+        """The layer's rows of :data:`STAGE_SUMS` (quantity, strategy): computed once per
+        object. All FLOPs are the forward's three times (forward, input and weight
+        gradients) plus the recomputation's."""
+        return _kept(
+            np.stack(
+                [
+                    self.weight_flops,
+                    3.0 * self.forward_flops + self.recompute_flops,
+                    self.params,
+                    self.saved_activations,
+                    self.saved_floor,
+                    self.backward,
+                    self.forward,
+                    self.expert_params,
+                    self.params,
                 ]
             )
         )
