@@ -39,11 +39,12 @@ like is not reached.
 
 Fourth round (2026-12-06, ``taskset -c 0``, a fitting job on the other core; best of four
 runs each, this command and the evaluator of the commit before the round run
-alternately): 1,588/s (0.63 ms) against 1,376/s; ``--warm`` 2,110/s (0.47 ms) against
-1,958/s; ``--cold`` 207/s against 199/s (one run each). The round: the loss all-reduce
+alternately): 1,622/s (0.62 ms) against 1,408/s; ``--warm`` 2,204/s (0.45 ms) against
+1,973/s; ``--cold`` 207/s against 199/s (one run each). The round: the loss all-reduce
 reads the data-parallel groups only where a loop averages the loss (8 edge-cost
-computations instead of 40), the stage parts as one array filled from time rows kept per
-memoized cost, ZeRO-3 exposure terms that return at once without ZeRO-3. After it, the
+computations instead of 40), the stage parts and the stage sums (FLOPs, parameters,
+saved activations) each in one broadcast over rows kept per memoized cost, ZeRO-3
+exposure terms that return at once without ZeRO-3. After it, the
 median time of each section of a warm ``evaluate`` (``time.perf_counter`` between its
 statements, 1,200 calls): the pipeline-split loop 173 us (the stage state 34 us, the
 pipeline time 25 us, the rest 5-10 us per statement), the feasibility rules 47 us, the
