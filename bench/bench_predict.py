@@ -46,9 +46,9 @@ computations instead of 40), the stage parts and the stage sums (FLOPs, paramete
 saved activations) each in one broadcast over rows kept per memoized cost, ZeRO-3
 exposure terms that return at once without ZeRO-3. After it, the
 median time of each section of a warm ``evaluate`` (``time.perf_counter`` between its
-statements, 1,200 calls): the pipeline-split loop 173 us (the stage state 34 us, the
-pipeline time 25 us, the rest 5-10 us per statement), the feasibility rules 47 us, the
-memo lookups 40 us, ``Env.build`` 32 us, the step-level data-parallel sync 35 us; outside
+statements, 1,200 calls): the pipeline-split loop 167 us (the stage state 34 us, the
+pipeline time 26 us, the rest 5-10 us per statement), the feasibility rules 48 us, the
+memo lookups 43 us, ``Env.build`` 32 us, the step-level data-parallel sync 37 us; outside
 ``evaluate``, ``StrategyBatch.from_specs`` 25 us. No one part is the bulk: 5,000/s needs
 the one-strategy evaluation written with far fewer NumPy operations, not a shortcut in
 one place. Before this round: about 30 % was the memo misses (the default
