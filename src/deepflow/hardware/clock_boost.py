@@ -7,11 +7,10 @@ the host's wall clock (SimuMax, ``simu_tools/efficency_test/test_gemm_efficiency
 loop, the mean over ``test_steps - warmup_steps`` calls; ``test()`` passes
 ``test_steps = 100, warmup_steps = 25``: 25 warm-up and 75 timed calls, commit
 4dcaae513ba7679d56c116a17cd4a691ec41e252) keeps the device busy from the first warm-up call
-to the last timed one. Under its power limit a GPU runs above its sustained clock for a while
-after it leaves idle, then falls to the clock it can sustain: the calls inside that boost
-window run ``b`` times faster than the sustained kernel (``b`` the boost factor, the window
-``W`` seconds of busy device from the loop's first call), the calls after it at the
-sustained clock.
+to the last timed one. The model of its clock: the calls inside a boost window of ``W``
+seconds of busy device from the loop's first call run ``b`` times faster than the sustained
+kernel (a GPU under a power limit may run above the clock it can sustain for a while after
+it leaves idle), the calls after it at the sustained clock.
 
 With ``t_s`` the sustained kernel time, ``t_b = t_s / b`` the boosted one, the window
 holds ``n = W / t_b`` calls (fractional: the call that straddles its end runs partly
@@ -23,9 +22,10 @@ A short loop (``warmup + timed`` calls inside the window) measures the boosted k
 long one the sustained kernel. :func:`host_loop_time` is that formula;
 :func:`sustained_time` its inverse, the sustained kernel time of a record from its own
 measured time (the fit's normalization of such a table, ``GemmSample.host_loop``). The
-shipped GEMM curves predict the sustained clock: a training step runs its GEMMs back to back
-for far longer than any boost window. ``b`` and ``W`` are fitted to the table
-(:func:`deepflow.hardware.kernels.fit_gemm_curve`); the curve records them
+shipped GEMM curves predict the sustained clock: a training step keeps the device busy far
+longer than the fitted window (docs/hardware.md, "Clock of a host-timed table"). ``b`` and
+``W`` are fitted to the table (:func:`deepflow.hardware.kernels.fit_gemm_curve`); the curve
+records them
 (``GemmCurve.clock_boost``, ``GemmCurve.boost_window_s``) as properties of the
 measurement, which the estimator does not use.
 """
