@@ -94,17 +94,24 @@ def main() -> None:
     print()
     print(
         "| accelerator | precision | peak fraction | tile (reference of a set) "
-        "| operand intensity h | wave loss | K fill | latency |"
+        "| operand intensity h | wave loss | K fill | latency | overlap o "
+        "| table clock boost / window |"
     )
-    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in table_names():
         t = shipped_table(name)
         for dtype, c in t.gemm.items():
             tile = f"{c.tile_m}x{c.tile_n}" + (f" of {len(c.tiles)}" if c.tiles else "")
             h = f"{c.operand_intensity:g}" if c.tiles else "-"
+            clock = (
+                f"{c.clock_boost:.3f} / {c.boost_window_s * 1e3:.1f} ms"
+                if c.clock_boost > 1.0
+                else "-"
+            )
             print(
                 f"| {name} | {dtype} | {c.peak_fraction:.3f} | {tile} | {h} | "
-                f"{c.wave_loss:.2f} | {c.k_fill:.0f} | {c.latency_s * 1e6:.2f} us |"
+                f"{c.wave_loss:.2f} | {c.k_fill:.0f} | {c.latency_s * 1e6:.2f} us | "
+                f"{c.overlap:.3f} | {clock} |"
             )
     print()
     print(

@@ -45,8 +45,6 @@ BOUNDS = {
 FAMILY_BOUND = 0.25
 # Curves that do not meet the target yet: (accelerator, curve key) -> why.
 KNOWN_GAPS = {
-    ("gb200", "gemm.fp8"): "10.1 %: 9 shapes, the 1024^3 and 802816x192 shapes (B200's h and w)",
-    ("b200", "gemm.bf16"): "11.4 %: host-timed TE GEMMs, 0.45 or 0.64 of peak for like shapes",
     # the measured H200 file (deepflow calibrate), also the H100's compute curves
     # host-timed eager ops whose host time scatters within one operator
     # (bench/elementwise_residuals.py); needs re-measuring with the fixed calibrate timer
@@ -59,7 +57,9 @@ KNOWN_GAPS = {
 # grouped_gemm.bf16 (were 14.7 %, 15 %), h200 memory (5.8 %); since the reduction has its
 # own grid model (hardware/reduction.py): h200 memory.latency (was 14.6 %, read family 35 %);
 # since tf32 curves have an operand-layout term (kernels.py, LAYOUT_PRECISIONS): h100/h200
-# gemm.tf32 (were 15.2 %).
+# gemm.tf32 (were 15.2 %); since host-timed GEMMs are fitted with the loop's clock boost
+# (hardware/clock_boost.py), accumulating GEMMs read their output and dense curves fit their
+# overlap: b200 gemm.bf16 (was 11.4 %), gb200 gemm.fp8 (10.1 %).
 MEASURED = {"h200-sxm-141gb": "h200-sxm-141gb", "h100-sxm5-80gb": "h200-sxm-141gb"}
 """Chips whose shipped table takes curves from a measured calibration file
 (scripts/fit_kernels.py, MEASURED)."""
@@ -424,10 +424,12 @@ def test_grouped_weight_gradient_output_traffic_is_not_hidden() -> None:
     """The B200 grouped curve fits an overlap well below 1: a wgrad GEMM of 128 tokens per
     expert with an fp32 main gradient takes about the bf16 one's time plus the extra output
     bytes at the memory bandwidth (measured: 11.0 ms against 6.0 ms for 256 experts of
-    4096 x 7168); the dense curves keep the full overlap of the roofline."""
+    4096 x 7168). The dense curves hide more of theirs (a dense GEMM's tiles run over
+    the whole device, other tiles' main loops covering one tile's epilogue), but not all
+    on the B200."""
     b200 = shipped_table("b200")
     assert b200.grouped_gemm["bf16"].overlap < 0.5
-    assert all(c.overlap == 1.0 for t in table_names() for c in shipped_table(t).gemm.values())
+    assert b200.grouped_gemm["bf16"].overlap < b200.gemm["bf16"].overlap < 1.0
     acc = accelerator_from("b200")
     args = (4096.0, 7168.0, 128.0, acc, acc.peak(Precision.BF16))
     t32 = float(gemm_kernel_time(*args, out_bytes=8.0, groups=256, dtype="bf16")[0])

@@ -17,9 +17,13 @@ ignored here)::
     {kind: memory, op, bytes, time_s}                         # bytes read + written
     {kind: elementwise, op, dtype, rows, cols, bytes, backward, time_s}
 
-Optional keys: ``family`` (shape family for the error report), ``out_bytes`` (bytes per
-output element, default 2), ``layout`` (a GEMM's operand layout,
-:data:`~deepflow.specs.kernels.GEMM_LAYOUTS`; :func:`gemm_layout`).
+Optional keys: ``family`` (shape family for the error report), ``out_bytes`` (bytes of
+output traffic per output element, default 2; twice the element width where the GEMM
+accumulates into its output, :func:`~deepflow.hardware.kernels.output_bytes`), ``layout``
+(a GEMM's operand layout, :data:`~deepflow.specs.kernels.GEMM_LAYOUTS`;
+:func:`gemm_layout`), ``warmup_calls`` and ``timed_calls`` (a GEMM timed by the host's
+clock over a loop of that many untimed and timed calls: fitted with the loop's clock
+boost, :mod:`deepflow.hardware.clock_boost`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -50,8 +54,10 @@ from deepflow.hardware.kernels import (
     fit_eager_stream_curve,
     fit_gemm_curve,
     fit_host_loop_curve,
+    fit_peak_fraction,
     fit_stream_curve,
     leave_one_out,
+    output_bytes,
     predict_attention,
     predict_gemm,
     stream_terms,
@@ -169,6 +175,7 @@ def _gemm_samples(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, GemmS
             out_bytes=float(r.get("out_bytes") or 2.0),
             family=fam,
             mn_major=layout is not None and all(layout_mn_major(layout)),
+            host_loop=(int(r.get("warmup_calls") or 0), int(r.get("timed_calls") or 0)),
         )
         out.append((key, sample))
     return out
@@ -216,7 +223,14 @@ def _transfer(curve: GemmCurve, src: str, dst: str) -> GemmCurve:
     bytes of K per tile, so it scales with the operand width (an fp8 main-loop slice holds
     twice the elements of a 16-bit one)."""
     ratio = OPERAND_BYTES[PRECISION_NAMES.index(src)] / OPERAND_BYTES[PRECISION_NAMES.index(dst)]
-    return curve.model_copy(update={"k_fill": round(curve.k_fill * ratio, 1)})
+    # the clock of the table the curve was fitted to is not the other precision's
+    return curve.model_copy(
+        update={
+            "k_fill": round(float(curve.k_fill * ratio), 1),
+            "clock_boost": 1.0,
+            "boost_window_s": 0.0,
+        }
+    )
 
 
 def _backward_ratio() -> float:
@@ -246,8 +260,9 @@ def fit_kernel_params(
       two records (e.g. a MAMF best shape): the peak fraction only, the shape terms taken
       from the precision with the most records (:func:`_transfer`). Where ``references``
       holds a record of that richer precision from the same benchmark (source) as the
-      sparse records, the sparse precision's peak fraction is the richer curve's times the
-      ratio of the two precisions within that benchmark (:func:`_precision_ratio`): the
+      sparse records, the sparse precision's peak fraction is the one that puts the sparse
+      curve at the richer curve's level against that benchmark, reproducing the
+      benchmark's ratio of the two precisions (:func:`_relative_eta`): the
       absolute level stays that of the chip's shape table, only the precision ratio comes
       from the other benchmark (on the B200, SimuMax's host-timed Transformer Engine GEMMs
       reach 0.48 of the bf16 peak at MAMF's best bf16 shape, where MAMF measured 0.78:
@@ -301,9 +316,8 @@ def fit_kernel_params(
             )
         eta = _fit_eta(samples, base, _device(acc, dtype, mu), dtype)
         if rich:
-            ratio = _precision_ratio(recs, references, rich[0], gemm[rich[0]], base, acc, mu)
-            if ratio is not None:
-                eta = round(min(1.0, gemm[rich[0]].peak_fraction * ratio), 4)
+            relative = _relative_eta(recs, references, rich[0], gemm[rich[0]], base, acc, mu)
+            eta = eta if relative is None else relative
         gemm[dtype] = base.model_copy(update={"peak_fraction": eta})
     for a, b in (("fp16", "bf16"), ("bf16", "fp16")):
         if a in gemm and b not in gemm:
@@ -340,7 +354,7 @@ def fit_kernel_params(
     )
 
 
-def _precision_ratio(
+def _relative_eta(
     records: Sequence[Mapping[str, Any]],
     references: Sequence[Mapping[str, Any]],
     rich: str,
@@ -349,10 +363,14 @@ def _precision_ratio(
     acc: AcceleratorSpec,
     mu: float,
 ) -> float | None:
-    """Peak fraction of the sparse precision of ``records`` over that of precision ``rich``,
-    both measured by one benchmark: each fraction is fitted to that benchmark's records with
-    the shape terms the curves use (``base`` for the sparse precision, ``rich_curve`` for
-    ``rich``), so the shape of each measured point is accounted for. ``None`` when
+    """Peak fraction of the sparse precision of ``records`` (shape terms ``base``) such that
+    its rate relative to precision ``rich`` (curve ``rich_curve``) is the ratio one
+    benchmark measured for the two: ``rich_curve`` predicts the benchmark's ``rich``
+    records ``L`` times slower than measured (``L``: geometric mean of predicted over
+    measured, the level of the chip's shape table against the benchmark's), and the sparse
+    peak fraction is the one that predicts the sparse records ``L`` times slower than
+    measured (:func:`_fit_eta`), so the ratio holds whatever the curves' terms that do not
+    scale with ``eta`` (latency, the overlap of the output traffic). ``None`` when
     ``references`` hold no ``rich`` record (16-bit counting as one) of the same source as
     all of ``records``."""
     sources = {r.get("source") for r in records}
@@ -367,9 +385,11 @@ def _precision_ratio(
     if not refs:
         return None
     dtype = str(records[0]["dtype"])
-    sparse = _fit_eta([s for _, s in _gemm_samples(records)], base, _device(acc, dtype, mu), dtype)
-    ref = _fit_eta([s for _, s in _gemm_samples(refs)], rich_curve, _device(acc, rich, mu), rich)
-    return sparse / ref
+    ref_samples = [s for _, s in _gemm_samples(refs)]
+    pred = predict_gemm(rich_curve, ref_samples, _device(acc, rich, mu), rich, harness=False)
+    level = float(np.exp(np.mean(np.log(pred / np.array([s.time_s for s in ref_samples])))))
+    scaled = [replace(s, time_s=s.time_s * level) for _, s in _gemm_samples(records)]
+    return _fit_eta(scaled, base, _device(acc, dtype, mu), dtype)
 
 
 MODEL_STREAM_OP = "copy"
@@ -587,6 +607,50 @@ def _fixed_terms(
     return latency, wave_loss, 0.0 if intensity is None else intensity
 
 
+def architecture_overlap(acc: AcceleratorSpec) -> float | None:
+    """The dense GEMM overlap ``o`` (``GemmCurve.overlap``) fitted to the 16-bit GEMMs of the
+    richest table of ``acc``'s GPU architecture (:data:`WAVE_LOSS_REFERENCE`), or ``None``
+    where there is none: how much of a tile's output traffic its library's kernels hide under
+    other tiles' main loops is a property of those kernels, like the tile efficiency."""
+    arch = WAVE_LOSS_ARCHITECTURE.get(acc.name)
+    return None if arch is None else _reference_curve(arch).overlap
+
+
+def _output_widths(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``records`` measure one GEMM shape at two output widths (``out_bytes``): the
+    same main loop with more or less output traffic, which separates the traffic's unhidden
+    part from the terms of the main loop (SimuMax times each weight-gradient GEMM
+    accumulating into an fp32 and into a bf16 main gradient)."""
+    widths: dict[tuple[float, ...], set[float]] = defaultdict(set)
+    for r in records:
+        shape = tuple(float(r.get(x) or 1.0) for x in ("m", "n", "k", "groups"))
+        widths[shape].add(float(r.get("out_bytes") or 2.0))
+    return any(len(w) > 1 for w in widths.values())
+
+
+def _overlap_terms(
+    records: Sequence[Mapping[str, Any]], acc: AcceleratorSpec, shared_wave: bool = True
+) -> tuple[float, bool]:
+    """``(fixed_overlap, staged)`` of the GEMM fit of ``records``
+    (:func:`~deepflow.hardware.kernels.fit_gemm_curve`): a dense table of
+    :data:`WAVE_LOSS_FIT_MIN` shapes or more that measures shapes at two output widths
+    (:func:`_output_widths`) fits its overlap (``staged``); a table of as many shapes
+    without two output widths holds 1 (the roofline's full overlap: there the unhidden
+    traffic trades off against ``eta`` and ``k_fill``); a smaller table takes its
+    architecture's (:func:`architecture_overlap`; 1 where there is none), and 1 where
+    another library's kernels were timed (:data:`KERNEL_TIMED`, as for the operand
+    intensity). Grouped tables (``shared_wave``
+    false) fit theirs in the main grid (``fit_overlap``): the returned pair is not used."""
+    if not shared_wave:
+        return 1.0, False
+    if _shapes(records) >= WAVE_LOSS_FIT_MIN:
+        return 1.0, _output_widths(records)
+    if records and all(r.get("source") in KERNEL_TIMED for r in records):
+        return 1.0, False
+    overlap = architecture_overlap(acc)
+    return (1.0 if overlap is None else overlap), False
+
+
 def group_launch(
     records: Sequence[Mapping[str, Any]], dtype: str, acc: AcceleratorSpec | None = None
 ) -> int:
@@ -621,6 +685,7 @@ def _fit_gemm(
 ) -> GemmCurve:
     samples = [s for _, s in _gemm_samples(records)]
     latency, wave, intensity = _fixed_terms(records, acc, wave_loss, shared_wave)
+    overlap, staged = _overlap_terms(records, acc, shared_wave)
     streams = 0 if shared_wave else group_launch(records, dtype, acc)
     tiles = GEMM_TILE_SET if shared_wave else ()
     device = _device(acc, dtype, mu)
@@ -635,6 +700,8 @@ def _fit_gemm(
         intensity,
         fit_overlap=not shared_wave,
         fit_layout=shared_wave and dtype in LAYOUT_PRECISIONS,
+        fixed_overlap=overlap,
+        staged_overlap=staged,
     )
 
 
@@ -655,13 +722,9 @@ def is_host_loop(records: Sequence[Mapping[str, Any]], dtype: str, acc: Accelera
 
 
 def _fit_eta(samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str) -> float:
-    """The peak fraction that makes ``base`` match ``samples`` best (geometric mean ratio)."""
-    ones = base.model_copy(update={"peak_fraction": 1.0})
-    pred = predict_gemm(ones, samples, device, dtype)
-    meas = np.array([s.time_s for s in samples])
-    # compute-bound: time scales as 1 / eta; the latency is kept apart
-    ratio = (pred - base.latency_s) / np.maximum(meas - base.latency_s, 1e-12)
-    return round(float(min(1.0, np.exp(np.mean(np.log(ratio))))), 4)
+    """The peak fraction that makes ``base`` match ``samples`` best
+    (:func:`~deepflow.hardware.kernels.fit_peak_fraction`)."""
+    return fit_peak_fraction(samples, base, device, dtype)
 
 
 # --- cross-validation ---------------------------------------------------------------------
@@ -742,12 +805,26 @@ def cross_validate(
             fixed, wave, h = _fixed_terms(recs, acc, wave_loss, kind == "gemm")
             streams = 0 if kind == "gemm" else group_launch(recs, dtype, acc)
             tiles = GEMM_TILE_SET if kind == "gemm" else ()
-            overlap = kind != "gemm"  # fitted for grouped curves (GemmCurve.overlap)
+            overlap = kind != "gemm"  # fitted in the main grid for grouped curves
+            fixed_o, staged = _overlap_terms(recs, acc, kind == "gemm")
             layout = kind == "gemm" and dtype in LAYOUT_PRECISIONS
             errs = leave_one_out(
                 samples,
-                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h, o=overlap, y=layout: (
-                    fit_gemm_curve(train, d, t, f, w, s, c, h, fit_overlap=o, fit_layout=y)
+                lambda train, d=device, t=dtype, f=fixed, w=wave, s=streams, c=tiles, h=h, o=overlap, y=layout, fo=fixed_o, so=staged: (
+                    fit_gemm_curve(
+                        train,
+                        d,
+                        t,
+                        f,
+                        w,
+                        s,
+                        c,
+                        h,
+                        fit_overlap=o,
+                        fit_layout=y,
+                        fixed_overlap=fo,
+                        staged_overlap=so,
+                    )
                 ),
                 lambda curve, test, d=device, t=dtype: predict_gemm(curve, test, d, t),
             )
@@ -957,6 +1034,14 @@ def published_references() -> dict[str, list[dict[str, Any]]]:
     return dict(out)
 
 
+SIMUMAX_GEMM_LOOP = (25, 75)
+"""Warm-up and timed calls of SimuMax's dense GEMM loop: ``test()`` in
+simu_tools/efficency_test/test_gemm_efficiency.py (commit
+4dcaae513ba7679d56c116a17cd4a691ec41e252) passes ``test_steps = 100, warmup_steps = 25``
+to ``run_te_gemm``, which times calls ``25 .. 99`` with ``time.time()`` between two device
+synchronizations (:mod:`deepflow.hardware.clock_boost`)."""
+
+
 def published_records() -> dict[str, list[dict[str, Any]]]:
     """The shipped microbenchmark tables as measurement records, by accelerator preset.
 
@@ -1044,6 +1129,8 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
         if r["op"] == "matmul":
             b, m, n, k = (float(r[x]) for x in ("b", "m", "n", "k"))
             fam = {"TN": "fwd (TN)", "NN": "dgrad (NN)", "NT": "wgrad (NT)"}[r["layout"]]
+            element = 4.0 if r["out_dtype"] == "fp32" else 2.0
+            warmup, timed = SIMUMAX_GEMM_LOOP
             add(
                 r["accelerator"],
                 {
@@ -1053,9 +1140,12 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
                     "n": n,
                     "k": k,
                     "groups": b,
-                    "out_bytes": 4.0 if r["out_dtype"] == "fp32" else 2.0,
+                    # the wgrad GEMMs accumulate into the output (beta 1): read and written
+                    "out_bytes": float(output_bytes(element, r["accumulate"] == "True")),
                     "family": fam,
                     "time_s": 2.0 * b * m * n * k / (eff * peak),
+                    "warmup_calls": warmup,
+                    "timed_calls": timed,
                     "source": "simumax",
                 },
             )
@@ -1073,7 +1163,7 @@ def published_records() -> dict[str, list[dict[str, Any]]]:
             elif r["stage"] == "bwd_grad_w":
                 m, n, k = n, k, m
                 if r["accumulate"] == "True":
-                    out_bytes = 2.0 * _main_grad_bytes(r["shape_key_verbatim"])
+                    out_bytes = float(output_bytes(_main_grad_bytes(r["shape_key_verbatim"]), True))
             add(
                 r["accelerator"],
                 {

@@ -38,13 +38,21 @@ A GEMM whose two operands are MN-major (a weight gradient) runs at ``eta`` times
 ``GemmCurve.mn_major_fraction`` (:func:`operands_factor`; fitted for tf32 only,
 :data:`LAYOUT_PRECISIONS`).
 
-``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer: 1
-(the roofline's full overlap) for dense GEMMs; fitted for grouped GEMMs, whose weight-gradient
-GEMMs with few tokens per expert (K small) stream an output of ``m n e_out`` bytes per
-group (8 bytes: the fp32 main gradient read and written, ``accumulate=True``) behind a main
-loop of a few K steps: the output traffic then runs after the main loop, not under it
-(SimuMax's B200 table measures each such shape with an fp32 and a bf16 main gradient; the
-time difference is the extra output bytes at the memory bandwidth, added, not hidden).
+``o`` (``GemmCurve.overlap``) is the part of the shorter term hidden under the longer. It is
+fitted for grouped GEMMs, whose weight-gradient GEMMs with few tokens per expert (K small)
+stream an output of ``m n e_out`` bytes per group (8 bytes: the fp32 main gradient read and
+written, ``accumulate=True``, :func:`output_bytes`) behind a main loop of a few K steps: the
+output traffic then runs after the main loop, not under it (SimuMax's B200 table measures
+each such shape with an fp32 and a bf16 main gradient; the time difference is the extra
+output bytes at the memory bandwidth, added, not hidden). A dense curve fits it where its
+table measures one shape at two output widths (:func:`_fit_staged`), else takes its
+architecture's or 1 (the roofline's full overlap;
+:func:`deepflow.hardware.calibration._overlap_terms`); the estimator evaluates every GEMM
+with its curve's ``o`` (:func:`gemm_kernel_time`).
+
+A table timed by the host over a loop of calls (``GemmSample.host_loop``) is fitted with the
+loop's clock boost (:mod:`deepflow.hardware.clock_boost`): the curve's terms are those of
+the sustained clock.
 
 Tile and wave quantization are those of NVIDIA's "Matrix Multiplication Background User's
 Guide" (sections "Tile Quantization", "Wave Quantization"); the K-depth fill is the
@@ -117,6 +125,7 @@ import numpy as np
 import yaml
 
 from deepflow.errors import ConfigError
+from deepflow.hardware.clock_boost import host_loop_time, sustained_time
 from deepflow.hardware.grouped_tiles import UnevenRows
 from deepflow.specs.accelerator import AcceleratorSpec, Precision
 from deepflow.specs.kernels import (
@@ -133,6 +142,18 @@ assert tuple(p.value for p in Precision) == PRECISION_NAMES
 BF16 = PRECISION_NAMES.index("bf16")
 OPERAND_BYTES = np.array([4.0, 4.0, 2.0, 2.0, 1.0])
 """Bytes per GEMM input element by precision code (fp8: e4m3 inputs, bf16 output)."""
+
+
+def output_bytes(element_bytes: object, accumulate: object) -> np.ndarray:
+    """Output traffic of a GEMM per output element: the output written, and where the GEMM
+    accumulates into it (``D = A B + beta C`` with ``C = D``, ``beta = 1``) read first, twice
+    the element width. Transformer Engine sets ``beta`` from its ``accumulate`` flag
+    (transformer_engine/common/gemm/cublaslt_gemm.cu, ``cublas_gemm``:
+    ``float beta = (accumulate) ? one : zero``, then ``cublasLtMatmul`` with ``C = D``): the
+    weight-gradient GEMMs that accumulate into the main gradient (gradient-accumulation
+    fusion, ``accumulate=True``)."""
+    return np.asarray(element_bytes, dtype=np.float64) * np.where(accumulate, 2.0, 1.0)
+
 
 ATTENTION_BACKWARD_FLOPS = 2.5
 """Backward FLOPs of fused attention per forward FLOP (Dao 2023, sec. 3.2: five
@@ -445,8 +466,8 @@ def gemm_terms(
     ``compute = min_c compute_c``. Since ``max(x, memory)`` rises with ``x``, that is also
     the candidate of least time.
 
-    ``overlap`` < 1 (grouped curves): ``(1 - overlap) min(compute, memory)`` is added to
-    the roofline's ``max`` (1, every dense curve, adds nothing and is not evaluated).
+    ``overlap`` < 1: ``(1 - overlap) min(compute, memory)`` is added to the roofline's
+    ``max`` (1 adds nothing and is not evaluated).
 
     ``group_streams`` > 0: the ``groups`` GEMMs are separate kernels over that many streams
     (:class:`~deepflow.specs.kernels.GemmCurve`): ``min(s, g)`` groups fill one wave count
@@ -584,7 +605,7 @@ def gemm_kernel_time(
         param("group_streams") if mixed else 0.0,
         param("intensity"),
         uneven_rows,
-        overlap=param("overlap") if mixed else 1.0,
+        overlap=param("overlap"),
         host_issue=param("host_issue") if mixed else 0.0,
     )
 
@@ -711,6 +732,7 @@ class GemmSample:
     out_bytes: float = 2.0
     family: str = ""
     mn_major: bool = False  # both operands MN-major (GEMM_LAYOUTS "tn")
+    host_loop: tuple[int, int] = (0, 0)  # (warm-up, timed) calls of a host-timed loop
 
 
 @dataclass(frozen=True)
@@ -749,11 +771,16 @@ def _refine(
     logs: Sequence[bool],
     rounds: int = 6,
     points: int = 9,
+    reach: float = 3.0,
 ) -> tuple[np.ndarray, float]:
     """Deterministic coarse-to-fine grid search: evaluate ``objective`` on a grid of
-    ``points`` points per parameter (log-spaced where ``logs``), then shrink each range to three grid
-    steps around the best point and repeat. ``objective`` takes arrays of parameter values
-    (one per parameter, broadcast against each other) and returns the loss per point."""
+    ``points`` points per parameter (log-spaced where ``logs``), then shrink each range to
+    ``reach`` grid steps either side of the best point and repeat. ``objective`` takes
+    arrays of parameter values (one per parameter, broadcast against each other) and returns
+    the loss per point. With 9 points and ``reach`` 3 a range keeps 6 of its 8 steps per
+    round; with 7 points and ``reach`` 3 (the main GEMM fit, :func:`_fit_terms`) it keeps
+    all 6 and narrows only where the best point lies within three steps of an edge, so
+    that fit searches a fixed 7-point grid in the parameters whose best lies inside."""
     lo = np.array([math.log(b[0]) if lg else b[0] for b, lg in zip(bounds, logs, strict=True)])
     hi = np.array([math.log(b[1]) if lg else b[1] for b, lg in zip(bounds, logs, strict=True)])
     best = (lo + hi) / 2.0
@@ -770,8 +797,8 @@ def _refine(
             loss = float(losses[i])
             best = np.array([g.reshape(-1)[i] for g in grid])
         step = (hi - lo) / (points - 1.0)
-        lo = np.maximum(best - 3.0 * step, lo)
-        hi = np.minimum(best + 3.0 * step, hi)
+        lo = np.maximum(best - reach * step, lo)
+        hi = np.minimum(best + reach * step, hi)
     return np.array([math.exp(b) if lg else b for b, lg in zip(best, logs, strict=True)]), loss
 
 
@@ -786,6 +813,8 @@ def fit_gemm_curve(
     fixed_intensity: float | None = None,
     fit_overlap: bool = False,
     fit_layout: bool = False,
+    fixed_overlap: float = 1.0,
+    staged_overlap: bool = False,
 ) -> GemmCurve:
     """Fit ``eta``, ``k_fill``, ``t_0``, ``w`` and the tile of the GEMM curve to ``samples``
     (least mean absolute log error of time; the tile among :data:`TILE_CANDIDATES`).
@@ -804,8 +833,14 @@ def fit_gemm_curve(
     ``fixed_wave_loss`` or 1): too few points for more parameters. ``group_streams`` is how
     the measured library launches a grouped GEMM's groups (``GemmCurve.group_streams``; a
     property of the library's code, :func:`deepflow.hardware.calibration.group_launch`,
-    not fitted). ``fit_overlap`` fits the overlap ``o`` of the compute and memory terms too
-    (grouped curves; ``GemmCurve.overlap``), else it is 1; it needs three or more samples.
+    not fitted). ``fit_overlap`` fits the overlap ``o`` of the compute and memory terms in
+    the same grid as the other terms (grouped curves; ``GemmCurve.overlap``); it needs three
+    or more samples. Otherwise ``o`` is ``fixed_overlap``, or, with ``staged_overlap``
+    (dense tables), :func:`_fit_staged`'s.
+
+    Samples timed by a host loop (``GemmSample.host_loop``) are fitted in stages as well
+    (:func:`_fit_staged`): the curve's terms are those of the sustained clock, and the
+    curve records the loop's boost factor and window (:mod:`deepflow.hardware.clock_boost`).
 
     ``fit_layout`` (a precision of :data:`LAYOUT_PRECISIONS`): the curve is fitted to the
     samples with a K-major operand, then ``GemmCurve.mn_major_fraction`` alone to those
@@ -827,16 +862,118 @@ def fit_gemm_curve(
                 tiles,
                 fixed_intensity,
                 fit_overlap,
+                fixed_overlap=fixed_overlap,
+                staged_overlap=staged_overlap,
             )
             factor = fit_operands_factor(crossed, base, device, dtype)
             return base.model_copy(update={"mn_major_fraction": factor})
+    args = (device, dtype, fixed_latency, fixed_wave_loss, group_streams, tiles, fixed_intensity)
+    looped = any(s.host_loop[1] > 0 for s in samples)
+    if len(samples) >= 3 and not fit_overlap and (staged_overlap or looped):
+        return _fit_staged(samples, args, fixed_overlap, staged_overlap, looped)
+    meas = np.array([s.time_s for s in samples])
+    return _fit_terms(samples, meas, *args, fit_overlap, fixed_overlap)
+
+
+BOOST_BOUNDS = ((1.0, 2.0), (1e-3, 0.5))
+"""Search ranges of the clock boost factor and of its window in seconds
+(:func:`_fit_staged`): up to twice the sustained clock, 1 ms to 0.5 s."""
+
+FIRST_STAGE_ROUNDS = 3
+"""Refinement rounds of the first stage of :func:`_fit_staged` (the main fit's are 6): its
+terms only hold the second stage's search, and the third stage refits them all."""
+
+SCALE_BOUNDS = (0.5, 2.0)
+"""Search range of the second stage's factor on the first stage's ``eta``
+(:func:`_fit_staged`): a first stage fitted to boosted and sustained times alike lies
+between the two clocks."""
+
+STAGE_ROUNDS = 10
+"""Refinement rounds of the second stage of :func:`_fit_staged`."""
+
+STAGE_POINTS = 7
+"""Grid points per parameter of the second stage of :func:`_fit_staged` (four parameters:
+2,401 points a round)."""
+
+STAGE_REACH = 2.0
+"""Grid steps kept either side of the best point per round in the second stage of
+:func:`_fit_staged` (:func:`_refine`): 6 steps narrow to 4, a final step of 0.4 % of each
+range after :data:`STAGE_ROUNDS` rounds."""
+
+
+def _fit_staged(
+    samples: Sequence[GemmSample],
+    args: tuple,
+    fixed_overlap: float,
+    fit_overlap: bool,
+    looped: bool,
+) -> GemmCurve:
+    """The GEMM fit in three stages, for terms that a sixth and seventh grid dimension would
+    make seven to fifty times slower to fit: (1) every term of :func:`_fit_terms` with the
+    overlap at ``fixed_overlap`` and the measured times as they are; (2) those terms held
+    but ``eta`` (a factor on it, :data:`SCALE_BOUNDS`), the overlap (``fit_overlap``) and,
+    for samples timed by a host loop (``looped``), the clock boost factor and window
+    (:func:`~deepflow.hardware.clock_boost.host_loop_time`), least mean absolute log error
+    of the measured times (:func:`_refine`); (3) every term
+    of :func:`_fit_terms` again, the overlap at stage 2's, on the sustained-clock times
+    of the samples (:func:`~deepflow.hardware.clock_boost.sustained_time` of each
+    measured time). The curve carries stage 2's overlap, boost and window."""
+    device, dtype = args[0], args[1]
+    meas = np.array([s.time_s for s in samples])
+    loops = np.array([s.host_loop for s in samples], dtype=np.float64)
+    warmup, timed = loops[:, 0], loops[:, 1]
+    first = _fit_terms(samples, meas, *args, False, fixed_overlap, rounds=FIRST_STAGE_ROUNDS)
+
+    def objective(scale, overlap, boost, window):
+        eta = first.peak_fraction * scale
+        kernel = _predict(first, samples, device, dtype, eta, overlap=overlap, harness=False)
+        return _log_error(host_loop_time(kernel, boost, window, warmup, timed), meas)
+
+    (b_lo, b_hi), (w_lo, w_hi) = BOOST_BOUNDS if looped else ((1.0, 1.0), (1.0, 1.0))
+    x, _ = _refine(
+        objective,
+        [SCALE_BOUNDS, (0.0, 1.0) if fit_overlap else (fixed_overlap, fixed_overlap),
+         (b_lo, b_hi), (w_lo, w_hi)],
+        [True, False, False, True],
+        rounds=STAGE_ROUNDS,
+        points=STAGE_POINTS,
+        reach=STAGE_REACH,
+    )  # fmt: skip
+    overlap, boost, window = float(x[1]), float(x[2]), float(x[3]) if looped else 0.0
+    sustained = sustained_time(meas, boost, window, warmup, timed)
+    curve = _fit_terms(samples, sustained, *args, False, overlap, reach=STAGE_REACH)
+    return curve.model_copy(
+        update={
+            "overlap": round(overlap, 3),
+            "clock_boost": round(boost, 4),
+            "boost_window_s": float(f"{window:.3g}"),
+        }
+    )
+
+
+def _fit_terms(
+    samples: Sequence[GemmSample],
+    meas: np.ndarray,
+    device: Device,
+    dtype: str,
+    fixed_latency: float | None,
+    fixed_wave_loss: float | None,
+    group_streams: int,
+    tiles: Sequence[tuple[int, int]],
+    fixed_intensity: float | None,
+    fit_overlap: bool,
+    fixed_overlap: float,
+    rounds: int = 6,
+    reach: float = 3.0,
+) -> GemmCurve:
+    """The grid fit of :func:`fit_gemm_curve` to kernel times ``meas`` (one per sample),
+    ``rounds`` refinements of the grid (:func:`_refine`)."""
     code = PRECISION_NAMES.index(dtype)
     m = np.array([s.m for s in samples])
     n = np.array([s.n for s in samples])
     k = np.array([s.k for s in samples])
     g = np.array([s.groups for s in samples])
     ob = np.array([s.out_bytes for s in samples])
-    meas = np.array([s.time_s for s in samples])
     bw = device.memory_bandwidth * device.memory_fraction
     few = len(samples) < 3
     best: tuple[float, GemmCurve] | None = None
@@ -860,7 +997,15 @@ def fit_gemm_curve(
     for tm, tn, h, shape in configs:
 
         def objective(
-            eta, k_fill, latency, wave_loss, overlap=1.0, tm=tm, tn=tn, streams=streams, h=h
+            eta,
+            k_fill,
+            latency,
+            wave_loss,
+            overlap=fixed_overlap,
+            tm=tm,
+            tn=tn,
+            streams=streams,
+            h=h,
         ):
             pred, _, _ = gemm_terms(
                 m,
@@ -898,6 +1043,7 @@ def fit_gemm_curve(
                 wave_loss=w,
                 latency_s=lat,
                 group_streams=streams,
+                overlap=fixed_overlap,
             )
         else:
             lat_bounds = (
@@ -908,12 +1054,14 @@ def fit_gemm_curve(
             wave_bounds = (
                 (fixed_wave_loss, fixed_wave_loss) if fixed_wave_loss is not None else (0.0, 1.0)
             )
-            overlap_bounds = (0.0, 1.0) if fit_overlap else (1.0, 1.0)
+            overlap_bounds = (0.0, 1.0) if fit_overlap else (fixed_overlap, fixed_overlap)
             x, loss = _refine(
                 objective,
                 [(0.05, 1.0), (1.0, 8192.0), lat_bounds, wave_bounds, overlap_bounds],
                 [False, True, True, False, False],
+                rounds=rounds,
                 points=7,
+                reach=reach,
             )
             curve = GemmCurve(
                 peak_fraction=float(x[0]),
@@ -944,6 +1092,8 @@ def _rounded_gemm(c: GemmCurve) -> GemmCurve:
         overlap=round(c.overlap, 3),
         mn_major_fraction=c.mn_major_fraction,
         host_issue_s=c.host_issue_s,
+        clock_boost=c.clock_boost,
+        boost_window_s=c.boost_window_s,
     )
 
 
@@ -970,6 +1120,37 @@ def fit_operands_factor(
         )
 
     x, _ = _refine(objective, [(0.2, 1.0)], [True], rounds=OPERANDS_FACTOR_ROUNDS)
+    return round(float(x[0]), 4)
+
+
+PEAK_FRACTION_ROUNDS = 24
+"""Refinement rounds of :func:`fit_peak_fraction` (log grid over 0.05-1: a final step under
+0.1 % of the fraction)."""
+
+
+def fit_peak_fraction(
+    samples: Sequence[GemmSample], base: GemmCurve, device: Device, dtype: str
+) -> float:
+    """The peak fraction that makes ``base`` match ``samples`` best, the other terms held
+    (least mean absolute log error over 0.05-1, :func:`_refine`; one sample: matched
+    exactly), at the sustained clock: ``base``'s kernel times against, for samples timed by
+    a host loop, the sustained time of each measured time at ``base``'s clock boost and
+    window (:func:`~deepflow.hardware.clock_boost.sustained_time`). A search, not a ratio
+    of times: the latency and the unhidden output traffic (``overlap`` < 1) do not scale
+    with ``1 / eta``."""
+    loops = np.array([s.host_loop for s in samples], dtype=np.float64).reshape(-1, 2)
+    meas = sustained_time(
+        np.array([s.time_s for s in samples]),
+        base.clock_boost,
+        base.boost_window_s,
+        loops[:, 0],
+        loops[:, 1],
+    )
+
+    def objective(eta):
+        return _log_error(_predict(base, samples, device, dtype, eta, harness=False), meas)
+
+    x, _ = _refine(objective, [(0.05, 1.0)], [True], rounds=PEAK_FRACTION_ROUNDS)
     return round(float(x[0]), 4)
 
 
@@ -1006,9 +1187,15 @@ def _predict(
     dtype: str,
     eta: object,
     host_issue: object = None,
+    overlap: object = None,
+    harness: bool = True,
 ) -> np.ndarray:
     """Times of ``samples`` under ``curve`` with peak fraction ``eta`` (an array broadcasts
-    against the samples: a grid of trial values) and, where given, ``host_issue``."""
+    against the samples: a grid of trial values) and, where given, ``host_issue`` and
+    ``overlap``. ``harness``: a sample timed by a host loop (``GemmSample.host_loop``) is
+    predicted as that loop measures it at the curve's clock boost and window
+    (:func:`~deepflow.hardware.clock_boost.host_loop_time`); else the kernel time at the
+    sustained clock."""
     code = PRECISION_NAMES.index(dtype)
     crossed = np.array([s.mn_major for s in samples])
     t, _, _ = gemm_terms(
@@ -1029,15 +1216,26 @@ def _predict(
         np.array([s.out_bytes for s in samples]),
         curve.group_streams,
         curve.operand_intensity,
-        overlap=curve.overlap,
+        overlap=curve.overlap if overlap is None else overlap,
         host_issue=curve.host_issue_s if host_issue is None else host_issue,
     )
-    return t
+    if not harness or not any(s.host_loop[1] > 0 for s in samples):
+        return t
+    loops = np.array([s.host_loop for s in samples], dtype=np.float64)
+    return host_loop_time(t, curve.clock_boost, curve.boost_window_s, loops[:, 0], loops[:, 1])
 
 
-def predict_gemm(curve: GemmCurve, samples: Sequence[GemmSample], device: Device, dtype: str):
-    """Predicted times of ``samples`` under ``curve`` (the fit's own evaluation)."""
-    return _predict(curve, samples, device, dtype, curve.peak_fraction)
+def predict_gemm(
+    curve: GemmCurve,
+    samples: Sequence[GemmSample],
+    device: Device,
+    dtype: str,
+    harness: bool = True,
+):
+    """Predicted times of ``samples`` under ``curve`` (the fit's own evaluation): as
+    measured, a sample timed by a host loop at the clock of that loop; ``harness`` false:
+    every sample's kernel time at the sustained clock (:func:`_predict`)."""
+    return _predict(curve, samples, device, dtype, curve.peak_fraction, harness=harness)
 
 
 def _attention_inputs(samples: Sequence[AttentionSample], tile_q: float):

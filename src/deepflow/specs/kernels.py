@@ -83,12 +83,15 @@ class GemmCurve(Spec):
       Engine's ``nvte_multi_stream_cublas_gemm``, ``num_streams = 4``): ``min(s, g)`` groups
       share the compute units at a time (their tiles make one wave count) and every round of
       ``s`` groups pays the latency, ``ceil(g / s) t_0``;
-    * ``overlap`` (grouped GEMMs): the part of the shorter of the compute and memory terms
-      hidden under the longer one, ``t = max(c, m) + (1 - overlap) min(c, m) + latency``
-      (1, the dense curves: the roofline's full overlap). A grouped GEMM of few tokens per
-      expert streams a large output per FLOP (MoE weight gradients: ``[n, k]`` per expert
-      accumulated into the main gradient with K = the expert's tokens), and its epilogue's
-      output traffic runs after, not under, each tile's short main loop;
+    * ``overlap``: the part of the shorter of the compute and memory terms hidden under the
+      longer one, ``t = max(c, m) + (1 - overlap) min(c, m) + latency`` (1: the roofline's
+      full overlap). A tile's epilogue writes its output (and, accumulating, reads it) after
+      its main loop, not under it; where other tiles' main loops do not cover it, that
+      traffic adds to the time. Grouped GEMMs of few tokens per expert show it most (MoE
+      weight gradients: ``[n, k]`` per expert accumulated into the main gradient with K =
+      the expert's tokens). A dense curve fits it where its table measures one shape at
+      two output widths, else takes its architecture's or 1
+      (:func:`deepflow.hardware.calibration._overlap_terms`);
     * ``mn_major_fraction``: the factor on ``peak_fraction`` for a GEMM whose two operands
       are both MN-major (neither contiguous along K: the weight gradient ``dY^T X`` of a
       row-major framework); 1 for precisions whose kernels do not depend on the operand
@@ -96,7 +99,11 @@ class GemmCurve(Spec):
     * ``host_issue_s`` (grouped GEMMs of one kernel per group, ``group_streams`` > 0): the
       host's time to issue one group's kernel; each round of groups takes at least that
       (PyTorch's ``_grouped_mm_fallback``: a host loop of ``mm_out`` calls; 0: the device
-      is never waiting for the host).
+      is never waiting for the host);
+    * ``clock_boost``, ``boost_window_s``: the clock of the table the curve was fitted to,
+      where a host loop timed it (:mod:`deepflow.hardware.clock_boost`): the boost factor
+      over the sustained clock and the window it lasts. The curve's own terms are those of
+      the sustained clock; the estimator does not use these two (1 and 0: no boost).
     """
 
     peak_fraction: UnitFraction
@@ -111,13 +118,20 @@ class GemmCurve(Spec):
     overlap: float = Field(default=1.0, ge=0, le=1)
     mn_major_fraction: float = Field(default=1.0, gt=0, le=1)
     host_issue_s: Seconds = 0.0
+    clock_boost: float = Field(default=1.0, ge=1)
+    boost_window_s: Seconds = 0.0
 
     @model_serializer(mode="wrap")
     def _without_unused_terms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """The curve's mapping, without the layout and host terms where they do nothing
         (a written table lists them only on the curves that fit them)."""
         data = handler(self)
-        for key, unused in (("mn_major_fraction", 1.0), ("host_issue_s", 0.0)):
+        for key, unused in (
+            ("mn_major_fraction", 1.0),
+            ("host_issue_s", 0.0),
+            ("clock_boost", 1.0),
+            ("boost_window_s", 0.0),
+        ):
             if data.get(key) == unused:
                 data.pop(key)
         return data
