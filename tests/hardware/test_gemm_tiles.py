@@ -159,3 +159,38 @@ def test_small_tables_take_the_architectures_operand_intensity() -> None:
     _, wave, h = _fixed_terms(h800, accelerator_from("h800-sxm5-80gb"), None)
     assert h is None
     assert wave is not None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(dims, dims, dims, st.integers(1, 64)), min_size=1, max_size=8),
+    st.floats(0.0, 1.0),
+    st.floats(0.0, 512.0),
+    st.booleans(),
+)
+def test_few_shapes_broadcast_the_candidates_to_the_same_bits(
+    shapes, wave_loss, h, per_shape_tiles
+) -> None:
+    """A few shapes (one strategy's GEMMs) take the candidate tiles along a broadcast axis
+    (``BROADCAST_CANDIDATES_MAX``); the one-candidate-at-a-time loop of larger batches gives
+    the same times, compute and memory terms, bit for bit."""
+    import deepflow.hardware.kernels as kernels
+
+    m, n, k, g = (np.array([s[i] for s in shapes], dtype=np.float64) for i in range(4))
+    tm = np.broadcast_to(SET_M, (len(shapes), len(SET_M))) if per_shape_tiles else SET_M
+    tn = np.broadcast_to(SET_N, (len(shapes), len(SET_N))) if per_shape_tiles else SET_N
+    args = dict(
+        m=m, n=n, k=k, groups=g, peak=1e15, bandwidth=3e12, units=132.0, eta=0.8,
+        tile_m=tm, tile_n=tn, wave_loss=wave_loss, k_fill=64.0, latency=5e-6,
+        in_bytes=2.0, out_bytes=2.0, intensity=h, overlap=0.6,
+    )  # fmt: skip
+    broadcast = gemm_terms(**args)
+    saved = kernels.BROADCAST_CANDIDATES_MAX
+    kernels.BROADCAST_CANDIDATES_MAX = 0
+    try:
+        looped = gemm_terms(**args)
+    finally:
+        kernels.BROADCAST_CANDIDATES_MAX = saved
+    for a, b in zip(broadcast, looped, strict=True):
+        assert a.shape == b.shape
+        assert a.tobytes() == b.tobytes()

@@ -497,9 +497,26 @@ def gemm_terms(
     scale = (2.0 * g) * (k + k_fill) / (np.asarray(peak, dtype=np.float64) * eta)
     wave_loss = np.asarray(wave_loss, dtype=np.float64)
     if tm_all.ndim and tm_all.shape[-1] > 1:
+        eff = tile_efficiency(tm_all, tn_all, intensity)
+        if uneven_rows is None and max(m.size, n.size, together.size, wave_loss.size) <= (
+            BROADCAST_CANDIDATES_MAX
+        ):
+            # a few shapes (one strategy): the candidates along a last axis, each operation
+            # once for all of them (the loop below, element for element)
+            area = (
+                np.ceil(m[..., None] / tm_all) * tm_all * (np.ceil(n[..., None] / tn_all) * tn_all)
+            )
+            tiles = area * (np.asarray(together)[..., None] / (tm_all * tn_all))
+            full = np.ceil(tiles / units) * units
+            loss = wave_loss[..., None]
+            q_wave = (1.0 - loss) + loss * (tiles / full)
+            cost = area / (q_wave * eff) if eff.ndim > 1 else area / q_wave * (1.0 / eff)
+            return _gemm_time(
+                scale * cost.min(axis=-1), m, n, k, g, in_bytes, out_bytes, bandwidth,
+                overlap, latency, rounds, host_issue,
+            )  # fmt: skip
         # candidate tiles: a loop over the (few) candidates on whole arrays; a candidate
         # axis broadcast against a large batch costs more than the loop
-        eff = tile_efficiency(tm_all, tn_all, intensity)
         width = tm_all.shape[-1]
         candidates = [(tm_all[..., c], tn_all[..., c], eff[..., c]) for c in range(width)]
     else:
@@ -529,7 +546,33 @@ def gemm_terms(
         q_wave = (1.0 - wave_loss) + wave_loss * (tiles / full)
         cost = area / (q_wave * e) if np.ndim(e) else area / q_wave * (1.0 / e)
         best = cost if best is None else np.minimum(best, cost)
-    compute = scale * best
+    return _gemm_time(
+        scale * best, m, n, k, g, in_bytes, out_bytes, bandwidth, overlap, latency, rounds,
+        host_issue,
+    )  # fmt: skip
+
+
+BROADCAST_CANDIDATES_MAX = 8
+"""Largest shape count for which :func:`gemm_terms` evaluates the candidate tiles along a
+broadcast last axis rather than one candidate at a time (the same arithmetic per element)."""
+
+
+def _gemm_time(
+    compute: np.ndarray,
+    m: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    g: np.ndarray,
+    in_bytes: object,
+    out_bytes: object,
+    bandwidth: float,
+    overlap: object,
+    latency: object,
+    rounds: object,
+    host_issue: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`gemm_terms`' ``(time, compute, memory)`` from its compute term: the memory
+    term, the roofline with the overlap, the launch latency per round and the host floor."""
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
     time = np.maximum(compute, memory)
     hidden = np.asarray(overlap, dtype=np.float64)
