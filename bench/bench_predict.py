@@ -39,12 +39,14 @@ like is not reached.
 
 Fourth round (2026-12-06, ``taskset -c 0``, a fitting job on the other core; best of four
 runs each, this command and the evaluator of the commit before the round run
-alternately): 1,622/s (0.62 ms) against 1,408/s; ``--warm`` 2,204/s (0.45 ms) against
-1,973/s; ``--cold`` 207/s against 199/s (one run each). The round: the loss all-reduce
-reads the data-parallel groups only where a loop averages the loss (8 edge-cost
-computations instead of 40), the stage parts and the stage sums (FLOPs, parameters,
-saved activations) each in one broadcast over rows kept per memoized cost, ZeRO-3
-exposure terms that return at once without ZeRO-3. After it, the
+alternately): 1,721/s (0.58 ms) against 1,408/s; ``--warm`` 2,191/s (0.46 ms) against
+1,978/s; ``--cold --calls 240`` 255-259/s against 203-206/s (two runs each). The round:
+the loss all-reduce reads the data-parallel groups only where a loop averages the loss
+(8 edge-cost computations instead of 40), the stage parts and the stage sums (FLOPs,
+parameters, saved activations) each in one broadcast over rows kept per memoized cost,
+ZeRO-3 exposure terms that return at once without ZeRO-3, and a GEMM of one strategy
+evaluates its six candidate tiles along one broadcast axis (``gemm_terms``; the layer
+costs a memo miss computes). After it, the
 median time of each section of a warm ``evaluate`` (``time.perf_counter`` between its
 statements, 1,200 calls): the pipeline-split loop 167 us (the stage state 34 us, the
 pipeline time 26 us, the rest 5-10 us per statement), the feasibility rules 48 us, the
