@@ -37,7 +37,7 @@ from deepflow.errors import ConfigError
 from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EDGE_TIME_PARTS, EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
-from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, LayerCost, layer_costs
+from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, STAGE_SUMS, LayerCost, layer_costs
 from deepflow.estimate.memo import Fingerprints, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
@@ -362,6 +362,48 @@ def _peak_phase(
     return weights, grads, acts
 
 
+_STAGE_SUMS_USED = (
+    "weight_flops", "all_flops", "params", "saved_activations", "layer_backward",
+    "layer_forward", "expert_params",
+)  # fmt: skip
+"""The stage sums every evaluation reads (``layer_params`` under FP8 and ``saved_floor``
+for the memory floor besides)."""
+
+
+def _stage_sums(
+    split: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    idx: object,
+    names: Sequence[str],
+    one: bool,
+) -> tuple[np.ndarray, ...]:
+    """Per stage and strategy, the quantities ``names`` of
+    :data:`~deepflow.estimate.layer_cost.STAGE_SUMS` summed over the stage's layers and
+    edges: ``dense x d + moe x m + first x e + last x h``, ``split`` the stage columns of
+    :func:`_split_arrays` (layer counts, embedding and loss stage) and ``sums`` the dense
+    layer's, MoE layer's, embedding's and head's ``stage_sums`` rows (strategies ``idx``).
+    For one strategy (``one``) every row in one broadcast; for a batch row by row (the same
+    arithmetic per element, without ``(row, stage, strategy)`` temporaries)."""
+    n_dense, n_moe, first, last = split
+    d, m, e, h = sums
+    rows = [STAGE_SUMS.index(name) for name in names]
+    if one:
+        every = (
+            n_dense[None, :, None] * d[:, None, idx]
+            + n_moe[None, :, None] * m[:, None, idx]
+            + first * e[:, None, idx]
+            + last * h[:, None, idx]
+        )
+        return tuple(every[r] for r in rows)
+    return tuple(
+        n_dense[:, None] * d[r, idx]
+        + n_moe[:, None] * m[r, idx]
+        + first * e[r, idx]
+        + last * h[r, idx]
+        for r in rows
+    )
+
+
 @lru_cache(maxsize=4096)
 def _split_arrays(
     model: ModelSpec, pp: int, vpp: int, stage_layers: tuple[int, ...] | None
@@ -539,15 +581,15 @@ def evaluate(
         # stage is taken by FLOPs (weight-gradient GEMMs over all the stage's FLOPs), which
         # does not depend on peak rates or bandwidths, so the deferred time scales with the
         # stage time and the step stays monotone in them
-        (
-            w_flops, all_flops, params, per_mb, per_mb_floor, layer_backward, layer_forward,
-            expert, layer_params,
-        ) = (
-            n_dense[None, :, None] * d_sums[:, None, idx]
-            + n_moe[None, :, None] * m_sums[:, None, idx]
-            + first * e_sums[:, None, idx]
-            + last * h_sums[:, None, idx]
-        )  # fmt: skip
+        wanted = (
+            _STAGE_SUMS_USED
+            + ("layer_params",) * fp8_any
+            + ("saved_floor",) * (floor_zeros is not None)
+        )
+        summed = _stage_sums(
+            (n_dense, n_moe, first, last), (d_sums, m_sums, e_sums, h_sums), idx, wanted, n == 1
+        )
+        w_flops, all_flops, params, per_mb, layer_backward, layer_forward, expert = summed[:7]
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
         # the forward part of each stage's time (1F1B's span on uneven stages needs it)
         forward = (
@@ -575,7 +617,7 @@ def evaluate(
         sz = at(zero)
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
-        fp8_dense = layer_params if fp8_any else None
+        fp8_dense = summed[7] if fp8_any else None
         largest_layer = np.maximum(at(dense.params), at(moe.params) + at(moe.expert_params))
         base_buffers = (
             2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
@@ -612,6 +654,7 @@ def evaluate(
                 [in_flight(stages, pp, at(m), at(b.vpp), s) for s in range(len(SCHEDULES))],
                 axis=0,
             )
+            per_mb_floor = summed[-1]
             acts_floor = (
                 fewest * per_mb_floor + at(live_floor) + last * at(head.transient_activations)
             )
@@ -624,7 +667,12 @@ def evaluate(
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
         peak_stage[idx] = worst
-        mem[:, idx] = np.array((weights, grads, opt, acts, buffers))[:, worst, cols]
+        kinds = (weights, grads, opt, acts, buffers)
+        if n == 1:  # one gather for the five (for a batch, a copy of all five costs more)
+            mem[:, idx] = np.array(kinds)[:, worst, cols]
+        else:
+            for row, arr in enumerate(kinds):
+                mem[row, idx] = arr[worst, cols]
         heaviest = np.argmax(params + expert, axis=0)
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]
