@@ -496,33 +496,29 @@ def gemm_terms(
     # F / (q_tile q_k) = 2 g (k + k_fill) (padded m) (padded n): the part common to all tiles
     scale = (2.0 * g) * (k + k_fill) / (np.asarray(peak, dtype=np.float64) * eta)
     wave_loss = np.asarray(wave_loss, dtype=np.float64)
+    # shapes as the candidates see them: with a last axis where the candidates lie along one
+    sides = (m, n, np.asarray(together), wave_loss)
+    broadcast = False
+    per_shape = False  # each shape its own tile efficiencies (else one per candidate)
     if tm_all.ndim and tm_all.shape[-1] > 1:
         eff = tile_efficiency(tm_all, tn_all, intensity)
-        if uneven_rows is None and max(m.size, n.size, together.size, wave_loss.size) <= (
-            BROADCAST_CANDIDATES_MAX
-        ):
-            # a few shapes (one strategy): the candidates along a last axis, each operation
-            # once for all of them (the loop below, element for element)
-            area = (
-                np.ceil(m[..., None] / tm_all) * tm_all * (np.ceil(n[..., None] / tn_all) * tn_all)
-            )
-            tiles = area * (np.asarray(together)[..., None] / (tm_all * tn_all))
-            full = np.ceil(tiles / units) * units
-            loss = wave_loss[..., None]
-            q_wave = (1.0 - loss) + loss * (tiles / full)
-            cost = area / (q_wave * eff) if eff.ndim > 1 else area / q_wave * (1.0 / eff)
-            return _gemm_time(
-                scale * cost.min(axis=-1), m, n, k, g, in_bytes, out_bytes, bandwidth,
-                overlap, latency, rounds, host_issue,
-            )  # fmt: skip
-        # candidate tiles: a loop over the (few) candidates on whole arrays; a candidate
-        # axis broadcast against a large batch costs more than the loop
-        width = tm_all.shape[-1]
-        candidates = [(tm_all[..., c], tn_all[..., c], eff[..., c]) for c in range(width)]
+        per_shape = eff.ndim > 1
+        broadcast = uneven_rows is None and max(a.size for a in sides) <= (BROADCAST_CANDIDATES_MAX)
+        if broadcast:
+            # a few shapes (one strategy): all candidates at once along a last axis, the
+            # loop's arithmetic element for element
+            sides = tuple(a[..., None] for a in sides)
+            candidates = [(tm_all, tn_all, eff)]
+        else:
+            # a loop over the (few) candidates on whole arrays; a candidate axis broadcast
+            # against a large batch costs more than the loop
+            width = tm_all.shape[-1]
+            candidates = [(tm_all[..., c], tn_all[..., c], eff[..., c]) for c in range(width)]
     else:
         tm1 = tm_all[..., 0] if tm_all.ndim else tm_all
         tn1 = tn_all[..., 0] if tn_all.ndim else tn_all
         candidates = [(tm1, tn1, 1.0)]
+    m_c, n_c, together_c, wave_c = sides
     padded: dict[tuple[int, float], np.ndarray] = {}  # a side's padding, shared by candidates
 
     def padded_side(side: int, x: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -540,39 +536,15 @@ def gemm_terms(
 
     best = None  # least (padded area) / (q_wave e_tile) over the candidates
     for tm, tn, e in candidates:
-        area = pad(0, m, tm) * pad(1, n, tn)
-        tiles = area * (together / (tm * tn))
+        area = pad(0, m_c, tm) * pad(1, n_c, tn)
+        tiles = area * (together_c / (tm * tn))
         full = np.ceil(tiles / units) * units
-        q_wave = (1.0 - wave_loss) + wave_loss * (tiles / full)
-        cost = area / (q_wave * e) if np.ndim(e) else area / q_wave * (1.0 / e)
+        q_wave = (1.0 - wave_c) + wave_c * (tiles / full)
+        cost = area / (q_wave * e) if per_shape else area / q_wave * (1.0 / e)
+        if broadcast:
+            cost = cost.min(axis=-1)
         best = cost if best is None else np.minimum(best, cost)
-    return _gemm_time(
-        scale * best, m, n, k, g, in_bytes, out_bytes, bandwidth, overlap, latency, rounds,
-        host_issue,
-    )  # fmt: skip
-
-
-BROADCAST_CANDIDATES_MAX = 8
-"""Largest shape count for which :func:`gemm_terms` evaluates the candidate tiles along a
-broadcast last axis rather than one candidate at a time (the same arithmetic per element)."""
-
-
-def _gemm_time(
-    compute: np.ndarray,
-    m: np.ndarray,
-    n: np.ndarray,
-    k: np.ndarray,
-    g: np.ndarray,
-    in_bytes: object,
-    out_bytes: object,
-    bandwidth: float,
-    overlap: object,
-    latency: object,
-    rounds: object,
-    host_issue: object,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`gemm_terms`' ``(time, compute, memory)`` from its compute term: the memory
-    term, the roofline with the overlap, the launch latency per round and the host floor."""
+    compute = scale * best
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
     time = np.maximum(compute, memory)
     hidden = np.asarray(overlap, dtype=np.float64)
@@ -583,6 +555,11 @@ def _gemm_time(
     if np.any(host > 0.0):
         time = np.maximum(time, host * rounds)
     return time, compute, memory
+
+
+BROADCAST_CANDIDATES_MAX = 8
+"""Largest shape count for which :func:`gemm_terms` evaluates the candidate tiles along a
+broadcast last axis rather than one candidate at a time (the same arithmetic per element)."""
 
 
 def gemm_kernel_time(
