@@ -16,6 +16,7 @@ import numpy as np
 from deepflow.estimate.context import Env
 from deepflow.estimate.layer_cost import (
     LayerCost,
+    _kept,
     autocast_cast_time,
     elementwise_cost,
     layer_costs,
@@ -67,16 +68,16 @@ class EdgeCost:
         """The edge's time per micro-batch by part of the step's breakdown, one row each
         in :data:`EDGE_TIME_PARTS` order (part, strategy): computed once per object (the
         fields are not changed after construction; memoized costs are read-only)."""
-        out = np.stack(
-            [
-                self.forward_compute + self.backward_compute,
-                self.tp_comm_forward + self.tp_comm_backward,
-                self.dp_comm_forward,
-                self.host_excess,
-            ]
+        return _kept(
+            np.stack(
+                [
+                    self.forward_compute + self.backward_compute,
+                    self.tp_comm_forward + self.tp_comm_backward,
+                    self.dp_comm_forward,
+                    self.host_excess,
+                ]
+            )
         )
-        out.flags.writeable = False
-        return out
 
     @cached_property
     def stage_sums(self) -> np.ndarray:
@@ -85,21 +86,21 @@ class EdgeCost:
         embedding lookup) count as weight-gradient FLOPs once and as all FLOPs three
         times (forward, input and weight gradients); the layers' own rows are zero."""
         zero = np.zeros_like(self.params)
-        out = np.stack(
-            [
-                self.forward_flops,
-                3.0 * self.forward_flops,
-                self.params,
-                self.saved_activations,
-                self.saved_floor,
-                zero,
-                zero,
-                zero,
-                zero,
-            ]
+        return _kept(
+            np.stack(
+                [
+                    self.forward_flops,
+                    3.0 * self.forward_flops,
+                    self.params,
+                    self.saved_activations,
+                    self.saved_floor,
+                    zero,
+                    zero,
+                    zero,
+                    zero,
+                ]
+            )
         )
-        out.flags.writeable = False
-        return out
 
     @property
     def forward(self) -> np.ndarray:
