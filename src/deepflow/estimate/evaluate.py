@@ -667,12 +667,8 @@ def evaluate(
         worst = np.argmax(total, axis=0)
         peak[idx] = total[worst, cols]
         peak_stage[idx] = worst
-        kinds = (weights, grads, opt, acts, buffers)
-        if n == 1:  # one gather for the five (for a batch, a copy of all five costs more)
-            mem[:, idx] = np.array(kinds)[:, worst, cols]
-        else:
-            for row, arr in enumerate(kinds):
-                mem[row, idx] = arr[worst, cols]
+        for row, arr in enumerate((weights, grads, opt, acts, buffers)):
+            mem[row, idx] = arr[worst, cols]
         heaviest = np.argmax(params + expert, axis=0)
         stage_params[idx] = params[heaviest, cols]
         stage_expert_params[idx] = expert[heaviest, cols]
