@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from deepflow.estimate.evaluate import PART_COSTS
+from deepflow.estimate.evaluate import clear_memos
 from deepflow.hardware.grouped_tiles import expected_row_tiles
 from deepflow.parallel.routing import (
     _measured,
@@ -42,12 +42,12 @@ def _maxvio(value: float) -> Iterator[None]:
     row = _measured()["aux_loss"]
     saved = row["value"]
     row["value"] = value
-    PART_COSTS.clear()
+    clear_memos()
     try:
         yield
     finally:
         row["value"] = saved
-        PART_COSTS.clear()
+        clear_memos()
 
 
 def _matching_imbalance(case: Case) -> str:

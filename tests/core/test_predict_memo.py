@@ -10,8 +10,14 @@ from tests.core.test_estimate_properties import SETTINGS, build, models, strateg
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate, predict
 from deepflow.estimate.context import Env
-from deepflow.estimate.evaluate import PART_COSTS
-from deepflow.estimate.memo import Memo, fingerprint
+from deepflow.estimate.evaluate import (
+    DP_SYNC_TIMES,
+    OPTIMIZER_TIME,
+    PART_COSTS,
+    STAGE_STATE,
+    clear_memos,
+)
+from deepflow.estimate.memo import ArgsMemo, Memo, fingerprint
 from deepflow.estimate.prediction import Prediction, prediction_at
 from deepflow.parallel import StrategyBatch
 from deepflow.specs import Scenario, scenario_from_dict
@@ -208,3 +214,36 @@ def test_predict_one_at_a_time_equals_one_batch_of_all(model, specs, preset):
         expected = prediction_at(result, i, scenario.name, scenario.training.tokens)
         assert_same(predict(scenario), expected)
         assert_same(predict(scenario), expected)  # again, from what the first call kept
+
+
+def test_args_memo_keys_every_bit_of_its_arguments():
+    """A hit only where every argument is the same value: arrays by dtype, shape and
+    bytes, NumPy scalars bit by bit (-0.0 is not 0.0), other objects by identity."""
+    calls = []
+
+    def record(*args):
+        calls.append(args)
+        return np.asarray([len(calls)], dtype=float)
+
+    memo = ArgsMemo(record)
+    a = np.array([[1.0], [2.0]])
+    token = object()
+    first = memo(a, np.float64(0.0), token)
+    assert memo(a.copy(), np.float64(0.0), token) is first  # same values: a hit
+    assert not first.flags.writeable  # a caller cannot alter a later hit
+    memo(a.reshape(1, 2), np.float64(0.0), token)  # another shape
+    memo(a.astype(np.float32), np.float64(0.0), token)  # another dtype
+    memo(a, np.float64(-0.0), token)  # another bit
+    memo(a, np.float64(0.0), object())  # another object
+    assert (memo.hits, memo.misses) == (1, 5)
+    memo.clear()
+    assert (memo.hits, memo.misses, len(memo.entries)) == (0, 0, 0)
+
+
+def test_clear_memos_empties_the_step_level_memos_too():
+    scenario = build("llama2-7b", {"tp": 2, "pp": 2, "dp": 16})
+    predict(scenario)
+    assert STAGE_STATE.entries and DP_SYNC_TIMES.entries and OPTIMIZER_TIME.entries
+    clear_memos()
+    assert not (STAGE_STATE.entries or DP_SYNC_TIMES.entries or OPTIMIZER_TIME.entries)
+    assert PART_COSTS.misses == 0

@@ -38,11 +38,11 @@ from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EDGE_TIME_PARTS, EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, STAGE_SUMS, LayerCost, layer_costs
-from deepflow.estimate.memo import Fingerprints, Memo
+from deepflow.estimate.memo import ArgsMemo, Fingerprints, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
-from deepflow.network.hierarchy import GroupPlacement
+from deepflow.network.hierarchy import GroupPlacement, Hierarchy
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.network.xp import maximum, minimum, select
 from deepflow.parallel.batch import SCHEDULES, StrategyBatch
@@ -58,6 +58,7 @@ from deepflow.parallel.sharding import (
     unit_buffers,
     unit_forward,
 )
+from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.framework import FRAMEWORKS, framework_profile
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
@@ -320,13 +321,13 @@ def _stage_state(
     fp8_extra: np.ndarray,
     grad_bytes: np.ndarray,
     opt_bytes: np.ndarray,
-    base_buffers: np.ndarray,
     largest_layer: np.ndarray,
     reshard_after_forward: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Bytes of weights, gradients, optimizer state and buffers of every pipeline stage
-    (axis 0) at ZeRO stage ``zero`` (per strategy), from the stage's ``params`` and
-    ``expert`` parameters (one definition for the estimate and its memory floor)."""
+    """Bytes of weights, gradients, optimizer state and ZeRO-3 unit buffers of every
+    pipeline stage (axis 0) at ZeRO stage ``zero`` (per strategy), from the stage's
+    ``params`` and ``expert`` parameters (one definition for the estimate and its memory
+    floor; the buffers every strategy holds are the caller's)."""
     weights = sharded_state(params, expert, zero, 3, groups) * param_bytes
     # FP8 weight copies of the transformer layers' linear weights (estimate/fp8.py; the
     # norms' few parameters are counted with them, embedding and head stay 16-bit)
@@ -334,7 +335,7 @@ def _stage_state(
         weights = weights + sharded_state(fp8_dense, expert, zero, 3, groups) * fp8_extra
     grads = sharded_state(params, expert, zero, 2, groups) * grad_bytes
     opt = sharded_state(params, expert, zero, 1, groups) * opt_bytes
-    buffers = base_buffers + unit_buffers(
+    buffers = unit_buffers(
         largest_layer,
         params + expert,
         zero,
@@ -450,6 +451,86 @@ def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGro
             )
         )
     )  # fmt: skip
+
+
+def dp_sync_times(
+    params: object,
+    expert: object,
+    zero: object,
+    groups: DataParallelGroups,
+    gather_bytes: object,
+    grad_bytes: object,
+    hierarchy: Hierarchy,
+    algorithm: Algorithm | ProgramAlgorithm,
+) -> tuple[object, object]:
+    """The step-level data-parallel collectives of a stage holding ``params`` and
+    ``expert`` parameters (:func:`~deepflow.parallel.sharding.step_sync`), as the time of
+    those run under the backward pass and of the parameter all-gather run before the next
+    forward. For one strategy (NumPy scalars, ``groups`` its one-element placements) the
+    lines run on scalars (:func:`~deepflow.parallel.sharding.scalar_groups`)."""
+    one = isinstance(params, np.generic)
+    groups = scalar_groups(groups) if one else groups
+    colls = step_sync(params, expert, zero, groups, gather_bytes, grad_bytes)
+    return (
+        sync_time(colls, groups, hierarchy, algorithm, phase="backward"),
+        sync_time(colls, groups, hierarchy, algorithm, phase="forward"),
+    )
+
+
+def optimizer_time(
+    params: np.ndarray,
+    expert: np.ndarray,
+    zero: np.ndarray,
+    groups: DataParallelGroups,
+    traffic: np.ndarray,
+    accelerator: AcceleratorSpec,
+) -> np.ndarray:
+    """Time of the optimizer step of a stage holding ``params`` and ``expert`` parameters:
+    the optimizer state kept on the rank (sharded at ZeRO >= 1) times ``traffic`` bytes per
+    parameter (:func:`optimizer_traffic`), memory-bound."""
+    opt_params = sharded_state(params, expert, zero, 1, groups)
+    return memory_time(opt_params * traffic, accelerator, 4)
+
+
+def _stage_state_of(
+    zero: object,
+    params: np.ndarray,
+    expert: np.ndarray,
+    fp8_dense: np.ndarray | None,
+    groups: DataParallelGroups,
+    param_bytes: object,
+    fp8_extra: object,
+    grad_bytes: object,
+    opt_bytes: object,
+    largest_layer: object,
+    reshard_after_forward: object,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_stage_state` with positional arguments (for :data:`STAGE_STATE`)."""
+    return _stage_state(
+        zero, params=params, expert=expert, fp8_dense=fp8_dense, groups=groups,
+        param_bytes=param_bytes, fp8_extra=fp8_extra, grad_bytes=grad_bytes,
+        opt_bytes=opt_bytes, largest_layer=largest_layer,
+        reshard_after_forward=reshard_after_forward,
+    )  # fmt: skip
+
+
+STAGE_STATE = ArgsMemo(_stage_state_of)
+"""One strategy's :func:`_stage_state` by its arguments (the same for every micro-batch
+size, recomputation and schedule of a mesh and split)."""
+DP_SYNC_TIMES = ArgsMemo(dp_sync_times)
+"""One strategy's :func:`dp_sync_times` by its arguments (the same for every micro-batch
+size, recomputation and schedule of a mesh and split)."""
+OPTIMIZER_TIME = ArgsMemo(optimizer_time)
+"""One strategy's :func:`optimizer_time` by its arguments."""
+
+
+def clear_memos() -> None:
+    """Empty every memo of the one-strategy evaluation: the part costs
+    (:data:`PART_COSTS`) and the stage state, data-parallel sync and optimizer times kept
+    by their arguments."""
+    PART_COSTS.clear()
+    for memo in (STAGE_STATE, DP_SYNC_TIMES, OPTIMIZER_TIME):
+        memo.clear()
 
 
 def evaluate(
@@ -633,11 +714,17 @@ def evaluate(
             fp8_extra=at(fp8_extra),
             grad_bytes=at(env.grad_bytes),
             opt_bytes=at(opt_state),
-            base_buffers=base_buffers,
             largest_layer=largest_layer,
             reshard_after_forward=at(b.reshard_after_forward),
         )
-        weights, grads, opt, buffers = state(sz)
+        if n == 1:  # one strategy: by its arguments (the same for every micro-batch size)
+            weights, grads, opt, unit_buf = STAGE_STATE(
+                sz, params, expert, fp8_dense, sgroups, at(w_bytes), at(fp8_extra),
+                at(env.grad_bytes), at(opt_state), largest_layer, at(b.reshard_after_forward),
+            )  # fmt: skip
+        else:
+            weights, grads, opt, unit_buf = state(sz)
+        buffers = base_buffers + unit_buf
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
             flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
         else:
@@ -661,6 +748,7 @@ def evaluate(
             lowest = np.full(len(members), np.inf)
             for z in floor_zeros:
                 zw, zg, zo, zb = state(np.full(len(members), z, dtype=sz.dtype))
+                zb = base_buffers + zb
                 zw, zg, za = _peak_phase(zw, zg, acts_floor, late)
                 lowest = np.minimum(lowest, np.max(zw + zg + zo + za + zb, axis=0))
             floor[idx] = lowest
@@ -690,22 +778,27 @@ def evaluate(
             env.grad_bytes, b.overlap_grad_reduce, b.overlap_param_gather,
         )
     )  # fmt: skip
-    s_groups = scalar_groups(dpg) if n == 1 else dpg
-    sync_colls = step_sync(s_params, s_expert, s_zero, s_groups, s_gather_w, s_grad_bytes)
-    sync = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="backward")
+    sync, gather = (DP_SYNC_TIMES if n == 1 else dp_sync_times)(
+        s_params, s_expert, s_zero, dpg, s_gather_w, s_grad_bytes, env.hierarchy, dp_algo
+    )
     grad_bytes = (s_params + s_expert) * s_grad_bytes
     last_bucket = sync * minimum(1.0, GRAD_BUCKET_BYTES / maximum(grad_bytes, 1.0))
     overlapped = maximum(sync - s_backward, last_bucket)
     dp_exposed = select(overlap_grad, overlapped, sync)
-    gather = sync_time(sync_colls, s_groups, env.hierarchy, dp_algo, phase="forward")
     param_bytes = (s_params + s_expert) * s_gather_w
     gather_bucket = gather * minimum(1.0, GRAD_BUCKET_BYTES / maximum(param_bytes, 1.0))
     dp_exposed = dp_exposed + param_gather_exposed(overlap_gather, gather, s_forward, gather_bucket)
     crit = dict(zip(STAGE_PARTS, crit, strict=True))
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
 
-    opt_params = sharded_state(stage_params, stage_expert_params, zero, 1, dpg)
-    optimizer = memory_time(opt_params * opt_traffic, system.accelerator, 4)
+    if n == 1:  # a copy: the memo's array is read-only, the result's the caller's
+        optimizer = OPTIMIZER_TIME(
+            stage_params, stage_expert_params, zero, dpg, opt_traffic, system.accelerator
+        ).copy()
+    else:
+        optimizer = optimizer_time(
+            stage_params, stage_expert_params, zero, dpg, opt_traffic, system.accelerator
+        )
 
     breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}
     breakdown = {k: breakdown[k] for k in BREAKDOWN_KEYS}

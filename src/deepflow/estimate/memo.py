@@ -51,6 +51,7 @@ MAXSIZE = 512
 """Entries kept per memoized function (least recently used evicted first)."""
 
 _SCALARS = (bool, int, float, str, bytes, type(None), Enum)
+_NUMBERS = frozenset({np.float64, np.float32, np.int64, np.int32, np.bool_})
 
 
 class _Recorder:
@@ -176,6 +177,8 @@ def fingerprint(value: object, refs: list[object]) -> Hashable:
     kind = type(value)
     if kind is np.ndarray and not value.dtype.hasobject:  # type: ignore[attr-defined]
         return (value.dtype, value.shape, value.tobytes())  # type: ignore[attr-defined]
+    if kind in _NUMBERS:  # a NumPy number (never kept by identity: checked first)
+        return ("scalar", value.dtype, value.tobytes())  # type: ignore[attr-defined]
     known = _IMMUTABLE.get(id(value))
     if known is not None and known[0] is value:
         return known[1]
@@ -296,4 +299,45 @@ class Memo(Generic[T]):
             self.entries.clear()
             self.paths = ()
             self.getters = ()
+            self.hits = self.misses = 0
+
+
+@dataclass
+class ArgsMemo(Generic[T]):
+    """The results of a pure function by the values of its arguments, for the parts of a
+    one-strategy evaluation that depend on fewer strategy fields than the whole (the
+    data-parallel sync and the sharded state read the parameter counts and the groups,
+    not the micro-batch size or the recomputation): each argument is keyed by
+    :func:`fingerprint` (arrays and NumPy scalars by dtype, shape and bytes, floats bit by
+    bit, frozen objects by value or by identity, held by the entry), so a hit returns
+    what the call would compute from those values. Results are made read-only
+    (:func:`frozen`); at most ``maxsize`` entries, least recently used first out."""
+
+    function: Callable[..., T]
+    maxsize: int = MAXSIZE
+    entries: OrderedDict[Hashable, tuple[T, list[object]]] = field(default_factory=OrderedDict)
+    hits: int = 0
+    misses: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, *args: object) -> T:
+        refs: list[object] = []
+        key = tuple([fingerprint(a, refs) for a in args])
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                self.hits += 1
+                return hit[0]
+        value = frozen(self.function(*args))
+        with self.lock:
+            self.misses += 1
+            self.entries[key] = (value, refs)
+            while len(self.entries) > self.maxsize:
+                self.entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
             self.hits = self.misses = 0
