@@ -129,10 +129,14 @@ class PartCosts:
     does not enter the key of the layers, the bulk of the work. ``hits`` and ``misses``
     are the layers' memo's; :meth:`clear` empties both."""
 
-    def __call__(self, env: Env) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+    def __call__(
+        self, env: Env, seen: Fingerprints | None = None
+    ) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
+        """The part costs of ``env``; ``seen``: the fingerprints of ``env``'s paths, shared
+        with other memos of the same call (:meth:`Memo.key`)."""
         if len(env.batch) != 1:
             return part_costs(env)
-        seen: Fingerprints = {}  # a path both memos read is fingerprinted once
+        seen = {} if seen is None else seen  # a path both memos read is fingerprinted once
         return (*LAYER_COSTS(env, seen), *EDGE_COSTS(env, seen))
 
     @property
@@ -226,6 +230,46 @@ def _step_flags(env: Env) -> np.ndarray:
     """Per strategy: its framework makes the gradients during backward (``set_to_none``,
     :class:`~deepflow.specs.framework.StepImpl`)."""
     return _step_tables()[1][env.batch.framework]
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """Per-strategy inputs of the step that read the environment only (arrays over
+    strategies): bytes per parameter of the optimizer state (:data:`OPTIMIZER_STATE_BYTES`)
+    and of the optimizer step's traffic (:func:`optimizer_traffic`), whether the framework
+    makes the gradients in backward, the FP8 weight copies' extra bytes per parameter and
+    the parameter all-gather's bytes per parameter (:mod:`deepflow.estimate.fp8`), the
+    bytes of one micro-batch's hidden states and their pipeline send time."""
+
+    opt_state: np.ndarray
+    opt_traffic: np.ndarray
+    late: np.ndarray
+    fp8_extra: np.ndarray
+    gather_w: np.ndarray
+    hidden_bytes: np.ndarray
+    p2p: np.ndarray
+
+
+def step_inputs(env: Env) -> StepInputs:
+    """The :class:`StepInputs` of ``env``."""
+    b, elem = env.batch, env.elem
+    hidden_bytes = env.tokens * env.model.hidden_size * elem
+    return StepInputs(
+        opt_state=np.where(elem > 2, OPTIMIZER_STATE_BYTES[4], OPTIMIZER_STATE_BYTES[2]),
+        opt_traffic=optimizer_traffic(env),
+        late=_step_flags(env),
+        fp8_extra=weight_extra_bytes(env),
+        # the parameter all-gather's bytes (FP8 with fp8_param_gather)
+        gather_w=gather_bytes(env),
+        hidden_bytes=hidden_bytes,
+        p2p=np.where(
+            b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
+        ),
+    )
+
+
+STEP_INPUTS = Memo(step_inputs)
+"""One strategy's :func:`step_inputs`, kept by what it read (:mod:`deepflow.estimate.memo`)."""
 
 
 def _dp_algorithm(env: Env) -> Algorithm | ProgramAlgorithm:
@@ -529,7 +573,7 @@ def clear_memos() -> None:
     (:data:`PART_COSTS`) and the stage state, data-parallel sync and optimizer times kept
     by their arguments."""
     PART_COSTS.clear()
-    for memo in (STAGE_STATE, DP_SYNC_TIMES, OPTIMIZER_TIME):
+    for memo in (STEP_INPUTS, STAGE_STATE, DP_SYNC_TIMES, OPTIMIZER_TIME):
         memo.clear()
 
 
@@ -579,27 +623,31 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms, matmul_scale)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    dense, moe, emb, head = PART_COSTS(env)
+    if n == 1:  # the memos of one-strategy calls share the fingerprints of env's paths
+        seen: Fingerprints = {}
+        dense, moe, emb, head = PART_COSTS(env, seen)
+        inputs = STEP_INPUTS(env, seen)
+    else:
+        dense, moe, emb, head = PART_COSTS(env)
+        inputs = step_inputs(env)
     b = batch
     m = env.micro_batches
-    elem = env.elem
-    w_bytes = elem
-    opt_state = np.where(elem > 2, OPTIMIZER_STATE_BYTES[4], OPTIMIZER_STATE_BYTES[2])
-    opt_traffic = optimizer_traffic(env)
-    grads_in_backward = _step_flags(env)
+    w_bytes = env.elem
+    opt_state, opt_traffic, grads_in_backward = inputs.opt_state, inputs.opt_traffic, inputs.late
     dpg = env.dp_groups
-    fp8_extra = weight_extra_bytes(env)
+    fp8_extra, gather_w = inputs.fp8_extra, inputs.gather_w
     fp8_any = bool(fp8_extra.any())
-    gather_w = gather_bytes(env)  # the parameter all-gather's bytes (FP8 with fp8_param_gather)
-    hidden_bytes = env.tokens * model.hidden_size * elem
-    p2p = np.where(
-        b.pp > 1, p2p_time(hidden_bytes / b.tp, env.pp_crosses_domain, env.hierarchy), 0.0
-    )
+    hidden_bytes, p2p = inputs.hidden_bytes, inputs.p2p
 
     final_norm_params = float(parameter_count(model).final_norm)
-    z3_dense = zero3_exposed(env, dense)
-    z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense model: one layer kind
-    z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
+    if (b.zero >= 3).any():
+        z3_dense = zero3_exposed(env, dense)
+        z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense: one layer kind
+        z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
+    else:  # no strategy gathers per unit: the three functions' zeros, computed once
+        zeros = np.zeros(n)
+        z3_dense = z3_moe = (zeros, zeros)
+        z3_edge = zeros
 
     # the layers' time by part, (part, strategy) in LAYER_TIME_PARTS order, and their
     # data-parallel part (ZeRO-3's per-unit collectives) apart: it depends on the stage

@@ -107,8 +107,8 @@ def pipeline_time(
             span = one_f_one_b_span(stage_times[:, cols], stage_forward[:, cols], m[cols])
             fill = fill.copy()
             fill[cols] = np.minimum(fill[cols], span - m[cols] * t_max[cols])
-    zero_bubble = schedule == ZERO_BUBBLE
-    if not np.any(zero_bubble):  # the zero-bubble fill below would be selected nowhere
+    zero_bubble = np.asarray(schedule == ZERO_BUBBLE)
+    if not zero_bubble.any():  # the zero-bubble fill below would be selected nowhere
         return m * t_max, np.where(zero_bubble, 0.0, fill / v)
     zb_times = stage_times - 2.0 * stage_weight_grads
     zb_fill = np.maximum(

@@ -359,7 +359,7 @@ def head_dim_factors(
     bwd: object = 1.0
     for q, v, f, b in pairs:
         match = (np.asarray(qk_dim) == q) & (np.asarray(v_dim) == v)
-        if np.any(match):
+        if match.any():
             fwd = np.where(match, f, fwd)
             bwd = np.where(match, b, bwd)
     return fwd, bwd
@@ -485,7 +485,7 @@ def gemm_terms(
     k = np.maximum(np.asarray(k, dtype=np.float64), 1.0)
     g = np.asarray(groups, dtype=np.float64)
     streams = np.asarray(group_streams, dtype=np.float64)
-    if np.any(streams > 0):
+    if (streams > 0).any():
         per_group = streams > 0
         together = np.where(per_group, np.minimum(np.maximum(streams, 1.0), g), g)
         rounds = np.where(per_group, np.ceil(g / np.maximum(streams, 1.0)), 1.0)
@@ -548,11 +548,11 @@ def gemm_terms(
     memory = ((m * k + k * n) * in_bytes + m * n * out_bytes) * g / bandwidth
     time = np.maximum(compute, memory)
     hidden = np.asarray(overlap, dtype=np.float64)
-    if np.any(hidden < 1.0):
+    if (hidden < 1.0).any():
         time = time + (1.0 - hidden) * np.minimum(compute, memory)
     time = time + latency * rounds
     host = np.asarray(host_issue, dtype=np.float64)
-    if np.any(host > 0.0):
+    if (host > 0.0).any():
         time = np.maximum(time, host * rounds)
     return time, compute, memory
 
@@ -604,7 +604,7 @@ def gemm_kernel_time(
         return np.where(pick, getattr(grouped, name)[code], a)
 
     eta = param("eta") * eta_scale
-    if np.any(mn_major):
+    if np.asarray(mn_major).any():
         eta = eta * operands_factor(mn_major, param("mn_major"))
     return gemm_terms(
         m,
@@ -1488,7 +1488,7 @@ def stream_terms(
     ``host_floor`` > 0: at least that (``MemoryCurve.host_floor_s``)."""
     t = np.asarray(bytes_moved, dtype=np.float64) / (bandwidth * fraction) + latency
     floor = np.asarray(host_floor, dtype=np.float64)
-    return np.maximum(t, floor) if np.any(floor > 0) else t
+    return np.maximum(t, floor) if (floor > 0).any() else t
 
 
 def fit_eager_stream_curve(
