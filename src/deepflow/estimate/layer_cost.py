@@ -319,19 +319,33 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
     # kernel per layer and pass, each at its own shape's efficiency
     widths = [n * (w / op.n) for w in op.splits] or [n]
-    fwd = sum(
-        gemm_time(rows, w, k, acc, peak, env.elem, groups, code, env.matmul_scale, uneven)
-        for w in widths
-    )
-    dgrad = sum(
-        gemm_time(rows, k, w, acc, peak, env.elem, groups, code, env.matmul_scale, uneven)
-        for w in widths
-    )
-    # the weight gradient dY^T X reads both operands MN-major (the curve's mn_major_fraction)
-    wgrad = sum(
-        gemm_time(k, w, rows, acc, peak, env.elem, groups, code, env.matmul_scale, mn_major=True)
-        for w in widths
-    )
+    # forward Y = X W, data gradient dX = dY W^T and weight gradient dW = dY^T X per width;
+    # the weight gradient reads both operands MN-major (the curve's mn_major_fraction)
+    shapes = (
+        [(rows, w, k) for w in widths] + [(rows, k, w) for w in widths]
+        + [(k, w, rows) for w in widths]
+    )  # fmt: skip
+    mn_major = [False] * (2 * len(widths)) + [True] * len(widths)
+    if uneven is None:
+        # equal groups: every GEMM of the op in one call, the shapes on a leading axis (the
+        # same arithmetic element for element as one call per GEMM)
+        sides = [np.stack(np.broadcast_arrays(*side)) for side in zip(*shapes, strict=True)]
+        flags = np.array(mn_major).reshape((-1,) + (1,) * (sides[0].ndim - 1))
+        times = list(
+            gemm_time(*sides, acc, peak, env.elem, groups, code, env.matmul_scale, None, flags)
+        )
+    else:  # the rows' padding is the M side's: only forward and data gradient are uneven
+        times = [
+            gemm_time(
+                m_, n_, k_, acc, peak, env.elem, groups, code, env.matmul_scale,
+                None if major else uneven, major,
+            )
+            for (m_, n_, k_), major in zip(shapes, mn_major, strict=True)
+        ]  # fmt: skip
+    count = len(widths)
+    fwd = sum(times[:count])
+    dgrad = sum(times[count : 2 * count])
+    wgrad = sum(times[2 * count :])
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias

@@ -55,9 +55,13 @@ _NUMBERS = frozenset({np.float64, np.float32, np.int64, np.int32, np.bool_})
 
 
 class _Recorder:
-    """Read-only view of an ``Env`` (or its batch) that logs the attribute paths read."""
+    """Read-only view of an ``Env`` (or its batch) that logs the attribute paths read.
 
-    __slots__ = ("_log", "_obj", "_prefix")
+    A path is logged on its first read; the value is then kept in the view's own
+    ``__dict__``, where later reads find it without calling :meth:`__getattr__` (the
+    environment is frozen: the value cannot change while the function runs)."""
+
+    __slots__ = ("__dict__", "_log", "_obj", "_prefix")
 
     def __init__(self, obj: object, prefix: str, log: list[str]) -> None:
         object.__setattr__(self, "_obj", obj)
@@ -68,8 +72,10 @@ class _Recorder:
         value = getattr(self._obj, name)
         path = self._prefix + name
         if isinstance(value, StrategyBatch):
-            return _Recorder(value, path + ".", self._log)
-        self._log.append(path)
+            value = _Recorder(value, path + ".", self._log)
+        else:
+            self._log.append(path)
+        self.__dict__[name] = value
         return value
 
     def __setattr__(self, name: str, value: object) -> None:
