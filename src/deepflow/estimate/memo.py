@@ -291,10 +291,11 @@ class Memo(Generic[T]):
         with self.lock:
             self.misses += 1
             new = tuple(p for p in dict.fromkeys(log) if p not in self.paths)
-            if new:
+            if new:  # a longer key: the entries' keys omit these paths
                 self.paths = self.paths + new
                 self.entries.clear()
-            key, refs = self.key(env, seen)
+            if len(key) != len(self.paths):  # the schema grew since the lookup
+                key, refs = self.key(env, seen)
             self.entries[key] = (value, refs)
             while len(self.entries) > self.maxsize:
                 self.entries.popitem(last=False)
