@@ -577,6 +577,31 @@ def clear_memos() -> None:
         memo.clear()
 
 
+class _BySplit:
+    """The per-strategy outputs of :func:`evaluate`'s groups of strategies with one
+    pipeline split: with one group (always, for one strategy) the group's arrays as they
+    are; with several, each output an array over the batch (strategies on its last axis)
+    that every group fills at its indices (the groups partition the batch)."""
+
+    def __init__(self, n: int, groups: int) -> None:
+        self.n = n
+        self.single = groups == 1
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def put(self, idx: object, **values: np.ndarray) -> None:
+        if self.single:
+            self.arrays.update(values)
+            return
+        for name, value in values.items():
+            array = self.arrays.get(name)
+            if array is None:
+                array = self.arrays[name] = np.empty((*value.shape[:-1], self.n), value.dtype)
+            array[..., idx] = value
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+
 def evaluate(
     model: ModelSpec,
     system: SystemSpec,
@@ -660,25 +685,13 @@ def evaluate(
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
     live_floor = np.maximum(dense.live_floor, moe.live_floor)
     floor_zeros = None if memory_floor_zeros is None else sorted(set(memory_floor_zeros))
-    floor = None if floor_zeros is None else np.zeros(n)
-
-    steady = np.zeros(n)
-    bubble = np.zeros(n)
-    crit = np.zeros((len(STAGE_PARTS), n))  # the critical stage's parts, STAGE_PARTS order
-    stage_params = np.zeros(n)
-    stage_expert_params = np.zeros(n)
-    stage_backward = np.zeros(n)
-    stage_forward = np.zeros(n)
-    mem = np.zeros((len(MEMORY_KEYS), n))  # the peak stage's memory, MEMORY_KEYS order
-    peak = np.full(n, -1.0)
-    peak_stage = np.zeros(n, dtype=np.int64)
-    critical_stage = np.zeros(n, dtype=np.int64)
     zero = b.zero
 
     # strategies with the same pipeline split are evaluated together, stages on axis 0
     groups: dict[tuple[int, int, tuple[int, ...] | None], list[int]] = defaultdict(list)
     for i, key in enumerate(zip(b.pp.tolist(), b.vpp.tolist(), b.stage_layers, strict=True)):
         groups[key].append(i)
+    out = _BySplit(n, len(groups))  # what each split's group gives, per strategy
     for (pp, vpp, stage_layers), members in groups.items():
         # one split (always, for one strategy): all of the batch, in order, as a view
         idx = slice(None) if len(groups) == 1 else np.array(members)
@@ -731,11 +744,15 @@ def evaluate(
         s_steady, s_bubble = pipeline_time(
             stage_time, wgrad, at(m), at(b.vpp).astype(float), at(b.schedule), forward
         )
-        steady[idx], bubble[idx] = s_steady, s_bubble
         critical = np.argmax(stage_time, axis=0)
-        critical_stage[idx] = critical
         cols = np.arange(len(members))
-        crit[:, idx] = at(m) * parts[:, critical, cols]
+        out.put(
+            idx,
+            steady=s_steady,
+            bubble=s_bubble,
+            critical_stage=critical,
+            crit=at(m) * parts[:, critical, cols],  # the critical stage's parts
+        )
 
         # memory per stage
         # tied embeddings: the LM head uses the embedding table; a stage that holds both
@@ -799,17 +816,30 @@ def evaluate(
                 zb = base_buffers + zb
                 zw, zg, za = _peak_phase(zw, zg, acts_floor, late)
                 lowest = np.minimum(lowest, np.max(zw + zg + zo + za + zb, axis=0))
-            floor[idx] = lowest
+            out.put(idx, floor=lowest)
         worst = np.argmax(total, axis=0)
-        peak[idx] = total[worst, cols]
-        peak_stage[idx] = worst
-        for row, arr in enumerate((weights, grads, opt, acts, buffers)):
-            mem[row, idx] = arr[worst, cols]
         heaviest = np.argmax(params + expert, axis=0)
-        stage_params[idx] = params[heaviest, cols]
-        stage_expert_params[idx] = expert[heaviest, cols]
-        stage_backward[idx] = layer_backward[critical, cols]
-        stage_forward[idx] = layer_forward[critical, cols]
+        out.put(
+            idx,
+            peak=total[worst, cols],
+            peak_stage=worst,
+            # the peak stage's memory, MEMORY_KEYS order
+            mem=np.stack([arr[worst, cols] for arr in (weights, grads, opt, acts, buffers)]),
+            stage_params=params[heaviest, cols],
+            stage_expert_params=expert[heaviest, cols],
+            stage_backward=layer_backward[critical, cols],
+            stage_forward=layer_forward[critical, cols],
+        )
+    steady, bubble, crit, peak, mem = (
+        out["steady"],
+        out["bubble"],
+        out["crit"],
+        out["peak"],
+        out["mem"],
+    )
+    stage_params, stage_expert_params = out["stage_params"], out["stage_expert_params"]
+    stage_backward, stage_forward = out["stage_backward"], out["stage_forward"]
+    floor = None if floor_zeros is None else out["floor"]
 
     # data-parallel synchronization at the end of the step (ZeRO 0-2; ZeRO-3 reduces per
     # unit): the gradient reduction hides behind the backward pass bucket by bucket
@@ -848,8 +878,7 @@ def evaluate(
             stage_params, stage_expert_params, zero, dpg, opt_traffic, system.accelerator
         )
 
-    breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}
-    breakdown = {k: breakdown[k] for k in BREAKDOWN_KEYS}
+    breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}  # BREAKDOWN_KEYS
     step = steady + bubble + dp_exposed + optimizer
 
     oom = (peak > system.accelerator.memory_capacity) & (violation < 0)
@@ -878,8 +907,8 @@ def evaluate(
         memory=dict(zip(MEMORY_KEYS, mem, strict=True)),
         peak_memory=peak,
         memory_floor=floor,
-        peak_stage=peak_stage,
-        critical_stage=critical_stage,
+        peak_stage=out["peak_stage"],
+        critical_stage=out["critical_stage"],
         model_flops=flops,
         hardware_flops=hardware,
         micro_batches=m,
