@@ -824,7 +824,7 @@ def evaluate(
             peak=total[worst, cols],
             peak_stage=worst,
             # the peak stage's memory, MEMORY_KEYS order
-            mem=np.stack([arr[worst, cols] for arr in (weights, grads, opt, acts, buffers)]),
+            mem=np.array((weights, grads, opt, acts, buffers))[:, worst, cols],
             stage_params=params[heaviest, cols],
             stage_expert_params=expert[heaviest, cols],
             stage_backward=layer_backward[critical, cols],
