@@ -712,7 +712,7 @@ def evaluate(
         parts[_DP_ROW] = (n_dense[:, None] * d_dp[idx] + n_moe[:, None] * m_dp[idx]) + vpp * at(
             z3_edge
         ) * holds_layers
-        parts[_PP_ROW] = 2.0 * vpp * at(p2p) * np.ones((pp, 1))
+        parts[_PP_ROW] = 2.0 * vpp * at(p2p)  # the same on every stage
         parts[_EDGE_ROWS] = (
             parts[_EDGE_ROWS] + first * e_time[:, None, idx] + last * h_time[:, None, idx]
         )
@@ -758,8 +758,8 @@ def evaluate(
         # tied embeddings: the LM head uses the embedding table; a stage that holds both
         # holds the table once (Megatron-Core ``share_embeddings_and_output_weights``; a
         # separate last stage keeps its own copy, Narayanan et al. 2021, sec. 2.2)
-        shared = first * last * (at(head.params) - final_norm_params) * model.tie_embeddings
-        params = params - shared
+        if model.tie_embeddings:
+            params = params - first * last * (at(head.params) - final_norm_params)
         sz = at(zero)
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
