@@ -303,6 +303,14 @@ def _tp_of(env: Env, scope: Scope) -> np.ndarray:
     return (env.batch.etp if scope is Scope.EXPERT else env.batch.tp).astype(np.float64)
 
 
+def _stacked_sides(shapes: list[tuple[object, object, object]]) -> list[np.ndarray]:
+    """The sides ``m``, ``n``, ``k`` of several GEMMs, each an array with the GEMMs on a
+    leading axis (every value broadcast to one shape), for one call of
+    :func:`~deepflow.hardware.roofline.gemm_time` on all of them."""
+    values = np.broadcast_arrays(*(side for shape in shapes for side in shape))
+    return [np.stack(values[i::3]) for i in range(3)]
+
+
 def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     acc = env.system.accelerator
     tp = _tp_of(env, op.scope)
@@ -329,7 +337,7 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
     if uneven is None:
         # equal groups: every GEMM of the op in one call, the shapes on a leading axis (the
         # same arithmetic element for element as one call per GEMM)
-        sides = [np.stack(np.broadcast_arrays(*side)) for side in zip(*shapes, strict=True)]
+        sides = _stacked_sides(shapes)
         flags = np.array(mn_major).reshape((-1,) + (1,) * (sides[0].ndim - 1))
         times = list(
             gemm_time(*sides, acc, peak, env.elem, groups, code, env.matmul_scale, None, flags)
@@ -476,10 +484,17 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     flash_fwd, flash_bwd, flash_flops = attention_time(
         mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
     )
-    # unfused: batched GEMMs for scores and context, softmax and dropout in memory
+    # unfused: batched GEMMs for scores and context, softmax and dropout in memory: the
+    # forward's score Q K^T and context P V, the backward's dQ = dS K, dK = dS^T Q,
+    # dP = dO V^T and dV = P^T dO, in one call with the shapes on a leading axis (the same
+    # arithmetic element for element as one call per GEMM)
     batch = mbs * heads
-    scores = gemm_time(sq, s, core.qk_dim, acc, peak, env.elem, batch, code, env.matmul_scale)
-    context = gemm_time(sq, core.v_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)
+    qk, v = float(core.qk_dim), float(core.v_dim)
+    shapes = [(sq, s, qk), (sq, v, s), (sq, qk, s), (s, qk, sq), (sq, s, v), (s, v, sq)]
+    sides = _stacked_sides(shapes)
+    scores, context, d_query, d_key, d_probs, d_value = gemm_time(
+        *sides, acc, peak, env.elem, batch, code, env.matmul_scale
+    )
     score_values = batch * sq * s
     # fused scale-mask-softmax, then dropout (read + write + 1-byte mask each way). The
     # causal kernel reads only the scores a row attends to, (s + 1) / 2s of them on average,
@@ -497,13 +512,7 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
         score_values * ((2.0 * read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2
     )
     unfused_fwd = scores + context + soft_fwd
-    unfused_bwd = (
-        gemm_time(sq, core.qk_dim, s, acc, peak, env.elem, batch, code, env.matmul_scale)
-        + gemm_time(s, core.qk_dim, sq, acc, peak, env.elem, batch, code, env.matmul_scale)
-        + gemm_time(sq, s, core.v_dim, acc, peak, env.elem, batch, code, env.matmul_scale)
-        + gemm_time(s, core.v_dim, sq, acc, peak, env.elem, batch, code, env.matmul_scale)
-        + soft_bwd
-    )
+    unfused_bwd = d_query + d_key + d_probs + d_value + soft_bwd
     flash = b.flash_attention
     fwd = np.where(flash, flash_fwd, unfused_fwd)
     bwd = np.where(flash, flash_bwd, unfused_bwd)

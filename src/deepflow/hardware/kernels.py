@@ -116,7 +116,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -284,6 +284,7 @@ class _GemmArrays:
     overlap: np.ndarray
     mn_major: np.ndarray
     host_issue: np.ndarray
+    _rows: dict[int, dict[str, np.ndarray]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, curves: dict[str, GemmCurve], width: int) -> _GemmArrays:
@@ -305,6 +306,16 @@ class _GemmArrays:
             mn_major=np.array([x.mn_major_fraction for x in c]),
             host_issue=np.array([x.host_issue_s for x in c]),
         )
+
+    def row(self, code: int, name: str) -> np.ndarray:
+        """``getattr(self, name)[code]`` for one precision code, kept per code (the
+        arrays are not changed after :meth:`of`)."""
+        rows = self._rows.get(code)
+        if rows is None:
+            rows = self._rows[code] = {
+                f.name: getattr(self, f.name)[code] for f in fields(self) if f.name != "_rows"
+            }
+        return rows[name]
 
 
 @dataclass(frozen=True)
@@ -596,7 +607,7 @@ def gemm_kernel_time(
     mixed = bool(pick.any())  # once per call: every parameter takes the same branch
 
     def param(name: str) -> np.ndarray:
-        a = getattr(single, name)[code]
+        a = single.row(code, name) if type(code) is int else getattr(single, name)[code]
         if not mixed:
             return a
         if name in ("tile_m", "tile_n"):  # candidate axis last
