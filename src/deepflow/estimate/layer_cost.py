@@ -307,8 +307,11 @@ def _stacked_sides(shapes: list[tuple[object, object, object]]) -> list[np.ndarr
     """The sides ``m``, ``n``, ``k`` of several GEMMs, each an array with the GEMMs on a
     leading axis (every value broadcast to one shape), for one call of
     :func:`~deepflow.hardware.roofline.gemm_time` on all of them."""
-    values = np.broadcast_arrays(*(side for shape in shapes for side in shape))
-    return [np.stack(values[i::3]) for i in range(3)]
+    values = [np.asarray(side, dtype=np.float64) for shape in shapes for side in shape]
+    if len({v.shape for v in values}) > 1:
+        values = np.broadcast_arrays(*values)
+    stacked = np.array(values).reshape(len(shapes), 3, *values[0].shape)
+    return [stacked[:, i] for i in range(3)]
 
 
 def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
