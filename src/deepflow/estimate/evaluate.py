@@ -189,18 +189,44 @@ class BatchResult:
 
     @property
     def mfu(self) -> np.ndarray:
-        denom = self.step_time * self.system.num_accelerators * self.peak_flops
-        return np.where(denom > 0, self.model_flops / np.maximum(denom, 1e-300), 0.0)
+        return _utilization(self.model_flops, self._peak_time())
 
     @property
     def hfu(self) -> np.ndarray:
-        denom = self.step_time * self.system.num_accelerators * self.peak_flops
-        return np.where(denom > 0, self.hardware_flops / np.maximum(denom, 1e-300), 0.0)
+        return _utilization(self.hardware_flops, self._peak_time())
 
     @property
     def tokens_per_s(self) -> np.ndarray:
-        tokens = self.global_batch_size * self.model.seq_len
-        return np.where(self.step_time > 0, tokens / np.maximum(self.step_time, 1e-300), 0.0)
+        return _per_second(self.global_batch_size * self.model.seq_len, self.step_time)
+
+    def _peak_time(self, i: int | None = None) -> object:
+        """The step time times every accelerator's dense peak at the strategy's precision
+        (FLOPs the step could have run), of every strategy or of element ``i``."""
+        step, peak = self.step_time, self.peak_flops
+        if i is not None:
+            step, peak = step[i], peak[i]
+        return step * self.system.num_accelerators * peak
+
+    def rates(self, i: int) -> tuple[object, object, object]:
+        """``(tokens_per_s, mfu, hfu)`` of element ``i`` as NumPy scalars (the properties'
+        arithmetic on one number, :mod:`deepflow.network.xp`)."""
+        peak_time = self._peak_time(i)
+        return (
+            _per_second(self.global_batch_size * self.model.seq_len, self.step_time[i]),
+            _utilization(self.model_flops, peak_time),
+            _utilization(self.hardware_flops[i], peak_time),
+        )
+
+
+def _per_second(amount: object, step_time: object) -> object:
+    """``amount / step_time`` per second of step, 0 where the step time is not positive."""
+    return select(step_time > 0, amount / maximum(step_time, 1e-300), 0.0)
+
+
+def _utilization(flops: object, peak_time: object) -> object:
+    """``flops`` over the FLOPs the step could have run (:meth:`BatchResult._peak_time`),
+    0 where that is not positive: MFU of the model's FLOPs, HFU of the hardware's."""
+    return select(peak_time > 0, flops / maximum(peak_time, 1e-300), 0.0)
 
 
 @cache

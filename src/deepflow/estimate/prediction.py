@@ -101,7 +101,8 @@ def prediction_at(
             ctx = Context(result.model, result.system, result.global_batch_size)
             reason = explain(ctx, rule, strategy)
     step = float(result.step_time[i])
-    tps = float(result.tokens_per_s[i]) if feasible else 0.0
+    # an infeasible step has no rates (its step time is infinite, its peak may be zero)
+    tps, mfu, hfu = (float(r) for r in result.rates(i)) if feasible else (0.0, 0.0, 0.0)
     ttt = time_to_train_s(tokens, tps) if feasible else None
     return Prediction(
         scenario=name,
@@ -111,8 +112,8 @@ def prediction_at(
         tokens_per_s=tps,
         model_flops_per_step=float(result.model_flops),
         hardware_flops_per_step=float(result.hardware_flops[i]),
-        mfu=float(result.mfu[i]) if feasible else 0.0,
-        hfu=float(result.hfu[i]) if feasible else 0.0,
+        mfu=mfu,
+        hfu=hfu,
         peak_memory_bytes=float(result.peak_memory[i]),
         breakdown_s={k: float(v[i]) for k, v in result.breakdown.items()},
         memory_bytes={k: float(v[i]) for k, v in result.memory.items()},
