@@ -335,8 +335,8 @@ class StrategyRow:
     arrays read it like the batch and compute the same values with NumPy scalar arithmetic
     (the same IEEE and int64 operations, the same rounding), which skips the array machinery
     of every operation; integer overflow, silent on arrays, warns on scalars, so callers
-    run them under ``np.errstate(over="ignore")``. A property of the batch
-    (``default_split``) reads as its element, computed on first use."""
+    run them under ``np.errstate(over="ignore")``. The batch's ``default_split`` reads as its
+    element too, and any other attribute of the batch as its element, on first use."""
 
     def __init__(self, batch: StrategyBatch) -> None:
         packed = batch.__dict__.get("_packed")
@@ -347,10 +347,10 @@ class StrategyRow:
             values = dict(zip(_ONE_INTS, ints, strict=False))
             values.update(zip(_ONE_FLAGS, flags, strict=False))
         values.update(axis_orders=batch.axis_orders, stage_layers=batch.stage_layers)
-        values["_batch"] = batch
+        values.update(default_split=batch.default_split[0], _batch=batch)
         self.__dict__ = values
 
-    def __getattr__(self, name: str) -> object:  # the batch's properties (default_split)
+    def __getattr__(self, name: str) -> object:  # the batch's other attributes
         value = getattr(self._batch, name)
         value = value[0] if type(value) is np.ndarray else value
         self.__dict__[name] = value

@@ -99,6 +99,7 @@ _ZERO_OK = np.stack(
 
 
 _ZERO_UNSUPPORTED = ~_ZERO_OK
+_AXIS_LACKS = tuple((axis, _LACKS[axis]) for axis in _AXES)
 
 
 def _imax(x: object, low: int) -> object:
@@ -120,10 +121,9 @@ def _index(flag: object) -> object:
 
 def _framework_unsupported(c: Context, b: StrategyBatch) -> np.ndarray:
     f = b.framework
-    bad = (b.tp > 1) & _LACKS["tp"][f]
-    for axis in _AXES[1:]:
-        bad |= (getattr(b, axis) > 1) & _LACKS[axis][f]
-    bad |= b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
+    bad = b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
+    for axis, lacks in _AXIS_LACKS:
+        bad = bad | (getattr(b, axis) > 1) & lacks[f]
     return bad | _ZERO_UNSUPPORTED[f, _index(b.pp > 1), _imin(_imax(b.zero, 0), 3)]
 
 
