@@ -62,6 +62,16 @@ calls take 0.34 s (misses included), the memo keys 0.10 s, the feasibility rules
 lines 0.24 s: NumPy's fixed cost per operation on the ``(stages, 1)`` arrays of the
 pipeline split and on one-element arrays, spread over some hundred lines; the rest is
 spread over the sharding, pipeline and collective helpers.
+
+Fifth round (2026-12-06, ``taskset -c 0``, other jobs on the machine; best of four runs
+each, this command and the evaluator of the commit before the round run alternately, two
+sets): 1,985-1,995/s (0.50 ms) against 1,740-1,750/s; ``--warm`` 2,242-2,256/s (0.44 ms)
+against 2,000-2,083/s. The round: the one-strategy entry of ``evaluate``.
+``StrategyBatch.from_specs`` of one spec packs its fields and strides in two arrays (no
+``__post_init__``: the spec's row holds the effective FP8 fields), and ``Env.build``,
+the placements' memo key and the feasibility rules read the strategy's NumPy scalars
+(``StrategyBatch.row``, built once per batch), the rules with operators instead of ufunc
+calls and with the model's conditions first.
 """
 
 from __future__ import annotations

@@ -6,13 +6,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
 from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
 from deepflow.network.ops import Algorithm
 from deepflow.network.programs import ProgramAlgorithm
-from deepflow.parallel.batch import PRECISIONS, StrategyBatch
+from deepflow.network.xp import f64, maximum, select
+from deepflow.parallel.batch import PRECISIONS, StrategyBatch, StrategyRow
 from deepflow.parallel.experts import ExpertGroups, expert_groups
 from deepflow.parallel.sharding import DataParallelGroups, data_parallel_groups
 from deepflow.specs.accelerator import Precision
@@ -23,7 +25,7 @@ from deepflow.specs.system import SystemSpec
 
 def _system_constants(
     system: SystemSpec,
-) -> tuple[Hierarchy, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[Hierarchy, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     acc = system.accelerator
     peaks = np.array([acc.peak(p) for p in PRECISIONS])
     # under fp8, the unquantized matrix math runs in bf16 (Megatron-Core's fp8 training
@@ -31,15 +33,18 @@ def _system_constants(
     high = peaks.copy()
     high[PRECISIONS.index(Precision.FP8)] = acc.peak(Precision.BF16)
     elems = np.array([float(p.activation_bytes) for p in PRECISIONS])
-    for table in (peaks, high, elems):
+    # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
+    rates, rates_high = np.maximum(peaks, 1.0), np.maximum(high, 1.0)
+    for table in (peaks, high, elems, rates, rates_high):
         table.flags.writeable = False
-    return Hierarchy.from_system(system), peaks, high, elems
+    return Hierarchy.from_system(system), peaks, high, elems, rates, rates_high
 
 
 system_constants = IdentityCache(_system_constants)
 """The network hierarchy of a system and its accelerator's tables per precision code (dense
-peak, the 16-bit peak that stands in under fp8, activation bytes): the same for every
-strategy on that system object, built once per object (read-only tables)."""
+peak, the 16-bit peak that stands in under fp8, activation bytes, and the two peaks at
+least 1 FLOP/s, the rates :class:`Env` divides by): the same for every strategy on that
+system object, built once per object (read-only tables)."""
 
 
 Placements = tuple[ExpertGroups, DataParallelGroups, GroupPlacement, GroupPlacement]
@@ -47,6 +52,7 @@ _PLACEMENT_INPUTS = (
     "tp", "cp", "dp", "pp", "ep", "etp", "shard_degree",
     "stride_tp", "stride_cp", "stride_dp", "stride_pp",
 )  # fmt: skip
+_PLACEMENT_VALUES = attrgetter(*_PLACEMENT_INPUTS)
 _PLACEMENTS: OrderedDict[tuple[object, ...], Placements] = OrderedDict()
 _PLACEMENTS_LOCK = threading.Lock()
 PLACEMENTS_MAXSIZE = 512
@@ -79,10 +85,12 @@ def placements(b: StrategyBatch, size: int) -> Placements:
     They depend on the mesh alone (the degrees, ``shard_degree`` and the strides named in
     ``_PLACEMENT_INPUTS``), which an optimizer that predicts one strategy at a time
     revisits often: for a batch of one, the placements are kept per mesh (the key is those
-    inputs by dtype and value, and the domain size), as read-only arrays."""
+    inputs as the NumPy scalars of :attr:`StrategyBatch.row`, by type and value, and the
+    domain size), as read-only arrays."""
     if len(b) != 1:
         return _place(b, size)
-    key = (size, *((a.dtype, a.item()) for a in (getattr(b, n) for n in _PLACEMENT_INPUTS)))
+    values = _PLACEMENT_VALUES(b.row)
+    key = (size, values, tuple(map(type, values)))
     with _PLACEMENTS_LOCK:
         hit = _PLACEMENTS.get(key)
         if hit is not None:
@@ -162,50 +170,95 @@ class Env:
         algorithms: Mapping[str, Algorithm | ProgramAlgorithm] | None = None,
         matmul_scale: np.ndarray | None = None,
     ) -> Env:
-        hierarchy, peaks, high, elems = system_constants(system)
-        b = batch
+        """The environment of ``batch``. For a batch of one, :func:`_derived` runs on the
+        strategy's NumPy scalars (:attr:`StrategyBatch.row`) and :func:`_one_element` puts
+        each value in a one-element array of its dtype: the same values as on the arrays,
+        without NumPy's array machinery per operation."""
+        hierarchy, _, _, elems, rates, rates_high = system_constants(system)
         size = hierarchy.scale_up_size
-        experts, groups, tp_group, cp_group = placements(b, size)
-        tokens = b.micro_batch_size * model.seq_len / b.cp
-        sp_div = np.where(b.sequence_parallel, b.tp, 1).astype(np.float64)
-        return cls(
+        experts, groups, tp_group, cp_group = placements(batch, size)
+        n = len(batch)
+        if n == 1:
+            # int64 products wrap silently on arrays and warn on scalars: the same values
+            with np.errstate(over="ignore"):
+                values = _derived(
+                    model, global_batch_size, batch.row, rates, rates_high, elems, size
+                )
+            if matmul_scale is None:
+                values["matmul_scale"] = _ONE
+            derived = _one_element(values)
+        else:
+            derived = _derived(model, global_batch_size, batch, rates, rates_high, elems, size)
+        env = object.__new__(cls)  # frozen: every field set at once, as __init__ would
+        env.__dict__.update(
+            derived,
             model=model,
             system=system,
-            batch=b,
+            batch=batch,
             global_batch_size=global_batch_size,
             hierarchy=hierarchy,
-            # an unsupported precision (peak 0) is infeasible by rule; keep its arithmetic finite
-            peak=np.maximum(peaks[b.precision], 1.0),
-            peak_high=np.maximum(high[b.precision], 1.0),
-            precision_high=np.where(
-                b.precision == PRECISIONS.index(Precision.FP8),
-                PRECISIONS.index(Precision.BF16),
-                b.precision,
-            ),
-            elem=elems[b.precision],
-            grad_bytes=np.where(b.fp32_main_grads, 4.0, elems[b.precision]),
-            tokens=tokens,
-            micro_batches=np.maximum(
-                1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))
-            ),
-            sp_div=sp_div,
             tp_group=tp_group,
             cp_group=cp_group,
             dp_groups=groups,
             ep_group=groups.ep,
             experts=experts,
-            # each rank routes its own tokens (tokens / tp under sequence parallelism) and
-            # its expert-tensor-parallel group all-gathers what the all-to-all brought
-            # (Megatron-Core MoEAlltoAllTokenDispatcher: gather over the expert tp group);
-            # without sequence parallelism the tp ranks hold the same tokens (etp = tp)
-            expert_rows=np.where(
-                b.sequence_parallel | (b.tp == 1), tokens / sp_div * b.etp, tokens
-            ),
-            pp_crosses_domain=b.stride_pp >= size,
             algorithms=dict(algorithms or {}),
-            matmul_scale=(
-                np.ones(len(b))
-                if matmul_scale is None
-                else np.broadcast_to(np.asarray(matmul_scale, dtype=np.float64), (len(b),))
-            ),
         )
+        if "matmul_scale" not in derived:
+            env.__dict__["matmul_scale"] = (
+                np.ones(n)
+                if matmul_scale is None
+                else np.broadcast_to(np.asarray(matmul_scale, dtype=np.float64), (n,))
+            )
+        return env
+
+
+_ONE = np.float64(1.0)
+_FP8 = PRECISIONS.index(Precision.FP8)
+_BF16 = PRECISIONS.index(Precision.BF16)
+_PRECISION_HIGH = np.where(np.arange(len(PRECISIONS)) == _FP8, _BF16, np.arange(len(PRECISIONS)))
+"""Per precision code, the code of the matrix math that stays in 16 bits: bf16 under fp8
+(Transformer Engine quantizes only its linear layers), else the code itself."""
+_PRECISION_HIGH.flags.writeable = False
+
+
+def _derived(
+    model: ModelSpec,
+    global_batch_size: int,
+    b: StrategyBatch | StrategyRow,
+    rates: np.ndarray,
+    rates_high: np.ndarray,
+    elems: np.ndarray,
+    size: int,
+) -> dict[str, object]:
+    """The per-strategy fields of :class:`Env` computed from the strategies ``b``: a batch
+    (arrays) or the row of a batch of one (NumPy scalars; :func:`~deepflow.network.xp.select`,
+    :func:`~deepflow.network.xp.maximum` and :func:`~deepflow.network.xp.f64` are
+    ``np.where``, ``np.maximum`` and the float64 conversion, keeping float scalars scalar).
+    ``rates``, ``rates_high`` and ``elems`` are :data:`system_constants`' tables per
+    precision code."""
+    tokens = b.micro_batch_size * model.seq_len / b.cp
+    sp_div = select(b.sequence_parallel, f64(b.tp), 1.0)
+    elem = elems[b.precision]
+    return {
+        "peak": rates[b.precision],
+        "peak_high": rates_high[b.precision],
+        "precision_high": _PRECISION_HIGH[b.precision],
+        "elem": elem,
+        "grad_bytes": select(b.fp32_main_grads, 4.0, elem),
+        "tokens": tokens,
+        "micro_batches": maximum(1.0, np.floor(global_batch_size / (b.dp * b.micro_batch_size))),
+        "sp_div": sp_div,
+        # each rank routes its own tokens (tokens / tp under sequence parallelism) and
+        # its expert-tensor-parallel group all-gathers what the all-to-all brought
+        # (Megatron-Core MoEAlltoAllTokenDispatcher: gather over the expert tp group);
+        # without sequence parallelism the tp ranks hold the same tokens (etp = tp)
+        "expert_rows": select(b.sequence_parallel | (b.tp == 1), tokens / sp_div * b.etp, tokens),
+        "pp_crosses_domain": b.stride_pp >= size,
+    }
+
+
+def _one_element(values: dict[str, object]) -> dict[str, np.ndarray]:
+    """The NumPy scalars of :func:`_derived` for one strategy as one-element arrays of their
+    dtypes (``x[None]``)."""
+    return {k: v[None] for k, v in values.items()}  # type: ignore[index]

@@ -8,8 +8,9 @@ one-at-a-time path is the batch path with one element.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
@@ -35,6 +36,10 @@ _FULL = RECOMPUTES.index(Recompute.FULL)
 DEFAULT_MODULES_MASK = module_mask(DEFAULT_RECOMPUTE_MODULES)
 _FP8 = PRECISIONS.index(Precision.FP8)
 _DEFAULT_RECIPE = FP8_RECIPES.index(DEFAULT_FP8_RECIPE)
+
+
+_TRUE = np.ones(1, dtype=bool)
+_TRUE.flags.writeable = False  # shared by every batch of one: read-only
 
 
 def _column(value: object, dtype: type, n: int) -> np.ndarray:
@@ -120,10 +125,20 @@ class StrategyBatch:
         return int(self.dp.shape[0])
 
     @property
+    def row(self) -> StrategyRow:
+        """The one strategy of a batch of one as NumPy scalars (:class:`StrategyRow`),
+        built on first use and kept (the batch is frozen and its arrays are not written)."""
+        row = self.__dict__.get("_row")
+        if row is None:
+            assert len(self) == 1, "row is the strategy of a batch of one"
+            row = self.__dict__["_row"] = StrategyRow(self)
+        return row
+
+    @property
     def default_split(self) -> np.ndarray:
         """True where the pipeline split is the default rule (no ``stage_layers``)."""
         if not any(self.stage_layers):
-            return np.ones(len(self), dtype=bool)
+            return _TRUE if len(self) == 1 else np.ones(len(self), dtype=bool)
         return np.array([s is None for s in self.stage_layers], dtype=bool)
 
     @classmethod
@@ -131,16 +146,17 @@ class StrategyBatch:
         """Build a batch from strategy specs (``dp`` must already be an integer)."""
         for s in specs:
             assert isinstance(s.dp, int), "resolve dp='auto' before batching"
-        if len(specs) == 1:  # one strategy: two arrays, one field per element (views)
-            values = _one_row(_spec_row(specs[0]))
-        else:
-            columns = tuple(zip(*(_spec_row(s) for s in specs), strict=True)) or ((),) * len(
-                _ROW_FIELDS
-            )
-            values = {
-                name: np.array(column, dtype=dtype)
-                for (name, dtype), column in zip(_ROW_FIELDS, columns, strict=True)
-            }
+        if len(specs) == 1:
+            one = _one_spec(cls, specs[0])
+            if one is not None:
+                return one
+        columns = tuple(zip(*(_spec_row(s) for s in specs), strict=True)) or ((),) * len(
+            _ROW_FIELDS
+        )
+        values = {
+            name: np.array(column, dtype=dtype)
+            for (name, dtype), column in zip(_ROW_FIELDS, columns, strict=True)
+        }
         orders = tuple(tuple(s.axis_order) for s in specs)
         strides = mesh_strides({a: values[a] for a in ("tp", "cp", "dp", "pp")}, orders)
         return cls(
@@ -308,9 +324,43 @@ class StrategyBatch:
         values = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            tuples = f.name in ("axis_orders", "stage_layers")
+            tuples = f.name in _TUPLE_FIELDS
             values[f.name] = tuple(v[i] for i in idx) if tuples else v[idx]
         return StrategyBatch(**values)
+
+
+class StrategyRow:
+    """The one strategy of a batch of one as NumPy scalars: each array field's element, of
+    the array's dtype (the tuple fields as they are). Formulas written for the batch's
+    arrays read it like the batch and compute the same values with NumPy scalar arithmetic
+    (the same IEEE and int64 operations, the same rounding), which skips the array machinery
+    of every operation; integer overflow, silent on arrays, warns on scalars, so callers
+    run them under ``np.errstate(over="ignore")``. The batch's ``default_split`` reads as its
+    element too, and any other attribute of the batch as its element, on first use."""
+
+    def __init__(self, batch: StrategyBatch) -> None:
+        packed = batch.__dict__.get("_packed")
+        if packed is None:
+            values = dict(zip(_ARRAY_FIELD_NAMES, map(_FIRST, _ARRAY_FIELDS(batch)), strict=False))
+        else:  # built by _one_spec: the fields are the elements of two arrays
+            ints, flags = packed
+            values = dict(zip(_ONE_INTS, ints, strict=False))
+            values.update(zip(_ONE_FLAGS, flags, strict=False))
+        values.update(axis_orders=batch.axis_orders, stage_layers=batch.stage_layers)
+        values.update(default_split=batch.default_split[0], _batch=batch)
+        self.__dict__ = values
+
+    def __getattr__(self, name: str) -> object:  # the batch's other attributes
+        value = getattr(self._batch, name)
+        value = value[0] if type(value) is np.ndarray else value
+        self.__dict__[name] = value
+        return value
+
+
+_TUPLE_FIELDS = ("axis_orders", "stage_layers")
+_ARRAY_FIELD_NAMES = tuple(f.name for f in fields(StrategyBatch) if f.name not in _TUPLE_FIELDS)
+_ARRAY_FIELDS = attrgetter(*_ARRAY_FIELD_NAMES)
+_FIRST = itemgetter(0)
 
 
 _ROW_FIELDS: tuple[tuple[str, type], ...] = (
@@ -351,18 +401,47 @@ _INT_FIELDS = tuple(i for i, (_, dtype) in enumerate(_ROW_FIELDS) if dtype is np
 _BOOL_FIELDS = tuple(i for i, (_, dtype) in enumerate(_ROW_FIELDS) if dtype is bool)
 
 
-def _one_row(row: tuple[object, ...]) -> dict[str, np.ndarray]:
-    """The one-element arrays of :data:`_ROW_FIELDS` for one spec's row: the integer and
-    the boolean fields each converted in one call, every field a one-element view."""
-    ints = np.array([row[i] for i in _INT_FIELDS], dtype=np.int64)
-    flags = np.array([row[i] for i in _BOOL_FIELDS], dtype=bool)
-    out = {_ROW_FIELDS[i][0]: ints[j : j + 1] for j, i in enumerate(_INT_FIELDS)}
-    out.update({_ROW_FIELDS[i][0]: flags[j : j + 1] for j, i in enumerate(_BOOL_FIELDS)})
-    return out
+_STRIDE_AXES = ("tp", "cp", "dp", "pp")
+_ROW_INTS = itemgetter(*_INT_FIELDS)
+_ROW_FLAGS = itemgetter(*_BOOL_FIELDS)
+_ONE_INTS = (*(_ROW_FIELDS[i][0] for i in _INT_FIELDS), *(f"stride_{a}" for a in _STRIDE_AXES))
+_ONE_FLAGS = tuple(_ROW_FIELDS[i][0] for i in _BOOL_FIELDS)
+_DEGREE_INDEX = {axis: [name for name, _ in _ROW_FIELDS].index(axis) for axis in MESH_AXES}
+
+
+def _one_spec(cls: type[StrategyBatch], s: StrategySpec) -> StrategyBatch | None:
+    """The batch of the one spec ``s``, built with two NumPy calls: the integer fields and
+    the strides in one int64 array, the flags in one bool array, each field a one-element
+    view of them. The same arrays (values, dtypes, shapes) as the general path of
+    :meth:`StrategyBatch.from_specs`, whose ``__post_init__`` it skips: :func:`_spec_row`
+    already holds the effective FP8 recipe and gather flag that it derives (applied again,
+    it leaves them as they are), and the arrays have the length one it broadcasts to.
+
+    The strides come from :func:`_order_strides` on the row's Python integers (exact);
+    where one lies beyond int64, NumPy's conversion raises and the general path, whose
+    int64 products wrap, builds the batch instead (``None`` here). Where the exact product
+    fits int64 it equals the wrapped one (both agree modulo 2**64)."""
+    row = _spec_row(s)
+    order = tuple(s.axis_order)
+    strides = _order_strides({a: row[i] for a, i in _DEGREE_INDEX.items()}, order)
+    try:
+        ints = np.array(
+            [*_ROW_INTS(row), *(strides.get(a, 1) for a in _STRIDE_AXES)], dtype=np.int64
+        )
+    except OverflowError:
+        return None
+    flags = np.array(_ROW_FLAGS(row), dtype=bool)
+    batch = object.__new__(cls)  # frozen: the fields go in as the dataclass's __init__ would
+    batch.__dict__.update(zip(_ONE_INTS, ints.reshape(-1, 1), strict=False))
+    batch.__dict__.update(zip(_ONE_FLAGS, flags.reshape(-1, 1), strict=False))
+    batch.__dict__.update(axis_orders=(order,), stage_layers=(s.stage_layers,))
+    batch.__dict__["_packed"] = (ints, flags)  # for its row (StrategyRow): same elements
+    return batch
 
 
 def _spec_row(s: StrategySpec) -> tuple[object, ...]:
-    """The values of :data:`_ROW_FIELDS` for one spec (enums as codes)."""
+    """The values of :data:`_ROW_FIELDS` for one spec (enums as codes), with the FP8 recipe
+    and gather flag in effect (what :meth:`StrategyBatch.__post_init__` derives from them)."""
     return (
         s.dp,
         s.tp,
@@ -389,8 +468,8 @@ def _spec_row(s: StrategySpec) -> tuple[object, ...]:
         s.fused_epilogues,
         FRAMEWORKS.index(s.framework),
         ALGORITHMS.index(s.collective_algorithm),
-        -1 if s.fp8_recipe is None else FP8_RECIPES.index(s.fp8_recipe),
-        s.fp8_param_gather,
+        -1 if (recipe := s.effective_fp8_recipe) is None else FP8_RECIPES.index(recipe),
+        s.fp8_param_gather and s.precision is Precision.FP8,
         s.moe_dispatcher == "deepep",
     )
 
@@ -441,27 +520,36 @@ def _module_masks(value: object, n: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(masks, dtype=np.int64), (n,)).copy()
 
 
+def _order_strides(degrees: Mapping[str, object], order: Sequence[str]) -> dict[str, object]:
+    """Rank stride of each axis of ``order`` (innermost first): the product of the degrees
+    of the axes inside it, ``1`` for the innermost. The degrees may be integers or arrays."""
+    strides: dict[str, object] = {}
+    running: object = 1
+    for axis in order:
+        strides[axis] = running
+        running = running * degrees[axis]  # type: ignore[operator]
+    return strides
+
+
 def mesh_strides(
     degrees: dict[str, np.ndarray], orders: Sequence[tuple[str, ...]]
 ) -> dict[str, np.ndarray]:
-    """Rank stride of each mesh axis: the product of the degrees of the axes inside it."""
+    """Rank stride of each mesh axis (:func:`_order_strides`) per strategy, as int64 arrays;
+    ``1`` for an axis its order leaves out."""
     n = len(orders)
     distinct = set(orders)
     if len(distinct) == 1:  # one order (always, for one strategy): no masks
-        running = np.ones(n, dtype=np.int64)
-        strides = {}
-        for axis in orders[0]:
-            strides[axis] = running
-            running = running * degrees[axis]
-        for axis in MESH_AXES:
-            if axis not in strides:
-                strides[axis] = np.ones(n, dtype=np.int64)
-        return strides
-    strides = {axis: np.ones(n, dtype=np.int64) for axis in MESH_AXES}
+        strides = _order_strides(degrees, orders[0])
+        return {
+            axis: stride
+            if isinstance(stride := strides.get(axis, 1), np.ndarray)
+            else np.ones(n, dtype=np.int64)
+            for axis in MESH_AXES
+        }
+    out = {axis: np.ones(n, dtype=np.int64) for axis in MESH_AXES}
     for order in distinct:
         mask = np.array([o == order for o in orders])
-        running = np.ones(int(mask.sum()), dtype=np.int64)
-        for axis in order:
-            strides[axis][mask] = running
-            running = running * degrees[axis][mask]
-    return strides
+        masked = {axis: degrees[axis][mask] for axis in order}
+        for axis, stride in _order_strides(masked, order).items():
+            out[axis][mask] = stride
+    return out

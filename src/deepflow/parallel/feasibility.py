@@ -4,6 +4,14 @@ Each :class:`Rule` flags the strategies of a batch that cannot run and explains 
 sentence. Memory capacity is checked by the evaluator, which knows the footprint.
 The rules follow Megatron-LM's argument checks (``megatron/training/arguments.py``) and
 the papers that define each parallelism.
+
+Each rule is one expression for a batch and for one strategy: for a batch of one,
+:func:`structural_violations` runs it on the strategy's NumPy scalars
+(:attr:`~deepflow.parallel.batch.StrategyBatch.row`), where NumPy's scalar arithmetic gives
+the element the arrays would. The rules use operators (``%`` is ``np.mod`` on NumPy
+operands) rather than ufunc calls where both are the same, since an operator on scalars
+skips the ufunc machinery, and a condition on the model alone comes first with ``and``
+(``moe is None and ...``): a plain ``False`` where it fails, which the batch loop broadcasts.
 """
 
 from __future__ import annotations
@@ -90,13 +98,33 @@ _ZERO_OK = np.stack(
 )
 
 
+_ZERO_UNSUPPORTED = ~_ZERO_OK
+_AXIS_LACKS = tuple((axis, _LACKS[axis]) for axis in _AXES)
+
+
+def _imax(x: object, low: int) -> object:
+    """``np.maximum(x, low)`` of integers: Python's ``max`` on a NumPy scalar (the same
+    integer, without a ufunc call's machinery), NumPy's on arrays."""
+    return max(x, low) if isinstance(x, np.generic) else np.maximum(x, low)  # type: ignore[call-overload]
+
+
+def _imin(x: object, high: int) -> object:
+    """``np.minimum(x, high)`` of integers, as :func:`_imax`."""
+    return min(x, high) if isinstance(x, np.generic) else np.minimum(x, high)  # type: ignore[call-overload]
+
+
+def _index(flag: object) -> object:
+    """A boolean as a table index (0 or 1): ``int`` of a NumPy scalar, ``astype(np.intp)``
+    of an array."""
+    return int(flag) if isinstance(flag, np.generic) else flag.astype(np.intp)  # type: ignore[attr-defined]
+
+
 def _framework_unsupported(c: Context, b: StrategyBatch) -> np.ndarray:
     f = b.framework
-    bad = (b.tp > 1) & _LACKS["tp"][f]
-    for axis in _AXES[1:]:
-        bad |= (getattr(b, axis) > 1) & _LACKS[axis][f]
-    bad |= b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
-    return bad | ~_ZERO_OK[f, (b.pp > 1).astype(np.intp), np.minimum(np.maximum(b.zero, 0), 3)]
+    bad = b.sequence_parallel & (b.tp > 1) & _LACKS["sequence_parallel"][f]
+    for axis, lacks in _AXIS_LACKS:
+        bad = bad | (getattr(b, axis) > 1) & lacks[f]
+    return bad | _ZERO_UNSUPPORTED[f, _index(b.pp > 1), _imin(_imax(b.zero, 0), 3)]
 
 
 def unsupported_keys(strategy: StrategySpec) -> list[str]:
@@ -122,6 +150,8 @@ def _explain_framework(c: Context, s: StrategySpec) -> str:
     )
 
 
+_ZERO_BUBBLE = SCHEDULES.index(PipelineSchedule.ZERO_BUBBLE)
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "mesh",
@@ -143,9 +173,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "tp-kv-heads",
         lambda c, b: (
-            (c.model.mla is None)
-            & (c.model.num_kv_heads % b.tp != 0)
-            & (b.tp % c.model.num_kv_heads != 0)
+            c.model.mla is None
+            and (c.model.num_kv_heads % b.tp != 0) & (b.tp % c.model.num_kv_heads != 0)
         ),
         lambda c, s: (
             f"tp={s.tp} neither divides nor is a multiple of num_kv_heads={c.model.num_kv_heads}"
@@ -165,7 +194,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "virtual-nodes",
-        lambda c, b: (b.virtual_nodes > 0) & (np.mod(b.virtual_nodes, b.dp) != 0),
+        lambda c, b: (b.virtual_nodes > 0) & (b.virtual_nodes % b.dp != 0),
         lambda c, s: (
             f"virtual_nodes={s.virtual_nodes} is not a multiple of dp={s.dp} "
             "(every data-parallel replica processes the same number of virtual nodes)"
@@ -173,7 +202,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "batch",
-        lambda c, b: np.mod(c.global_batch_size, b.dp * b.micro_batch_size) != 0,
+        lambda c, b: c.global_batch_size % (b.dp * b.micro_batch_size) != 0,
         lambda c, s: (
             f"dp*micro_batch_size={s.dp}*{s.micro_batch_size} does not divide "
             f"global_batch_size={c.global_batch_size}"
@@ -181,7 +210,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "interleaved-microbatches",
-        lambda c, b: (b.vpp > 1) & (np.mod(_micro_batches(c, b), b.pp) != 0),
+        lambda c, b: (b.vpp > 1) & (_micro_batches(c, b) % b.pp != 0),
         lambda c, s: (
             "the interleaved schedule needs the number of micro-batches "
             f"(global_batch_size/(dp*micro_batch_size)) to be a multiple of pp={s.pp}"
@@ -189,7 +218,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "zero-bubble-vpp",
-        lambda c, b: (b.vpp > 1) & (b.schedule == SCHEDULES.index(PipelineSchedule.ZERO_BUBBLE)),
+        lambda c, b: (b.vpp > 1) & (b.schedule == _ZERO_BUBBLE),
         lambda c, s: "the zero-bubble (ZB-H1) schedule is defined for vpp=1",
     ),
     Rule(
@@ -209,7 +238,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "ep-dense",
-        lambda c, b: (b.ep > 1) & (c.model.moe is None),
+        lambda c, b: c.model.moe is None and b.ep > 1,
         lambda c, s: f"ep={s.ep} needs a mixture-of-experts model",
     ),
     Rule(
@@ -232,26 +261,21 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "etp-ffn",
-        lambda c, b: (c.model.moe is not None) & (np.mod(_expert_ffn(c.model), b.etp) != 0),
+        lambda c, b: c.model.moe is not None and _expert_ffn(c.model) % b.etp != 0,
         lambda c, s: (
             f"expert_tp={s.etp} does not divide the expert hidden size {_expert_ffn(c.model)}"
         ),
     ),
     Rule(
         "shard-degree",
-        lambda c, b: (
-            (b.shard_degree > 0) & (np.mod(b.dp * b.cp, np.maximum(b.shard_degree, 1)) != 0)
-        ),
+        lambda c, b: (b.shard_degree > 0) & (b.dp * b.cp % _imax(b.shard_degree, 1) != 0),
         lambda c, s: (
             f"shard_degree={s.shard_degree} does not divide the sharding group dp*cp={s.dp}*{s.cp}"
         ),
     ),
     Rule(
         "ep-experts",
-        lambda c, b: (
-            (c.model.moe is not None)
-            & (np.mod(c.model.moe.num_experts if c.model.moe else 1, b.ep) != 0)
-        ),
+        lambda c, b: c.model.moe is not None and c.model.moe.num_experts % b.ep != 0,
         lambda c, s: (
             f"ep={s.ep} does not divide num_experts={c.model.moe.num_experts if c.model.moe else 0}"
         ),
@@ -266,30 +290,14 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-class _Row:
-    """The one strategy of a batch of one as NumPy scalars (each array's element, of the
-    array's dtype): the rules read it like the batch and compute the same values with NumPy
-    scalar arithmetic, which skips the array machinery of every operation."""
-
-    def __init__(self, batch: StrategyBatch) -> None:
-        self.__dict__.update(
-            {k: v[0] if type(v) is np.ndarray else v for k, v in vars(batch).items()}
-        )
-        self._batch = batch
-
-    def __getattr__(self, name: str) -> object:  # the batch's properties (default_split)
-        value = getattr(self._batch, name)
-        return value[0] if type(value) is np.ndarray else value
-
-
 def structural_violations(ctx: Context, batch: StrategyBatch) -> np.ndarray:
     """Index of the first violated rule per strategy (``-1`` where all hold)."""
     if len(batch) == 1:  # one strategy: the rules after its first violated one need not run
-        row = _Row(batch)
+        row = batch.row
         # integer arrays wrap silently on overflow where NumPy scalars would warn
         with np.errstate(over="ignore"):
             for index, rule in enumerate(RULES):
-                if bool(rule.violated(ctx, row)):  # type: ignore[arg-type]
+                if rule.violated(ctx, row):  # type: ignore[arg-type]
                     return np.array([index], dtype=np.int64)
         return np.array([-1], dtype=np.int64)
     first = np.full(len(batch), -1, dtype=np.int64)

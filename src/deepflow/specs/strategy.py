@@ -124,9 +124,11 @@ FOLD_RULE = (
 
 
 def folds(tp: object, cp: object, dp: object, ep: object, etp: object) -> np.ndarray:
-    """True where the expert grid ``etp x ep x edp`` fits the ``tp x cp x dp`` ranks."""
-    dense = np.asarray(tp) * np.asarray(cp) * np.asarray(dp)
-    return np.mod(dense, np.asarray(ep) * np.asarray(etp)) == 0
+    """True where the expert grid ``etp x ep x edp`` fits the ``tp x cp x dp`` ranks.
+
+    The degrees are NumPy arrays, NumPy scalars (a strategy's row, at scalar cost) or
+    Python integers (exact); ``%`` on NumPy operands is ``np.mod``."""
+    return tp * cp * dp % (ep * etp) == 0  # type: ignore[operator]
 
 
 class StrategySpec(Spec):
@@ -282,8 +284,7 @@ class StrategySpec(Spec):
             if value not in (None, False):
                 shown = value.value if isinstance(value, FP8Recipe) else value
                 raise ConfigError(
-                    f"{key}={shown} needs precision: fp8 (precision is "
-                    f"{self.precision.value!r})",
+                    f"{key}={shown} needs precision: fp8 (precision is {self.precision.value!r})",
                     f"strategy.{key}",
                 )
         return self
