@@ -248,7 +248,7 @@ class Memo(Generic[T]):
     function: Callable[[Env], T]
     maxsize: int = MAXSIZE
     paths: tuple[str, ...] = ()
-    entries: OrderedDict[Hashable, tuple[T, list[object]]] = field(default_factory=OrderedDict)
+    entries: dict[Hashable, tuple[T, list[object]]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -281,9 +281,9 @@ class Memo(Generic[T]):
             return self.function(env)
         with self.lock:
             key, refs = self.key(env, seen)
-            hit = self.entries.get(key)
+            hit = self.entries.pop(key, None)
             if hit is not None:
-                self.entries.move_to_end(key)
+                self.entries[key] = hit  # the most recently used last
                 self.hits += 1
                 return hit[0]
         log: list[str] = []
@@ -297,8 +297,8 @@ class Memo(Generic[T]):
             if len(key) != len(self.paths):  # the schema grew since the lookup
                 key, refs = self.key(env, seen)
             self.entries[key] = (value, refs)
-            while len(self.entries) > self.maxsize:
-                self.entries.popitem(last=False)
+            while len(self.entries) > self.maxsize:  # the least recently used first out
+                del self.entries[next(iter(self.entries))]
         return value
 
     def clear(self) -> None:
@@ -322,7 +322,7 @@ class ArgsMemo(Generic[T]):
 
     function: Callable[..., T]
     maxsize: int = MAXSIZE
-    entries: OrderedDict[Hashable, tuple[T, list[object]]] = field(default_factory=OrderedDict)
+    entries: dict[Hashable, tuple[T, list[object]]] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -331,17 +331,17 @@ class ArgsMemo(Generic[T]):
         refs: list[object] = []
         key = tuple([fingerprint(a, refs) for a in args])
         with self.lock:
-            hit = self.entries.get(key)
+            hit = self.entries.pop(key, None)
             if hit is not None:
-                self.entries.move_to_end(key)
+                self.entries[key] = hit  # the most recently used last
                 self.hits += 1
                 return hit[0]
         value = frozen(self.function(*args))
         with self.lock:
             self.misses += 1
             self.entries[key] = (value, refs)
-            while len(self.entries) > self.maxsize:
-                self.entries.popitem(last=False)
+            while len(self.entries) > self.maxsize:  # the least recently used first out
+                del self.entries[next(iter(self.entries))]
         return value
 
     def clear(self) -> None:
