@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache, partial
+from functools import cache, lru_cache
 from operator import itemgetter
 
 import numpy as np
@@ -60,6 +60,7 @@ from deepflow.parallel.sharding import (
 )
 from deepflow.specs.accelerator import AcceleratorSpec
 from deepflow.specs.framework import FRAMEWORKS, framework_profile
+from deepflow.specs.identity import IdentityCache
 from deepflow.specs.model import ModelSpec
 from deepflow.specs.system import SystemSpec
 from deepflow.workload.transformer import model_flops_per_step, parameter_count
@@ -603,6 +604,21 @@ def clear_memos() -> None:
         memo.clear()
 
 
+def _stage_rows(cost: LayerCost | EdgeCost) -> np.ndarray:
+    """``cost.time_parts`` as rows of :data:`STAGE_PARTS`, (part, strategy), zero in the
+    parts the cost has none of (a layer's data-parallel and pipeline parts, which the
+    evaluator adds by stage; an embedding's or head's parts outside EDGE_TIME_PARTS)."""
+    rows = _LAYER_ROWS if isinstance(cost, LayerCost) else _EDGE_ROWS
+    out = np.zeros((len(STAGE_PARTS), cost.time_parts.shape[1]))
+    out[rows] = cost.time_parts
+    out.flags.writeable = False
+    return out
+
+
+_STAGE_ROWS = IdentityCache(_stage_rows, maxsize=512)
+""":func:`_stage_rows` of a memoized cost (one-strategy calls), kept per cost object."""
+
+
 class _BySplit:
     """The per-strategy outputs of :func:`evaluate`'s groups of strategies with one
     pipeline split: with one group (always, for one strategy) the group's arrays as they
@@ -702,9 +718,12 @@ def evaluate(
 
     # the layers' time by part, (part, strategy) in LAYER_TIME_PARTS order, and their
     # data-parallel part (ZeRO-3's per-unit collectives) apart: it depends on the stage
-    d_time, d_dp = dense.time_parts, z3_dense[0] + z3_dense[1]
-    m_time, m_dp = (d_time, d_dp) if moe is dense else (moe.time_parts, z3_moe[0] + z3_moe[1])
-    e_time, h_time = emb.time_parts, head.time_parts
+    # (the time parts as rows of STAGE_PARTS, zero where a cost has none; kept per memoized
+    # cost for one strategy)
+    rows_of = _STAGE_ROWS if n == 1 else _stage_rows
+    d_time, d_dp = rows_of(dense), z3_dense[0] + z3_dense[1]
+    m_time, m_dp = (d_time, d_dp) if moe is dense else (rows_of(moe), z3_moe[0] + z3_moe[1])
+    e_time, h_time = rows_of(emb), rows_of(head)
     # the quantities a stage sums over its layers and edges, (quantity, strategy)
     d_sums, m_sums, e_sums, h_sums = (c.stage_sums for c in (dense, moe, emb, head))
     # what recomputation re-creates for the backward pass of one layer at a time
@@ -730,18 +749,16 @@ def evaluate(
         )
         # the parts of every stage at once, (part, stage, strategy) in STAGE_PARTS order:
         # the layers', the pipeline transfers, the ZeRO-3 edges', the embedding's and head's
-        parts = np.empty((len(STAGE_PARTS), pp, len(members)))
-        parts[_LAYER_ROWS] = (
+        # (a row a cost lacks adds its zeros: x + 0.0 is x)
+        parts = (
             n_dense[None, :, None] * d_time[:, None, idx]
             + n_moe[None, :, None] * m_time[:, None, idx]
         )
         parts[_DP_ROW] = (n_dense[:, None] * d_dp[idx] + n_moe[:, None] * m_dp[idx]) + vpp * at(
             z3_edge
         ) * holds_layers
+        parts = parts + first * e_time[:, None, idx] + last * h_time[:, None, idx]
         parts[_PP_ROW] = 2.0 * vpp * at(p2p)  # the same on every stage
-        parts[_EDGE_ROWS] = (
-            parts[_EDGE_ROWS] + first * e_time[:, None, idx] + last * h_time[:, None, idx]
-        )
         stage_time = parts[0]
         for row in parts[1:]:
             stage_time = stage_time + row
@@ -795,26 +812,14 @@ def evaluate(
             2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
         ) * np.ones((pp, 1))
 
-        state = partial(
-            _stage_state,
-            params=params,
-            expert=expert,
-            fp8_dense=fp8_dense,
-            groups=sgroups,
-            param_bytes=at(w_bytes),
-            fp8_extra=at(fp8_extra),
-            grad_bytes=at(env.grad_bytes),
-            opt_bytes=at(opt_state),
-            largest_layer=largest_layer,
-            reshard_after_forward=at(b.reshard_after_forward),
-        )
-        if n == 1:  # one strategy: by its arguments (the same for every micro-batch size)
-            weights, grads, opt, unit_buf = STAGE_STATE(
-                sz, params, expert, fp8_dense, sgroups, at(w_bytes), at(fp8_extra),
-                at(env.grad_bytes), at(opt_state), largest_layer, at(b.reshard_after_forward),
-            )  # fmt: skip
-        else:
-            weights, grads, opt, unit_buf = state(sz)
+        # the stage state's inputs but the ZeRO stage (_stage_state_of's order)
+        state_inputs = (
+            params, expert, fp8_dense, sgroups, at(w_bytes), at(fp8_extra), at(env.grad_bytes),
+            at(opt_state), largest_layer, at(b.reshard_after_forward),
+        )  # fmt: skip
+        # one strategy: by its arguments (the same for every micro-batch size)
+        state = STAGE_STATE if n == 1 else _stage_state_of
+        weights, grads, opt, unit_buf = state(sz, *state_inputs)
         buffers = base_buffers + unit_buf
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
             flight = _in_flight_one(pp, *((a.dtype, a.item()) for a in (m, b.vpp, b.schedule)))
@@ -838,7 +843,9 @@ def evaluate(
             )
             lowest = np.full(len(members), np.inf)
             for z in floor_zeros:
-                zw, zg, zo, zb = state(np.full(len(members), z, dtype=sz.dtype))
+                zw, zg, zo, zb = _stage_state_of(
+                    np.full(len(members), z, dtype=sz.dtype), *state_inputs
+                )
                 zb = base_buffers + zb
                 zw, zg, za = _peak_phase(zw, zg, acts_floor, late)
                 lowest = np.minimum(lowest, np.max(zw + zg + zo + za + zb, axis=0))
