@@ -11,10 +11,10 @@ from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate, predict
 from deepflow.estimate.context import Env
 from deepflow.estimate.evaluate import (
-    DP_SYNC_TIMES,
-    OPTIMIZER_TIME,
     PART_COSTS,
     STAGE_STATE,
+    STEP_INPUTS,
+    STEP_TIMES,
     clear_memos,
 )
 from deepflow.estimate.memo import ArgsMemo, Memo, fingerprint
@@ -243,7 +243,7 @@ def test_args_memo_keys_every_bit_of_its_arguments():
 def test_clear_memos_empties_the_step_level_memos_too():
     scenario = build("llama2-7b", {"tp": 2, "pp": 2, "dp": 16})
     predict(scenario)
-    assert STAGE_STATE.entries and DP_SYNC_TIMES.entries and OPTIMIZER_TIME.entries
+    assert STEP_INPUTS.entries and STAGE_STATE.entries and STEP_TIMES.entries
     clear_memos()
-    assert not (STAGE_STATE.entries or DP_SYNC_TIMES.entries or OPTIMIZER_TIME.entries)
+    assert not (STEP_INPUTS.entries or STAGE_STATE.entries or STEP_TIMES.entries)
     assert PART_COSTS.misses == 0

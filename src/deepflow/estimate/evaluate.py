@@ -524,43 +524,36 @@ def _take_groups(groups: DataParallelGroups, idx: np.ndarray) -> DataParallelGro
     )  # fmt: skip
 
 
-def dp_sync_times(
-    params: object,
-    expert: object,
-    zero: object,
-    groups: DataParallelGroups,
-    gather_bytes: object,
-    grad_bytes: object,
-    hierarchy: Hierarchy,
-    algorithm: Algorithm | ProgramAlgorithm,
-) -> tuple[object, object]:
-    """The step-level data-parallel collectives of a stage holding ``params`` and
-    ``expert`` parameters (:func:`~deepflow.parallel.sharding.step_sync`), as the time of
-    those run under the backward pass and of the parameter all-gather run before the next
-    forward. For one strategy (NumPy scalars, ``groups`` its one-element placements) the
-    lines run on scalars (:func:`~deepflow.parallel.sharding.scalar_groups`)."""
-    one = isinstance(params, np.generic)
-    groups = scalar_groups(groups) if one else groups
-    colls = step_sync(params, expert, zero, groups, gather_bytes, grad_bytes)
-    return (
-        sync_time(colls, groups, hierarchy, algorithm, phase="backward"),
-        sync_time(colls, groups, hierarchy, algorithm, phase="forward"),
-    )
-
-
-def optimizer_time(
+def step_times(
     params: np.ndarray,
     expert: np.ndarray,
     zero: np.ndarray,
     groups: DataParallelGroups,
+    gather_bytes: np.ndarray,
+    grad_bytes: np.ndarray,
+    hierarchy: Hierarchy,
+    algorithm: Algorithm | ProgramAlgorithm,
     traffic: np.ndarray,
     accelerator: AcceleratorSpec,
-) -> np.ndarray:
-    """Time of the optimizer step of a stage holding ``params`` and ``expert`` parameters:
-    the optimizer state kept on the rank (sharded at ZeRO >= 1) times ``traffic`` bytes per
-    parameter (:func:`optimizer_traffic`), memory-bound."""
-    opt_params = sharded_state(params, expert, zero, 1, groups)
-    return memory_time(opt_params * traffic, accelerator, 4)
+) -> tuple[object, object, np.ndarray]:
+    """The step-level terms of a stage holding ``params`` and ``expert`` parameters (per
+    strategy): the time of the data-parallel collectives run under the backward pass and
+    of the parameter all-gather run before the next forward
+    (:func:`~deepflow.parallel.sharding.step_sync`), and the optimizer step's time, its
+    state kept on the rank (sharded at ZeRO >= 1) times ``traffic`` bytes per parameter
+    (:func:`optimizer_traffic`), memory-bound. For one strategy the collectives' lines run
+    on NumPy scalars (:func:`~deepflow.parallel.sharding.scalar_groups`) and the two
+    times are scalars."""
+    sync = (params, expert, zero, groups, gather_bytes, grad_bytes)
+    if len(params) == 1:
+        sync = (*(_FIRST(a) for a in (params, expert, zero)), scalar_groups(groups),
+                _FIRST(gather_bytes), _FIRST(grad_bytes))  # fmt: skip
+    colls = step_sync(*sync)
+    return (
+        sync_time(colls, sync[3], hierarchy, algorithm, phase="backward"),
+        sync_time(colls, sync[3], hierarchy, algorithm, phase="forward"),
+        memory_time(sharded_state(params, expert, zero, 1, groups) * traffic, accelerator, 4),
+    )
 
 
 def _stage_state_of(
@@ -588,11 +581,9 @@ def _stage_state_of(
 STAGE_STATE = ArgsMemo(_stage_state_of)
 """One strategy's :func:`_stage_state` by its arguments (the same for every micro-batch
 size, recomputation and schedule of a mesh and split)."""
-DP_SYNC_TIMES = ArgsMemo(dp_sync_times)
-"""One strategy's :func:`dp_sync_times` by its arguments (the same for every micro-batch
+STEP_TIMES = ArgsMemo(step_times)
+"""One strategy's :func:`step_times` by their arguments (the same for every micro-batch
 size, recomputation and schedule of a mesh and split)."""
-OPTIMIZER_TIME = ArgsMemo(optimizer_time)
-"""One strategy's :func:`optimizer_time` by its arguments."""
 
 
 def clear_memos() -> None:
@@ -600,7 +591,7 @@ def clear_memos() -> None:
     (:data:`PART_COSTS`) and the stage state, data-parallel sync and optimizer times kept
     by their arguments."""
     PART_COSTS.clear()
-    for memo in (STEP_INPUTS, STAGE_STATE, DP_SYNC_TIMES, OPTIMIZER_TIME):
+    for memo in (STEP_INPUTS, STAGE_STATE, STEP_TIMES):
         memo.clear()
 
 
@@ -881,17 +872,20 @@ def evaluate(
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
     # one strategy: these terms on NumPy scalars (:mod:`deepflow.network.xp`), its groups too
-    (s_params, s_expert, s_backward, s_forward, s_zero, s_gather_w, s_grad_bytes,
-     overlap_grad, overlap_gather) = (
+    (s_params, s_expert, s_backward, s_forward, s_gather_w, s_grad_bytes, overlap_grad,
+     overlap_gather) = (
         _FIRST(a) if n == 1 else a
         for a in (
-            stage_params, stage_expert_params, stage_backward, stage_forward, zero, gather_w,
+            stage_params, stage_expert_params, stage_backward, stage_forward, gather_w,
             env.grad_bytes, b.overlap_grad_reduce, b.overlap_param_gather,
         )
     )  # fmt: skip
-    sync, gather = (DP_SYNC_TIMES if n == 1 else dp_sync_times)(
-        s_params, s_expert, s_zero, dpg, s_gather_w, s_grad_bytes, env.hierarchy, dp_algo
-    )
+    sync, gather, optimizer = (STEP_TIMES if n == 1 else step_times)(
+        stage_params, stage_expert_params, zero, dpg, gather_w, env.grad_bytes, env.hierarchy,
+        dp_algo, opt_traffic, system.accelerator,
+    )  # fmt: skip
+    if n == 1:  # a copy: the memo's array is read-only, the result's the caller's
+        optimizer = optimizer.copy()
     grad_bytes = (s_params + s_expert) * s_grad_bytes
     last_bucket = sync * minimum(1.0, GRAD_BUCKET_BYTES / maximum(grad_bytes, 1.0))
     overlapped = maximum(sync - s_backward, last_bucket)
@@ -901,15 +895,6 @@ def evaluate(
     dp_exposed = dp_exposed + param_gather_exposed(overlap_gather, gather, s_forward, gather_bucket)
     crit = dict(zip(STAGE_PARTS, crit, strict=True))
     crit["dp_comm"] = crit["dp_comm"] + dp_exposed
-
-    if n == 1:  # a copy: the memo's array is read-only, the result's the caller's
-        optimizer = OPTIMIZER_TIME(
-            stage_params, stage_expert_params, zero, dpg, opt_traffic, system.accelerator
-        ).copy()
-    else:
-        optimizer = optimizer_time(
-            stage_params, stage_expert_params, zero, dpg, opt_traffic, system.accelerator
-        )
 
     breakdown = {**crit, "pipeline_bubble": bubble, "optimizer": optimizer}  # BREAKDOWN_KEYS
     step = steady + bubble + dp_exposed + optimizer
