@@ -719,8 +719,9 @@ def evaluate(
     d_sums, m_sums, e_sums, h_sums = (c.stage_sums for c in (dense, moe, emb, head))
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
-    live_floor = np.maximum(dense.live_floor, moe.live_floor)
     floor_zeros = None if memory_floor_zeros is None else sorted(set(memory_floor_zeros))
+    if floor_zeros is not None:
+        live_floor = np.maximum(dense.live_floor, moe.live_floor)
     zero = b.zero
 
     # strategies with the same pipeline split are evaluated together, stages on axis 0
