@@ -6,13 +6,15 @@ strategies (tp, pp, micro-batch, recompute); CPU time of this process, so that o
 on the machine does not count. The layer costs, and apart from them the embedding and
 head costs, of a call are reused by later calls that read the same inputs
 (:mod:`deepflow.estimate.memo`: here tp, micro-batch and recompute, 24 combinations, each
-computed once and counted in the time); ``--cold`` empties those memos before every call,
-the rate without any reuse.
+computed once and counted in the time), and so are the stage state and the step-level
+data-parallel and optimizer terms of a mesh and split (here tp and pp, 20 combinations);
+``--cold`` empties every memo before every call
+(:func:`deepflow.estimate.evaluate.clear_memos`), the rate without any reuse.
 
     python bench/bench_predict.py [--calls N] [--cold | --warm]
 
-``--warm`` computes every layer and edge cost before the clock starts (one pass over the
-120 strategies): the rate of the evaluator itself, without the memo misses.
+``--warm`` fills the memos before the clock starts (one pass over the 120 strategies):
+the rate of the evaluator itself, without the memo misses.
 
 Measured on the 2-core development machine, 2026-12-05 (``taskset -c 0``, other jobs
 running on the machine): 1,748-1,863 predictions/s (0.54-0.57 ms each) in three runs,
@@ -64,14 +66,37 @@ pipeline split and on one-element arrays, spread over some hundred lines; the re
 spread over the sharding, pipeline and collective helpers.
 
 Fifth round (2026-12-06, ``taskset -c 0``, other jobs on the machine; best of four runs
-each, this command and the evaluator of the commit before the round run alternately, two
-sets): 1,985-1,995/s (0.50 ms) against 1,740-1,750/s; ``--warm`` 2,242-2,256/s (0.44 ms)
-against 2,000-2,083/s. The round: the one-strategy entry of ``evaluate``.
-``StrategyBatch.from_specs`` of one spec packs its fields and strides in two arrays (no
-``__post_init__``: the spec's row holds the effective FP8 fields), and ``Env.build``,
-the placements' memo key and the feasibility rules read the strategy's NumPy scalars
-(``StrategyBatch.row``, built once per batch), the rules with operators instead of ufunc
-calls and with the model's conditions first.
+each, this command and the evaluator of the commit before the round run alternately):
+2,463/s (0.41 ms) against 1,659/s; ``--calls 1200`` 2,827-2,912/s against 1,869-1,875/s;
+``--warm --calls 1200`` 3,250-3,347/s (0.30 ms) against 2,136-2,150/s; ``--cold --calls
+240`` 330/s against 247/s. The round, every result bit-identical (``deepflow validate
+--csv`` and the predictions of every example over 120 strategies compared before and
+after):
+
+* one strategy's entry: ``StrategyBatch.from_specs`` of one spec packs its fields and
+  strides in two arrays, and ``Env.build``, the placements' memo key and the feasibility
+  rules read the strategy's NumPy scalars (``StrategyBatch.row``, built once per batch);
+* reuse below the layer costs (:class:`deepflow.estimate.memo.ArgsMemo`): the stage
+  state and the step-level data-parallel sync and optimizer time of one strategy kept by
+  the values of their arguments, the same for every micro-batch size, recomputation and
+  schedule of a mesh and split; the environment-only step inputs kept by what they read,
+  beside the part costs; a cost's time parts as full rows of the stage parts, kept per
+  memoized cost;
+* cheaper memo misses: the GEMMs of an op (forward, data and weight gradients) and the
+  unfused attention's six in one call with the shapes on a leading axis, GEMM curve
+  parameters kept per precision code, a recorder that keeps each value it read;
+* fewer operations: one pipeline split's outputs taken as they are, the ZeRO-3 terms'
+  zeros computed once without ZeRO-3, ``ndarray.any`` for ``np.any``, one element's
+  rates (tokens/s, MFU, HFU) on NumPy scalars.
+
+After it, the median time of each part of a warm call (``time.perf_counter`` marks in
+``evaluate``, 1,200 calls): ``from_specs`` and the call 20 us, ``Env.build`` 26 us, the
+feasibility rules 17 us, the part costs' memo lookup 35 us and the step inputs' 6 us, the
+pipeline-split loop 129 us (the stage parts 17 us, the pipeline time 20 us, the stage
+state's memo 14 us, the stage sums 11 us, the forward and weight-gradient shares 14 us),
+the step-level terms 38 us, the result and ``prediction_at`` 27 us. Still short of
+5,000/s: what remains is NumPy's fixed cost per operation on one-element and
+``(stages, 1)`` arrays, spread over the evaluator with no part a large share.
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ changed input). Only batches of one strategy are memoized (a large batch is eval
 one vectorized pass anyway); each function keeps at most :data:`MAXSIZE` entries, least
 recently used first out. Cached arrays are made read-only, so a caller cannot alter a
 later hit.
+
+:class:`ArgsMemo` keys a pure function of plain arguments the same way, each argument by
+:func:`fingerprint`: the evaluator keeps with it the parts of a one-strategy evaluation
+that read fewer strategy fields than the whole (the stage state, the step-level
+data-parallel sync and optimizer time, which read the parameter counts and the groups but
+not the micro-batch size or the recomputation).
 """
 
 from __future__ import annotations
