@@ -588,8 +588,9 @@ size, recomputation and schedule of a mesh and split)."""
 
 def clear_memos() -> None:
     """Empty every memo of the one-strategy evaluation: the part costs
-    (:data:`PART_COSTS`) and the stage state, data-parallel sync and optimizer times kept
-    by their arguments."""
+    (:data:`PART_COSTS`) and step inputs (:data:`STEP_INPUTS`), kept by what they read,
+    and the stage state and step-level times (:data:`STAGE_STATE`, :data:`STEP_TIMES`),
+    kept by their arguments."""
     PART_COSTS.clear()
     for memo in (STEP_INPUTS, STAGE_STATE, STEP_TIMES):
         memo.clear()
@@ -872,7 +873,7 @@ def evaluate(
     # except the last bucket; ZeRO 1/2 then gather the updated parameters
     # (:func:`param_gather_exposed`). Volumes: :func:`deepflow.parallel.sharding.step_sync`.
     dp_algo = _dp_algorithm(env)
-    # one strategy: these terms on NumPy scalars (:mod:`deepflow.network.xp`), its groups too
+    # one strategy: these terms on NumPy scalars (:mod:`deepflow.network.xp`)
     (s_params, s_expert, s_backward, s_forward, s_gather_w, s_grad_bytes, overlap_grad,
      overlap_gather) = (
         _FIRST(a) if n == 1 else a
