@@ -247,3 +247,20 @@ def test_clear_memos_empties_the_step_level_memos_too():
     clear_memos()
     assert not (STEP_INPUTS.entries or STAGE_STATE.entries or STEP_TIMES.entries)
     assert PART_COSTS.misses == 0
+
+
+def test_step_level_terms_are_reused_across_micro_batch_sizes_and_recomputation():
+    """The stage state and the step-level times read the mesh and split, not the
+    micro-batch size or the recomputation: strategies that differ only in those are
+    served from the argument memos, and still equal the unmemoized evaluation."""
+    clear_memos()
+    base = build("llama2-7b", {"tp": 2, "pp": 2, "dp": 16, "micro_batch_size": 1})
+    loop = [
+        sharing(base, base.strategy.replace(micro_batch_size=mbs, recompute=rc))
+        for mbs in (1, 2, 4)
+        for rc in ("none", "selective", "full")
+    ]
+    for scenario in loop:
+        assert_same(predict(scenario), full(scenario))
+    assert (STAGE_STATE.misses, STEP_TIMES.misses) == (1, 1)
+    assert STAGE_STATE.hits == STEP_TIMES.hits == len(loop) - 1
