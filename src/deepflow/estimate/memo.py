@@ -50,6 +50,7 @@ from deepflow.parallel.batch import StrategyBatch
 from deepflow.specs.base import Spec
 
 T = TypeVar("T")
+V = TypeVar("V")
 Fingerprints = dict[str, tuple[Hashable, list[object]]]
 """Fingerprints of one ``Env`` by attribute path, with the objects each keeps by identity."""
 
@@ -247,6 +248,23 @@ def frozen(value: T, done: dict[int, object] | None = None) -> T:
     return out  # type: ignore[return-value]
 
 
+def _recent(entries: dict[Hashable, V], key: Hashable) -> V | None:
+    """The entry of ``key`` in the least-recently-used order of ``entries`` (a dict in use
+    order, oldest first), moved last as the most recently used; ``None`` if absent."""
+    hit = entries.pop(key, None)
+    if hit is not None:
+        entries[key] = hit
+    return hit
+
+
+def _keep(entries: dict[Hashable, V], key: Hashable, value: V, maxsize: int) -> None:
+    """``entries[key] = value`` as the most recently used, the least recently used entries
+    evicted beyond ``maxsize``."""
+    entries[key] = value
+    while len(entries) > maxsize:
+        del entries[next(iter(entries))]
+
+
 @dataclass
 class Memo(Generic[T]):
     """The memo of one function of an ``Env`` (see the module docstring)."""
@@ -287,9 +305,8 @@ class Memo(Generic[T]):
             return self.function(env)
         with self.lock:
             key, refs = self.key(env, seen)
-            hit = self.entries.pop(key, None)
+            hit = _recent(self.entries, key)
             if hit is not None:
-                self.entries[key] = hit  # the most recently used last
                 self.hits += 1
                 return hit[0]
         log: list[str] = []
@@ -302,9 +319,7 @@ class Memo(Generic[T]):
                 self.entries.clear()
             if len(key) != len(self.paths):  # the schema grew since the lookup
                 key, refs = self.key(env, seen)
-            self.entries[key] = (value, refs)
-            while len(self.entries) > self.maxsize:  # the least recently used first out
-                del self.entries[next(iter(self.entries))]
+            _keep(self.entries, key, (value, refs), self.maxsize)
         return value
 
     def clear(self) -> None:
@@ -337,17 +352,14 @@ class ArgsMemo(Generic[T]):
         refs: list[object] = []
         key = tuple([fingerprint(a, refs) for a in args])
         with self.lock:
-            hit = self.entries.pop(key, None)
+            hit = _recent(self.entries, key)
             if hit is not None:
-                self.entries[key] = hit  # the most recently used last
                 self.hits += 1
                 return hit[0]
         value = frozen(self.function(*args))
         with self.lock:
             self.misses += 1
-            self.entries[key] = (value, refs)
-            while len(self.entries) > self.maxsize:  # the least recently used first out
-                del self.entries[next(iter(self.entries))]
+            _keep(self.entries, key, (value, refs), self.maxsize)
         return value
 
     def clear(self) -> None:
