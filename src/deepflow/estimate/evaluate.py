@@ -383,7 +383,6 @@ def param_gather_exposed(
 
 def _stage_state(
     zero: np.ndarray,
-    *,
     params: np.ndarray,
     expert: np.ndarray,
     fp8_dense: np.ndarray | None,
@@ -556,29 +555,7 @@ def step_times(
     )
 
 
-def _stage_state_of(
-    zero: object,
-    params: np.ndarray,
-    expert: np.ndarray,
-    fp8_dense: np.ndarray | None,
-    groups: DataParallelGroups,
-    param_bytes: object,
-    fp8_extra: object,
-    grad_bytes: object,
-    opt_bytes: object,
-    largest_layer: object,
-    reshard_after_forward: object,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_stage_state` with positional arguments (for :data:`STAGE_STATE`)."""
-    return _stage_state(
-        zero, params=params, expert=expert, fp8_dense=fp8_dense, groups=groups,
-        param_bytes=param_bytes, fp8_extra=fp8_extra, grad_bytes=grad_bytes,
-        opt_bytes=opt_bytes, largest_layer=largest_layer,
-        reshard_after_forward=reshard_after_forward,
-    )  # fmt: skip
-
-
-STAGE_STATE = ArgsMemo(_stage_state_of)
+STAGE_STATE = ArgsMemo(_stage_state)
 """One strategy's :func:`_stage_state` by its arguments (the same for every micro-batch
 size, recomputation and schedule of a mesh and split)."""
 STEP_TIMES = ArgsMemo(step_times)
@@ -805,13 +782,13 @@ def evaluate(
             2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
         ) * np.ones((pp, 1))
 
-        # the stage state's inputs but the ZeRO stage (_stage_state_of's order)
+        # the stage state's inputs but the ZeRO stage (_stage_state's order)
         state_inputs = (
             params, expert, fp8_dense, sgroups, at(w_bytes), at(fp8_extra), at(env.grad_bytes),
             at(opt_state), largest_layer, at(b.reshard_after_forward),
         )  # fmt: skip
         # one strategy: by its arguments (the same for every micro-batch size)
-        state = STAGE_STATE if n == 1 else _stage_state_of
+        state = STAGE_STATE if n == 1 else _stage_state
         weights, grads, opt, unit_buf = state(sz, *state_inputs)
         buffers = base_buffers + unit_buf
         if n == 1:  # one strategy: kept per (pp, micro-batches, vpp, schedule)
@@ -836,7 +813,7 @@ def evaluate(
             )
             lowest = np.full(len(members), np.inf)
             for z in floor_zeros:
-                zw, zg, zo, zb = _stage_state_of(
+                zw, zg, zo, zb = _stage_state(
                     np.full(len(members), z, dtype=sz.dtype), *state_inputs
                 )
                 zb = base_buffers + zb
