@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, lru_cache, partial
 from operator import itemgetter
 
 import numpy as np
@@ -86,6 +86,11 @@ _LAYER_ROWS = [STAGE_PARTS.index(k) for k in LAYER_TIME_PARTS]
 _DP_ROW = STAGE_PARTS.index("dp_comm")
 _PP_ROW = STAGE_PARTS.index("pp_comm")
 _EDGE_ROWS = [STAGE_PARTS.index(k) for k in EDGE_TIME_PARTS]
+# a cost's table (:func:`_stage_table`): the STAGE_PARTS rows, then the STAGE_SUMS rows,
+# then the forward time
+_SUMS = slice(len(STAGE_PARTS), len(STAGE_PARTS) + len(STAGE_SUMS))
+_FORWARD_ROW = _SUMS.stop
+_TABLE_ROWS = _FORWARD_ROW + 1
 
 # Bytes per parameter in mixed precision with Adam: 16-bit weights and gradients, fp32
 # master weights and two fp32 moments (Rajbhandari et al. 2020, ZeRO, sec. 3.1: 2 + 2 + 12).
@@ -433,46 +438,20 @@ def _peak_phase(
     return weights, grads, acts
 
 
-_STAGE_SUMS_USED = (
-    "weight_flops", "all_flops", "params", "saved_activations", "layer_backward",
-    "layer_forward", "expert_params",
-)  # fmt: skip
-"""The stage sums every evaluation reads (``layer_params`` under FP8 and ``saved_floor``
-for the memory floor besides)."""
-
-
-def _stage_sums(
-    split: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    sums: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+def _stage_sum(
+    combined: np.ndarray | None,
+    counts: Sequence[np.ndarray],
+    tables: Sequence[np.ndarray],
     idx: object,
-    names: Sequence[str],
-    one: bool,
-) -> tuple[np.ndarray, ...]:
-    """Per stage and strategy, the quantities ``names`` of
-    :data:`~deepflow.estimate.layer_cost.STAGE_SUMS` summed over the stage's layers and
-    edges: ``dense x d + moe x m + first x e + last x h``, ``split`` the stage columns of
-    :func:`_split_arrays` (layer counts, embedding and loss stage) and ``sums`` the dense
-    layer's, MoE layer's, embedding's and head's ``stage_sums`` rows (strategies ``idx``).
-    For one strategy (``one``) every row in one broadcast; for a batch row by row (the same
-    arithmetic per element, without ``(row, stage, strategy)`` temporaries)."""
-    n_dense, n_moe, first, last = split
-    d, m, e, h = sums
-    rows = [STAGE_SUMS.index(name) for name in names]
-    if one:
-        every = (
-            n_dense[None, :, None] * d[:, None, idx]
-            + n_moe[None, :, None] * m[:, None, idx]
-            + first * e[:, None, idx]
-            + last * h[:, None, idx]
-        )
-        return tuple(every[r] for r in rows)
-    return tuple(
-        n_dense[:, None] * d[r, idx]
-        + n_moe[:, None] * m[r, idx]
-        + first * e[r, idx]
-        + last * h[r, idx]
-        for r in rows
-    )
+    name: str,
+) -> np.ndarray:
+    """The stage sum ``name`` of :data:`~deepflow.estimate.layer_cost.STAGE_SUMS`, (stage,
+    strategy): its row of ``combined`` (every row's :func:`_stage_combination`, one
+    strategy) or, without it, that row's combination alone."""
+    row = _SUMS.start + STAGE_SUMS.index(name)
+    if combined is not None:
+        return combined[row]
+    return _stage_combination(counts, tables, idx, row)
 
 
 @lru_cache(maxsize=4096)
@@ -573,19 +552,54 @@ def clear_memos() -> None:
         memo.clear()
 
 
-def _stage_rows(cost: LayerCost | EdgeCost) -> np.ndarray:
-    """``cost.time_parts`` as rows of :data:`STAGE_PARTS`, (part, strategy), zero in the
-    parts the cost has none of (a layer's data-parallel and pipeline parts, which the
-    evaluator adds by stage; an embedding's or head's parts outside EDGE_TIME_PARTS)."""
+def _stage_table(cost: LayerCost | EdgeCost) -> np.ndarray:
+    """What one layer or edge adds to the stage that holds it, (row, strategy) in
+    :data:`_TABLE` order: ``cost.time_parts`` as rows of :data:`STAGE_PARTS` (zero in the
+    parts the cost has none of: a layer's data-parallel and pipeline parts, which the
+    evaluator adds by stage; an embedding's or head's parts outside EDGE_TIME_PARTS), its
+    rows of :data:`~deepflow.estimate.layer_cost.STAGE_SUMS`, and its forward time."""
     rows = _LAYER_ROWS if isinstance(cost, LayerCost) else _EDGE_ROWS
-    out = np.zeros((len(STAGE_PARTS), cost.time_parts.shape[1]))
+    out = np.zeros((_TABLE_ROWS, cost.time_parts.shape[1]))
     out[rows] = cost.time_parts
+    out[_SUMS] = cost.stage_sums
+    out[_FORWARD_ROW] = cost.forward
     out.flags.writeable = False
     return out
 
 
-_STAGE_ROWS = IdentityCache(_stage_rows, maxsize=512)
-""":func:`_stage_rows` of a memoized cost (one-strategy calls), kept per cost object."""
+_STAGE_TABLE = IdentityCache(_stage_table, maxsize=512)
+""":func:`_stage_table` of a memoized cost (one-strategy calls), kept per cost object."""
+
+
+def _with_unit_comm(table: np.ndarray, dp: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """A layer's :func:`_stage_table` with its per-unit data-parallel time ``dp`` (ZeRO-3's
+    gathers and reduce-scatters, forward and backward) in the ``dp_comm`` row and the
+    forward part of it, ``forward``, added to its forward time."""
+    out = table.copy()
+    out[_DP_ROW] = dp
+    out[_FORWARD_ROW] = table[_FORWARD_ROW] + forward
+    return out
+
+
+def _stage_combination(
+    coefficients: Sequence[np.ndarray],
+    tables: Sequence[np.ndarray],
+    idx: object,
+    rows: slice | int = slice(None),
+) -> np.ndarray:
+    """Per stage, ``sum_k c_k t_k`` over the kinds of what a stage holds (dense layers,
+    MoE layers, the ZeRO-3 chain ends where any, embedding, head, in that order):
+    ``coefficients`` their counts per stage (columns over the stages) and ``tables`` their
+    :func:`_stage_table` rows (strategies ``idx``). With a slice of rows, (row, stage,
+    strategy); with one row, (stage, strategy). The one definition of a stage's time
+    parts, sums and forward time from its layers and edges."""
+    total = None
+    for count, table in zip(coefficients, tables, strict=True):
+        # one row first: NumPy would move the axis of an integer index and an index array
+        # apart by a new axis to the front
+        term = count * (table[rows, None, idx] if type(rows) is slice else table[rows][None, idx])
+        total = term if total is None else total + term
+    return total  # type: ignore[return-value]
 
 
 class _BySplit:
@@ -676,25 +690,25 @@ def evaluate(
     hidden_bytes, p2p = inputs.hidden_bytes, inputs.p2p
 
     final_norm_params = float(parameter_count(model).final_norm)
+    # what each kind of unit adds to a stage (:func:`_stage_table`, (row, strategy); kept
+    # per memoized cost for one strategy): dense layers, MoE layers, embedding, head
+    table_of = _STAGE_TABLE if n == 1 else _stage_table
+    tables = [table_of(c) for c in (dense, moe, emb, head)]
     if (b.zero >= 3).any():
+        # the layers' data-parallel part (ZeRO-3's per-unit collectives, exposed) and the
+        # ends of a pass's ZeRO-3 chain, a kind of its own counted once per chunk of layers
         z3_dense = zero3_exposed(env, dense)
         z3_moe = z3_dense if moe is dense else zero3_exposed(env, moe)  # dense: one layer kind
         z3_edge = sum(zero3_edges(env, (dense, moe) if model.moe is not None else (dense,)))
-    else:  # no strategy gathers per unit: the three functions' zeros, computed once
-        zeros = np.zeros(n)
-        z3_dense = z3_moe = (zeros, zeros)
-        z3_edge = zeros
-
-    # the layers' time by part, (part, strategy) in LAYER_TIME_PARTS order, and their
-    # data-parallel part (ZeRO-3's per-unit collectives) apart: it depends on the stage
-    # (the time parts as rows of STAGE_PARTS, zero where a cost has none; kept per memoized
-    # cost for one strategy)
-    rows_of = _STAGE_ROWS if n == 1 else _stage_rows
-    d_time, d_dp = rows_of(dense), z3_dense[0] + z3_dense[1]
-    m_time, m_dp = (d_time, d_dp) if moe is dense else (rows_of(moe), z3_moe[0] + z3_moe[1])
-    e_time, h_time = rows_of(emb), rows_of(head)
-    # the quantities a stage sums over its layers and edges, (quantity, strategy)
-    d_sums, m_sums, e_sums, h_sums = (c.stage_sums for c in (dense, moe, emb, head))
+        tables[0] = _with_unit_comm(tables[0], z3_dense[0] + z3_dense[1], z3_dense[0])
+        tables[1] = (
+            tables[0]
+            if moe is dense
+            else _with_unit_comm(tables[1], z3_moe[0] + z3_moe[1], z3_moe[0])
+        )
+        ends = np.zeros_like(tables[0])
+        ends[_DP_ROW] = z3_edge
+        tables.insert(2, ends)
     # what recomputation re-creates for the backward pass of one layer at a time
     live_extra = np.maximum(dense.recompute_live, moe.recompute_live)
     floor_zeros = None if memory_floor_zeros is None else sorted(set(memory_floor_zeros))
@@ -717,42 +731,41 @@ def evaluate(
         n_dense, n_moe, stages, first, last, holds_layers = _split_arrays(
             model, pp, vpp, stage_layers
         )
-        # the parts of every stage at once, (part, stage, strategy) in STAGE_PARTS order:
-        # the layers', the pipeline transfers, the ZeRO-3 edges', the embedding's and head's
-        # (a row a cost lacks adds its zeros: x + 0.0 is x)
-        parts = (
-            n_dense[None, :, None] * d_time[:, None, idx]
-            + n_moe[None, :, None] * m_time[:, None, idx]
-        )
-        parts[_DP_ROW] = (n_dense[:, None] * d_dp[idx] + n_moe[:, None] * m_dp[idx]) + vpp * at(
-            z3_edge
-        ) * holds_layers
-        parts = parts + first * e_time[:, None, idx] + last * h_time[:, None, idx]
-        parts[_PP_ROW] = 2.0 * vpp * at(p2p)  # the same on every stage
+        # per stage, what its layers and edges add up to (:func:`_stage_combination`):
+        # the time parts, (part, stage, strategy) in STAGE_PARTS order, the pipeline
+        # transfers set apart (the same on every stage), the STAGE_SUMS quantities and the
+        # forward part of the stage's time (1F1B's span on uneven stages needs it). One
+        # strategy: every row in one broadcast; a batch: the parts at once and each other
+        # row on its own (no (row, stage, strategy) temporaries of every row)
+        counts = [n_dense[:, None], n_moe[:, None], first, last]
+        if len(tables) == 5:  # the ZeRO-3 chain's ends, on each stage with layers
+            counts.insert(2, vpp * holds_layers)
+        every = None
+        if n == 1:
+            every = _stage_combination(counts, tables, idx)
+            parts, forward = every[: len(STAGE_PARTS)], every[_FORWARD_ROW]
+        else:
+            parts = _stage_combination(counts, tables, idx, slice(len(STAGE_PARTS)))
+            forward = _stage_combination(counts, tables, idx, _FORWARD_ROW)
+        parts[_PP_ROW] = 2.0 * vpp * at(p2p)
+        forward = forward + vpp * at(p2p)
         stage_time = parts[0]
         for row in parts[1:]:
             stage_time = stage_time + row
+
+        # the STAGE_SUMS quantities by name, (stage, strategy)
+        summed = partial(_stage_sum, every, counts, tables, idx)
+
         # zero-bubble defers the weight-gradient work W into the bubble. Its share of the
         # stage is taken by FLOPs (weight-gradient GEMMs over all the stage's FLOPs), which
         # does not depend on peak rates or bandwidths, so the deferred time scales with the
         # stage time and the step stays monotone in them
-        wanted = (
-            _STAGE_SUMS_USED
-            + ("layer_params",) * fp8_any
-            + ("saved_floor",) * (floor_zeros is not None)
-        )
-        summed = _stage_sums(
-            (n_dense, n_moe, first, last), (d_sums, m_sums, e_sums, h_sums), idx, wanted, n == 1
-        )
-        w_flops, all_flops, params, per_mb, layer_backward, layer_forward, expert = summed[:7]
+        w_flops, all_flops = summed("weight_flops"), summed("all_flops")
         wgrad = stage_time * np.where(all_flops > 0, w_flops / np.maximum(all_flops, 1.0), 0.0)
-        # the forward part of each stage's time (1F1B's span on uneven stages needs it)
-        forward = (
-            n_dense[:, None] * (at(dense.forward) + at(z3_dense[0]))
-            + n_moe[:, None] * (at(moe.forward) + at(z3_moe[0]))
-            + first * at(emb.forward)
-            + last * at(head.forward)
-            + vpp * at(p2p)
+        params, per_mb, expert = (
+            summed("params"),
+            summed("saved_activations"),
+            summed("expert_params"),
         )
         s_steady, s_bubble = pipeline_time(
             stage_time, wgrad, at(m), at(b.vpp).astype(float), at(b.schedule), forward
@@ -776,7 +789,7 @@ def evaluate(
         sz = at(zero)
         # one pipeline split (always, for one strategy): the groups are those of the batch
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
-        fp8_dense = summed[7] if fp8_any else None
+        fp8_dense = summed("layer_params") if fp8_any else None
         largest_layer = np.maximum(at(dense.params), at(moe.params) + at(moe.expert_params))
         base_buffers = (
             2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
@@ -807,7 +820,7 @@ def evaluate(
                 [in_flight(stages, pp, at(m), at(b.vpp), s) for s in range(len(SCHEDULES))],
                 axis=0,
             )
-            per_mb_floor = summed[-1]
+            per_mb_floor = summed("saved_floor")
             acts_floor = (
                 fewest * per_mb_floor + at(live_floor) + last * at(head.transient_activations)
             )
@@ -830,8 +843,8 @@ def evaluate(
             mem=np.array((weights, grads, opt, acts, buffers))[:, worst, cols],
             stage_params=params[heaviest, cols],
             stage_expert_params=expert[heaviest, cols],
-            stage_backward=layer_backward[critical, cols],
-            stage_forward=layer_forward[critical, cols],
+            stage_backward=summed("layer_backward")[critical, cols],
+            stage_forward=summed("layer_forward")[critical, cols],
         )
     steady, bubble, crit, peak, mem = (
         out["steady"],
