@@ -454,6 +454,15 @@ def _stage_sum(
     return _stage_combination(counts, tables, idx, row)
 
 
+def _on_stage(values: np.ndarray, stage: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each strategy's values on its own pipeline stage: ``values[..., stage[j], j]`` for
+    every strategy ``j`` (stages on the second-to-last axis, strategies on the last); for
+    one strategy by a basic index (a view, without an index array's gather)."""
+    if len(cols) == 1:
+        return values[..., int(stage[0]), :]
+    return values[..., stage, cols]
+
+
 @lru_cache(maxsize=4096)
 def _split_arrays(
     model: ModelSpec, pp: int, vpp: int, stage_layers: tuple[int, ...] | None
@@ -777,7 +786,7 @@ def evaluate(
             steady=s_steady,
             bubble=s_bubble,
             critical_stage=critical,
-            crit=at(m) * parts[:, critical, cols],  # the critical stage's parts
+            crit=at(m) * _on_stage(parts, critical, cols),  # the critical stage's parts
         )
 
         # memory per stage
@@ -791,9 +800,10 @@ def evaluate(
         sgroups = dpg if len(groups) == 1 else _take_groups(dpg, idx)
         fp8_dense = summed("layer_params") if fp8_any else None
         largest_layer = np.maximum(at(dense.params), at(moe.params) + at(moe.expert_params))
-        base_buffers = (
-            2.0 * GRAD_BUCKET_BYTES + np.where(pp > 1, 2.0, 0.0) * at(hidden_bytes)
-        ) * np.ones((pp, 1))
+        base_buffers = np.full(
+            (pp, len(members)),
+            2.0 * GRAD_BUCKET_BYTES + (2.0 if pp > 1 else 0.0) * at(hidden_bytes),
+        )
 
         # the stage state's inputs but the ZeRO stage (_stage_state's order)
         state_inputs = (
@@ -837,14 +847,14 @@ def evaluate(
         heaviest = np.argmax(params + expert, axis=0)
         out.put(
             idx,
-            peak=total[worst, cols],
+            peak=_on_stage(total, worst, cols),
             peak_stage=worst,
             # the peak stage's memory, MEMORY_KEYS order
-            mem=np.array((weights, grads, opt, acts, buffers))[:, worst, cols],
-            stage_params=params[heaviest, cols],
-            stage_expert_params=expert[heaviest, cols],
-            stage_backward=summed("layer_backward")[critical, cols],
-            stage_forward=summed("layer_forward")[critical, cols],
+            mem=_on_stage(np.array((weights, grads, opt, acts, buffers)), worst, cols),
+            stage_params=_on_stage(params, heaviest, cols),
+            stage_expert_params=_on_stage(expert, heaviest, cols),
+            stage_backward=_on_stage(summed("layer_backward"), critical, cols),
+            stage_forward=_on_stage(summed("layer_forward"), critical, cols),
         )
     steady, bubble, crit, peak, mem = (
         out["steady"],
