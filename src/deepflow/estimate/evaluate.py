@@ -38,7 +38,7 @@ from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EDGE_TIME_PARTS, EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, STAGE_SUMS, LayerCost, layer_costs
-from deepflow.estimate.memo import ArgsMemo, Codes, Memo, clear_codes
+from deepflow.estimate.memo import ArgsMemo, Codes, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -567,12 +567,11 @@ def clear_memos() -> None:
     """Empty every memo of the one-strategy evaluation: the part costs
     (:data:`PART_COSTS`) and step inputs (:data:`STEP_INPUTS`), kept by what they read,
     and the stage state and step-level times (:data:`STAGE_STATE`, :data:`STEP_TIMES`),
-    kept by their arguments; and the codes their keys are made of
-    (:func:`~deepflow.estimate.memo.clear_codes`)."""
+    kept by their arguments. The codes their keys are made of stay
+    (:func:`~deepflow.estimate.memo.clear_codes` empties them)."""
     PART_COSTS.clear()
     for memo in (STEP_INPUTS, STAGE_STATE, STEP_TIMES):
         memo.clear()
-    clear_codes()
 
 
 def _stage_rows(cost: LayerCost | EdgeCost) -> np.ndarray:
