@@ -97,6 +97,21 @@ state's memo 14 us, the stage sums 11 us, the forward and weight-gradient shares
 the step-level terms 38 us, the result and ``prediction_at`` 27 us. Still short of
 5,000/s: what remains is NumPy's fixed cost per operation on one-element and
 ``(stages, 1)`` arrays, spread over the evaluator with no part a large share.
+
+Sixth round (2026-12-06, ``taskset -c 0``, a test run of another checkout on the machine;
+best of four runs each, this command and the evaluator of the commit before the round run
+alternately): 2,465/s against 2,221/s; ``--calls 1200`` 2,871/s against 2,545/s; ``--warm
+--calls 1200`` 3,086/s against 2,782/s (3,607 against 3,259/s in an earlier, quieter
+set); ``--cold --calls 240`` 291/s against 274/s, within the noise. The round: memo keys
+of small integer codes, one per distinct fingerprint (:func:`deepflow.estimate.memo.code`),
+instead of tuples of nested fingerprints hashed again on every lookup; a packed batch of
+one keyed on the Python values of the fields read; scalars, empty dicts, enums and
+frozen objects given their codes without a fingerprint. Median time of each memo lookup
+of a warm call (``python bench/bench_memo.py``, same machine and load, best of two runs):
+the part costs 27.1 -> 13.6 us, the step inputs 5.5 -> 3.5 us, the stage state 9.3 ->
+4.7 us, the step-level times 7.3 -> 4.9 us; 49 -> 27 us in all, every result
+bit-identical (``deepflow validate --csv`` and the predictions of every example over 120
+strategies compared before and after).
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """``deepflow.predict`` one strategy at a time: the memo of part costs
 (:mod:`deepflow.estimate.memo`) returns exactly what the full evaluation computes."""
 
+import dataclasses
+import gc
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,6 +13,7 @@ from tests.core.test_estimate_properties import SETTINGS, build, models, strateg
 
 from deepflow.errors import ConfigError
 from deepflow.estimate import evaluate, predict
+from deepflow.estimate import memo as memo_module
 from deepflow.estimate.context import Env
 from deepflow.estimate.evaluate import (
     PART_COSTS,
@@ -17,8 +22,9 @@ from deepflow.estimate.evaluate import (
     STEP_TIMES,
     clear_memos,
 )
-from deepflow.estimate.memo import ArgsMemo, Memo, fingerprint
+from deepflow.estimate.memo import ArgsMemo, Memo, clear_codes, code, fingerprint
 from deepflow.estimate.prediction import Prediction, prediction_at
+from deepflow.network.collectives import Algorithm
 from deepflow.parallel import StrategyBatch
 from deepflow.specs import Scenario, scenario_from_dict
 
@@ -264,3 +270,119 @@ def test_step_level_terms_are_reused_across_micro_batch_sizes_and_recomputation(
         assert_same(predict(scenario), full(scenario))
     assert (STAGE_STATE.misses, STEP_TIMES.misses) == (1, 1)
     assert STAGE_STATE.hits == STEP_TIMES.hits == len(loop) - 1
+
+
+def test_codes_tell_apart_what_computes_differently():
+    """A code stands for a fingerprint: equal values (fresh objects) share it, values
+    whose fingerprints differ (a sign bit, a dtype, a shape, a type) never do."""
+    assert code(np.array([2.5])) == code(np.array([2.5]))
+    assert code(np.float64(2.5)) == code(np.float64(2.5)) == code(np.array([2.5])[0])
+    assert code(0.0) != code(-0.0)
+    assert code(np.float64(0.0)) != code(np.float64(-0.0))
+    assert code(np.array([0.0])) != code(np.array([-0.0]))
+    assert code(float("nan")) == code(float("nan"))
+    ones = [
+        1, 1.0, True, np.float64(1.0), np.int64(1), np.bool_(True), np.float32(1.0),
+        np.array([1.0]), np.array([1]), np.array([True]), np.array([1.0], dtype=np.float32),
+        np.array([[1.0]]), np.array(1.0), (1,), "1",
+    ]  # fmt: skip
+    assert len({code(v) for v in ones}) == len(ones)
+    assert len({code(v) for v in (None, {}, (), {"dp": Algorithm.RING})}) == 4
+    assert code({"dp": Algorithm.RING}) == code({"dp": Algorithm.RING})
+    assert code({"dp": Algorithm.RING}) != code({"dp": Algorithm.TREE})
+    assert code(Algorithm.RING) == code(Algorithm.RING) != code(Algorithm.TREE)
+
+
+class _Token:
+    """An object kept by identity (weakly referenceable)."""
+
+
+def test_a_code_kept_by_identity_holds_its_object_and_is_never_given_twice():
+    token = _Token()
+    alive = weakref.ref(token)
+    number = code(token)
+    assert code(token) == number and code(_Token()) != number
+    del token
+    gc.collect()
+    assert alive() is not None  # held by the table: its id cannot be reused
+    clear_codes()
+    gc.collect()
+    assert alive() is None  # released with the table
+    later = [code(_Token()) for _ in range(20)] + [code(np.array([2.5]))]
+    assert number not in later and min(later) > number  # a new code for what comes after
+
+
+def test_the_table_of_codes_is_bounded_and_codes_stay_unique(monkeypatch):
+    clear_codes()
+    monkeypatch.setattr(memo_module, "CODES_MAXSIZE", 8)
+    numbers = [code(np.array([float(i)])) for i in range(30)]
+    assert len(memo_module._CODES) <= 8
+    assert len(set(numbers)) == 30  # no two values share a code, across the clears
+    again = code(np.array([29.0]))
+    assert again == numbers[-1]  # still in the table
+    assert code(np.array([0.0])) not in numbers  # emptied since: a new code, a miss
+    clear_codes()
+
+
+def unpacked(env: Env) -> Env:
+    """``env`` with its batch of one built field by field (not packed)."""
+    batch = StrategyBatch.from_specs([env.batch.spec(0)] * 2).take(np.array([0]))
+    assert batch.packed_values is None and env.batch.packed_values is not None
+    return Env.build(env.model, env.system, batch, env.global_batch_size)
+
+
+def test_a_packed_batch_keys_on_the_fields_read():
+    """A packed batch of one is keyed on the Python values of the packed fields read: a
+    strategy that differs in one of them (an int, a flag, a stride) misses, one that
+    differs only in a field not read hits; an unpacked batch of the same strategy has
+    a key of its own and gets the same value."""
+
+    def read(env: Env) -> tuple[int, bool, int]:
+        b = env.batch
+        return int(b.tp[0]), bool(b.sequence_parallel[0]), int(b.stride_dp[0])
+
+    memo = Memo(read)
+    base = {"tp": 2, "pp": 2, "sequence_parallel": True}
+    assert memo(env_of(**base)) == (2, True, 2)
+    assert memo(env_of(**base, micro_batch_size=4)) == (2, True, 2)  # not read: a hit
+    assert memo(env_of(**{**base, "tp": 4})) == (4, True, 4)
+    assert memo(env_of(**{**base, "sequence_parallel": False})) == (2, False, 2)
+    reordered = memo(env_of(**base, axis_order=["dp", "tp", "cp", "pp"]))
+    assert reordered == (2, True, 1)
+    assert (memo.hits, memo.misses) == (1, 4)
+    env = env_of(**base)
+    plain = unpacked(env)
+    assert memo.key(plain) != memo.key(env)
+    assert memo(plain) == (2, True, 2)  # its own entry: a miss, the same value
+    assert memo(unpacked(env)) == (2, True, 2)
+    assert (memo.hits, memo.misses) == (2, 5)
+
+
+def test_env_values_are_keyed_bit_by_bit():
+    """Two environments differing only in a derived value's sign bit or dtype miss."""
+    memo = Memo(lambda env: np.copysign(1.0, env.tokens))
+    env = env_of(tp=2)
+    zero = dataclasses.replace(env, tokens=np.array([0.0]))
+    negative = dataclasses.replace(env, tokens=np.array([-0.0]))
+    single = dataclasses.replace(env, tokens=np.array([0.0], dtype=np.float32))
+    assert memo(zero)[0] == 1.0 and memo(negative)[0] == -1.0
+    assert memo(single).dtype == np.float32
+    assert memo(dataclasses.replace(env, tokens=np.array([-0.0])))[0] == -1.0
+    assert (memo.hits, memo.misses) == (1, 3)
+
+
+@SETTINGS
+@given(models, st.lists(strategies, min_size=1, max_size=4))
+def test_an_unpacked_batch_of_one_evaluates_as_the_packed_one(model, specs):
+    """The one-strategy path on a batch built field by field (its own memo keys) gives
+    the prediction of the packed batch and of the unmemoized evaluation, bit for bit."""
+    base = build(model, specs[0])
+    for scenario in [sharing(base, build(model, s).strategy) for s in specs]:
+        expected = full(scenario)
+        batch = StrategyBatch.from_specs([scenario.strategy] * 2).take(np.array([0]))
+        result = evaluate(
+            scenario.model, scenario.system, scenario.training.global_batch_size, batch
+        )
+        got = prediction_at(result, 0, scenario.name, scenario.training.tokens)
+        assert_same(got, expected)
+        assert_same(predict(scenario), expected)

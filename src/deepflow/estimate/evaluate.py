@@ -38,7 +38,7 @@ from deepflow.estimate.context import Env, system_constants
 from deepflow.estimate.edges import EDGE_TIME_PARTS, EdgeCost, embedding_cost, head_cost
 from deepflow.estimate.fp8 import gather_bytes, weight_extra_bytes
 from deepflow.estimate.layer_cost import LAYER_TIME_PARTS, STAGE_SUMS, LayerCost, layer_costs
-from deepflow.estimate.memo import ArgsMemo, Fingerprints, Memo
+from deepflow.estimate.memo import ArgsMemo, Codes, Memo
 from deepflow.estimate.pipeline import in_flight, pipeline_time
 from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Algorithm, p2p_time
@@ -136,13 +136,13 @@ class PartCosts:
     are the layers' memo's; :meth:`clear` empties both."""
 
     def __call__(
-        self, env: Env, seen: Fingerprints | None = None
+        self, env: Env, seen: Codes | None = None
     ) -> tuple[LayerCost, LayerCost, EdgeCost, EdgeCost]:
-        """The part costs of ``env``; ``seen``: the fingerprints of ``env``'s paths, shared
-        with other memos of the same call (:meth:`Memo.key`)."""
+        """The part costs of ``env``; ``seen``: the codes of ``env``'s paths, shared with
+        other memos of the same call (:meth:`Memo.key`)."""
         if len(env.batch) != 1:
             return part_costs(env)
-        seen = {} if seen is None else seen  # a path both memos read is fingerprinted once
+        seen = {} if seen is None else seen  # a path both memos read is looked up once
         return (*LAYER_COSTS(env, seen), *EDGE_COSTS(env, seen))
 
     @property
@@ -555,7 +555,8 @@ def clear_memos() -> None:
     """Empty every memo of the one-strategy evaluation: the part costs
     (:data:`PART_COSTS`) and step inputs (:data:`STEP_INPUTS`), kept by what they read,
     and the stage state and step-level times (:data:`STAGE_STATE`, :data:`STEP_TIMES`),
-    kept by their arguments."""
+    kept by their arguments. The codes their keys are made of stay
+    (:func:`~deepflow.estimate.memo.clear_codes` empties them)."""
     PART_COSTS.clear()
     for memo in (STEP_INPUTS, STAGE_STATE, STEP_TIMES):
         memo.clear()
@@ -682,8 +683,8 @@ def evaluate(
     env = Env.build(model, system, batch, global_batch_size, algorithms, matmul_scale)
     ctx = Context(model, system, global_batch_size)
     violation = structural_violations(ctx, batch)
-    if n == 1:  # the memos of one-strategy calls share the fingerprints of env's paths
-        seen: Fingerprints = {}
+    if n == 1:  # the memos of one-strategy calls share the codes of env's paths
+        seen: Codes = {}
         dense, moe, emb, head = PART_COSTS(env, seen)
         inputs = STEP_INPUTS(env, seen)
     else:

@@ -7,13 +7,18 @@ an :class:`~deepflow.estimate.context.Env` keyed on exactly what the function re
 
 * the function runs on a recorder over the ``Env`` (and its ``batch``) that logs every
   attribute it reads; the union of the attribute paths ever read is the key's schema;
-* the key is the content of those attributes in the new ``Env``: NumPy arrays by dtype,
-  shape and bytes, dataclasses (the hierarchy, group placements) field by field,
-  mappings item by item, numbers by type and value (floats bit by bit), the frozen specs
-  (model, system) by value (pydantic equality of their validated fields, so a scenario
-  rebuilt from the same mapping reuses the costs); any other object
-  (algorithm objects) by identity, the entry holding a reference so that the identity
-  cannot be reused while the entry lives;
+* the key is the content of those attributes in the new ``Env`` (:func:`fingerprint`):
+  NumPy arrays by dtype, shape and bytes, dataclasses (the hierarchy, group placements)
+  field by field, mappings item by item, numbers by type and value (floats bit by bit),
+  the frozen specs (model, system) by value (pydantic equality of their validated fields,
+  so a scenario rebuilt from the same mapping reuses the costs); any other object
+  (algorithm objects) by identity;
+* each attribute's fingerprint enters the key as its :func:`code`, a small integer drawn
+  once per fingerprint and never given to another (the table of codes holds the objects
+  kept by identity, so that their ids cannot be reused while their codes stand); a field
+  of a batch of one whose fields are packed in two arrays enters as its Python value
+  (:class:`_Schema`), so a key is a tuple of integers, hashed and compared in a few
+  operations;
 * when a computation reads a path not yet in the schema, the schema grows and every entry
   is dropped, so no entry is ever looked up with a key that omits something it read.
 
@@ -27,32 +32,34 @@ recently used first out. Cached arrays are made read-only, so a caller cannot al
 later hit.
 
 :class:`ArgsMemo` keys a pure function of plain arguments the same way, each argument by
-:func:`fingerprint`: the evaluator keeps with it the parts of a one-strategy evaluation
-that read fewer strategy fields than the whole (the stage state, the step-level
-data-parallel sync and optimizer time, which read the parameter counts and the groups but
-not the micro-batch size or the recomputation).
+the :func:`code` of its :func:`fingerprint`: the evaluator keeps with it the parts of a
+one-strategy evaluation that read fewer strategy fields than the whole (the stage state,
+the step-level data-parallel sync and optimizer time, which read the parameter counts and
+the groups but not the micro-batch size or the recomputation).
 """
 
 from __future__ import annotations
 
+import itertools
+import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from enum import Enum
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from deepflow.estimate.context import Env
-from deepflow.parallel.batch import StrategyBatch
+from deepflow.parallel.batch import PACKED_FIELDS, StrategyBatch
 from deepflow.specs.base import Spec
 
 T = TypeVar("T")
 V = TypeVar("V")
-Fingerprints = dict[str, tuple[Hashable, list[object]]]
-"""Fingerprints of one ``Env`` by attribute path, with the objects each keeps by identity."""
+Codes = dict[str, int]
+"""The codes (:func:`code`) of one ``Env``'s attribute paths, by path."""
 
 MAXSIZE = 512
 """Entries kept per memoized function (least recently used evicted first)."""
@@ -130,18 +137,20 @@ class _Spec:
         return a is b or (type(a) is type(b) and self.hash == other.hash and a == b)
 
 
-_IMMUTABLE: OrderedDict[int, tuple[object, Hashable]] = OrderedDict()
+_IMMUTABLE: OrderedDict[int, tuple[object, Hashable, int]] = OrderedDict()
 """Fingerprints of frozen objects (specs; frozen dataclasses of scalars, such as the
-network hierarchy, or of read-only arrays, such as the group placements) by identity, each entry holding its object so that the id stays its
-own; bounded like the memo."""
+network hierarchy, or of read-only arrays, such as the group placements) by identity, with
+their codes (:func:`code`), each entry holding its object so that the id stays its own;
+bounded like the memo."""
 
 
 _IMMUTABLE_LOCK = threading.Lock()
 
 
 def _remember(value: object, key: Hashable) -> Hashable:
+    number = _interned(key, None)  # such a key keeps nothing by identity
     with _IMMUTABLE_LOCK:
-        _IMMUTABLE[id(value)] = (value, key)
+        _IMMUTABLE[id(value)] = (value, key, number)
         while len(_IMMUTABLE) > MAXSIZE:
             _IMMUTABLE.popitem(last=False)
     return key
@@ -248,11 +257,120 @@ def frozen(value: T, done: dict[int, object] | None = None) -> T:
     return out  # type: ignore[return-value]
 
 
-def _recent(entries: dict[Hashable, V], key: Hashable) -> V | None:
+CODES_MAXSIZE = 1 << 16
+"""Fingerprints given a code (:func:`code`) before the table is emptied."""
+_CODES: dict[Hashable, int] = {}
+"""The code of each fingerprint met since the table was last emptied."""
+_HELD: dict[int, list[object]] = {}
+"""The objects that the fingerprint of a code keeps by identity, held while the code's
+fingerprint is in :data:`_CODES` (so that no other object takes one of their ids)."""
+_FLOAT_BITS = struct.Struct("d").pack
+
+
+def _itself(value: object) -> object:
+    return value
+
+
+def _empty(value: object) -> object:
+    return None if value else ()
+
+
+_RAW_OF: dict[type, Callable[[Any], object]] = {
+    np.float64: _FLOAT_BITS, np.int64: int, np.bool_: bool, float: _FLOAT_BITS, int: _itself,
+    bool: _itself, str: _itself, dict: _empty, type(None): _empty,
+}  # fmt: skip
+"""Types whose codes are kept by a raw value of their own, equal for two values only where
+their fingerprints are equal: a float's eight bytes (a NumPy float64's too), a NumPy
+int64's or bool's Python value, a Python int's, bool's or string's own value, ``()`` for
+``None`` and for an empty dict (``None``: no raw value, a dict with items); and each enum
+type met (:func:`code`), by its member."""
+_RAW_CODES: dict[object, dict[object, int]] = {kind: {} for kind in _RAW_OF}
+"""Per type of :data:`_RAW_OF`, the codes by raw value: what :func:`code` would give,
+without building and hashing the fingerprint. Emptied with the codes, never replaced."""
+_NEXT_CODE = itertools.count()
+_CODES_LOCK = threading.Lock()
+
+
+def _interned(key: Hashable, refs: list[object] | None) -> int:
+    """The code of fingerprint ``key``, which keeps ``refs`` by identity: a new one, held
+    with ``refs``, if the table has none (the table emptied first when full)."""
+    number = _CODES.get(key)
+    if number is None:
+        with _CODES_LOCK:
+            number = _CODES.get(key)
+            if number is None:
+                if len(_CODES) >= CODES_MAXSIZE:
+                    _clear_codes()
+                number = _CODES[key] = next(_NEXT_CODE)
+                if refs:
+                    _HELD[number] = refs
+    return number
+
+
+def _clear_codes() -> None:
+    _CODES.clear()
+    _HELD.clear()
+    for table in _RAW_CODES.values():
+        table.clear()
+
+
+def clear_codes() -> None:
+    """Empty the table of codes (:func:`code`) and the fingerprints of frozen objects;
+    codes given out before stay unique (a fingerprint met again takes a new one)."""
+    with _CODES_LOCK:
+        _clear_codes()
+    with _IMMUTABLE_LOCK:
+        _IMMUTABLE.clear()
+
+
+def code(value: object) -> int:
+    """A small integer standing for ``fingerprint(value)`` in this process: two values with
+    one code have equal fingerprints, and two values with equal fingerprints share a code
+    while that fingerprint stays in the table, so a key of codes is as exact as a key of
+    fingerprints and cheaper to hash and compare.
+
+    Codes are drawn from one counter and never given twice: a fingerprint keeps its code
+    while it is in the table (:data:`CODES_MAXSIZE` fingerprints, then the table is
+    emptied and a fingerprint met again takes a new code, which costs only memo misses),
+    and the table holds the objects a fingerprint keeps by identity, so that their ids
+    cannot be taken by other objects while the code stands for them. NumPy float64, int64
+    and bool scalars, Python numbers and strings and empty dicts are looked up by a raw
+    value (:data:`_RAW_OF`), frozen objects by identity (their code kept with their
+    fingerprint, :data:`_IMMUTABLE`)."""
+    kind = type(value)
+    if kind is np.ndarray:
+        dtype = value.dtype  # type: ignore[attr-defined]
+        if not dtype.hasobject:
+            key = (dtype, value.shape, value.tobytes())  # type: ignore[attr-defined]
+            number = _CODES.get(key)
+            return _interned(key, None) if number is None else number
+    raw_of = _RAW_OF.get(kind)
+    if raw_of is not None and (raw := raw_of(value)) is not None:
+        table = _RAW_CODES[kind]
+        number = table.get(raw)
+        if number is None:
+            number = table[raw] = _interned(fingerprint(value, []), None)
+        return number
+    known = _IMMUTABLE.get(id(value))
+    if known is not None and known[0] is value:
+        return known[2]
+    if isinstance(value, Enum):  # by its member from now on (one table per enum type)
+        with _CODES_LOCK:
+            _RAW_CODES.setdefault(kind, {})
+            _RAW_OF.setdefault(kind, _itself)
+    refs: list[object] = []
+    return _interned(fingerprint(value, refs), refs)
+
+
+_MISSING: Any = object()
+
+
+def _recent(entries: dict[Hashable, V], key: Hashable) -> V:
     """The entry of ``key`` in the least-recently-used order of ``entries`` (a dict in use
-    order, oldest first), moved last as the most recently used; ``None`` if absent."""
-    hit = entries.pop(key, None)
-    if hit is not None:
+    order, oldest first), moved last as the most recently used; :data:`_MISSING` if
+    absent."""
+    hit = entries.pop(key, _MISSING)
+    if hit is not _MISSING:
         entries[key] = hit
     return hit
 
@@ -265,6 +383,72 @@ def _keep(entries: dict[Hashable, V], key: Hashable, value: V, maxsize: int) -> 
         del entries[next(iter(entries))]
 
 
+def _coder(path: str) -> Callable[[Env], int]:
+    """The :func:`code` of ``path``'s value in an ``Env``."""
+    get = _getter(path)
+    return lambda env: code(get(env))
+
+
+def _picker(indices: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """The elements ``indices`` of a list, as a tuple (of one or none too)."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda values: (values[index],)
+    if not indices:
+        return lambda values: ()
+    return itemgetter(*indices)  # type: ignore[return-value]
+
+
+class _Schema:
+    """How a :class:`Memo` keys an ``Env`` on ``paths``: the codes of the paths' values
+    (:func:`code`) in path order; for a batch of one whose fields are packed in an int64
+    and a bool array (:attr:`~deepflow.parallel.batch.StrategyBatch.packed_values`), the
+    codes of the paths outside those fields, then the Python values of the packed fields
+    read, from the two arrays (picked from one ``tolist`` each). A field of a packed batch
+    is always a one-element array of its packed array's dtype, so equal values mean equal
+    arrays; a packed batch's key, a tuple of three tuples, is never equal to a key of
+    codes (integers), so a packed and an unpacked batch only miss each other's entries."""
+
+    __slots__ = ("coders", "env_coders", "env_paths", "flags", "ints", "paths")
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self.coders = tuple((p, _coder(p)) for p in paths)
+        slots = {p: PACKED_FIELDS.get(p[len("batch.") :]) for p in paths if p.startswith("batch.")}
+        self.env_coders = tuple((p, c) for p, c in self.coders if slots.get(p) is None)
+        self.env_paths = tuple(p for p, _ in self.env_coders)
+        packed = [slot for slot in slots.values() if slot is not None]
+        self.ints = _picker([i for array, i in packed if array == 0])
+        self.flags = _picker([i for array, i in packed if array == 1])
+
+    def key(self, env: Env, seen: Codes | None) -> Hashable:
+        values = env.batch.packed_values
+        if values is None:
+            return _codes(self.coders, self.paths, env, seen)
+        codes = _codes(self.env_coders, self.env_paths, env, seen)
+        return (codes, self.ints(values[0]), self.flags(values[1]))
+
+
+def _codes(
+    coders: tuple[tuple[str, Callable[[Env], int]], ...],
+    paths: tuple[str, ...],
+    env: Env,
+    seen: Codes | None,
+) -> tuple[int, ...]:
+    """The codes of ``env``'s values at ``paths`` (``coders``: each path's coder), those
+    in ``seen`` taken from it and the others added to it."""
+    if seen is None:
+        return tuple([coder(env) for _, coder in coders])
+    try:  # every path looked up already by a memo before this one in the call
+        return tuple(map(seen.__getitem__, paths))
+    except KeyError:
+        pass
+    for path, coder in coders:
+        if path not in seen:
+            seen[path] = coder(env)
+    return tuple(map(seen.__getitem__, paths))
+
+
 @dataclass
 class Memo(Generic[T]):
     """The memo of one function of an ``Env`` (see the module docstring)."""
@@ -272,43 +456,34 @@ class Memo(Generic[T]):
     function: Callable[[Env], T]
     maxsize: int = MAXSIZE
     paths: tuple[str, ...] = ()
-    entries: dict[Hashable, tuple[T, list[object]]] = field(default_factory=dict)
+    entries: dict[Hashable, T] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    getters: tuple[Callable[[Env], object], ...] = ()
+    schema: _Schema | None = None
 
-    def key(self, env: Env, seen: Fingerprints | None = None) -> tuple[Hashable, list[object]]:
-        """The key of ``env`` and the objects it holds by identity. ``seen`` (path ->
-        fingerprint and its objects) shares the fingerprints of one ``env`` between the
-        memos that read the same paths: each path is fingerprinted once per call."""
-        refs: list[object] = []
-        if len(self.getters) != len(self.paths):
-            self.getters = tuple(_getter(p) for p in self.paths)
-        if seen is None:
-            return tuple([fingerprint(get(env), refs) for get in self.getters]), refs
-        parts = []
-        for path, get in zip(self.paths, self.getters, strict=True):
-            known = seen.get(path)
-            if known is None:
-                own: list[object] = []
-                known = seen[path] = (fingerprint(get(env), own), own)
-            parts.append(known[0])
-            refs += known[1]
-        return tuple(parts), refs
+    def key(self, env: Env, seen: Codes | None = None) -> Hashable:
+        """The key of ``env`` on :attr:`paths` (:class:`_Schema`). ``seen`` (path -> code)
+        shares the codes of one ``env`` between the memos that read the same paths: each
+        path is looked up once per call."""
+        schema = self.schema
+        if schema is None or schema.paths is not self.paths:
+            schema = self.schema = _Schema(self.paths)
+        return schema.key(env, seen)
 
-    def __call__(self, env: Env, seen: Fingerprints | None = None) -> T:
+    def __call__(self, env: Env, seen: Codes | None = None) -> T:
         """``function(env)``, from the memo where a call read the same inputs before;
         ``seen``: see :meth:`key`."""
         if len(env.batch) != 1:
             return self.function(env)
         with self.lock:
-            key, refs = self.key(env, seen)
+            paths = self.paths
+            key = self.key(env, seen)
             hit = _recent(self.entries, key)
-            if hit is not None:
+            if hit is not _MISSING:
                 self.hits += 1
-                return hit[0]
+                return hit
         log: list[str] = []
         value = frozen(self.function(_Recorder(env, "", log)))  # type: ignore[arg-type]
         with self.lock:
@@ -317,16 +492,16 @@ class Memo(Generic[T]):
             if new:  # a longer key: the entries' keys omit these paths
                 self.paths = self.paths + new
                 self.entries.clear()
-            if len(key) != len(self.paths):  # the schema grew since the lookup
-                key, refs = self.key(env, seen)
-            _keep(self.entries, key, (value, refs), self.maxsize)
+            if self.paths is not paths:  # the schema grew since the lookup
+                key = self.key(env, seen)
+            _keep(self.entries, key, value, self.maxsize)
         return value
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
             self.paths = ()
-            self.getters = ()
+            self.schema = None
             self.hits = self.misses = 0
 
 
@@ -335,31 +510,31 @@ class ArgsMemo(Generic[T]):
     """The results of a pure function by the values of its arguments, for the parts of a
     one-strategy evaluation that depend on fewer strategy fields than the whole (the
     data-parallel sync and the sharded state read the parameter counts and the groups,
-    not the micro-batch size or the recomputation): each argument is keyed by
-    :func:`fingerprint` (arrays and NumPy scalars by dtype, shape and bytes, floats bit by
-    bit, frozen objects by value or by identity, held by the entry), so a hit returns
-    what the call would compute from those values. Results are made read-only
-    (:func:`frozen`); at most ``maxsize`` entries, least recently used first out."""
+    not the micro-batch size or the recomputation): each argument is keyed by its
+    :func:`code`, which stands for its :func:`fingerprint` (arrays and NumPy scalars by
+    dtype, shape and bytes, floats bit by bit, frozen objects by value or by identity, held
+    by the table of codes), so a hit returns what the call would compute from those
+    values. Results are made read-only (:func:`frozen`); at most ``maxsize`` entries,
+    least recently used first out."""
 
     function: Callable[..., T]
     maxsize: int = MAXSIZE
-    entries: dict[Hashable, tuple[T, list[object]]] = field(default_factory=dict)
+    entries: dict[tuple[int, ...], T] = field(default_factory=dict)
     hits: int = 0
     misses: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, *args: object) -> T:
-        refs: list[object] = []
-        key = tuple([fingerprint(a, refs) for a in args])
+        key = tuple(map(code, args))
         with self.lock:
             hit = _recent(self.entries, key)
-            if hit is not None:
+            if hit is not _MISSING:
                 self.hits += 1
-                return hit[0]
+                return hit
         value = frozen(self.function(*args))
         with self.lock:
             self.misses += 1
-            _keep(self.entries, key, (value, refs), self.maxsize)
+            _keep(self.entries, key, value, self.maxsize)
         return value
 
     def clear(self) -> None:

@@ -135,6 +135,20 @@ class StrategyBatch:
         return row
 
     @property
+    def packed_values(self) -> tuple[list[int], list[bool]] | None:
+        """For a batch of one whose fields :meth:`from_specs` packed in two arrays (an int64
+        and a bool one, :func:`_one_spec`): those arrays as Python lists, built on first use
+        and kept; field ``name``'s element is ``packed_values[a][i]`` for ``(a, i) =``
+        :data:`PACKED_FIELDS` ``[name]``. ``None`` for any other batch."""
+        values = self.__dict__.get("_packed_values")
+        if values is None:
+            packed = self.__dict__.get("_packed")
+            if packed is None:
+                return None
+            values = self.__dict__["_packed_values"] = (packed[0].tolist(), packed[1].tolist())
+        return values
+
+    @property
     def default_split(self) -> np.ndarray:
         """True where the pipeline split is the default rule (no ``stage_layers``)."""
         if not any(self.stage_layers):
@@ -406,6 +420,13 @@ _ROW_INTS = itemgetter(*_INT_FIELDS)
 _ROW_FLAGS = itemgetter(*_BOOL_FIELDS)
 _ONE_INTS = (*(_ROW_FIELDS[i][0] for i in _INT_FIELDS), *(f"stride_{a}" for a in _STRIDE_AXES))
 _ONE_FLAGS = tuple(_ROW_FIELDS[i][0] for i in _BOOL_FIELDS)
+PACKED_FIELDS: dict[str, tuple[int, int]] = {
+    **{name: (0, i) for i, name in enumerate(_ONE_INTS)},
+    **{name: (1, i) for i, name in enumerate(_ONE_FLAGS)},
+}
+"""Where each field of a batch of one packed by :func:`_one_spec` lies: ``(0, i)`` for
+element ``i`` of its int64 array, ``(1, i)`` for element ``i`` of its bool array
+(:attr:`StrategyBatch.packed_values`)."""
 _DEGREE_INDEX = {axis: [name for name, _ in _ROW_FIELDS].index(axis) for axis in MESH_AXES}
 
 
