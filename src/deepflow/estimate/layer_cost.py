@@ -858,10 +858,14 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     kv_ag, kv_rs = kv_gather_time(env, layer.attention)
     # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
     # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
-    cp_steps = b.cp - 1.0
-    kv_step = p2p_time(attn["kv_bytes"], env.cp_group.domains > 1, env.hierarchy)
-    cp_fwd = np.where(b.cp > 1, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
-    cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
+    ring = b.cp > 1
+    if ring.any():
+        cp_steps = b.cp - 1.0
+        kv_step = p2p_time(attn["kv_bytes"], env.cp_group.domains > 1, env.hierarchy)
+        cp_fwd = np.where(ring, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
+        cp_bwd = np.where(ring, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
+    else:  # no context parallelism in the batch: no exchange
+        cp_fwd = cp_bwd = np.zeros(ring.shape)
     if layer.moe:
         ep_one, mlp_tp = moe_comm_time(env, layer, tp_one)
         ep_fwd, ep_bwd = 2.0 * ep_one, 2.0 * ep_one
@@ -873,7 +877,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
 
     recompute_mode = b.recompute
     full = recompute_mode == FULL
-    f = np.where(full, recomputed_fraction(env), 0.0)
+    f = np.where(full, recomputed_fraction(env), 0.0) if full.any() else np.zeros(full.shape)
     sel = _selective(env, layer, parts, attn, mlp_tp, ep_fwd)
     # host issue time: a backward op issues about two kernels per forward kernel (input and
     # weight gradients) plus one gradient accumulation per parameter tensor; collectives
