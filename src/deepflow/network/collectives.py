@@ -100,6 +100,9 @@ def collective_time(
     result of an all-gather, the input of a reduce-scatter, or the bytes a rank holds
     before an all-to-all. ``algorithm`` is a built-in :class:`Algorithm` or an algorithm
     given as a step program (an imported MSCCL-IR file; see :func:`program_time`).
+    On the ring, a one-strategy group (one-element arrays) with a float or one-element size
+    is evaluated on NumPy scalars (:mod:`deepflow.network.xp`, the same bits) and returned
+    as a one-element array.
     """
     if isinstance(algorithm, ProgramAlgorithm):
         return program_time(op, size, group, hierarchy, algorithm)
