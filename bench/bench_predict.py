@@ -112,6 +112,30 @@ the part costs 27.1 -> 13.6 us, the step inputs 5.5 -> 3.5 us, the stage state 9
 4.7 us, the step-level times 7.3 -> 4.9 us; 49 -> 27 us in all, every result
 bit-identical (``deepflow validate --csv`` and the predictions of every example over 120
 strategies compared before and after).
+
+Sixth round, the memo misses (2026-12-06, ``taskset -c 0``, other jobs on the machine;
+best of four runs each, this command and the evaluator of the commit before the round run
+alternately): ``--cold --calls 240`` 531/s against 315/s; 2,710/s against 2,368/s;
+``--calls 1200`` 3,058/s against 2,774/s; ``--warm --calls 1200`` 3,302/s against 3,233/s
+(the round does not touch a warm call). One miss's layer costs of GPT-3 175B
+(``layer_costs`` on a one-strategy ``Env``, best of five passes over 48 strategies) take
+0.50 ms against 1.30 ms, its embedding and head costs 0.35 ms against 0.54 ms; DeepSeek-V3's
+(examples/deepseek-v3-2048-h800.yaml, uneven expert rows) 2.2 ms against 12.9 ms and
+2.8 ms against 13.9 ms (its head with the multi-token-prediction layers costs the layers
+again). The round, every result bit-identical (``deepflow validate --csv`` and the
+predictions of every example over 120 strategies compared before and after):
+
+* a layer's GEMMs that share their curve's inputs in one ``gemm_time`` call with the
+  shapes on a leading axis (``stacked_gemm_times``; the LM head's three too), the candidate
+  tiles along a broadcast axis up to 64 shapes and for uneven expert rows (the expected
+  row tiles of every candidate in one call);
+* a layer's element-wise ops in one ``memory_time`` call over an op axis
+  (``elementwise_costs``);
+* one strategy's collectives on NumPy scalars inside ``collective_time`` (the tensor- and
+  expert-parallel pairs, the embedding's and the loss's);
+* the terms of features no strategy of the batch uses not costed (the other attention
+  kernel, the other form of a tensor-parallel pair, the QKV gather, autocast casts,
+  biases outside fused epilogues, FP8 quantization, the ring-attention exchange).
 """
 
 from __future__ import annotations

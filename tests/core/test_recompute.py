@@ -120,8 +120,7 @@ def moe_cost(**strategy):
         # (K h); reruns router, experts and shared expert
         (
             ["moe"],
-            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h)
-            + tokens * 4 * (E + K),
+            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h) + tokens * 4 * (E + K),
             2 * tokens * (h * E + K * 3 * h * f + 3 * h * f),
         ),
         (["shared_experts"], tokens * 2 * (2 * f + f), 2 * tokens * 3 * h * f),
@@ -133,8 +132,7 @@ def moe_cost(**strategy):
         # a module inside another is rerun once, its bytes dropped once
         (
             ["moe", "moe_act", "shared_experts"],
-            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h)
-            + tokens * 4 * (E + K),
+            tokens * 2 * (K * h + K * 2 * f + K * f + 2 * f + f + K * h) + tokens * 4 * (E + K),
             2 * tokens * (h * E + K * 3 * h * f + 3 * h * f),
         ),
         # mlp is the dense MLP: nothing in an MoE layer
@@ -348,7 +346,7 @@ def h100(precision: str):
 
 def test_fp8_keeps_attention_router_and_lm_head_at_the_bf16_rate():
     from deepflow.estimate.edges import head_cost
-    from deepflow.estimate.layer_cost import _attention, _gemm
+    from deepflow.estimate.layer_cost import _attention, _gemm_costs
 
     (bf16, sc), (fp8, _) = h100("bf16"), h100("fp8")
     layer = layer_template(sc.model, moe=False)
@@ -358,7 +356,7 @@ def test_fp8_keeps_attention_router_and_lm_head_at_the_bf16_rate():
     assert h8.forward_compute[0] == h16.forward_compute[0]
     for op in layer.ops:
         if op.name in ("qkv", "mlp_up", "mlp_down"):
-            g16, g8 = _gemm(bf16, layer, op), _gemm(fp8, layer, op)
+            (g16,), (g8,) = _gemm_costs(bf16, layer, [op]), _gemm_costs(fp8, layer, [op])
             assert g8["fwd"][0] < g16["fwd"][0] and g8["bwd"][0] < g16["bwd"][0]
     router = next(op for op in layer_template(MOE_SPEC, moe=True).ops if op.name == "router")
     assert not router.low_precision

@@ -111,7 +111,7 @@ def test_grouped_gemm_time_with_and_without_spread():
     preset=st.sampled_from(["h100-sxm5-80gb", "b200", "a100-sxm4-80gb"]),
 )
 def test_grouped_gemm_time_monotone_in_load_and_tokens(rows, load, dload, drows, c, preset):
-    """The expert GEMM as the estimator calls it (layer_cost._gemm): mean rows ``rows x
+    """The expert GEMM as the estimator calls it (layer_cost._gemm_costs): mean rows ``rows x
     load`` per expert, spread of the balanced mean ``sqrt((c rows)^2 + rows (1 - k/E))``:
     never faster with a larger load or more tokens."""
     acc = accelerator_from(preset)
@@ -157,3 +157,50 @@ def test_capped_rows_sum_below_the_cap(mu, rel, cap_rel, dmu, tile):
     assert got <= float(expected_row_tiles(mu, sigma, tile)) + 1e-9
     assert got <= whole + 1e-9
     assert float(expected_row_tiles(mu + dmu, sigma, tile, cap)) >= got - 1e-9
+
+
+def test_rows_with_a_last_axis_hand_worked():
+    """200 rows per group, no spread: 4 tiles of 64 rows, 2 of 128, 1 of 256, the tiles
+    along a last axis against the strategies' rows (two strategies: 200 and 300 rows)."""
+    rows = UnevenRows(np.array([200.0, 300.0]), np.array([0.0, 0.0])).with_last_axis()
+    got = rows.tiles(np.array([64.0, 128.0, 256.0]))
+    assert got.shape == (2, 3)
+    assert got.tolist() == [[4.0, 2.0, 1.0], [5.0, 3.0, 2.0]]
+    capped = UnevenRows(np.array([200.0]), np.array([40.0]), np.array([256.0]))
+    wide = capped.with_last_axis().tiles(np.array([64.0, 128.0]))
+    assert wide.tolist() == [[float(capped.tiles(64.0)[0]), float(capped.tiles(128.0)[0])]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(st.floats(16.0, 20000.0), min_size=1, max_size=3),
+    rel=st.floats(0.0, 0.5),
+    cap=st.one_of(st.none(), st.floats(1.0, 2.0)),
+    preset=st.sampled_from(["h100-sxm5-80gb", "b200", "a100-sxm4-80gb"]),
+)
+def test_uneven_candidates_broadcast_equal_the_loop(rows, rel, cap, preset):
+    """A few GEMMs of uneven groups evaluate the candidate tiles along a broadcast axis
+    (the expected row tiles of every candidate in one call); many, one candidate at a
+    time: the same bits."""
+    import deepflow.hardware.kernels as kernels
+
+    acc = accelerator_from(preset)
+    peak = acc.peak(Precision.BF16)
+    mean = np.array(rows)
+    uneven = UnevenRows(mean, rel * mean, None if cap is None else cap * mean)
+    m = np.stack([mean, mean])  # forward and data gradient: the rows are the M side
+    n = np.array([[3072.0], [4096.0]])
+    k = np.array([[4096.0], [3072.0]])
+
+    def time() -> np.ndarray:
+        return gemm_time(m, n, k, acc, peak, 2.0, 16.0, None, 1.0, uneven)
+
+    broadcast = time()
+    old = kernels.BROADCAST_CANDIDATES_MAX
+    kernels.BROADCAST_CANDIDATES_MAX = 0
+    try:
+        loop = time()
+    finally:
+        kernels.BROADCAST_CANDIDATES_MAX = old
+    assert broadcast.shape == loop.shape == (2, len(rows))
+    assert broadcast.tobytes() == loop.tobytes()

@@ -80,6 +80,21 @@ def test_collective_time_on_scalars_equals_arrays(hierarchy, size, n, m, k, op):
     same_bits(np.float64(got), expected)
 
 
+@settings(max_examples=200, deadline=None)
+@given(hierarchies, sizes, counts, counts, counts, st.sampled_from(list(Collective)))
+def test_one_element_collective_equals_its_element_in_a_batch(hierarchy, size, n, m, k, op):
+    """One strategy (one-element arrays, or a float size) runs on NumPy scalars and comes
+    back as a one-element float64 array with the bits of the same strategy in a batch of
+    two (arrays all the way)."""
+    one = GroupPlacement(np.array([n]), np.array([m]), np.array([k]))
+    two = GroupPlacement(np.array([n, 2.0]), np.array([m, 1.0]), np.array([k, 2.0]))
+    batch = collective_time(op, np.array([size, 1e6]), two, hierarchy)
+    for given_size in (np.array([size]), size, np.float64(size)):
+        got = collective_time(op, given_size, one, hierarchy)
+        assert type(got) is np.ndarray and got.shape == (1,) and got.dtype == np.float64
+        assert got.tobytes() == batch[:1].tobytes()
+
+
 def _dp_groups(degrees: list[int], n: int) -> DataParallelGroups:
     """Data-parallel groups of ``n`` strategies, each group of degree ``d`` on ``d`` nodes."""
     return DataParallelGroups(

@@ -21,9 +21,10 @@ from deepflow.estimate.layer_cost import (
     elementwise_cost,
     layer_costs,
     select_by_framework,
+    stacked_gemm_times,
     tp_pair_time,
 )
-from deepflow.hardware.roofline import gemm_time, memory_time
+from deepflow.hardware.roofline import memory_time
 from deepflow.network.collectives import Collective, collective_time
 from deepflow.specs.framework import (
     DEFAULT_FRAMEWORK,
@@ -193,12 +194,17 @@ def embedding_cost(env: Env) -> EdgeCost:
     bwd = bwd + memory_time(params * (env.elem + 2.0 * env.grad_bytes + env.elem), acc, 2)
     zero = np.zeros_like(fwd)
     hidden_bytes = env.tokens * h * env.elem
-    # the partial lookups are summed over tp: all-reduce, or reduce-scatter with SP
-    reduce = np.where(
-        env.batch.sequence_parallel,
-        collective_time(Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy),
-        collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy),
-    )
+    # the partial lookups are summed over tp: all-reduce, or reduce-scatter with SP (each
+    # costed only where a strategy of the batch runs it)
+    sp = env.batch.sequence_parallel
+    scatter = whole = 0.0
+    if sp.any():
+        scatter = collective_time(
+            Collective.REDUCE_SCATTER, hidden_bytes, env.tp_group, env.hierarchy
+        )
+    if not sp.all():
+        whole = collective_time(Collective.ALL_REDUCE, hidden_bytes, env.tp_group, env.hierarchy)
+    reduce = np.where(sp, scatter, whole)
     # kernels: the lookup (at tp > 1 VocabParallelEmbedding.forward also builds the
     # out-of-range mask, lt, ge, or; clones and shifts the ids, clone, sub; zeroes them,
     # and zeroes the masked rows of the output: 7 more and the all-reduce), the position
@@ -301,11 +307,9 @@ def framework_head_cost(env: Env, framework: str = DEFAULT_FRAMEWORK) -> EdgeCos
     # the output layer is a plain ColumnParallelLinear, not a Transformer Engine layer: it
     # stays in 16 bits under FP8 (Megatron-Core models/gpt/gpt_model.py, output_layer)
     peak, code = env.peak_high, env.precision_high
-    head_fwd = gemm_time(rows, v / tp, h, acc, peak, env.elem, 1, code, env.matmul_scale)
-    dgrad = gemm_time(rows, h, v / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
-    wgrad = gemm_time(
-        h, v / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale, mn_major=True
-    )
+    # forward, data gradient and weight gradient (both operands MN-major) in one call
+    shapes = [(rows, v / tp, h), (rows, h, v / tp), (h, v / tp, rows)]
+    head_fwd, dgrad, wgrad = stacked_gemm_times(env, shapes, [False, False, True], peak, code)
     ce_fwd, ce_fwd_kernels = _loss_pass(env, logits, loss, True)
     ce_bwd, ce_bwd_kernels = _loss_pass(env, logits, loss, False)
     small = collective_time(Collective.ALL_REDUCE, rows * 4.0, env.tp_group, env.hierarchy)
@@ -371,16 +375,14 @@ def _with_mtp(env: Env, head: EdgeCost, norm: _NormCost, layer: LayerCost) -> Ed
     transformer layer with its communication (the MoE layer's expert parameters counted
     with the stage's, sharded over ``ep x expert_tp``), and the shared LM head and loss
     again (the head's cost without its parameters)."""
-    acc = env.system.accelerator
     d = float(env.model.mtp_layers)
     h = env.model.hidden_size
     tp = env.batch.tp.astype(np.float64)
     rows = env.tokens
     peak, code = env.peak, env.batch.precision
-    proj_fwd = gemm_time(rows, h / tp, 2 * h, acc, peak, env.elem, 1, code, env.matmul_scale)
-    proj_dgrad = gemm_time(rows, 2 * h, h / tp, acc, peak, env.elem, 1, code, env.matmul_scale)
-    proj_wgrad = gemm_time(
-        2 * h, h / tp, rows, acc, peak, env.elem, 1, code, env.matmul_scale, mn_major=True
+    shapes = [(rows, h / tp, 2 * h), (rows, 2 * h, h / tp), (2 * h, h / tp, rows)]
+    proj_fwd, proj_dgrad, proj_wgrad = stacked_gemm_times(
+        env, shapes, [False, False, True], peak, code
     )
     module_params = 2.0 * h + 2.0 * h * h / tp + layer.params + layer.expert_params
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TypeVar
 
 import numpy as np
@@ -72,6 +72,7 @@ from deepflow.workload.transformer import layer_template
 
 T = TypeVar("T")
 
+_ZERO = 0.0  # the terms of a kernel no strategy of a batch runs (np.where takes none)
 SELECTIVE, FULL = 1, 2  # codes of Recompute.SELECTIVE / FULL in the batch
 # longest key sequence Megatron's fused causal softmax kernel takes (Megatron-LM and
 # Megatron-DeepSpeed ``megatron/model/fused_softmax.py``, ``is_kernel_available``)
@@ -242,10 +243,15 @@ def tp_pair_time(env: Env, size: np.ndarray) -> np.ndarray:
     the batch's algorithm (a program costs the collectives it implements; the others use
     the ring, :func:`~deepflow.network.collectives.program_time`)."""
     algo = env.algorithms.get("tp") or _algorithm(env)
-    ar = collective_time(Collective.ALL_REDUCE, size, env.tp_group, env.hierarchy, algo)
-    rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
-    ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
-    return np.where(env.batch.sequence_parallel, rs + ag, ar)
+    sp = env.batch.sequence_parallel
+    ar = pair = _ZERO  # each costed only where a strategy of the batch runs it
+    if not sp.all():
+        ar = collective_time(Collective.ALL_REDUCE, size, env.tp_group, env.hierarchy, algo)
+    if sp.any():
+        rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
+        ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
+        pair = rs + ag
+    return np.where(sp, pair, ar)
 
 
 def expert_load(env: Env) -> np.ndarray | float:
@@ -305,78 +311,140 @@ def _tp_of(env: Env, scope: Scope) -> np.ndarray:
 
 def _stacked_sides(shapes: list[tuple[object, object, object]]) -> list[np.ndarray]:
     """The sides ``m``, ``n``, ``k`` of several GEMMs, each an array with the GEMMs on a
-    leading axis (every value broadcast to one shape), for one call of
+    leading axis (every value broadcast to one shape, as float64), for one call of
     :func:`~deepflow.hardware.roofline.gemm_time` on all of them."""
-    values = [np.asarray(side, dtype=np.float64) for shape in shapes for side in shape]
-    if len({v.shape for v in values}) > 1:
-        values = np.broadcast_arrays(*values)
-    stacked = np.array(values).reshape(len(shapes), 3, *values[0].shape)
+    values = [side for shape in shapes for side in shape]
+    common = np.broadcast_shapes(*{getattr(v, "shape", ()) for v in values})
+    stacked = np.empty((len(values), *common))
+    for i, value in enumerate(values):
+        stacked[i] = value
+    stacked = stacked.reshape(len(shapes), 3, *common)
     return [stacked[:, i] for i in range(3)]
 
 
-def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
+def stacked_gemm_times(
+    env: Env,
+    shapes: list[tuple[object, object, object]],
+    mn_major: list[bool],
+    peak: object,
+    code: object,
+    groups: object = 1,
+    uneven: UnevenRows | None = None,
+) -> list[np.ndarray]:
+    """The times of GEMMs ``(m, n, k)`` that share their curve's inputs (rate ``peak``,
+    precision ``code``, ``groups``, ``uneven`` rows; ``mn_major`` per GEMM), per strategy:
+    one :func:`~deepflow.hardware.roofline.gemm_time` call with the shapes on a leading
+    axis (:func:`_stacked_sides`), the same arithmetic element for element as one call per
+    GEMM, without the fixed cost per call that one strategy's evaluation would pay per
+    GEMM."""
+    sides = _stacked_sides(shapes)
+    flags = np.array(mn_major).reshape((-1,) + (1,) * (sides[0].ndim - 1))
     acc = env.system.accelerator
-    tp = _tp_of(env, op.scope)
-    rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
-    # the local experts' uneven rows, each padded to whole row tiles where rows are the M
-    # side (forward, data gradient); the weight gradient's K side is summed, not tiled
-    uneven = _uneven_rows(env, layer, op.scope, op.tokens_factor)
-    k = np.where(op.shard is Shard.ROW, op.k / tp, float(op.k))
-    n = np.where(op.shard is Shard.COLUMN, op.n / tp, float(op.n))
-    if op.low_precision:
-        peak, code = env.peak, env.batch.precision
-    else:
-        peak, code = env.peak_high, env.precision_high
-    # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
-    # kernel per layer and pass, each at its own shape's efficiency
-    widths = [n * (w / op.n) for w in op.splits] or [n]
-    # forward Y = X W, data gradient dX = dY W^T and weight gradient dW = dY^T X per width;
-    # the weight gradient reads both operands MN-major (the curve's mn_major_fraction)
-    shapes = (
-        [(rows, w, k) for w in widths] + [(rows, k, w) for w in widths]
-        + [(k, w, rows) for w in widths]
-    )  # fmt: skip
-    mn_major = [False] * (2 * len(widths)) + [True] * len(widths)
-    if uneven is None:
-        # equal groups: every GEMM of the op in one call, the shapes on a leading axis (the
-        # same arithmetic element for element as one call per GEMM)
-        sides = _stacked_sides(shapes)
-        flags = np.array(mn_major).reshape((-1,) + (1,) * (sides[0].ndim - 1))
-        times = list(
-            gemm_time(*sides, acc, peak, env.elem, groups, code, env.matmul_scale, None, flags)
-        )
-    else:  # the rows' padding is the M side's: only forward and data gradient are uneven
-        times = [
-            gemm_time(
-                m_, n_, k_, acc, peak, env.elem, groups, code, env.matmul_scale,
-                None if major else uneven, major,
+    return list(
+        gemm_time(*sides, acc, peak, env.elem, groups, code, env.matmul_scale, uneven, flags)
+    )
+
+
+def _gemm_costs(env: Env, layer: LayerTemplate, ops: list[Gemm]) -> list[dict[str, np.ndarray]]:
+    """Forward and backward time, saved bytes, parameters, FLOPs and kernels of the GEMM
+    ``ops`` of ``layer`` for one micro-batch on one rank, one dict per op.
+
+    The GEMMs of all ops that share their curve's inputs (the same ``low_precision`` and
+    scope: rate, precision and groups) are evaluated together
+    (:func:`stacked_gemm_times`); forward and data-gradient GEMMs of uneven expert rows
+    apart, per token factor."""
+    scopes: dict[tuple[Scope, float], tuple[object, ...]] = {}
+    shapes: dict[tuple[object, ...], list[tuple[object, object, object]]] = {}
+    majors: dict[tuple[object, ...], list[bool]] = {}
+    calls: dict[tuple[object, ...], tuple[object, ...]] = {}
+    where: list[list[tuple[tuple[object, ...], int]]] = []  # per op and pass: (call, row)
+    sides = []
+    for op in ops:
+        scope = scopes.get((op.scope, op.tokens_factor))
+        if scope is None:
+            # the local experts' uneven rows, each padded to whole row tiles where rows are
+            # the M side (forward, data gradient); the weight gradient's K side is summed
+            scope = scopes[op.scope, op.tokens_factor] = (
+                _tp_of(env, op.scope),
+                *_tokens(env, layer, op.scope, op.tokens_factor),
+                _uneven_rows(env, layer, op.scope, op.tokens_factor),
             )
-            for (m_, n_, k_), major in zip(shapes, mn_major, strict=True)
-        ]  # fmt: skip
-    count = len(widths)
-    fwd = sum(times[:count])
-    dgrad = sum(times[count : 2 * count])
-    wgrad = sum(times[2 * count :])
+        tp, rows, groups, uneven = scope
+        k = op.k / tp if op.shard is Shard.ROW else float(op.k)
+        n = op.n / tp if op.shard is Shard.COLUMN else float(op.n)
+        # a GEMM the framework runs as separate linear layers (``op.splits``) launches one
+        # kernel per layer and pass, each at its own shape's efficiency
+        widths = [n * (w / op.n) for w in op.splits] or [n]
+        # forward Y = X W, data gradient dX = dY W^T and weight gradient dW = dY^T X per
+        # width; the weight gradient reads both operands MN-major (the curve's
+        # mn_major_fraction) and is never uneven (its rows are the K side)
+        equal = (op.low_precision, op.scope, None)
+        tiled = equal if uneven is None else (op.low_precision, op.scope, op.tokens_factor)
+        passes = (
+            [(tiled, (rows, w, k), False) for w in widths]
+            + [(tiled, (rows, k, w), False) for w in widths]
+            + [(equal, (k, w, rows), True) for w in widths]
+        )  # fmt: skip
+        places = []
+        for key, shape, major in passes:
+            if key not in calls:
+                if op.low_precision:
+                    peak, code = env.peak, env.batch.precision
+                else:  # at the 16-bit rate also under FP8
+                    peak, code = env.peak_high, env.precision_high
+                calls[key] = (peak, code, groups, None if key is equal else uneven)
+                shapes[key], majors[key] = [], []
+            places.append((key, len(shapes[key])))
+            shapes[key].append(shape)
+            majors[key].append(major)
+        where.append(places)
+        sides.append((tp, rows, groups, k, n, len(widths)))
+    times = {
+        key: stacked_gemm_times(env, shapes[key], majors[key], *call) for key, call in calls.items()
+    }
+    eager = ~env.batch.fused_epilogues
+    fp8 = bool((env.batch.fp8_recipe >= 0).any())
+    return [
+        _gemm_part(env, op, side, [times[key][row] for key, row in places], eager, fp8)
+        for op, side, places in zip(ops, sides, where, strict=True)
+    ]
+
+
+def _gemm_part(
+    env: Env,
+    op: Gemm,
+    sides: tuple[object, ...],
+    times: list[np.ndarray],
+    eager: np.ndarray,
+    fp8: bool,
+) -> dict[str, np.ndarray]:
+    """One GEMM op's dict of :func:`_gemm_costs` from its sides and its GEMMs' times
+    (forward, data gradient, weight gradient, one per width each); ``eager``: per strategy,
+    epilogues not fused; ``fp8``: some strategy of the batch runs FP8."""
+    acc = env.system.accelerator
+    tp, rows, groups, k, n, count = sides
+    fwd = sum(times[:count])  # type: ignore[misc]
+    dgrad = sum(times[count : 2 * count])  # type: ignore[misc]
+    wgrad = sum(times[2 * count :])  # type: ignore[misc]
     # without fused epilogues, a bias the layer adds itself is a read-write pass over the
     # output (PyTorch's ``linear`` of 2020-2021 on a 3-D input: matmul, then ``add_`` of the
     # bias; Megatron-LM's linear with async communication: ``output + bias``), and every bias
     # gradient a reduction over the output gradient (``grad_output.sum(0)``); the output of
     # a row-parallel GEMM gets its bias after the reduction, sequence-sharded with SP
-    eager = ~env.batch.fused_epilogues
-    out_values = rows * groups * n / np.where(op.shard is Shard.ROW, env.sp_div, 1.0)
     own_bias = eager & (op.bias is Bias.OWN)
-    bias_add = np.where(own_bias, memory_time(out_values * 2.0 * env.elem, acc), 0.0)
-    bias_grad = np.where(
-        eager & (op.bias is not Bias.NONE), memory_time(out_values * env.elem, acc), 0.0
-    )
+    bias_add = bias_grad = _ZERO  # no strategy of the batch adds a bias outside the GEMM
+    if op.bias is not Bias.NONE and eager.any():
+        out_values = rows * groups * n / (env.sp_div if op.shard is Shard.ROW else 1.0)
+        bias_add = np.where(own_bias, memory_time(out_values * 2.0 * env.elem, acc), 0.0)
+        bias_grad = np.where(eager, memory_time(out_values * env.elem, acc), 0.0)
     # an expert GEMM saves its whole (gathered, routed) input
     seq_saved = op.input_shard is Shard.SEQUENCE and op.scope is not Scope.EXPERT
-    saved_rows = rows * groups / np.where(seq_saved, env.sp_div, 1.0)
+    saved_rows = rows * groups / (env.sp_div if seq_saved else 1.0)
     params = op.params / np.where(op.shard is Shard.REPLICATED, 1.0, tp)
     if op.scope is Scope.EXPERT:
         params = params / env.batch.ep
-    if op.low_precision:
-        # the FP8 recipe's quantization kernels (zero outside fp8; estimate/fp8.py)
+    if op.low_precision and fp8:
+        # the FP8 recipe's quantization kernels (estimate/fp8.py)
         q_fwd, q_bwd = quantization_time(env, rows * groups, k, n, params)
         fwd, dgrad = fwd + q_fwd, dgrad + q_bwd
     return {
@@ -386,55 +454,167 @@ def _gemm(env: Env, layer: LayerTemplate, op: Gemm) -> dict[str, np.ndarray]:
         "saved": saved_rows * k * env.elem,
         "params": params,
         "flops": 2.0 * rows * groups * k * n,
-        "kernels": float(len(widths)) + own_bias,
+        "kernels": float(count) + own_bias,  # type: ignore[arg-type]
     }
 
 
-def _pass_time(env: Env, values: np.ndarray, traffic: Traffic) -> np.ndarray:
-    """Time of one pass of an element-wise op over ``values`` elements: its kernels' bytes
-    at the activation width and in fp32; cast kernels only where activations are 16-bit."""
-    nbytes = values * traffic.act * env.elem
-    kernels: object = traffic.kernels
-    if traffic.fp32:
-        nbytes = nbytes + values * traffic.fp32 * 4.0
-    if traffic.cast_kernels:
+@dataclass(frozen=True)
+class _ElementwiseTable:
+    """The constants of a sequence of element-wise ops as columns with the ops on a
+    leading axis (:func:`elementwise_costs`): the ops of each scope (their indices, token
+    factors, element counts and shards), the traffic of their three passes (forward,
+    backward, the separate weight-gradient kernel; pass, op, 1), the saved bytes' factors,
+    the parameters and the forward kernels."""
+
+    scopes: tuple[tuple[Scope, tuple[int, ...], np.ndarray, np.ndarray], ...]
+    shards: tuple[tuple[Shard, Scope], ...]
+    act: np.ndarray
+    fp32: np.ndarray | None  # None: no pass moves fp32 values
+    kernels: np.ndarray
+    cast_act: np.ndarray | None  # None: no pass has cast kernels
+    cast_fp32: np.ndarray
+    cast_kernels: np.ndarray
+    weight_grad: bool  # some op has a separate weight-gradient kernel
+    elements: np.ndarray
+    saved: np.ndarray
+    saved_bytes: np.ndarray
+    saved_extra: np.ndarray | None  # None: no op saves fp32 values or masks
+    params: np.ndarray
+    params_sequence: np.ndarray
+    forward_kernels: np.ndarray
+    forward_cast_kernels: np.ndarray
+
+
+@lru_cache(maxsize=256)
+def _elementwise_table(ops: tuple[Elementwise, ...]) -> _ElementwiseTable:
+    def column(values: list[object], dtype: type = np.float64) -> np.ndarray:
+        return np.array(values, dtype=dtype).reshape(len(values), 1)
+
+    # the weight gradient as its own kernel: ``weight_grad_passes`` at the activation width
+    traffic = [
+        [op.forward for op in ops],
+        [op.backward for op in ops],
+        [Traffic(op.weight_grad_passes, 0.0, op.kernels) for op in ops],
+    ]
+
+    def passes(name: str, dtype: type = np.float64, cast: bool = False) -> np.ndarray:
+        # a cast column is zero where a pass has no cast kernels (they do not run)
+        return np.array(
+            [
+                [[getattr(t, name) if (t.cast_kernels or not cast) else 0.0] for t in row]
+                for row in traffic
+            ],
+            dtype=dtype,
+        )
+
+    scopes = []
+    for scope in dict.fromkeys(op.scope for op in ops):
+        index = tuple(i for i, op in enumerate(ops) if op.scope is scope)
+        factors = column([ops[i].tokens_factor for i in index])
+        elements = column([ops[i].elements for i in index])
+        scopes.append((scope, index, factors, elements))
+    has_fp32 = any(t.fp32 for row in traffic for t in row)
+    has_cast = any(t.cast_kernels for row in traffic for t in row)
+    has_extra = any(op.saved_fp32 or op.saved_mask for op in ops)
+    return _ElementwiseTable(
+        scopes=tuple(scopes),
+        shards=tuple((op.shard, op.scope) for op in ops),
+        act=passes("act"),
+        fp32=passes("fp32") if has_fp32 else None,
+        kernels=passes("kernels", np.int64),
+        cast_act=passes("cast_act", cast=True) if has_cast else None,
+        cast_fp32=passes("cast_fp32", cast=True),
+        cast_kernels=passes("cast_kernels", np.int64, cast=True),
+        weight_grad=any(op.weight_grad_passes for op in ops),
+        elements=column([op.elements for op in ops]),
+        saved=column([op.saved / op.elements for op in ops]),
+        saved_bytes=column([float(op.saved_bytes) for op in ops]),
+        saved_extra=(
+            column([op.saved_fp32 * 4.0 + op.saved_mask for op in ops]) if has_extra else None
+        ),
+        params=column([op.params for op in ops]),
+        params_sequence=column([op.shard is Shard.SEQUENCE for op in ops], bool),
+        forward_kernels=column([op.forward.kernels for op in ops], np.int64),
+        forward_cast_kernels=column([op.forward.cast_kernels for op in ops], np.int64),
+    )
+
+
+def _pass_times(env: Env, values: np.ndarray, table: _ElementwiseTable) -> np.ndarray:
+    """Time of the passes of element-wise ops over ``values`` elements (op, strategy), one
+    row each of ``table``'s passes (pass, op, strategy): their kernels' bytes at the
+    activation width and in fp32; cast kernels only where activations are 16-bit. The
+    weight-gradient pass only where it runs somewhere (an op has one and a strategy does
+    not fuse epilogues): else two passes."""
+    count = 3 if table.weight_grad and not env.batch.fused_epilogues.all() else 2
+    act, kernels = table.act[:count], table.kernels[:count]
+    nbytes = values * act * env.elem
+    if table.fp32 is not None:
+        nbytes = nbytes + values * table.fp32[:count] * 4.0
+    if table.cast_act is not None:
         cast = env.elem < 4.0
-        casts = values * (traffic.cast_act * env.elem + traffic.cast_fp32 * 4.0)
+        casts = values * (table.cast_act[:count] * env.elem + table.cast_fp32[:count] * 4.0)
         nbytes = nbytes + np.where(cast, casts, 0.0)
-        kernels = traffic.kernels + np.where(cast, traffic.cast_kernels, 0)
+        kernels = kernels + np.where(cast, table.cast_kernels[:count], 0)
     return memory_time(nbytes, env.system.accelerator, kernels)
+
+
+def elementwise_costs(
+    env: Env, ops: tuple[Elementwise, ...], layer: LayerTemplate | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Forward and backward time, saved bytes and parameters of memory-bound ops for one
+    micro-batch on one rank, one dict per op (``layer`` is needed for expert-scoped ops
+    only). The ops are evaluated together, on arrays with the ops on a leading axis
+    (:class:`_ElementwiseTable`): each line is one op's arithmetic element for element."""
+    table = _elementwise_table(ops)
+    divs: dict[tuple[Shard, Scope], np.ndarray] = {}
+    for key in table.shards:
+        if key not in divs:
+            divs[key] = _shard_div(env, *key)
+    div = np.stack([divs[key] for key in table.shards])
+    parts = []
+    for scope, index, factors, elements in table.scopes:
+        rows, groups = _tokens(env, layer, scope, factors)  # type: ignore[arg-type]
+        parts.append(rows * groups * elements / (div if len(index) == len(ops) else div[index,]))
+    if len(parts) == 1:
+        values = parts[0]
+    else:
+        values = np.empty(div.shape)
+        for (_, index, _, _), part in zip(table.scopes, parts, strict=True):
+            values[index,] = part
+    times = _pass_times(env, values, table)
+    fwd, bwd = times[0], times[1]
+    if len(times) == 3:
+        # the weight gradient's kernel runs where epilogues are not fused (zero where an
+        # op has none)
+        bwd = bwd + np.where(env.batch.fused_epilogues, 0.0, times[2])
+    width = np.where(table.saved_bytes == 0.0, env.elem, table.saved_bytes)
+    saved = values * table.saved * width
+    if table.saved_extra is not None:
+        saved = saved + values / table.elements * table.saved_extra
+    params = table.params / np.where(table.params_sequence, 1.0, div)
+    zero = np.zeros_like(fwd)
+    kernels = zero + table.forward_kernels + np.where(env.elem < 4.0, table.forward_cast_kernels, 0)
+    return [
+        {
+            "fwd": fwd[i],
+            "bwd": bwd[i],
+            "wgrad": zero[i],
+            "saved": saved[i],
+            "params": params[i],
+            "flops": zero[i],
+            "kernels": kernels[i],
+        }
+        for i in range(len(ops))
+    ]
 
 
 def elementwise_cost(
     env: Env, op: Elementwise, layer: LayerTemplate | None = None
 ) -> dict[str, np.ndarray]:
     """Forward and backward time, saved bytes and parameters of a memory-bound op for one
-    micro-batch on one rank (``layer`` is needed for expert-scoped ops only)."""
-    acc = env.system.accelerator
-    rows, groups = _tokens(env, layer, op.scope, op.tokens_factor)
-    values = rows * groups * op.elements / _shard_div(env, op.shard, op.scope)
-    fwd = _pass_time(env, values, op.forward)
-    bwd = _pass_time(env, values, op.backward)
-    if op.weight_grad_passes:
-        # the weight gradient as its own kernel when epilogues are not fused
-        weight_grad = memory_time(values * op.weight_grad_passes * env.elem, acc, op.kernels)
-        bwd = bwd + np.where(env.batch.fused_epilogues, 0.0, weight_grad)
-    width = env.elem if op.saved_bytes == 0 else float(op.saved_bytes)
-    saved = values * (op.saved / op.elements) * width
-    if op.saved_fp32 or op.saved_mask:
-        saved = saved + values / op.elements * (op.saved_fp32 * 4.0 + op.saved_mask)
-    div = _shard_div(env, op.shard, op.scope)
-    params = op.params / np.where(op.shard is Shard.SEQUENCE, 1.0, div)
-    zero = np.zeros_like(fwd)
-    return {
-        "fwd": fwd,
-        "bwd": bwd,
-        "wgrad": zero,
-        "saved": saved,
-        "params": params,
-        "flops": zero,
-        "kernels": zero + op.forward.kernels + np.where(env.elem < 4.0, op.forward.cast_kernels, 0),
-    }
+    micro-batch on one rank (``layer`` is needed for expert-scoped ops only):
+    :func:`elementwise_costs` of the op alone."""
+    return elementwise_costs(env, (op,), layer)[0]
 
 
 def _autocast_weights(
@@ -462,6 +642,9 @@ def autocast_cast_time(
     activations): read 4 + write ``elem`` bytes per parameter forward, read ``elem`` +
     write 4 backward (:func:`_autocast_weights`)."""
     on = autocast & (env.elem < 4.0)
+    if not on.any():  # no strategy casts: zeros, without costing the casts
+        zero = np.zeros(np.broadcast_shapes(on.shape, np.shape(params)))
+        return zero, zero, np.zeros(on.shape)
     moved = params * (4.0 + env.elem)
     t = np.where(on, memory_time(moved, env.system.accelerator, kernels), 0.0)
     return t, t, np.where(on, kernels, 0.0)
@@ -480,43 +663,50 @@ def _attention(env: Env, core: AttentionCore) -> dict[str, np.ndarray]:
     heads = core.heads / tp
     kv_heads = np.maximum(core.kv_heads / tp, 1.0)
     full_flops = 2.0 * mbs * heads * sq * s * (core.qk_dim + core.v_dim)
-    # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec. 3.1);
-    # the calibrated attention curve (deepflow.hardware.kernels.attention_time), in 16 bits
-    # under FP8 as the matrix rate
     code = env.precision_high
-    flash_fwd, flash_bwd, flash_flops = attention_time(
-        mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
-    )
-    # unfused: batched GEMMs for scores and context, softmax and dropout in memory: the
-    # forward's score Q K^T and context P V, the backward's dQ = dS K, dK = dS^T Q,
-    # dP = dO V^T and dV = P^T dO, in one call with the shapes on a leading axis (the same
-    # arithmetic element for element as one call per GEMM)
-    batch = mbs * heads
-    qk, v = float(core.qk_dim), float(core.v_dim)
-    shapes = [(sq, s, qk), (sq, v, s), (sq, qk, s), (s, qk, sq), (sq, s, v), (s, v, sq)]
-    sides = _stacked_sides(shapes)
-    scores, context, d_query, d_key, d_probs, d_value = gemm_time(
-        *sides, acc, peak, env.elem, batch, code, env.matmul_scale
-    )
-    score_values = batch * sq * s
-    # fused scale-mask-softmax, then dropout (read + write + 1-byte mask each way). The
-    # causal kernel reads only the scores a row attends to, (s + 1) / 2s of them on average,
-    # and writes the whole row (zeros above the diagonal); its backward reads the gradient
-    # and the output on the same triangle and writes the whole row (Megatron
-    # ``fused_kernels/scaled_upper_triang_masked_softmax.h``,
-    # ``scaled_upper_triang_masked_softmax_warp_forward``/``_backward``: loads only where
-    # ``element_index < local_seq``, ``local_seq = blockIdx.x + 1``). ``FusedScaleMaskSoftmax``
-    # runs it for 16-bit scores with ``16 < s <= 4096`` (``fused_softmax.py``,
-    # ``is_kernel_available``); otherwise, and with context parallelism, whole rows are read
-    fused_causal = (env.elem < 4.0) & (s > 16.0) & (s <= FUSED_SOFTMAX_MAX_SEQ) & (b.cp == 1)
-    read = np.where(fused_causal, (s + 1.0) / (2.0 * s), 1.0)
-    soft_fwd = memory_time(score_values * ((read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2)
-    soft_bwd = memory_time(
-        score_values * ((2.0 * read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2
-    )
-    unfused_fwd = scores + context + soft_fwd
-    unfused_bwd = d_query + d_key + d_probs + d_value + soft_bwd
     flash = b.flash_attention
+    batch = mbs * heads
+    score_values = batch * sq * s
+    # each kernel family costed only where a strategy of the batch runs it: the other's
+    # terms are zero, and np.where takes them nowhere
+    flash_fwd = flash_bwd = flash_flops = unfused_fwd = unfused_bwd = _ZERO
+    if flash.any():
+        # flash: one fused kernel; causal masking skips half of the tiles (Dao 2022, sec.
+        # 3.1); the calibrated attention curve (deepflow.hardware.kernels.attention_time),
+        # in 16 bits under FP8 as the matrix rate
+        flash_fwd, flash_bwd, flash_flops = attention_time(
+            mbs, heads, sq, s, core.qk_dim, core.v_dim, True, acc, peak, code, core.kernel
+        )
+    if not flash.all():
+        # unfused: batched GEMMs for scores and context, softmax and dropout in memory: the
+        # forward's score Q K^T and context P V, the backward's dQ = dS K, dK = dS^T Q,
+        # dP = dO V^T and dV = P^T dO, in one call with the shapes on a leading axis (the
+        # same arithmetic element for element as one call per GEMM)
+        qk, v = float(core.qk_dim), float(core.v_dim)
+        shapes = [(sq, s, qk), (sq, v, s), (sq, qk, s), (s, qk, sq), (sq, s, v), (s, v, sq)]
+        scores, context, d_query, d_key, d_probs, d_value = stacked_gemm_times(
+            env, shapes, [False] * 6, peak, code, batch
+        )
+        # fused scale-mask-softmax, then dropout (read + write + 1-byte mask each way). The
+        # causal kernel reads only the scores a row attends to, (s + 1) / 2s of them on
+        # average, and writes the whole row (zeros above the diagonal); its backward reads
+        # the gradient and the output on the same triangle and writes the whole row
+        # (Megatron ``fused_kernels/scaled_upper_triang_masked_softmax.h``,
+        # ``scaled_upper_triang_masked_softmax_warp_forward``/``_backward``: loads only
+        # where ``element_index < local_seq``, ``local_seq = blockIdx.x + 1``).
+        # ``FusedScaleMaskSoftmax`` runs it for 16-bit scores with ``16 < s <= 4096``
+        # (``fused_softmax.py``, ``is_kernel_available``); otherwise, and with context
+        # parallelism, whole rows are read
+        fused_causal = (env.elem < 4.0) & (s > 16.0) & (s <= FUSED_SOFTMAX_MAX_SEQ) & (b.cp == 1)
+        read = np.where(fused_causal, (s + 1.0) / (2.0 * s), 1.0)
+        soft_fwd = memory_time(
+            score_values * ((read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2
+        )
+        soft_bwd = memory_time(
+            score_values * ((2.0 * read + 1.0) * env.elem + 2.0 * env.elem + 1.0), acc, 2
+        )
+        unfused_fwd = scores + context + soft_fwd
+        unfused_bwd = d_query + d_key + d_probs + d_value + soft_bwd
     fwd = np.where(flash, flash_fwd, unfused_fwd)
     bwd = np.where(flash, flash_bwd, unfused_bwd)
     # saved: Q, K, V (+ fp32 log-sum-exp with flash); unfused adds the 5 a s^2 b term
@@ -543,11 +733,14 @@ def kv_gather_time(env: Env, core: AttentionCore) -> tuple[np.ndarray, np.ndarra
     whose backward reduce-scatters); zero otherwise."""
     tp = env.batch.tp
     width = core.heads * core.qk_dim + core.kv_heads * (core.qk_dim + core.v_dim)
+    gathered = tp > core.kv_heads
+    if not gathered.any():  # no strategy gathers: zeros, without costing the collectives
+        zero = np.zeros(gathered.shape)
+        return zero, zero
     size = env.tokens * width * env.elem
     algo = env.algorithms.get("tp") or _algorithm(env)
     ag = collective_time(Collective.ALL_GATHER, size, env.tp_group, env.hierarchy, algo)
     rs = collective_time(Collective.REDUCE_SCATTER, size, env.tp_group, env.hierarchy, algo)
-    gathered = tp > core.kv_heads
     return np.where(gathered, ag, 0.0), np.where(gathered, rs, 0.0)
 
 
@@ -628,10 +821,11 @@ def recomputed_fraction(env: Env) -> np.ndarray:
 def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     """Cost of ``layer`` for one micro-batch on one rank of each strategy in ``env``."""
     b = env.batch
-    parts = [
-        (_gemm(env, layer, op) if isinstance(op, Gemm) else elementwise_cost(env, op, layer))
-        for op in layer.ops
-    ]
+    ops = layer.ops
+    gemms = iter(_gemm_costs(env, layer, [op for op in ops if isinstance(op, Gemm)]))
+    others = tuple(op for op in ops if not isinstance(op, Gemm))
+    streams = iter(elementwise_costs(env, others, layer) if others else ())  # type: ignore[arg-type]
+    parts = [next(gemms) if isinstance(op, Gemm) else next(streams) for op in ops]
     for part, again in zip(parts, layer.saved_again, strict=True):
         if again:  # the same tensor is saved once
             part["saved"] = np.zeros_like(part["saved"])
@@ -664,10 +858,14 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
     kv_ag, kv_rs = kv_gather_time(env, layer.attention)
     # ring attention: cp-1 exchanges of the local K,V block, hidden under the attention
     # compute; backward moves K,V and their gradients (Liu et al. 2023, sec. 3)
-    cp_steps = b.cp - 1.0
-    kv_step = p2p_time(attn["kv_bytes"], env.cp_group.domains > 1, env.hierarchy)
-    cp_fwd = np.where(b.cp > 1, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
-    cp_bwd = np.where(b.cp > 1, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
+    ring = b.cp > 1
+    if ring.any():
+        cp_steps = b.cp - 1.0
+        kv_step = p2p_time(attn["kv_bytes"], env.cp_group.domains > 1, env.hierarchy)
+        cp_fwd = np.where(ring, np.maximum(0.0, cp_steps * kv_step - attn["fwd"]), 0.0)
+        cp_bwd = np.where(ring, np.maximum(0.0, 2.0 * cp_steps * kv_step - attn["bwd"]), 0.0)
+    else:  # no context parallelism in the batch: no exchange
+        cp_fwd = cp_bwd = np.zeros(ring.shape)
     if layer.moe:
         ep_one, mlp_tp = moe_comm_time(env, layer, tp_one)
         ep_fwd, ep_bwd = 2.0 * ep_one, 2.0 * ep_one
@@ -679,7 +877,7 @@ def layer_cost(env: Env, layer: LayerTemplate) -> LayerCost:
 
     recompute_mode = b.recompute
     full = recompute_mode == FULL
-    f = np.where(full, recomputed_fraction(env), 0.0)
+    f = np.where(full, recomputed_fraction(env), 0.0) if full.any() else np.zeros(full.shape)
     sel = _selective(env, layer, parts, attn, mlp_tp, ep_fwd)
     # host issue time: a backward op issues about two kernels per forward kernel (input and
     # weight gradients) plus one gradient accumulation per parameter tensor; collectives

@@ -108,6 +108,16 @@ class UnevenRows:
     spread: object
     cap: object = None
 
+    def with_last_axis(self) -> UnevenRows:
+        """The same rows with a last axis of length one on each array, so that
+        :meth:`tiles` broadcasts them against tiles along a last axis (the candidate tiles
+        of :func:`~deepflow.hardware.kernels.gemm_terms`), element for element the same."""
+
+        def last(value: object) -> object:
+            return None if value is None else np.asarray(value, dtype=np.float64)[..., None]
+
+        return UnevenRows(last(self.mean), last(self.spread), last(self.cap))
+
     def tiles(self, tile: object) -> np.ndarray:
         """Expected row tiles of one group: :func:`expected_row_tiles`."""
         return expected_row_tiles(self.mean, self.spread, tile, self.cap)

@@ -19,7 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from deepflow.network.algorithms import ALGORITHMS
-from deepflow.network.hierarchy import GroupPlacement, Hierarchy, Level
+from deepflow.network.hierarchy import (
+    GroupPlacement,
+    Hierarchy,
+    Level,
+    one_element,
+    scalar_placement,
+)
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.network.xp import f64, select
@@ -94,9 +100,25 @@ def collective_time(
     result of an all-gather, the input of a reduce-scatter, or the bytes a rank holds
     before an all-to-all. ``algorithm`` is a built-in :class:`Algorithm` or an algorithm
     given as a step program (an imported MSCCL-IR file; see :func:`program_time`).
+    On the ring, a one-strategy group (one-element arrays) with a float or one-element size
+    is evaluated on NumPy scalars (:mod:`deepflow.network.xp`, the same bits) and returned
+    as a one-element array.
     """
     if isinstance(algorithm, ProgramAlgorithm):
         return program_time(op, size, group, hierarchy, algorithm)
+    if algorithm is Algorithm.RING and one_element(group):
+        kind = type(size)
+        if kind is float or kind is np.float64:
+            one = size
+        elif kind is np.ndarray and size.shape == (1,) and size.dtype == np.float64:  # type: ignore[union-attr]
+            one = size[0]  # type: ignore[index]
+        else:
+            one = None
+        if one is not None:
+            # one strategy: the same lines on NumPy scalars (deepflow.network.xp, the ring's
+            # closed form), the one element returned in a one-element array
+            t = collective_time(op, np.float64(one), scalar_placement(group), hierarchy, algorithm)
+            return np.array([t])
     s = f64(size)  # an array, or a NumPy scalar for one strategy (deepflow.network.xp)
     m, k = group.members_per_domain, group.domains
     up, out = hierarchy.scale_up, hierarchy.scale_out

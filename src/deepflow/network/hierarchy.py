@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deepflow.network.dims import DimKind, NetworkDim
+from deepflow.specs.identity import IdentityCache
 from deepflow.specs.system import SystemSpec
 
 
@@ -81,6 +82,36 @@ class GroupPlacement:
     size: np.ndarray
     members_per_domain: np.ndarray
     domains: np.ndarray
+
+
+def _scalars_of(g: GroupPlacement) -> GroupPlacement:
+    return GroupPlacement(g.size[0], g.members_per_domain[0], g.domains[0])
+
+
+_SCALAR_PLACEMENTS = IdentityCache(_scalars_of, maxsize=256)
+
+
+def read_only(g: GroupPlacement) -> bool:
+    """True when the arrays of placement ``g`` are read-only (fixed while it lives)."""
+    return not (
+        g.size.flags.writeable or g.members_per_domain.flags.writeable or g.domains.flags.writeable
+    )
+
+
+def one_element(g: GroupPlacement) -> bool:
+    """True when every array of placement ``g`` is a one-element float64 array (one
+    strategy's placement)."""
+    for a in (g.size, g.members_per_domain, g.domains):
+        if type(a) is not np.ndarray or a.shape != (1,) or a.dtype != np.float64:
+            return False
+    return True
+
+
+def scalar_placement(g: GroupPlacement) -> GroupPlacement:
+    """A one-strategy placement (:func:`one_element`) as NumPy scalars, for the collective
+    formulas' lines on one number each (:mod:`deepflow.network.xp`); kept per object where
+    its arrays are read-only, as the placements kept per mesh are."""
+    return _SCALAR_PLACEMENTS(g) if read_only(g) else _scalars_of(g)
 
 
 def place_group(size: object, stride: object, scale_up_size: int) -> GroupPlacement:

@@ -50,7 +50,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from deepflow.network.collectives import collective_time
-from deepflow.network.hierarchy import GroupPlacement, Hierarchy, place_group
+from deepflow.network.hierarchy import (
+    GroupPlacement,
+    Hierarchy,
+    one_element,
+    place_group,
+    read_only,
+    scalar_placement,
+)
 from deepflow.network.ops import Algorithm, Collective
 from deepflow.network.programs import ProgramAlgorithm
 from deepflow.network.xp import asarray, f64, select
@@ -340,11 +347,10 @@ def unit_buffers(
 
 def _one_element(c: SyncCollective, groups: DataParallelGroups) -> bool:
     """True when ``c``'s size and its group are one-element float64 arrays."""
-    g = getattr(groups, c.group)
-    for a in (c.size, g.size, g.members_per_domain, g.domains):
-        if type(a) is not np.ndarray or a.shape != (1,) or a.dtype != np.float64:
-            return False
-    return True
+    size = c.size
+    if type(size) is not np.ndarray or size.shape != (1,) or size.dtype != np.float64:
+        return False
+    return one_element(getattr(groups, c.group))
 
 
 def _scalar(c: SyncCollective, groups: DataParallelGroups) -> bool:
@@ -353,28 +359,8 @@ def _scalar(c: SyncCollective, groups: DataParallelGroups) -> bool:
     return all(type(a) is np.float64 for a in (c.size, g.size, g.members_per_domain, g.domains))
 
 
-def _scalars_of(g: GroupPlacement) -> GroupPlacement:
-    return GroupPlacement(g.size[0], g.members_per_domain[0], g.domains[0])
-
-
-_SCALAR_PLACEMENTS = IdentityCache(_scalars_of, maxsize=256)
-
-
-def _read_only(g: GroupPlacement) -> bool:
-    """True when the arrays of placement ``g`` are read-only (fixed while it lives)."""
-    return not (
-        g.size.flags.writeable or g.members_per_domain.flags.writeable or g.domains.flags.writeable
-    )
-
-
-def _scalar_placement(g: GroupPlacement) -> GroupPlacement:
-    """A one-strategy placement as NumPy scalars (kept per object where its arrays are
-    read-only, as the placements kept per mesh are)."""
-    return _SCALAR_PLACEMENTS(g) if _read_only(g) else _scalars_of(g)
-
-
 def _scalar_groups_of(groups: DataParallelGroups) -> DataParallelGroups:
-    return DataParallelGroups(*(_scalar_placement(getattr(groups, n)) for n in _GROUP_NAMES))
+    return DataParallelGroups(*(scalar_placement(getattr(groups, n)) for n in _GROUP_NAMES))
 
 
 _GROUP_NAMES = tuple(f.name for f in fields(DataParallelGroups))
@@ -386,7 +372,7 @@ def scalar_groups(groups: DataParallelGroups) -> DataParallelGroups:
     scalars, so that :func:`step_sync`, :func:`sharded_state` and :func:`sync_time` run
     their lines on one number each (:mod:`deepflow.network.xp`); kept per object where
     its arrays are read-only (the groups kept per mesh, :mod:`deepflow.estimate.context`)."""
-    if all([_read_only(getattr(groups, n)) for n in _GROUP_NAMES]):
+    if all([read_only(getattr(groups, n)) for n in _GROUP_NAMES]):
         return _SCALAR_GROUPS(groups)
     return _scalar_groups_of(groups)
 
@@ -416,7 +402,7 @@ def sync_time(
                 if not size > 0:  # moves nothing
                     continue
                 group = getattr(groups, c.group)
-                group = group if scalars else _scalar_placement(group)
+                group = group if scalars else scalar_placement(group)
                 total = total + collective_time(c.op, size, group, hierarchy, algorithm)
             return total if scalars else np.full(1, total)
     total = np.zeros(())
