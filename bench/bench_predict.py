@@ -98,32 +98,45 @@ the step-level terms 38 us, the result and ``prediction_at`` 27 us. Still short 
 5,000/s: what remains is NumPy's fixed cost per operation on one-element and
 ``(stages, 1)`` arrays, spread over the evaluator with no part a large share.
 
-Sixth round (2026-12-06, ``taskset -c 0``, a test run of another checkout on the machine;
-best of four runs each, this command and the evaluator of the commit before the round run
-alternately): 2,465/s against 2,221/s; ``--calls 1200`` 2,871/s against 2,545/s; ``--warm
---calls 1200`` 3,086/s against 2,782/s (3,607 against 3,259/s in an earlier, quieter
-set); ``--cold --calls 240`` 291/s against 274/s, within the noise. The round: memo keys
+Sixth round, all three parts below together (2026-12-06, ``taskset -c 0``, other jobs
+on the machine; best of four runs each, this command and the evaluator of ba8afec run
+alternately): 3,352/s (0.30 ms) against 2,482/s; ``--calls 1200`` 3,607/s against
+2,748/s; ``--warm --calls 1200`` 4,142/s (0.24 ms) against 3,194/s; ``--cold --calls 240``
+504/s against 317/s. Every result bit-identical (``deepflow validate --csv``, the
+predictions of every example over 120 strategies, and of GPT-3 175B and DeepSeek-V3 over
+ZeRO 1 and 3, both overlap flags, the four schedules and two recompute modes, one at a
+time and as one batch, compared before and after). The median time of each part of a warm
+call after it (``time.perf_counter`` marks in ``evaluate``, 1,200 calls): the call and
+``from_specs`` 19 us, ``Env.build``, the feasibility rules and the memo lookups 61 us, the
+pipeline-split loop about 92 us (the pipeline time 20 us, the rest 2-12 us per
+statement), the step-level terms 33 us, the result and ``prediction_at`` 24 us.
+
+The evaluator's loop: a stage's time parts, STAGE_SUMS quantities and forward time come
+from one table per kind of unit (dense layer, MoE layer, the ZeRO-3 chain ends, embedding,
+head; ``_stage_table``, kept per memoized cost) and one combination of them
+(``_stage_combination``), every row in one broadcast for one strategy; each strategy's
+values on its critical or peak stage by a basic index for one strategy (``_on_stage``).
+
+The memo keys (the same commands, another set of alternating runs): 2,465/s against
+2,221/s; ``--calls 1200`` 2,871/s against 2,545/s; ``--warm --calls 1200`` 3,086/s
+against 2,782/s (3,607 against 3,259/s in an earlier, quieter set); ``--cold --calls
+240`` 291/s against 274/s, within the noise. Memo keys
 of small integer codes, one per distinct fingerprint (:func:`deepflow.estimate.memo.code`),
 instead of tuples of nested fingerprints hashed again on every lookup; a packed batch of
 one keyed on the Python values of the fields read; scalars, empty dicts, enums and
 frozen objects given their codes without a fingerprint. Median time of each memo lookup
 of a warm call (``python bench/bench_memo.py``, same machine and load, best of two runs):
 the part costs 27.1 -> 13.6 us, the step inputs 5.5 -> 3.5 us, the stage state 9.3 ->
-4.7 us, the step-level times 7.3 -> 4.9 us; 49 -> 27 us in all, every result
-bit-identical (``deepflow validate --csv`` and the predictions of every example over 120
-strategies compared before and after).
+4.7 us, the step-level times 7.3 -> 4.9 us; 49 -> 27 us in all.
 
-Sixth round, the memo misses (2026-12-06, ``taskset -c 0``, other jobs on the machine;
-best of four runs each, this command and the evaluator of the commit before the round run
-alternately): ``--cold --calls 240`` 531/s against 315/s; 2,710/s against 2,368/s;
+The memo misses (the same commands, another set of alternating runs): ``--cold --calls 240`` 531/s against 315/s; 2,710/s against 2,368/s;
 ``--calls 1200`` 3,058/s against 2,774/s; ``--warm --calls 1200`` 3,302/s against 3,233/s
 (the round does not touch a warm call). One miss's layer costs of GPT-3 175B
 (``layer_costs`` on a one-strategy ``Env``, best of five passes over 48 strategies) take
 0.50 ms against 1.30 ms, its embedding and head costs 0.35 ms against 0.54 ms; DeepSeek-V3's
 (examples/deepseek-v3-2048-h800.yaml, uneven expert rows) 2.2 ms against 12.9 ms and
 2.8 ms against 13.9 ms (its head with the multi-token-prediction layers costs the layers
-again). The round, every result bit-identical (``deepflow validate --csv`` and the
-predictions of every example over 120 strategies compared before and after):
+again). Their changes:
 
 * a layer's GEMMs that share their curve's inputs in one ``gemm_time`` call with the
   shapes on a leading axis (``stacked_gemm_times``; the LM head's three too), the candidate
@@ -136,6 +149,12 @@ predictions of every example over 120 strategies compared before and after):
 * the terms of features no strategy of the batch uses not costed (the other attention
   kernel, the other form of a tensor-parallel pair, the QKV gather, autocast casts,
   biases outside fused epilogues, FP8 quantization, the ring-attention exchange).
+
+Still short of 5,000/s (0.2 ms a call) after the sixth round: no part of a warm call is
+the bulk; what remains is NumPy's fixed cost per operation on one-element and
+``(stages, 1)`` arrays (the pipeline time's schedule checks, the stage state and
+activations, the step-level terms, ``Env.build`` and the rules), and in the default run
+the layer costs of the 24 memo misses (about 0.5 ms each).
 """
 
 from __future__ import annotations
