@@ -563,8 +563,8 @@ def clear_memos() -> None:
 
 
 def _stage_table(cost: LayerCost | EdgeCost) -> np.ndarray:
-    """What one layer or edge adds to the stage that holds it, (row, strategy) in
-    :data:`_TABLE` order: ``cost.time_parts`` as rows of :data:`STAGE_PARTS` (zero in the
+    """What one layer or edge adds to the stage that holds it, (row, strategy), rows in
+    this order: ``cost.time_parts`` as rows of :data:`STAGE_PARTS` (zero in the
     parts the cost has none of: a layer's data-parallel and pipeline parts, which the
     evaluator adds by stage; an embedding's or head's parts outside EDGE_TIME_PARTS), its
     rows of :data:`~deepflow.estimate.layer_cost.STAGE_SUMS`, and its forward time."""
