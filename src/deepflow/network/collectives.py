@@ -24,6 +24,7 @@ from deepflow.network.hierarchy import (
     Hierarchy,
     Level,
     one_element,
+    one_float,
     scalar_placement,
 )
 from deepflow.network.ops import Algorithm, Collective
@@ -110,7 +111,7 @@ def collective_time(
         kind = type(size)
         if kind is float or kind is np.float64:
             one = size
-        elif kind is np.ndarray and size.shape == (1,) and size.dtype == np.float64:  # type: ignore[union-attr]
+        elif one_float(size):
             one = size[0]  # type: ignore[index]
         else:
             one = None

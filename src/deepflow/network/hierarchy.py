@@ -98,13 +98,15 @@ def read_only(g: GroupPlacement) -> bool:
     )
 
 
+def one_float(a: object) -> bool:
+    """True when ``a`` is a one-element float64 array (one strategy's value)."""
+    return type(a) is np.ndarray and a.shape == (1,) and a.dtype == np.float64  # type: ignore[union-attr]
+
+
 def one_element(g: GroupPlacement) -> bool:
     """True when every array of placement ``g`` is a one-element float64 array (one
-    strategy's placement)."""
-    for a in (g.size, g.members_per_domain, g.domains):
-        if type(a) is not np.ndarray or a.shape != (1,) or a.dtype != np.float64:
-            return False
-    return True
+    strategy's placement, :func:`one_float`)."""
+    return one_float(g.size) and one_float(g.members_per_domain) and one_float(g.domains)
 
 
 def scalar_placement(g: GroupPlacement) -> GroupPlacement:

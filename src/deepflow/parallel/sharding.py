@@ -54,6 +54,7 @@ from deepflow.network.hierarchy import (
     GroupPlacement,
     Hierarchy,
     one_element,
+    one_float,
     place_group,
     read_only,
     scalar_placement,
@@ -347,10 +348,7 @@ def unit_buffers(
 
 def _one_element(c: SyncCollective, groups: DataParallelGroups) -> bool:
     """True when ``c``'s size and its group are one-element float64 arrays."""
-    size = c.size
-    if type(size) is not np.ndarray or size.shape != (1,) or size.dtype != np.float64:
-        return False
-    return one_element(getattr(groups, c.group))
+    return one_float(c.size) and one_element(getattr(groups, c.group))
 
 
 def _scalar(c: SyncCollective, groups: DataParallelGroups) -> bool:
